@@ -1,0 +1,435 @@
+//! One call, from INVITE to BYE: the task that joins the SIP dialog, the RTP stream
+//! and the dialplan interpreter.
+//!
+//! This is the async edge. Everything it drives (pacer, RTP sender/receiver, jitter
+//! buffer, DTMF detectors, playout, interpreter) is a plain state machine; this task
+//! only moves packets, dialog events and time between them.
+
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, StatusCode};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::rtp::jitter::JitterBuffer;
+use crate::channel::rtp::pacer::Pacer;
+use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
+use crate::channel::rtp::sender::RtpSender;
+use crate::channel::sip::sdp::{self, Direction, Negotiated};
+use crate::dialplan::{Dialplan, Input, Interpreter, Moment, Output};
+use crate::media::dtmf::inband::ToneDetector;
+use crate::media::dtmf::rfc4733::EventReceiver;
+use crate::media::dtmf::{DtmfMode, relay};
+use crate::media::playout::{Frame, Playout};
+use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
+use record::CallRecord;
+
+/// Everything a call needs, gathered by the SIP edge when the INVITE is accepted.
+pub struct CallSetup {
+    pub call_id: String,
+    pub caller: String,
+    pub called: String,
+    pub trunk: Option<String>,
+    pub invite_at: chrono::DateTime<chrono::Utc>,
+    pub plan: Arc<Dialplan>,
+    pub negotiated: Negotiated,
+    pub socket: UdpSocket,
+    pub dtmf: DtmfMode,
+    pub rtp_timeout: Duration,
+    pub audio_root: PathBuf,
+    pub dialog: InviteDialog,
+    pub states: DialogStateReceiver,
+    pub hangup_all: CancellationToken,
+    pub dialog_layer: Arc<DialogLayer>,
+}
+
+/// Runs the call to its end and emits its record.
+pub async fn run(mut s: CallSetup) {
+    let mut record = CallRecord {
+        call_id: s.call_id.clone(),
+        from: s.caller.clone(),
+        to: s.called.clone(),
+        trunk: s.trunk.clone(),
+        dialplan: s.plan.file.display().to_string(),
+        dialplan_version: s.plan.version.clone(),
+        codec: s.negotiated.law.encoding_name().to_string(),
+        dtmf_mode: format!("{:?}", s.dtmf).to_lowercase(),
+        invite_at: Some(s.invite_at),
+        ..CallRecord::default()
+    };
+    let span = tracing::info_span!("call", call_id = %s.call_id);
+    let reason = {
+        let _enter = span.enter();
+        tracing::info!(from = %s.caller, to = %s.called, dialplan = %record.dialplan, "incoming call");
+        drop(_enter);
+        let reason = tracing::Instrument::instrument(drive(&mut s, &mut record), span.clone()).await;
+        reason
+    };
+    record.end_reason = reason;
+    record.end_at = Some(chrono::Utc::now());
+    s.dialog_layer.remove_dialog(&s.dialog.id());
+    record.emit();
+}
+
+fn terminated(reason: &TerminatedReason) -> String {
+    match reason {
+        TerminatedReason::UacBye => "caller-hangup".into(),
+        TerminatedReason::UacCancel => "cancelled".into(),
+        TerminatedReason::Timeout => "timeout".into(),
+        TerminatedReason::UasBye => "kefu-hangup".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
+    let local_rtp = match s.socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => return format!("rtp-socket: {e}"),
+    };
+    // Ring first when the dialplan asks for it; the caller may give up (CANCEL).
+    if !s.plan.answer_after.is_zero() {
+        if let Err(e) = s.dialog.ringing(None, None) {
+            return format!("sip-error: {e}");
+        }
+        let until = tokio::time::Instant::now() + s.plan.answer_after;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                state = s.states.recv() => match state {
+                    Some(DialogState::Terminated(_, r)) => return terminated(&r),
+                    None => return "dialog-gone".into(),
+                    Some(_) => {}
+                },
+                _ = s.hangup_all.cancelled() => return "shutdown".into(),
+            }
+        }
+    }
+    let session_id: u64 = rand::random::<u32>().into();
+    let mut sdp_version = 1;
+    let answer = sdp::answer(local_rtp, &s.negotiated, session_id, sdp_version);
+    let sdp_header = || vec![Header::Other("Content-Type".into(), "application/sdp".into())];
+    if let Err(e) = s.dialog.accept(Some(sdp_header()), Some(answer.into_bytes())) {
+        return format!("sip-error: {e}");
+    }
+    record.answer_at = Some(chrono::Utc::now());
+    // Media starts when the caller's ACK confirms the dialog.
+    let ack_deadline = tokio::time::Instant::now() + Duration::from_secs(32);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(ack_deadline) => return "no-ack".into(),
+            state = s.states.recv() => match state {
+                Some(DialogState::Confirmed(..)) => break,
+                Some(DialogState::Terminated(_, r)) => return terminated(&r),
+                None => return "dialog-gone".into(),
+                Some(_) => {}
+            },
+        }
+    }
+
+    let mut media = Media::new(s, local_rtp);
+    let reason = media.run(s, record, session_id, &mut sdp_version).await;
+    record.rtp_sent = media.sender.packets;
+    record.rtp_received = media.receiver.received();
+    record.rtp_lost = media.receiver.lost();
+    record.rtp_jitter_ms = media.receiver.jitter() as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+    record.prompts = media
+        .playout
+        .started
+        .iter()
+        .map(|p| {
+            p.path()
+                .strip_prefix(&s.audio_root)
+                .unwrap_or(p.path())
+                .display()
+                .to_string()
+        })
+        .collect();
+    record.path = media.interpreter.path().to_vec();
+    record.vars = media.interpreter.vars().clone();
+    reason
+}
+
+/// The media side of a confirmed call.
+struct Media {
+    negotiated: Negotiated,
+    remote: SocketAddr,
+    latched: bool,
+    pacer: Pacer,
+    sender: RtpSender,
+    receiver: RtpReceiver,
+    jitter: JitterBuffer<Vec<u8>>,
+    events: EventReceiver,
+    tones: ToneDetector,
+    playout: Playout,
+    interpreter: Interpreter,
+    media_start: Instant,
+    /// Last time we heard from the caller (RTP or a dialog request).
+    last_heard: Instant,
+}
+
+enum Step {
+    Continue,
+    End(String),
+}
+
+impl Media {
+    fn new(s: &CallSetup, _local: SocketAddr) -> Self {
+        let now = Instant::now();
+        let vars = BTreeMap::from([
+            ("caller".to_string(), s.caller.clone()),
+            ("called".to_string(), s.called.clone()),
+        ]);
+        Self {
+            negotiated: s.negotiated.clone(),
+            remote: s.negotiated.remote,
+            latched: false,
+            pacer: Pacer::new(now),
+            sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
+            receiver: RtpReceiver::default(),
+            jitter: JitterBuffer::new(3),
+            events: EventReceiver::default(),
+            tones: ToneDetector::default(),
+            playout: Playout::default(),
+            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now()),
+            media_start: now,
+            last_heard: now,
+        }
+    }
+
+    async fn run(&mut self, s: &mut CallSetup, record: &mut CallRecord, session_id: u64, sdp_version: &mut u64) -> String {
+        self.interpreter.start(Moment::now());
+        let mut buf = vec![0u8; 2048];
+        loop {
+            if let Step::End(reason) = self.apply_outputs(s).await {
+                return reason;
+            }
+            let timer = self.interpreter.poll_timeout();
+            let far = Instant::now() + Duration::from_secs(3600);
+            let step = tokio::select! {
+                _ = tokio::time::sleep_until(self.pacer.deadline().into()) => self.send_frame(s).await,
+                received = s.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive_rtp(&buf[..len], from, s.dtmf, record),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "RTP receive error");
+                        Step::Continue
+                    }
+                },
+                state = s.states.recv() => self.dialog_event(state, s, record, session_id, sdp_version).await,
+                _ = tokio::time::sleep_until(timer.unwrap_or(far).into()), if timer.is_some() => {
+                    self.interpreter.handle(Input::Timer, Moment::now());
+                    Step::Continue
+                }
+                _ = s.hangup_all.cancelled() => Step::End("shutdown".into()),
+            };
+            if let Step::End(reason) = step {
+                if reason != "caller-hangup" && reason != "cancelled" {
+                    if let Err(e) = s.dialog.bye().await {
+                        tracing::debug!(error = %e, "BYE failed");
+                    }
+                }
+                return reason;
+            }
+        }
+    }
+
+    async fn apply_outputs(&mut self, s: &mut CallSetup) -> Step {
+        while let Some(out) = self.interpreter.poll_output() {
+            match out {
+                Output::Play(prompts) => self.playout.play(prompts),
+                Output::StopPlayback => self.playout.stop(),
+                Output::Transfer { queue } => {
+                    tracing::warn!(%queue, "transfer requested but no agent system is configured; playing the transfer message instead");
+                }
+                Output::Hangup { reason } => {
+                    if let Err(e) = s.dialog.bye().await {
+                        tracing::debug!(error = %e, "BYE failed");
+                    }
+                    return Step::End(reason);
+                }
+            }
+        }
+        Step::Continue
+    }
+
+    async fn send_frame(&mut self, s: &CallSetup) -> Step {
+        let now = Instant::now();
+        let Some(slot) = self.pacer.tick(now) else {
+            return Step::Continue;
+        };
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        let frame = self.playout.next_frame(&mut pcm);
+        if self.negotiated.direction.sends() {
+            let mut payload = [0u8; FRAME_SAMPLES];
+            self.negotiated.law.encode(&pcm, &mut payload);
+            let mut packet = [0u8; 12 + FRAME_SAMPLES];
+            match self.sender.build(self.negotiated.payload_type, slot, &payload, &mut packet) {
+                Ok(n) => {
+                    if let Err(e) = s.socket.send_to(&packet[..n], self.remote).await {
+                        tracing::debug!(error = %e, remote = %self.remote, "RTP send failed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "RTP packet build failed"),
+            }
+        }
+        if frame == Frame::Finished {
+            self.interpreter.handle(Input::PlaybackDone, Moment::now());
+        }
+        // A caller whose media has stopped (and who is not on hold) has gone.
+        let receives = matches!(self.negotiated.direction, Direction::SendRecv | Direction::RecvOnly);
+        if receives && now.duration_since(self.last_heard) > s.rtp_timeout {
+            tracing::warn!(timeout = ?s.rtp_timeout, "no RTP from the caller; hanging up");
+            return Step::End("rtp-timeout".into());
+        }
+        Step::Continue
+    }
+
+    fn receive_rtp(&mut self, packet: &[u8], from: SocketAddr, mode: DtmfMode, record: &mut CallRecord) -> Step {
+        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+            return Step::Continue; // not RTP (or RTCP on a shared port)
+        };
+        let pt = rtp.payload_type();
+        let is_event = Some(pt) == self.negotiated.telephone_event;
+        if !is_event && pt != self.negotiated.payload_type {
+            return Step::Continue;
+        }
+        // Symmetric RTP: answer where the caller's media really comes from (NAT).
+        if !self.latched || from != self.remote {
+            if from != self.remote {
+                tracing::debug!(sdp = %self.remote, actual = %from, "RTP source latched");
+            }
+            self.remote = from;
+            self.latched = true;
+        }
+        let now = Instant::now();
+        self.last_heard = now;
+        let arrival = (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
+        let accepted = self.receiver.receive(rtp.ssrc(), rtp.sequence_number().into(), rtp.timestamp(), arrival, now);
+        let mut digits = Vec::new();
+        if is_event {
+            // Events bypass the reorder buffer: their timestamp identifies the press.
+            if mode.accepts_rfc4733(true)
+                && let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload())
+            {
+                digits.push((d, "rfc4733"));
+            }
+        } else if let Accepted::Packet(seq) = accepted {
+            self.jitter.push(seq, rtp.payload().to_vec());
+            let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
+            while let Some((_, payload)) = self.jitter.pop() {
+                if inband {
+                    let mut pcm = [0i16; 480];
+                    let n = payload.len().min(pcm.len());
+                    self.negotiated.law.decode(&payload[..n], &mut pcm[..n]);
+                    self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
+                }
+            }
+        }
+        for (d, source) in digits {
+            self.digit(d, source, record);
+        }
+        Step::Continue
+    }
+
+    fn digit(&mut self, d: char, source: &'static str, record: &mut CallRecord) {
+        tracing::debug!(digit = %d, source, "key pressed");
+        record.digits.push(d);
+        record.digit_sources.push(source);
+        self.interpreter.handle(Input::Digit(d), Moment::now());
+    }
+
+    async fn dialog_event(
+        &mut self,
+        state: Option<DialogState>,
+        s: &mut CallSetup,
+        record: &mut CallRecord,
+        session_id: u64,
+        sdp_version: &mut u64,
+    ) -> Step {
+        let Some(state) = state else {
+            return Step::End("dialog-gone".into());
+        };
+        match state {
+            DialogState::Terminated(_, r) => return Step::End(terminated(&r)),
+            DialogState::Info(_, req, handle) => {
+                let content_type = req.header_value("Content-Type").unwrap_or_default();
+                let (status, digit) = match relay::parse_info(&content_type, &req.body) {
+                    Ok(d) => (StatusCode::OK, Some(d)),
+                    Err(relay::RelayError::ContentType(_)) => (StatusCode::UnsupportedMediaType, None),
+                    Err(e) => {
+                        tracing::info!(error = %e, "INFO body rejected");
+                        (StatusCode::BadRequest, None)
+                    }
+                };
+                if let Err(e) = handle.reply(status).await {
+                    tracing::debug!(error = %e, "cannot answer INFO");
+                }
+                if let Some(d) = digit {
+                    if s.dtmf.accepts_info() {
+                        self.digit(d, "info", record);
+                    } else {
+                        tracing::info!(digit = %d, mode = ?s.dtmf, "SIP INFO key ignored by this trunk's DTMF mode");
+                    }
+                }
+            }
+            DialogState::Updated(_, req, handle) => {
+                // re-INVITE or UPDATE: hold/unhold, codec or address change.
+                let result = if req.body.is_empty() {
+                    Ok(self.negotiated.clone())
+                } else {
+                    sdp::negotiate(&req.body)
+                };
+                match result {
+                    Ok(n) => {
+                        let was_sending = self.negotiated.direction.sends();
+                        if n.remote != self.negotiated.remote {
+                            self.remote = n.remote;
+                            self.latched = false;
+                        }
+                        tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
+                        self.negotiated = n;
+                        if !was_sending && self.negotiated.direction.sends() {
+                            self.sender.mark_talkspurt();
+                        }
+                        self.last_heard = Instant::now();
+                        *sdp_version += 1;
+                        let local = s.socket.local_addr().unwrap_or(self.remote);
+                        let body = sdp::answer(local, &self.negotiated, session_id, *sdp_version);
+                        let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
+                        if let Err(e) = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await {
+                            tracing::debug!(error = %e, "cannot answer re-INVITE");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "re-INVITE offer rejected");
+                        let headers = vec![Header::Other("Warning".into(), format!("399 kefu \"{e}\""))];
+                        if let Err(e) = handle.respond(StatusCode::NotAcceptableHere, Some(headers), None).await {
+                            tracing::debug!(error = %e, "cannot answer re-INVITE");
+                        }
+                    }
+                }
+            }
+            DialogState::Options(_, _, handle) => {
+                if let Err(e) = handle.reply(StatusCode::OK).await {
+                    tracing::debug!(error = %e, "cannot answer OPTIONS");
+                }
+            }
+            DialogState::Notify(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Refer(_, _, handle) | DialogState::Publish(_, _, handle) => {
+                if let Err(e) = handle.reply(StatusCode::NotImplemented).await {
+                    tracing::debug!(error = %e, "cannot answer in-dialog request");
+                }
+            }
+            _ => {}
+        }
+        Step::Continue
+    }
+}

@@ -1,0 +1,15 @@
+//! RTP media: sending paced G.711 frames, receiving with SSRC/sequence tracking and a
+//! small reordering buffer, and the port pool calls take their sockets from.
+//!
+//! RTCP is not sent yet: receiver statistics (loss, jitter) are kept here and reported
+//! in the call record; SR/RR packets come with the capacity work, where per-stream
+//! reporting is batched with the shared sender.
+
+pub mod jitter;
+pub mod pacer;
+pub mod ports;
+pub mod receiver;
+pub mod sender;
+
+/// RTP packets per second of 20 ms audio.
+pub const FRAME_MILLIS: u64 = 20;

@@ -1,0 +1,304 @@
+//! The SIP edge: UDP and TCP transports, the rsipstack endpoint (transactions with
+//! timers A–K, dialogs), and the routing of each incoming request.
+//!
+//! New INVITEs become calls (see [`crate::call`]); in-dialog requests go to their
+//! dialog; everything else is answered here (OPTIONS 200, 405, 481, 503).
+
+pub mod guard;
+pub mod sdp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use anyhow::Context;
+use rsipstack::dialog::dialog::Dialog;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::{UdpConnection, UdpInner};
+use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::call::{self, CallSetup};
+use crate::channel::rtp::ports::PortPool;
+use crate::config::Config;
+use crate::dialplan::reload::LiveDialplans;
+
+/// Methods kefu answers, for Allow headers.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
+
+/// Live calls and whether new ones are still taken.
+#[derive(Debug, Default)]
+pub struct CallGate {
+    active: AtomicUsize,
+    draining: AtomicBool,
+    pub tracker: TaskTracker,
+}
+
+/// Held by a call while it is live.
+pub struct CallSlot(Arc<CallGate>);
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl CallGate {
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.tracker.close();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<CallSlot> {
+        if self.is_draining() {
+            return None;
+        }
+        let prev = self.active.fetch_add(1, Ordering::AcqRel);
+        if prev >= limit {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(CallSlot(self.clone()))
+    }
+}
+
+/// Everything the request router needs.
+pub struct SipService {
+    pub config: Arc<Config>,
+    pub dialplans: LiveDialplans,
+    pub gate: Arc<CallGate>,
+    pub ports: Arc<PortPool>,
+    /// Cancelled when calls must end now (drain timeout passed).
+    pub hangup_all: CancellationToken,
+    dialog_layer: Arc<DialogLayer>,
+    local: SocketAddr,
+}
+
+/// Binds the SIP transports and starts the endpoint. Returns the service and the
+/// bound UDP address (useful when port 0 was asked for).
+pub async fn bind(
+    config: Arc<Config>,
+    dialplans: LiveDialplans,
+    gate: Arc<CallGate>,
+    stop: CancellationToken,
+    hangup_all: CancellationToken,
+) -> anyhow::Result<(Arc<SipService>, rsipstack::transaction::TransactionReceiver)> {
+    let transport = TransportLayer::new(stop.child_token());
+    let udp = tokio::net::UdpSocket::bind(config.sip)
+        .await
+        .with_context(|| format!("cannot bind SIP/UDP on {}", config.sip))?;
+    let local = udp.local_addr()?;
+    let socket = guard::GuardedSocket::new(udp);
+    let conn = UdpConnection::attach(
+        UdpInner {
+            conn: Arc::new(socket),
+            addr: SipAddr {
+                r#type: Some(rsipstack::sip::transport::Transport::Udp),
+                addr: local.into(),
+            },
+        },
+        None,
+        Some(stop.child_token()),
+    )
+    .await;
+    transport.add_transport(conn.into());
+    if config.sip_tcp {
+        let tcp_addr = SocketAddr::new(local.ip(), local.port());
+        let tcp = TcpListenerConnection::new(tcp_addr, None)
+            .await
+            .with_context(|| format!("cannot bind SIP/TCP on {tcp_addr}"))?;
+        transport.add_transport(tcp.into());
+    }
+    let endpoint = EndpointBuilder::new()
+        .with_user_agent(concat!("kefu/", env!("CARGO_PKG_VERSION")))
+        .with_transport_layer(transport)
+        .with_cancel_token(stop.child_token())
+        .build();
+    let incoming = endpoint
+        .incoming_transactions()
+        .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
+    let inner = endpoint.inner.clone();
+    tokio::spawn(async move { endpoint.serve().await });
+    let (first, last) = config.rtp_ports;
+    let service = Arc::new(SipService {
+        dialog_layer: Arc::new(DialogLayer::new(inner)),
+        ports: PortPool::new(first, last),
+        config,
+        dialplans,
+        gate,
+        hangup_all,
+        local,
+    });
+    Ok((service, incoming))
+}
+
+impl SipService {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Routes incoming requests until the endpoint stops.
+    pub async fn run(self: Arc<Self>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+        while let Some(tx) = incoming.recv().await {
+            let this = self.clone();
+            tokio::spawn(async move { this.route(tx).await });
+        }
+    }
+
+    async fn route(self: Arc<Self>, mut tx: Transaction) {
+        let has_to_tag = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        let method = tx.original.method;
+        if has_to_tag || !matches!(method, Method::Invite | Method::Options) {
+            match self.dialog_layer.match_dialog(&tx) {
+                Some(Dialog::Invite(mut dialog)) => {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        tracing::debug!(error = %e, %method, "in-dialog request failed");
+                    }
+                    return;
+                }
+                Some(_) | None => {}
+            }
+        }
+        let result = match method {
+            Method::Invite if !has_to_tag => self.new_call(tx).await,
+            Method::Options => {
+                tx.reply_with(
+                    StatusCode::OK,
+                    vec![
+                        Header::Other("Allow".into(), ALLOW.into()),
+                        Header::Other("Accept".into(), "application/sdp, application/dtmf-relay, application/dtmf".into()),
+                    ],
+                    None,
+                )
+                .await
+            }
+            Method::Ack => Ok(()),
+            Method::Register | Method::Subscribe | Method::Publish | Method::Message | Method::Refer | Method::Notify
+                if !has_to_tag =>
+            {
+                tx.reply_with(
+                    StatusCode::MethodNotAllowed,
+                    vec![Header::Other("Allow".into(), ALLOW.into())],
+                    None,
+                )
+                .await
+            }
+            _ => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, %method, "cannot answer SIP request");
+        }
+    }
+
+    async fn reject(tx: &mut Transaction, status: StatusCode, warning: &str) -> rsipstack::Result<()> {
+        let mut headers = vec![Header::Other("Warning".into(), format!("399 kefu \"{warning}\""))];
+        if status == StatusCode::ServiceUnavailable {
+            headers.push(Header::Other("Retry-After".into(), "5".into()));
+        }
+        tx.reply_with(status, headers, None).await
+    }
+
+    async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
+        let invite_at = chrono::Utc::now();
+        let Some(slot) = self.gate.try_enter(self.config.max_calls) else {
+            let why = if self.gate.is_draining() { "shutting down" } else { "call limit reached" };
+            tracing::warn!(reason = why, active = self.gate.active(), "INVITE refused with 503");
+            return Self::reject(&mut tx, StatusCode::ServiceUnavailable, why).await;
+        };
+        let called = tx.original.uri.user().unwrap_or_default().to_string();
+        let Some(plan) = self.dialplans.current().lookup(&called) else {
+            return Self::reject(&mut tx, StatusCode::NotFound, &format!("no dialplan answers {called:?}")).await;
+        };
+        let negotiated = match sdp::negotiate(&tx.original.body) {
+            Ok(n) => n,
+            Err(e) => {
+                let why = if tx.original.body.is_empty() {
+                    "an SDP offer in the INVITE is required".to_string()
+                } else {
+                    e.to_string()
+                };
+                return Self::reject(&mut tx, StatusCode::NotAcceptableHere, &why).await;
+            }
+        };
+        let socket = match self.ports.bind(self.local.ip()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "INVITE refused: no RTP port");
+                return Self::reject(&mut tx, StatusCode::ServiceUnavailable, "no media port free").await;
+            }
+        };
+        let (state_tx, state_rx) = self.dialog_layer.new_dialog_state_channel();
+        let contact = rsipstack::sip::Uri::try_from(format!("sip:kefu@{}", self.local).as_str()).ok();
+        let dialog = match self
+            .dialog_layer
+            .get_or_create_server_invite(&tx, state_tx, None, contact)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create dialog");
+                return tx.reply(StatusCode::ServerInternalError).await;
+            }
+        };
+        let source = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .and_then(|a| a.get_socketaddr().ok())
+            .map(|a| a.ip())
+            .unwrap_or(self.local.ip());
+        let (dtmf, trunk) = self.config.dtmf_for(source);
+        let setup = CallSetup {
+            call_id: tx.original.call_id_header().map(|c| c.value().to_string()).unwrap_or_default(),
+            caller: tx
+                .original
+                .from_header()
+                .ok()
+                .and_then(|f| f.uri().ok())
+                .and_then(|u| u.user().map(str::to_string))
+                .unwrap_or_default(),
+            called,
+            trunk: trunk.map(str::to_string),
+            invite_at,
+            plan,
+            negotiated,
+            socket,
+            dtmf,
+            rtp_timeout: self.config.rtp_timeout,
+            audio_root: self.config.audio.clone(),
+            dialog: dialog.clone(),
+            states: state_rx,
+            hangup_all: self.hangup_all.clone(),
+            dialog_layer: self.dialog_layer.clone(),
+        };
+        // The dialog answers retransmissions, CANCEL and the ACK on its transaction.
+        let mut invite_dialog = dialog;
+        tokio::spawn(async move {
+            if let Err(e) = invite_dialog.handle(&mut tx).await {
+                tracing::debug!(error = %e, "INVITE transaction ended with an error");
+            }
+        });
+        self.gate.tracker.spawn(async move {
+            let _slot = slot;
+            call::run(setup).await;
+        });
+        Ok(())
+    }
+}

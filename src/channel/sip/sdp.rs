@@ -1,0 +1,230 @@
+//! SDP offer/answer for G.711 audio with telephone-event (RFC 3264, RFC 4733).
+//!
+//! Parsing uses the `sdp` crate; the answer is written directly because it is a
+//! fixed, small template.
+
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::media::g711::Law;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SdpError {
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    #[error("no audio stream in the offer")]
+    NoAudio,
+    #[error("no common codec: kefu speaks PCMU (0) and PCMA (8) over RTP/AVP")]
+    NoCodec,
+    #[error("no connection address (c=) for the audio stream")]
+    NoAddress,
+}
+
+/// Media direction from one side's point of view (RFC 3264 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// Our direction for a peer's: what they send we receive.
+    pub fn reverse(self) -> Self {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+/// What offer and answer agreed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Where the peer wants RTP (until symmetric RTP learns its real source).
+    pub remote: SocketAddr,
+    pub law: Law,
+    pub payload_type: u8,
+    /// The peer's payload type for telephone-event/8000, when offered.
+    pub telephone_event: Option<u8>,
+    /// Our direction.
+    pub direction: Direction,
+    pub ptime: u32,
+}
+
+/// Chooses codecs and direction from an offer; PCMU is preferred over PCMA, but
+/// the offerer's order wins among what we support.
+pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
+    let text = std::str::from_utf8(offer).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
+    let desc = sdp::SessionDescription::unmarshal(&mut Cursor::new(text))
+        .map_err(|e| SdpError::Malformed(e.to_string()))?;
+    let media = desc
+        .media_descriptions
+        .iter()
+        .find(|m| m.media_name.media == "audio" && m.media_name.port.value > 0)
+        .ok_or(SdpError::NoAudio)?;
+    let rtpmap = |pt: &str| {
+        media
+            .attributes
+            .iter()
+            .filter(|a| a.key == "rtpmap")
+            .filter_map(|a| a.value.as_deref())
+            .find_map(|v| {
+                let (p, name) = v.split_once(' ')?;
+                (p == pt).then(|| name.to_ascii_lowercase())
+            })
+    };
+    let mut chosen = None;
+    let mut telephone_event = None;
+    for fmt in &media.media_name.formats {
+        let Ok(pt) = fmt.parse::<u8>() else { continue };
+        let name = rtpmap(fmt);
+        let law = match (pt, name.as_deref()) {
+            (_, Some(n)) if n.starts_with("pcmu/8000") => Some(Law::Pcmu),
+            (_, Some(n)) if n.starts_with("pcma/8000") => Some(Law::Pcma),
+            (0, None) => Some(Law::Pcmu),
+            (8, None) => Some(Law::Pcma),
+            _ => None,
+        };
+        if let Some(law) = law
+            && chosen.is_none()
+        {
+            chosen = Some((law, pt));
+        }
+        if name.as_deref().is_some_and(|n| n.starts_with("telephone-event/8000")) {
+            telephone_event.get_or_insert(pt);
+        }
+    }
+    let (law, payload_type) = chosen.ok_or(SdpError::NoCodec)?;
+    let conn = media
+        .connection_information
+        .as_ref()
+        .or(desc.connection_information.as_ref())
+        .and_then(|c| c.address.as_ref())
+        .ok_or(SdpError::NoAddress)?;
+    let ip: IpAddr = conn
+        .address
+        .parse()
+        .map_err(|_| SdpError::Malformed(format!("connection address {:?} is not an IP address", conn.address)))?;
+    let port = u16::try_from(media.media_name.port.value)
+        .map_err(|_| SdpError::Malformed("audio port out of range".into()))?;
+    let attr = |key: &str| {
+        media
+            .attributes
+            .iter()
+            .chain(desc.attributes.iter())
+            .any(|a| a.key == key)
+    };
+    let theirs = if attr("inactive") {
+        Direction::Inactive
+    } else if attr("sendonly") {
+        Direction::SendOnly
+    } else if attr("recvonly") {
+        Direction::RecvOnly
+    } else {
+        Direction::SendRecv
+    };
+    // RFC 2543-style hold: a zero connection address means "don't send to me".
+    let theirs = if ip.is_unspecified() && theirs == Direction::SendRecv {
+        Direction::SendOnly
+    } else {
+        theirs
+    };
+    let ptime = media
+        .attributes
+        .iter()
+        .find(|a| a.key == "ptime")
+        .and_then(|a| a.value.as_deref()?.trim().parse().ok())
+        .unwrap_or(20);
+    Ok(Negotiated {
+        remote: SocketAddr::new(ip, port),
+        law,
+        payload_type,
+        telephone_event,
+        direction: theirs.reverse(),
+        ptime,
+    })
+}
+
+/// Writes our answer. `version` must grow with each new answer in the dialog.
+pub fn answer(local: SocketAddr, n: &Negotiated, session_id: u64, version: u64) -> String {
+    let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
+    let mut formats = n.payload_type.to_string();
+    let mut attrs = format!("a=rtpmap:{} {}/8000\r\n", n.payload_type, n.law.encoding_name());
+    if let Some(te) = n.telephone_event {
+        formats.push_str(&format!(" {te}"));
+        attrs.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+    }
+    format!(
+        "v=0\r\no=kefu {session_id} {version} IN {ip_kind} {ip}\r\ns=kefu\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {formats}\r\n{attrs}a=ptime:20\r\na={dir}\r\n",
+        port = local.port(),
+        dir = n.direction.attribute(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 18 8 0 101\r\na=rtpmap:18 G729/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+        a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
+
+    #[test]
+    fn picks_first_supported_codec_and_telephone_event() {
+        let n = negotiate(OFFER.as_bytes()).unwrap();
+        assert_eq!(n.law, Law::Pcma);
+        assert_eq!(n.payload_type, 8);
+        assert_eq!(n.telephone_event, Some(101));
+        assert_eq!(n.remote, "10.0.0.5:4000".parse().unwrap());
+        assert_eq!(n.direction, Direction::SendRecv);
+        let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7, 1);
+        assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:101 telephone-event/8000"));
+        // The answer parses as SDP too.
+        assert!(sdp::SessionDescription::unmarshal(&mut Cursor::new(a)).is_ok());
+    }
+
+    #[test]
+    fn hold_offers() {
+        let held = OFFER.replace("a=fmtp:101 0-15\r\n", "a=fmtp:101 0-15\r\na=sendonly\r\n");
+        assert_eq!(negotiate(held.as_bytes()).unwrap().direction, Direction::RecvOnly);
+        let old_style = OFFER.replace("c=IN IP4 10.0.0.5", "c=IN IP4 0.0.0.0");
+        assert!(!negotiate(old_style.as_bytes()).unwrap().direction.sends());
+        let inactive = OFFER.replace("a=fmtp:101 0-15\r\n", "a=inactive\r\n");
+        assert_eq!(negotiate(inactive.as_bytes()).unwrap().direction, Direction::Inactive);
+    }
+
+    #[test]
+    fn static_payload_types_without_rtpmap() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+        let n = negotiate(offer.as_bytes()).unwrap();
+        assert_eq!((n.law, n.telephone_event), (Law::Pcmu, None));
+    }
+
+    #[test]
+    fn rejects_what_we_cannot_speak() {
+        let g729 = OFFER.replace("RTP/AVP 18 8 0 101", "RTP/AVP 18");
+        assert_eq!(negotiate(g729.as_bytes()), Err(SdpError::NoCodec));
+        let video = OFFER.replace("m=audio", "m=video");
+        assert_eq!(negotiate(video.as_bytes()), Err(SdpError::NoAudio));
+        assert!(matches!(negotiate(b"garbage"), Err(SdpError::Malformed(_))));
+    }
+}

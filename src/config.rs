@@ -1,0 +1,179 @@
+//! Settings: built-in defaults, then `kefu.toml`, then command-line flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::media::dtmf::DtmfMode;
+
+/// `kefu.toml`. Every field is optional; unknown fields are an error so a typo is
+/// not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub sip: Option<SocketAddr>,
+    pub sip_tcp: Option<bool>,
+    pub http: Option<SocketAddr>,
+    pub dialplans: Option<PathBuf>,
+    pub audio: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub max_calls: Option<usize>,
+    /// RTP port range, "20000-29999".
+    pub rtp_ports: Option<String>,
+    /// Hang up a call that sends no RTP for this long, "60s".
+    pub rtp_timeout: Option<String>,
+    /// How long SIGTERM waits for live calls, "30s".
+    pub drain_timeout: Option<String>,
+    pub dtmf: Option<DtmfMode>,
+    /// How often dialplans are checked for edits, "1s".
+    pub reload_interval: Option<String>,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<Trunk>,
+}
+
+/// A SIP peer known by its source addresses, with its own DTMF mode.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+    #[serde(default)]
+    pub dtmf: DtmfMode,
+}
+
+/// The settings `kefu serve` runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub sip: SocketAddr,
+    pub sip_tcp: bool,
+    pub http: SocketAddr,
+    pub dialplans: PathBuf,
+    pub audio: PathBuf,
+    pub data: PathBuf,
+    pub max_calls: usize,
+    pub rtp_ports: (u16, u16),
+    pub rtp_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub dtmf: DtmfMode,
+    pub reload_interval: Duration,
+    pub trunks: Vec<Trunk>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            sip_tcp: true,
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            dialplans: "dialplans".into(),
+            audio: "audio".into(),
+            data: "data".into(),
+            max_calls: 1000,
+            rtp_ports: (20000, 29999),
+            rtp_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            dtmf: DtmfMode::Auto,
+            reload_interval: Duration::from_secs(1),
+            trunks: Vec::new(),
+        }
+    }
+}
+
+fn duration(field: &str, text: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(text).with_context(|| format!("`{field}` = {text:?} is not a duration; write it like \"30s\""))
+}
+
+impl Config {
+    /// Reads `path` if given (an explicit path must exist) or `./kefu.toml` if present.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("kefu.toml"), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| {
+                let (line, col) = e
+                    .span()
+                    .map(|s| crate::dialplan::source::Source::new(&path, &text).position(s.start))
+                    .unwrap_or((1, 1));
+                anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => FileConfig::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Self::default().merge(file)
+    }
+
+    fn merge(mut self, f: FileConfig) -> anyhow::Result<Self> {
+        macro_rules! take {
+            ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
+        }
+        take!(sip, sip_tcp, http, dialplans, audio, data, max_calls, dtmf);
+        if let Some(r) = f.rtp_ports {
+            self.rtp_ports = parse_range(&r)?;
+        }
+        if let Some(t) = f.rtp_timeout {
+            self.rtp_timeout = duration("rtp_timeout", &t)?;
+        }
+        if let Some(t) = f.drain_timeout {
+            self.drain_timeout = duration("drain_timeout", &t)?;
+        }
+        if let Some(t) = f.reload_interval {
+            self.reload_interval = duration("reload_interval", &t)?;
+        }
+        self.trunks = f.trunks;
+        Ok(self)
+    }
+
+    /// The DTMF mode for a call from `source`.
+    pub fn dtmf_for(&self, source: IpAddr) -> (DtmfMode, Option<&str>) {
+        self.trunks
+            .iter()
+            .find(|t| t.addresses.contains(&source))
+            .map_or((self.dtmf, None), |t| (t.dtmf, Some(t.name.as_str())))
+    }
+}
+
+pub fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = text
+        .split_once('-')
+        .with_context(|| format!("`rtp_ports` = {text:?}: write it like \"20000-29999\""))?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().with_context(|| format!("`rtp_ports`: {a:?} is not a port"))?,
+        b.trim().parse().with_context(|| format!("`rtp_ports`: {b:?} is not a port"))?,
+    );
+    if a >= b || a < 1024 {
+        bail!("`rtp_ports` = {text:?}: the first port must be 1024 or above and below the last");
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_reports_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        std::fs::write(
+            &path,
+            "sip = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\ndtmf = \"info\"\n\n[[trunk]]\nname = \"carrier\"\naddresses = [\"10.0.0.1\"]\ndtmf = \"rfc4733\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.sip.port(), 5070);
+        assert_eq!(c.http.port(), 8080);
+        assert_eq!(c.rtp_ports, (30000, 30100));
+        assert_eq!(c.dtmf_for("10.0.0.1".parse().unwrap()), (DtmfMode::Rfc4733, Some("carrier")));
+        assert_eq!(c.dtmf_for("10.0.0.2".parse().unwrap()).0, DtmfMode::Info);
+
+        std::fs::write(&path, "sip = \"127.0.0.1:5070\"\nmax_cals = 5\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("kefu.toml:2:1"), "{err}");
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

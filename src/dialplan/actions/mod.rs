@@ -1,0 +1,225 @@
+//! What a dialplan node can do. One file per node type: each parses its own table
+//! (reporting problems with positions) and runs against the call's [`Run`] state.
+
+pub mod branch;
+pub mod collect;
+pub mod goto;
+pub mod hangup;
+pub mod hours;
+pub mod menu;
+pub mod play;
+pub mod set;
+pub mod transfer;
+
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::interpreter::{Flow, Run};
+use super::source::{Fields, Source};
+use super::{AudioRoot, NodeId};
+use crate::media::prompt::{Prompt, PromptCache};
+
+/// A node's behaviour.
+#[derive(Debug)]
+pub enum Action {
+    Play(play::Play),
+    Menu(menu::Menu),
+    Collect(collect::Collect),
+    Goto(goto::Goto),
+    Set(set::Set),
+    Branch(branch::Branch),
+    Hours(hours::Hours),
+    Transfer(transfer::Transfer),
+    Hangup(hangup::Hangup),
+}
+
+/// The node types, as written in `type = "..."`.
+pub const TYPES: &[&str] = &[
+    "play", "menu", "collect", "goto", "set", "branch", "hours", "transfer", "hangup",
+];
+
+/// One piece of a prompt: a file, or the digits of a variable read out one by one.
+#[derive(Clone, Debug)]
+pub enum PromptItem {
+    File(Arc<Prompt>),
+    Digits(String),
+}
+
+/// What node parsers need besides their own table.
+pub struct Cx<'s, 'a> {
+    pub src: &'s mut Source<'a>,
+    pub node_names: &'s [String],
+    pub audio: &'s AudioRoot,
+    pub prompts: &'s PromptCache,
+    pub has_digit_prompts: bool,
+}
+
+impl Cx<'_, '_> {
+    fn resolve(&mut self, name: &Spanned<String>, field: &str) -> Option<NodeId> {
+        let id = self.node_names.iter().position(|n| n == name.get_ref());
+        if id.is_none() {
+            self.src.error(
+                name.span(),
+                format!("`{field}` names unknown node `{}`", name.get_ref()),
+            );
+        }
+        id
+    }
+
+    /// An optional field naming another node.
+    pub fn target(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<NodeId> {
+        let name = f.string(self.src, field)?;
+        self.resolve(&name, field)
+    }
+
+    /// A field naming another node that must be present.
+    pub fn required_target(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<NodeId> {
+        let name = f.required_string(self.src, field)?;
+        self.resolve(&name, field)
+    }
+
+    /// Resolves a target written as a string value somewhere inside a table.
+    pub fn target_value(&mut self, name: &Spanned<String>, field: &str) -> Option<NodeId> {
+        self.resolve(name, field)
+    }
+
+    /// A prompt field: a file under the audio directory, `${digits:VAR}`, or a list.
+    pub fn prompt(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<Vec<PromptItem>> {
+        let items = f.strings(self.src, field)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let text = item.get_ref();
+            if let Some(var) = text.strip_prefix("${digits:").and_then(|r| r.strip_suffix('}')) {
+                if !self.has_digit_prompts {
+                    self.src.error(
+                        item.span(),
+                        "`${digits:...}` needs `digits = \"<folder with 0.wav … 9.wav>\"` in [dialplan]",
+                    );
+                }
+                out.push(PromptItem::Digits(var.to_string()));
+                continue;
+            }
+            let path = self.audio.resolve(text);
+            if !path.exists() {
+                self.src.error(
+                    item.span(),
+                    format!("audio file {} does not exist", path.display()),
+                );
+                continue;
+            }
+            match self.prompts.get(&path) {
+                Ok(p) => out.push(PromptItem::File(p)),
+                Err(e) => self
+                    .src
+                    .error(item.span(), format!("audio file {}: {e}", path.display())),
+            }
+        }
+        Some(out)
+    }
+
+    pub fn required_prompt(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<Vec<PromptItem>> {
+        let p = self.prompt(f, field);
+        if p.is_none() {
+            self.src
+                .error(f.span.clone(), format!("{} needs `{field}`", f.what));
+        }
+        p
+    }
+}
+
+impl Action {
+    /// Parses the table of a node whose `type` is `kind`; `None` after reporting.
+    pub fn parse(kind: &str, f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
+        Some(match kind {
+            "play" => Action::Play(play::Play::parse(f, cx)?),
+            "menu" => Action::Menu(menu::Menu::parse(f, cx)?),
+            "collect" => Action::Collect(collect::Collect::parse(f, cx)?),
+            "goto" => Action::Goto(goto::Goto::parse(f, cx)?),
+            "set" => Action::Set(set::Set::parse(f, cx)?),
+            "branch" => Action::Branch(branch::Branch::parse(f, cx)?),
+            "hours" => Action::Hours(hours::Hours::parse(f, cx)?),
+            "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
+            "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
+            _ => return None,
+        })
+    }
+
+    /// The fields each node type reads (for "unknown field" messages).
+    pub fn fields(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "play" => play::FIELDS,
+            "menu" => menu::FIELDS,
+            "collect" => collect::FIELDS,
+            "goto" => goto::FIELDS,
+            "set" => set::FIELDS,
+            "branch" => branch::FIELDS,
+            "hours" => hours::FIELDS,
+            "transfer" => transfer::FIELDS,
+            "hangup" => hangup::FIELDS,
+            _ => &[],
+        }
+    }
+
+    /// Nodes this one can lead to, for the reachability check.
+    pub fn targets(&self) -> Vec<NodeId> {
+        match self {
+            Action::Play(a) => vec![a.next],
+            Action::Menu(a) => a.options.iter().map(|(_, t)| *t).chain(a.on_failure).collect(),
+            Action::Collect(a) => std::iter::once(a.next).chain(a.on_failure).collect(),
+            Action::Goto(a) => vec![a.target],
+            Action::Set(a) => vec![a.next],
+            Action::Branch(a) => a.rules.iter().map(|r| r.target).chain([a.otherwise]).collect(),
+            Action::Hours(a) => vec![a.when_open, a.when_closed],
+            Action::Transfer(a) => a.next.into_iter().collect(),
+            Action::Hangup(_) => Vec::new(),
+        }
+    }
+
+    /// Whether the node consumes keys pressed ahead of its prompt.
+    pub fn takes_digits(&self) -> bool {
+        matches!(self, Action::Menu(_) | Action::Collect(_))
+    }
+
+    pub fn enter(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Play(a) => a.enter(run),
+            Action::Menu(a) => a.enter(run),
+            Action::Collect(a) => a.enter(run),
+            Action::Goto(a) => Flow::Next(a.target),
+            Action::Set(a) => a.enter(run),
+            Action::Branch(a) => a.enter(run),
+            Action::Hours(a) => a.enter(run),
+            Action::Transfer(a) => a.enter(run),
+            Action::Hangup(a) => a.enter(run),
+        }
+    }
+
+    pub fn digit(&self, run: &mut Run, digit: char) -> Flow {
+        match self {
+            Action::Play(a) => a.digit(run, digit),
+            Action::Menu(a) => a.digit(run, digit),
+            Action::Collect(a) => a.digit(run, digit),
+            _ => Flow::Stay,
+        }
+    }
+
+    pub fn playback_done(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Play(a) => Flow::Next(a.next),
+            Action::Menu(a) => a.playback_done(run),
+            Action::Collect(a) => a.playback_done(run),
+            Action::Transfer(a) => a.after_message(),
+            Action::Hangup(_) => Flow::Hangup(hangup::REASON.into()),
+            _ => Flow::Stay,
+        }
+    }
+
+    pub fn timer(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Menu(a) => a.timer(run),
+            Action::Collect(a) => a.timer(run),
+            _ => Flow::Stay,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Runs one call through a dialplan.
+//!
+//! A plain state machine in the style of a sans-I/O protocol core: the call feeds it
+//! [`Input`]s with the current [`Moment`], drains [`Output`]s, and wakes it at
+//! [`Interpreter::poll_timeout`]. It owns no clock, socket or task, so tests drive
+//! whole dialogues in virtual time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::actions::PromptItem;
+use super::{Dialplan, NodeId};
+use crate::media::prompt::Prompt;
+
+/// A point in time on both clocks: monotonic for timers, wall for business hours.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment {
+    pub mono: Instant,
+    pub wall: DateTime<Utc>,
+}
+
+impl Moment {
+    pub fn now() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+
+    pub fn after(&self, d: Duration) -> Self {
+        Self {
+            mono: self.mono + d,
+            wall: self.wall + d,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The caller pressed a key.
+    Digit(char),
+    /// Everything asked for with [`Output::Play`] has been played.
+    PlaybackDone,
+    /// The deadline from [`Interpreter::poll_timeout`] has passed.
+    Timer,
+}
+
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Play these prompts in order, replacing anything playing.
+    Play(Vec<Arc<Prompt>>),
+    /// Stop playing at once (the caller pressed a key).
+    StopPlayback,
+    /// Hand the caller to an agent queue.
+    Transfer { queue: String },
+    /// End the call.
+    Hangup { reason: String },
+}
+
+/// What a node asks the interpreter to do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Stay,
+    Next(NodeId),
+    Hangup(String),
+}
+
+/// Where a prompting node is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Playing the node's own prompt.
+    #[default]
+    Prompt,
+    /// Waiting for keys.
+    Wait,
+    /// Playing an invalid/timeout prompt before asking again.
+    Reprompt,
+}
+
+/// State of the current node; reset on entering each node.
+#[derive(Clone, Debug, Default)]
+pub struct Local {
+    pub phase: Phase,
+    pub failures: u32,
+    pub buffer: String,
+}
+
+/// The call state nodes read and change.
+#[derive(Debug)]
+pub struct Run {
+    pub vars: BTreeMap<String, String>,
+    pub local: Local,
+    pub typeahead: VecDeque<char>,
+    pub now: Moment,
+    deadline: Option<Instant>,
+    playing: bool,
+    outputs: VecDeque<Output>,
+    digit_prompts: Option<Vec<Arc<Prompt>>>,
+}
+
+impl Run {
+    /// Starts playing `items`; returns false when there is nothing to play.
+    pub fn play(&mut self, items: &[PromptItem]) -> bool {
+        let mut prompts = Vec::new();
+        for item in items {
+            match item {
+                PromptItem::File(p) => prompts.push(p.clone()),
+                PromptItem::Digits(var) => {
+                    let value = self.vars.get(var).cloned().unwrap_or_default();
+                    if let Some(digits) = &self.digit_prompts {
+                        prompts.extend(
+                            value
+                                .chars()
+                                .filter_map(|c| c.to_digit(10))
+                                .map(|d| digits[d as usize].clone()),
+                        );
+                    }
+                }
+            }
+        }
+        if prompts.is_empty() {
+            return false;
+        }
+        self.outputs.push_back(Output::Play(prompts));
+        self.playing = true;
+        true
+    }
+
+    pub fn stop_playback(&mut self) {
+        if self.playing {
+            self.playing = false;
+            self.outputs.push_back(Output::StopPlayback);
+        }
+    }
+
+    pub fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    pub fn set_timer(&mut self, after: Duration) {
+        self.deadline = Some(self.now.mono + after);
+    }
+
+    pub fn clear_timer(&mut self) {
+        self.deadline = None;
+    }
+
+    /// Replaces `${name}` with the variable's value (empty when unset).
+    pub fn interpolate(&self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            match rest[start + 2..].find('}') {
+                Some(end) => {
+                    let name = &rest[start + 2..start + 2 + end];
+                    out.push_str(self.vars.get(name).map(String::as_str).unwrap_or(""));
+                    rest = &rest[start + 3 + end..];
+                }
+                None => {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Instant nodes (goto, set, branch, hours) allowed in a row before the call is
+/// considered stuck in a loop.
+const MAX_HOPS: u32 = 64;
+
+#[derive(Debug)]
+pub struct Interpreter {
+    plan: Arc<Dialplan>,
+    run: Run,
+    current: NodeId,
+    finished: bool,
+    /// Names of the nodes visited, in order.
+    path: Vec<String>,
+}
+
+impl Interpreter {
+    /// Prepares a run; `vars` holds what the call knows (caller, called, …).
+    pub fn new(plan: Arc<Dialplan>, vars: BTreeMap<String, String>, now: Moment) -> Self {
+        let run = Run {
+            vars,
+            local: Local::default(),
+            typeahead: VecDeque::new(),
+            now,
+            deadline: None,
+            playing: false,
+            outputs: VecDeque::new(),
+            digit_prompts: plan.digit_prompts.clone(),
+        };
+        let current = plan.start;
+        Self {
+            plan,
+            run,
+            current,
+            finished: false,
+            path: Vec::new(),
+        }
+    }
+
+    pub fn start(&mut self, now: Moment) {
+        self.run.now = now;
+        self.follow(Flow::Next(self.plan.start));
+    }
+
+    pub fn handle(&mut self, input: Input, now: Moment) {
+        if self.finished {
+            return;
+        }
+        self.run.now = now;
+        let plan = self.plan.clone();
+        let action = &plan.nodes[self.current].action;
+        let flow = match input {
+            Input::Digit(d) => action.digit(&mut self.run, d),
+            Input::PlaybackDone => {
+                if !self.run.playing {
+                    return;
+                }
+                self.run.playing = false;
+                action.playback_done(&mut self.run)
+            }
+            Input::Timer => match self.run.deadline {
+                Some(d) if d <= now.mono => {
+                    self.run.deadline = None;
+                    action.timer(&mut self.run)
+                }
+                _ => Flow::Stay,
+            },
+        };
+        self.follow(flow);
+    }
+
+    fn follow(&mut self, mut flow: Flow) {
+        let plan = self.plan.clone();
+        let mut hops = 0;
+        loop {
+            flow = match flow {
+                Flow::Stay => {
+                    let action = &plan.nodes[self.current].action;
+                    match self.run.typeahead.pop_front() {
+                        Some(d) if action.takes_digits() => action.digit(&mut self.run, d),
+                        Some(d) => {
+                            self.run.typeahead.push_front(d);
+                            return;
+                        }
+                        None => return,
+                    }
+                }
+                Flow::Next(id) => {
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        Flow::Hangup("dialplan-loop".into())
+                    } else {
+                        self.run.stop_playback();
+                        self.run.clear_timer();
+                        self.run.local = Local::default();
+                        self.current = id;
+                        self.path.push(plan.nodes[id].name.clone());
+                        plan.nodes[id].action.enter(&mut self.run)
+                    }
+                }
+                Flow::Hangup(reason) => {
+                    self.run.stop_playback();
+                    self.run.clear_timer();
+                    self.run.outputs.push_back(Output::Hangup { reason });
+                    self.finished = true;
+                    return;
+                }
+            };
+            // Every step that waits resets the loop guard.
+            if matches!(flow, Flow::Stay) {
+                hops = 0;
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.run.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.run.deadline
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn path(&self) -> &[String] {
+        &self.path
+    }
+
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.run.vars
+    }
+
+    pub fn plan(&self) -> &Arc<Dialplan> {
+        &self.plan
+    }
+}

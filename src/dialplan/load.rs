@@ -1,0 +1,248 @@
+//! Reading and validating a directory of dialplan files.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::actions::{self, Action, Cx};
+use super::source::{Diagnostic, Fields, Source};
+use super::{AudioRoot, Dialplan, Node, Registry};
+use crate::media::prompt::PromptCache;
+
+const TOP_FIELDS: &[&str] = &["dialplan", "nodes"];
+const PLAN_FIELDS: &[&str] = &["name", "numbers", "default", "language", "start", "answer_after", "digits"];
+
+/// Everything wrong with a directory of dialplans.
+#[derive(Debug)]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads every `*.toml` file of `dir`, sorted by name.
+pub fn load_dir(dir: &Path, audio: &AudioRoot, prompts: &PromptCache) -> Result<Registry, LoadError> {
+    let whole_dir = |message: String| LoadError {
+        diagnostics: vec![Diagnostic {
+            file: dir.to_path_buf(),
+            line: 1,
+            col: 1,
+            message,
+        }],
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| whole_dir(format!("cannot read dialplan directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(whole_dir("no dialplan files (*.toml) in this directory".into()));
+    }
+    let mut diagnostics = Vec::new();
+    let mut plans: Vec<Arc<Dialplan>> = Vec::new();
+    // Where each number was claimed, to report a second claim.
+    let mut claimed: HashMap<String, PathBuf> = HashMap::new();
+    let mut default_plan: Option<PathBuf> = None;
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diagnostics.push(Diagnostic {
+                    file: path.clone(),
+                    line: 1,
+                    col: 1,
+                    message: format!("cannot read file: {e}"),
+                });
+                continue;
+            }
+        };
+        let mut src = Source::new(&path, &text);
+        let plan = parse_plan(&mut src, audio, prompts);
+        if let Some(plan) = &plan {
+            for n in &plan.numbers {
+                if let Some(other) = claimed.insert(n.clone(), path.clone()) {
+                    src.error(number_span(&text, n), format!("number {n:?} is already answered by {}", other.display()));
+                }
+            }
+            if plan.is_default {
+                if let Some(other) = &default_plan {
+                    src.error(
+                        text.find("default").map_or(0..0, |i| i..i),
+                        format!("{} is already the default dialplan", other.display()),
+                    );
+                }
+                default_plan = Some(path.clone());
+            }
+        }
+        diagnostics.append(&mut src.diagnostics);
+        if let Some(plan) = plan {
+            plans.push(Arc::new(plan));
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(Registry::new(plans))
+    } else {
+        Err(LoadError { diagnostics })
+    }
+}
+
+fn number_span(text: &str, number: &str) -> std::ops::Range<usize> {
+    let quoted = format!("\"{number}\"");
+    text.find(&quoted).map_or(0..0, |i| i..i + quoted.len())
+}
+
+/// Parses and validates one file; `None` when it has errors (reported to `src`).
+fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) -> Option<Dialplan> {
+    let text = src.text;
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            src.error(span, format!("invalid TOML: {}", e.message()));
+            return None;
+        }
+    };
+    let mut top = Fields::new("the file", doc.span(), doc.get_ref());
+    let header = top.table(src, "dialplan");
+    let nodes_table = top.table(src, "nodes");
+    top.finish(src, TOP_FIELDS);
+    let Some((header, header_span)) = header else {
+        src.error(0..0, "missing [dialplan] section (name, numbers, start)");
+        return None;
+    };
+    let Some((nodes_table, _)) = nodes_table else {
+        src.error(header_span, "no nodes: add at least one [nodes.NAME] table");
+        return None;
+    };
+
+    let node_names: Vec<String> = nodes_table.iter().map(|(k, _)| k.get_ref().to_string()).collect();
+    let mut h = Fields::new("[dialplan]", header_span, header);
+    let name = h.required_string(src, "name");
+    let numbers = h.strings(src, "numbers").unwrap_or_default();
+    let is_default = h.bool(src, "default").unwrap_or(false);
+    if numbers.is_empty() && !is_default {
+        src.error(h.span.clone(), "[dialplan] needs `numbers` (the called numbers it answers) or `default = true`");
+    }
+    let language = h.string(src, "language").map_or_else(|| "en".to_string(), |l| l.into_inner());
+    let answer_after = h.duration(src, "answer_after").unwrap_or(Duration::ZERO);
+    let digits_dir = h.string(src, "digits");
+    let start_name = h.required_string(src, "start");
+    h.finish(src, PLAN_FIELDS);
+
+    let digit_prompts = digits_dir.and_then(|d| {
+        let mut out = Vec::with_capacity(10);
+        for n in 0..10 {
+            let path = audio.resolve(d.get_ref()).join(format!("{n}.wav"));
+            match prompts.get(&path) {
+                Ok(p) => out.push(p),
+                Err(e) => src.error(d.span(), format!("digit prompt {}: {e}", path.display())),
+            }
+        }
+        (out.len() == 10).then_some(out)
+    });
+
+    let mut nodes = Vec::with_capacity(node_names.len());
+    let mut cx = Cx {
+        src,
+        node_names: &node_names,
+        audio,
+        prompts,
+        has_digit_prompts: digit_prompts.is_some(),
+    };
+    let start = start_name.as_ref().and_then(|s| cx.target_value(s, "start"));
+    for (key, value) in nodes_table.iter() {
+        let node_name = key.get_ref();
+        let DeValue::Table(table) = value.get_ref() else {
+            cx.src.error(value.span(), format!("node `{node_name}` must be a table: [nodes.{node_name}]"));
+            continue;
+        };
+        let what = format!("node `{node_name}`");
+        let mut f = Fields::new(what, key.span(), table);
+        let Some(kind) = f.required_string(cx.src, "type") else {
+            f.finish(cx.src, &["type"]);
+            continue;
+        };
+        if !actions::TYPES.contains(&kind.get_ref().as_str()) {
+            cx.src.error(
+                kind.span(),
+                format!("unknown node type `{}`; expected one of: {}", kind.get_ref(), actions::TYPES.join(", ")),
+            );
+            continue;
+        }
+        let action = Action::parse(kind.get_ref(), &mut f, &mut cx);
+        f.finish(cx.src, Action::fields(kind.get_ref()));
+        if let Some(action) = action {
+            nodes.push(Node {
+                name: node_name.to_string(),
+                action,
+            });
+        }
+    }
+    let src = cx.src;
+    if !src.diagnostics.is_empty() || nodes.len() != node_names.len() {
+        return None;
+    }
+    let start = start?;
+
+    // Every node must be reachable from `start`: an orphan is almost always a typo.
+    let mut seen = vec![false; nodes.len()];
+    let mut queue = VecDeque::from([start]);
+    while let Some(id) = queue.pop_front() {
+        if std::mem::replace(&mut seen[id], true) {
+            continue;
+        }
+        queue.extend(nodes[id].action.targets());
+    }
+    for (key, _) in nodes_table.iter() {
+        if let Some(id) = node_names.iter().position(|n| n == key.get_ref())
+            && !seen[id]
+        {
+            src.error(
+                key.span(),
+                format!("node `{}` is unreachable from start node `{}`", key.get_ref(), node_names[start]),
+            );
+        }
+    }
+    if !src.diagnostics.is_empty() {
+        return None;
+    }
+    Some(Dialplan {
+        name: name?.into_inner(),
+        file: src.path.to_path_buf(),
+        numbers: numbers.into_iter().map(|n| n.into_inner()).collect(),
+        is_default,
+        language,
+        start,
+        answer_after,
+        nodes,
+        digit_prompts,
+        version: version_of(text),
+    })
+}
+
+/// A short, stable fingerprint of a file's text (FNV-1a, 64 bits).
+fn version_of(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,111 @@
+//! Hot reload: watches the dialplan and audio directories and swaps in a new
+//! registry only when the whole directory validates.
+//!
+//! Polling (a fingerprint of names, sizes and modification times every second) is
+//! used instead of inotify: it behaves the same on every filesystem, including
+//! network mounts and editors that replace files by renaming, and costs a few
+//! `stat` calls per second.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{AudioRoot, Registry, load_dir};
+use crate::media::prompt::PromptCache;
+
+/// The live registry, shared by the SIP edge and replaced on reload.
+#[derive(Clone, Debug, Default)]
+pub struct LiveDialplans {
+    inner: Arc<RwLock<Arc<Registry>>>,
+}
+
+impl LiveDialplans {
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(Arc::new(registry))),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        match self.inner.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, registry: Registry) {
+        let registry = Arc::new(registry);
+        match self.inner.write() {
+            Ok(mut g) => *g = registry,
+            Err(poisoned) => *poisoned.into_inner() = registry,
+        }
+    }
+}
+
+/// Names, sizes and modification times of every file under the given roots.
+pub fn fingerprint(roots: &[&Path]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = roots.iter().map(|p| p.to_path_buf()).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Polls for changes until `stop` is cancelled.
+pub async fn watch(
+    live: LiveDialplans,
+    dir: PathBuf,
+    audio: AudioRoot,
+    prompts: Arc<PromptCache>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut last = fingerprint(&[&dir, &audio.0]);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = fingerprint(&[&dir, &audio.0]);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let (d, a, p) = (dir.clone(), audio.clone(), prompts.clone());
+        match tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await {
+            Ok(Ok(registry)) => {
+                let versions: Vec<String> = registry
+                    .plans
+                    .iter()
+                    .map(|p| format!("{}@{}", p.file.display(), p.version))
+                    .collect();
+                live.replace(registry);
+                tracing::info!(dir = %dir.display(), plans = ?versions, "dialplans reloaded");
+            }
+            Ok(Err(e)) => {
+                for d in &e.diagnostics {
+                    tracing::error!(file = %d.file.display(), line = d.line, col = d.col, "{d}");
+                }
+                tracing::error!(dir = %dir.display(), "dialplan change rejected; the previous version stays live");
+            }
+            Err(e) => tracing::error!(error = %e, "dialplan reload task failed"),
+        }
+    }
+}

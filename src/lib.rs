@@ -1,0 +1,11 @@
+//! kefu: a voice-first customer-service server.
+//!
+//! See ARCHITECTURE.md for the map of modules and how a call flows through them.
+
+pub mod api;
+pub mod call;
+pub mod channel;
+pub mod config;
+pub mod dialplan;
+pub mod media;
+pub mod server;

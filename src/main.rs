@@ -1,0 +1,134 @@
+//! The `kefu` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kefu::config::Config;
+use kefu::dialplan::{AudioRoot, load_dir};
+use kefu::media::prompt::PromptCache;
+
+#[derive(Parser)]
+#[command(name = "kefu", version, about = "Voice-first customer-service server: SIP IVR, DTMF menus, one dialogue core")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer calls: SIP on --sip, health and API on --http.
+    Serve(ServeArgs),
+    /// Validate dialplans; prints file:line:col errors and exits 1 if any.
+    Check {
+        /// Dialplan directory.
+        #[arg(default_value = "dialplans")]
+        dir: PathBuf,
+        /// Audio directory prompts are relative to.
+        #[arg(long, default_value = "audio")]
+        audio: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Settings file (default: ./kefu.toml when present).
+    #[arg(long, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    /// SIP address (UDP and TCP) [default: 127.0.0.1:5060]
+    #[arg(long)]
+    sip: Option<SocketAddr>,
+    /// HTTP address for /healthz, /readyz and the API [default: 127.0.0.1:8080]
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Dialplan directory [default: dialplans]
+    #[arg(long)]
+    dialplans: Option<PathBuf>,
+    /// Audio directory [default: audio]
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// Data directory [default: data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Log format on standard output.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { dir, audio } => {
+            let prompts = PromptCache::default();
+            match load_dir(&dir, &AudioRoot(audio), &prompts) {
+                Ok(reg) => {
+                    for plan in &reg.plans {
+                        println!(
+                            "{}: ok ({} nodes, numbers {:?}{})",
+                            plan.file.display(),
+                            plan.nodes.len(),
+                            plan.numbers,
+                            if plan.is_default { ", default" } else { "" }
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    eprintln!("{} error(s)", e.diagnostics.len());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve(args) => {
+            init_logs(args.log_format);
+            let config = match Config::load(args.config.as_deref()) {
+                Ok(mut c) => {
+                    if let Some(v) = args.sip { c.sip = v; }
+                    if let Some(v) = args.http { c.http = v; }
+                    if let Some(v) = args.dialplans { c.dialplans = v; }
+                    if let Some(v) = args.audio { c.audio = v; }
+                    if let Some(v) = args.data { c.data = v; }
+                    c
+                }
+                Err(e) => {
+                    eprintln!("kefu: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kefu: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(kefu::server::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("kefu: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

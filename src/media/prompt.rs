@@ -1,0 +1,200 @@
+//! Prompt audio: WAV files of any rate, width and channel count, converted once at
+//! load time to 8 kHz mono and shared by every call that plays them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rubato::{FftFixedIn, Resampler};
+
+use super::SAMPLE_RATE;
+
+/// Why a prompt file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("cannot read WAV file: {0}")]
+    Wav(#[from] hound::Error),
+    #[error("unsupported WAV format: {0}")]
+    Format(String),
+    #[error("cannot resample from {from} Hz: {reason}")]
+    Resample { from: u32, reason: String },
+}
+
+/// A prompt ready to play: 8 kHz mono linear samples.
+#[derive(Debug)]
+pub struct Prompt {
+    path: PathBuf,
+    samples: Vec<i16>,
+}
+
+impl Prompt {
+    /// Reads and converts a WAV file.
+    pub fn load(path: &Path) -> Result<Self, PromptError> {
+        let reader = hound::WavReader::open(path)?;
+        let spec = reader.spec();
+        if spec.channels == 0 || spec.sample_rate == 0 {
+            return Err(PromptError::Format("zero channels or sample rate".into()));
+        }
+        let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+            (hound::SampleFormat::Float, 32) => reader.into_samples::<f32>().collect::<Result<_, _>>()?,
+            (hound::SampleFormat::Int, bits @ 1..=32) => {
+                let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+                reader
+                    .into_samples::<i32>()
+                    .map(|s| s.map(|v| v as f32 * scale))
+                    .collect::<Result<_, _>>()?
+            }
+            (format, bits) => {
+                return Err(PromptError::Format(format!("{bits}-bit {format:?} samples")));
+            }
+        };
+        let channels = usize::from(spec.channels);
+        let mono: Vec<f32> = interleaved
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+            .collect();
+        let resampled = resample(&mono, spec.sample_rate)?;
+        let samples = resampled
+            .iter()
+            .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            samples,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn samples(&self) -> &[i16] {
+        &self.samples
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE)
+    }
+}
+
+/// Converts mono audio at `rate` to 8 kHz.
+fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, PromptError> {
+    if rate == SAMPLE_RATE {
+        return Ok(mono.to_vec());
+    }
+    let err = |e: &dyn std::fmt::Display| PromptError::Resample {
+        from: rate,
+        reason: e.to_string(),
+    };
+    const CHUNK: usize = 1024;
+    let mut resampler = FftFixedIn::<f32>::new(rate as usize, SAMPLE_RATE as usize, CHUNK, 2, 1)
+        .map_err(|e| err(&e))?;
+    let expected = (mono.len() as u64 * u64::from(SAMPLE_RATE)).div_ceil(u64::from(rate)) as usize;
+    let delay = resampler.output_delay();
+    let mut out = Vec::with_capacity(expected + delay + CHUNK);
+    let mut chunks = mono.chunks_exact(CHUNK);
+    for chunk in chunks.by_ref() {
+        out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| err(&e))?[0]);
+    }
+    let rest = chunks.remainder();
+    out.extend_from_slice(&resampler.process_partial(Some(&[rest]), None).map_err(|e| err(&e))?[0]);
+    while out.len() < expected + delay {
+        let tail = resampler
+            .process_partial(None::<&[&[f32]]>, None)
+            .map_err(|e| err(&e))?;
+        if tail[0].is_empty() {
+            break;
+        }
+        out.extend_from_slice(&tail[0]);
+    }
+    out.drain(..delay.min(out.len()));
+    out.truncate(expected);
+    Ok(out)
+}
+
+/// Loaded prompts keyed by path; a file is read again only when it changes on disk,
+/// so a dialplan reload re-reads just the prompts an admin replaced.
+#[derive(Debug, Default)]
+pub struct PromptCache {
+    entries: Mutex<HashMap<PathBuf, (Option<SystemTime>, u64, Arc<Prompt>)>>,
+}
+
+impl PromptCache {
+    pub fn get(&self, path: &Path) -> Result<Arc<Prompt>, PromptError> {
+        let meta = std::fs::metadata(path).map_err(|e| PromptError::Wav(hound::Error::IoError(e)))?;
+        let stamp = (meta.modified().ok(), meta.len());
+        if let Ok(entries) = self.entries.lock()
+            && let Some((modified, len, prompt)) = entries.get(path)
+            && (*modified, *len) == stamp
+        {
+            return Ok(prompt.clone());
+        }
+        let prompt = Arc::new(Prompt::load(path)?);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(path.to_path_buf(), (stamp.0, stamp.1, prompt.clone()));
+        }
+        Ok(prompt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_wav(path: &Path, rate: u32, channels: u16, bits: u16, secs: f32, freq: f32) {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        let n = (rate as f32 * secs) as usize;
+        let full = ((1i64 << (bits - 1)) - 1) as f32;
+        for i in 0..n {
+            let v = (0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin() * full) as i32;
+            for _ in 0..channels {
+                w.write_sample(v).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn converts_any_rate_width_and_channels_to_8k_mono() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rate, channels, bits) in [(8000, 1, 16), (16000, 1, 16), (22050, 2, 16), (44100, 2, 24), (48000, 1, 8)] {
+            let path = dir.path().join(format!("t{rate}_{channels}_{bits}.wav"));
+            write_wav(&path, rate, channels, bits, 0.5, 440.0);
+            let p = Prompt::load(&path).unwrap();
+            assert_eq!(p.samples().len(), 4000, "{rate} Hz {channels} ch {bits} bit");
+            // A half-scale 440 Hz sine: the middle of the file keeps its level.
+            let peak = p.samples()[1000..3000].iter().map(|s| s.unsigned_abs()).max().unwrap();
+            assert!((14000..=18500).contains(&peak), "peak {peak} for {rate} Hz");
+        }
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.wav");
+        std::fs::write(&path, b"RIFF but not really").unwrap();
+        assert!(Prompt::load(&path).is_err());
+        assert!(Prompt::load(&dir.path().join("missing.wav")).is_err());
+    }
+
+    #[test]
+    fn cache_reloads_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wav");
+        write_wav(&path, 8000, 1, 16, 0.25, 440.0);
+        let cache = PromptCache::default();
+        let a = cache.get(&path).unwrap();
+        let b = cache.get(&path).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        write_wav(&path, 8000, 1, 16, 0.5, 440.0);
+        let c = cache.get(&path).unwrap();
+        assert_eq!(c.samples().len(), 4000);
+    }
+}

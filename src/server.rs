@@ -1,0 +1,104 @@
+//! `kefu serve`: starts every part, and stops them in order on SIGTERM/SIGINT.
+//!
+//! Shutdown drains: new INVITEs get 503 and /readyz turns 503 at once, live calls
+//! may finish for `drain_timeout`, then the rest are hung up with BYE.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, Health};
+use crate::channel::sip::{self, CallGate};
+use crate::config::Config;
+use crate::dialplan::reload::{self, LiveDialplans};
+use crate::dialplan::{AudioRoot, load_dir};
+use crate::media::prompt::PromptCache;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
+    let audio = AudioRoot(config.audio.clone());
+    let prompts = Arc::new(PromptCache::default());
+    let registry = {
+        let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
+        tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?
+    }
+    .map_err(|e| anyhow::anyhow!("dialplans in {} are invalid:\n{e}", config.dialplans.display()))?;
+    tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
+    let live = LiveDialplans::new(registry);
+
+    let stop = CancellationToken::new();
+    let hangup_all = CancellationToken::new();
+    let gate = Arc::new(CallGate::default());
+    let health = Arc::new(Health {
+        gate: gate.clone(),
+        ..Health::default()
+    });
+
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP on {}", config.http))?;
+    tracing::info!(addr = %http.local_addr()?, "HTTP listening");
+    let http_stop = stop.clone();
+    let router = api::router(health.clone());
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, router)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+
+    let (sip, incoming) = sip::bind(config.clone(), live.clone(), gate.clone(), stop.clone(), hangup_all.clone()).await?;
+    tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
+    tokio::spawn(sip.clone().run(incoming));
+    tokio::spawn(reload::watch(
+        live,
+        config.dialplans.clone(),
+        audio,
+        prompts,
+        config.reload_interval,
+        stop.clone(),
+    ));
+    // Ready once SIP is bound and dialplans are live.
+    health.sip_ready.store(true, Ordering::Release);
+
+    shutdown_signal().await;
+    tracing::info!(active = gate.active(), drain_timeout = ?config.drain_timeout, "shutting down: no new calls, draining live ones");
+    gate.start_draining();
+    if tokio::time::timeout(config.drain_timeout, gate.tracker.wait()).await.is_err() {
+        tracing::warn!(active = gate.active(), "drain timeout: hanging up the remaining calls");
+        hangup_all.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gate.tracker.wait()).await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
