@@ -168,6 +168,8 @@ struct Media {
     sender: RtpSender,
     receiver: RtpReceiver,
     jitter: JitterBuffer<Vec<u8>>,
+    /// The receiver's restart count the jitter buffer was filled under.
+    restarts: u32,
     events: EventReceiver,
     tones: ToneDetector,
     playout: Playout,
@@ -197,6 +199,7 @@ impl Media {
             sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
             receiver: RtpReceiver::default(),
             jitter: JitterBuffer::new(3),
+            restarts: 0,
             events: EventReceiver::default(),
             tones: ToneDetector::default(),
             playout: Playout::default(),
@@ -323,6 +326,10 @@ impl Media {
                 digits.push((d, "rfc4733"));
             }
         } else if let Accepted::Packet(seq) = accepted {
+            if self.receiver.restarts != self.restarts {
+                self.restarts = self.receiver.restarts;
+                self.jitter = JitterBuffer::new(3);
+            }
             self.jitter.push(seq, rtp.payload().to_vec());
             let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
             while let Some((_, payload)) = self.jitter.pop() {

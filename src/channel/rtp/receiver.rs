@@ -28,6 +28,9 @@ pub struct RtpReceiver {
     last_transit: Option<i64>,
     /// Times the sender changed SSRC.
     pub ssrc_changes: u32,
+    /// Times the sequence space started afresh (new SSRC or a large jump); frames
+    /// buffered before a restart cannot be ordered against those after it.
+    pub restarts: u32,
     pub last_packet_at: Option<Instant>,
 }
 
@@ -39,6 +42,7 @@ impl RtpReceiver {
         if self.ssrc != Some(ssrc) {
             if self.ssrc.is_some() {
                 self.ssrc_changes += 1;
+                self.restarts += 1;
             }
             // A new source (or a restarted one): start its sequence space afresh.
             self.ssrc = Some(ssrc);
@@ -67,6 +71,7 @@ impl RtpReceiver {
             self.max_seq - back
         } else {
             // A big jump: the sender restarted its sequence; resynchronise.
+            self.restarts += 1;
             self.max_seq = u64::from(seq) + (1 << 16);
             self.base_seq = self.max_seq;
             self.received = 0;

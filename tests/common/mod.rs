@@ -1,0 +1,422 @@
+//! Test harness: runs the real `kefu` binary on free loopback ports and drives it
+//! with SIPp and raw SIP/RTP over UDP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free UDP port on loopback (also free for TCP at the time of asking).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts kefu with the given dialplan directory (default: the demo hotline).
+    pub fn start(dialplans: Option<&Path>) -> Self {
+        Self::start_with(dialplans, "")
+    }
+
+    pub fn start_with(dialplans: Option<&Path>, extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtp_base = 20000 + (std::process::id() % 200) as u16 * 100 + (sip.port() % 50) * 2;
+        let config = dir.path().join("kefu.toml");
+        std::fs::write(
+            &config,
+            format!("rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\n{extra_config}\n", rtp_base, rtp_base + 60),
+        )
+        .unwrap();
+        let dialplans = dialplans.map(Path::to_path_buf).unwrap_or(repo().join("dialplans"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&config)
+            .args(["--sip", &sip.to_string(), "--http", &http.to_string(), "--dialplans"])
+            .arg(&dialplans)
+            .arg("--audio")
+            .arg(repo().join("audio"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .env("KEFU_LOG", "info,rsipstack=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start kefu");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let server = Self { child, sip, http, dir, logs };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if server.http_get("/readyz").0 == 200 {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kefu did not become ready; logs:\n{}", server.logs().join("\n"));
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// (status, body) of a plain HTTP/1.1 GET.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.http, Duration::from_millis(500)) else {
+            return (0, String::new());
+        };
+        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    }
+
+    /// Call records logged so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "kefu::call_record")
+            .filter_map(|v| serde_json::from_str(v["record"].as_str()?).ok())
+            .collect()
+    }
+
+    /// Waits for the call record of `call_id`.
+    pub fn record(&self, call_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(r) = self.records().into_iter().find(|r| r["call_id"] == call_id) {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no call record for {call_id}; logs:\n{}", self.logs().join("\n"));
+    }
+
+    pub fn wait_log(&self, needle: &str, after: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.logs().iter().skip(after).any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs SIPp once against the server with a scenario file; returns (exit ok, output).
+pub fn sipp(server: &Server, scenario: &Path, service: &str, extra: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("sipp")
+        .arg(server.sip.to_string())
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
+        .args(["-timeout", "90s", "-timeout_error", "-trace_err", "-nostdin"])
+        .args(extra)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("SIPp must be installed (Debian package sip-tester); run the README's test command");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    (out.status.success(), text)
+}
+
+/// One caller action in a generated SIPp scenario.
+pub enum Step {
+    Pause(u64),
+    /// RFC 4733 key press replayed from SIPp's own pcap files.
+    Rfc4733(char),
+    /// SIP INFO key press with this content type.
+    Info(&'static str, char),
+    /// Replay any pcap file (e.g. generated in-band tones).
+    Pcap(PathBuf),
+}
+
+const CALLER_HEADERS: &str = "From: \"Test Caller\" <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n\
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\n";
+
+/// Writes a SIPp caller scenario: INVITE (offering `formats`), the steps, then it
+/// answers kefu's BYE.
+pub fn caller_scenario(dir: &Path, name: &str, telephone_event: bool, steps: &[Step]) -> PathBuf {
+    let pcaps = PathBuf::from("/usr/share/sip-tester");
+    let (fmts, te) = if telephone_event {
+        ("0 101", "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\n")
+    } else {
+        ("0", "")
+    };
+    let mut body = String::new();
+    let mut cseq = 2;
+    for step in steps {
+        match step {
+            Step::Pause(ms) => body.push_str(&format!("  <pause milliseconds=\"{ms}\"/>\n")),
+            Step::Rfc4733(k) => {
+                let name = match k {
+                    '#' => "pound".to_string(),
+                    '*' => "star".to_string(),
+                    d => d.to_string(),
+                };
+                body.push_str(&format!(
+                    "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n",
+                    pcaps.join(format!("dtmf_2833_{name}.pcap")).display()
+                ));
+            }
+            Step::Pcap(p) => body.push_str(&format!(
+                "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n",
+                p.display()
+            )),
+            Step::Info(ct, k) => {
+                let content = if *ct == "application/dtmf-relay" {
+                    format!("Signal={k}\nDuration=160\n")
+                } else {
+                    format!("{k}\n")
+                };
+                body.push_str(&format!(
+                    "  <send retrans=\"500\"><![CDATA[\nINFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n{CALLER_HEADERS}CSeq: {cseq} INFO\n\
+Max-Forwards: 70\nContent-Type: {ct}\nContent-Length: [len]\n\n{content}]]></send>\n  <recv response=\"200\"/>\n"
+                ));
+                cseq += 1;
+            }
+        }
+    }
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="{name}">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Test Caller" <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:13800138000@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP {fmts}
+a=rtpmap:0 PCMU/8000
+{te}a=ptime:20
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{CALLER_HEADERS}CSeq: 1 ACK
+Contact: <sip:13800138000@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+{body}  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    );
+    let path = dir.join(format!("{name}.xml"));
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
+/// The Call-ID SIPp used, from its -trace_err-free output: SIPp numbers calls
+/// `1-<pid>@127.0.0.1`; we find it in the server's records by caller instead.
+pub fn only_record(server: &Server) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let mut r = server.records();
+        if r.len() == 1 {
+            return r.remove(0);
+        }
+        assert!(r.len() < 2, "expected one call, got {r:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no call record; logs:\n{}", server.logs().join("\n"));
+}
+
+/// Writes RTP packets as a pcap that SIPp's play_pcap_audio can replay
+/// (Ethernet/IPv4/UDP framing, 20 ms apart).
+pub fn write_rtp_pcap(path: &Path, payloads: &[Vec<u8>], payload_type: u8, first_seq: u16) {
+    let mut out = Vec::new();
+    for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        if v == 0x0004_0002 {
+            out.extend_from_slice(&2u16.to_le_bytes());
+            out.extend_from_slice(&4u16.to_le_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    for (i, payload) in payloads.iter().enumerate() {
+        let mut rtp = vec![0x80, payload_type & 0x7f];
+        rtp.extend_from_slice(&first_seq.wrapping_add(i as u16).to_be_bytes());
+        rtp.extend_from_slice(&(160u32 * (u32::from(first_seq) + i as u32)).to_be_bytes());
+        rtp.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        rtp.extend_from_slice(payload);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        frame.extend_from_slice(&[0x27, 0x10, 0x27, 0x10, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+        frame.extend_from_slice(&rtp);
+        let usec = i as u64 * 20_000;
+        out.extend_from_slice(&((usec / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((usec % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::File::create(path).unwrap().write_all(&out).unwrap();
+}
+
+/// A bare SIP user agent over UDP, for exact control of what goes on the wire.
+pub struct RawUa {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub rtp: UdpSocket,
+}
+
+impl RawUa {
+    pub fn new(server: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { sock, server, rtp }
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    pub fn send(&self, msg: &str) {
+        self.sock.send_to(msg.replace('\n', "\r\n").replace("\r\r\n", "\r\n").as_bytes(), self.server).unwrap();
+    }
+
+    /// The next SIP message within `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 8192];
+        let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    }
+
+    /// Waits for a response with this status, skipping others; returns it.
+    pub fn expect_status(&self, status: u16, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(m) = self.recv(deadline - Instant::now()) {
+                if m.starts_with(&format!("SIP/2.0 {status} ")) {
+                    return m;
+                }
+                seen.push(m.lines().next().unwrap_or_default().to_string());
+            }
+        }
+        panic!("no {status} response; saw {seen:?}");
+    }
+
+    pub fn invite(&self, call_id: &str, branch: &str, service: &str) -> String {
+        let me = self.local();
+        let rtp = self.rtp.local_addr().unwrap();
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            rtp.port()
+        );
+        format!(
+            "INVITE sip:{service}@{srv} SIP/2.0\nVia: SIP/2.0/UDP {me};branch={branch};rport\nFrom: <sip:13900139000@{me}>;tag=raw1\nTo: <sip:{service}@{srv}>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:13900139000@{me}>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+            sdp.len(),
+            srv = self.server
+        )
+    }
+
+    /// In-dialog request built from a 200 OK to our INVITE.
+    pub fn in_dialog(&self, ok: &str, method: &str, cseq: u32, branch: &str) -> String {
+        let me = self.local();
+        let header = |name: &str| {
+            ok.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+                .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+                .unwrap_or_default()
+        };
+        let contact = header("Contact");
+        let uri = contact.trim_start_matches('<').split('>').next().unwrap_or_default().to_string();
+        format!(
+            "{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {me};branch={branch};rport\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: {cseq} {}\nMax-Forwards: 70\nContent-Length: 0\n\n",
+            header("From"),
+            header("To"),
+            header("Call-ID"),
+            if method == "ACK" { "ACK" } else { method }
+        )
+    }
+}
