@@ -1,0 +1,127 @@
+//! SIP behaviour at the edges: malformed input, unknown dialogs, CANCEL, INVITE
+//! retransmission, OPTIONS, and the RTP a caller receives after its ACK.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RawUa, Server};
+
+const T: Duration = Duration::from_secs(5);
+
+#[test]
+fn malformed_requests_get_400_and_the_server_keeps_answering() {
+    let server = Server::start(None);
+    let ua = RawUa::new(server.sip);
+    ua.send("INVITE sip:kefu@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\nFrom: <sip:a@b>;tag=1\nTo: <sip:kefu@127.0.0.1>\nCall-ID: bad-1\nCSeq: 1 BYE\nContent-Length: 0\n\n");
+    let resp = ua.expect_status(400, T);
+    assert!(resp.contains("does not match"), "{resp}");
+    ua.send("FROB sip:kefu@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-y\nFrom: <sip:a@b>;tag=1\nTo: <sip:kefu@127.0.0.1>\nCall-ID: bad-2\nCSeq: 1 FROB\nContent-Length: 0\n\n");
+    ua.expect_status(501, T);
+    ua.sock.send_to(&[0xff, 0x00, 0x13, 0x37], server.sip).unwrap();
+    ua.send("this is not sip\n\n");
+    ua.expect_status(400, T);
+    // Still serving: OPTIONS is answered with what kefu allows.
+    let me = ua.local();
+    ua.send(&format!("OPTIONS sip:kefu@{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-o\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:kefu@{}>\nCall-ID: opt-1\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip, server.sip));
+    let ok = ua.expect_status(200, T);
+    assert!(ok.contains("INVITE"), "{ok}");
+    // REGISTER is not for this server (yet): 405 with Allow.
+    ua.send(&format!("REGISTER sip:{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-r\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:a@{me}>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip));
+    assert!(ua.expect_status(405, T).contains("Allow:"));
+}
+
+#[test]
+fn bye_for_an_unknown_dialog_gets_481() {
+    let server = Server::start(None);
+    let ua = RawUa::new(server.sip);
+    let me = ua.local();
+    ua.send(&format!("BYE sip:kefu@{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-b\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:kefu@{}>;tag=nope\nCall-ID: no-such-call\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip, server.sip));
+    ua.expect_status(481, T);
+}
+
+#[test]
+fn cancel_before_answer_gets_487() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = std::fs::read_to_string(common::repo().join("dialplans/demo-en.toml"))
+        .unwrap()
+        .replace("language = \"en\"", "language = \"en\"\nanswer_after = \"10s\"");
+    std::fs::write(dir.path().join("ring.toml"), plan).unwrap();
+    let server = Server::start(Some(dir.path()));
+    let ua = RawUa::new(server.sip);
+    ua.send(&ua.invite("cancel-1", "z9hG4bK-c1", "kefu-en"));
+    ua.expect_status(180, T);
+    let me = ua.local();
+    ua.send(&format!("CANCEL sip:kefu-en@{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-c1;rport\nFrom: <sip:13900139000@{me}>;tag=raw1\nTo: <sip:kefu-en@{}>\nCall-ID: cancel-1\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip, server.sip));
+    ua.expect_status(487, T);
+    let r = server.record("cancel-1");
+    assert_eq!(r["end_reason"], "cancelled", "{r}");
+    assert!(r["answer_at"].is_null(), "{r}");
+}
+
+#[test]
+fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
+    let server = Server::start(None);
+    let ua = RawUa::new(server.sip);
+    let invite = ua.invite("retrans-1", "z9hG4bK-r1", "kefu-en");
+    ua.send(&invite);
+    ua.send(&invite);
+    ua.send(&invite);
+    let ok = ua.expect_status(200, T);
+    ua.send(&invite); // a late retransmission gets the same 200 again, not a new call
+    let ack = ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-ack1");
+    ua.send(&ack);
+    let acked = Instant::now();
+
+    // Measure on the caller's side: first packet after ACK, then spacing.
+    ua.rtp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut arrivals = Vec::new();
+    let mut seqs = Vec::new();
+    while arrivals.len() < 150 {
+        let (n, _) = ua.rtp.recv_from(&mut buf).expect("RTP from kefu");
+        arrivals.push(Instant::now());
+        let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
+        assert_eq!(pkt.payload().len(), 160);
+        seqs.push((u16::from(pkt.sequence_number()), pkt.timestamp(), pkt.mark()));
+    }
+    let first = arrivals[0] - acked;
+    assert!(first < Duration::from_millis(100), "first RTP {first:?} after ACK");
+    assert!(seqs[0].2, "first packet has the marker bit");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1].0, w[0].0.wrapping_add(1));
+        assert_eq!(w[1].1, w[0].1.wrapping_add(160));
+    }
+    let mut jitter: Vec<f64> = arrivals
+        .windows(2)
+        .map(|w| ((w[1] - w[0]).as_secs_f64() * 1000.0 - 20.0).abs())
+        .collect();
+    jitter.sort_by(f64::total_cmp);
+    let p99 = jitter[jitter.len() * 99 / 100];
+    let total = (arrivals[arrivals.len() - 1] - arrivals[0]).as_secs_f64() * 1000.0;
+    assert!((total - 149.0 * 20.0).abs() < 20.0, "149 intervals took {total} ms");
+    assert!(p99 < 2.0, "inter-arrival jitter p99 {p99:.3} ms");
+
+    let bye = ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-bye1");
+    ua.send(&bye);
+    ua.expect_status(200, T);
+    let r = server.record("retrans-1");
+    assert_eq!(r["end_reason"], "caller-hangup", "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.records().len(), 1, "a retransmitted INVITE made a second call");
+}
+
+#[test]
+fn call_limit_and_draining_answer_503_with_retry_after() {
+    let server = Server::start_with(None, "max_calls = 1");
+    let a = RawUa::new(server.sip);
+    a.send(&a.invite("limit-1", "z9hG4bK-l1", "kefu-en"));
+    let ok = a.expect_status(200, T);
+    a.send(&a.in_dialog(&ok, "ACK", 1, "z9hG4bK-l1a"));
+    let b = RawUa::new(server.sip);
+    b.send(&b.invite("limit-2", "z9hG4bK-l2", "kefu-en"));
+    let busy = b.expect_status(503, T);
+    assert!(busy.contains("Retry-After:"), "{busy}");
+    a.send(&a.in_dialog(&ok, "BYE", 2, "z9hG4bK-l1b"));
+    a.expect_status(200, T);
+}
