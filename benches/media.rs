@@ -1,1 +1,66 @@
-fn main() {}
+//! Hot paths of every call: G.711, the DTMF tone detector, RTP build/parse.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kefu::channel::rtp::sender::RtpSender;
+use kefu::media::dtmf::inband::{ToneDetector, synthesize};
+use kefu::media::g711::Law;
+
+fn g711(c: &mut Criterion) {
+    let pcm: Vec<i16> = (0..160).map(|i| ((i * 397) % 65536 - 32768) as i16).collect();
+    let mut g = c.benchmark_group("g711_frame_160");
+    g.throughput(Throughput::Elements(160));
+    for law in [Law::Pcmu, Law::Pcma] {
+        let mut enc = [0u8; 160];
+        g.bench_function(format!("{law:?}_encode"), |b| {
+            b.iter(|| law.encode(black_box(&pcm), &mut enc))
+        });
+        let mut dec = [0i16; 160];
+        g.bench_function(format!("{law:?}_decode"), |b| {
+            b.iter(|| law.decode(black_box(&enc), &mut dec))
+        });
+    }
+    g.finish();
+}
+
+fn goertzel(c: &mut Criterion) {
+    let audio = synthesize('5', 1000, 3000.0);
+    let mut g = c.benchmark_group("dtmf_inband");
+    g.throughput(Throughput::Elements(audio.len() as u64));
+    g.bench_function("detect_1s_of_audio", |b| {
+        b.iter(|| {
+            let mut d = ToneDetector::default();
+            let mut n = 0;
+            for frame in audio.chunks(160) {
+                d.push(black_box(frame), |_| n += 1);
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+fn rtp(c: &mut Criterion) {
+    let payload = [0xFFu8; 160];
+    let mut buf = [0u8; 200];
+    let mut sender = RtpSender::new(1, 1, 1);
+    let mut slot = 0u64;
+    c.bench_function("rtp_build_packet", |b| {
+        b.iter(|| {
+            slot += 1;
+            sender.build(0, slot, black_box(&payload), &mut buf).map(|n| n)
+        })
+    });
+    let n = RtpSender::new(1, 1, 1).build(0, 7, &payload, &mut buf).unwrap_or(0);
+    let packet = buf[..n].to_vec();
+    c.bench_function("rtp_parse_packet", |b| {
+        b.iter(|| {
+            let r = rtp_rs::RtpReader::new(black_box(&packet)).ok()?;
+            Some((r.sequence_number(), r.timestamp(), r.payload().len()))
+        })
+    });
+}
+
+criterion_group!(benches, g711, goertzel, rtp);
+criterion_main!(benches);

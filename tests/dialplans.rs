@@ -1,0 +1,141 @@
+//! `kefu check` and hot reload, as an admin meets them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{RawUa, Server};
+
+const GOOD: &str = r#"[dialplan]
+name = "t"
+numbers = ["100"]
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = "en/welcome.wav"
+next = "menu"
+
+[nodes.menu]
+type = "menu"
+prompt = "en/main-menu.wav"
+timeout = "5s"
+on_failure = "bye"
+
+[nodes.menu.options]
+1 = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+fn check(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .arg("check")
+        .arg(dir)
+        .arg("--audio")
+        .arg(common::repo().join("audio"))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn check_accepts_the_demo_hotline() {
+    let (ok, err) = check(&common::repo().join("dialplans"));
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn check_rejects_broken_dialplans_with_positions() {
+    // (edit to the good file, expected "line:col: message" fragment)
+    let cases: &[(&str, &str, &str)] = &[
+        ("next = \"menu\"", "next = \"menu2\"", "t.toml:9:8: `next` names unknown node `menu2`"),
+        ("prompt = \"en/welcome.wav\"", "prompt = \"en/nope.wav\"", "t.toml:8:10: audio file"),
+        ("timeout = \"5s\"", "timeout = \"5 parsecs\"", "t.toml:14:11: `timeout` is not a duration"),
+        ("1 = \"bye\"", "1 = \"bye\"\n\"1\" = \"menu\"", "t.toml:19:1: invalid TOML: duplicate key"),
+        ("[nodes.bye]", "[nodes.orphan]\ntype = \"hangup\"\n\n[nodes.bye]", "t.toml:20:8: node `orphan` is unreachable"),
+        ("type = \"menu\"", "type = \"menuu\"", "t.toml:12:8: unknown node type `menuu`"),
+        ("on_failure = \"bye\"", "on_failure = \"bye\"\ntimout = \"3s\"", "t.toml:16:1: unknown field `timout`"),
+        ("1 = \"bye\"", "12 = \"bye\"", "t.toml:18:1: menu key `12`"),
+    ];
+    for (from, to, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(GOOD.contains(from), "{from}");
+        std::fs::write(dir.path().join("t.toml"), GOOD.replacen(from, to, 1)).unwrap();
+        let (ok, err) = check(dir.path());
+        assert!(!ok, "accepted a broken plan ({to})");
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    let server = Server::start(Some(dir.path()));
+
+    let a = RawUa::new(server.sip);
+    a.send(&a.invite("reload-a", "z9hG4bK-ra", "100"));
+    let ok_a = a.expect_status(200, Duration::from_secs(5));
+    a.send(&a.in_dialog(&ok_a, "ACK", 1, "z9hG4bK-raa"));
+
+    // Edit while call A is live: a new greeting.
+    let before = server.logs().len();
+    std::fs::write(&file, GOOD.replace("en/welcome.wav", "en/hours.wav")).unwrap();
+    assert!(server.wait_log("dialplans reloaded", before), "no reload:\n{}", server.logs().join("\n"));
+
+    let b = RawUa::new(server.sip);
+    b.send(&b.invite("reload-b", "z9hG4bK-rb", "100"));
+    let ok_b = b.expect_status(200, Duration::from_secs(5));
+    b.send(&b.in_dialog(&ok_b, "ACK", 1, "z9hG4bK-rba"));
+
+    // An invalid edit is rejected and the last good version stays live.
+    let before = server.logs().len();
+    std::fs::write(&file, GOOD.replace("next = \"menu\"", "next = \"nowhere\"")).unwrap();
+    assert!(server.wait_log("rejected", before));
+    assert!(server.logs().iter().skip(before).any(|l| l.contains("t.toml:9:8")), "error names file:line:col");
+    let c = RawUa::new(server.sip);
+    c.send(&c.invite("reload-c", "z9hG4bK-rc", "100"));
+    let ok_c = c.expect_status(200, Duration::from_secs(5));
+    c.send(&c.in_dialog(&ok_c, "ACK", 1, "z9hG4bK-rca"));
+
+    std::thread::sleep(Duration::from_millis(600));
+    for (ua, ok, id) in [(&a, &ok_a, "a"), (&b, &ok_b, "b"), (&c, &ok_c, "c")] {
+        ua.send(&ua.in_dialog(ok, "BYE", 2, &format!("z9hG4bK-bye-{id}")));
+    }
+    let ra = server.record("reload-a");
+    let rb = server.record("reload-b");
+    let rc = server.record("reload-c");
+    assert_eq!(ra["prompts"][0], "en/welcome.wav", "{ra}");
+    assert_eq!(rb["prompts"][0], "en/hours.wav", "{rb}");
+    assert_eq!(rc["prompts"][0], "en/hours.wav", "{rc}");
+    assert_ne!(ra["dialplan_version"], rb["dialplan_version"]);
+    assert_eq!(rb["dialplan_version"], rc["dialplan_version"]);
+}
+
+#[test]
+fn sigterm_drains_live_calls() {
+    let mut server = Server::start(None);
+    let a = RawUa::new(server.sip);
+    a.send(&a.invite("drain-a", "z9hG4bK-da", "kefu-en"));
+    let ok = a.expect_status(200, Duration::from_secs(5));
+    a.send(&a.in_dialog(&ok, "ACK", 1, "z9hG4bK-daa"));
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.http_get("/readyz").0, 503);
+    let b = RawUa::new(server.sip);
+    b.send(&b.invite("drain-b", "z9hG4bK-db", "kefu-en"));
+    b.expect_status(503, Duration::from_secs(5));
+    // The live call goes on until the caller hangs up; then kefu exits.
+    assert!(server.wait_exit(Duration::from_millis(500)).is_none(), "exited with a live call");
+    a.send(&a.in_dialog(&ok, "BYE", 2, "z9hG4bK-dab"));
+    a.expect_status(200, Duration::from_secs(5));
+    let status = server.wait_exit(Duration::from_secs(10)).expect("kefu exits after draining");
+    assert!(status.success());
+    assert_eq!(server.record("drain-a")["end_reason"], "caller-hangup");
+}
