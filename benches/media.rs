@@ -8,7 +8,9 @@ use kefu::media::dtmf::inband::{ToneDetector, synthesize};
 use kefu::media::g711::Law;
 
 fn g711(c: &mut Criterion) {
-    let pcm: Vec<i16> = (0..160).map(|i| ((i * 397) % 65536 - 32768) as i16).collect();
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| ((i * 397) % 65536 - 32768) as i16)
+        .collect();
     let mut g = c.benchmark_group("g711_frame_160");
     g.throughput(Throughput::Elements(160));
     for law in [Law::Pcmu, Law::Pcma] {
@@ -49,10 +51,12 @@ fn rtp(c: &mut Criterion) {
     c.bench_function("rtp_build_packet", |b| {
         b.iter(|| {
             slot += 1;
-            sender.build(0, slot, black_box(&payload), &mut buf).map(|n| n)
+            sender.build(0, slot, black_box(&payload), &mut buf)
         })
     });
-    let n = RtpSender::new(1, 1, 1).build(0, 7, &payload, &mut buf).unwrap_or(0);
+    let n = RtpSender::new(1, 1, 1)
+        .build(0, 7, &payload, &mut buf)
+        .unwrap_or(0);
     let packet = buf[..n].to_vec();
     c.bench_function("rtp_parse_packet", |b| {
         b.iter(|| {

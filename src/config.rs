@@ -83,7 +83,8 @@ impl Default for Config {
 }
 
 fn duration(field: &str, text: &str) -> anyhow::Result<Duration> {
-    humantime::parse_duration(text).with_context(|| format!("`{field}` = {text:?} is not a duration; write it like \"30s\""))
+    humantime::parse_duration(text)
+        .with_context(|| format!("`{field}` = {text:?} is not a duration; write it like \"30s\""))
 }
 
 impl Config {
@@ -101,7 +102,9 @@ impl Config {
                     .unwrap_or((1, 1));
                 anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => FileConfig::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                FileConfig::default()
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Self::default().merge(file)
@@ -142,8 +145,12 @@ pub fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {
         .split_once('-')
         .with_context(|| format!("`rtp_ports` = {text:?}: write it like \"20000-29999\""))?;
     let (a, b): (u16, u16) = (
-        a.trim().parse().with_context(|| format!("`rtp_ports`: {a:?} is not a port"))?,
-        b.trim().parse().with_context(|| format!("`rtp_ports`: {b:?} is not a port"))?,
+        a.trim()
+            .parse()
+            .with_context(|| format!("`rtp_ports`: {a:?} is not a port"))?,
+        b.trim()
+            .parse()
+            .with_context(|| format!("`rtp_ports`: {b:?} is not a port"))?,
     );
     if a >= b || a < 1024 {
         bail!("`rtp_ports` = {text:?}: the first port must be 1024 or above and below the last");
@@ -168,7 +175,10 @@ mod tests {
         assert_eq!(c.sip.port(), 5070);
         assert_eq!(c.http.port(), 8080);
         assert_eq!(c.rtp_ports, (30000, 30100));
-        assert_eq!(c.dtmf_for("10.0.0.1".parse().unwrap()), (DtmfMode::Rfc4733, Some("carrier")));
+        assert_eq!(
+            c.dtmf_for("10.0.0.1".parse().unwrap()),
+            (DtmfMode::Rfc4733, Some("carrier"))
+        );
         assert_eq!(c.dtmf_for("10.0.0.2".parse().unwrap()).0, DtmfMode::Info);
 
         std::fs::write(&path, "sip = \"127.0.0.1:5070\"\nmax_cals = 5\n").unwrap();

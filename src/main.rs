@@ -11,7 +11,11 @@ use kefu::dialplan::{AudioRoot, load_dir};
 use kefu::media::prompt::PromptCache;
 
 #[derive(Parser)]
-#[command(name = "kefu", version, about = "Voice-first customer-service server: SIP IVR, DTMF menus, one dialogue core")]
+#[command(
+    name = "kefu",
+    version,
+    about = "Voice-first customer-service server: SIP IVR, DTMF menus, one dialogue core"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,9 @@ struct ServeArgs {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -102,11 +108,21 @@ fn main() -> ExitCode {
             init_logs(args.log_format);
             let config = match Config::load(args.config.as_deref()) {
                 Ok(mut c) => {
-                    if let Some(v) = args.sip { c.sip = v; }
-                    if let Some(v) = args.http { c.http = v; }
-                    if let Some(v) = args.dialplans { c.dialplans = v; }
-                    if let Some(v) = args.audio { c.audio = v; }
-                    if let Some(v) = args.data { c.data = v; }
+                    if let Some(v) = args.sip {
+                        c.sip = v;
+                    }
+                    if let Some(v) = args.http {
+                        c.http = v;
+                    }
+                    if let Some(v) = args.dialplans {
+                        c.dialplans = v;
+                    }
+                    if let Some(v) = args.audio {
+                        c.audio = v;
+                    }
+                    if let Some(v) = args.data {
+                        c.data = v;
+                    }
                     c
                 }
                 Err(e) => {

@@ -26,7 +26,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
         tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?
     }
-    .map_err(|e| anyhow::anyhow!("dialplans in {} are invalid:\n{e}", config.dialplans.display()))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "dialplans in {} are invalid:\n{e}",
+            config.dialplans.display()
+        )
+    })?;
     tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
     let live = LiveDialplans::new(registry);
 
@@ -50,7 +55,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .await
     });
 
-    let (sip, incoming) = sip::bind(config.clone(), live.clone(), gate.clone(), stop.clone(), hangup_all.clone()).await?;
+    let (sip, incoming) = sip::bind(
+        config.clone(),
+        live.clone(),
+        gate.clone(),
+        stop.clone(),
+        hangup_all.clone(),
+    )
+    .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
     tokio::spawn(sip.clone().run(incoming));
     tokio::spawn(reload::watch(
@@ -67,8 +79,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!(active = gate.active(), drain_timeout = ?config.drain_timeout, "shutting down: no new calls, draining live ones");
     gate.start_draining();
-    if tokio::time::timeout(config.drain_timeout, gate.tracker.wait()).await.is_err() {
-        tracing::warn!(active = gate.active(), "drain timeout: hanging up the remaining calls");
+    if tokio::time::timeout(config.drain_timeout, gate.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            active = gate.active(),
+            "drain timeout: hanging up the remaining calls"
+        );
         hangup_all.cancel();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gate.tracker.wait()).await;
     }
@@ -101,4 +119,3 @@ async fn shutdown_signal() {
         _ = term => {}
     }
 }
-

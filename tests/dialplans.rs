@@ -39,7 +39,10 @@ fn check(dir: &Path) -> (bool, String) {
         .arg(common::repo().join("audio"))
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -52,13 +55,41 @@ fn check_accepts_the_demo_hotline() {
 fn check_rejects_broken_dialplans_with_positions() {
     // (edit to the good file, expected "line:col: message" fragment)
     let cases: &[(&str, &str, &str)] = &[
-        ("next = \"menu\"", "next = \"menu2\"", "t.toml:9:8: `next` names unknown node `menu2`"),
-        ("prompt = \"en/welcome.wav\"", "prompt = \"en/nope.wav\"", "t.toml:8:10: audio file"),
-        ("timeout = \"5s\"", "timeout = \"5 parsecs\"", "t.toml:14:11: `timeout` is not a duration"),
-        ("1 = \"bye\"", "1 = \"bye\"\n\"1\" = \"menu\"", "t.toml:19:1: invalid TOML: duplicate key"),
-        ("[nodes.bye]", "[nodes.orphan]\ntype = \"hangup\"\n\n[nodes.bye]", "t.toml:20:8: node `orphan` is unreachable"),
-        ("type = \"menu\"", "type = \"menuu\"", "t.toml:12:8: unknown node type `menuu`"),
-        ("on_failure = \"bye\"", "on_failure = \"bye\"\ntimout = \"3s\"", "t.toml:16:1: unknown field `timout`"),
+        (
+            "next = \"menu\"",
+            "next = \"menu2\"",
+            "t.toml:9:8: `next` names unknown node `menu2`",
+        ),
+        (
+            "prompt = \"en/welcome.wav\"",
+            "prompt = \"en/nope.wav\"",
+            "t.toml:8:10: audio file",
+        ),
+        (
+            "timeout = \"5s\"",
+            "timeout = \"5 parsecs\"",
+            "t.toml:14:11: `timeout` is not a duration",
+        ),
+        (
+            "1 = \"bye\"",
+            "1 = \"bye\"\n\"1\" = \"menu\"",
+            "t.toml:19:1: invalid TOML: duplicate key",
+        ),
+        (
+            "[nodes.bye]",
+            "[nodes.orphan]\ntype = \"hangup\"\n\n[nodes.bye]",
+            "t.toml:20:8: node `orphan` is unreachable",
+        ),
+        (
+            "type = \"menu\"",
+            "type = \"menuu\"",
+            "t.toml:12:8: unknown node type `menuu`",
+        ),
+        (
+            "on_failure = \"bye\"",
+            "on_failure = \"bye\"\ntimout = \"3s\"",
+            "t.toml:16:1: unknown field `timout`",
+        ),
         ("1 = \"bye\"", "12 = \"bye\"", "t.toml:18:1: menu key `12`"),
     ];
     for (from, to, want) in cases {
@@ -86,7 +117,11 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
     // Edit while call A is live: a new greeting.
     let before = server.logs().len();
     std::fs::write(&file, GOOD.replace("en/welcome.wav", "en/hours.wav")).unwrap();
-    assert!(server.wait_log("dialplans reloaded", before), "no reload:\n{}", server.logs().join("\n"));
+    assert!(
+        server.wait_log("dialplans reloaded", before),
+        "no reload:\n{}",
+        server.logs().join("\n")
+    );
 
     let b = RawUa::new(server.sip);
     b.send(&b.invite("reload-b", "z9hG4bK-rb", "100"));
@@ -97,7 +132,14 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
     let before = server.logs().len();
     std::fs::write(&file, GOOD.replace("next = \"menu\"", "next = \"nowhere\"")).unwrap();
     assert!(server.wait_log("rejected", before));
-    assert!(server.logs().iter().skip(before).any(|l| l.contains("t.toml:9:8")), "error names file:line:col");
+    assert!(
+        server
+            .logs()
+            .iter()
+            .skip(before)
+            .any(|l| l.contains("t.toml:9:8")),
+        "error names file:line:col"
+    );
     let c = RawUa::new(server.sip);
     c.send(&c.invite("reload-c", "z9hG4bK-rc", "100"));
     let ok_c = c.expect_status(200, Duration::from_secs(5));
@@ -125,17 +167,25 @@ fn sigterm_drains_live_calls() {
     let ok = a.expect_status(200, Duration::from_secs(5));
     a.send(&a.in_dialog(&ok, "ACK", 1, "z9hG4bK-daa"));
     std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.http_get("/readyz").0, 503);
     let b = RawUa::new(server.sip);
     b.send(&b.invite("drain-b", "z9hG4bK-db", "kefu-en"));
     b.expect_status(503, Duration::from_secs(5));
     // The live call goes on until the caller hangs up; then kefu exits.
-    assert!(server.wait_exit(Duration::from_millis(500)).is_none(), "exited with a live call");
+    assert!(
+        server.wait_exit(Duration::from_millis(500)).is_none(),
+        "exited with a live call"
+    );
     a.send(&a.in_dialog(&ok, "BYE", 2, "z9hG4bK-dab"));
     a.expect_status(200, Duration::from_secs(5));
-    let status = server.wait_exit(Duration::from_secs(10)).expect("kefu exits after draining");
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("kefu exits after draining");
     assert!(status.success());
     assert_eq!(server.record("drain-a")["end_reason"], "caller-hangup");
 }

@@ -6,17 +6,36 @@ mod common;
 use common::{Server, Step, caller_scenario, only_record, sipp};
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn assert_hours_path(r: &serde_json::Value, source: &str) {
-    assert_eq!(strings(&r["path"]), ["welcome", "main_menu", "opening_hours", "more", "goodbye"], "{r}");
+    assert_eq!(
+        strings(&r["path"]),
+        ["welcome", "main_menu", "opening_hours", "more", "goodbye"],
+        "{r}"
+    );
     let prompts = strings(&r["prompts"]);
-    assert_eq!(prompts.first().map(String::as_str), Some("en/welcome.wav"), "{r}");
+    assert_eq!(
+        prompts.first().map(String::as_str),
+        Some("en/welcome.wav"),
+        "{r}"
+    );
     assert!(prompts.contains(&"en/hours.wav".to_string()), "{r}");
-    assert_eq!(prompts.last().map(String::as_str), Some("en/goodbye.wav"), "{r}");
+    assert_eq!(
+        prompts.last().map(String::as_str),
+        Some("en/goodbye.wav"),
+        "{r}"
+    );
     assert!(r["digits"].as_str().unwrap().starts_with("2#"), "{r}");
-    assert!(strings(&r["digit_sources"]).iter().all(|s| s == source), "{r}");
+    assert!(
+        strings(&r["digit_sources"]).iter().all(|s| s == source),
+        "{r}"
+    );
     assert_eq!(r["end_reason"], "dialplan-hangup", "{r}");
     assert!(r["rtp_sent"].as_u64().unwrap() > 100, "{r}");
 }
@@ -24,16 +43,34 @@ fn assert_hours_path(r: &serde_json::Value, source: &str) {
 fn assert_order_path(r: &serde_json::Value) {
     assert_eq!(
         strings(&r["path"]),
-        ["welcome", "main_menu", "order_number", "order_readback", "more", "goodbye"],
+        [
+            "welcome",
+            "main_menu",
+            "order_number",
+            "order_readback",
+            "more",
+            "goodbye"
+        ],
         "{r}"
     );
     assert_eq!(r["vars"]["order_number"], "234567", "{r}");
     let prompts = strings(&r["prompts"]);
     // The order number is read back digit by digit.
-    let readback: Vec<&str> = prompts.iter().filter(|p| p.starts_with("en/digits/")).map(String::as_str).collect();
+    let readback: Vec<&str> = prompts
+        .iter()
+        .filter(|p| p.starts_with("en/digits/"))
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         readback,
-        ["en/digits/2.wav", "en/digits/3.wav", "en/digits/4.wav", "en/digits/5.wav", "en/digits/6.wav", "en/digits/7.wav"],
+        [
+            "en/digits/2.wav",
+            "en/digits/3.wav",
+            "en/digits/4.wav",
+            "en/digits/5.wav",
+            "en/digits/6.wav",
+            "en/digits/7.wav"
+        ],
         "{r}"
     );
     assert!(prompts.contains(&"en/enter-order.wav".to_string()), "{r}");
@@ -60,13 +97,20 @@ fn run(name: &str, te: bool, steps: &[Step]) -> serde_json::Value {
     let server = Server::start(None);
     let scenario = caller_scenario(server.dir.path(), name, te, steps);
     let (ok, out) = sipp(&server, &scenario, "kefu-en", &[]);
-    assert!(ok, "SIPp failed:\n{out}\nserver:\n{}", server.logs().join("\n"));
+    assert!(
+        ok,
+        "SIPp failed:\n{out}\nserver:\n{}",
+        server.logs().join("\n")
+    );
     only_record(&server)
 }
 
 #[test]
 fn opening_hours_with_rfc4733() {
-    assert_hours_path(&run("hours_rfc4733", true, &hours_steps(Step::Rfc4733)), "rfc4733");
+    assert_hours_path(
+        &run("hours_rfc4733", true, &hours_steps(Step::Rfc4733)),
+        "rfc4733",
+    );
 }
 
 #[test]
@@ -76,13 +120,21 @@ fn order_status_with_rfc4733() {
 
 #[test]
 fn opening_hours_with_sip_info() {
-    let r = run("hours_info", true, &hours_steps(|k| Step::Info("application/dtmf-relay", k)));
+    let r = run(
+        "hours_info",
+        true,
+        &hours_steps(|k| Step::Info("application/dtmf-relay", k)),
+    );
     assert_hours_path(&r, "info");
 }
 
 #[test]
 fn order_status_with_sip_info() {
-    assert_order_path(&run("order_info", true, &order_steps(|k| Step::Info("application/dtmf", k))));
+    assert_order_path(&run(
+        "order_info",
+        true,
+        &order_steps(|k| Step::Info("application/dtmf", k)),
+    ));
 }
 
 /// In-band tones: 80 ms of DTMF then silence, as PCMU, replayed by SIPp from a pcap.
@@ -99,7 +151,11 @@ fn tone_pcap(dir: &std::path::Path, key: char) -> std::path::PathBuf {
             out
         })
         .collect();
-    let name = if key == '#' { "pound".to_string() } else { key.to_string() };
+    let name = if key == '#' {
+        "pound".to_string()
+    } else {
+        key.to_string()
+    };
     let path = dir.join(format!("tone_{name}.pcap"));
     // Each key continues a phone's stream at its own place, as a real phone would.
     common::write_rtp_pcap(&path, &payloads, 0, key as u16 * 100);

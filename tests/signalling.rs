@@ -18,7 +18,9 @@ fn malformed_requests_get_400_and_the_server_keeps_answering() {
     assert!(resp.contains("does not match"), "{resp}");
     ua.send("FROB sip:kefu@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-y\nFrom: <sip:a@b>;tag=1\nTo: <sip:kefu@127.0.0.1>\nCall-ID: bad-2\nCSeq: 1 FROB\nContent-Length: 0\n\n");
     ua.expect_status(501, T);
-    ua.sock.send_to(&[0xff, 0x00, 0x13, 0x37], server.sip).unwrap();
+    ua.sock
+        .send_to(&[0xff, 0x00, 0x13, 0x37], server.sip)
+        .unwrap();
     ua.send("this is not sip\n\n");
     ua.expect_status(400, T);
     // Still serving: OPTIONS is answered with what kefu allows.
@@ -45,7 +47,10 @@ fn cancel_before_answer_gets_487() {
     let dir = tempfile::tempdir().unwrap();
     let plan = std::fs::read_to_string(common::repo().join("dialplans/demo-en.toml"))
         .unwrap()
-        .replace("language = \"en\"", "language = \"en\"\nanswer_after = \"10s\"");
+        .replace(
+            "language = \"en\"",
+            "language = \"en\"\nanswer_after = \"10s\"",
+        );
     std::fs::write(dir.path().join("ring.toml"), plan).unwrap();
     let server = Server::start(Some(dir.path()));
     let ua = RawUa::new(server.sip);
@@ -74,7 +79,9 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
     let acked = Instant::now();
 
     // Measure on the caller's side: first packet after ACK, then spacing.
-    ua.rtp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ua.rtp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let mut buf = [0u8; 2048];
     let mut arrivals = Vec::new();
     let mut seqs = Vec::new();
@@ -83,10 +90,17 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
         arrivals.push(Instant::now());
         let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
         assert_eq!(pkt.payload().len(), 160);
-        seqs.push((u16::from(pkt.sequence_number()), pkt.timestamp(), pkt.mark()));
+        seqs.push((
+            u16::from(pkt.sequence_number()),
+            pkt.timestamp(),
+            pkt.mark(),
+        ));
     }
     let first = arrivals[0] - acked;
-    assert!(first < Duration::from_millis(100), "first RTP {first:?} after ACK");
+    assert!(
+        first < Duration::from_millis(100),
+        "first RTP {first:?} after ACK"
+    );
     assert!(seqs[0].2, "first packet has the marker bit");
     for w in seqs.windows(2) {
         assert_eq!(w[1].0, w[0].0.wrapping_add(1));
@@ -99,7 +113,10 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
     jitter.sort_by(f64::total_cmp);
     let p99 = jitter[jitter.len() * 99 / 100];
     let total = (arrivals[arrivals.len() - 1] - arrivals[0]).as_secs_f64() * 1000.0;
-    assert!((total - 149.0 * 20.0).abs() < 20.0, "149 intervals took {total} ms");
+    assert!(
+        (total - 149.0 * 20.0).abs() < 20.0,
+        "149 intervals took {total} ms"
+    );
     assert!(p99 < 2.0, "inter-arrival jitter p99 {p99:.3} ms");
 
     let bye = ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-bye1");
@@ -108,7 +125,11 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
     let r = server.record("retrans-1");
     assert_eq!(r["end_reason"], "caller-hangup", "{r}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server.records().len(), 1, "a retransmitted INVITE made a second call");
+    assert_eq!(
+        server.records().len(),
+        1,
+        "a retransmitted INVITE made a second call"
+    );
 }
 
 #[test]

@@ -31,10 +31,19 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
     if h.gate.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining: not taking new calls\n".into())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: not taking new calls\n".into(),
+        )
     } else if !h.sip_ready.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting: SIP not ready\n".into())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: SIP not ready\n".into(),
+        )
     } else {
-        (StatusCode::OK, format!("ready: {} active calls\n", h.gate.active()))
+        (
+            StatusCode::OK,
+            format!("ready: {} active calls\n", h.gate.active()),
+        )
     }
 }

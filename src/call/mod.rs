@@ -72,8 +72,7 @@ pub async fn run(mut s: CallSetup) {
         let _enter = span.enter();
         tracing::info!(from = %s.caller, to = %s.called, dialplan = %record.dialplan, "incoming call");
         drop(_enter);
-        let reason = tracing::Instrument::instrument(drive(&mut s, &mut record), span.clone()).await;
-        reason
+        tracing::Instrument::instrument(drive(&mut s, &mut record), span.clone()).await
     };
     record.end_reason = reason;
     record.end_at = Some(chrono::Utc::now());
@@ -117,8 +116,16 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
     let session_id: u64 = rand::random::<u32>().into();
     let mut sdp_version = 1;
     let answer = sdp::answer(local_rtp, &s.negotiated, session_id, sdp_version);
-    let sdp_header = || vec![Header::Other("Content-Type".into(), "application/sdp".into())];
-    if let Err(e) = s.dialog.accept(Some(sdp_header()), Some(answer.into_bytes())) {
+    let sdp_header = || {
+        vec![Header::Other(
+            "Content-Type".into(),
+            "application/sdp".into(),
+        )]
+    };
+    if let Err(e) = s
+        .dialog
+        .accept(Some(sdp_header()), Some(answer.into_bytes()))
+    {
         return format!("sip-error: {e}");
     }
     record.answer_at = Some(chrono::Utc::now());
@@ -209,7 +216,13 @@ impl Media {
         }
     }
 
-    async fn run(&mut self, s: &mut CallSetup, record: &mut CallRecord, session_id: u64, sdp_version: &mut u64) -> String {
+    async fn run(
+        &mut self,
+        s: &mut CallSetup,
+        record: &mut CallRecord,
+        session_id: u64,
+        sdp_version: &mut u64,
+    ) -> String {
         self.interpreter.start(Moment::now());
         let mut buf = vec![0u8; 2048];
         loop {
@@ -235,10 +248,11 @@ impl Media {
                 _ = s.hangup_all.cancelled() => Step::End("shutdown".into()),
             };
             if let Step::End(reason) = step {
-                if reason != "caller-hangup" && reason != "cancelled" {
-                    if let Err(e) = s.dialog.bye().await {
-                        tracing::debug!(error = %e, "BYE failed");
-                    }
+                if reason != "caller-hangup"
+                    && reason != "cancelled"
+                    && let Err(e) = s.dialog.bye().await
+                {
+                    tracing::debug!(error = %e, "BYE failed");
                 }
                 return reason;
             }
@@ -275,7 +289,10 @@ impl Media {
             let mut payload = [0u8; FRAME_SAMPLES];
             self.negotiated.law.encode(&pcm, &mut payload);
             let mut packet = [0u8; 12 + FRAME_SAMPLES];
-            match self.sender.build(self.negotiated.payload_type, slot, &payload, &mut packet) {
+            match self
+                .sender
+                .build(self.negotiated.payload_type, slot, &payload, &mut packet)
+            {
                 Ok(n) => {
                     if let Err(e) = s.socket.send_to(&packet[..n], self.remote).await {
                         tracing::debug!(error = %e, remote = %self.remote, "RTP send failed");
@@ -288,7 +305,10 @@ impl Media {
             self.interpreter.handle(Input::PlaybackDone, Moment::now());
         }
         // A caller whose media has stopped (and who is not on hold) has gone.
-        let receives = matches!(self.negotiated.direction, Direction::SendRecv | Direction::RecvOnly);
+        let receives = matches!(
+            self.negotiated.direction,
+            Direction::SendRecv | Direction::RecvOnly
+        );
         if receives && now.duration_since(self.last_heard) > s.rtp_timeout {
             tracing::warn!(timeout = ?s.rtp_timeout, "no RTP from the caller; hanging up");
             return Step::End("rtp-timeout".into());
@@ -296,7 +316,13 @@ impl Media {
         Step::Continue
     }
 
-    fn receive_rtp(&mut self, packet: &[u8], from: SocketAddr, mode: DtmfMode, record: &mut CallRecord) -> Step {
+    fn receive_rtp(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        mode: DtmfMode,
+        record: &mut CallRecord,
+    ) -> Step {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
             return Step::Continue; // not RTP (or RTCP on a shared port)
         };
@@ -315,8 +341,15 @@ impl Media {
         }
         let now = Instant::now();
         self.last_heard = now;
-        let arrival = (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
-        let accepted = self.receiver.receive(rtp.ssrc(), rtp.sequence_number().into(), rtp.timestamp(), arrival, now);
+        let arrival =
+            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
+        let accepted = self.receiver.receive(
+            rtp.ssrc(),
+            rtp.sequence_number().into(),
+            rtp.timestamp(),
+            arrival,
+            now,
+        );
         let mut digits = Vec::new();
         if is_event {
             // Events bypass the reorder buffer: their timestamp identifies the press.
@@ -371,7 +404,9 @@ impl Media {
                 let content_type = req.header_value("Content-Type").unwrap_or_default();
                 let (status, digit) = match relay::parse_info(&content_type, &req.body) {
                     Ok(d) => (StatusCode::OK, Some(d)),
-                    Err(relay::RelayError::ContentType(_)) => (StatusCode::UnsupportedMediaType, None),
+                    Err(relay::RelayError::ContentType(_)) => {
+                        (StatusCode::UnsupportedMediaType, None)
+                    }
                     Err(e) => {
                         tracing::info!(error = %e, "INFO body rejected");
                         (StatusCode::BadRequest, None)
@@ -411,15 +446,25 @@ impl Media {
                         *sdp_version += 1;
                         let local = s.socket.local_addr().unwrap_or(self.remote);
                         let body = sdp::answer(local, &self.negotiated, session_id, *sdp_version);
-                        let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
-                        if let Err(e) = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await {
+                        let headers = vec![Header::Other(
+                            "Content-Type".into(),
+                            "application/sdp".into(),
+                        )];
+                        if let Err(e) = handle
+                            .respond(StatusCode::OK, Some(headers), Some(body.into_bytes()))
+                            .await
+                        {
                             tracing::debug!(error = %e, "cannot answer re-INVITE");
                         }
                     }
                     Err(e) => {
                         tracing::info!(error = %e, "re-INVITE offer rejected");
-                        let headers = vec![Header::Other("Warning".into(), format!("399 kefu \"{e}\""))];
-                        if let Err(e) = handle.respond(StatusCode::NotAcceptableHere, Some(headers), None).await {
+                        let headers =
+                            vec![Header::Other("Warning".into(), format!("399 kefu \"{e}\""))];
+                        if let Err(e) = handle
+                            .respond(StatusCode::NotAcceptableHere, Some(headers), None)
+                            .await
+                        {
                             tracing::debug!(error = %e, "cannot answer re-INVITE");
                         }
                     }
@@ -430,7 +475,10 @@ impl Media {
                     tracing::debug!(error = %e, "cannot answer OPTIONS");
                 }
             }
-            DialogState::Notify(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Refer(_, _, handle) | DialogState::Publish(_, _, handle) => {
+            DialogState::Notify(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Refer(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
                 if let Err(e) = handle.reply(StatusCode::NotImplemented).await {
                     tracing::debug!(error = %e, "cannot answer in-dialog request");
                 }

@@ -39,7 +39,9 @@ impl CallRecord {
     pub fn emit(&self) {
         match serde_json::to_string(self) {
             Ok(json) => tracing::info!(target: "kefu::call_record", record = %json, "call ended"),
-            Err(e) => tracing::error!(error = %e, call_id = %self.call_id, "cannot serialise call record"),
+            Err(e) => {
+                tracing::error!(error = %e, call_id = %self.call_id, "cannot serialise call record")
+            }
         }
     }
 }

@@ -13,7 +13,15 @@ use super::{AudioRoot, Dialplan, Node, Registry};
 use crate::media::prompt::PromptCache;
 
 const TOP_FIELDS: &[&str] = &["dialplan", "nodes"];
-const PLAN_FIELDS: &[&str] = &["name", "numbers", "default", "language", "start", "answer_after", "digits"];
+const PLAN_FIELDS: &[&str] = &[
+    "name",
+    "numbers",
+    "default",
+    "language",
+    "start",
+    "answer_after",
+    "digits",
+];
 
 /// Everything wrong with a directory of dialplans.
 #[derive(Debug)]
@@ -36,7 +44,11 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Loads every `*.toml` file of `dir`, sorted by name.
-pub fn load_dir(dir: &Path, audio: &AudioRoot, prompts: &PromptCache) -> Result<Registry, LoadError> {
+pub fn load_dir(
+    dir: &Path,
+    audio: &AudioRoot,
+    prompts: &PromptCache,
+) -> Result<Registry, LoadError> {
     let whole_dir = |message: String| LoadError {
         diagnostics: vec![Diagnostic {
             file: dir.to_path_buf(),
@@ -45,7 +57,8 @@ pub fn load_dir(dir: &Path, audio: &AudioRoot, prompts: &PromptCache) -> Result<
             message,
         }],
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| whole_dir(format!("cannot read dialplan directory: {e}")))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| whole_dir(format!("cannot read dialplan directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -53,7 +66,9 @@ pub fn load_dir(dir: &Path, audio: &AudioRoot, prompts: &PromptCache) -> Result<
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(whole_dir("no dialplan files (*.toml) in this directory".into()));
+        return Err(whole_dir(
+            "no dialplan files (*.toml) in this directory".into(),
+        ));
     }
     let mut diagnostics = Vec::new();
     let mut plans: Vec<Arc<Dialplan>> = Vec::new();
@@ -78,7 +93,10 @@ pub fn load_dir(dir: &Path, audio: &AudioRoot, prompts: &PromptCache) -> Result<
         if let Some(plan) = &plan {
             for n in &plan.numbers {
                 if let Some(other) = claimed.insert(n.clone(), path.clone()) {
-                    src.error(number_span(&text, n), format!("number {n:?} is already answered by {}", other.display()));
+                    src.error(
+                        number_span(&text, n),
+                        format!("number {n:?} is already answered by {}", other.display()),
+                    );
                 }
             }
             if plan.is_default {
@@ -132,15 +150,23 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         return None;
     };
 
-    let node_names: Vec<String> = nodes_table.iter().map(|(k, _)| k.get_ref().to_string()).collect();
+    let node_names: Vec<String> = nodes_table
+        .iter()
+        .map(|(k, _)| k.get_ref().to_string())
+        .collect();
     let mut h = Fields::new("[dialplan]", header_span, header);
     let name = h.required_string(src, "name");
     let numbers = h.strings(src, "numbers").unwrap_or_default();
     let is_default = h.bool(src, "default").unwrap_or(false);
     if numbers.is_empty() && !is_default {
-        src.error(h.span.clone(), "[dialplan] needs `numbers` (the called numbers it answers) or `default = true`");
+        src.error(
+            h.span.clone(),
+            "[dialplan] needs `numbers` (the called numbers it answers) or `default = true`",
+        );
     }
-    let language = h.string(src, "language").map_or_else(|| "en".to_string(), |l| l.into_inner());
+    let language = h
+        .string(src, "language")
+        .map_or_else(|| "en".to_string(), |l| l.into_inner());
     let answer_after = h.duration(src, "answer_after").unwrap_or(Duration::ZERO);
     let digits_dir = h.string(src, "digits");
     let start_name = h.required_string(src, "start");
@@ -166,11 +192,16 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         prompts,
         has_digit_prompts: digit_prompts.is_some(),
     };
-    let start = start_name.as_ref().and_then(|s| cx.target_value(s, "start"));
+    let start = start_name
+        .as_ref()
+        .and_then(|s| cx.target_value(s, "start"));
     for (key, value) in nodes_table.iter() {
         let node_name = key.get_ref();
         let DeValue::Table(table) = value.get_ref() else {
-            cx.src.error(value.span(), format!("node `{node_name}` must be a table: [nodes.{node_name}]"));
+            cx.src.error(
+                value.span(),
+                format!("node `{node_name}` must be a table: [nodes.{node_name}]"),
+            );
             continue;
         };
         let what = format!("node `{node_name}`");
@@ -182,7 +213,11 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         if !actions::TYPES.contains(&kind.get_ref().as_str()) {
             cx.src.error(
                 kind.span(),
-                format!("unknown node type `{}`; expected one of: {}", kind.get_ref(), actions::TYPES.join(", ")),
+                format!(
+                    "unknown node type `{}`; expected one of: {}",
+                    kind.get_ref(),
+                    actions::TYPES.join(", ")
+                ),
             );
             continue;
         }
@@ -216,7 +251,11 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         {
             src.error(
                 key.span(),
-                format!("node `{}` is unreachable from start node `{}`", key.get_ref(), node_names[start]),
+                format!(
+                    "node `{}` is unreachable from start node `{}`",
+                    key.get_ref(),
+                    node_names[start]
+                ),
             );
         }
     }

@@ -109,6 +109,10 @@ pub struct AudioRoot(pub PathBuf);
 impl AudioRoot {
     pub fn resolve(&self, relative: &str) -> PathBuf {
         let p = Path::new(relative);
-        if p.is_absolute() { p.to_path_buf() } else { self.0.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.0.join(p)
+        }
     }
 }

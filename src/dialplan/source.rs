@@ -21,7 +21,14 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 
@@ -151,7 +158,10 @@ impl<'t, 'i> Fields<'t, 'i> {
         match parsed {
             Some(n) if n <= max => Some(n),
             _ => {
-                src.error(v.span(), format!("`{name}` must be a whole number from 0 to {max}"));
+                src.error(
+                    v.span(),
+                    format!("`{name}` must be a whole number from 0 to {max}"),
+                );
                 None
             }
         }
@@ -196,13 +206,20 @@ impl<'t, 'i> Fields<'t, 'i> {
                 Some(out)
             }
             _ => {
-                src.error(v.span(), format!("`{name}` must be a string or an array of strings"));
+                src.error(
+                    v.span(),
+                    format!("`{name}` must be a string or an array of strings"),
+                );
                 None
             }
         }
     }
 
-    pub fn table(&mut self, src: &mut Source<'_>, name: &str) -> Option<(&'t DeTable<'i>, Range<usize>)> {
+    pub fn table(
+        &mut self,
+        src: &mut Source<'_>,
+        name: &str,
+    ) -> Option<(&'t DeTable<'i>, Range<usize>)> {
         let v = self.take(name)?;
         match v.get_ref() {
             DeValue::Table(t) => Some((t, v.span())),
@@ -236,7 +253,7 @@ mod tests {
         assert_eq!(src.position(0), (1, 1));
         assert_eq!(src.position(6), (2, 1));
         // The `=` after one three-byte character is column 3.
-        assert_eq!(src.position(text.find('=').unwrap() + 0), (1, 3));
+        assert_eq!(src.position(text.find('=').unwrap()), (1, 3));
         assert_eq!(src.position(text.rfind('=').unwrap()), (2, 3));
     }
 }

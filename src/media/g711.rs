@@ -40,8 +40,14 @@ impl Law {
 
     pub fn encode(self, pcm: &[i16], out: &mut [u8]) {
         match self {
-            Law::Pcmu => out.iter_mut().zip(pcm).for_each(|(o, &s)| *o = ulaw_encode(s)),
-            Law::Pcma => out.iter_mut().zip(pcm).for_each(|(o, &s)| *o = alaw_encode(s)),
+            Law::Pcmu => out
+                .iter_mut()
+                .zip(pcm)
+                .for_each(|(o, &s)| *o = ulaw_encode(s)),
+            Law::Pcma => out
+                .iter_mut()
+                .zip(pcm)
+                .for_each(|(o, &s)| *o = alaw_encode(s)),
         }
     }
 
@@ -50,7 +56,9 @@ impl Law {
             Law::Pcmu => &ULAW_DECODE,
             Law::Pcma => &ALAW_DECODE,
         };
-        out.iter_mut().zip(data).for_each(|(o, &b)| *o = table[b as usize]);
+        out.iter_mut()
+            .zip(data)
+            .for_each(|(o, &b)| *o = table[b as usize]);
     }
 }
 
@@ -122,7 +130,11 @@ const fn table(ulaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if ulaw { ulaw_decode(i as u8) } else { alaw_decode(i as u8) };
+        t[i] = if ulaw {
+            ulaw_decode(i as u8)
+        } else {
+            alaw_decode(i as u8)
+        };
         i += 1;
     }
     t

@@ -53,7 +53,9 @@ impl Playout {
         }
         let mut filled = 0;
         while filled < FRAME_SAMPLES {
-            let Some(prompt) = self.queue.front() else { break };
+            let Some(prompt) = self.queue.front() else {
+                break;
+            };
             if self.offset == 0 {
                 self.started.push(prompt.clone());
             }

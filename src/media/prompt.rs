@@ -37,7 +37,9 @@ impl Prompt {
             return Err(PromptError::Format("zero channels or sample rate".into()));
         }
         let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-            (hound::SampleFormat::Float, 32) => reader.into_samples::<f32>().collect::<Result<_, _>>()?,
+            (hound::SampleFormat::Float, 32) => {
+                reader.into_samples::<f32>().collect::<Result<_, _>>()?
+            }
             (hound::SampleFormat::Int, bits @ 1..=32) => {
                 let scale = 1.0 / (1u64 << (bits - 1)) as f32;
                 reader
@@ -46,7 +48,9 @@ impl Prompt {
                     .collect::<Result<_, _>>()?
             }
             (format, bits) => {
-                return Err(PromptError::Format(format!("{bits}-bit {format:?} samples")));
+                return Err(PromptError::Format(format!(
+                    "{bits}-bit {format:?} samples"
+                )));
             }
         };
         let channels = usize::from(spec.channels);
@@ -98,7 +102,11 @@ fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, PromptError> {
         out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| err(&e))?[0]);
     }
     let rest = chunks.remainder();
-    out.extend_from_slice(&resampler.process_partial(Some(&[rest]), None).map_err(|e| err(&e))?[0]);
+    out.extend_from_slice(
+        &resampler
+            .process_partial(Some(&[rest]), None)
+            .map_err(|e| err(&e))?[0],
+    );
     while out.len() < expected + delay {
         let tail = resampler
             .process_partial(None::<&[&[f32]]>, None)
@@ -115,14 +123,18 @@ fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, PromptError> {
 
 /// Loaded prompts keyed by path; a file is read again only when it changes on disk,
 /// so a dialplan reload re-reads just the prompts an admin replaced.
+/// A loaded prompt with the file's modification time and size when it was read.
+type Stamped = (Option<SystemTime>, u64, Arc<Prompt>);
+
 #[derive(Debug, Default)]
 pub struct PromptCache {
-    entries: Mutex<HashMap<PathBuf, (Option<SystemTime>, u64, Arc<Prompt>)>>,
+    entries: Mutex<HashMap<PathBuf, Stamped>>,
 }
 
 impl PromptCache {
     pub fn get(&self, path: &Path) -> Result<Arc<Prompt>, PromptError> {
-        let meta = std::fs::metadata(path).map_err(|e| PromptError::Wav(hound::Error::IoError(e)))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| PromptError::Wav(hound::Error::IoError(e)))?;
         let stamp = (meta.modified().ok(), meta.len());
         if let Ok(entries) = self.entries.lock()
             && let Some((modified, len, prompt)) = entries.get(path)
@@ -153,7 +165,9 @@ mod tests {
         let n = (rate as f32 * secs) as usize;
         let full = ((1i64 << (bits - 1)) - 1) as f32;
         for i in 0..n {
-            let v = (0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin() * full) as i32;
+            let v = (0.5
+                * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin()
+                * full) as i32;
             for _ in 0..channels {
                 w.write_sample(v).unwrap();
             }
@@ -164,13 +178,27 @@ mod tests {
     #[test]
     fn converts_any_rate_width_and_channels_to_8k_mono() {
         let dir = tempfile::tempdir().unwrap();
-        for (rate, channels, bits) in [(8000, 1, 16), (16000, 1, 16), (22050, 2, 16), (44100, 2, 24), (48000, 1, 8)] {
+        for (rate, channels, bits) in [
+            (8000, 1, 16),
+            (16000, 1, 16),
+            (22050, 2, 16),
+            (44100, 2, 24),
+            (48000, 1, 8),
+        ] {
             let path = dir.path().join(format!("t{rate}_{channels}_{bits}.wav"));
             write_wav(&path, rate, channels, bits, 0.5, 440.0);
             let p = Prompt::load(&path).unwrap();
-            assert_eq!(p.samples().len(), 4000, "{rate} Hz {channels} ch {bits} bit");
+            assert_eq!(
+                p.samples().len(),
+                4000,
+                "{rate} Hz {channels} ch {bits} bit"
+            );
             // A half-scale 440 Hz sine: the middle of the file keeps its level.
-            let peak = p.samples()[1000..3000].iter().map(|s| s.unsigned_abs()).max().unwrap();
+            let peak = p.samples()[1000..3000]
+                .iter()
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap();
             assert!((14000..=18500).contains(&peak), "peak {peak} for {rate} Hz");
         }
     }

@@ -46,14 +46,26 @@ impl Server {
         let config = dir.path().join("kefu.toml");
         std::fs::write(
             &config,
-            format!("rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\n{extra_config}\n", rtp_base, rtp_base + 60),
+            format!(
+                "rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\n{extra_config}\n",
+                rtp_base,
+                rtp_base + 60
+            ),
         )
         .unwrap();
-        let dialplans = dialplans.map(Path::to_path_buf).unwrap_or(repo().join("dialplans"));
+        let dialplans = dialplans
+            .map(Path::to_path_buf)
+            .unwrap_or(repo().join("dialplans"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .args(["serve", "--log-format", "json", "--config"])
             .arg(&config)
-            .args(["--sip", &sip.to_string(), "--http", &http.to_string(), "--dialplans"])
+            .args([
+                "--sip",
+                &sip.to_string(),
+                "--http",
+                &http.to_string(),
+                "--dialplans",
+            ])
             .arg(&dialplans)
             .arg("--audio")
             .arg(repo().join("audio"))
@@ -72,7 +84,13 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let server = Self { child, sip, http, dir, logs };
+        let server = Self {
+            child,
+            sip,
+            http,
+            dir,
+            logs,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if server.http_get("/readyz").0 == 200 {
@@ -80,7 +98,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kefu did not become ready; logs:\n{}", server.logs().join("\n"));
+        panic!(
+            "kefu did not become ready; logs:\n{}",
+            server.logs().join("\n")
+        );
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -92,11 +113,21 @@ impl Server {
         let Ok(mut s) = TcpStream::connect_timeout(&self.http, Duration::from_millis(500)) else {
             return (0, String::new());
         };
-        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (
+            status,
+            text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+        )
     }
 
     /// Call records logged so far.
@@ -118,7 +149,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("no call record for {call_id}; logs:\n{}", self.logs().join("\n"));
+        panic!(
+            "no call record for {call_id}; logs:\n{}",
+            self.logs().join("\n")
+        );
     }
 
     pub fn wait_log(&self, needle: &str, after: usize) -> bool {
@@ -163,13 +197,26 @@ pub fn sipp(server: &Server, scenario: &Path, service: &str, extra: &[&str]) -> 
         .arg("-sf")
         .arg(scenario)
         .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
-        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
-        .args(["-timeout", "90s", "-timeout_error", "-trace_err", "-nostdin"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ])
+        .args([
+            "-timeout",
+            "90s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
         .args(extra)
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .output()
-        .expect("SIPp must be installed (Debian package sip-tester); run the README's test command");
+        .expect(
+            "SIPp must be installed (Debian package sip-tester); run the README's test command",
+        );
     let mut text = String::from_utf8_lossy(&out.stdout).to_string();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
@@ -197,7 +244,10 @@ To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id
 pub fn caller_scenario(dir: &Path, name: &str, telephone_event: bool, steps: &[Step]) -> PathBuf {
     let pcaps = PathBuf::from("/usr/share/sip-tester");
     let (fmts, te) = if telephone_event {
-        ("0 101", "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\n")
+        (
+            "0 101",
+            "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\n",
+        )
     } else {
         ("0", "")
     };
@@ -328,8 +378,38 @@ pub fn write_rtp_pcap(path: &Path, payloads: &[Vec<u8>], payload_type: u8, first
         let ip_len = 20 + udp_len;
         let mut frame = vec![0u8; 12];
         frame.extend_from_slice(&[0x08, 0x00]);
-        frame.extend_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-        frame.extend_from_slice(&[0x27, 0x10, 0x27, 0x10, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+        frame.extend_from_slice(&[
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            1,
+        ]);
+        frame.extend_from_slice(&[
+            0x27,
+            0x10,
+            0x27,
+            0x10,
+            (udp_len >> 8) as u8,
+            udp_len as u8,
+            0,
+            0,
+        ]);
         frame.extend_from_slice(&rtp);
         let usec = i as u64 * 20_000;
         out.extend_from_slice(&((usec / 1_000_000) as u32).to_le_bytes());
@@ -338,7 +418,10 @@ pub fn write_rtp_pcap(path: &Path, payloads: &[Vec<u8>], payload_type: u8, first
         out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         out.extend_from_slice(&frame);
     }
-    std::fs::File::create(path).unwrap().write_all(&out).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(&out)
+        .unwrap();
 }
 
 /// A bare SIP user agent over UDP, for exact control of what goes on the wire.
@@ -360,7 +443,14 @@ impl RawUa {
     }
 
     pub fn send(&self, msg: &str) {
-        self.sock.send_to(msg.replace('\n', "\r\n").replace("\r\r\n", "\r\n").as_bytes(), self.server).unwrap();
+        self.sock
+            .send_to(
+                msg.replace('\n', "\r\n")
+                    .replace("\r\r\n", "\r\n")
+                    .as_bytes(),
+                self.server,
+            )
+            .unwrap();
     }
 
     /// The next SIP message within `timeout`.
@@ -405,12 +495,20 @@ impl RawUa {
         let me = self.local();
         let header = |name: &str| {
             ok.lines()
-                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+                .find(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                })
                 .map(|l| l.split_once(':').unwrap().1.trim().to_string())
                 .unwrap_or_default()
         };
         let contact = header("Contact");
-        let uri = contact.trim_start_matches('<').split('>').next().unwrap_or_default().to_string();
+        let uri = contact
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         format!(
             "{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {me};branch={branch};rport\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: {cseq} {}\nMax-Forwards: 70\nContent-Length: 0\n\n",
             header("From"),

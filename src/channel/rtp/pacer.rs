@@ -20,7 +20,10 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(start: Instant) -> Self {
-        Self { start, next_slot: 0 }
+        Self {
+            start,
+            next_slot: 0,
+        }
     }
 
     /// When the next frame is due.

@@ -37,7 +37,14 @@ pub struct RtpReceiver {
 impl RtpReceiver {
     /// Records a packet that arrived at `arrival` (in timestamp units of the same
     /// clock, 8 kHz here) and returns whether to use it.
-    pub fn receive(&mut self, ssrc: u32, seq: u16, timestamp: u32, arrival: u64, now: Instant) -> Accepted {
+    pub fn receive(
+        &mut self,
+        ssrc: u32,
+        seq: u16,
+        timestamp: u32,
+        arrival: u64,
+        now: Instant,
+    ) -> Accepted {
         self.last_packet_at = Some(now);
         if self.ssrc != Some(ssrc) {
             if self.ssrc.is_some() {
@@ -158,7 +165,10 @@ mod tests {
         let mut rx = RtpReceiver::default();
         feed(&mut rx, &[100, 101]);
         let now = Instant::now();
-        assert!(matches!(rx.receive(9, 5000, 0, 0, now), Accepted::Packet(_)));
+        assert!(matches!(
+            rx.receive(9, 5000, 0, 0, now),
+            Accepted::Packet(_)
+        ));
         assert_eq!(rx.ssrc_changes, 1);
         assert_eq!(rx.expected(), 1);
     }

@@ -21,12 +21,28 @@ pub enum Verdict {
     /// Ignore it (a broken response, or an ACK, which is never answered).
     Drop(String),
     /// Answer with this response and do not pass it on.
-    Reject { status: u16, reason: String, response: Vec<u8> },
+    Reject {
+        status: u16,
+        reason: String,
+        response: Vec<u8>,
+    },
 }
 
 const METHODS: &[&str] = &[
-    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK", "PUBLISH",
-    "REFER", "REGISTER", "SUBSCRIBE", "UPDATE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
 ];
 
 /// Judges one datagram.
@@ -51,13 +67,23 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
             Verdict::Drop(reason)
         } else {
             let response = build_response(head, status, &reason);
-            Verdict::Reject { status, reason, response }
+            Verdict::Reject {
+                status,
+                reason,
+                response,
+            }
         }
     };
     if parts.len() != 3 || parts[2] != "SIP/2.0" || method.is_empty() {
-        return reject(400, "malformed request line; expected `METHOD sip:uri SIP/2.0`".into());
+        return reject(
+            400,
+            "malformed request line; expected `METHOD sip:uri SIP/2.0`".into(),
+        );
     }
-    if !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)) {
+    if !method
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    {
         return reject(400, format!("invalid method token {method:?}"));
     }
     if !METHODS.contains(&method) {
@@ -75,23 +101,35 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
 
 /// Header rules the stack relies on but does not enforce.
 fn check_request(req: &rsipstack::sip::Request, body_room: usize) -> Result<(), String> {
-    let via = req.via_header().map_err(|_| "missing Via header".to_string())?;
+    let via = req
+        .via_header()
+        .map_err(|_| "missing Via header".to_string())?;
     if via.value().trim().is_empty() {
         return Err("empty Via header".into());
     }
-    req.from_header().map_err(|_| "missing From header".to_string())?;
-    req.to_header().map_err(|_| "missing To header".to_string())?;
-    let call_id = req.call_id_header().map_err(|_| "missing Call-ID header".to_string())?;
+    req.from_header()
+        .map_err(|_| "missing From header".to_string())?;
+    req.to_header()
+        .map_err(|_| "missing To header".to_string())?;
+    let call_id = req
+        .call_id_header()
+        .map_err(|_| "missing Call-ID header".to_string())?;
     if call_id.value().trim().is_empty() {
         return Err("empty Call-ID header".into());
     }
-    let cseq = req.cseq_header().map_err(|_| "missing CSeq header".to_string())?;
-    cseq.seq().map_err(|_| format!("CSeq {:?} has no valid number", cseq.value()))?;
+    let cseq = req
+        .cseq_header()
+        .map_err(|_| "missing CSeq header".to_string())?;
+    cseq.seq()
+        .map_err(|_| format!("CSeq {:?} has no valid number", cseq.value()))?;
     let method = cseq
         .method()
         .map_err(|_| format!("CSeq {:?} has no valid method", cseq.value()))?;
     if method != req.method {
-        return Err(format!("CSeq method {method} does not match request method {}", req.method));
+        return Err(format!(
+            "CSeq method {method} does not match request method {}",
+            req.method
+        ));
     }
     if let Some(len) = req.header_value("Content-Length") {
         let len: usize = len
@@ -100,7 +138,9 @@ fn check_request(req: &rsipstack::sip::Request, body_room: usize) -> Result<(), 
             .map_err(|_| format!("Content-Length {len:?} is not a number"))?;
         // The separator (\r\n\r\n) is part of what follows the head.
         if len + 4 > body_room && len > 0 {
-            return Err(format!("Content-Length {len} is larger than the body received"));
+            return Err(format!(
+                "Content-Length {len} is larger than the body received"
+            ));
         }
     }
     if req.method == Method::Invite && !req.body.is_empty() {
@@ -121,7 +161,9 @@ fn build_response(head: &str, status: u16, reason: &str) -> Vec<u8> {
     };
     let mut out = format!("SIP/2.0 {status} {phrase}\r\n");
     for line in head.lines().skip(1) {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim();
         match name.as_str() {
@@ -175,7 +217,11 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%from, %why, "SIP datagram dropped");
                 }
-                Verdict::Reject { status, reason, response } => {
+                Verdict::Reject {
+                    status,
+                    reason,
+                    response,
+                } => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%from, status, %reason, "SIP request rejected");
                     if let Err(e) = self.inner.send_to(&response, from).await {
@@ -220,17 +266,39 @@ mod tests {
     fn rejects_with_reasons() {
         let cases = [
             (GOOD.replace("CSeq: 1 OPTIONS\r\n", ""), 400, "CSeq"),
-            (GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), 400, "does not match"),
+            (
+                GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
+                400,
+                "does not match",
+            ),
             (GOOD.replace("Call-ID: abc\r\n", ""), 400, "Call-ID"),
-            (GOOD.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), 400, "request line"),
-            (GOOD.replace("OPTIONS sip", "FROB sip").replace("1 OPTIONS", "1 FROB"), 501, "FROB"),
-            (GOOD.replace("Content-Length: 0", "Content-Length: 500"), 400, "Content-Length"),
+            (
+                GOOD.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"),
+                400,
+                "request line",
+            ),
+            (
+                GOOD.replace("OPTIONS sip", "FROB sip")
+                    .replace("1 OPTIONS", "1 FROB"),
+                501,
+                "FROB",
+            ),
+            (
+                GOOD.replace("Content-Length: 0", "Content-Length: 500"),
+                400,
+                "Content-Length",
+            ),
             ("garbage\r\n\r\n".to_string(), 400, "request line"),
         ];
         for (msg, want, word) in cases {
             let v = inspect(msg.as_bytes());
             assert_eq!(status(&v), Some(want), "{msg}");
-            let Verdict::Reject { reason, response, .. } = v else { unreachable!() };
+            let Verdict::Reject {
+                reason, response, ..
+            } = v
+            else {
+                unreachable!()
+            };
             assert!(reason.contains(word), "{reason}");
             let resp = String::from_utf8(response).unwrap();
             assert!(resp.starts_with(&format!("SIP/2.0 {want} ")), "{resp}");
@@ -241,7 +309,9 @@ mod tests {
     #[test]
     fn response_copies_dialog_headers() {
         let msg = GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
-        let Verdict::Reject { response, .. } = inspect(msg.as_bytes()) else { panic!() };
+        let Verdict::Reject { response, .. } = inspect(msg.as_bytes()) else {
+            panic!()
+        };
         let resp = String::from_utf8(response).unwrap();
         assert!(resp.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"));
         assert!(resp.contains("Call-ID: abc\r\n"));
@@ -250,9 +320,14 @@ mod tests {
 
     #[test]
     fn never_answers_an_ack_or_a_broken_response() {
-        let ack = GOOD.replace("OPTIONS sip", "ACK sip").replace("1 OPTIONS", "1 INVITE");
+        let ack = GOOD
+            .replace("OPTIONS sip", "ACK sip")
+            .replace("1 OPTIONS", "1 INVITE");
         assert!(matches!(inspect(ack.as_bytes()), Verdict::Drop(_)));
-        assert!(matches!(inspect(b"SIP/2.0 200 OK\r\n\r\n"), Verdict::Drop(_)));
+        assert!(matches!(
+            inspect(b"SIP/2.0 200 OK\r\n\r\n"),
+            Verdict::Drop(_)
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Context;
+use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
@@ -19,7 +20,6 @@ use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::{UdpConnection, UdpInner};
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
-use rsipstack::EndpointBuilder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -166,16 +166,13 @@ impl SipService {
             .and_then(|t| t.tag().ok().flatten())
             .is_some();
         let method = tx.original.method;
-        if has_to_tag || !matches!(method, Method::Invite | Method::Options) {
-            match self.dialog_layer.match_dialog(&tx) {
-                Some(Dialog::Invite(mut dialog)) => {
-                    if let Err(e) = dialog.handle(&mut tx).await {
-                        tracing::debug!(error = %e, %method, "in-dialog request failed");
-                    }
-                    return;
-                }
-                Some(_) | None => {}
+        if (has_to_tag || !matches!(method, Method::Invite | Method::Options))
+            && let Some(Dialog::Invite(mut dialog)) = self.dialog_layer.match_dialog(&tx)
+        {
+            if let Err(e) = dialog.handle(&mut tx).await {
+                tracing::debug!(error = %e, %method, "in-dialog request failed");
             }
+            return;
         }
         let result = match method {
             Method::Invite if !has_to_tag => self.new_call(tx).await,
@@ -184,14 +181,22 @@ impl SipService {
                     StatusCode::OK,
                     vec![
                         Header::Other("Allow".into(), ALLOW.into()),
-                        Header::Other("Accept".into(), "application/sdp, application/dtmf-relay, application/dtmf".into()),
+                        Header::Other(
+                            "Accept".into(),
+                            "application/sdp, application/dtmf-relay, application/dtmf".into(),
+                        ),
                     ],
                     None,
                 )
                 .await
             }
             Method::Ack => Ok(()),
-            Method::Register | Method::Subscribe | Method::Publish | Method::Message | Method::Refer | Method::Notify
+            Method::Register
+            | Method::Subscribe
+            | Method::Publish
+            | Method::Message
+            | Method::Refer
+            | Method::Notify
                 if !has_to_tag =>
             {
                 tx.reply_with(
@@ -208,8 +213,15 @@ impl SipService {
         }
     }
 
-    async fn reject(tx: &mut Transaction, status: StatusCode, warning: &str) -> rsipstack::Result<()> {
-        let mut headers = vec![Header::Other("Warning".into(), format!("399 kefu \"{warning}\""))];
+    async fn reject(
+        tx: &mut Transaction,
+        status: StatusCode,
+        warning: &str,
+    ) -> rsipstack::Result<()> {
+        let mut headers = vec![Header::Other(
+            "Warning".into(),
+            format!("399 kefu \"{warning}\""),
+        )];
         if status == StatusCode::ServiceUnavailable {
             headers.push(Header::Other("Retry-After".into(), "5".into()));
         }
@@ -219,13 +231,26 @@ impl SipService {
     async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
         let invite_at = chrono::Utc::now();
         let Some(slot) = self.gate.try_enter(self.config.max_calls) else {
-            let why = if self.gate.is_draining() { "shutting down" } else { "call limit reached" };
-            tracing::warn!(reason = why, active = self.gate.active(), "INVITE refused with 503");
+            let why = if self.gate.is_draining() {
+                "shutting down"
+            } else {
+                "call limit reached"
+            };
+            tracing::warn!(
+                reason = why,
+                active = self.gate.active(),
+                "INVITE refused with 503"
+            );
             return Self::reject(&mut tx, StatusCode::ServiceUnavailable, why).await;
         };
         let called = tx.original.uri.user().unwrap_or_default().to_string();
         let Some(plan) = self.dialplans.current().lookup(&called) else {
-            return Self::reject(&mut tx, StatusCode::NotFound, &format!("no dialplan answers {called:?}")).await;
+            return Self::reject(
+                &mut tx,
+                StatusCode::NotFound,
+                &format!("no dialplan answers {called:?}"),
+            )
+            .await;
         };
         let negotiated = match sdp::negotiate(&tx.original.body) {
             Ok(n) => n,
@@ -242,11 +267,17 @@ impl SipService {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "INVITE refused: no RTP port");
-                return Self::reject(&mut tx, StatusCode::ServiceUnavailable, "no media port free").await;
+                return Self::reject(
+                    &mut tx,
+                    StatusCode::ServiceUnavailable,
+                    "no media port free",
+                )
+                .await;
             }
         };
         let (state_tx, state_rx) = self.dialog_layer.new_dialog_state_channel();
-        let contact = rsipstack::sip::Uri::try_from(format!("sip:kefu@{}", self.local).as_str()).ok();
+        let contact =
+            rsipstack::sip::Uri::try_from(format!("sip:kefu@{}", self.local).as_str()).ok();
         let dialog = match self
             .dialog_layer
             .get_or_create_server_invite(&tx, state_tx, None, contact)
@@ -266,7 +297,11 @@ impl SipService {
             .unwrap_or(self.local.ip());
         let (dtmf, trunk) = self.config.dtmf_for(source);
         let setup = CallSetup {
-            call_id: tx.original.call_id_header().map(|c| c.value().to_string()).unwrap_or_default(),
+            call_id: tx
+                .original
+                .call_id_header()
+                .map(|c| c.value().to_string())
+                .unwrap_or_default(),
             caller: tx
                 .original
                 .from_header()

@@ -106,7 +106,10 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
         {
             chosen = Some((law, pt));
         }
-        if name.as_deref().is_some_and(|n| n.starts_with("telephone-event/8000")) {
+        if name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("telephone-event/8000"))
+        {
             telephone_event.get_or_insert(pt);
         }
     }
@@ -117,10 +120,12 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
         .or(desc.connection_information.as_ref())
         .and_then(|c| c.address.as_ref())
         .ok_or(SdpError::NoAddress)?;
-    let ip: IpAddr = conn
-        .address
-        .parse()
-        .map_err(|_| SdpError::Malformed(format!("connection address {:?} is not an IP address", conn.address)))?;
+    let ip: IpAddr = conn.address.parse().map_err(|_| {
+        SdpError::Malformed(format!(
+            "connection address {:?} is not an IP address",
+            conn.address
+        ))
+    })?;
     let port = u16::try_from(media.media_name.port.value)
         .map_err(|_| SdpError::Malformed("audio port out of range".into()))?;
     let attr = |key: &str| {
@@ -166,10 +171,16 @@ pub fn answer(local: SocketAddr, n: &Negotiated, session_id: u64, version: u64) 
     let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
     let ip = local.ip();
     let mut formats = n.payload_type.to_string();
-    let mut attrs = format!("a=rtpmap:{} {}/8000\r\n", n.payload_type, n.law.encoding_name());
+    let mut attrs = format!(
+        "a=rtpmap:{} {}/8000\r\n",
+        n.payload_type,
+        n.law.encoding_name()
+    );
     if let Some(te) = n.telephone_event {
         formats.push_str(&format!(" {te}"));
-        attrs.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+        attrs.push_str(&format!(
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+        ));
     }
     format!(
         "v=0\r\no=kefu {session_id} {version} IN {ip_kind} {ip}\r\ns=kefu\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\n\
@@ -205,11 +216,17 @@ mod tests {
     #[test]
     fn hold_offers() {
         let held = OFFER.replace("a=fmtp:101 0-15\r\n", "a=fmtp:101 0-15\r\na=sendonly\r\n");
-        assert_eq!(negotiate(held.as_bytes()).unwrap().direction, Direction::RecvOnly);
+        assert_eq!(
+            negotiate(held.as_bytes()).unwrap().direction,
+            Direction::RecvOnly
+        );
         let old_style = OFFER.replace("c=IN IP4 10.0.0.5", "c=IN IP4 0.0.0.0");
         assert!(!negotiate(old_style.as_bytes()).unwrap().direction.sends());
         let inactive = OFFER.replace("a=fmtp:101 0-15\r\n", "a=inactive\r\n");
-        assert_eq!(negotiate(inactive.as_bytes()).unwrap().direction, Direction::Inactive);
+        assert_eq!(
+            negotiate(inactive.as_bytes()).unwrap().direction,
+            Direction::Inactive
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ impl Branch {
         let mut rules = Vec::new();
         for item in f.array(cx.src, "when").unwrap_or_default() {
             let DeValue::Table(t) = item.get_ref() else {
-                cx.src.error(item.span(), "each `when` rule must be a table");
+                cx.src
+                    .error(item.span(), "each `when` rule must be a table");
                 continue;
             };
             let mut rf = Fields::new("a `when` rule", item.span(), t);
@@ -54,7 +55,11 @@ impl Branch {
 
     pub fn enter(&self, run: &mut Run) -> Flow {
         for rule in &self.rules {
-            let value = run.vars.get(&rule.variable).map(String::as_str).unwrap_or("");
+            let value = run
+                .vars
+                .get(&rule.variable)
+                .map(String::as_str)
+                .unwrap_or("");
             let hit = match &rule.test {
                 Test::Equals(s) => value == s,
                 Test::Prefix(s) => value.starts_with(s.as_str()),
@@ -73,7 +78,8 @@ fn parse_rule(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Rule> {
     if let Some(v) = &variable
         && !is_identifier(v.get_ref())
     {
-        cx.src.error(v.span(), "`variable` must be letters, digits and _ only");
+        cx.src
+            .error(v.span(), "`variable` must be letters, digits and _ only");
     }
     let equals = f.string(cx.src, "equals");
     let prefix = f.string(cx.src, "prefix");
@@ -85,12 +91,18 @@ fn parse_rule(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Rule> {
         (None, None, Some(m)) => match Regex::new(m.get_ref()) {
             Ok(r) => Test::Matches(r),
             Err(e) => {
-                cx.src.error(m.span(), format!("`matches` is not a valid regular expression: {e}"));
+                cx.src.error(
+                    m.span(),
+                    format!("`matches` is not a valid regular expression: {e}"),
+                );
                 return None;
             }
         },
         _ => {
-            cx.src.error(f.span.clone(), "a rule needs exactly one of `equals`, `prefix`, `matches`");
+            cx.src.error(
+                f.span.clone(),
+                "a rule needs exactly one of `equals`, `prefix`, `matches`",
+            );
             return None;
         }
     };

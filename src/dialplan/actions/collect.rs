@@ -57,10 +57,13 @@ impl Collect {
         if let Some(v) = &variable
             && !is_identifier(v.get_ref())
         {
-            cx.src.error(v.span(), "`variable` must be letters, digits and _ only");
+            cx.src
+                .error(v.span(), "`variable` must be letters, digits and _ only");
         }
         let min_digits = f.count(cx.src, "min_digits", MAX_DIGITS).unwrap_or(1);
-        let max_digits = f.count(cx.src, "max_digits", MAX_DIGITS).unwrap_or(MAX_DIGITS);
+        let max_digits = f
+            .count(cx.src, "max_digits", MAX_DIGITS)
+            .unwrap_or(MAX_DIGITS);
         if min_digits > max_digits || max_digits == 0 {
             cx.src.error(
                 f.span.clone(),
@@ -75,7 +78,10 @@ impl Collect {
                 match (chars.next().and_then(normalise_digit), chars.next()) {
                     (Some(c), None) => Some(c),
                     _ => {
-                        cx.src.error(t.span(), "`terminator` must be one key (usually \"#\") or \"\" for none");
+                        cx.src.error(
+                            t.span(),
+                            "`terminator` must be one key (usually \"#\") or \"\" for none",
+                        );
                         None
                     }
                 }
@@ -87,13 +93,18 @@ impl Collect {
         let inter_digit_timeout = f
             .duration(cx.src, "inter_digit_timeout")
             .unwrap_or(Duration::from_secs(3));
-        let pattern = f.string(cx.src, "pattern").and_then(|p| match Regex::new(p.get_ref()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                cx.src.error(p.span(), format!("`pattern` is not a valid regular expression: {e}"));
-                None
-            }
-        });
+        let pattern = f
+            .string(cx.src, "pattern")
+            .and_then(|p| match Regex::new(p.get_ref()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    cx.src.error(
+                        p.span(),
+                        format!("`pattern` is not a valid regular expression: {e}"),
+                    );
+                    None
+                }
+            });
         let max_failures = f.count(cx.src, "max_failures", 20).unwrap_or(3).max(1);
         let invalid_prompt = cx.prompt(f, "invalid_prompt");
         let timeout_prompt = cx.prompt(f, "timeout_prompt");

@@ -10,7 +10,14 @@ use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Run};
 use crate::dialplan::source::Fields;
 
-pub const FIELDS: &[&str] = &["type", "timezone", "open", "closed_dates", "when_open", "when_closed"];
+pub const FIELDS: &[&str] = &[
+    "type",
+    "timezone",
+    "open",
+    "closed_dates",
+    "when_open",
+    "when_closed",
+];
 
 #[derive(Debug)]
 pub struct Window {
@@ -33,9 +40,18 @@ pub struct Hours {
 impl Hours {
     pub fn parse(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
         let timezone = f.required_string(cx.src, "timezone").and_then(|t| {
-            t.get_ref().parse::<Tz>().map_err(|_| {
-                cx.src.error(t.span(), format!("unknown time zone `{}`; use an IANA name such as \"Asia/Shanghai\"", t.get_ref()));
-            }).ok()
+            t.get_ref()
+                .parse::<Tz>()
+                .map_err(|_| {
+                    cx.src.error(
+                        t.span(),
+                        format!(
+                            "unknown time zone `{}`; use an IANA name such as \"Asia/Shanghai\"",
+                            t.get_ref()
+                        ),
+                    );
+                })
+                .ok()
         });
         let mut windows = Vec::new();
         match f.strings(cx.src, "open") {
@@ -47,7 +63,10 @@ impl Hours {
                     }
                 }
             }
-            None => cx.src.error(f.span.clone(), format!("{} needs `open`, e.g. [\"mon-fri 09:00-18:00\"]", f.what)),
+            None => cx.src.error(
+                f.span.clone(),
+                format!("{} needs `open`, e.g. [\"mon-fri 09:00-18:00\"]", f.what),
+            ),
         }
         let mut closed_dates = Vec::new();
         for d in f.strings(cx.src, "closed_dates").unwrap_or_default() {
@@ -91,13 +110,22 @@ impl Hours {
 const SPEC_HELP: &str = "write opening hours like \"mon-fri 09:00-18:00\", \"sat,sun 10:00-16:00\" or \"daily 08:00-20:00\"";
 
 fn parse_window(spec: &str) -> Result<Window, String> {
-    let (days, times) = spec.trim().split_once(' ').ok_or_else(|| SPEC_HELP.to_string())?;
+    let (days, times) = spec
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| SPEC_HELP.to_string())?;
     let days = parse_days(days.trim())?;
-    let (from, to) = times.trim().split_once('-').ok_or_else(|| SPEC_HELP.to_string())?;
+    let (from, to) = times
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| SPEC_HELP.to_string())?;
     let from = parse_minute(from)?;
     let to = parse_minute(to)?;
     if from >= to {
-        return Err(format!("opening time {} must be before closing time; split overnight hours into two windows", times.trim()));
+        return Err(format!(
+            "opening time {} must be before closing time; split overnight hours into two windows",
+            times.trim()
+        ));
     }
     Ok(Window { days, from, to })
 }
@@ -124,9 +152,12 @@ fn parse_days(s: &str) -> Result<u8, String> {
 }
 
 fn parse_weekday(s: &str) -> Result<Weekday, String> {
-    s.trim()
-        .parse::<Weekday>()
-        .map_err(|_| format!("`{}` is not a day; use mon, tue, wed, thu, fri, sat, sun or daily", s.trim()))
+    s.trim().parse::<Weekday>().map_err(|_| {
+        format!(
+            "`{}` is not a day; use mon, tue, wed, thu, fri, sat, sun or daily",
+            s.trim()
+        )
+    })
 }
 
 fn parse_minute(s: &str) -> Result<u32, String> {
@@ -158,9 +189,21 @@ mod tests {
     fn open_in_local_time() {
         let h = hours(&["mon-fri 09:00-18:00", "sat 10:00-16:00"]);
         // Tuesday 2026-11-24 01:30 UTC is 09:30 in Shanghai.
-        assert!(h.is_open(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 1, 30, 0).unwrap()));
+        assert!(
+            h.is_open(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 24, 1, 30, 0)
+                    .unwrap()
+            )
+        );
         // 10:00 UTC is 18:00 local: closed (end is exclusive).
-        assert!(!h.is_open(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()));
+        assert!(
+            !h.is_open(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+                    .unwrap()
+            )
+        );
         // Sunday.
         assert!(!h.is_open(chrono::Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap()));
         // A holiday that falls on a Thursday.

@@ -54,7 +54,10 @@ impl Menu {
                             _ => {
                                 cx.src.error(
                                     key.span(),
-                                    format!("menu key `{}` must be one of 0-9, *, #, A-D", key.get_ref()),
+                                    format!(
+                                        "menu key `{}` must be one of 0-9, *, #, A-D",
+                                        key.get_ref()
+                                    ),
                                 );
                                 None
                             }
@@ -63,13 +66,15 @@ impl Menu {
                     if let Some(d) = digit
                         && options.iter().any(|(o, _)| *o == d)
                     {
-                        cx.src.error(key.span(), format!("key `{d}` is used twice in this menu"));
+                        cx.src
+                            .error(key.span(), format!("key `{d}` is used twice in this menu"));
                         continue;
                     }
                     let target = match value.get_ref() {
-                        DeValue::String(s) => {
-                            cx.target_value(&toml::Spanned::new(value.span(), s.to_string()), "options")
-                        }
+                        DeValue::String(s) => cx.target_value(
+                            &toml::Spanned::new(value.span(), s.to_string()),
+                            "options",
+                        ),
                         _ => {
                             cx.src.error(value.span(), "a menu option must name a node");
                             None
@@ -83,9 +88,14 @@ impl Menu {
                     cx.src.error(span, "a menu needs at least one option");
                 }
             }
-            None => cx.src.error(f.span.clone(), format!("{} needs an `options` table", f.what)),
+            None => cx.src.error(
+                f.span.clone(),
+                format!("{} needs an `options` table", f.what),
+            ),
         }
-        let timeout = f.duration(cx.src, "timeout").unwrap_or(Duration::from_secs(5));
+        let timeout = f
+            .duration(cx.src, "timeout")
+            .unwrap_or(Duration::from_secs(5));
         let max_failures = f.count(cx.src, "max_failures", 20).unwrap_or(3).max(1);
         let invalid_prompt = cx.prompt(f, "invalid_prompt");
         let timeout_prompt = cx.prompt(f, "timeout_prompt");

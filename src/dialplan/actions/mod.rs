@@ -90,7 +90,10 @@ impl Cx<'_, '_> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let text = item.get_ref();
-            if let Some(var) = text.strip_prefix("${digits:").and_then(|r| r.strip_suffix('}')) {
+            if let Some(var) = text
+                .strip_prefix("${digits:")
+                .and_then(|r| r.strip_suffix('}'))
+            {
                 if !self.has_digit_prompts {
                     self.src.error(
                         item.span(),
@@ -118,7 +121,11 @@ impl Cx<'_, '_> {
         Some(out)
     }
 
-    pub fn required_prompt(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<Vec<PromptItem>> {
+    pub fn required_prompt(
+        &mut self,
+        f: &mut Fields<'_, '_>,
+        field: &str,
+    ) -> Option<Vec<PromptItem>> {
         let p = self.prompt(f, field);
         if p.is_none() {
             self.src
@@ -165,11 +172,21 @@ impl Action {
     pub fn targets(&self) -> Vec<NodeId> {
         match self {
             Action::Play(a) => vec![a.next],
-            Action::Menu(a) => a.options.iter().map(|(_, t)| *t).chain(a.on_failure).collect(),
+            Action::Menu(a) => a
+                .options
+                .iter()
+                .map(|(_, t)| *t)
+                .chain(a.on_failure)
+                .collect(),
             Action::Collect(a) => std::iter::once(a.next).chain(a.on_failure).collect(),
             Action::Goto(a) => vec![a.target],
             Action::Set(a) => vec![a.next],
-            Action::Branch(a) => a.rules.iter().map(|r| r.target).chain([a.otherwise]).collect(),
+            Action::Branch(a) => a
+                .rules
+                .iter()
+                .map(|r| r.target)
+                .chain([a.otherwise])
+                .collect(),
             Action::Hours(a) => vec![a.when_open, a.when_closed],
             Action::Transfer(a) => a.next.into_iter().collect(),
             Action::Hangup(_) => Vec::new(),

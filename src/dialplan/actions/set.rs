@@ -22,11 +22,16 @@ impl Set {
                 for (k, v) in table.iter() {
                     match v.get_ref() {
                         DeValue::String(s) => values.push((k.get_ref().to_string(), s.to_string())),
-                        _ => cx.src.error(v.span(), format!("value of `{}` must be a string", k.get_ref())),
+                        _ => cx.src.error(
+                            v.span(),
+                            format!("value of `{}` must be a string", k.get_ref()),
+                        ),
                     }
                 }
             }
-            None => cx.src.error(f.span.clone(), format!("{} needs a `values` table", f.what)),
+            None => cx
+                .src
+                .error(f.span.clone(), format!("{} needs a `values` table", f.what)),
         }
         let next = cx.required_target(f, "next")?;
         Some(Self { values, next })

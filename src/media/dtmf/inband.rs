@@ -222,11 +222,15 @@ mod tests {
     #[test]
     fn single_tones_and_noise_are_not_keys() {
         let tone: Vec<i16> = (0..8000)
-            .map(|i| (8000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin()) as i16)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin()) as i16
+            })
             .collect();
         assert_eq!(detect(&tone), "");
         let row_only: Vec<i16> = (0..8000)
-            .map(|i| (8000.0 * (2.0 * std::f32::consts::PI * 770.0 * i as f32 / 8000.0).sin()) as i16)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f32::consts::PI * 770.0 * i as f32 / 8000.0).sin()) as i16
+            })
             .collect();
         assert_eq!(detect(&row_only), "");
         let mut seed = 1u32;
@@ -253,11 +257,19 @@ mod tests {
                 if path.extension().is_some_and(|e| e == "wav") {
                     let prompt = crate::media::prompt::Prompt::load(&path)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    assert_eq!(detect(prompt.samples()), "", "false key in {}", path.display());
+                    assert_eq!(
+                        detect(prompt.samples()),
+                        "",
+                        "false key in {}",
+                        path.display()
+                    );
                     checked += 1;
                 }
             }
         }
-        assert!(checked >= 10, "expected the demo prompts under audio/, found {checked}");
+        assert!(
+            checked >= 10,
+            "expected the demo prompts under audio/, found {checked}"
+        );
     }
 }

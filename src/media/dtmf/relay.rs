@@ -28,7 +28,9 @@ pub fn parse_info(content_type: &str, body: &[u8]) -> Result<char, RelayError> {
             .lines()
             .find_map(|line| {
                 let (key, value) = line.split_once('=')?;
-                key.trim().eq_ignore_ascii_case("signal").then(|| value.trim())
+                key.trim()
+                    .eq_ignore_ascii_case("signal")
+                    .then(|| value.trim())
             })
             .ok_or(RelayError::NoSignal)?
             .to_string(),
@@ -53,8 +55,14 @@ mod tests {
     fn dtmf_relay_body() {
         let body = b"Signal=5\r\nDuration=160\r\n";
         assert_eq!(parse_info("application/dtmf-relay", body), Ok('5'));
-        assert_eq!(parse_info("Application/DTMF-Relay; x=y", b"signal= #\r\n"), Ok('#'));
-        assert_eq!(parse_info("application/dtmf-relay", b"Signal=11\r\n"), Ok('#'));
+        assert_eq!(
+            parse_info("Application/DTMF-Relay; x=y", b"signal= #\r\n"),
+            Ok('#')
+        );
+        assert_eq!(
+            parse_info("application/dtmf-relay", b"Signal=11\r\n"),
+            Ok('#')
+        );
     }
 
     #[test]

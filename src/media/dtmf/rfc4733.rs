@@ -66,7 +66,13 @@ mod tests {
 
     fn pkt(event: u8, end: bool, duration: u16) -> [u8; 4] {
         let mut b = [0; 4];
-        TelephoneEvent { event, end, volume: 10, duration }.write(&mut b);
+        TelephoneEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        }
+        .write(&mut b);
         b
     }
 

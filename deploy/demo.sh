@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up and starts the demo hotline: SIP on 127.0.0.1:5060 (UDP and
+# TCP), health on http://127.0.0.1:8080/healthz. Stop it with Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deploy/setup.sh
+cargo build --release
+target/release/kefu check dialplans
+exec target/release/kefu serve "$@"
