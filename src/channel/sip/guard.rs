@@ -325,7 +325,7 @@ mod tests {
             .replace("1 OPTIONS", "1 INVITE");
         assert!(matches!(inspect(ack.as_bytes()), Verdict::Drop(_)));
         assert!(matches!(
-            inspect(b"SIP/2.0 200 OK\r\n\r\n"),
+            inspect(b"SIP/2.0 abc OK\r\nVia\r\n\r\n"),
             Verdict::Drop(_)
         ));
     }
