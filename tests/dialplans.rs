@@ -110,9 +110,7 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
     let server = Server::start(Some(dir.path()));
 
     let a = RawUa::new(server.sip);
-    a.send(&a.invite("reload-a", "z9hG4bK-ra", "100"));
-    let ok_a = a.expect_status(200, Duration::from_secs(5));
-    a.send(&a.in_dialog(&ok_a, "ACK", 1, "z9hG4bK-raa"));
+    let ok_a = a.answered_call("reload-a", "100");
 
     // Edit while call A is live: a new greeting.
     let before = server.logs().len();
@@ -124,9 +122,7 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
     );
 
     let b = RawUa::new(server.sip);
-    b.send(&b.invite("reload-b", "z9hG4bK-rb", "100"));
-    let ok_b = b.expect_status(200, Duration::from_secs(5));
-    b.send(&b.in_dialog(&ok_b, "ACK", 1, "z9hG4bK-rba"));
+    let ok_b = b.answered_call("reload-b", "100");
 
     // An invalid edit is rejected and the last good version stays live.
     let before = server.logs().len();
@@ -141,9 +137,7 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
         "error names file:line:col"
     );
     let c = RawUa::new(server.sip);
-    c.send(&c.invite("reload-c", "z9hG4bK-rc", "100"));
-    let ok_c = c.expect_status(200, Duration::from_secs(5));
-    c.send(&c.in_dialog(&ok_c, "ACK", 1, "z9hG4bK-rca"));
+    let ok_c = c.answered_call("reload-c", "100");
 
     std::thread::sleep(Duration::from_millis(600));
     for (ua, ok, id) in [(&a, &ok_a, "a"), (&b, &ok_b, "b"), (&c, &ok_c, "c")] {
@@ -163,9 +157,7 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
 fn sigterm_drains_live_calls() {
     let mut server = Server::start(None);
     let a = RawUa::new(server.sip);
-    a.send(&a.invite("drain-a", "z9hG4bK-da", "kefu-en"));
-    let ok = a.expect_status(200, Duration::from_secs(5));
-    a.send(&a.in_dialog(&ok, "ACK", 1, "z9hG4bK-daa"));
+    let ok = a.answered_call("drain-a", "kefu-en");
     std::thread::sleep(Duration::from_millis(300));
     Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])

@@ -136,9 +136,7 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
 fn call_limit_and_draining_answer_503_with_retry_after() {
     let server = Server::start_with(None, "max_calls = 1");
     let a = RawUa::new(server.sip);
-    a.send(&a.invite("limit-1", "z9hG4bK-l1", "kefu-en"));
-    let ok = a.expect_status(200, T);
-    a.send(&a.in_dialog(&ok, "ACK", 1, "z9hG4bK-l1a"));
+    let ok = a.answered_call("limit-1", "kefu-en");
     let b = RawUa::new(server.sip);
     b.send(&b.invite("limit-2", "z9hG4bK-l2", "kefu-en"));
     let busy = b.expect_status(503, T);

@@ -68,12 +68,8 @@ pub async fn run(mut s: CallSetup) {
         ..CallRecord::default()
     };
     let span = tracing::info_span!("call", call_id = %s.call_id);
-    let reason = {
-        let _enter = span.enter();
-        tracing::info!(from = %s.caller, to = %s.called, dialplan = %record.dialplan, "incoming call");
-        drop(_enter);
-        tracing::Instrument::instrument(drive(&mut s, &mut record), span.clone()).await
-    };
+    span.in_scope(|| tracing::info!(from = %s.caller, to = %s.called, dialplan = %record.dialplan, "incoming call"));
+    let reason = tracing::Instrument::instrument(drive(&mut s, &mut record), span).await;
     record.end_reason = reason;
     record.end_at = Some(chrono::Utc::now());
     s.dialog_layer.remove_dialog(&s.dialog.id());
@@ -143,7 +139,7 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         }
     }
 
-    let mut media = Media::new(s, local_rtp);
+    let mut media = Media::new(s);
     let reason = media.run(s, record, session_id, &mut sdp_version).await;
     record.rtp_sent = media.sender.packets;
     record.rtp_received = media.receiver.received();
@@ -192,7 +188,7 @@ enum Step {
 }
 
 impl Media {
-    fn new(s: &CallSetup, _local: SocketAddr) -> Self {
+    fn new(s: &CallSetup) -> Self {
         let now = Instant::now();
         let vars = BTreeMap::from([
             ("caller".to_string(), s.caller.clone()),
@@ -358,20 +354,20 @@ impl Media {
             {
                 digits.push((d, "rfc4733"));
             }
-        } else if let Accepted::Packet(seq) = accepted {
+        } else if let Accepted::Packet(seq) = accepted
+            && mode.accepts_inband(self.negotiated.telephone_event.is_some())
+        {
+            // Voice is only ordered and decoded when something listens to it.
             if self.receiver.restarts != self.restarts {
                 self.restarts = self.receiver.restarts;
                 self.jitter = JitterBuffer::new(3);
             }
             self.jitter.push(seq, rtp.payload().to_vec());
-            let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
             while let Some((_, payload)) = self.jitter.pop() {
-                if inband {
-                    let mut pcm = [0i16; 480];
-                    let n = payload.len().min(pcm.len());
-                    self.negotiated.law.decode(&payload[..n], &mut pcm[..n]);
-                    self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
-                }
+                let mut pcm = [0i16; 480];
+                let n = payload.len().min(pcm.len());
+                self.negotiated.law.decode(&payload[..n], &mut pcm[..n]);
+                self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
             }
         }
         for (d, source) in digits {

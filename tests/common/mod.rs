@@ -341,8 +341,7 @@ Content-Length: 0
     path
 }
 
-/// The Call-ID SIPp used, from its -trace_err-free output: SIPp numbers calls
-/// `1-<pid>@127.0.0.1`; we find it in the server's records by caller instead.
+/// The record of the one call a test placed (fails if there were more).
 pub fn only_record(server: &Server) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -488,6 +487,14 @@ impl RawUa {
             sdp.len(),
             srv = self.server
         )
+    }
+
+    /// Places a call and ACKs its 200 OK; returns the 200 OK.
+    pub fn answered_call(&self, call_id: &str, service: &str) -> String {
+        self.send(&self.invite(call_id, &format!("z9hG4bK-{call_id}"), service));
+        let ok = self.expect_status(200, Duration::from_secs(5));
+        self.send(&self.in_dialog(&ok, "ACK", 1, &format!("z9hG4bK-{call_id}-ack")));
+        ok
     }
 
     /// In-dialog request built from a 200 OK to our INVITE.
