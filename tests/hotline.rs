@@ -94,9 +94,13 @@ fn hours_steps(key: fn(char) -> Step) -> Vec<Step> {
 }
 
 fn run(name: &str, te: bool, steps: &[Step]) -> serde_json::Value {
+    run_with(name, te, steps, &[])
+}
+
+fn run_with(name: &str, te: bool, steps: &[Step], sipp_args: &[&str]) -> serde_json::Value {
     let server = Server::start(None);
     let scenario = caller_scenario(server.dir.path(), name, te, steps);
-    let (ok, out) = sipp(&server, &scenario, "kefu-en", &[]);
+    let (ok, out) = sipp(&server, &scenario, "kefu-en", sipp_args);
     assert!(
         ok,
         "SIPp failed:\n{out}\nserver:\n{}",
@@ -107,10 +111,9 @@ fn run(name: &str, te: bool, steps: &[Step]) -> serde_json::Value {
 
 #[test]
 fn opening_hours_with_rfc4733() {
-    assert_hours_path(
-        &run("hours_rfc4733", true, &hours_steps(Step::Rfc4733)),
-        "rfc4733",
-    );
+    let r = run("hours_rfc4733", true, &hours_steps(Step::Rfc4733));
+    assert_eq!(r["transport"], "udp", "{r}");
+    assert_hours_path(&r, "rfc4733");
 }
 
 #[test]
@@ -125,6 +128,19 @@ fn opening_hours_with_sip_info() {
         true,
         &hours_steps(|k| Step::Info("application/dtmf-relay", k)),
     );
+    assert_hours_path(&r, "info");
+}
+
+/// The same call over SIP on TCP (one connection): INVITE, INFO keys, kefu's BYE.
+#[test]
+fn opening_hours_over_tcp() {
+    let r = run_with(
+        "hours_tcp",
+        true,
+        &hours_steps(|k| Step::Info("application/dtmf-relay", k)),
+        &["-t", "t1"],
+    );
+    assert_eq!(r["transport"], "tcp", "{r}");
     assert_hours_path(&r, "info");
 }
 

@@ -144,3 +144,82 @@ fn call_limit_and_draining_answer_503_with_retry_after() {
     a.send(&a.in_dialog(&ok, "BYE", 2, "z9hG4bK-l1b"));
     a.expect_status(200, T);
 }
+
+/// RTP packets received within `window`: (payload type, marker).
+fn rtp_within(ua: &RawUa, window: Duration) -> Vec<(u8, bool)> {
+    let deadline = Instant::now() + window;
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() {
+            break;
+        }
+        ua.rtp.set_read_timeout(Some(left)).unwrap();
+        let Ok((n, _)) = ua.rtp.recv_from(&mut buf) else {
+            break;
+        };
+        let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
+        got.push((pkt.payload_type(), pkt.mark()));
+    }
+    got
+}
+
+#[test]
+fn reinvite_holds_unholds_and_changes_codec() {
+    let server = Server::start(None);
+    let ua = RawUa::new(server.sip);
+    let ok = ua.answered_call("reinv-1", "kefu-en");
+    let before = rtp_within(&ua, Duration::from_millis(300));
+    assert!(before.len() >= 10, "{before:?}");
+    assert!(
+        before.iter().all(|(pt, _)| *pt == 0),
+        "PCMU first: {before:?}"
+    );
+
+    // Hold: the caller will only send, so kefu answers recvonly and goes quiet.
+    let te =
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let hold = ua.sdp(2, "0 8 101", &format!("{te}a=sendonly\r\n"));
+    ua.send(&ua.in_dialog_with_sdp(&ok, "INVITE", 2, "z9hG4bK-hold", &hold));
+    let answer = ua.expect_status(200, T);
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    assert!(answer.contains("RTP/AVP 0 101"), "{answer}");
+    ua.send(&ua.in_dialog(&ok, "ACK", 2, "z9hG4bK-hold-ack"));
+    rtp_within(&ua, Duration::from_millis(100)); // packets already in flight
+    let held = rtp_within(&ua, Duration::from_millis(600));
+    assert!(held.is_empty(), "RTP while on hold: {} packets", held.len());
+
+    // Unhold with only PCMA on offer: kefu resumes, in PCMA, with a marker bit.
+    let pcma = ua.sdp(
+        3,
+        "8 101",
+        "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+    );
+    ua.send(&ua.in_dialog_with_sdp(&ok, "INVITE", 3, "z9hG4bK-unhold", &pcma));
+    let answer = ua.expect_status(200, T);
+    assert!(answer.contains("a=sendrecv"), "{answer}");
+    assert!(answer.contains("RTP/AVP 8 101"), "{answer}");
+    assert!(answer.contains("PCMA/8000"), "{answer}");
+    ua.send(&ua.in_dialog(&ok, "ACK", 3, "z9hG4bK-unhold-ack"));
+    let after = rtp_within(&ua, Duration::from_millis(400));
+    assert!(after.len() >= 10, "RTP after unhold: {after:?}");
+    assert!(
+        after.iter().all(|(pt, _)| *pt == 8),
+        "PCMA after: {after:?}"
+    );
+    assert!(after[0].1, "the first packet after hold has the marker bit");
+
+    // An offer with no codec kefu speaks is refused and the call goes on unchanged.
+    let g729 = ua.sdp(4, "18", "a=rtpmap:18 G729/8000\r\n");
+    ua.send(&ua.in_dialog_with_sdp(&ok, "INVITE", 4, "z9hG4bK-g729", &g729));
+    ua.expect_status(488, T);
+    let still = rtp_within(&ua, Duration::from_millis(300));
+    assert!(
+        still.iter().filter(|(pt, _)| *pt == 8).count() >= 5,
+        "{still:?}"
+    );
+
+    ua.send(&ua.in_dialog(&ok, "BYE", 5, "z9hG4bK-reinv-bye"));
+    ua.expect_status(200, T);
+    assert_eq!(server.record("reinv-1")["end_reason"], "caller-hangup");
+}

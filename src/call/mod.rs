@@ -40,6 +40,8 @@ pub struct CallSetup {
     pub caller: String,
     pub called: String,
     pub trunk: Option<String>,
+    /// SIP transport the call came in on ("udp" or "tcp").
+    pub transport: &'static str,
     pub invite_at: chrono::DateTime<chrono::Utc>,
     pub plan: Arc<Dialplan>,
     pub negotiated: Negotiated,
@@ -60,6 +62,7 @@ pub async fn run(mut s: CallSetup) {
         from: s.caller.clone(),
         to: s.called.clone(),
         trunk: s.trunk.clone(),
+        transport: s.transport,
         dialplan: s.plan.file.display().to_string(),
         dialplan_version: s.plan.version.clone(),
         codec: s.negotiated.law.encoding_name().to_string(),

@@ -10,6 +10,7 @@ pub struct CallRecord {
     pub from: String,
     pub to: String,
     pub trunk: Option<String>,
+    pub transport: &'static str,
     pub dialplan: String,
     pub dialplan_version: String,
     pub codec: String,

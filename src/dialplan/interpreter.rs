@@ -130,8 +130,16 @@ impl Run {
     }
 
     pub fn stop_playback(&mut self) {
-        if self.playing {
-            self.playing = false;
+        if !self.playing {
+            return;
+        }
+        self.playing = false;
+        // A prompt asked for within this same step has not started yet: drop it
+        // rather than start and stop it (a key typed ahead skips the next prompt).
+        if matches!(self.outputs.back(), Some(Output::Play(_))) {
+            self.outputs.pop_back();
+        }
+        if !matches!(self.outputs.back(), Some(Output::StopPlayback)) {
             self.outputs.push_back(Output::StopPlayback);
         }
     }

@@ -499,6 +499,26 @@ impl RawUa {
 
     /// In-dialog request built from a 200 OK to our INVITE.
     pub fn in_dialog(&self, ok: &str, method: &str, cseq: u32, branch: &str) -> String {
+        self.in_dialog_with_sdp(ok, method, cseq, branch, "")
+    }
+
+    /// An SDP offer for this UA's RTP socket with these payload types and attributes.
+    pub fn sdp(&self, version: u32, formats: &str, attributes: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {formats}\r\n{attributes}",
+            self.rtp.local_addr().unwrap().port()
+        )
+    }
+
+    /// In-dialog request with an SDP body (empty: no body).
+    pub fn in_dialog_with_sdp(
+        &self,
+        ok: &str,
+        method: &str,
+        cseq: u32,
+        branch: &str,
+        sdp: &str,
+    ) -> String {
         let me = self.local();
         let header = |name: &str| {
             ok.lines()
@@ -516,12 +536,17 @@ impl RawUa {
             .next()
             .unwrap_or_default()
             .to_string();
+        let content_type = if sdp.is_empty() {
+            String::new()
+        } else {
+            format!("Contact: <sip:13900139000@{me}>\nContent-Type: application/sdp\n")
+        };
         format!(
-            "{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {me};branch={branch};rport\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: {cseq} {}\nMax-Forwards: 70\nContent-Length: 0\n\n",
+            "{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {me};branch={branch};rport\nFrom: {}\nTo: {}\nCall-ID: {}\nCSeq: {cseq} {method}\nMax-Forwards: 70\n{content_type}Content-Length: {}\n\n{sdp}",
             header("From"),
             header("To"),
             header("Call-ID"),
-            if method == "ACK" { "ACK" } else { method }
+            sdp.len()
         )
     }
 }

@@ -296,6 +296,11 @@ impl SipService {
             .map(|a| a.ip())
             .unwrap_or(self.local.ip());
         let (dtmf, trunk) = self.config.dtmf_for(source);
+        // kefu listens on UDP and TCP only, so a reliable connection is TCP.
+        let transport = match &tx.connection {
+            Some(c) if c.is_reliable() => "tcp",
+            _ => "udp",
+        };
         let setup = CallSetup {
             call_id: tx
                 .original
@@ -311,6 +316,7 @@ impl SipService {
                 .unwrap_or_default(),
             called,
             trunk: trunk.map(str::to_string),
+            transport,
             invite_at,
             plan,
             negotiated,
