@@ -79,7 +79,7 @@ fn english_set() -> Vec<(PathBuf, String)> {
 
 fn english_wer(model: &str) -> f64 {
     let whisper = load(model);
-    let mut rec = whisper.recognizer(2).unwrap();
+    let mut rec = whisper.recognizer(1).unwrap();
     let (mut errors, mut words) = (0, 0);
     for (path, reference) in english_set() {
         let t = rec
@@ -126,7 +126,7 @@ fn mandarin_cer_on_synthesised_speech() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let whisper = load("base");
-    let mut rec = whisper.recognizer(2).unwrap();
+    let mut rec = whisper.recognizer(1).unwrap();
     let (mut errors, mut chars) = (0, 0);
     for (i, (pinyin, reference)) in sentences.iter().enumerate() {
         let wav = dir.path().join(format!("zh{i}.wav"));
@@ -194,4 +194,76 @@ fn transcribe_cli_prints_the_text_and_names_the_setup_for_a_missing_model() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("deploy/models.sh"), "{err}");
+}
+
+/// The whole recognition pipeline on a phone line: silence, a prompt-length sentence,
+/// silence → Silero VAD → endpointing → Whisper. One utterance, at the right time,
+/// with the right words; nothing from the silence around it.
+#[test]
+fn vad_endpointing_and_whisper_find_one_utterance_in_a_stream() {
+    use kefu::speech::endpoint::{EndpointConfig, Endpointer, Event};
+    use kefu::speech::vad::{CHUNK, SileroVad, init_onnx_runtime};
+
+    let dir = models();
+    init_onnx_runtime(&dir.onnxruntime().unwrap()).unwrap();
+    let mut vad = SileroVad::load(&dir.silero_vad().unwrap()).unwrap();
+    let mut ep = Endpointer::new(EndpointConfig::default());
+
+    let speech = telephone_audio(&Path::new(SOUNDS).join("agent-newlocation.wav"));
+    let speech_8k = resample(&speech, SAMPLE_RATE as u32, 8000).unwrap();
+    let mut stream = vec![0.0f32; 8000]; // 1 s of line silence
+    stream.extend(&speech_8k);
+    stream.extend(vec![0.0f32; 16000]);
+
+    let mut events = Vec::new();
+    for chunk in stream.chunks_exact(CHUNK) {
+        let chunk: &[f32; CHUNK] = chunk.try_into().unwrap();
+        let p = vad.probability(chunk).unwrap();
+        if let Some(ev) = ep.push(chunk, p) {
+            events.push(ev);
+        }
+    }
+    assert_eq!(
+        events.len(),
+        2,
+        "{:?}",
+        events
+            .iter()
+            .map(|e| match e {
+                Event::SpeechStarted { onset_ms } => format!("start {onset_ms}"),
+                Event::Utterance {
+                    onset_ms, end_ms, ..
+                } => format!("utterance {onset_ms}-{end_ms}"),
+            })
+            .collect::<Vec<_>>()
+    );
+    let Event::SpeechStarted { onset_ms } = events[0] else {
+        panic!("speech start first")
+    };
+    let Event::Utterance {
+        audio, end_ms, cut, ..
+    } = &events[1]
+    else {
+        panic!("then the utterance")
+    };
+    let speech_ms = speech_8k.len() as u64 / 8;
+    // The recording itself starts with a little silence: onset within 400 ms of it.
+    assert!((1000..1400).contains(&onset_ms), "onset {onset_ms} ms");
+    assert!(!cut);
+    assert!(
+        *end_ms <= 1000 + speech_ms + 100,
+        "end {end_ms} ms vs speech end {}",
+        1000 + speech_ms
+    );
+    let whisper = load("tiny.en-q8_0");
+    let t = whisper
+        .recognizer(1)
+        .unwrap()
+        .transcribe(
+            &resample(audio, 8000, SAMPLE_RATE as u32).unwrap(),
+            Language::En,
+        )
+        .unwrap();
+    let (errors, words) = word_errors("Please enter a new extension, followed by pound.", &t.text);
+    assert!(errors <= 1, "{errors}/{words}: {:?}", t.text);
 }

@@ -196,8 +196,10 @@ impl Recognizer {
             tracing::debug!(text = %t.text, "repetitive transcript; decoding again with the full window");
             t = self.decode(samples, language, FULL_CTX)?;
         }
-        if language == Language::Zh {
+        if language == Language::Zh || t.language == "zh" {
             t.text = strip_prompt_echo(&t.text, ZH_PROMPT);
+            // Whisper mixes in Traditional characters; callers here expect Simplified.
+            t.text = zhconv::zhconv(&t.text, zhconv::Variant::ZhHans);
         }
         t.text = clean(&t.text, t.confidence, t.no_speech);
         t.audio_ms = audio_ms;
@@ -485,6 +487,14 @@ mod tests {
         assert_eq!(clean("我要查订单", 0.9, 0.0), "我要查订单");
         assert_eq!(clean("我想取消订阅", 0.9, 0.0), "我想取消订阅");
         assert_eq!(clean(" ... ", 0.9, 0.0), "");
+    }
+
+    #[test]
+    fn traditional_characters_become_simplified() {
+        assert_eq!(
+            zhconv::zhconv("我要下旋電單。營業時間", zhconv::Variant::ZhHans),
+            "我要下旋电单。营业时间"
+        );
     }
 
     #[test]

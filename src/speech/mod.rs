@@ -4,8 +4,10 @@
 //! calls submit finished utterances and await the transcript.
 
 pub mod asr;
+pub mod endpoint;
 pub mod models;
 pub mod score;
+pub mod vad;
 
 pub use asr::{AsrError, AsrPool, Language, Recognizer, Transcript, WhisperModel};
 pub use models::{FETCH_SCRIPT, ModelDir, ModelError};

@@ -43,6 +43,16 @@ impl ModelDir {
         self.existing(Path::new(relative))
     }
 
+    /// The ONNX Runtime shared library (VAD and Piper run on it).
+    pub fn onnxruntime(&self) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new("onnxruntime/libonnxruntime.so.1.32.0"))
+    }
+
+    /// The Silero voice activity model.
+    pub fn silero_vad(&self) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new("vad/silero_vad.onnx"))
+    }
+
     fn existing(&self, relative: &Path) -> Result<PathBuf, ModelError> {
         let path = if relative.is_absolute() {
             relative.to_path_buf()
