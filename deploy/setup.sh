@@ -15,6 +15,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v cmake >/dev/null || need+=(cmake)
 have() { dpkg -s "$1" >/dev/null 2>&1; }
 have libclang-dev || need+=(libclang-dev)
+# piper-rs builds espeak-ng, which needs libsonic (else it tries to fetch it).
+have libsonic-dev || need+=(libsonic-dev)
+have espeak-ng-data || need+=(espeak-ng-data)
 # Real telephone speech with reference texts, for the recognition tests.
 have asterisk-core-sounds-en-wav || need+=(asterisk-core-sounds-en-wav)
 have asterisk-core-sounds-en || need+=(asterisk-core-sounds-en)

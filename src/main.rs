@@ -54,6 +54,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
+    Say {
+        text: String,
+        /// Voice: en_US-joe-medium (Piper), espeak-cmn (Mandarin), espeak-en.
+        #[arg(long, default_value = "en_US-joe-medium")]
+        voice: String,
+        /// Output WAV file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Directory the set-up command fetched the models into.
+        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+        models: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -101,7 +114,15 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: it may set an environment variable.
+    kefu::speech::tts::configure_espeak_data();
     match cli.command {
+        Command::Say {
+            text,
+            voice,
+            output,
+            models,
+        } => say(&text, &voice, &output, &ModelDir(models)),
         Command::Transcribe {
             file,
             model,
@@ -209,6 +230,27 @@ fn transcribe(
             println!("{}", t.text);
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("kefu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(text: &str, voice: &str, output: &std::path::Path, models: &ModelDir) -> ExitCode {
+    use kefu::speech::tts::{Voice, sentences, write_wav};
+    let run = || -> anyhow::Result<()> {
+        kefu::speech::models::init_onnx_runtime(&models.onnxruntime()?)?;
+        let voice = Voice::load(voice, models)?;
+        let mut audio = Vec::new();
+        for sentence in sentences(text) {
+            audio.extend(voice.synthesize(&sentence)?);
+        }
+        write_wav(output, &audio).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kefu: {e:#}");
             ExitCode::FAILURE

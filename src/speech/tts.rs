@@ -1,0 +1,367 @@
+//! Text to speech: Piper voices (piper-rs on ONNX Runtime) and, for languages no
+//! registry package has a Piper voice for (Mandarin), espeak-ng — one interface.
+//!
+//! Answers are synthesised sentence by sentence ([`sentences`]) so the first audio can
+//! leave before the whole answer is rendered, and rendered prompts are cached by voice
+//! and text in memory and on disk ([`TtsCache`]), so static prompts cost nothing after
+//! their first use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::models::{ModelDir, ModelError};
+use crate::media::wav::resample;
+
+/// Output rate: telephone audio.
+pub const RATE: u32 = 8000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TtsError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("unknown voice {0:?}; voices: {1}")]
+    UnknownVoice(String, String),
+    #[error("speech synthesis failed: {0}")]
+    Synth(String),
+}
+
+/// The voices kefu ships with, by name.
+pub const VOICES: &[(&str, &str)] = &[
+    ("en_US-joe-medium", "Piper, English (US), male, CC0"),
+    (
+        "espeak-cmn",
+        "espeak-ng, Mandarin (until a Piper Mandarin voice exists)",
+    ),
+    ("espeak-en", "espeak-ng, English"),
+];
+
+/// The default voice for a dialplan language.
+pub fn default_voice(language: &str) -> &'static str {
+    match language {
+        "zh" => "espeak-cmn",
+        _ => "en_US-joe-medium",
+    }
+}
+
+enum Engine {
+    Piper(Mutex<piper_rs::Piper>),
+    Espeak { voice: &'static str },
+}
+
+/// A loaded voice; synthesis is serialised per voice.
+pub struct Voice {
+    pub name: String,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Voice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Voice").field("name", &self.name).finish()
+    }
+}
+
+/// Where espeak-ng's data lives: Debian's `espeak-ng-data` package.
+const ESPEAK_DATA_PARENT: &str = "/usr/lib/x86_64-linux-gnu";
+
+/// Points piper-rs's phonemiser at espeak-ng's data. Call once at start-up, before
+/// any other thread exists (it sets an environment variable).
+pub fn configure_espeak_data() {
+    const VAR: &str = "PIPER_ESPEAKNG_DATA_DIRECTORY";
+    if std::env::var_os(VAR).is_none()
+        && Path::new(ESPEAK_DATA_PARENT)
+            .join("espeak-ng-data")
+            .is_dir()
+    {
+        // SAFETY: called from `main` before the runtime or any thread starts, so no
+        // other thread can be reading the environment.
+        unsafe { std::env::set_var(VAR, ESPEAK_DATA_PARENT) };
+    }
+}
+
+impl Voice {
+    /// Loads a voice by name; Piper voices need ONNX Runtime initialised.
+    pub fn load(name: &str, models: &ModelDir) -> Result<Self, TtsError> {
+        let engine = match name {
+            "espeak-cmn" => Engine::Espeak {
+                voice: "cmn-latn-pinyin",
+            },
+            "espeak-en" => Engine::Espeak { voice: "en-us" },
+            _ if VOICES.iter().any(|(n, _)| *n == name) => {
+                let model = models.piper_voice(name)?;
+                let config = PathBuf::from(format!("{}.json", model.display()));
+                if !config.is_file() {
+                    return Err(ModelError::Missing { path: config }.into());
+                }
+                let piper =
+                    piper_rs::Piper::new(&model, &config).map_err(|e| ModelError::Corrupt {
+                        path: model.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Engine::Piper(Mutex::new(piper))
+            }
+            _ => {
+                let names: Vec<&str> = VOICES.iter().map(|(n, _)| *n).collect();
+                return Err(TtsError::UnknownVoice(name.into(), names.join(", ")));
+            }
+        };
+        Ok(Self {
+            name: name.into(),
+            engine,
+        })
+    }
+
+    /// Renders text to 8 kHz mono samples (-1..1).
+    pub fn synthesize(&self, text: &str) -> Result<Vec<f32>, TtsError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (samples, rate) = match &self.engine {
+            Engine::Piper(piper) => {
+                let mut piper = piper
+                    .lock()
+                    .map_err(|_| TtsError::Synth("voice poisoned by an earlier panic".into()))?;
+                piper
+                    .create(text, false, None, None, None, None)
+                    .map_err(|e| TtsError::Synth(e.to_string()))?
+            }
+            // espeak-ng reads pinyin far more intelligibly than characters (measured
+            // by recognising its output: characters come back as noise).
+            Engine::Espeak { voice } if voice.contains("pinyin") => {
+                espeak(voice, &to_pinyin(text))?
+            }
+            Engine::Espeak { voice } => espeak(voice, text)?,
+        };
+        resample(&samples, rate, RATE).map_err(|e| TtsError::Synth(e.to_string()))
+    }
+}
+
+/// espeak-ng as a process: its library keeps one global voice, which piper-rs's
+/// phonemiser already owns; a process per sentence costs ~20 ms and shares nothing.
+fn espeak(voice: &str, text: &str) -> Result<(Vec<f32>, u32), TtsError> {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "--stdout", "--"])
+        .arg(text)
+        .output()
+        .map_err(|e| {
+            TtsError::Synth(format!(
+                "cannot run espeak-ng (Debian package espeak-ng): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(TtsError::Synth(format!(
+            "espeak-ng failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut wav = out.stdout;
+    // espeak-ng streams its WAV with placeholder sizes; fix them so hound can read it.
+    if wav.len() >= 44 && &wav[0..4] == b"RIFF" && &wav[36..40] == b"data" {
+        let total = (wav.len() - 8) as u32;
+        let data = (wav.len() - 44) as u32;
+        wav[4..8].copy_from_slice(&total.to_le_bytes());
+        wav[40..44].copy_from_slice(&data.to_le_bytes());
+    }
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav))
+        .map_err(|e| TtsError::Synth(format!("espeak-ng output: {e}")))?;
+    let rate = reader.spec().sample_rate;
+    let samples = reader
+        .into_samples::<i16>()
+        .map(|s| s.map(|v| f32::from(v) / 32768.0))
+        .collect::<Result<Vec<f32>, _>>()
+        .map_err(|e| TtsError::Synth(format!("espeak-ng output: {e}")))?;
+    Ok((samples, rate))
+}
+
+/// Chinese characters → pinyin with tone numbers ("我们" → "wo3 men5"); Chinese
+/// punctuation → ASCII; everything else unchanged.
+pub fn to_pinyin(text: &str) -> String {
+    use pinyin::ToPinyin;
+    let mut out = String::with_capacity(text.len() * 3);
+    for c in text.chars() {
+        if let Some(p) = c.to_pinyin() {
+            let syllable = p.with_tone_num_end();
+            out.push(' ');
+            out.push_str(syllable);
+            if !syllable.ends_with(|d: char| d.is_ascii_digit()) {
+                out.push('5'); // neutral tone
+            }
+            out.push(' ');
+        } else {
+            out.push(match c {
+                '。' => '.',
+                '，' | '、' => ',',
+                '！' => '!',
+                '？' => '?',
+                '；' => ';',
+                '：' => ':',
+                other => other,
+            });
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Splits an answer into sentences (keeping their punctuation), for rendering the
+/// first one while the rest wait. Handles Chinese and Western punctuation.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        current.push(c);
+        let ends = match c {
+            '。' | '！' | '？' | '；' | '!' | '?' | ';' => true,
+            // A full stop ends a sentence when followed by space or the end, not in
+            // "3.5" or "www.example.com".
+            '.' => chars.peek().is_none_or(|n| n.is_whitespace()),
+            _ => false,
+        };
+        if ends {
+            let s = current.trim();
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+            current.clear();
+        }
+    }
+    let s = current.trim();
+    if !s.is_empty() {
+        out.push(s.to_string());
+    }
+    out
+}
+
+/// (voice, text).
+type CacheKey = (String, String);
+
+/// Rendered speech by (voice, text): memory first, then `dir` on disk, then the voice.
+#[derive(Debug)]
+pub struct TtsCache {
+    dir: Option<PathBuf>,
+    memory: Mutex<HashMap<CacheKey, Arc<Vec<f32>>>>,
+    /// Entries kept in memory; beyond it the oldest half is dropped (disk keeps all).
+    capacity: usize,
+}
+
+/// A file name for a cache entry: a stable hash of voice and text (FNV-1a; not for
+/// security, only to spread names), plus the voice for people reading the folder.
+fn entry_name(voice: &str, text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in voice.bytes().chain([0u8]).chain(text.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{voice}-{h:016x}.wav")
+}
+
+impl TtsCache {
+    pub fn new(dir: Option<PathBuf>, capacity: usize) -> Self {
+        Self {
+            dir,
+            memory: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The rendered sentence, synthesising (and storing) it when not cached.
+    pub fn get(&self, voice: &Voice, text: &str) -> Result<Arc<Vec<f32>>, TtsError> {
+        let key = (voice.name.clone(), text.to_string());
+        if let Some(hit) = self.memory.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let file = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(entry_name(&voice.name, text)));
+        if let Some(f) = &file
+            && let Ok((samples, rate)) = crate::media::wav::read_mono(f)
+            && rate == RATE
+        {
+            return Ok(self.remember(key, samples));
+        }
+        let started = Instant::now();
+        let samples = voice.synthesize(text)?;
+        tracing::debug!(voice = %voice.name, chars = text.chars().count(), ms = started.elapsed().as_millis() as u64, "sentence synthesised");
+        if let Some(f) = &file
+            && let Err(e) = write_wav(f, &samples)
+        {
+            tracing::warn!(file = %f.display(), error = %e, "cannot store rendered speech");
+        }
+        Ok(self.remember(key, samples))
+    }
+
+    fn remember(&self, key: CacheKey, samples: Vec<f32>) -> Arc<Vec<f32>> {
+        let samples = Arc::new(samples);
+        if let Ok(mut m) = self.memory.lock() {
+            if m.len() >= self.capacity {
+                let drop: Vec<_> = m.keys().take(self.capacity / 2 + 1).cloned().collect();
+                for k in drop {
+                    m.remove(&k);
+                }
+            }
+            m.insert(key, samples.clone());
+        }
+        samples
+    }
+}
+
+/// Writes 8 kHz 16-bit mono, atomically (temp file + rename).
+pub fn write_wav(path: &Path, samples: &[f32]) -> Result<(), hound::Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("wav.tmp");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&tmp, spec)?;
+    for &s in samples {
+        w.write_sample((s * 32767.0).clamp(-32768.0, 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_split_into_sentences() {
+        assert_eq!(
+            sentences("We open at 9.30 daily. Visit www.example.com! Thanks"),
+            ["We open at 9.30 daily.", "Visit www.example.com!", "Thanks"]
+        );
+        assert_eq!(
+            sentences("您好。营业时间是早上九点到晚上六点！还有问题吗？"),
+            ["您好。", "营业时间是早上九点到晚上六点！", "还有问题吗？"]
+        );
+        assert!(sentences("  ").is_empty());
+    }
+
+    #[test]
+    fn characters_become_numbered_pinyin() {
+        assert_eq!(to_pinyin("我要退货。"), "wo3 yao4 tui4 huo4 .");
+        assert_eq!(to_pinyin("你们好，VIP"), "ni3 men5 hao3 , VIP");
+    }
+
+    #[test]
+    fn cache_names_are_stable_and_distinct() {
+        assert_eq!(entry_name("v", "hello"), entry_name("v", "hello"));
+        assert_ne!(entry_name("v", "hello"), entry_name("v", "hello."));
+        assert_ne!(entry_name("a", "bc"), entry_name("ab", "c"));
+    }
+
+    #[test]
+    fn unknown_voices_are_named() {
+        let err = Voice::load("nope", &ModelDir(PathBuf::from("models"))).unwrap_err();
+        assert!(err.to_string().contains("en_US-joe-medium"), "{err}");
+    }
+}
