@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub dialplans: Option<PathBuf>,
     pub audio: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    /// Where `deploy/models.sh` put the speech models.
+    pub models: Option<PathBuf>,
     pub max_calls: Option<usize>,
     /// RTP port range, "20000-29999".
     pub rtp_ports: Option<String>,
@@ -53,6 +55,7 @@ pub struct Config {
     pub dialplans: PathBuf,
     pub audio: PathBuf,
     pub data: PathBuf,
+    pub models: PathBuf,
     pub max_calls: usize,
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
@@ -71,6 +74,7 @@ impl Default for Config {
             dialplans: "dialplans".into(),
             audio: "audio".into(),
             data: "data".into(),
+            models: "models".into(),
             max_calls: 1000,
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),
@@ -114,7 +118,9 @@ impl Config {
         macro_rules! take {
             ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
         }
-        take!(sip, sip_tcp, http, dialplans, audio, data, max_calls, dtmf);
+        take!(
+            sip, sip_tcp, http, dialplans, audio, data, models, max_calls, dtmf
+        );
         if let Some(r) = f.rtp_ports {
             self.rtp_ports = parse_range(&r)?;
         }

@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Answer calls: SIP on --sip, health and API on --http.
     Serve(ServeArgs),
-    /// Validate dialplans; prints file:line:col errors and exits 1 if any.
+    /// Validate dialplans (and render their text prompts into the cache); prints
+    /// file:line:col errors and exits 1 if any.
     Check {
         /// Dialplan directory.
         #[arg(default_value = "dialplans")]
@@ -34,6 +35,12 @@ enum Command {
         /// Audio directory prompts are relative to.
         #[arg(long, default_value = "audio")]
         audio: PathBuf,
+        /// Speech models, for text (`say:`) prompts.
+        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+        models: PathBuf,
+        /// Where rendered text prompts are kept (as `kefu serve` keeps them).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
     },
     /// Recognise the speech in a WAV file (any rate) with Whisper; prints the text.
     Transcribe {
@@ -54,6 +61,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prompt tools.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCommand,
+    },
     /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
     Say {
         text: String,
@@ -66,6 +78,23 @@ enum Command {
         /// Directory the set-up command fetched the models into.
         #[arg(long, env = "KEFU_MODELS", default_value = "models")]
         models: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PromptsCommand {
+    /// Render every text (`say:`) prompt of the dialplans into the cache that
+    /// `kefu serve` reads, so the first caller does not wait for synthesis.
+    Render {
+        /// Dialplan directory.
+        #[arg(default_value = "dialplans")]
+        dir: PathBuf,
+        #[arg(long, default_value = "audio")]
+        audio: PathBuf,
+        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
     },
 }
 
@@ -95,6 +124,9 @@ struct ServeArgs {
     /// Data directory [default: data]
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Speech models directory [default: models]
+    #[arg(long, env = "KEFU_MODELS")]
+    models: Option<PathBuf>,
     /// Log format on standard output.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -102,7 +134,7 @@ struct ServeArgs {
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,ort=warn,whisper_rs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
@@ -131,28 +163,21 @@ fn main() -> ExitCode {
             threads,
             json,
         } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
-        Command::Check { dir, audio } => {
-            let prompts = PromptCache::default();
-            match load_dir(&dir, &AudioRoot(audio), &prompts) {
-                Ok(reg) => {
-                    for plan in &reg.plans {
-                        println!(
-                            "{}: ok ({} nodes, numbers {:?}{})",
-                            plan.file.display(),
-                            plan.nodes.len(),
-                            plan.numbers,
-                            if plan.is_default { ", default" } else { "" }
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    eprintln!("{} error(s)", e.diagnostics.len());
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Check {
+            dir,
+            audio,
+            models,
+            data,
+        } => check(&dir, audio, models, &data),
+        Command::Prompts {
+            command:
+                PromptsCommand::Render {
+                    dir,
+                    audio,
+                    models,
+                    data,
+                },
+        } => check(&dir, audio, models, &data),
         Command::Serve(args) => {
             init_logs(args.log_format);
             let config = match Config::load(args.config.as_deref()) {
@@ -171,6 +196,9 @@ fn main() -> ExitCode {
                     }
                     if let Some(v) = args.data {
                         c.data = v;
+                    }
+                    if let Some(v) = args.models {
+                        c.models = v;
                     }
                     c
                 }
@@ -253,6 +281,38 @@ fn say(text: &str, voice: &str, output: &std::path::Path, models: &ModelDir) -> 
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kefu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads (validates) every dialplan of `dir`, rendering text prompts into the cache.
+fn check(
+    dir: &std::path::Path,
+    audio: PathBuf,
+    models: PathBuf,
+    data: &std::path::Path,
+) -> ExitCode {
+    // Rendering every text prompt is part of checking, and leaves them cached
+    // for `kefu serve` (the same as pre-rendering them).
+    let speaker = kefu::speech::tts::Speaker::new(ModelDir(models), Some(data.join("tts-cache")));
+    let prompts = PromptCache::with_speaker(std::sync::Arc::new(speaker));
+    match load_dir(dir, &AudioRoot(audio), &prompts) {
+        Ok(reg) => {
+            for plan in &reg.plans {
+                println!(
+                    "{}: ok ({} nodes, numbers {:?}{})",
+                    plan.file.display(),
+                    plan.nodes.len(),
+                    plan.numbers,
+                    if plan.is_default { ", default" } else { "" }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{} error(s)", e.diagnostics.len());
             ExitCode::FAILURE
         }
     }

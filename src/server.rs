@@ -21,7 +21,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
     let audio = AudioRoot(config.audio.clone());
-    let prompts = Arc::new(PromptCache::default());
+    // Text prompts are spoken by the TTS; voices load on first use and renders are
+    // kept under the data directory, so a restart does not synthesise them again.
+    let speaker = crate::speech::tts::Speaker::new(
+        crate::speech::ModelDir(config.models.clone()),
+        Some(config.data.join("tts-cache")),
+    );
+    let prompts = Arc::new(PromptCache::with_speaker(Arc::new(speaker)));
     let registry = {
         let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
         tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?

@@ -181,3 +181,119 @@ fn sigterm_drains_live_calls() {
     assert!(status.success());
     assert_eq!(server.record("drain-a")["end_reason"], "caller-hangup");
 }
+
+const SPOKEN: &str = r#"[dialplan]
+name = "spoken"
+numbers = ["300"]
+language = "en"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = ["say:Thank you for calling. This message is spoken by Piper.", "en/goodbye.wav"]
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+fn check_with(dir: &Path, models: &Path, data: &Path, sub: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(sub)
+        .arg(dir)
+        .arg("--audio")
+        .arg(common::repo().join("audio"))
+        .arg("--models")
+        .arg(models)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `say:` prompts are rendered by the TTS when plans load (and cached on disk);
+/// errors in them point at the item, and a missing model names the set-up script.
+#[test]
+fn text_prompts_are_rendered_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let models = common::repo().join("models");
+    std::fs::write(dir.path().join("t.toml"), SPOKEN).unwrap();
+    let (ok, err) = check_with(dir.path(), &models, data.path(), &["prompts", "render"]);
+    assert!(ok, "{err}");
+    let cached = std::fs::read_dir(data.path().join("tts-cache"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 2, "one rendered file per sentence");
+
+    std::fs::write(
+        dir.path().join("t.toml"),
+        SPOKEN.replace("say:Thank you for calling.", "say:Hello ${caller}."),
+    )
+    .unwrap();
+    let (ok, err) = check_with(dir.path(), &models, data.path(), &["check"]);
+    assert!(!ok);
+    assert!(
+        err.contains("t.toml:9:11: text prompts are rendered when the dialplan loads"),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("t.toml"), SPOKEN).unwrap();
+    let (ok, err) = check_with(
+        dir.path(),
+        Path::new("/nonexistent"),
+        data.path(),
+        &["check"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("t.toml:9:11: cannot speak this text") && err.contains("deploy/models.sh"),
+        "{err}"
+    );
+}
+
+/// A call hears the spoken prompt: the record lists it and the RTP carries speech.
+#[test]
+fn a_call_plays_a_text_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.toml"), SPOKEN).unwrap();
+    let server = Server::start(Some(dir.path()));
+    let ua = RawUa::new(server.sip);
+    ua.answered_call("spoken-1", "300");
+    ua.rtp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut loud = 0;
+    for _ in 0..100 {
+        let (n, _) = ua.rtp.recv_from(&mut buf).unwrap();
+        let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
+        // µ-law bytes near 0xFF/0x7F are silence; speech swings far from them.
+        loud += pkt.payload().iter().filter(|&&b| (b & 0x7f) < 0x50).count();
+    }
+    assert!(
+        loud > 500,
+        "the first two seconds carry speech ({loud} loud samples)"
+    );
+    ua.answer_request("BYE", Duration::from_secs(15));
+    let r = server.record("spoken-1");
+    let prompts: Vec<&str> = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prompts,
+        [
+            "say:Thank you for calling. This message is spoken by Piper.",
+            "en/goodbye.wav"
+        ],
+        "{r}"
+    );
+    assert_eq!(r["end_reason"], "dialplan-hangup", "{r}");
+}

@@ -21,6 +21,7 @@ const PLAN_FIELDS: &[&str] = &[
     "start",
     "answer_after",
     "digits",
+    "voice",
 ];
 
 /// Everything wrong with a directory of dialplans.
@@ -169,6 +170,7 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         .map_or_else(|| "en".to_string(), |l| l.into_inner());
     let answer_after = h.duration(src, "answer_after").unwrap_or(Duration::ZERO);
     let digits_dir = h.string(src, "digits");
+    let voice = h.string(src, "voice").map(|v| v.into_inner());
     let start_name = h.required_string(src, "start");
     h.finish(src, PLAN_FIELDS);
 
@@ -191,6 +193,8 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         audio,
         prompts,
         has_digit_prompts: digit_prompts.is_some(),
+        language: &language,
+        voice: voice.as_deref(),
     };
     let start = start_name
         .as_ref()

@@ -53,9 +53,57 @@ type Stamped = (Option<SystemTime>, u64, Arc<Prompt>);
 #[derive(Debug, Default)]
 pub struct PromptCache {
     entries: Mutex<HashMap<PathBuf, Stamped>>,
+    /// Renders text prompts (`say:` items); none when speech synthesis is not set up.
+    speaker: Option<Arc<dyn TextRenderer>>,
+    spoken: Mutex<HashMap<(String, String), Arc<Prompt>>>,
+}
+
+/// Turns text into 8 kHz speech for prompts (implemented by the TTS in `speech`, so
+/// that media does not depend on speech).
+pub trait TextRenderer: Send + Sync + std::fmt::Debug {
+    /// Renders `text` with `voice` (or the default voice for `language` when `None`).
+    fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String>;
 }
 
 impl PromptCache {
+    /// A cache that can also render text prompts.
+    pub fn with_speaker(speaker: Arc<dyn TextRenderer>) -> Self {
+        Self {
+            speaker: Some(speaker),
+            ..Self::default()
+        }
+    }
+
+    /// A spoken text prompt; rendered once per (voice, text) for the process.
+    pub fn say(
+        &self,
+        voice: Option<&str>,
+        language: &str,
+        text: &str,
+    ) -> Result<Arc<Prompt>, String> {
+        let Some(speaker) = &self.speaker else {
+            return Err(
+                "text prompts need speech synthesis, which this command does not set up".into(),
+            );
+        };
+        let key = (
+            format!("{}/{language}", voice.unwrap_or("")),
+            text.to_string(),
+        );
+        if let Some(p) = self.spoken.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let samples = speaker.render(voice, language, text)?;
+        let prompt = Arc::new(Prompt {
+            path: PathBuf::from(format!("say:{text}")),
+            samples,
+        });
+        if let Ok(mut m) = self.spoken.lock() {
+            m.insert(key, prompt.clone());
+        }
+        Ok(prompt)
+    }
+
     pub fn get(&self, path: &Path) -> Result<Arc<Prompt>, PromptError> {
         let meta =
             std::fs::metadata(path).map_err(|e| PromptError::Wav(hound::Error::IoError(e)))?;

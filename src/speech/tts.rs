@@ -308,6 +308,61 @@ impl TtsCache {
     }
 }
 
+/// Speaks text prompts for dialplans: loads voices on first use (so a server whose
+/// plans have no text prompts never needs the models), caches renders on disk.
+#[derive(Debug)]
+pub struct Speaker {
+    models: ModelDir,
+    cache: TtsCache,
+    voices: Mutex<HashMap<String, Arc<Voice>>>,
+}
+
+impl Speaker {
+    /// `cache_dir`: where rendered prompts are kept between runs (e.g. data/tts-cache).
+    pub fn new(models: ModelDir, cache_dir: Option<PathBuf>) -> Self {
+        Self {
+            models,
+            cache: TtsCache::new(cache_dir, 4096),
+            voices: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn voice(&self, name: &str) -> Result<Arc<Voice>, TtsError> {
+        if let Some(v) = self.voices.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(v);
+        }
+        if !name.starts_with("espeak-") {
+            super::models::init_onnx_runtime(&self.models.onnxruntime()?)?;
+        }
+        let voice = Arc::new(Voice::load(name, &self.models)?);
+        if let Ok(mut m) = self.voices.lock() {
+            m.insert(name.to_string(), voice.clone());
+        }
+        Ok(voice)
+    }
+
+    /// Renders a whole text, sentence by sentence (each sentence cached on its own).
+    pub fn speak(&self, voice: &str, text: &str) -> Result<Vec<f32>, TtsError> {
+        let voice = self.voice(voice)?;
+        let mut out = Vec::new();
+        for s in sentences(text) {
+            out.extend(self.cache.get(&voice, &s)?.iter());
+        }
+        Ok(out)
+    }
+}
+
+impl crate::media::prompt::TextRenderer for Speaker {
+    fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String> {
+        let voice = voice.unwrap_or_else(|| default_voice(language));
+        let audio = self.speak(voice, text).map_err(|e| e.to_string())?;
+        Ok(audio
+            .iter()
+            .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
+            .collect())
+    }
+}
+
 /// Writes 8 kHz 16-bit mono, atomically (temp file + rename).
 pub fn write_wav(path: &Path, samples: &[f32]) -> Result<(), hound::Error> {
     if let Some(parent) = path.parent() {

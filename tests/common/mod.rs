@@ -71,7 +71,9 @@ impl Server {
             .arg(repo().join("audio"))
             .arg("--data")
             .arg(dir.path().join("data"))
-            .env("KEFU_LOG", "info,rsipstack=warn")
+            .arg("--models")
+            .arg(repo().join("models"))
+            .env("KEFU_LOG", "info,rsipstack=warn,ort=warn,whisper_rs=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -487,6 +489,35 @@ impl RawUa {
             sdp.len(),
             srv = self.server
         )
+    }
+
+    /// Waits for a request with this method from kefu and answers it 200 OK.
+    pub fn answer_request(&self, method: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let Some(m) = self.recv(deadline - Instant::now()) else {
+                continue;
+            };
+            if !m.starts_with(&format!("{method} ")) {
+                continue;
+            }
+
+            let mut reply = String::from("SIP/2.0 200 OK\n");
+            for line in m.lines() {
+                let lower = line.to_ascii_lowercase();
+                if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                    .iter()
+                    .any(|h| lower.starts_with(h))
+                {
+                    reply.push_str(line);
+                    reply.push('\n');
+                }
+            }
+            reply.push_str("Content-Length: 0\n\n");
+            self.send(&reply);
+            return;
+        }
+        panic!("no {method} from kefu");
     }
 
     /// Places a call and ACKs its 200 OK; returns the 200 OK.

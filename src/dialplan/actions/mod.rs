@@ -53,6 +53,9 @@ pub struct Cx<'s, 'a> {
     pub audio: &'s AudioRoot,
     pub prompts: &'s PromptCache,
     pub has_digit_prompts: bool,
+    /// The plan's language and voice, for text (`say:`) prompts.
+    pub language: &'s str,
+    pub voice: Option<&'s str>,
 }
 
 impl Cx<'_, '_> {
@@ -84,7 +87,8 @@ impl Cx<'_, '_> {
         self.resolve(name, field)
     }
 
-    /// A prompt field: a file under the audio directory, `${digits:VAR}`, or a list.
+    /// A prompt field: a file under the audio directory, `${digits:VAR}`, `say:TEXT`
+    /// (spoken by the plan's voice, rendered at load), or a list of these.
     pub fn prompt(&mut self, f: &mut Fields<'_, '_>, field: &str) -> Option<Vec<PromptItem>> {
         let items = f.strings(self.src, field)?;
         let mut out = Vec::with_capacity(items.len());
@@ -101,6 +105,26 @@ impl Cx<'_, '_> {
                     );
                 }
                 out.push(PromptItem::Digits(var.to_string()));
+                continue;
+            }
+            if let Some(say) = text.strip_prefix("say:") {
+                let say = say.trim();
+                if say.is_empty() {
+                    self.src
+                        .error(item.span(), "`say:` needs the text to speak");
+                } else if say.contains("${") {
+                    self.src.error(
+                        item.span(),
+                        "text prompts are rendered when the dialplan loads and cannot use ${...}; read values back with `${digits:NAME}` items",
+                    );
+                } else {
+                    match self.prompts.say(self.voice, self.language, say) {
+                        Ok(p) => out.push(PromptItem::File(p)),
+                        Err(e) => self
+                            .src
+                            .error(item.span(), format!("cannot speak this text: {e}")),
+                    }
+                }
                 continue;
             }
             let path = self.audio.resolve(text);
