@@ -363,3 +363,44 @@ fn say_cli_writes_telephone_audio_and_names_the_setup_for_a_missing_voice() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("deploy/models.sh"));
 }
+
+/// The recognition pool is bounded: when its workers and queue are full, a new
+/// utterance is refused at once (the call then offers keys or a hold prompt) instead
+/// of waiting; queued ones still complete.
+#[test]
+fn a_saturated_pool_refuses_at_once_and_finishes_what_it_took() {
+    use kefu::speech::{AsrError, AsrPool};
+    let pool = AsrPool::start(load("tiny.en-q8_0"), 1, 1, 1).unwrap();
+    let audio = telephone_audio(&Path::new(SOUNDS).join("agent-pass.wav"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let first = pool.submit(audio.clone(), Language::En).unwrap();
+    // The worker may not have taken the first job yet: fill until refused.
+    let mut taken = vec![first];
+    let started = std::time::Instant::now();
+    let refused = loop {
+        match pool.submit(audio.clone(), Language::En) {
+            Ok(rx) => taken.push(rx),
+            Err(e) => break e,
+        }
+        assert!(
+            taken.len() <= 3,
+            "a pool of 1 worker + 1 queued took {}",
+            taken.len()
+        );
+    };
+    assert!(matches!(refused, AsrError::Busy(1)), "{refused}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(100),
+        "refusal must not wait"
+    );
+    assert!(
+        pool.submit(audio.clone(), Language::Zh).is_err(),
+        "tiny.en cannot do Mandarin"
+    );
+    for rx in taken {
+        let t = rt.block_on(rx).unwrap().unwrap();
+        assert!(t.text.to_lowercase().contains("password"), "{t:?}");
+    }
+}
