@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn characters_become_numbered_pinyin() {
         assert_eq!(to_pinyin("我要退货。"), "wo3 yao4 tui4 huo4 .");
-        assert_eq!(to_pinyin("你们好，VIP"), "ni3 men5 hao3 , VIP");
+        assert_eq!(to_pinyin("你们好，VIP"), "ni3 men5 hao3 ,VIP");
     }
 
     #[test]
