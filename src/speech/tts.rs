@@ -242,7 +242,8 @@ type CacheKey = (String, String);
 pub struct TtsCache {
     dir: Option<PathBuf>,
     memory: Mutex<HashMap<CacheKey, Arc<Vec<f32>>>>,
-    /// Entries kept in memory; beyond it the oldest half is dropped (disk keeps all).
+    /// Entries kept in memory; beyond it about half are dropped, in no particular
+    /// order (the disk keeps everything).
     capacity: usize,
 }
 
