@@ -22,6 +22,10 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     /// Where `deploy/models.sh` put the speech models.
     pub models: Option<PathBuf>,
+    /// Whisper model for `listen` nodes: base, base-q8_0, tiny.en, tiny.en-q8_0.
+    pub asr_model: Option<String>,
+    /// Recognition worker threads (keep at most the number of cores).
+    pub asr_workers: Option<usize>,
     pub max_calls: Option<usize>,
     /// RTP port range, "20000-29999".
     pub rtp_ports: Option<String>,
@@ -56,6 +60,8 @@ pub struct Config {
     pub audio: PathBuf,
     pub data: PathBuf,
     pub models: PathBuf,
+    pub asr_model: String,
+    pub asr_workers: usize,
     pub max_calls: usize,
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
@@ -75,6 +81,8 @@ impl Default for Config {
             audio: "audio".into(),
             data: "data".into(),
             models: "models".into(),
+            asr_model: "base-q8_0".into(),
+            asr_workers: 1,
             max_calls: 1000,
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),

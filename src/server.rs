@@ -39,6 +39,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
+    // Speech recognition is loaded when a plan listens; a missing model stops start-up
+    // here, with the set-up script named, rather than failing a caller later.
+    let speech = if registry.plans.iter().any(|p| p.listens()) {
+        let (models, model, workers) = (
+            crate::speech::ModelDir(config.models.clone()),
+            config.asr_model.clone(),
+            config.asr_workers,
+        );
+        let runtime = tokio::task::spawn_blocking(move || {
+            crate::speech::SpeechRuntime::load(&models, &model, workers)
+        })
+        .await?
+        .context("cannot start speech recognition for the dialplans' listen nodes")?;
+        tracing::info!(model = %config.asr_model, workers = config.asr_workers, "speech recognition ready");
+        Some(runtime)
+    } else {
+        None
+    };
     let live = LiveDialplans::new(registry);
 
     let stop = CancellationToken::new();
@@ -67,6 +85,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         gate.clone(),
         stop.clone(),
         hangup_all.clone(),
+        speech,
     )
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");

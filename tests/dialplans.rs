@@ -297,3 +297,33 @@ fn a_call_plays_a_text_prompt() {
     );
     assert_eq!(r["end_reason"], "dialplan-hangup", "{r}");
 }
+
+#[test]
+fn check_reports_listen_node_mistakes_with_positions() {
+    let plan = r#"[dialplan]
+name = "t"
+numbers = ["100"]
+start = "ask"
+
+[nodes.ask]
+type = "listen"
+prompt = "en/main-menu.wav"
+language = "fr"
+
+[nodes.ask.keywords]
+"hours" = "nowhere"
+
+[nodes.bye]
+type = "hangup"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.toml"), plan).unwrap();
+    let (ok, err) = check(dir.path());
+    assert!(!ok);
+    assert!(err.contains("t.toml:9:12: `language` must be"), "{err}");
+    assert!(
+        err.contains("t.toml:12:11: `keywords` names unknown node `nowhere`"),
+        "{err}"
+    );
+    assert!(!err.contains("needs `keywords`"), "{err}");
+}

@@ -11,7 +11,9 @@
 //! > done                               # everything asked for has been played
 //! > key 2                              # keys, all at the same instant
 //! > wait 5s                            # time passes; timers fire when due
-//! < stop | transfer QUEUE | hangup REASON
+//! > talk / > say TEXT / > asr-busy     # at a listen node: speech starts, is heard,
+//!                                      # or recognition is unavailable
+//! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
 //! = path welcome main_menu ...         # nodes visited so far
 //! = var NAME VALUE                     # a call variable
 //! = finished                           # the interpreter has ended the call
@@ -74,6 +76,8 @@ impl Script {
             Output::StopPlayback => "stop".into(),
             Output::Transfer { queue } => format!("transfer {queue}"),
             Output::Hangup { reason } => format!("hangup {reason}"),
+            Output::Listen { language } => format!("listen {language}"),
+            Output::StopListening => "stop-listening".into(),
         }
     }
 
@@ -155,6 +159,15 @@ impl Script {
                 self.drain(line);
             }
             "done" => self.feed(line, Input::PlaybackDone),
+            "talk" => self.feed(line, Input::SpeechStarted),
+            "say" => self.feed(
+                line,
+                Input::Heard {
+                    text: arg.trim().to_string(),
+                    confidence: 0.9,
+                },
+            ),
+            "asr-busy" => self.feed(line, Input::AsrUnavailable),
             "key" => {
                 for c in arg.trim().chars() {
                     self.feed(line, Input::Digit(c));

@@ -5,6 +5,7 @@
 //! buffer, DTMF detectors, playout, interpreter) is a plain state machine; this task
 //! only moves packets, dialog events and time between them.
 
+mod hearing;
 pub mod record;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ pub struct CallSetup {
     pub dialog: InviteDialog,
     pub states: DialogStateReceiver,
     pub hangup_all: CancellationToken,
+    pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
     pub dialog_layer: Arc<DialogLayer>,
 }
 
@@ -180,6 +182,9 @@ struct Media {
     tones: ToneDetector,
     playout: Playout,
     interpreter: Interpreter,
+    /// Speech detection and recognition while a `listen` node is active.
+    hearing: Option<hearing::Hearing>,
+    listening: bool,
     media_start: Instant,
     /// Last time we heard from the caller (RTP or a dialog request).
     last_heard: Instant,
@@ -210,6 +215,8 @@ impl Media {
             tones: ToneDetector::default(),
             playout: Playout::default(),
             interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now()),
+            hearing: None,
+            listening: false,
             media_start: now,
             last_heard: now,
         }
@@ -230,7 +237,18 @@ impl Media {
             }
             let timer = self.interpreter.poll_timeout();
             let far = Instant::now() + Duration::from_secs(3600);
+            let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let step = tokio::select! {
+                transcript = async {
+                    match pending.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if pending.is_some() => {
+                    pending = None;
+                    self.transcript(transcript, record);
+                    Step::Continue
+                }
                 _ = tokio::time::sleep_until(self.pacer.deadline().into()) => self.send_frame(s).await,
                 received = s.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.receive_rtp(&buf[..len], from, s.dtmf, record),
@@ -246,6 +264,12 @@ impl Media {
                 }
                 _ = s.hangup_all.cancelled() => Step::End("shutdown".into()),
             };
+            // Not answered yet: keep waiting for it next time round.
+            if let (Some(p), Some(h)) = (pending, self.hearing.as_mut())
+                && self.listening
+            {
+                h.pending = Some(p);
+            }
             if let Step::End(reason) = step {
                 if reason != "caller-hangup"
                     && reason != "cancelled"
@@ -263,6 +287,13 @@ impl Media {
             match out {
                 Output::Play(prompts) => self.playout.play(prompts),
                 Output::StopPlayback => self.playout.stop(),
+                Output::Listen { language } => self.start_listening(s, &language),
+                Output::StopListening => {
+                    self.listening = false;
+                    if let Some(h) = self.hearing.as_mut() {
+                        h.pending = None;
+                    }
+                }
                 Output::Transfer { queue } => {
                     tracing::warn!(%queue, "transfer requested but no agent system is configured; playing the transfer message instead");
                 }
@@ -358,8 +389,10 @@ impl Media {
                 digits.push((d, "rfc4733"));
             }
         } else if let Accepted::Packet(seq) = accepted
-            && mode.accepts_inband(self.negotiated.telephone_event.is_some())
+            && (self.listening || mode.accepts_inband(self.negotiated.telephone_event.is_some()))
         {
+            let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
+            let mut heard = Vec::new();
             // Voice is only ordered and decoded when something listens to it.
             if self.receiver.restarts != self.restarts {
                 self.restarts = self.receiver.restarts;
@@ -370,13 +403,90 @@ impl Media {
                 let mut pcm = [0i16; 480];
                 let n = payload.len().min(pcm.len());
                 self.negotiated.law.decode(&payload[..n], &mut pcm[..n]);
-                self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
+                if inband {
+                    self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
+                }
+                if self.listening
+                    && let Some(h) = self.hearing.as_mut()
+                {
+                    h.push(&pcm[..n], &mut heard);
+                }
+            }
+            for h in heard {
+                let input = match h {
+                    hearing::Heard::SpeechStarted => Input::SpeechStarted,
+                    hearing::Heard::Unavailable => Input::AsrUnavailable,
+                };
+                self.interpreter.handle(input, Moment::now());
             }
         }
         for (d, source) in digits {
             self.digit(d, source, record);
         }
         Step::Continue
+    }
+
+    fn start_listening(&mut self, s: &CallSetup, language: &str) {
+        let Some(runtime) = &s.speech else {
+            tracing::warn!(
+                "a listen node was reached but speech recognition is not loaded (it loads at start when a plan listens); keys only"
+            );
+            self.interpreter
+                .handle(Input::AsrUnavailable, Moment::now());
+            return;
+        };
+        match self.hearing.as_mut() {
+            Some(h) => h.restart(language),
+            None => match hearing::Hearing::new(runtime.clone(), language) {
+                Ok(h) => self.hearing = Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start voice activity detection; keys only");
+                    self.interpreter
+                        .handle(Input::AsrUnavailable, Moment::now());
+                    return;
+                }
+            },
+        }
+        self.listening = true;
+    }
+
+    fn transcript(
+        &mut self,
+        result: Result<
+            Result<crate::speech::Transcript, crate::speech::AsrError>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
+        record: &mut CallRecord,
+    ) {
+        if !self.listening {
+            return;
+        }
+        let latency = self
+            .hearing
+            .as_ref()
+            .and_then(|h| h.utterance_end)
+            .map(|t| t.elapsed().as_millis() as u64);
+        match result {
+            Ok(Ok(t)) => {
+                tracing::info!(text = %t.text, confidence = t.confidence, audio_ms = t.audio_ms, decode_ms = t.decode_ms, latency_ms = latency, "caller said");
+                record.utterances.push(t.text.clone());
+                self.interpreter.handle(
+                    Input::Heard {
+                        text: t.text,
+                        confidence: t.confidence,
+                    },
+                    Moment::now(),
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "speech recognition failed");
+                self.interpreter
+                    .handle(Input::AsrUnavailable, Moment::now());
+            }
+            Err(_) => self
+                .interpreter
+                .handle(Input::AsrUnavailable, Moment::now()),
+        }
     }
 
     fn digit(&mut self, d: char, source: &'static str, record: &mut CallRecord) {

@@ -25,6 +25,8 @@ pub struct CallRecord {
     /// Keys received, in order, with how each arrived.
     pub digits: String,
     pub digit_sources: Vec<&'static str>,
+    /// What the caller said at `listen` nodes, in order.
+    pub utterances: Vec<String>,
     /// Variables the dialplan collected or set.
     pub vars: std::collections::BTreeMap<String, String>,
     pub end_reason: String,

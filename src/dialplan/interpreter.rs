@@ -38,10 +38,16 @@ impl Moment {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// The caller pressed a key.
     Digit(char),
+    /// While listening: the caller has been talking for the minimum time (barge-in).
+    SpeechStarted,
+    /// While listening: what the caller said (empty when nothing intelligible).
+    Heard { text: String, confidence: f32 },
+    /// While listening: speech recognition is saturated or unavailable; keys still work.
+    AsrUnavailable,
     /// Everything asked for with [`Output::Play`] has been played.
     PlaybackDone,
     /// The deadline from [`Interpreter::poll_timeout`] has passed.
@@ -56,6 +62,10 @@ pub enum Output {
     StopPlayback,
     /// Hand the caller to an agent queue.
     Transfer { queue: String },
+    /// Start detecting and recognising the caller's speech in this language.
+    Listen { language: String },
+    /// Stop listening; drop any utterance in progress.
+    StopListening,
     /// End the call.
     Hangup { reason: String },
 }
@@ -97,6 +107,7 @@ pub struct Run {
     pub now: Moment,
     deadline: Option<Instant>,
     playing: bool,
+    listening: bool,
     outputs: VecDeque<Output>,
     digit_prompts: Option<Vec<Arc<Prompt>>>,
 }
@@ -141,6 +152,27 @@ impl Run {
         }
         if !matches!(self.outputs.back(), Some(Output::StopPlayback)) {
             self.outputs.push_back(Output::StopPlayback);
+        }
+    }
+
+    /// Whether a prompt asked for is still playing.
+    pub fn is_playing(&self) -> bool {
+        self.playing
+    }
+
+    pub fn listen(&mut self, language: &str) {
+        if !self.listening {
+            self.listening = true;
+            self.outputs.push_back(Output::Listen {
+                language: language.to_string(),
+            });
+        }
+    }
+
+    pub fn stop_listening(&mut self) {
+        if self.listening {
+            self.listening = false;
+            self.outputs.push_back(Output::StopListening);
         }
     }
 
@@ -203,6 +235,7 @@ impl Interpreter {
             now,
             deadline: None,
             playing: false,
+            listening: false,
             outputs: VecDeque::new(),
             digit_prompts: plan.digit_prompts.clone(),
         };
@@ -230,6 +263,9 @@ impl Interpreter {
         let action = &plan.nodes[self.current].action;
         let flow = match input {
             Input::Digit(d) => action.digit(&mut self.run, d),
+            Input::SpeechStarted => action.speech_started(&mut self.run),
+            Input::Heard { text, confidence } => action.heard(&mut self.run, &text, confidence),
+            Input::AsrUnavailable => action.asr_unavailable(&mut self.run),
             Input::PlaybackDone => {
                 if !self.run.playing {
                     return;
@@ -270,6 +306,7 @@ impl Interpreter {
                         Flow::Hangup("dialplan-loop".into())
                     } else {
                         self.run.stop_playback();
+                        self.run.stop_listening();
                         self.run.clear_timer();
                         self.run.local = Local::default();
                         self.current = id;
@@ -279,6 +316,7 @@ impl Interpreter {
                 }
                 Flow::Hangup(reason) => {
                     self.run.stop_playback();
+                    self.run.stop_listening();
                     self.run.clear_timer();
                     self.run.outputs.push_back(Output::Hangup { reason });
                     self.finished = true;

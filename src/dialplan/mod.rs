@@ -53,6 +53,13 @@ pub struct Node {
 }
 
 impl Dialplan {
+    /// Whether any node listens for speech (the server then needs the speech models).
+    pub fn listens(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| matches!(n.action, actions::Action::Listen(_)))
+    }
+
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.name == name)
     }

@@ -83,6 +83,8 @@ pub struct SipService {
     pub ports: Arc<PortPool>,
     /// Cancelled when calls must end now (drain timeout passed).
     pub hangup_all: CancellationToken,
+    /// Speech recognition for `listen` nodes; `None` when no plan listened at start.
+    pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
 }
@@ -95,6 +97,7 @@ pub async fn bind(
     gate: Arc<CallGate>,
     stop: CancellationToken,
     hangup_all: CancellationToken,
+    speech: Option<Arc<crate::speech::SpeechRuntime>>,
 ) -> anyhow::Result<(Arc<SipService>, rsipstack::transaction::TransactionReceiver)> {
     let transport = TransportLayer::new(stop.child_token());
     let udp = tokio::net::UdpSocket::bind(config.sip)
@@ -140,6 +143,7 @@ pub async fn bind(
         dialplans,
         gate,
         hangup_all,
+        speech,
         local,
     });
     Ok((service, incoming))
@@ -327,6 +331,7 @@ impl SipService {
             dialog: dialog.clone(),
             states: state_rx,
             hangup_all: self.hangup_all.clone(),
+            speech: self.speech.clone(),
             dialog_layer: self.dialog_layer.clone(),
         };
         // The dialog answers retransmissions, CANCEL and the ACK on its transaction.

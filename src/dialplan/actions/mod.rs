@@ -6,6 +6,7 @@ pub mod collect;
 pub mod goto;
 pub mod hangup;
 pub mod hours;
+pub mod listen;
 pub mod menu;
 pub mod play;
 pub mod set;
@@ -30,13 +31,14 @@ pub enum Action {
     Set(set::Set),
     Branch(branch::Branch),
     Hours(hours::Hours),
+    Listen(listen::Listen),
     Transfer(transfer::Transfer),
     Hangup(hangup::Hangup),
 }
 
 /// The node types, as written in `type = "..."`.
 pub const TYPES: &[&str] = &[
-    "play", "menu", "collect", "goto", "set", "branch", "hours", "transfer", "hangup",
+    "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "transfer", "hangup",
 ];
 
 /// One piece of a prompt: a file, or the digits of a variable read out one by one.
@@ -170,6 +172,7 @@ impl Action {
             "set" => Action::Set(set::Set::parse(f, cx)?),
             "branch" => Action::Branch(branch::Branch::parse(f, cx)?),
             "hours" => Action::Hours(hours::Hours::parse(f, cx)?),
+            "listen" => Action::Listen(listen::Listen::parse(f, cx)?),
             "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
             "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
             _ => return None,
@@ -186,6 +189,7 @@ impl Action {
             "set" => set::FIELDS,
             "branch" => branch::FIELDS,
             "hours" => hours::FIELDS,
+            "listen" => listen::FIELDS,
             "transfer" => transfer::FIELDS,
             "hangup" => hangup::FIELDS,
             _ => &[],
@@ -212,6 +216,13 @@ impl Action {
                 .chain([a.otherwise])
                 .collect(),
             Action::Hours(a) => vec![a.when_open, a.when_closed],
+            Action::Listen(a) => a
+                .keywords
+                .iter()
+                .map(|(_, t)| *t)
+                .chain(a.options.iter().map(|(_, t)| *t))
+                .chain(a.on_failure)
+                .collect(),
             Action::Transfer(a) => a.next.into_iter().collect(),
             Action::Hangup(_) => Vec::new(),
         }
@@ -219,7 +230,10 @@ impl Action {
 
     /// Whether the node consumes keys pressed ahead of its prompt.
     pub fn takes_digits(&self) -> bool {
-        matches!(self, Action::Menu(_) | Action::Collect(_))
+        matches!(
+            self,
+            Action::Menu(_) | Action::Collect(_) | Action::Listen(_)
+        )
     }
 
     pub fn enter(&self, run: &mut Run) -> Flow {
@@ -231,6 +245,7 @@ impl Action {
             Action::Set(a) => a.enter(run),
             Action::Branch(a) => a.enter(run),
             Action::Hours(a) => a.enter(run),
+            Action::Listen(a) => a.enter(run),
             Action::Transfer(a) => a.enter(run),
             Action::Hangup(a) => a.enter(run),
         }
@@ -241,6 +256,29 @@ impl Action {
             Action::Play(a) => a.digit(run, digit),
             Action::Menu(a) => a.digit(run, digit),
             Action::Collect(a) => a.digit(run, digit),
+            Action::Listen(a) => a.digit(run, digit),
+            _ => Flow::Stay,
+        }
+    }
+
+    /// The caller started talking (only `listen` nodes listen).
+    pub fn speech_started(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Listen(a) => a.speech_started(run),
+            _ => Flow::Stay,
+        }
+    }
+
+    pub fn heard(&self, run: &mut Run, text: &str, confidence: f32) -> Flow {
+        match self {
+            Action::Listen(a) => a.heard(run, text, confidence),
+            _ => Flow::Stay,
+        }
+    }
+
+    pub fn asr_unavailable(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Listen(a) => a.asr_unavailable(run),
             _ => Flow::Stay,
         }
     }
@@ -250,6 +288,7 @@ impl Action {
             Action::Play(a) => Flow::Next(a.next),
             Action::Menu(a) => a.playback_done(run),
             Action::Collect(a) => a.playback_done(run),
+            Action::Listen(a) => a.playback_done(run),
             Action::Transfer(a) => a.after_message(),
             Action::Hangup(_) => Flow::Hangup(hangup::REASON.into()),
             _ => Flow::Stay,
@@ -260,6 +299,7 @@ impl Action {
         match self {
             Action::Menu(a) => a.timer(run),
             Action::Collect(a) => a.timer(run),
+            Action::Listen(a) => a.timer(run),
             _ => Flow::Stay,
         }
     }

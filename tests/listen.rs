@@ -1,0 +1,208 @@
+//! A caller speaks to a `listen` node over a real SIP call: real RTP carrying Piper
+//! speech through G.711, Silero VAD, endpointing and Whisper in the server. The test
+//! measures barge-in on the RTP it receives and checks the route the words took.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{RawUa, Server};
+use kefu::media::g711::Law;
+
+const PLAN: &str = r#"[dialplan]
+name = "speech"
+numbers = ["400"]
+language = "en"
+start = "ask"
+
+[nodes.ask]
+type = "listen"
+prompt = "en/main-menu.wav"
+timeout = "8s"
+on_failure = "bye"
+
+[nodes.ask.keywords]
+"opening hours|open" = "hours"
+"order|parcel" = "order"
+
+[nodes.ask.options]
+2 = "hours"
+
+[nodes.hours]
+type = "play"
+prompt = "en/hours.wav"
+next = "bye"
+
+[nodes.order]
+type = "play"
+prompt = "en/enter-order.wav"
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+/// µ-law frames of 20 ms for a sentence spoken by kefu's own TTS.
+fn spoken_frames(text: &str, dir: &Path) -> Vec<[u8; 160]> {
+    let wav = dir.join("caller.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["say", text, "-o"])
+        .arg(&wav)
+        .arg("--models")
+        .arg(common::repo().join("models"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    samples
+        .chunks(160)
+        .map(|c| {
+            let mut pcm = [0i16; 160];
+            pcm[..c.len()].copy_from_slice(c);
+            let mut frame = [0u8; 160];
+            Law::Pcmu.encode(&pcm, &mut frame);
+            frame
+        })
+        .collect()
+}
+
+/// Whether a µ-law frame carries sound (not line silence).
+fn loud(frame: &[u8]) -> bool {
+    frame.iter().filter(|&&b| (b & 0x7f) < 0x60).count() > 8
+}
+
+/// Sends RTP from `sock` to `to`: `lead` silent frames, then `speech`, then silence
+/// until `stop` is set; returns when the onset (first loud frame) was sent.
+fn send_stream(
+    sock: UdpSocket,
+    to: std::net::SocketAddr,
+    lead: usize,
+    speech: Vec<[u8; 160]>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    onset: std::sync::mpsc::Sender<Instant>,
+) {
+    let start = Instant::now();
+    let mut seq: u16 = 1000;
+    let mut ts: u32 = 0;
+    let mut i = 0usize;
+    let mut told = false;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 3000 {
+        let payload = if i >= lead && i - lead < speech.len() {
+            speech[i - lead]
+        } else {
+            [0xffu8; 160]
+        };
+        let mut pkt = vec![0x80, 0x00];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&ts.to_be_bytes());
+        pkt.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        pkt.extend_from_slice(&payload);
+        let _ = sock.send_to(&pkt, to);
+        if !told && loud(&payload) {
+            let _ = onset.send(Instant::now());
+            told = true;
+        }
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(160);
+        i += 1;
+        let next = start + Duration::from_millis(20 * i as u64);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+#[test]
+fn a_caller_says_what_they_want_and_barges_in() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("speech.toml"), PLAN).unwrap();
+    let speech = spoken_frames("What are your opening hours?", dir.path());
+    let server = Server::start_with(Some(dir.path()), "asr_model = \"tiny.en-q8_0\"");
+    let ua = RawUa::new(server.sip);
+    ua.answered_call("listen-1", "400");
+
+    // kefu's RTP tells us where to send ours (symmetric RTP).
+    ua.rtp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (_, kefu_rtp) = ua.rtp.recv_from(&mut buf).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (onset_tx, onset_rx) = std::sync::mpsc::channel();
+    let sender = {
+        let sock = ua.rtp.try_clone().unwrap();
+        let stop = stop.clone();
+        // Speak 1.5 s into the 7.8 s menu prompt.
+        std::thread::spawn(move || send_stream(sock, kefu_rtp, 75, speech, stop, onset_tx))
+    };
+
+    // Watch the prompt on the caller's side: it must go quiet soon after the onset.
+    let onset = onset_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut quiet_since: Option<Instant> = None;
+    let mut stopped_at = None;
+    while Instant::now() < onset + Duration::from_secs(4) {
+        let (n, _) = ua.rtp.recv_from(&mut buf).unwrap();
+        let now = Instant::now();
+        let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
+        if now < onset {
+            continue;
+        }
+        if loud(pkt.payload()) {
+            quiet_since = None;
+        } else if quiet_since.is_none() {
+            quiet_since = Some(now);
+        }
+        // Ten silent frames in a row (200 ms): longer than the prompt's own pauses.
+        if let Some(q) = quiet_since
+            && now - q >= Duration::from_millis(200)
+        {
+            stopped_at = Some(q);
+            break;
+        }
+    }
+    let stopped_at = stopped_at.expect("the prompt kept playing over the caller");
+    let barge_in = stopped_at.saturating_duration_since(onset);
+    eprintln!(
+        "barge-in: prompt audio stopped {} ms after speech onset",
+        barge_in.as_millis()
+    );
+    assert!(
+        barge_in < Duration::from_millis(1000),
+        "barge-in took {barge_in:?}"
+    );
+
+    // The words route the call to the opening hours, then kefu says goodbye.
+    ua.answer_request("BYE", Duration::from_secs(30));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    let r = server.record("listen-1");
+    let path: Vec<&str> = r["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["ask", "hours", "bye"], "{r}");
+    let heard = r["vars"]["heard"].as_str().unwrap().to_lowercase();
+    assert!(heard.contains("opening hours"), "{r}");
+    assert_eq!(r["utterances"].as_array().unwrap().len(), 1, "{r}");
+    let latency = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("caller said"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["latency_ms"].as_u64())
+        .next();
+    eprintln!("end of utterance → transcript: {latency:?} ms");
+}
