@@ -206,3 +206,47 @@ fn a_caller_says_what_they_want_and_barges_in() {
         .next();
     eprintln!("end of utterance → transcript: {latency:?} ms");
 }
+
+/// SIPp as the caller streams a PCMU recording of a spoken request (replayed from a
+/// pcap, as a softphone or trunk would send it); the words pick the route.
+#[test]
+fn sipp_streams_a_spoken_request_and_is_routed() {
+    use common::{Step, caller_scenario, only_record, sipp, write_rtp_pcap};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("speech.toml"), PLAN).unwrap();
+    let payloads: Vec<Vec<u8>> = spoken_frames("I am calling about my order.", dir.path())
+        .iter()
+        .map(|f| f.to_vec())
+        .collect();
+    let pcap = dir.path().join("order.pcap");
+    write_rtp_pcap(&pcap, &payloads, 0, 2000);
+    let server = Server::start_with(Some(dir.path()), "asr_model = \"tiny.en-q8_0\"");
+    let scenario = caller_scenario(
+        dir.path(),
+        "spoken_order",
+        true,
+        &[Step::Pause(1000), Step::Pcap(pcap)],
+    );
+    let (ok, out) = sipp(&server, &scenario, "400", &[]);
+    assert!(
+        ok,
+        "SIPp failed:\n{out}\nserver:\n{}",
+        server.logs().join("\n")
+    );
+    let r = only_record(&server);
+    let path: Vec<&str> = r["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["ask", "order", "bye"], "{r}");
+    assert!(
+        r["vars"]["heard"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("order"),
+        "{r}"
+    );
+}

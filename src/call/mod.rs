@@ -334,6 +334,17 @@ impl Media {
         if frame == Frame::Finished {
             self.interpreter.handle(Input::PlaybackDone, Moment::now());
         }
+        // Phones with silence suppression (and callers whose stream just ended) send
+        // no RTP while quiet: feed the listener silence for the missing time, or an
+        // utterance would never be seen to end.
+        if self.listening
+            && now.duration_since(self.last_heard) > Duration::from_millis(60)
+            && let Some(h) = self.hearing.as_mut()
+        {
+            let mut heard = Vec::new();
+            h.push(&[0i16; FRAME_SAMPLES], &mut heard);
+            self.hear(heard);
+        }
         // A caller whose media has stopped (and who is not on hold) has gone.
         let receives = matches!(
             self.negotiated.direction,
@@ -412,18 +423,23 @@ impl Media {
                     h.push(&pcm[..n], &mut heard);
                 }
             }
-            for h in heard {
-                let input = match h {
-                    hearing::Heard::SpeechStarted => Input::SpeechStarted,
-                    hearing::Heard::Unavailable => Input::AsrUnavailable,
-                };
-                self.interpreter.handle(input, Moment::now());
-            }
+            self.hear(heard);
         }
         for (d, source) in digits {
             self.digit(d, source, record);
         }
         Step::Continue
+    }
+
+    /// Passes what the listener noticed to the interpreter.
+    fn hear(&mut self, heard: Vec<hearing::Heard>) {
+        for h in heard {
+            let input = match h {
+                hearing::Heard::SpeechStarted => Input::SpeechStarted,
+                hearing::Heard::Unavailable => Input::AsrUnavailable,
+            };
+            self.interpreter.handle(input, Moment::now());
+        }
     }
 
     fn start_listening(&mut self, s: &CallSetup, language: &str) {

@@ -73,7 +73,11 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--models")
             .arg(repo().join("models"))
-            .env("KEFU_LOG", "info,rsipstack=warn,ort=warn,whisper_rs=warn")
+            .env(
+                "KEFU_LOG",
+                std::env::var("KEFU_TEST_LOG")
+                    .unwrap_or_else(|_| "info,rsipstack=warn,ort=warn,whisper_rs=warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
