@@ -34,7 +34,15 @@ use kefu::media::prompt::PromptCache;
 /// One cache for every script: prompts are converted once.
 fn prompts() -> &'static PromptCache {
     static CACHE: OnceLock<PromptCache> = OnceLock::new();
-    CACHE.get_or_init(PromptCache::default)
+    CACHE.get_or_init(|| {
+        // Text prompts are spoken by the real TTS (cached across runs).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let speaker = kefu::speech::tts::Speaker::new(
+            kefu::speech::ModelDir(root.join("models")),
+            Some(std::env::temp_dir().join("kefu-test-tts-cache")),
+        );
+        PromptCache::with_speaker(Arc::new(speaker))
+    })
 }
 
 struct Script {

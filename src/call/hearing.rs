@@ -22,7 +22,8 @@ pub type Pending = oneshot::Receiver<Result<Transcript, AsrError>>;
 
 pub struct Hearing {
     runtime: Arc<SpeechRuntime>,
-    vad: SileroVad,
+    /// Always `Some` until dropped (then it goes back to the runtime's pool).
+    vad: Option<SileroVad>,
     endpointer: Endpointer,
     chunk: Vec<f32>,
     language: Language,
@@ -34,7 +35,7 @@ pub struct Hearing {
 
 impl Hearing {
     pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Result<Self, String> {
-        let vad = SileroVad::load(&runtime.vad_model).map_err(|e| e.to_string())?;
+        let vad = Some(runtime.take_vad().map_err(|e| e.to_string())?);
         let language = language.parse().unwrap_or(Language::Auto);
         Ok(Self {
             runtime,
@@ -49,7 +50,9 @@ impl Hearing {
 
     /// Starts over for a new question (same call, same VAD session).
     pub fn restart(&mut self, language: &str) {
-        self.vad.reset();
+        if let Some(v) = self.vad.as_mut() {
+            v.reset();
+        }
         self.endpointer.reset();
         self.chunk.clear();
         self.pending = None;
@@ -67,9 +70,10 @@ impl Hearing {
                 self.chunk.clear();
                 continue;
             };
-            let p = match self.vad.probability(chunk) {
-                Ok(p) => p,
-                Err(e) => {
+            let p = match self.vad.as_mut().map(|v| v.probability(chunk)) {
+                Some(Ok(p)) => p,
+                None => 0.0,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "voice activity detection failed");
                     0.0
                 }
@@ -115,6 +119,14 @@ impl Hearing {
                 tracing::warn!(error = %e, "speech recognition refused the utterance");
                 out.push(Heard::Unavailable);
             }
+        }
+    }
+}
+
+impl Drop for Hearing {
+    fn drop(&mut self) {
+        if let Some(v) = self.vad.take() {
+            self.runtime.give_back(v);
         }
     }
 }

@@ -149,6 +149,15 @@ impl Run {
         // rather than start and stop it (a key typed ahead skips the next prompt).
         if matches!(self.outputs.back(), Some(Output::Play(_))) {
             self.outputs.pop_back();
+            // What played before that prompt was already stopped in this step, or
+            // the dropped prompt was about to replace it: stop it now.
+            if self
+                .outputs
+                .iter()
+                .any(|o| matches!(o, Output::StopPlayback))
+            {
+                return;
+            }
         }
         if !matches!(self.outputs.back(), Some(Output::StopPlayback)) {
             self.outputs.push_back(Output::StopPlayback);
@@ -172,7 +181,16 @@ impl Run {
     pub fn stop_listening(&mut self) {
         if self.listening {
             self.listening = false;
-            self.outputs.push_back(Output::StopListening);
+            // Started and stopped within one step: neither needs to happen.
+            if let Some(i) = self
+                .outputs
+                .iter()
+                .rposition(|o| matches!(o, Output::Listen { .. }))
+            {
+                self.outputs.remove(i);
+            } else {
+                self.outputs.push_back(Output::StopListening);
+            }
         }
     }
 
