@@ -217,6 +217,8 @@ fn vad_endpointing_and_whisper_find_one_utterance_in_a_stream() {
     stream.extend(vec![0.0f32; 16000]);
 
     let mut events = Vec::new();
+    let started = std::time::Instant::now();
+    let chunks = stream.len() / CHUNK;
     for chunk in stream.chunks_exact(CHUNK) {
         let chunk: &[f32; CHUNK] = chunk.try_into().unwrap();
         let p = vad.probability(chunk).unwrap();
@@ -224,6 +226,10 @@ fn vad_endpointing_and_whisper_find_one_utterance_in_a_stream() {
             events.push(ev);
         }
     }
+    eprintln!(
+        "VAD: {:.0} µs per 32 ms chunk",
+        started.elapsed().as_micros() as f64 / chunks as f64
+    );
     assert_eq!(
         events.len(),
         2,
