@@ -11,7 +11,7 @@ const T: Duration = Duration::from_secs(5);
 
 #[test]
 fn malformed_requests_get_400_and_the_server_keeps_answering() {
-    let server = Server::start(None);
+    let server = Server::start(Some(&common::dtmf_plans()));
     let ua = RawUa::new(server.sip);
     ua.send("INVITE sip:kefu@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\nFrom: <sip:a@b>;tag=1\nTo: <sip:kefu@127.0.0.1>\nCall-ID: bad-1\nCSeq: 1 BYE\nContent-Length: 0\n\n");
     let resp = ua.expect_status(400, T);
@@ -35,7 +35,7 @@ fn malformed_requests_get_400_and_the_server_keeps_answering() {
 
 #[test]
 fn bye_for_an_unknown_dialog_gets_481() {
-    let server = Server::start(None);
+    let server = Server::start(Some(&common::dtmf_plans()));
     let ua = RawUa::new(server.sip);
     let me = ua.local();
     ua.send(&format!("BYE sip:kefu@{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-b\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:kefu@{}>;tag=nope\nCall-ID: no-such-call\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip, server.sip));
@@ -45,7 +45,7 @@ fn bye_for_an_unknown_dialog_gets_481() {
 #[test]
 fn cancel_before_answer_gets_487() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = std::fs::read_to_string(common::repo().join("dialplans/demo-en.toml"))
+    let plan = std::fs::read_to_string(common::dtmf_plans().join("demo-en.toml"))
         .unwrap()
         .replace(
             "language = \"en\"",
@@ -66,7 +66,7 @@ fn cancel_before_answer_gets_487() {
 
 #[test]
 fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
-    let server = Server::start(None);
+    let server = Server::start(Some(&common::dtmf_plans()));
     let ua = RawUa::new(server.sip);
     let invite = ua.invite("retrans-1", "z9hG4bK-r1", "kefu-en");
     ua.send(&invite);
@@ -134,7 +134,7 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
 
 #[test]
 fn call_limit_and_draining_answer_503_with_retry_after() {
-    let server = Server::start_with(None, "max_calls = 1");
+    let server = Server::start_with(Some(&common::dtmf_plans()), "max_calls = 1");
     let a = RawUa::new(server.sip);
     let ok = a.answered_call("limit-1", "kefu-en");
     let b = RawUa::new(server.sip);
@@ -166,7 +166,7 @@ fn rtp_within(ua: &RawUa, window: Duration) -> Vec<(u8, bool)> {
 
 #[test]
 fn reinvite_holds_unholds_and_changes_codec() {
-    let server = Server::start(None);
+    let server = Server::start(Some(&common::dtmf_plans()));
     let ua = RawUa::new(server.sip);
     let ok = ua.answered_call("reinv-1", "kefu-en");
     let before = rtp_within(&ua, Duration::from_millis(300));

@@ -14,6 +14,12 @@ pub fn repo() -> PathBuf {
 }
 
 /// A free UDP port on loopback (also free for TCP at the time of asking).
+/// A keys-only copy of the English demo plan, for tests that measure RTP timing:
+/// its server loads no speech models, so nothing competes with the measurement.
+pub fn dtmf_plans() -> PathBuf {
+    repo().join("tests/fixtures/dtmf")
+}
+
 pub fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
