@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::menu::Miss;
+use super::menu::{Asking, Miss};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
@@ -166,14 +166,20 @@ impl Listen {
         })
     }
 
-    fn ask(&self, run: &mut Run) -> Flow {
-        if run.play(&self.prompt) {
-            run.local.phase = Phase::Prompt;
-        } else {
-            run.local.phase = Phase::Wait;
-            run.set_timer(self.timeout);
+    fn asking(&self) -> Asking<'_> {
+        Asking {
+            prompt: &self.prompt,
+            timeout: self.timeout,
+            max_failures: self.max_failures,
+            invalid_prompt: &self.no_match_prompt,
+            timeout_prompt: &self.timeout_prompt,
+            on_failure: self.on_failure,
+            failed: "listen-failed",
         }
-        Flow::Stay
+    }
+
+    fn ask(&self, run: &mut Run) -> Flow {
+        self.asking().ask(run)
     }
 
     pub fn enter(&self, run: &mut Run) -> Flow {
@@ -238,15 +244,7 @@ impl Listen {
     }
 
     pub fn playback_done(&self, run: &mut Run) -> Flow {
-        match run.local.phase {
-            Phase::Prompt => {
-                run.local.phase = Phase::Wait;
-                run.set_timer(self.timeout);
-                Flow::Stay
-            }
-            Phase::Reprompt => self.ask(run),
-            Phase::Wait => Flow::Stay,
-        }
+        self.asking().playback_done(run)
     }
 
     pub fn timer(&self, run: &mut Run) -> Flow {
@@ -254,23 +252,6 @@ impl Listen {
     }
 
     fn miss(&self, run: &mut Run, miss: Miss) -> Flow {
-        run.local.failures += 1;
-        if run.local.failures >= self.max_failures {
-            return match self.on_failure {
-                Some(n) => Flow::Next(n),
-                None => Flow::Hangup("listen-failed".into()),
-            };
-        }
-        let reprompt = match miss {
-            Miss::Invalid => &self.no_match_prompt,
-            Miss::Timeout => &self.timeout_prompt,
-        };
-        match reprompt {
-            Some(p) if run.play(p) => {
-                run.local.phase = Phase::Reprompt;
-                Flow::Stay
-            }
-            _ => self.ask(run),
-        }
+        self.asking().miss(run, miss)
     }
 }

@@ -33,6 +33,65 @@ pub struct Menu {
     pub on_failure: Option<NodeId>,
 }
 
+/// The ask → wait → reprompt cycle that menus and listen nodes share: play the
+/// question, wait `timeout` for an answer, on a miss play the invalid or no-input
+/// prompt and ask again, and after `max_failures` go to `on_failure` (or hang up with
+/// `failed` as the reason).
+pub struct Asking<'a> {
+    pub prompt: &'a [PromptItem],
+    pub timeout: Duration,
+    pub max_failures: u32,
+    pub invalid_prompt: &'a Option<Vec<PromptItem>>,
+    pub timeout_prompt: &'a Option<Vec<PromptItem>>,
+    pub on_failure: Option<NodeId>,
+    pub failed: &'static str,
+}
+
+impl Asking<'_> {
+    pub fn ask(&self, run: &mut Run) -> Flow {
+        if run.play(self.prompt) {
+            run.local.phase = Phase::Prompt;
+        } else {
+            run.local.phase = Phase::Wait;
+            run.set_timer(self.timeout);
+        }
+        Flow::Stay
+    }
+
+    pub fn playback_done(&self, run: &mut Run) -> Flow {
+        match run.local.phase {
+            Phase::Prompt => {
+                run.local.phase = Phase::Wait;
+                run.set_timer(self.timeout);
+                Flow::Stay
+            }
+            Phase::Reprompt => self.ask(run),
+            Phase::Wait => Flow::Stay,
+        }
+    }
+
+    pub fn miss(&self, run: &mut Run, miss: Miss) -> Flow {
+        run.local.failures += 1;
+        if run.local.failures >= self.max_failures {
+            return match self.on_failure {
+                Some(n) => Flow::Next(n),
+                None => Flow::Hangup(self.failed.into()),
+            };
+        }
+        let reprompt = match miss {
+            Miss::Invalid => self.invalid_prompt,
+            Miss::Timeout => self.timeout_prompt,
+        };
+        match reprompt {
+            Some(p) if run.play(p) => {
+                run.local.phase = Phase::Reprompt;
+                Flow::Stay
+            }
+            _ => self.ask(run),
+        }
+    }
+}
+
 /// Why the caller failed a menu or collect attempt.
 #[derive(Clone, Copy, Debug)]
 pub enum Miss {
@@ -111,14 +170,20 @@ impl Menu {
         })
     }
 
-    fn ask(&self, run: &mut Run) -> Flow {
-        if run.play(&self.prompt) {
-            run.local.phase = Phase::Prompt;
-        } else {
-            run.local.phase = Phase::Wait;
-            run.set_timer(self.timeout);
+    fn asking(&self) -> Asking<'_> {
+        Asking {
+            prompt: &self.prompt,
+            timeout: self.timeout,
+            max_failures: self.max_failures,
+            invalid_prompt: &self.invalid_prompt,
+            timeout_prompt: &self.timeout_prompt,
+            on_failure: self.on_failure,
+            failed: "menu-failed",
         }
-        Flow::Stay
+    }
+
+    fn ask(&self, run: &mut Run) -> Flow {
+        self.asking().ask(run)
     }
 
     pub fn enter(&self, run: &mut Run) -> Flow {
@@ -135,15 +200,7 @@ impl Menu {
     }
 
     pub fn playback_done(&self, run: &mut Run) -> Flow {
-        match run.local.phase {
-            Phase::Prompt => {
-                run.local.phase = Phase::Wait;
-                run.set_timer(self.timeout);
-                Flow::Stay
-            }
-            Phase::Reprompt => self.ask(run),
-            Phase::Wait => Flow::Stay,
-        }
+        self.asking().playback_done(run)
     }
 
     pub fn timer(&self, run: &mut Run) -> Flow {
@@ -151,23 +208,6 @@ impl Menu {
     }
 
     fn miss(&self, run: &mut Run, miss: Miss) -> Flow {
-        run.local.failures += 1;
-        if run.local.failures >= self.max_failures {
-            return match self.on_failure {
-                Some(n) => Flow::Next(n),
-                None => Flow::Hangup("menu-failed".into()),
-            };
-        }
-        let reprompt = match miss {
-            Miss::Invalid => &self.invalid_prompt,
-            Miss::Timeout => &self.timeout_prompt,
-        };
-        match reprompt {
-            Some(p) if run.play(p) => {
-                run.local.phase = Phase::Reprompt;
-                Flow::Stay
-            }
-            _ => self.ask(run),
-        }
+        self.asking().miss(run, miss)
     }
 }
