@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::menu::Miss;
+use super::menu::{Asking, Miss};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
@@ -127,15 +127,23 @@ impl Collect {
         })
     }
 
+    /// The shared ask/wait/reprompt cycle; the wait for the first key is
+    /// `first_digit_timeout` (later keys use `inter_digit_timeout`, see `digit`).
+    fn asking(&self) -> Asking<'_> {
+        Asking {
+            prompt: &self.prompt,
+            timeout: self.first_digit_timeout,
+            max_failures: self.max_failures,
+            invalid_prompt: &self.invalid_prompt,
+            timeout_prompt: &self.timeout_prompt,
+            on_failure: self.on_failure,
+            failed: "collect-failed",
+        }
+    }
+
     fn ask(&self, run: &mut Run) -> Flow {
         run.local.buffer.clear();
-        if run.play(&self.prompt) {
-            run.local.phase = Phase::Prompt;
-        } else {
-            run.local.phase = Phase::Wait;
-            run.set_timer(self.first_digit_timeout);
-        }
-        Flow::Stay
+        self.asking().ask(run)
     }
 
     pub fn enter(&self, run: &mut Run) -> Flow {
@@ -162,15 +170,10 @@ impl Collect {
     }
 
     pub fn playback_done(&self, run: &mut Run) -> Flow {
-        match run.local.phase {
-            Phase::Prompt => {
-                run.local.phase = Phase::Wait;
-                run.set_timer(self.first_digit_timeout);
-                Flow::Stay
-            }
-            Phase::Reprompt => self.ask(run),
-            Phase::Wait => Flow::Stay,
-        }
+        // A reprompt only ends with the phase still `Reprompt` when no key was typed
+        // over it, so the buffer (cleared by the miss) is empty: asking again as the
+        // shared cycle does is the same as `ask`.
+        self.asking().playback_done(run)
     }
 
     pub fn timer(&self, run: &mut Run) -> Flow {
@@ -194,25 +197,8 @@ impl Collect {
     }
 
     fn miss(&self, run: &mut Run, miss: Miss) -> Flow {
-        run.local.failures += 1;
         run.local.buffer.clear();
-        if run.local.failures >= self.max_failures {
-            return match self.on_failure {
-                Some(n) => Flow::Next(n),
-                None => Flow::Hangup("collect-failed".into()),
-            };
-        }
-        let reprompt = match miss {
-            Miss::Invalid => &self.invalid_prompt,
-            Miss::Timeout => &self.timeout_prompt,
-        };
-        match reprompt {
-            Some(p) if run.play(p) => {
-                run.local.phase = Phase::Reprompt;
-                Flow::Stay
-            }
-            _ => self.ask(run),
-        }
+        self.asking().miss(run, miss)
     }
 }
 

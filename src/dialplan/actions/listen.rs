@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::menu::{Asking, Miss};
+use super::menu::{Asking, Miss, parse_keys};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
 use crate::dialplan::source::Fields;
-use crate::media::dtmf::normalise_digit;
 
 pub const FIELDS: &[&str] = &[
     "type",
@@ -103,36 +102,7 @@ impl Listen {
         let mut options = Vec::new();
         if let Some((table, _)) = f.table(cx.src, "options") {
             routes_given = true;
-            for (key, value) in table.iter() {
-                let mut chars = key.get_ref().chars();
-                let digit = match (chars.next().and_then(normalise_digit), chars.next()) {
-                    (Some(d), None) if !options.iter().any(|(o, _)| *o == d) => Some(d),
-                    (Some(d), None) => {
-                        cx.src
-                            .error(key.span(), format!("key `{d}` is used twice in this node"));
-                        None
-                    }
-                    _ => {
-                        cx.src.error(
-                            key.span(),
-                            format!("key `{}` must be one of 0-9, *, #, A-D", key.get_ref()),
-                        );
-                        None
-                    }
-                };
-                let target = match value.get_ref() {
-                    DeValue::String(s) => {
-                        cx.target_value(&toml::Spanned::new(value.span(), s.to_string()), "options")
-                    }
-                    _ => {
-                        cx.src.error(value.span(), "an option must name a node");
-                        None
-                    }
-                };
-                if let (Some(d), Some(t)) = (digit, target) {
-                    options.push((d, t));
-                }
-            }
+            options = parse_keys(table, cx);
         }
         if !routes_given {
             cx.src.error(

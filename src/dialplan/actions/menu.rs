@@ -9,7 +9,7 @@ use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
 use crate::dialplan::source::Fields;
 use crate::media::dtmf::normalise_digit;
-use toml::de::DeValue;
+use toml::de::{DeTable, DeValue};
 
 pub const FIELDS: &[&str] = &[
     "type",
@@ -92,6 +92,43 @@ impl Asking<'_> {
     }
 }
 
+/// Parses a table of keys → node names (`options` of menus and listen nodes),
+/// reporting bad keys, keys used twice and targets that are not nodes.
+pub fn parse_keys(table: &DeTable<'_>, cx: &mut Cx<'_, '_>) -> Vec<(char, NodeId)> {
+    let mut options: Vec<(char, NodeId)> = Vec::new();
+    for (key, value) in table.iter() {
+        let mut chars = key.get_ref().chars();
+        let digit = match (chars.next().and_then(normalise_digit), chars.next()) {
+            (Some(d), None) if options.iter().any(|(o, _)| *o == d) => {
+                cx.src
+                    .error(key.span(), format!("key `{d}` is used twice in this node"));
+                continue;
+            }
+            (Some(d), None) => Some(d),
+            _ => {
+                cx.src.error(
+                    key.span(),
+                    format!("menu key `{}` must be one of 0-9, *, #, A-D", key.get_ref()),
+                );
+                None
+            }
+        };
+        let target = match value.get_ref() {
+            DeValue::String(s) => {
+                cx.target_value(&toml::Spanned::new(value.span(), s.to_string()), "options")
+            }
+            _ => {
+                cx.src.error(value.span(), "a menu option must name a node");
+                None
+            }
+        };
+        if let (Some(d), Some(t)) = (digit, target) {
+            options.push((d, t));
+        }
+    }
+    options
+}
+
 /// Why the caller failed a menu or collect attempt.
 #[derive(Clone, Copy, Debug)]
 pub enum Miss {
@@ -102,56 +139,21 @@ pub enum Miss {
 impl Menu {
     pub fn parse(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
         let prompt = cx.required_prompt(f, "prompt");
-        let mut options = Vec::new();
-        match f.table(cx.src, "options") {
+        let options = match f.table(cx.src, "options") {
             Some((table, span)) => {
-                for (key, value) in table.iter() {
-                    let digit = {
-                        let mut chars = key.get_ref().chars();
-                        match (chars.next().and_then(normalise_digit), chars.next()) {
-                            (Some(d), None) => Some(d),
-                            _ => {
-                                cx.src.error(
-                                    key.span(),
-                                    format!(
-                                        "menu key `{}` must be one of 0-9, *, #, A-D",
-                                        key.get_ref()
-                                    ),
-                                );
-                                None
-                            }
-                        }
-                    };
-                    if let Some(d) = digit
-                        && options.iter().any(|(o, _)| *o == d)
-                    {
-                        cx.src
-                            .error(key.span(), format!("key `{d}` is used twice in this menu"));
-                        continue;
-                    }
-                    let target = match value.get_ref() {
-                        DeValue::String(s) => cx.target_value(
-                            &toml::Spanned::new(value.span(), s.to_string()),
-                            "options",
-                        ),
-                        _ => {
-                            cx.src.error(value.span(), "a menu option must name a node");
-                            None
-                        }
-                    };
-                    if let (Some(d), Some(t)) = (digit, target) {
-                        options.push((d, t));
-                    }
-                }
                 if table.is_empty() {
                     cx.src.error(span, "a menu needs at least one option");
                 }
+                parse_keys(table, cx)
             }
-            None => cx.src.error(
-                f.span.clone(),
-                format!("{} needs an `options` table", f.what),
-            ),
-        }
+            None => {
+                cx.src.error(
+                    f.span.clone(),
+                    format!("{} needs an `options` table", f.what),
+                );
+                Vec::new()
+            }
+        };
         let timeout = f
             .duration(cx.src, "timeout")
             .unwrap_or(Duration::from_secs(5));
