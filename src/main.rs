@@ -28,20 +28,7 @@ enum Command {
     Serve(ServeArgs),
     /// Validate dialplans (and render their text prompts into the cache); prints
     /// file:line:col errors and exits 1 if any.
-    Check {
-        /// Dialplan directory.
-        #[arg(default_value = "dialplans")]
-        dir: PathBuf,
-        /// Audio directory prompts are relative to.
-        #[arg(long, default_value = "audio")]
-        audio: PathBuf,
-        /// Speech models, for text (`say:`) prompts.
-        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
-        models: PathBuf,
-        /// Where rendered text prompts are kept (as `kefu serve` keeps them).
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-    },
+    Check(PlanArgs),
     /// Recognise the speech in a WAV file (any rate) with Whisper; prints the text.
     Transcribe {
         file: PathBuf,
@@ -85,17 +72,24 @@ enum Command {
 enum PromptsCommand {
     /// Render every text (`say:`) prompt of the dialplans into the cache that
     /// `kefu serve` reads, so the first caller does not wait for synthesis.
-    Render {
-        /// Dialplan directory.
-        #[arg(default_value = "dialplans")]
-        dir: PathBuf,
-        #[arg(long, default_value = "audio")]
-        audio: PathBuf,
-        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
-        models: PathBuf,
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-    },
+    Render(PlanArgs),
+}
+
+/// Where `check` and `prompts render` find dialplans and what they need to load them.
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// Dialplan directory.
+    #[arg(default_value = "dialplans")]
+    dir: PathBuf,
+    /// Audio directory prompts are relative to.
+    #[arg(long, default_value = "audio")]
+    audio: PathBuf,
+    /// Speech models, for text (`say:`) prompts.
+    #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Where rendered text prompts are kept (as `kefu serve` keeps them).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,21 +158,10 @@ fn main() -> ExitCode {
             threads,
             json,
         } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
-        Command::Check {
-            dir,
-            audio,
-            models,
-            data,
-        } => check(&dir, audio, models, &data),
-        Command::Prompts {
-            command:
-                PromptsCommand::Render {
-                    dir,
-                    audio,
-                    models,
-                    data,
-                },
-        } => check(&dir, audio, models, &data),
+        Command::Check(plans)
+        | Command::Prompts {
+            command: PromptsCommand::Render(plans),
+        } => check(plans),
         Command::Serve(args) => {
             init_logs(args.log_format);
             let config = match Config::load(args.config.as_deref()) {
@@ -289,16 +272,18 @@ fn say(text: &str, voice: &str, output: &std::path::Path, models: &ModelDir) -> 
 
 /// Loads (validates) every dialplan of `dir`, rendering text prompts into the cache.
 fn check(
-    dir: &std::path::Path,
-    audio: PathBuf,
-    models: PathBuf,
-    data: &std::path::Path,
+    PlanArgs {
+        dir,
+        audio,
+        models,
+        data,
+    }: PlanArgs,
 ) -> ExitCode {
     // Rendering every text prompt is part of checking, and leaves them cached
     // for `kefu serve` (the same as pre-rendering them).
     let speaker = kefu::speech::tts::Speaker::new(ModelDir(models), Some(data.join("tts-cache")));
     let prompts = PromptCache::with_speaker(std::sync::Arc::new(speaker));
-    match load_dir(dir, &AudioRoot(audio), &prompts) {
+    match load_dir(&dir, &AudioRoot(audio), &prompts) {
         Ok(reg) => {
             for plan in &reg.plans {
                 println!(
