@@ -281,12 +281,7 @@ fn a_call_plays_a_text_prompt() {
     );
     ua.answer_request("BYE", Duration::from_secs(15));
     let r = server.record("spoken-1");
-    let prompts: Vec<&str> = r["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let prompts = common::strings(&r["prompts"]);
     assert_eq!(
         prompts,
         [

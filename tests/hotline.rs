@@ -3,15 +3,7 @@
 
 mod common;
 
-use common::{Server, Step, caller_scenario, only_record, sipp};
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
+use common::{Server, Step, caller_scenario, only_record, sipp, strings};
 
 fn assert_hours_path(r: &serde_json::Value, source: &str) {
     assert_eq!(

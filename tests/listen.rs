@@ -187,12 +187,7 @@ fn a_caller_says_what_they_want_and_barges_in() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sender.join().unwrap();
     let r = server.record("listen-1");
-    let path: Vec<&str> = r["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let path = common::strings(&r["path"]);
     assert_eq!(path, ["ask", "hours", "bye"], "{r}");
     let heard = r["vars"]["heard"].as_str().unwrap().to_lowercase();
     assert!(heard.contains("opening hours"), "{r}");
@@ -234,12 +229,7 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
         server.logs().join("\n")
     );
     let r = only_record(&server);
-    let path: Vec<&str> = r["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let path = common::strings(&r["path"]);
     assert_eq!(path, ["ask", "order", "bye"], "{r}");
     assert!(
         r["vars"]["heard"]

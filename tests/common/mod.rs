@@ -14,6 +14,15 @@ pub fn repo() -> PathBuf {
 }
 
 /// A free UDP port on loopback (also free for TCP at the time of asking).
+/// A JSON array of strings (a call record's `path`, `prompts`, ...).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A keys-only copy of the English demo plan, for tests that measure RTP timing:
 /// its server loads no speech models, so nothing competes with the measurement.
 pub fn dtmf_plans() -> PathBuf {
