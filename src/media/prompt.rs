@@ -55,7 +55,6 @@ pub struct PromptCache {
     entries: Mutex<HashMap<PathBuf, Stamped>>,
     /// Renders text prompts (`say:` items); none when speech synthesis is not set up.
     speaker: Option<Arc<dyn TextRenderer>>,
-    spoken: Mutex<HashMap<(String, String), Arc<Prompt>>>,
 }
 
 /// Turns text into 8 kHz speech for prompts (implemented by the TTS in `speech`, so
@@ -74,7 +73,8 @@ impl PromptCache {
         }
     }
 
-    /// A spoken text prompt; rendered once per (voice, text) for the process.
+    /// A spoken text prompt. The renderer keeps its own cache of rendered speech
+    /// (memory and disk), so a reload does not synthesise unchanged text again.
     pub fn say(
         &self,
         voice: Option<&str>,
@@ -86,22 +86,10 @@ impl PromptCache {
                 "text prompts need speech synthesis, which this command does not set up".into(),
             );
         };
-        let key = (
-            format!("{}/{language}", voice.unwrap_or("")),
-            text.to_string(),
-        );
-        if let Some(p) = self.spoken.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(p);
-        }
-        let samples = speaker.render(voice, language, text)?;
-        let prompt = Arc::new(Prompt {
+        Ok(Arc::new(Prompt {
             path: PathBuf::from(format!("say:{text}")),
-            samples,
-        });
-        if let Ok(mut m) = self.spoken.lock() {
-            m.insert(key, prompt.clone());
-        }
-        Ok(prompt)
+            samples: speaker.render(voice, language, text)?,
+        }))
     }
 
     pub fn get(&self, path: &Path) -> Result<Arc<Prompt>, PromptError> {

@@ -62,21 +62,27 @@ impl std::fmt::Debug for Voice {
     }
 }
 
-/// Where espeak-ng's data lives: Debian's `espeak-ng-data` package.
-const ESPEAK_DATA_PARENT: &str = "/usr/lib/x86_64-linux-gnu";
+/// Where Debian's `espeak-ng-data` package puts `espeak-ng-data/` (by architecture).
+const ESPEAK_DATA_PARENTS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/share",
+];
 
 /// Points piper-rs's phonemiser at espeak-ng's data. Call once at start-up, before
 /// any other thread exists (it sets an environment variable).
 pub fn configure_espeak_data() {
     const VAR: &str = "PIPER_ESPEAKNG_DATA_DIRECTORY";
-    if std::env::var_os(VAR).is_none()
-        && Path::new(ESPEAK_DATA_PARENT)
-            .join("espeak-ng-data")
-            .is_dir()
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    if let Some(parent) = ESPEAK_DATA_PARENTS
+        .iter()
+        .find(|p| Path::new(p).join("espeak-ng-data").is_dir())
     {
         // SAFETY: called from `main` before the runtime or any thread starts, so no
         // other thread can be reading the environment.
-        unsafe { std::env::set_var(VAR, ESPEAK_DATA_PARENT) };
+        unsafe { std::env::set_var(VAR, parent) };
     }
 }
 

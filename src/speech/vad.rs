@@ -30,7 +30,6 @@ pub struct SileroVad {
     session: Session,
     state: Vec<f32>,
     context: [f32; CONTEXT],
-    input: Vec<f32>,
 }
 
 impl std::fmt::Debug for SileroVad {
@@ -64,7 +63,6 @@ impl SileroVad {
             session,
             state: vec![0.0; STATE],
             context: [0.0; CONTEXT],
-            input: Vec::with_capacity(CONTEXT + CHUNK),
         })
     }
 
@@ -77,12 +75,11 @@ impl SileroVad {
     /// Probability (0–1) that this 32 ms chunk of 8 kHz audio (-1..1) is speech.
     pub fn probability(&mut self, chunk: &[f32; CHUNK]) -> Result<f32, VadError> {
         let run = |e: ort::Error| VadError::Run(e.to_string());
-        self.input.clear();
-        self.input.extend_from_slice(&self.context);
-        self.input.extend_from_slice(chunk);
+        let mut samples = Vec::with_capacity(CONTEXT + CHUNK);
+        samples.extend_from_slice(&self.context);
+        samples.extend_from_slice(chunk);
         self.context.copy_from_slice(&chunk[CHUNK - CONTEXT..]);
-        let input =
-            Tensor::from_array(([1usize, CONTEXT + CHUNK], self.input.clone())).map_err(run)?;
+        let input = Tensor::from_array(([1usize, CONTEXT + CHUNK], samples)).map_err(run)?;
         let state = Tensor::from_array(([2usize, 1, 128], self.state.clone())).map_err(run)?;
         let sr = Tensor::from_array(([1usize], vec![8000i64])).map_err(run)?;
         let outputs = self
