@@ -110,7 +110,7 @@ impl Config {
             Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| {
                 let (line, col) = e
                     .span()
-                    .map(|s| crate::dialplan::source::Source::new(&path, &text).position(s.start))
+                    .map(|s| crate::source::Source::new(&path, &text).position(s.start))
                     .unwrap_or((1, 1));
                 anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
             })?,

@@ -11,6 +11,8 @@ use kefu::dialplan::{AudioRoot, load_dir};
 use kefu::media::prompt::PromptCache;
 use kefu::speech::{Language, ModelDir, WhisperModel};
 
+mod kb_cli;
+
 #[derive(Parser)]
 #[command(
     name = "kefu",
@@ -53,6 +55,24 @@ enum Command {
         #[command(subcommand)]
         command: PromptsCommand,
     },
+    /// Knowledge-base tools.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+    /// Talk to the dialogue engine in the terminal (shows the matched intent and
+    /// confidence of every reply).
+    Chat {
+        /// Knowledge-base directory.
+        #[arg(long, default_value = "dialplans/kb")]
+        kb: PathBuf,
+        /// Which channel to answer as: web (chat answers), phone (voice answers), sms.
+        #[arg(long, default_value = "web")]
+        channel: ChatChannel,
+        /// Language of the greeting (replies follow the customer's language).
+        #[arg(long, default_value = "zh")]
+        lang: String,
+    },
     /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
     Say {
         text: String,
@@ -66,6 +86,44 @@ enum Command {
         #[arg(long, env = "KEFU_MODELS", default_value = "models")]
         models: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Validate the knowledge base; prints file:line:col errors and exits 1 if any.
+    Check {
+        #[arg(default_value = "dialplans/kb")]
+        dir: PathBuf,
+    },
+    /// Turn a spreadsheet (CSV with a header row: id, title_en, title_zh, question_en,
+    /// question_zh, answer_en, answer_zh, chat_en, chat_zh, tags, handover) into a
+    /// knowledge-base file; written only if it loads with the rest.
+    Import {
+        file: PathBuf,
+        /// The file to write [default: DIR/<csv name>.toml].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Knowledge-base directory.
+        #[arg(long, default_value = "dialplans/kb")]
+        kb: PathBuf,
+    },
+    /// Measure understanding on a labelled file (question<TAB>intent, `-` for out of
+    /// scope): top-1 accuracy, out-of-scope precision/recall, most confused intents.
+    Eval {
+        file: PathBuf,
+        #[arg(long, default_value = "dialplans/kb")]
+        kb: PathBuf,
+        /// Also try a range of answer thresholds.
+        #[arg(long)]
+        sweep: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ChatChannel {
+    Web,
+    Phone,
+    Sms,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +216,29 @@ fn main() -> ExitCode {
             threads,
             json,
         } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
+        Command::Kb { command } => match command {
+            KbCommand::Check { dir } => kb_cli::check(&dir),
+            KbCommand::Import { file, output, kb } => {
+                let stem = file
+                    .file_stem()
+                    .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned());
+                let output = output.unwrap_or_else(|| kb.join(format!("{stem}.toml")));
+                kb_cli::import(&file, &output, &kb)
+            }
+            KbCommand::Eval { file, kb, sweep } => kb_cli::evaluate(&file, &kb, sweep),
+        },
+        Command::Chat { kb, channel, lang } => {
+            let channel = match channel {
+                ChatChannel::Web => kefu::dialogue::conversations::Channel::Web,
+                ChatChannel::Phone => kefu::dialogue::conversations::Channel::Phone,
+                ChatChannel::Sms => kefu::dialogue::conversations::Channel::Sms,
+            };
+            let Some(lang) = kefu::dialogue::Lang::from_code(&lang) else {
+                eprintln!("kefu: --lang must be zh or en");
+                return ExitCode::FAILURE;
+            };
+            kb_cli::chat(&kb, channel, lang)
+        }
         Command::Check(plans)
         | Command::Prompts {
             command: PromptsCommand::Render(plans),

@@ -8,9 +8,9 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::actions::{self, Action, Cx};
-use super::source::{Diagnostic, Fields, Source};
 use super::{AudioRoot, Dialplan, Node, Registry};
 use crate::media::prompt::PromptCache;
+use crate::source::{Diagnostic, Fields, Source};
 
 const TOP_FIELDS: &[&str] = &["dialplan", "nodes"];
 const PLAN_FIELDS: &[&str] = &[

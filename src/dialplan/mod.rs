@@ -10,16 +10,15 @@ pub mod actions;
 pub mod interpreter;
 mod load;
 pub mod reload;
-pub mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::source::Diagnostic;
 pub use interpreter::{Input, Interpreter, Moment, Output};
 pub use load::{LoadError, load_dir};
-pub use source::Diagnostic;
 
 use crate::media::prompt::Prompt;
 

@@ -1,14 +1,9 @@
-//! Hot reload: watches the dialplan and audio directories and swaps in a new
-//! registry only when the whole directory validates.
-//!
-//! Polling (a fingerprint of names, sizes and modification times every second) is
-//! used instead of inotify: it behaves the same on every filesystem, including
-//! network mounts and editors that replace files by renaming, and costs a few
-//! `stat` calls per second.
+//! Hot reload: watches the dialplan and audio directories (by polling, see `watch`)
+//! and swaps in a new registry only when the whole directory validates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -44,28 +39,6 @@ impl LiveDialplans {
     }
 }
 
-/// Names, sizes and modification times of every file under the given roots.
-pub fn fingerprint(roots: &[&Path]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = roots.iter().map(|p| p.to_path_buf()).collect();
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else {
-                out.push((path, meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Polls for changes until `stop` is cancelled.
 pub async fn watch(
     live: LiveDialplans,
@@ -75,7 +48,7 @@ pub async fn watch(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut last = fingerprint(&[&dir, &audio.0]);
+    let mut changes = crate::watch::Changes::new(vec![dir.clone(), audio.0.clone()]);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -83,11 +56,9 @@ pub async fn watch(
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now = fingerprint(&[&dir, &audio.0]);
-        if now == last {
+        if !changes.changed() {
             continue;
         }
-        last = now;
         let (d, a, p) = (dir.clone(), audio.clone(), prompts.clone());
         match tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await {
             Ok(Ok(registry)) => {

@@ -9,7 +9,7 @@ use super::Cx;
 use super::collect::is_identifier;
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &["type", "when", "else"];
 const RULE_FIELDS: &[&str] = &["variable", "equals", "prefix", "matches", "goto"];

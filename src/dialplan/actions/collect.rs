@@ -10,8 +10,8 @@ use super::menu::{Asking, Miss};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
-use crate::dialplan::source::Fields;
 use crate::media::dtmf::normalise_digit;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &[
     "type",

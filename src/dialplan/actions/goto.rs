@@ -2,7 +2,7 @@
 
 use super::Cx;
 use crate::dialplan::NodeId;
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &["type", "target"];
 

@@ -2,7 +2,7 @@
 
 use super::{Cx, PromptItem};
 use crate::dialplan::interpreter::{Flow, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &["type", "prompt"];
 

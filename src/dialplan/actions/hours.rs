@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use super::Cx;
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &[
     "type",

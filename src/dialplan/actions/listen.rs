@@ -16,7 +16,7 @@ use super::menu::{Asking, Miss, parse_keys};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &[
     "type",

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
-use crate::dialplan::source::Fields;
 use crate::media::dtmf::normalise_digit;
+use crate::source::Fields;
 use toml::de::{DeTable, DeValue};
 
 pub const FIELDS: &[&str] = &[

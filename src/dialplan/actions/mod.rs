@@ -17,9 +17,9 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::interpreter::{Flow, Run};
-use super::source::{Fields, Source};
 use super::{AudioRoot, NodeId};
 use crate::media::prompt::{Prompt, PromptCache};
+use crate::source::{Fields, Source};
 
 /// A node's behaviour.
 #[derive(Debug)]

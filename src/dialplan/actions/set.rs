@@ -3,7 +3,7 @@
 use super::Cx;
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 use toml::de::DeValue;
 
 pub const FIELDS: &[&str] = &["type", "values", "next"];

@@ -7,7 +7,7 @@
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Output, Run};
-use crate::dialplan::source::Fields;
+use crate::source::Fields;
 
 pub const FIELDS: &[&str] = &["type", "queue", "prompt", "next"];
 

@@ -1,5 +1,5 @@
-//! Reading dialplan TOML with positions: every value keeps its span, so each error an
-//! admin sees names `file:line:col`.
+//! Reading TOML with positions (dialplans, knowledge bases, config): every value keeps
+//! its span, so each error an admin sees names `file:line:col`.
 
 use std::borrow::Cow;
 use std::fmt;

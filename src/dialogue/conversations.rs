@@ -1,0 +1,399 @@
+//! The live conversations of every channel and the customers behind them.
+//!
+//! A customer is known by identities (a phone number, a WeChat openid, a web visitor
+//! id, an app user id, an SMS number); identities are linked by the API, so a customer
+//! who called yesterday and writes in web chat today is one customer. A new
+//! conversation asks about the customer's open topic from any channel in the last
+//! week. Bounded: at most `limit` conversations; the least recently active one is
+//! dropped first. (Persistence comes with the store.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::engine::{Conversation, Reply, ReplyKind, Speaker, Turn};
+use super::kb::Medium;
+use super::matcher::Matcher;
+use super::text::Lang;
+
+/// How long an open topic is offered on a new conversation.
+const TOPIC_MEMORY_DAYS: i64 = 7;
+/// Events buffered per WebSocket subscriber before it is considered lagging.
+const PUSH_BUFFER: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Phone,
+    Web,
+    Wechat,
+    Sms,
+    App,
+}
+
+impl Channel {
+    pub fn medium(self) -> Medium {
+        match self {
+            Channel::Phone => Medium::Voice,
+            Channel::Sms => Medium::Sms,
+            Channel::Web | Channel::Wechat | Channel::App => Medium::Chat,
+        }
+    }
+}
+
+/// How a customer is known on one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub kind: IdentityKind,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    Phone,
+    Wechat,
+    Web,
+    App,
+    Sms,
+}
+
+impl Identity {
+    pub fn new(kind: IdentityKind, value: impl Into<String>) -> Self {
+        Self {
+            kind,
+            value: value.into(),
+        }
+    }
+}
+
+/// Something that happened in a conversation, pushed to its subscribers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub conversation: String,
+    #[serde(flatten)]
+    pub turn: Turn,
+}
+
+pub struct Entry {
+    pub id: String,
+    pub channel: Channel,
+    pub customer: String,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub conversation: Conversation,
+    push: broadcast::Sender<Event>,
+}
+
+impl Entry {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.push.subscribe()
+    }
+
+    /// Pushes the last `n` turns.
+    fn publish_last(&self, n: usize) {
+        let h = &self.conversation.history;
+        for turn in &h[h.len().saturating_sub(n)..] {
+            // No subscriber is fine: the history keeps every turn.
+            let _ = self.push.send(Event {
+                conversation: self.id.clone(),
+                turn: turn.clone(),
+            });
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Arc<Mutex<Entry>>>,
+    /// Identity → customer id.
+    identities: HashMap<Identity, String>,
+    next_customer: u64,
+}
+
+pub struct Conversations {
+    inner: Mutex<Inner>,
+    limit: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConversationError {
+    #[error("no conversation {0:?}")]
+    Unknown(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Conversations {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            limit: limit.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.inner).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The customer an identity belongs to, created on first sight.
+    pub fn customer_of(&self, identity: &Identity) -> String {
+        let mut inner = lock(&self.inner);
+        if let Some(c) = inner.identities.get(identity) {
+            return c.clone();
+        }
+        inner.next_customer += 1;
+        let id = format!("c{}", inner.next_customer);
+        inner.identities.insert(identity.clone(), id.clone());
+        id
+    }
+
+    /// Makes two identities one customer (the first one's); returns that customer id.
+    pub fn link(&self, a: &Identity, b: &Identity) -> String {
+        let keep = self.customer_of(a);
+        let drop = self.customer_of(b);
+        let mut inner = lock(&self.inner);
+        if keep != drop {
+            for c in inner.identities.values_mut() {
+                if *c == drop {
+                    *c = keep.clone();
+                }
+            }
+            for e in inner.entries.values() {
+                let mut e = lock(e);
+                if e.customer == drop {
+                    e.customer = keep.clone();
+                }
+            }
+        }
+        keep
+    }
+
+    pub fn identities_of(&self, customer: &str) -> Vec<Identity> {
+        let inner = lock(&self.inner);
+        let mut out: Vec<Identity> = inner
+            .identities
+            .iter()
+            .filter(|(_, c)| *c == customer)
+            .map(|(i, _)| i.clone())
+            .collect();
+        out.sort_by(|a, b| (a.kind as u8, &a.value).cmp(&(b.kind as u8, &b.value)));
+        out
+    }
+
+    /// The customer's most recent open topic from the last week, on any channel.
+    pub fn open_topic(&self, customer: &str, now: DateTime<Utc>) -> Option<String> {
+        let inner = lock(&self.inner);
+        inner
+            .entries
+            .values()
+            .filter_map(|e| {
+                let e = lock(e);
+                (e.customer == customer && now - e.updated < Duration::days(TOPIC_MEMORY_DAYS))
+                    .then(|| e.conversation.open_topic.clone().map(|t| (e.updated, t)))
+                    .flatten()
+            })
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, t)| t)
+    }
+
+    /// Starts a conversation and returns its id and greeting.
+    pub fn start(
+        &self,
+        m: &Matcher,
+        channel: Channel,
+        identity: &Identity,
+        lang: Lang,
+        now: DateTime<Utc>,
+    ) -> (String, Reply) {
+        let customer = self.customer_of(identity);
+        let topic = self.open_topic(&customer, now);
+        let mut conversation = Conversation::new(channel.medium(), lang);
+        let reply = conversation.open(m, topic.as_deref(), now);
+        let id = new_id();
+        let (push, _) = broadcast::channel(PUSH_BUFFER);
+        let entry = Entry {
+            id: id.clone(),
+            channel,
+            customer: customer.clone(),
+            created: now,
+            updated: now,
+            conversation,
+            push,
+        };
+        let mut inner = lock(&self.inner);
+        if inner.entries.len() >= self.limit
+            && let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| lock(e).updated)
+                .map(|(k, _)| k.clone())
+        {
+            inner.entries.remove(&oldest);
+            tracing::info!(conversation = %oldest, "conversation limit reached; dropped the least recently active");
+        }
+        inner
+            .entries
+            .insert(id.clone(), Arc::new(Mutex::new(entry)));
+        tracing::info!(conversation = %id, ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
+        (id, reply)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Arc<Mutex<Entry>>, ConversationError> {
+        lock(&self.inner)
+            .entries
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ConversationError::Unknown(id.to_string()))
+    }
+
+    /// The customer wrote or said `text`; returns the reply and pushes both turns.
+    pub fn message(
+        &self,
+        m: &Matcher,
+        id: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, ConversationError> {
+        let entry = self.get(id)?;
+        let mut e = lock(&entry);
+        let reply = e.conversation.respond(m, text, now);
+        e.updated = now;
+        e.publish_last(if reply.kind == ReplyKind::Queued {
+            1
+        } else {
+            2
+        });
+        Ok(reply)
+    }
+
+    /// A person answered in the conversation.
+    pub fn agent_message(
+        &self,
+        id: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConversationError> {
+        let entry = self.get(id)?;
+        let mut e = lock(&entry);
+        e.conversation.agent_said(text, now);
+        e.updated = now;
+        e.publish_last(1);
+        Ok(())
+    }
+
+    /// The conversation of this identity on this channel active in the last `within`,
+    /// for channels without a conversation id of their own (WeChat, SMS).
+    pub fn find_recent(
+        &self,
+        channel: Channel,
+        identity: &Identity,
+        within: Duration,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let customer = lock(&self.inner).identities.get(identity).cloned()?;
+        let inner = lock(&self.inner);
+        inner
+            .entries
+            .values()
+            .filter_map(|e| {
+                let e = lock(e);
+                (e.channel == channel && e.customer == customer && now - e.updated < within)
+                    .then(|| (e.updated, e.id.clone()))
+            })
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, id)| id)
+    }
+
+    pub fn history(&self, id: &str) -> Result<Vec<Turn>, ConversationError> {
+        let entry = self.get(id)?;
+        let history = lock(&entry).conversation.history.clone();
+        Ok(history)
+    }
+}
+
+/// A conversation id: 16 random bytes, hex.
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+pub fn is_customer(turn: &Turn) -> bool {
+    turn.speaker == Speaker::Customer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialogue::kb::load_files;
+    use std::path::PathBuf;
+
+    fn matcher() -> Matcher {
+        let kb = r#"
+[intents.refund]
+title = { en = "refund request", zh = "退款申请" }
+topic = true
+examples.en = ["i want a refund", "refund please"]
+answer.en = "Your refund is being processed."
+"#;
+        Matcher::new(Arc::new(
+            load_files(&[(PathBuf::from("t.toml"), kb.into())]).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_linked_customer_resumes_on_another_channel() {
+        let m = matcher();
+        let convs = Conversations::new(10);
+        let now = Utc::now();
+        let web = Identity::new(IdentityKind::Web, "visitor-1");
+        let phone = Identity::new(IdentityKind::Phone, "+8613800138000");
+        let (id, greeting) = convs.start(&m, Channel::Web, &web, Lang::En, now);
+        assert_eq!(greeting.kind, crate::dialogue::ReplyKind::Greeting);
+        convs.message(&m, &id, "I want a refund", now).unwrap();
+        // Not linked yet: a plain greeting.
+        let (_, r) = convs.start(&m, Channel::Phone, &phone, Lang::En, now);
+        assert_eq!(r.kind, crate::dialogue::ReplyKind::Greeting);
+        assert_eq!(convs.link(&web, &phone), convs.customer_of(&web));
+        let (_, r) = convs.start(&m, Channel::Phone, &phone, Lang::En, now);
+        assert_eq!(r.text, "Are you contacting us about your refund request?");
+        assert_eq!(convs.identities_of(&convs.customer_of(&phone)).len(), 2);
+    }
+
+    #[test]
+    fn the_least_recently_active_conversation_goes_first() {
+        let m = matcher();
+        let convs = Conversations::new(2);
+        let t0 = Utc::now();
+        let who = |n: &str| Identity::new(IdentityKind::Web, n);
+        let (a, _) = convs.start(&m, Channel::Web, &who("a"), Lang::En, t0);
+        let (b, _) = convs.start(
+            &m,
+            Channel::Web,
+            &who("b"),
+            Lang::En,
+            t0 + Duration::seconds(1),
+        );
+        convs
+            .message(&m, &a, "refund please", t0 + Duration::seconds(2))
+            .unwrap();
+        let (c, _) = convs.start(
+            &m,
+            Channel::Web,
+            &who("c"),
+            Lang::En,
+            t0 + Duration::seconds(3),
+        );
+        assert!(convs.get(&a).is_ok() && convs.get(&c).is_ok());
+        assert_eq!(convs.get(&b).err(), Some(ConversationError::Unknown(b)));
+    }
+}

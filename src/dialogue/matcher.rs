@@ -1,0 +1,372 @@
+//! Which intent a message means, and how sure we are.
+//!
+//! Two stages: BM25 (the `bm25` crate) retrieves the example questions that share terms
+//! with the message; each intent is then scored from the idf-weighted cosine between
+//! the message and its best example, and the share of the message's weight that its
+//! examples cover together. Both are bounded (0 to 1) and drop when the message holds
+//! words the knowledge base has never seen, which is what out-of-scope questions look
+//! like, so the score serves as the confidence (`kefu kb eval` shows how it tracks
+//! accuracy). A follow-up gets a boost right after the answer it follows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
+
+use super::kb::{KnowledgeBase, Thresholds};
+use super::text::{Lang, Synonyms, normalize, terms};
+
+/// How many retrieved examples the re-ranker looks at.
+const CANDIDATES: usize = 64;
+/// Added to a follow-up's score right after the intent it follows.
+const FOLLOW_UP_BOOST: f32 = 0.2;
+/// Character pairs back up Chinese word matches; they count for less.
+const CHAR_WEIGHT: f32 = 0.5;
+/// An intent's score: this much the best single example (cosine), the rest how much
+/// of the message all its examples cover together.
+const EXAMPLE_WEIGHT: f32 = 0.5;
+
+/// Terms arrive already cut (by `text::terms`), joined with spaces.
+#[derive(Debug, Default, Clone, Copy)]
+struct PreCut;
+
+impl Tokenizer for PreCut {
+    fn tokenize(&self, input_text: &str) -> Vec<String> {
+        input_text
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+struct Doc {
+    intent: usize,
+    lang: Lang,
+    terms: Vec<String>,
+    norm: f32,
+}
+
+/// An intent and its score (0 to 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub intent: usize,
+    pub score: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Answer(Scored),
+    /// Two intents are about equally likely: ask which one.
+    Clarify(Scored, Scored),
+    /// Nothing fits well enough; the best guess, if any.
+    OutOfScope(Option<Scored>),
+}
+
+/// The knowledge base, indexed for matching. Built once per knowledge-base version.
+pub struct Matcher {
+    pub kb: Arc<KnowledgeBase>,
+    synonyms: Synonyms,
+    docs: Vec<Doc>,
+    embedder: Embedder<u32, PreCut>,
+    scorer: Scorer<u32, u32>,
+    /// Examples holding each term.
+    df: HashMap<String, u32>,
+    /// (term, language) → the intents whose examples use it.
+    vocabulary: HashMap<(String, Lang), Vec<usize>>,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher")
+            .field("kb", &self.kb.name)
+            .field("examples", &self.docs.len())
+            .finish()
+    }
+}
+
+impl Matcher {
+    pub fn new(kb: Arc<KnowledgeBase>) -> Self {
+        let synonyms = Synonyms::new(&kb.synonyms);
+        let mut docs = Vec::new();
+        for (i, intent) in kb.intents.iter().enumerate() {
+            for e in &intent.examples {
+                let mut t = terms(&synonyms.apply(&normalize(&e.text)));
+                t.sort();
+                t.dedup();
+                docs.push(Doc {
+                    intent: i,
+                    lang: e.lang,
+                    terms: t,
+                    norm: 0.0,
+                });
+            }
+        }
+        let mut df: HashMap<String, u32> = HashMap::new();
+        for d in &docs {
+            for t in &d.terms {
+                *df.entry(t.clone()).or_default() += 1;
+            }
+        }
+        let mut vocabulary: HashMap<(String, Lang), Vec<usize>> = HashMap::new();
+        for d in &docs {
+            for t in &d.terms {
+                let v = vocabulary.entry((t.clone(), d.lang)).or_default();
+                if v.last() != Some(&d.intent) {
+                    v.push(d.intent);
+                }
+            }
+        }
+        let joined: Vec<String> = docs.iter().map(|d| d.terms.join(" ")).collect();
+        let corpus: Vec<&str> = joined.iter().map(String::as_str).collect();
+        let embedder =
+            EmbedderBuilder::<u32, PreCut>::with_tokenizer_and_fit_to_corpus(PreCut, &corpus)
+                .build();
+        let mut scorer = Scorer::<u32, u32>::new();
+        for (i, text) in joined.iter().enumerate() {
+            scorer.upsert(&(i as u32), embedder.embed(text));
+        }
+        let mut m = Self {
+            kb,
+            synonyms,
+            docs,
+            embedder,
+            scorer,
+            df,
+            vocabulary,
+        };
+        for i in 0..m.docs.len() {
+            let norm = m.docs[i]
+                .terms
+                .iter()
+                .map(|t| m.weight(t).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            m.docs[i].norm = norm;
+        }
+        m
+    }
+
+    fn weight(&self, term: &str) -> f32 {
+        let n = self.docs.len() as f32;
+        let df = self.df.get(term).copied().unwrap_or(0) as f32;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        if term.starts_with('#') {
+            idf * CHAR_WEIGHT
+        } else {
+            idf
+        }
+    }
+
+    /// Intents ranked by score, best first (at most `limit`). `previous` is the intent
+    /// answered last in this conversation, which makes its follow-ups likelier.
+    pub fn rank(
+        &self,
+        text: &str,
+        lang: Lang,
+        previous: Option<usize>,
+        limit: usize,
+    ) -> Vec<Scored> {
+        let mut q = terms(&self.synonyms.apply(&normalize(text)));
+        q.sort();
+        q.dedup();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        let q_weights: HashMap<&str, f32> =
+            q.iter().map(|t| (t.as_str(), self.weight(t))).collect();
+        let q_norm = q_weights.values().map(|w| w * w).sum::<f32>().sqrt();
+        let hits = self.scorer.matches(&self.embedder.embed(&q.join(" ")));
+        let mut best: HashMap<usize, f32> = HashMap::new();
+        for hit in hits
+            .iter()
+            .filter(|h| self.docs[h.id as usize].lang == lang)
+            .take(CANDIDATES)
+        {
+            let doc = &self.docs[hit.id as usize];
+            let shared: f32 = doc
+                .terms
+                .iter()
+                .filter_map(|t| q_weights.get(t.as_str()))
+                .map(|w| w * w)
+                .sum();
+            let cos = shared / (q_norm * doc.norm).max(f32::EPSILON);
+            let e = best.entry(doc.intent).or_default();
+            *e = e.max(cos);
+        }
+        // How much of the message each intent's examples cover, taken together: a
+        // paraphrase shares words with several examples rather than all with one.
+        let mut covered: HashMap<usize, f32> = HashMap::new();
+        for (t, w) in &q_weights {
+            if let Some(intents) = self.vocabulary.get(&(t.to_string(), lang)) {
+                for &i in intents {
+                    *covered.entry(i).or_default() += w * w;
+                }
+            }
+        }
+        let q_sq = q_norm * q_norm;
+        let mut ranked: Vec<Scored> = covered
+            .into_iter()
+            .map(|(intent, c)| {
+                let cos = best.get(&intent).copied().unwrap_or(0.0);
+                (
+                    intent,
+                    EXAMPLE_WEIGHT * cos + (1.0 - EXAMPLE_WEIGHT) * c / q_sq.max(f32::EPSILON),
+                )
+            })
+            .map(|(intent, mut score)| {
+                if let Some(p) = previous {
+                    let prev_id = &self.kb.intents[p].id;
+                    if self.kb.intents[intent].after.iter().any(|a| a == prev_id) {
+                        score = (score + FOLLOW_UP_BOOST).min(1.0);
+                    }
+                }
+                Scored { intent, score }
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.intent.cmp(&b.intent)));
+        ranked.truncate(limit);
+        ranked
+    }
+
+    /// Answer, ask back, or admit it is out of scope.
+    pub fn decide(&self, ranked: &[Scored]) -> Outcome {
+        decide(&self.kb.thresholds, ranked)
+    }
+
+    pub fn classify(
+        &self,
+        text: &str,
+        lang: Lang,
+        previous: Option<usize>,
+    ) -> (Outcome, Vec<Scored>) {
+        let ranked = self.rank(text, lang, previous, 5);
+        (self.decide(&ranked), ranked)
+    }
+}
+
+pub fn decide(t: &Thresholds, ranked: &[Scored]) -> Outcome {
+    let Some(&top) = ranked.first() else {
+        return Outcome::OutOfScope(None);
+    };
+    let second = ranked.get(1).copied();
+    if let Some(s) = second
+        && s.score >= t.clarify
+        && top.score - s.score < t.margin
+    {
+        return Outcome::Clarify(top, s);
+    }
+    if top.score >= t.answer {
+        Outcome::Answer(top)
+    } else {
+        Outcome::OutOfScope(Some(top))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialogue::kb::load_files;
+    use std::path::PathBuf;
+
+    fn matcher(text: &str) -> Matcher {
+        let kb = load_files(&[(PathBuf::from("t.toml"), text.to_string())]).unwrap();
+        Matcher::new(Arc::new(kb))
+    }
+
+    const KB: &str = r#"
+[synonyms]
+en = [["refund", "money back", "reimburse"]]
+zh = [["退款", "退钱"]]
+
+[intents.hours]
+title = { en = "opening hours", zh = "营业时间" }
+examples.en = ["what are your opening hours", "when do you open", "what time do you close"]
+examples.zh = ["你们几点开门", "营业时间是什么", "几点关门"]
+answer = { en = "9 to 6.", zh = "九点到六点。" }
+
+[intents.hours_weekend]
+title = { en = "weekend hours", zh = "周末营业时间" }
+after = ["hours"]
+examples.en = ["are you open at weekends", "and on saturday", "what about sunday"]
+examples.zh = ["周末开门吗", "星期六营业吗", "那周末呢"]
+answer = { en = "10 to 4.", zh = "十点到四点。" }
+
+[intents.refund]
+title = { en = "refunds", zh = "退款" }
+examples.en = ["how do i get a refund", "when will i get my refund", "refund status"]
+examples.zh = ["怎么退款", "退款什么时候到账", "我要退款"]
+answer = { en = "Refunds take 3 days.", zh = "退款三天到账。" }
+"#;
+
+    fn top(m: &Matcher, text: &str, prev: Option<&str>) -> (String, f32) {
+        let lang = Lang::detect(text);
+        let prev = prev.and_then(|p| m.kb.intent_index(p));
+        let r = m.rank(text, lang, prev, 5);
+        (m.kb.intents[r[0].intent].id.clone(), r[0].score)
+    }
+
+    #[test]
+    fn matches_paraphrases_in_both_languages() {
+        let m = matcher(KB);
+        assert_eq!(top(&m, "What time do you open?", None).0, "hours");
+        assert_eq!(top(&m, "請問幾點開門", None).0, "hours");
+        assert_eq!(top(&m, "I'd like my money back", None).0, "refund");
+        assert_eq!(top(&m, "能退钱吗", None).0, "refund");
+        assert_eq!(top(&m, "hello", None).0, "greeting");
+    }
+
+    #[test]
+    fn follow_ups_win_in_context() {
+        let m = matcher(KB);
+        let (id, _) = top(&m, "and at the weekend?", Some("hours"));
+        assert_eq!(id, "hours_weekend");
+        let (id, _) = top(&m, "那星期天呢", Some("hours"));
+        assert_eq!(id, "hours_weekend");
+    }
+
+    #[test]
+    fn unknown_words_lower_confidence() {
+        let m = matcher(KB);
+        let (_, known) = top(&m, "when do you open", None);
+        let (_, unknown) = top(&m, "when does the volcano museum in Reykjavik open", None);
+        assert!(known > 0.9, "{known}");
+        assert!(unknown < known - 0.4, "{unknown}");
+        let (o, _) = m.classify("what is the weather like on mars", Lang::En, None);
+        assert!(matches!(o, Outcome::OutOfScope(_)), "{o:?}");
+        let (o, _) = m.classify("zebra", Lang::En, None);
+        assert_eq!(o, Outcome::OutOfScope(None));
+    }
+
+    #[test]
+    fn close_candidates_are_clarified() {
+        let t = Thresholds::default();
+        let a = Scored {
+            intent: 0,
+            score: 0.6,
+        };
+        let b = Scored {
+            intent: 1,
+            score: 0.58,
+        };
+        assert_eq!(decide(&t, &[a, b]), Outcome::Clarify(a, b));
+        let b = Scored {
+            intent: 1,
+            score: 0.3,
+        };
+        assert_eq!(decide(&t, &[a, b]), Outcome::Answer(a));
+        assert_eq!(
+            decide(
+                &t,
+                &[Scored {
+                    intent: 0,
+                    score: 0.2
+                }]
+            ),
+            Outcome::OutOfScope(Some(Scored {
+                intent: 0,
+                score: 0.2
+            }))
+        );
+    }
+}

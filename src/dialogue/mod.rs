@@ -1,0 +1,18 @@
+//! The dialogue core every channel shares: the knowledge base (`kb`), text analysis
+//! (`text`), intent matching with calibrated confidence (`matcher`), slots, and the
+//! per-conversation state machine (`engine`). Nothing here does I/O or reads a clock;
+//! `reload` (the file watcher) and `conversations` (the shared live set) are the edges.
+
+pub mod conversations;
+pub mod engine;
+pub mod eval;
+pub mod kb;
+pub mod matcher;
+pub mod reload;
+pub mod slots;
+pub mod text;
+
+pub use engine::{Conversation, Reply, ReplyKind};
+pub use kb::{KnowledgeBase, Medium};
+pub use matcher::Matcher;
+pub use text::Lang;

@@ -1,0 +1,183 @@
+//! `kefu kb …` and `kefu chat`: staff tools for the knowledge base.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kefu::dialogue::conversations::Channel;
+use kefu::dialogue::kb::{self, Thresholds};
+use kefu::dialogue::{Conversation, Lang, Matcher, eval};
+
+fn load(dir: &Path) -> Result<Matcher, ExitCode> {
+    match kb::load_dir(dir) {
+        Ok(kb) => Ok(Matcher::new(Arc::new(kb))),
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{} error(s)", e.diagnostics.len());
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn check(dir: &Path) -> ExitCode {
+    match load(dir) {
+        Ok(m) => {
+            let examples: usize = m.kb.intents.iter().map(|i| i.examples.len()).sum();
+            println!(
+                "{}: ok ({} intents, {} example questions, version {})",
+                dir.display(),
+                m.kb.intents.len(),
+                examples,
+                m.kb.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
+    let data = match std::fs::read(file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kefu: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match kb::csv::import(file, &data) {
+        Ok(t) => t,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    // The new file must load together with the rest of the knowledge base.
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p != output)
+            .collect();
+        paths.sort();
+        for p in paths {
+            if let Ok(t) = std::fs::read_to_string(&p) {
+                files.push((p, t));
+            }
+        }
+    }
+    files.push((output.to_path_buf(), text.clone()));
+    if let Err(e) = kb::load_files(&files) {
+        eprintln!("{e}");
+        eprintln!(
+            "not written: fix the spreadsheet (or the files it conflicts with) and import again"
+        );
+        return ExitCode::FAILURE;
+    }
+    match std::fs::write(output, text) {
+        Ok(()) => {
+            println!(
+                "{}: written; kefu serve reloads it within a second",
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefu: {}: {e}", output.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn evaluate(file: &Path, dir: &Path, sweep: bool) -> ExitCode {
+    let m = match load(dir) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kefu: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let cases = match eval::parse(file, &text, &m) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = eval::evaluate(&m, &cases, None);
+    print!("{}", eval::render(&report, 15));
+    if sweep {
+        println!("threshold sweep (answer, clarify = answer - 0.1): top-1 answered right, OOS F1");
+        for a in (20..=80).step_by(5) {
+            let a = a as f32 / 100.0;
+            let t = Thresholds {
+                answer: a,
+                clarify: (a - 0.1).max(0.0),
+                ..m.kb.thresholds
+            };
+            let r = eval::evaluate(&m, &cases, Some(&t));
+            println!(
+                "  answer {a:.2}: answered right {:.1} %, asked back {}, OOS F1 {:.3}",
+                100.0 * r.answered_right as f64 / r.in_scope.max(1) as f64,
+                r.clarified,
+                r.oos_f1()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A conversation in the terminal, showing the matched intent and confidence.
+pub fn chat(dir: &Path, channel: Channel, lang: Lang) -> ExitCode {
+    let m = match load(dir) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let mut conversation = Conversation::new(channel.medium(), lang);
+    let now = chrono::Utc::now;
+    let greeting = conversation.open(&m, None, now());
+    println!("kefu> {}", greeting.text);
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    loop {
+        let _ = write!(out, "you> ");
+        let _ = out.flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let reply = conversation.respond(&m, line, now());
+        let why = match &reply.intent {
+            Some(i) => format!("{:?}: {i} {:.2}", reply.kind, reply.confidence),
+            None => format!("{:?} {:.2}", reply.kind, reply.confidence),
+        };
+        let others: Vec<String> = reply
+            .candidates
+            .iter()
+            .take(3)
+            .map(|(i, s)| format!("{i} {s:.2}"))
+            .collect();
+        println!("      [{why}; candidates: {}]", others.join(", "));
+        if !reply.text.is_empty() {
+            println!("kefu> {}", reply.text);
+        }
+        if let Some(q) = &reply.handover {
+            println!("      [handed over to queue `{q}`; a person would take it from here]");
+        }
+    }
+    ExitCode::SUCCESS
+}

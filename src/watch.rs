@@ -1,0 +1,53 @@
+//! Noticing edits to admin files (dialplans, prompts, knowledge bases).
+//!
+//! Polling (a fingerprint of names, sizes and modification times) is used instead of
+//! inotify: it behaves the same on every filesystem, including network mounts and
+//! editors that replace files by renaming, and costs a few `stat` calls per poll.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Names, sizes and modification times of every file under the given roots.
+pub fn fingerprint(roots: &[&Path]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = roots.iter().map(|p| p.to_path_buf()).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Remembers the last fingerprint of some roots and says when it changes.
+pub struct Changes {
+    roots: Vec<PathBuf>,
+    last: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl Changes {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        let last = fingerprint(&roots.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        Self { roots, last }
+    }
+
+    /// Whether anything changed since the last call (or since `new`).
+    pub fn changed(&mut self) -> bool {
+        let now = fingerprint(&self.roots.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        if now == self.last {
+            return false;
+        }
+        self.last = now;
+        true
+    }
+}
