@@ -36,6 +36,19 @@ pub struct FileConfig {
     pub dtmf: Option<DtmfMode>,
     /// How often dialplans are checked for edits, "1s".
     pub reload_interval: Option<String>,
+    /// Knowledge-base directory.
+    pub kb: Option<PathBuf>,
+    /// Live text conversations kept (the least recently active goes first).
+    pub max_conversations: Option<usize>,
+    /// The token set in the WeChat Official Account's server configuration.
+    pub wechat_token: Option<String>,
+    /// Where SMS replies are POSTed (form fields To, From, Body), in the style of
+    /// common SMS gateways.
+    pub sms_outbound_url: Option<String>,
+    /// The number SMS replies come from.
+    pub sms_number: Option<String>,
+    /// Bearer tokens for the app/integrator API (`/api/v1`).
+    pub api_tokens: Option<Vec<String>>,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
 }
@@ -68,6 +81,12 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub dtmf: DtmfMode,
     pub reload_interval: Duration,
+    pub kb: PathBuf,
+    pub max_conversations: usize,
+    pub wechat_token: Option<String>,
+    pub sms_outbound_url: Option<String>,
+    pub sms_number: Option<String>,
+    pub api_tokens: Vec<String>,
     pub trunks: Vec<Trunk>,
 }
 
@@ -89,6 +108,12 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             dtmf: DtmfMode::Auto,
             reload_interval: Duration::from_secs(1),
+            kb: "dialplans/kb".into(),
+            max_conversations: 10_000,
+            wechat_token: None,
+            sms_outbound_url: None,
+            sms_number: None,
+            api_tokens: Vec::new(),
             trunks: Vec::new(),
         }
     }
@@ -127,8 +152,22 @@ impl Config {
             ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
         }
         take!(
-            sip, sip_tcp, http, dialplans, audio, data, models, max_calls, dtmf
+            sip,
+            sip_tcp,
+            http,
+            dialplans,
+            audio,
+            data,
+            models,
+            max_calls,
+            dtmf,
+            kb,
+            max_conversations,
+            api_tokens
         );
+        self.wechat_token = f.wechat_token.or(self.wechat_token);
+        self.sms_outbound_url = f.sms_outbound_url.or(self.sms_outbound_url);
+        self.sms_number = f.sms_number.or(self.sms_number);
         if let Some(r) = f.rtp_ports {
             self.rtp_ports = parse_range(&r)?;
         }

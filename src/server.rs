@@ -10,8 +10,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Health};
+use crate::channel::chat::TextChannels;
 use crate::channel::sip::{self, CallGate};
 use crate::config::Config;
+use crate::dialogue::Matcher;
+use crate::dialogue::kb::{load_dir as load_kb_dir, load_files as load_kb_files};
+use crate::dialogue::reload::LiveKb;
 use crate::dialplan::reload::{self, LiveDialplans};
 use crate::dialplan::{AudioRoot, load_dir};
 use crate::media::prompt::PromptCache;
@@ -58,6 +62,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
     let live = LiveDialplans::new(registry);
+    let kb = load_kb(&config.kb).await?;
+    tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
+    let kb = LiveKb::new(kb);
+    let text = Arc::new(TextChannels::new(&config, kb.clone()));
 
     let stop = CancellationToken::new();
     let hangup_all = CancellationToken::new();
@@ -72,7 +80,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind HTTP on {}", config.http))?;
     tracing::info!(addr = %http.local_addr()?, "HTTP listening");
     let http_stop = stop.clone();
-    let router = api::router(health.clone());
+    let router = api::router(health.clone(), text);
     let http_task = tokio::spawn(async move {
         axum::serve(http, router)
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
@@ -96,8 +104,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audio,
         prompts,
         config.reload_interval,
+        config.kb.clone(),
         stop.clone(),
     ));
+    if config.kb.is_dir() {
+        tokio::spawn(crate::dialogue::reload::watch(
+            kb,
+            config.kb.clone(),
+            config.reload_interval,
+            stop.clone(),
+        ));
+    }
     // Ready once SIP is bound and dialplans are live.
     health.sip_ready.store(true, Ordering::Release);
 
@@ -119,6 +136,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The knowledge base, indexed; without a knowledge-base directory, the built-in small
+/// talk only (said in the log).
+async fn load_kb(dir: &std::path::Path) -> anyhow::Result<Matcher> {
+    let d = dir.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || {
+        if d.is_dir() {
+            load_kb_dir(&d)
+        } else {
+            tracing::warn!(dir = %d.display(), "no knowledge-base directory: answering small talk only");
+            load_kb_files(&[])
+        }
+        .map(|kb| Matcher::new(Arc::new(kb)))
+    })
+    .await?;
+    loaded.map_err(|e| anyhow::anyhow!("the knowledge base in {} is invalid:\n{e}", dir.display()))
 }
 
 async fn shutdown_signal() {

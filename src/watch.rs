@@ -32,18 +32,38 @@ pub fn fingerprint(roots: &[&Path]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 /// Remembers the last fingerprint of some roots and says when it changes.
 pub struct Changes {
     roots: Vec<PathBuf>,
+    ignore: Vec<PathBuf>,
     last: Vec<(PathBuf, u64, Option<SystemTime>)>,
 }
 
 impl Changes {
     pub fn new(roots: Vec<PathBuf>) -> Self {
-        let last = fingerprint(&roots.iter().map(PathBuf::as_path).collect::<Vec<_>>());
-        Self { roots, last }
+        let mut c = Self {
+            roots,
+            ignore: Vec::new(),
+            last: Vec::new(),
+        };
+        c.last = c.snapshot();
+        c
+    }
+
+    /// Leaves out files under `dir` (another watcher's, such as the knowledge base
+    /// inside the dialplan directory).
+    pub fn ignoring(mut self, dir: PathBuf) -> Self {
+        self.ignore.push(dir);
+        self.last = self.snapshot();
+        self
+    }
+
+    fn snapshot(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+        let mut f = fingerprint(&self.roots.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        f.retain(|(p, _, _)| !self.ignore.iter().any(|i| p.starts_with(i)));
+        f
     }
 
     /// Whether anything changed since the last call (or since `new`).
     pub fn changed(&mut self) -> bool {
-        let now = fingerprint(&self.roots.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        let now = self.snapshot();
         if now == self.last {
             return false;
         }

@@ -1,4 +1,5 @@
-//! The HTTP port: liveness and readiness now; the admin and integration API later.
+//! The HTTP port: liveness and readiness, and the text channels (`channel::chat`:
+//! web chat, WeChat, SMS, the app API).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +19,12 @@ pub struct Health {
     pub gate: Arc<CallGate>,
 }
 
-pub fn router(health: Arc<Health>) -> Router {
+pub fn router(health: Arc<Health>, text: Arc<crate::channel::chat::TextChannels>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(health)
+        .merge(crate::channel::chat::router(text))
 }
 
 async fn healthz() -> &'static str {

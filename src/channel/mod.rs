@@ -1,4 +1,6 @@
-//! How calls and messages arrive: SIP signalling and RTP media.
+//! How calls and messages arrive: SIP signalling and RTP media for calls; HTTP for
+//! the text channels (web chat, WeChat, SMS, the app API).
 
+pub mod chat;
 pub mod rtp;
 pub mod sip;

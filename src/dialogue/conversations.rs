@@ -340,7 +340,7 @@ mod tests {
     fn matcher() -> Matcher {
         let kb = r#"
 [intents.refund]
-title = { en = "refund request", zh = "退款申请" }
+title = { en = "your refund request", zh = "退款申请" }
 topic = true
 examples.en = ["i want a refund", "refund please"]
 answer.en = "Your refund is being processed."

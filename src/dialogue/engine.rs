@@ -711,7 +711,7 @@ answer = { en = "10 to 4 at weekends.", zh = "周末十点到四点。" }
             (r.kind, r.text.as_str()),
             (
                 ReplyKind::Resume,
-                "Are you contacting us about your order status?"
+                "Are you contacting us about order status?"
             )
         );
         let r = c.respond(&m, "yes", now());

@@ -215,10 +215,15 @@ impl Matcher {
                 )
             })
             .map(|(intent, mut score)| {
+                // In context, follow-ups of the last answer gain and follow-ups of
+                // anything else lose: "and on Sunday?" after opening hours is about
+                // opening hours, not weekend delivery.
                 if let Some(p) = previous {
-                    let prev_id = &self.kb.intents[p].id;
-                    if self.kb.intents[intent].after.iter().any(|a| a == prev_id) {
+                    let after = &self.kb.intents[intent].after;
+                    if after.iter().any(|a| *a == self.kb.intents[p].id) {
                         score = (score + FOLLOW_UP_BOOST).min(1.0);
+                    } else if !after.is_empty() {
+                        score = (score - FOLLOW_UP_BOOST).max(0.0);
                     }
                 }
                 Scored { intent, score }

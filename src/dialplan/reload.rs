@@ -46,9 +46,11 @@ pub async fn watch(
     audio: AudioRoot,
     prompts: Arc<PromptCache>,
     every: Duration,
+    ignore: PathBuf,
     stop: CancellationToken,
 ) {
-    let mut changes = crate::watch::Changes::new(vec![dir.clone(), audio.0.clone()]);
+    let mut changes =
+        crate::watch::Changes::new(vec![dir.clone(), audio.0.clone()]).ignoring(ignore);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -83,10 +83,12 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// The answer for a channel: chat gets the richer text when there is one; voice
+    /// and SMS the short one.
     pub fn text_for(&self, medium: Medium, lang: Lang) -> &str {
         match medium {
-            Medium::Voice => self.answer.best(lang),
-            Medium::Chat | Medium::Sms => self.chat.get(lang).unwrap_or(self.answer.best(lang)),
+            Medium::Voice | Medium::Sms => self.answer.best(lang),
+            Medium::Chat => self.chat.get(lang).unwrap_or(self.answer.best(lang)),
         }
     }
 
@@ -109,7 +111,7 @@ pub struct Replies {
     pub handover: Texts,
     /// A slot value was asked for too often without a usable answer.
     pub give_up: Texts,
-    /// "Are you contacting us about your ${topic}?"
+    /// "Are you contacting us about ${topic}?" (the topic intent's title)
     pub resume: Texts,
 }
 
@@ -141,8 +143,8 @@ impl Default for Replies {
                 (Zh, "抱歉，我没能记下来。我帮您转接人工客服。"),
             ]),
             resume: Texts::of(&[
-                (En, "Are you contacting us about your ${topic}?"),
-                (Zh, "请问您是为了${topic}的事情联系我们吗？"),
+                (En, "Are you contacting us about ${topic}?"),
+                (Zh, "请问您是为了${topic}联系我们吗？"),
             ]),
         }
     }

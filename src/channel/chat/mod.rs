@@ -1,0 +1,133 @@
+//! The text channels over HTTP: web chat (`web`), WeChat Official Account (`wechat`),
+//! SMS gateways (`sms`) and the app/integrator API (`app`). Each only translates its
+//! wire format; every message goes to the same dialogue core through
+//! `dialogue::conversations`, so a customer is one customer on every channel.
+//!
+//! Bad input never reaches the core: bodies over 64 KiB get 413, malformed JSON,
+//! XML or forms 400, bad signatures 403, missing tokens 401, unknown conversations
+//! 404, each with a reason.
+
+pub mod app;
+pub mod sms;
+pub mod web;
+pub mod wechat;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dialogue::conversations::{ConversationError, Conversations};
+use crate::dialogue::reload::LiveKb;
+
+/// The largest request body a text channel accepts.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The longest message a customer may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// What the text channels share.
+pub struct TextChannels {
+    pub kb: LiveKb,
+    pub conversations: Arc<Conversations>,
+    pub wechat_token: Option<String>,
+    pub sms_outbound_url: Option<String>,
+    pub sms_number: Option<String>,
+    pub api_tokens: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+impl TextChannels {
+    pub fn new(config: &Config, kb: LiveKb) -> Self {
+        Self {
+            kb,
+            conversations: Arc::new(Conversations::new(config.max_conversations)),
+            wechat_token: config.wechat_token.clone(),
+            sms_outbound_url: config.sms_outbound_url.clone(),
+            sms_number: config.sms_number.clone(),
+            api_tokens: config.api_tokens.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+pub fn router(state: Arc<TextChannels>) -> Router {
+    Router::new()
+        .merge(web::routes())
+        .merge(wechat::routes())
+        .merge(sms::routes())
+        .merge(app::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An error a client can act on: a status and a reason, as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: &self.reason,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::new(r.status(), format!("bad JSON body: {}", r.body_text()))
+    }
+}
+
+/// The customer's text, checked: not empty, not too long.
+pub fn message_text(text: &str) -> Result<&str, ApiError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ApiError::bad_request("`text` is empty"));
+    }
+    if t.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("`text` is longer than {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    Ok(t)
+}

@@ -1,0 +1,192 @@
+//! Web chat: REST to start a conversation, post messages and read the history; a
+//! WebSocket that pushes every turn (the customer's, the bot's, an agent's) as JSON;
+//! and the embeddable widget page at `/chat`, which greets as soon as it loads.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, TextChannels, message_text};
+use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
+use crate::dialogue::engine::{Reply, Turn};
+use crate::dialogue::text::Lang;
+
+pub fn routes() -> Router<Arc<TextChannels>> {
+    Router::new()
+        .route("/chat", get(widget))
+        .route("/api/chat/conversations", axum::routing::post(start))
+        .route(
+            "/api/chat/conversations/{id}/messages",
+            get(history).post(post_message),
+        )
+        .route("/api/chat/conversations/{id}/ws", get(socket))
+}
+
+async fn widget() -> Html<&'static str> {
+    Html(include_str!("widget.html"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The browser's visitor id (kept in localStorage); a new one is made if absent.
+    pub visitor: Option<String>,
+    /// zh or en: the greeting's language.
+    pub lang: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Started {
+    pub conversation: String,
+    pub visitor: String,
+    pub customer: String,
+    pub reply: Reply,
+}
+
+pub fn lang_of(code: Option<&str>) -> Result<Lang, ApiError> {
+    match code {
+        None => Ok(Lang::Zh),
+        Some(c) => Lang::from_code(c)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown language {c:?}; use zh or en"))),
+    }
+}
+
+async fn start(
+    State(s): State<Arc<TextChannels>>,
+    body: Result<Json<StartRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let lang = lang_of(req.lang.as_deref())?;
+    let visitor = match req.visitor {
+        Some(v) if valid_visitor(&v) => v,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`visitor` must be 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+        None => hex::encode(rand::random::<[u8; 12]>()),
+    };
+    let identity = Identity::new(IdentityKind::Web, &visitor);
+    let m = s.kb.current();
+    let (conversation, reply) =
+        s.conversations
+            .start(&m, Channel::Web, &identity, lang, Utc::now());
+    let customer = s.conversations.customer_of(&identity);
+    Ok((
+        StatusCode::CREATED,
+        Json(Started {
+            conversation,
+            visitor,
+            customer,
+            reply,
+        }),
+    )
+        .into_response())
+}
+
+fn valid_visitor(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub text: String,
+}
+
+#[derive(Serialize)]
+pub struct History {
+    pub conversation: String,
+    pub turns: Vec<Turn>,
+}
+
+async fn history(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+) -> Result<Json<History>, ApiError> {
+    let turns = s.conversations.history(&id)?;
+    Ok(Json(History {
+        conversation: id,
+        turns,
+    }))
+}
+
+async fn post_message(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Result<Json<Reply>, ApiError> {
+    let Json(msg) = body?;
+    let text = message_text(&msg.text)?;
+    let m = s.kb.current();
+    Ok(Json(s.conversations.message(&m, &id, text, Utc::now())?))
+}
+
+/// Pushes every new turn of the conversation; text frames `{"text": "…"}` from the
+/// client are posted as the customer's messages.
+async fn socket(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let entry = s.conversations.get(&id)?;
+    let events = entry.lock().unwrap_or_else(|p| p.into_inner()).subscribe();
+    Ok(ws
+        .max_message_size(super::MAX_BODY)
+        .on_upgrade(move |socket| pump(socket, s, id, events)))
+}
+
+async fn pump(
+    mut socket: WebSocket,
+    s: Arc<TextChannels>,
+    id: String,
+    mut events: tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    let Ok(json) = serde_json::to_string(&e) else { continue };
+                    if socket.send(Message::Text(json.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(conversation = %id, missed = n, "web chat client too slow; it can re-read the history");
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(t))) => {
+                    let reply = serde_json::from_str::<PostMessage>(&t)
+                        .map_err(|e| format!("expected {{\"text\": \"…\"}}: {e}"))
+                        .and_then(|p| message_text(&p.text).map(str::to_string).map_err(|e| e.reason))
+                        .and_then(|text| {
+                            let m = s.kb.current();
+                            s.conversations.message(&m, &id, &text, Utc::now()).map_err(|e| e.to_string())
+                        });
+                    if let Err(reason) = reply {
+                        let body = serde_json::json!({ "error": reason }).to_string();
+                        if socket.send(Message::Text(body.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

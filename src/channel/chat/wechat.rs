@@ -1,0 +1,183 @@
+//! WeChat Official Account, server mode: URL verification and passive replies.
+//!
+//! WeChat signs every request with SHA-1 over the sorted token, timestamp and nonce;
+//! a wrong signature gets 403. A text message gets the answer as a passive XML reply
+//! at once (the engine answers in milliseconds, well inside WeChat's 5 s window);
+//! images, voice and other types get a polite text; following the account gets the
+//! greeting. Plain-text (not encrypted) mode.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+
+use super::{ApiError, TextChannels};
+use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
+use crate::dialogue::text::Lang;
+
+/// A WeChat conversation continues while messages come within this gap.
+const SESSION_GAP_MINUTES: i64 = 30;
+/// Requests signed further from now than this are refused (replays).
+const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+pub fn routes() -> Router<Arc<TextChannels>> {
+    Router::new().route("/wechat", get(verify).post(receive))
+}
+
+#[derive(Deserialize)]
+pub struct Signed {
+    signature: Option<String>,
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    echostr: Option<String>,
+}
+
+/// SHA-1 over the sorted, concatenated token, timestamp and nonce, as lower-case hex.
+pub fn signature(token: &str, timestamp: &str, nonce: &str) -> String {
+    let mut parts = [token, timestamp, nonce];
+    parts.sort_unstable();
+    hex::encode(Sha1::digest(parts.concat().as_bytes()))
+}
+
+fn check(s: &TextChannels, q: &Signed) -> Result<(), ApiError> {
+    let Some(token) = &s.wechat_token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "WeChat is not configured (set `wechat_token`)",
+        ));
+    };
+    let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing signature, timestamp or nonce",
+        ));
+    };
+    let expected = signature(token, ts, nonce);
+    // Constant-time comparison: the signature is a secret-derived value.
+    let same = expected.len() == sig.len()
+        && expected
+            .bytes()
+            .zip(sig.to_ascii_lowercase().bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "bad signature"));
+    }
+    let ts: i64 = ts
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::FORBIDDEN, "timestamp is not a number"))?;
+    if (Utc::now().timestamp() - ts).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "timestamp too far from now",
+        ));
+    }
+    Ok(())
+}
+
+/// The URL check WeChat makes when the server address is configured: echo `echostr`.
+async fn verify(
+    State(s): State<Arc<TextChannels>>,
+    Query(q): Query<Signed>,
+) -> Result<String, ApiError> {
+    check(&s, &q)?;
+    q.echostr
+        .ok_or_else(|| ApiError::bad_request("missing echostr"))
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct Incoming {
+    to_user_name: String,
+    from_user_name: String,
+    msg_type: String,
+    content: Option<String>,
+    event: Option<String>,
+}
+
+async fn receive(
+    State(s): State<Arc<TextChannels>>,
+    Query(q): Query<Signed>,
+    body: String,
+) -> Result<Response, ApiError> {
+    check(&s, &q)?;
+    let msg: Incoming = quick_xml::de::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed WeChat XML: {e}")))?;
+    if msg.from_user_name.is_empty() || msg.from_user_name.len() > 128 {
+        return Err(ApiError::bad_request(
+            "FromUserName must be 1 to 128 characters",
+        ));
+    }
+    let identity = Identity::new(IdentityKind::Wechat, &msg.from_user_name);
+    let now = Utc::now();
+    let m = s.kb.current();
+    let recent = s.conversations.find_recent(
+        Channel::Wechat,
+        &identity,
+        Duration::minutes(SESSION_GAP_MINUTES),
+        now,
+    );
+    let text = match (msg.msg_type.as_str(), msg.event.as_deref()) {
+        ("event", Some("subscribe")) => {
+            let (_, greeting) = s.conversations.start(&m, Channel::Wechat, &identity, Lang::Zh, now);
+            greeting.text
+        }
+        ("event", _) => return Ok("success".into_response()),
+        ("text", _) => {
+            let content = msg.content.as_deref().unwrap_or("");
+            let content = super::message_text(content)?;
+            let id = match recent {
+                Some(id) => id,
+                None => s.conversations.start(&m, Channel::Wechat, &identity, Lang::detect(content), now).0,
+            };
+            s.conversations.message(&m, &id, content, now)?.text
+        }
+        _ => "抱歉，我暂时只能看懂文字消息，请用文字描述您的问题。Sorry, I can only read text messages for now.".to_string(),
+    };
+    if text.is_empty() {
+        // Already with a person: nothing to say now ("success" tells WeChat so).
+        return Ok("success".into_response());
+    }
+    let xml = format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime><MsgType>{}</MsgType><Content>{}</Content></xml>",
+        cdata(&msg.from_user_name),
+        cdata(&msg.to_user_name),
+        now.timestamp(),
+        cdata("text"),
+        cdata(&text)
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        xml,
+    )
+        .into_response())
+}
+
+/// Text as CDATA; a `]]>` inside is split across two sections.
+fn cdata(s: &str) -> String {
+    format!("<![CDATA[{}]]>", s.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_sorts_the_parts() {
+        // The three parts sorted: "1409304348" < "kefu" < "xxxxxx".
+        let expected = hex::encode(Sha1::digest(b"1409304348kefuxxxxxx"));
+        assert_eq!(signature("kefu", "1409304348", "xxxxxx"), expected);
+        assert_eq!(signature("kefu", "xxxxxx", "1409304348"), expected);
+    }
+
+    #[test]
+    fn cdata_cannot_be_broken_out_of() {
+        assert_eq!(cdata("a]]>b"), "<![CDATA[a]]]]><![CDATA[>b]]>");
+    }
+}

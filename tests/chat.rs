@@ -1,0 +1,488 @@
+//! The text channels over real sockets: web chat (REST + WebSocket), WeChat, SMS (with
+//! a gateway listening on loopback), the app API with tokens, a customer continuing
+//! on a second channel, and knowledge-base hot reload.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, dtmf_plans, repo};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "test-token-0123456789";
+const WECHAT_TOKEN: &str = "kefu-wechat";
+
+fn start(extra: &str) -> Server {
+    let config = format!(
+        "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nwechat_token = \"{WECHAT_TOKEN}\"\n{extra}",
+        repo().join("dialplans/kb").display()
+    );
+    Server::start_with(Some(&dtmf_plans()), &config)
+}
+
+fn url(s: &Server, path: &str) -> String {
+    format!("http://{}{path}", s.http)
+}
+
+async fn post_json(s: &Server, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url(s, path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn next_event(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Value {
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a pushed event within 5 s")
+        .expect("socket open")
+        .expect("a frame");
+    serde_json::from_str(msg.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_chat_over_rest_and_websocket() {
+    let s = start("");
+    let (status, started) = post_json(&s, "/api/chat/conversations", json!({"lang": "en"})).await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["reply"]["kind"], "greeting");
+    assert!(
+        started["reply"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello")
+    );
+    let id = started["conversation"].as_str().unwrap().to_string();
+
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/chat/conversations/{id}/ws", s.http))
+            .await
+            .unwrap();
+    let (status, reply) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages"),
+        json!({"text": "What time do you close?"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["intent"], "opening_hours", "{reply}");
+    let e = next_event(&mut ws).await;
+    assert_eq!(
+        (e["speaker"].as_str(), e["text"].as_str()),
+        (Some("customer"), Some("What time do you close?"))
+    );
+    let e = next_event(&mut ws).await;
+    assert_eq!(e["speaker"], "bot");
+    assert_eq!(e["text"], reply["text"]);
+
+    // The follow-up goes over the socket and keeps the context.
+    ws.send(Message::Text(r#"{"text": "and on sunday?"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut ws).await["speaker"], "customer");
+    let e = next_event(&mut ws).await;
+    assert_eq!(e["intent"], "weekend_hours", "{e}");
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert!(
+        next_event(&mut ws).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected")
+    );
+
+    let history: Value = reqwest::get(url(&s, &format!("/api/chat/conversations/{id}/messages")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["turns"].as_array().unwrap().len(), 5, "{history}");
+
+    // Bad input gets a 4xx with a reason and leaves the conversation alone.
+    let c = reqwest::Client::new();
+    let r = c
+        .post(url(&s, "/api/chat/conversations/nope/messages"))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("no conversation"));
+    let r = c
+        .post(url(&s, &format!("/api/chat/conversations/{id}/messages")))
+        .header("content-type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("bad JSON body"));
+    let (status, _) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages"),
+        json!({"text": "   "}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages"),
+        json!({"text": "x".repeat(100_000)}),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let (status, body) = post_json(&s, "/api/chat/conversations", json!({"lang": "fr"})).await;
+    assert_eq!(status, 400, "{body}");
+    let history: Value = reqwest::get(url(&s, &format!("/api/chat/conversations/{id}/messages")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["turns"].as_array().unwrap().len(), 5);
+
+    let page = reqwest::get(url(&s, "/chat")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("/api/chat/conversations")
+    );
+}
+
+fn wechat_query(timestamp: i64, nonce: &str, token: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let ts = timestamp.to_string();
+    let mut parts = [token, ts.as_str(), nonce];
+    parts.sort_unstable();
+    let sig = hex::encode(Sha1::digest(parts.concat().as_bytes()));
+    format!("signature={sig}&timestamp={ts}&nonce={nonce}")
+}
+
+fn wechat_text(from: &str, content: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_sunrise]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>1</MsgId></xml>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_verification_and_passive_replies() {
+    let s = start("");
+    let c = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp();
+    let q = wechat_query(now, "n1", WECHAT_TOKEN);
+    let r = c
+        .get(url(&s, &format!("/wechat?{q}&echostr=hello123")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello123");
+    let bad = wechat_query(now, "n1", "wrong-token");
+    let r = c
+        .get(url(&s, &format!("/wechat?{bad}&echostr=x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let stale = wechat_query(now - 3600, "n1", WECHAT_TOKEN);
+    let r = c
+        .get(url(&s, &format!("/wechat?{stale}&echostr=x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let post = |body: String, q: String| {
+        let c = c.clone();
+        let u = url(&s, &format!("/wechat?{q}"));
+        async move {
+            let r = c.post(u).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, xml) = post(wechat_text("o_user_1", "你们几点关门？"), q.clone()).await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        xml.contains("<ToUserName><![CDATA[o_user_1]]></ToUserName>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<FromUserName><![CDATA[gh_sunrise]]></FromUserName>"),
+        "{xml}"
+    );
+    assert!(xml.contains("上午9点到晚上9点"), "{xml}");
+    // Context carries over to the next message from the same user.
+    let (_, xml) = post(wechat_text("o_user_1", "那周末呢"), q.clone()).await;
+    assert!(xml.contains("周末门店营业时间"), "{xml}");
+
+    let image = "<xml><ToUserName><![CDATA[gh_sunrise]]></ToUserName><FromUserName><![CDATA[o_user_1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://example.invalid/a.jpg]]></PicUrl></xml>";
+    let (status, xml) = post(image.to_string(), q.clone()).await;
+    assert_eq!(status, 200);
+    assert!(xml.contains("文字消息"), "{xml}");
+    let (status, body) = post("<xml><FromUserName>".to_string(), q.clone()).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed WeChat XML"), "{body}");
+    let (status, _) = post(wechat_text("o_user_1", "hi"), bad).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_webhook_round_trip_through_the_gateway() {
+    // A gateway on loopback that records what kefu sends it.
+    let received: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(
+            move |axum::extract::Form(f): axum::extract::Form<HashMap<String, String>>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(f);
+                    "queued"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = start(&format!(
+        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"
+    ));
+    let c = reqwest::Client::new();
+    let r = c
+        .post(url(&s, "/sms/inbound"))
+        .form(&[
+            ("From", "+8613800138000"),
+            ("To", "10690000"),
+            ("Body", "how long does a refund take"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["sent"], true, "{reply}");
+    let sent = received.lock().unwrap().clone();
+    assert_eq!(sent.len(), reply["parts"].as_array().unwrap().len());
+    assert_eq!(sent[0]["To"], "+8613800138000");
+    assert_eq!(sent[0]["From"], "10690000");
+    assert!(sent[0]["Body"].contains("working days"), "{sent:?}");
+
+    let r = c
+        .post(url(&s, "/sms/inbound"))
+        .form(&[("Body", "hello")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("missing `From`"));
+    let r = c
+        .post(url(&s, "/sms/inbound"))
+        .form(&[("From", "not-a-number"), ("Body", "hello")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+fn api(c: &reqwest::Client, s: &Server, path: &str) -> reqwest::RequestBuilder {
+    c.post(url(s, path)).bearer_auth(TOKEN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_filling_and_a_second_channel_over_the_app_api() {
+    let s = start("");
+    let c = reqwest::Client::new();
+    let r = c
+        .post(url(&s, "/api/v1/conversations"))
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .post(url(&s, "/api/v1/conversations"))
+        .bearer_auth("wrong")
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("unknown API token"));
+
+    let started: Value = api(&c, &s, "/api/v1/conversations")
+        .json(&json!({"user": "app-user-7", "lang": "en"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["conversation"].as_str().unwrap();
+    let say = |text: &'static str| {
+        let req = api(&c, &s, &format!("/api/v1/conversations/{id}/messages"))
+            .json(&json!({ "text": text }));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let r = say("Where's my refund? It's been a week").await;
+    assert_eq!(
+        (r["kind"].as_str(), r["intent"].as_str()),
+        (Some("ask_slot"), Some("refund_status")),
+        "{r}"
+    );
+    let r = say("I think it was 12345").await;
+    assert_eq!(r["kind"], "ask_slot");
+    assert!(r["text"].as_str().unwrap().contains("six digits"), "{r}");
+    let r = say("it's 482913").await;
+    assert_eq!(r["kind"], "answer", "{r}");
+    assert!(r["text"].as_str().unwrap().contains("482913"), "{r}");
+
+    // The app verified the user's phone: link it, then the user calls from it... or
+    // here, opens web chat with a visitor id linked the same way.
+    let link: Value = api(&c, &s, "/api/v1/customers/link")
+        .json(&json!({"identities": [
+            {"kind": "app", "value": "app-user-7"},
+            {"kind": "web", "value": "visitor-7"},
+        ]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(link["identities"].as_array().unwrap().len(), 2, "{link}");
+    let (status, web) = post_json(
+        &s,
+        "/api/chat/conversations",
+        json!({"visitor": "visitor-7", "lang": "en"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(web["reply"]["kind"], "resume", "{web}");
+    assert_eq!(
+        web["reply"]["text"],
+        "Are you contacting us about your refund?"
+    );
+    assert_eq!(web["customer"], link["customer"]);
+    let wid = web["conversation"].as_str().unwrap();
+    let (_, r) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{wid}/messages"),
+        json!({"text": "yes"}),
+    )
+    .await;
+    assert_eq!(r["intent"], "refund_status", "{r}");
+
+    let r = api(&c, &s, "/api/v1/customers/link")
+        .json(&json!({"identities": [{"kind": "fax", "value": "1"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let doc: Value = reqwest::get(url(&s, "/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/conversations",
+        "/api/v1/conversations/{id}/messages",
+        "/api/v1/customers/link",
+        "/api/chat/conversations/{id}/ws",
+        "/wechat",
+        "/sms/inbound",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_base_hot_reload_good_and_bad() {
+    let kb = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("dialplans/kb")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, kb.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let s = Server::start_with(
+        Some(&dtmf_plans()),
+        &format!(
+            "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\n",
+            kb.path().display()
+        ),
+    );
+    let c = reqwest::Client::new();
+    let ask = |text: &'static str| {
+        let c = c.clone();
+        let u = url(&s, "/api/v1/conversations");
+        let base = url(&s, "/api/v1/conversations");
+        async move {
+            let started: Value = c
+                .post(u)
+                .bearer_auth(TOKEN)
+                .json(&json!({"user": "staff"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = started["conversation"].as_str().unwrap().to_string();
+            c.post(format!("{base}/{id}/messages"))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "text": text }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_ne!(ask("do you rent kayaks").await["intent"], "kayak_rental");
+
+    let before = s.logs().len();
+    std::fs::write(
+        kb.path().join("rentals.toml"),
+        "[intents.kayak_rental]\ntitle = { en = \"kayak rental\", zh = \"皮划艇租赁\" }\nexamples.en = [\"do you rent kayaks\", \"kayak hire\", \"can i rent a canoe\"]\nexamples.zh = [\"可以租皮划艇吗\"]\nanswer = { en = \"Kayaks are 80 yuan a day at our Hangzhou store.\", zh = \"杭州店可租皮划艇，每天80元。\" }\n",
+    )
+    .unwrap();
+    assert!(
+        s.wait_log("knowledge base reloaded", before),
+        "no reload:\n{}",
+        s.logs().join("\n")
+    );
+    assert_eq!(ask("do you rent kayaks").await["intent"], "kayak_rental");
+
+    let before = s.logs().len();
+    std::fs::write(
+        kb.path().join("broken.toml"),
+        "[intents.broken]\ntitle.en = \"b\"\nexamples.en = [\"broken\"]\nanswr.en = \"x\"\n",
+    )
+    .unwrap();
+    assert!(s.wait_log("knowledge-base change rejected", before));
+    let logs = s.logs()[before..].join("\n");
+    assert!(
+        logs.contains("broken.toml:4:1: unknown field `answr`"),
+        "{logs}"
+    );
+    // The good version stays live.
+    assert_eq!(ask("do you rent kayaks").await["intent"], "kayak_rental");
+}
