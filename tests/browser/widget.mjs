@@ -1,0 +1,27 @@
+// Opens kefu's chat widget in headless Chromium (Debian's /usr/bin/chromium) and
+// checks what a visitor sees: a greeting within 3 s, an answer to a question, and the
+// conversation pushed over the WebSocket. Usage: node widget.mjs http://127.0.0.1:PORT
+import { chromium } from 'playwright-core';
+
+const base = process.argv[2];
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+try {
+  const page = await browser.newPage();
+  const started = Date.now();
+  await page.goto(`${base}/chat?lang=en`);
+  const greeting = page.locator('.turn.bot').first();
+  await greeting.waitFor({ timeout: 3000 });
+  const greetingMs = Date.now() - started;
+  const greetingText = await greeting.textContent();
+
+  await page.fill('#text', 'What time do you close?');
+  await page.press('#text', 'Enter');
+  await page.locator('.turn.customer').first().waitFor({ timeout: 3000 });
+  const answer = page.locator('.turn.bot').nth(1);
+  await answer.waitFor({ timeout: 3000 });
+  const answerText = await answer.textContent();
+  const visitor = await page.evaluate(() => localStorage.getItem('kefu-visitor'));
+  console.log(JSON.stringify({ greetingMs, greeting: greetingText, answer: answerText, visitor }));
+} finally {
+  await browser.close();
+}
