@@ -94,6 +94,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stop.clone(),
         hangup_all.clone(),
         speech,
+        Arc::new(crate::call::CallDialogue {
+            kb: kb.clone(),
+            prompts: prompts.clone(),
+        }),
     )
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");

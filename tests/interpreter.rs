@@ -11,9 +11,10 @@
 //! > done                               # everything asked for has been played
 //! > key 2                              # keys, all at the same instant
 //! > wait 5s                            # time passes; timers fire when due
-//! > talk / > say TEXT / > asr-busy     # at a listen node: speech starts, is heard,
-//!                                      # or recognition is unavailable
+//! > talk / > say TEXT / > asr-busy     # at a listen or ask node: speech starts, is
+//!                                      # heard, or recognition is unavailable
 //! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
+//! < say TEXT                           # an ask node speaks the dialogue core's answer
 //! = path welcome main_menu ...         # nodes visited so far
 //! = var NAME VALUE                     # a call variable
 //! = finished                           # the interpreter has ended the call
@@ -28,10 +29,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use kefu::dialogue::Matcher;
 use kefu::dialplan::{AudioRoot, Dialplan, Input, Interpreter, Moment, Output, load_dir};
 use kefu::media::prompt::PromptCache;
 
 /// One cache for every script: prompts are converted once.
+/// The demo knowledge base, for `ask` nodes.
+fn demo_kb() -> Arc<Matcher> {
+    static KB: OnceLock<Arc<Matcher>> = OnceLock::new();
+    KB.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/kb");
+        let kb = kefu::dialogue::kb::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Matcher::new(Arc::new(kb)))
+    })
+    .clone()
+}
+
 fn prompts() -> &'static PromptCache {
     static CACHE: OnceLock<PromptCache> = OnceLock::new();
     CACHE.get_or_init(|| {
@@ -86,6 +99,7 @@ impl Script {
             Output::Hangup { reason } => format!("hangup {reason}"),
             Output::Listen { language } => format!("listen {language}"),
             Output::StopListening => "stop-listening".into(),
+            Output::Say { text, .. } => format!("say {text}"),
         }
     }
 
@@ -152,7 +166,7 @@ impl Script {
             mono: Instant::now(),
             wall,
         };
-        self.interpreter = Some(Interpreter::new(plan, vars, self.now));
+        self.interpreter = Some(Interpreter::new(plan, vars, self.now).with_dialogue(demo_kb()));
     }
 
     fn act(&mut self, line: usize, action: &str) {

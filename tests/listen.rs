@@ -240,3 +240,76 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
         "{r}"
     );
 }
+
+/// An `ask` node over a real call: SIPp speaks a question, Whisper hears it, the
+/// dialogue core answers from the demo knowledge base, Piper speaks the answer.
+#[test]
+fn sipp_asks_a_question_and_hears_the_answer() {
+    use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
+    const ASK: &str = r#"[dialplan]
+name = "ask"
+numbers = ["500"]
+language = "en"
+start = "question"
+
+[nodes.question]
+type = "ask"
+prompt = "en/main-menu.wav"
+timeout = "3s"
+max_failures = 1
+on_failure = "bye"
+on_handover = "bye"
+on_goodbye = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
+    let payloads: Vec<Vec<u8>> = spoken_frames("What time do you close?", dir.path())
+        .iter()
+        .map(|f| f.to_vec())
+        .collect();
+    let pcap = dir.path().join("question.pcap");
+    write_rtp_pcap(&pcap, &payloads, 0, 3000);
+    let server = Server::start_with(
+        Some(dir.path()),
+        &format!(
+            "asr_model = \"tiny.en-q8_0\"\nkb = \"{}\"",
+            repo().join("dialplans/kb").display()
+        ),
+    );
+    let scenario = caller_scenario(
+        dir.path(),
+        "spoken_question",
+        true,
+        &[Step::Pause(1000), Step::Pcap(pcap)],
+    );
+    let (ok, out) = sipp(&server, &scenario, "500", &[]);
+    assert!(
+        ok,
+        "SIPp failed:\n{out}\nserver:\n{}",
+        server.logs().join("\n")
+    );
+    let r = only_record(&server);
+    let turns = r["dialogue"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no dialogue in {r}"));
+    assert_eq!(turns[0]["speaker"], "customer", "{r}");
+    assert!(
+        turns[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("close"),
+        "{r}"
+    );
+    assert_eq!(turns[0]["intent"], "opening_hours", "{r}");
+    assert_eq!(turns[1]["speaker"], "bot", "{r}");
+    let spoken = format!("say:{}", turns[1]["text"].as_str().unwrap());
+    assert!(
+        common::strings(&r["prompts"]).contains(&spoken),
+        "the answer was not played: {r}"
+    );
+    assert_eq!(r["vars"]["intent"], "opening_hours", "{r}");
+}

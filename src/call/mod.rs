@@ -54,7 +54,16 @@ pub struct CallSetup {
     pub states: DialogStateReceiver,
     pub hangup_all: CancellationToken,
     pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
+    pub dialogue: Arc<CallDialogue>,
     pub dialog_layer: Arc<DialogLayer>,
+}
+
+/// What `ask` nodes need: the live knowledge base (a call keeps the version it
+/// started with) and the prompt cache whose TTS speaks the answers.
+#[derive(Debug)]
+pub struct CallDialogue {
+    pub kb: crate::dialogue::reload::LiveKb,
+    pub prompts: Arc<crate::media::prompt::PromptCache>,
 }
 
 /// Runs the call to its end and emits its record.
@@ -164,6 +173,9 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         .collect();
     record.path = media.interpreter.path().to_vec();
     record.vars = media.interpreter.vars().clone();
+    if let Some(c) = media.interpreter.conversation() {
+        record.dialogue = c.history.clone();
+    }
     reason
 }
 
@@ -184,6 +196,8 @@ struct Media {
     interpreter: Interpreter,
     /// Speech detection and recognition while a `listen` node is active.
     hearing: Option<hearing::Hearing>,
+    /// An answer being rendered to speech (`ask` nodes), played when ready.
+    rendering: Option<tokio::task::JoinHandle<Result<Arc<crate::media::prompt::Prompt>, String>>>,
     listening: bool,
     media_start: Instant,
     /// Last time we heard from the caller (RTP or a dialog request).
@@ -214,7 +228,9 @@ impl Media {
             events: EventReceiver::default(),
             tones: ToneDetector::default(),
             playout: Playout::default(),
-            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now()),
+            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now())
+                .with_dialogue(s.dialogue.kb.current()),
+            rendering: None,
             hearing: None,
             listening: false,
             media_start: now,
@@ -238,7 +254,18 @@ impl Media {
             let timer = self.interpreter.poll_timeout();
             let far = Instant::now() + Duration::from_secs(3600);
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
+            let mut rendering = self.rendering.take();
             let step = tokio::select! {
+                rendered = async {
+                    match rendering.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if rendering.is_some() => {
+                    rendering = None;
+                    self.spoken(rendered, record);
+                    Step::Continue
+                }
                 transcript = async {
                     match pending.as_mut() {
                         Some(rx) => rx.await,
@@ -264,6 +291,11 @@ impl Media {
                 }
                 _ = s.hangup_all.cancelled() => Step::End("shutdown".into()),
             };
+            // Still rendering: keep waiting for it next time round (outputs that
+            // replace it are applied at the top of the loop).
+            if rendering.is_some() {
+                self.rendering = rendering;
+            }
             // Not answered yet: keep waiting for it next time round.
             if let (Some(p), Some(h)) = (pending, self.hearing.as_mut())
                 && self.listening
@@ -285,8 +317,22 @@ impl Media {
     async fn apply_outputs(&mut self, s: &mut CallSetup) -> Step {
         while let Some(out) = self.interpreter.poll_output() {
             match out {
-                Output::Play(prompts) => self.playout.play(prompts),
-                Output::StopPlayback => self.playout.stop(),
+                Output::Play(prompts) => {
+                    self.drop_rendering();
+                    self.playout.play(prompts);
+                }
+                Output::StopPlayback => {
+                    self.drop_rendering();
+                    self.playout.stop();
+                }
+                Output::Say { text, language } => {
+                    self.drop_rendering();
+                    self.playout.stop();
+                    let (prompts, voice) = (s.dialogue.prompts.clone(), s.plan.voice.clone());
+                    self.rendering = Some(tokio::task::spawn_blocking(move || {
+                        prompts.say(voice.as_deref(), &language, &text)
+                    }));
+                }
                 Output::Listen { language } => self.start_listening(s, &language),
                 Output::StopListening => {
                     self.listening = false;
@@ -306,6 +352,33 @@ impl Media {
             }
         }
         Step::Continue
+    }
+
+    /// Forgets an answer still being rendered: something newer replaces it.
+    fn drop_rendering(&mut self) {
+        self.rendering = None;
+    }
+
+    /// An answer finished rendering: play it, or move on if it could not be spoken.
+    fn spoken(
+        &mut self,
+        rendered: Result<Result<Arc<crate::media::prompt::Prompt>, String>, tokio::task::JoinError>,
+        record: &mut CallRecord,
+    ) {
+        match rendered {
+            Ok(Ok(prompt)) => {
+                record.prompts.push(prompt.path().display().to_string());
+                self.playout.play(vec![prompt]);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot speak the answer");
+                self.interpreter.handle(Input::PlaybackDone, Moment::now());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "answer rendering failed");
+                self.interpreter.handle(Input::PlaybackDone, Moment::now());
+            }
+        }
     }
 
     async fn send_frame(&mut self, s: &CallSetup) -> Step {

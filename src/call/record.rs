@@ -27,6 +27,10 @@ pub struct CallRecord {
     pub digit_sources: Vec<&'static str>,
     /// What the caller said at `listen` nodes, in order.
     pub utterances: Vec<String>,
+    /// The conversation with the dialogue core at `ask` nodes: the caller's words and
+    /// the answers spoken, with intents and confidence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dialogue: Vec<crate::dialogue::engine::Turn>,
     /// Variables the dialplan collected or set.
     pub vars: std::collections::BTreeMap<String, String>,
     pub end_reason: String,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::actions::PromptItem;
 use super::{Dialplan, NodeId};
+use crate::dialogue::{Conversation, Lang, Matcher, Medium, Reply};
 use crate::media::prompt::Prompt;
 
 /// A point in time on both clocks: monotonic for timers, wall for business hours.
@@ -58,6 +59,9 @@ pub enum Input {
 pub enum Output {
     /// Play these prompts in order, replacing anything playing.
     Play(Vec<Arc<Prompt>>),
+    /// Speak this text with the plan's voice (rendered by the call), replacing
+    /// anything playing; [`Input::PlaybackDone`] follows as for `Play`.
+    Say { text: String, language: String },
     /// Stop playing at once (the caller pressed a key).
     StopPlayback,
     /// Hand the caller to an agent queue.
@@ -96,6 +100,8 @@ pub struct Local {
     pub phase: Phase,
     pub failures: u32,
     pub buffer: String,
+    /// Where to go once the words being spoken have been heard out.
+    pub after_speech: Option<Flow>,
 }
 
 /// The call state nodes read and change.
@@ -110,9 +116,32 @@ pub struct Run {
     listening: bool,
     outputs: VecDeque<Output>,
     digit_prompts: Option<Vec<Arc<Prompt>>>,
+    /// The call's conversation with the dialogue core (`ask` nodes), with the
+    /// knowledge base as it was when the call started.
+    dialogue: Option<(Arc<Matcher>, Conversation)>,
 }
 
 impl Run {
+    /// The caller said `text`: the dialogue core's reply, if this call has one.
+    pub fn converse(&mut self, text: &str) -> Option<Reply> {
+        let now = self.now.wall;
+        let (matcher, conversation) = self.dialogue.as_mut()?;
+        Some(conversation.respond(matcher, text, now))
+    }
+
+    /// Starts speaking `text`; returns false when there is nothing to say.
+    pub fn say(&mut self, text: &str, language: &str) -> bool {
+        if text.trim().is_empty() {
+            return false;
+        }
+        self.outputs.push_back(Output::Say {
+            text: text.to_string(),
+            language: language.to_string(),
+        });
+        self.playing = true;
+        true
+    }
+
     /// Starts playing `items`; returns false when there is nothing to play.
     pub fn play(&mut self, items: &[PromptItem]) -> bool {
         let mut prompts = Vec::new();
@@ -147,7 +176,10 @@ impl Run {
         self.playing = false;
         // A prompt asked for within this same step has not started yet: drop it
         // rather than start and stop it (a key typed ahead skips the next prompt).
-        if matches!(self.outputs.back(), Some(Output::Play(_))) {
+        if matches!(
+            self.outputs.back(),
+            Some(Output::Play(_) | Output::Say { .. })
+        ) {
             self.outputs.pop_back();
             // What played before that prompt was already stopped in this step, or
             // the dropped prompt was about to replace it: stop it now.
@@ -256,6 +288,7 @@ impl Interpreter {
             listening: false,
             outputs: VecDeque::new(),
             digit_prompts: plan.digit_prompts.clone(),
+            dialogue: None,
         };
         let current = plan.start;
         Self {
@@ -265,6 +298,18 @@ impl Interpreter {
             finished: false,
             path: Vec::new(),
         }
+    }
+
+    /// Gives the call a conversation with the dialogue core, for `ask` nodes.
+    pub fn with_dialogue(mut self, matcher: Arc<Matcher>) -> Self {
+        let lang = Lang::from_code(&self.plan.language).unwrap_or(Lang::Zh);
+        self.run.dialogue = Some((matcher, Conversation::new(Medium::Voice, lang)));
+        self
+    }
+
+    /// The call's conversation with the dialogue core, if it has one.
+    pub fn conversation(&self) -> Option<&Conversation> {
+        self.run.dialogue.as_ref().map(|(_, c)| c)
     }
 
     pub fn start(&mut self, now: Moment) {

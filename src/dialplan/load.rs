@@ -272,6 +272,7 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         numbers: numbers.into_iter().map(|n| n.into_inner()).collect(),
         is_default,
         language,
+        voice: voice.clone(),
         start,
         answer_after,
         nodes,

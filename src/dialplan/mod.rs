@@ -35,6 +35,8 @@ pub struct Dialplan {
     /// Answers calls to numbers no plan claims.
     pub is_default: bool,
     pub language: String,
+    /// The TTS voice for text prompts and spoken answers (`None`: the language's default).
+    pub voice: Option<String>,
     pub start: NodeId,
     /// Ring time before answering (180 Ringing is sent meanwhile).
     pub answer_after: Duration,
@@ -54,9 +56,12 @@ pub struct Node {
 impl Dialplan {
     /// Whether any node listens for speech (the server then needs the speech models).
     pub fn listens(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| matches!(n.action, actions::Action::Listen(_)))
+        self.nodes.iter().any(|n| {
+            matches!(
+                n.action,
+                actions::Action::Listen(_) | actions::Action::Ask(_)
+            )
+        })
     }
 
     pub fn node_id(&self, name: &str) -> Option<NodeId> {

@@ -85,6 +85,8 @@ pub struct SipService {
     pub hangup_all: CancellationToken,
     /// Speech recognition for `listen` nodes; `None` when no plan listened at start.
     pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
+    /// The dialogue core and the voice that speaks its answers (`ask` nodes).
+    pub dialogue: Arc<crate::call::CallDialogue>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
 }
@@ -98,6 +100,7 @@ pub async fn bind(
     stop: CancellationToken,
     hangup_all: CancellationToken,
     speech: Option<Arc<crate::speech::SpeechRuntime>>,
+    dialogue: Arc<crate::call::CallDialogue>,
 ) -> anyhow::Result<(Arc<SipService>, rsipstack::transaction::TransactionReceiver)> {
     let transport = TransportLayer::new(stop.child_token());
     let udp = tokio::net::UdpSocket::bind(config.sip)
@@ -144,6 +147,7 @@ pub async fn bind(
         gate,
         hangup_all,
         speech,
+        dialogue,
         local,
     });
     Ok((service, incoming))
@@ -332,6 +336,7 @@ impl SipService {
             states: state_rx,
             hangup_all: self.hangup_all.clone(),
             speech: self.speech.clone(),
+            dialogue: self.dialogue.clone(),
             dialog_layer: self.dialog_layer.clone(),
         };
         // The dialog answers retransmissions, CANCEL and the ACK on its transaction.

@@ -1,6 +1,7 @@
 //! What a dialplan node can do. One file per node type: each parses its own table
 //! (reporting problems with positions) and runs against the call's [`Run`] state.
 
+pub mod ask;
 pub mod branch;
 pub mod collect;
 pub mod goto;
@@ -32,13 +33,15 @@ pub enum Action {
     Branch(branch::Branch),
     Hours(hours::Hours),
     Listen(listen::Listen),
+    Ask(ask::Ask),
     Transfer(transfer::Transfer),
     Hangup(hangup::Hangup),
 }
 
 /// The node types, as written in `type = "..."`.
 pub const TYPES: &[&str] = &[
-    "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "transfer", "hangup",
+    "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "ask", "transfer",
+    "hangup",
 ];
 
 /// One piece of a prompt: a file, or the digits of a variable read out one by one.
@@ -173,6 +176,7 @@ impl Action {
             "branch" => Action::Branch(branch::Branch::parse(f, cx)?),
             "hours" => Action::Hours(hours::Hours::parse(f, cx)?),
             "listen" => Action::Listen(listen::Listen::parse(f, cx)?),
+            "ask" => Action::Ask(ask::Ask::parse(f, cx)?),
             "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
             "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
             _ => return None,
@@ -190,6 +194,7 @@ impl Action {
             "branch" => branch::FIELDS,
             "hours" => hours::FIELDS,
             "listen" => listen::FIELDS,
+            "ask" => ask::FIELDS,
             "transfer" => transfer::FIELDS,
             "hangup" => hangup::FIELDS,
             _ => &[],
@@ -223,6 +228,14 @@ impl Action {
                 .chain(a.options.iter().map(|(_, t)| *t))
                 .chain(a.on_failure)
                 .collect(),
+            Action::Ask(a) => a
+                .options
+                .iter()
+                .map(|(_, t)| *t)
+                .chain(a.on_failure)
+                .chain([a.on_handover])
+                .chain(a.on_goodbye)
+                .collect(),
             Action::Transfer(a) => a.next.into_iter().collect(),
             Action::Hangup(_) => Vec::new(),
         }
@@ -232,7 +245,7 @@ impl Action {
     pub fn takes_digits(&self) -> bool {
         matches!(
             self,
-            Action::Menu(_) | Action::Collect(_) | Action::Listen(_)
+            Action::Menu(_) | Action::Collect(_) | Action::Listen(_) | Action::Ask(_)
         )
     }
 
@@ -246,6 +259,7 @@ impl Action {
             Action::Branch(a) => a.enter(run),
             Action::Hours(a) => a.enter(run),
             Action::Listen(a) => a.enter(run),
+            Action::Ask(a) => a.enter(run),
             Action::Transfer(a) => a.enter(run),
             Action::Hangup(a) => a.enter(run),
         }
@@ -257,14 +271,16 @@ impl Action {
             Action::Menu(a) => a.digit(run, digit),
             Action::Collect(a) => a.digit(run, digit),
             Action::Listen(a) => a.digit(run, digit),
+            Action::Ask(a) => a.digit(run, digit),
             _ => Flow::Stay,
         }
     }
 
-    /// The caller started talking (only `listen` nodes listen).
+    /// The caller started talking (only `listen` and `ask` nodes listen).
     pub fn speech_started(&self, run: &mut Run) -> Flow {
         match self {
             Action::Listen(a) => a.speech_started(run),
+            Action::Ask(a) => a.speech_started(run),
             _ => Flow::Stay,
         }
     }
@@ -272,6 +288,7 @@ impl Action {
     pub fn heard(&self, run: &mut Run, text: &str, confidence: f32) -> Flow {
         match self {
             Action::Listen(a) => a.heard(run, text, confidence),
+            Action::Ask(a) => a.heard(run, text, confidence),
             _ => Flow::Stay,
         }
     }
@@ -279,6 +296,7 @@ impl Action {
     pub fn asr_unavailable(&self, run: &mut Run) -> Flow {
         match self {
             Action::Listen(a) => a.asr_unavailable(run),
+            Action::Ask(a) => a.asr_unavailable(run),
             _ => Flow::Stay,
         }
     }
@@ -289,6 +307,7 @@ impl Action {
             Action::Menu(a) => a.playback_done(run),
             Action::Collect(a) => a.playback_done(run),
             Action::Listen(a) => a.playback_done(run),
+            Action::Ask(a) => a.playback_done(run),
             Action::Transfer(a) => a.after_message(),
             Action::Hangup(_) => Flow::Hangup(hangup::REASON.into()),
             _ => Flow::Stay,
@@ -300,6 +319,7 @@ impl Action {
             Action::Menu(a) => a.timer(run),
             Action::Collect(a) => a.timer(run),
             Action::Listen(a) => a.timer(run),
+            Action::Ask(a) => a.timer(run),
             _ => Flow::Stay,
         }
     }
