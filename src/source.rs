@@ -32,6 +32,26 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Everything wrong with a set of files, one `file:line:col: message` per line.
+#[derive(Debug)]
+pub struct Diagnostics {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
 /// The text of one file and the diagnostics gathered while reading it.
 pub struct Source<'a> {
     pub path: &'a Path,

@@ -5,7 +5,47 @@
 //! editors that replace files by renaming, and costs a few `stat` calls per poll.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
+
+/// The live version of something admins edit (dialplans, the knowledge base): readers
+/// take an `Arc` of the current version and keep it as long as they need; a reload
+/// swaps in the next version atomically.
+#[derive(Debug, Default)]
+pub struct Live<T> {
+    inner: Arc<RwLock<Arc<T>>>,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(Arc::new(value))),
+        }
+    }
+
+    pub fn current(&self) -> Arc<T> {
+        match self.inner.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, value: T) {
+        let value = Arc::new(value);
+        match self.inner.write() {
+            Ok(mut g) => *g = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
+}
 
 /// Names, sizes and modification times of every file under the given roots.
 pub fn fingerprint(roots: &[&Path]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {

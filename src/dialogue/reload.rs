@@ -2,7 +2,7 @@
 //! validates; a bad edit is logged with its `file:line:col` and the old version stays.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -10,33 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::kb::load_dir;
 use super::matcher::Matcher;
 
-#[derive(Clone, Debug)]
-pub struct LiveKb {
-    inner: Arc<RwLock<Arc<Matcher>>>,
-}
-
-impl LiveKb {
-    pub fn new(matcher: Matcher) -> Self {
-        Self {
-            inner: Arc::new(RwLock::new(Arc::new(matcher))),
-        }
-    }
-
-    pub fn current(&self) -> Arc<Matcher> {
-        match self.inner.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn replace(&self, matcher: Matcher) {
-        let matcher = Arc::new(matcher);
-        match self.inner.write() {
-            Ok(mut g) => *g = matcher,
-            Err(poisoned) => *poisoned.into_inner() = matcher,
-        }
-    }
-}
+/// The live knowledge base, indexed.
+pub type LiveKb = crate::watch::Live<Matcher>;
 
 /// Polls `dir` for changes until `stop` is cancelled.
 pub async fn watch(live: LiveKb, dir: PathBuf, every: Duration, stop: CancellationToken) {

@@ -25,24 +25,7 @@ const PLAN_FIELDS: &[&str] = &[
 ];
 
 /// Everything wrong with a directory of dialplans.
-#[derive(Debug)]
-pub struct LoadError {
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LoadError {}
+pub type LoadError = crate::source::Diagnostics;
 
 /// Loads every `*.toml` file of `dir`, sorted by name.
 pub fn load_dir(

@@ -2,7 +2,7 @@
 //! and swaps in a new registry only when the whole directory validates.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,33 +11,7 @@ use super::{AudioRoot, Registry, load_dir};
 use crate::media::prompt::PromptCache;
 
 /// The live registry, shared by the SIP edge and replaced on reload.
-#[derive(Clone, Debug, Default)]
-pub struct LiveDialplans {
-    inner: Arc<RwLock<Arc<Registry>>>,
-}
-
-impl LiveDialplans {
-    pub fn new(registry: Registry) -> Self {
-        Self {
-            inner: Arc::new(RwLock::new(Arc::new(registry))),
-        }
-    }
-
-    pub fn current(&self) -> Arc<Registry> {
-        match self.inner.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn replace(&self, registry: Registry) {
-        let registry = Arc::new(registry);
-        match self.inner.write() {
-            Ok(mut g) => *g = registry,
-            Err(poisoned) => *poisoned.into_inner() = registry,
-        }
-    }
-}
+pub type LiveDialplans = crate::watch::Live<Registry>;
 
 /// Polls for changes until `stop` is cancelled.
 pub async fn watch(

@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::web::{History, PostMessage, lang_of};
-use super::{ApiError, TextChannels, message_text};
+use super::{ApiError, TextChannels};
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::engine::Reply;
 
@@ -120,11 +120,7 @@ async fn history(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
 ) -> Result<Json<History>, ApiError> {
-    let turns = s.conversations.history(&id)?;
-    Ok(Json(History {
-        conversation: id,
-        turns,
-    }))
+    super::read_history(&s, id).await
 }
 
 async fn message(
@@ -133,10 +129,7 @@ async fn message(
     Path(id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
-    let Json(msg) = body?;
-    let text = message_text(&msg.text)?;
-    let m = s.kb.current();
-    Ok(Json(s.conversations.message(&m, &id, text, Utc::now())?))
+    super::post_message(&s, &id, body)
 }
 
 #[derive(Deserialize)]

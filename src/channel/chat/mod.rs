@@ -117,6 +117,32 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
+/// The history of a conversation (web chat and the app API).
+pub async fn read_history(s: &TextChannels, id: String) -> Result<Json<web::History>, ApiError> {
+    let turns = s.conversations.history(&id)?;
+    Ok(Json(web::History {
+        conversation: id,
+        turns,
+    }))
+}
+
+/// The customer's message in a conversation (web chat and the app API): the reply.
+pub fn post_message(
+    s: &TextChannels,
+    id: &str,
+    body: Result<Json<web::PostMessage>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::dialogue::Reply>, ApiError> {
+    let Json(msg) = body?;
+    let text = message_text(&msg.text)?;
+    let m = s.kb.current();
+    Ok(Json(s.conversations.message(
+        &m,
+        id,
+        text,
+        chrono::Utc::now(),
+    )?))
+}
+
 /// The customer's text, checked: not empty, not too long.
 pub fn message_text(text: &str) -> Result<&str, ApiError> {
     let t = text.trim();

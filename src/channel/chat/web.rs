@@ -115,11 +115,7 @@ async fn history(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
 ) -> Result<Json<History>, ApiError> {
-    let turns = s.conversations.history(&id)?;
-    Ok(Json(History {
-        conversation: id,
-        turns,
-    }))
+    super::read_history(&s, id).await
 }
 
 async fn post_message(
@@ -127,10 +123,7 @@ async fn post_message(
     Path(id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
-    let Json(msg) = body?;
-    let text = message_text(&msg.text)?;
-    let m = s.kb.current();
-    Ok(Json(s.conversations.message(&m, &id, text, Utc::now())?))
+    super::post_message(&s, &id, body)
 }
 
 /// Pushes every new turn of the conversation; text frames `{"text": "…"}` from the

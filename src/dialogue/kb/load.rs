@@ -36,24 +36,7 @@ const SLOT_FIELDS: &[&str] = &[
 const LANG_KEYS: &[&str] = &["zh", "en"];
 
 /// Everything wrong with a knowledge base.
-#[derive(Debug)]
-pub struct KbError {
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl std::fmt::Display for KbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for KbError {}
+pub type KbError = crate::source::Diagnostics;
 
 /// Loads every `*.toml` file of `dir`, sorted by name, on top of the built-in small talk.
 pub fn load_dir(dir: &Path) -> Result<KnowledgeBase, KbError> {

@@ -51,15 +51,7 @@ pub struct Ask {
 impl Ask {
     pub fn parse(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
         let prompt = cx.required_prompt(f, "prompt");
-        let language = match f.string(cx.src, "language") {
-            Some(l) if ["zh", "en"].contains(&l.get_ref().as_str()) => l.into_inner(),
-            Some(l) => {
-                cx.src
-                    .error(l.span(), "`language` must be \"zh\" or \"en\"");
-                String::new()
-            }
-            None => cx.language.to_string(),
-        };
+        let language = cx.language(f, &["zh", "en"]);
         let options = f
             .table(cx.src, "options")
             .map(|(t, _)| parse_keys(t, cx))

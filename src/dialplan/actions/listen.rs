@@ -56,15 +56,7 @@ pub struct Listen {
 impl Listen {
     pub fn parse(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
         let prompt = cx.required_prompt(f, "prompt");
-        let language = match f.string(cx.src, "language") {
-            Some(l) if ["zh", "en", "auto"].contains(&l.get_ref().as_str()) => l.into_inner(),
-            Some(l) => {
-                cx.src
-                    .error(l.span(), "`language` must be \"zh\", \"en\" or \"auto\"");
-                String::new()
-            }
-            None => cx.language.to_string(),
-        };
+        let language = cx.language(f, &["zh", "en", "auto"]);
         let mut keywords = Vec::new();
         let mut routes_given = false;
         if let Some((table, span)) = f.table(cx.src, "keywords") {

@@ -150,6 +150,22 @@ impl Cx<'_, '_> {
         Some(out)
     }
 
+    /// The node's `language` (one of `allowed`), else the plan's.
+    pub fn language(&mut self, f: &mut Fields<'_, '_>, allowed: &[&str]) -> String {
+        match f.string(self.src, "language") {
+            Some(l) if allowed.contains(&l.get_ref().as_str()) => l.into_inner(),
+            Some(l) => {
+                let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+                self.src.error(
+                    l.span(),
+                    format!("`language` must be {}", quoted.join(" or ")),
+                );
+                String::new()
+            }
+            None => self.language.to_string(),
+        }
+    }
+
     pub fn required_prompt(
         &mut self,
         f: &mut Fields<'_, '_>,
