@@ -14,6 +14,7 @@ use crate::channel::chat::TextChannels;
 use crate::channel::sip::{self, CallGate};
 use crate::config::Config;
 use crate::dialogue::Matcher;
+use crate::dialogue::conversations::Conversations;
 use crate::dialogue::kb::{load_dir as load_kb_dir, load_files as load_kb_files};
 use crate::dialogue::reload::LiveKb;
 use crate::dialplan::reload::{self, LiveDialplans};
@@ -65,7 +66,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let kb = load_kb(&config.kb).await?;
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
-    let text = Arc::new(TextChannels::new(&config, kb.clone()));
+    let conversations = Arc::new(Conversations::new(config.max_conversations));
+    let text = Arc::new(TextChannels::new(
+        &config,
+        kb.clone(),
+        conversations.clone(),
+    ));
 
     let stop = CancellationToken::new();
     let hangup_all = CancellationToken::new();
@@ -97,6 +103,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(crate::call::CallDialogue {
             kb: kb.clone(),
             prompts: prompts.clone(),
+            conversations,
         }),
     )
     .await?;

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! plans dialplans                      # directory of plans (audio comes from audio/)
-//! call to=4008002000 from=10086 at=2026-11-24T10:00:00+08:00
+//! call to=4008002000 from=10086 at=2026-11-24T10:00:00+08:00 [topic=INTENT]
+//!                                      # topic: the caller's open topic elsewhere
 //! > start                              # the call is answered
 //! < play en/welcome.wav
 //! > done                               # everything asked for has been played
@@ -132,6 +133,7 @@ impl Script {
 
     fn call(&mut self, line: usize, args: &str) {
         let mut to = None;
+        let mut topic = None;
         let mut vars = BTreeMap::new();
         let mut wall: DateTime<Utc> = Utc::now();
         for kv in args.split_whitespace() {
@@ -148,6 +150,7 @@ impl Script {
                         .unwrap_or_else(|e| self.fail(line, format!("bad time `{v}`: {e}")))
                         .with_timezone(&Utc)
                 }
+                "topic" => topic = Some(v.to_string()),
                 other => self.fail(line, format!("unknown call field `{other}`")),
             }
         }
@@ -166,7 +169,8 @@ impl Script {
             mono: Instant::now(),
             wall,
         };
-        self.interpreter = Some(Interpreter::new(plan, vars, self.now).with_dialogue(demo_kb()));
+        self.interpreter =
+            Some(Interpreter::new(plan, vars, self.now).with_dialogue(demo_kb(), topic));
     }
 
     fn act(&mut self, line: usize, action: &str) {

@@ -241,12 +241,7 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
     );
 }
 
-/// An `ask` node over a real call: SIPp speaks a question, Whisper hears it, the
-/// dialogue core answers from the demo knowledge base, Piper speaks the answer.
-#[test]
-fn sipp_asks_a_question_and_hears_the_answer() {
-    use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
-    const ASK: &str = r#"[dialplan]
+const ASK: &str = r#"[dialplan]
 name = "ask"
 numbers = ["500"]
 language = "en"
@@ -264,9 +259,13 @@ on_goodbye = "bye"
 [nodes.bye]
 type = "hangup"
 "#;
+
+/// SIPp calls the `ask` plan and says `words`; returns the server and the record.
+fn ask_call(words: &str, extra_config: &str) -> (Server, serde_json::Value, tempfile::TempDir) {
+    use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
-    let payloads: Vec<Vec<u8>> = spoken_frames("What time do you close?", dir.path())
+    let payloads: Vec<Vec<u8>> = spoken_frames(words, dir.path())
         .iter()
         .map(|f| f.to_vec())
         .collect();
@@ -275,7 +274,7 @@ type = "hangup"
     let server = Server::start_with(
         Some(dir.path()),
         &format!(
-            "asr_model = \"tiny.en-q8_0\"\nkb = \"{}\"",
+            "asr_model = \"tiny.en-q8_0\"\nkb = \"{}\"\n{extra_config}",
             repo().join("dialplans/kb").display()
         ),
     );
@@ -292,6 +291,14 @@ type = "hangup"
         server.logs().join("\n")
     );
     let r = only_record(&server);
+    (server, r, dir)
+}
+
+/// An `ask` node over a real call: SIPp speaks a question, Whisper hears it, the
+/// dialogue core answers from the demo knowledge base, Piper speaks the answer.
+#[test]
+fn sipp_asks_a_question_and_hears_the_answer() {
+    let (_server, r, _dir) = ask_call("What time do you close?", "");
     let turns = r["dialogue"]
         .as_array()
         .unwrap_or_else(|| panic!("no dialogue in {r}"));
@@ -312,4 +319,50 @@ type = "hangup"
         "the answer was not played: {r}"
     );
     assert_eq!(r["vars"]["intent"], "opening_hours", "{r}");
+}
+
+/// What a caller raised on the phone follows them to web chat once their number is
+/// linked to the chat visitor.
+#[test]
+fn a_topic_raised_on_the_phone_is_offered_in_web_chat() {
+    let (server, r, _dir) = ask_call("I want to make a complaint.", "api_tokens = [\"t0ken\"]");
+    assert_eq!(r["dialogue"][0]["intent"], "complaint", "{r}");
+    let caller = r["from"].as_str().unwrap().to_string();
+    let http = |method: &str, path: &str, body: serde_json::Value| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                method,
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "authorization: Bearer t0ken",
+                "-d",
+            ])
+            .arg(body.to_string())
+            .arg(format!("http://{}{path}", server.http))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let linked = http(
+        "POST",
+        "/api/v1/customers/link",
+        serde_json::json!({"identities": [{"kind": "phone", "value": caller}, {"kind": "web", "value": "visitor-9"}]}),
+    );
+    assert_eq!(
+        linked["identities"].as_array().map(Vec::len),
+        Some(2),
+        "{linked}"
+    );
+    let started = http(
+        "POST",
+        "/api/chat/conversations",
+        serde_json::json!({"visitor": "visitor-9", "lang": "en"}),
+    );
+    assert_eq!(
+        started["reply"]["text"], "Are you contacting us about your complaint?",
+        "{started}"
+    );
 }

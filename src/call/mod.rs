@@ -64,6 +64,17 @@ pub struct CallSetup {
 pub struct CallDialogue {
     pub kb: crate::dialogue::reload::LiveKb,
     pub prompts: Arc<crate::media::prompt::PromptCache>,
+    /// Shared with the text channels: a caller is the customer their number belongs to.
+    pub conversations: Arc<crate::dialogue::conversations::Conversations>,
+}
+
+impl CallDialogue {
+    fn identity(caller: &str) -> crate::dialogue::conversations::Identity {
+        crate::dialogue::conversations::Identity::new(
+            crate::dialogue::conversations::IdentityKind::Phone,
+            caller,
+        )
+    }
 }
 
 /// Runs the call to its end and emits its record.
@@ -173,8 +184,19 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         .collect();
     record.path = media.interpreter.path().to_vec();
     record.vars = media.interpreter.vars().clone();
-    if let Some(c) = media.interpreter.conversation() {
+    if let Some(c) = media.interpreter.conversation()
+        && !c.history.is_empty()
+    {
         record.dialogue = c.history.clone();
+        if !s.caller.is_empty() {
+            s.dialogue.conversations.record(
+                crate::dialogue::conversations::Channel::Phone,
+                &CallDialogue::identity(&s.caller),
+                c.clone(),
+                s.invite_at,
+                chrono::Utc::now(),
+            );
+        }
     }
     reason
 }
@@ -228,8 +250,18 @@ impl Media {
             events: EventReceiver::default(),
             tones: ToneDetector::default(),
             playout: Playout::default(),
-            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now())
-                .with_dialogue(s.dialogue.kb.current()),
+            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now()).with_dialogue(
+                s.dialogue.kb.current(),
+                (!s.caller.is_empty())
+                    .then(|| {
+                        let c = &s.dialogue.conversations;
+                        c.open_topic(
+                            &c.customer_of(&CallDialogue::identity(&s.caller)),
+                            chrono::Utc::now(),
+                        )
+                    })
+                    .flatten(),
+            ),
             rendering: None,
             hearing: None,
             listening: false,

@@ -119,6 +119,15 @@ pub struct Conversations {
     limit: usize,
 }
 
+impl std::fmt::Debug for Conversations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversations")
+            .field("live", &self.len())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConversationError {
     #[error("no conversation {0:?}")]
@@ -219,14 +228,50 @@ impl Conversations {
         let topic = self.open_topic(&customer, now);
         let mut conversation = Conversation::new(channel.medium(), lang);
         let reply = conversation.open(m, topic.as_deref(), now);
+        let id = self.insert(
+            channel,
+            customer.clone(),
+            conversation,
+            now,
+            now,
+            PUSH_BUFFER,
+        );
+        tracing::info!(conversation = %id, ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
+        (id, reply)
+    }
+
+    /// Keeps a conversation held elsewhere (a call's, when it ends) so the customer's
+    /// other channels see its topic and history.
+    pub fn record(
+        &self,
+        channel: Channel,
+        identity: &Identity,
+        conversation: Conversation,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let customer = self.customer_of(identity);
+        self.insert(channel, customer, conversation, started, now, 1)
+    }
+
+    /// Adds a conversation, dropping the least recently active one when full.
+    fn insert(
+        &self,
+        channel: Channel,
+        customer: String,
+        conversation: Conversation,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+        push_buffer: usize,
+    ) -> String {
         let id = new_id();
-        let (push, _) = broadcast::channel(PUSH_BUFFER);
+        let (push, _) = broadcast::channel(push_buffer);
         let entry = Entry {
             id: id.clone(),
             channel,
-            customer: customer.clone(),
-            created: now,
-            updated: now,
+            customer,
+            created,
+            updated,
             conversation,
             push,
         };
@@ -244,8 +289,7 @@ impl Conversations {
         inner
             .entries
             .insert(id.clone(), Arc::new(Mutex::new(entry)));
-        tracing::info!(conversation = %id, ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
-        (id, reply)
+        id
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Mutex<Entry>>, ConversationError> {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::actions::PromptItem;
 use super::{Dialplan, NodeId};
-use crate::dialogue::{Conversation, Lang, Matcher, Medium, Reply};
+use crate::dialogue::{Conversation, Lang, Matcher, Medium, Reply, ReplyKind};
 use crate::media::prompt::Prompt;
 
 /// A point in time on both clocks: monotonic for timers, wall for business hours.
@@ -119,9 +119,21 @@ pub struct Run {
     /// The call's conversation with the dialogue core (`ask` nodes), with the
     /// knowledge base as it was when the call started.
     dialogue: Option<(Arc<Matcher>, Conversation)>,
+    /// A topic from another channel, asked about once by the first `ask` node.
+    open_topic: Option<String>,
 }
 
 impl Run {
+    /// The question about the caller's open topic, once per call ("Are you calling
+    /// about your refund?"); `None` when there is no topic or it was asked already.
+    pub fn resume_question(&mut self) -> Option<String> {
+        let topic = self.open_topic.take()?;
+        let now = self.now.wall;
+        let (matcher, conversation) = self.dialogue.as_mut()?;
+        let reply = conversation.open(matcher, Some(&topic), now);
+        (reply.kind == ReplyKind::Resume).then_some(reply.text)
+    }
+
     /// The caller said `text`: the dialogue core's reply, if this call has one.
     pub fn converse(&mut self, text: &str) -> Option<Reply> {
         let now = self.now.wall;
@@ -289,6 +301,7 @@ impl Interpreter {
             outputs: VecDeque::new(),
             digit_prompts: plan.digit_prompts.clone(),
             dialogue: None,
+            open_topic: None,
         };
         let current = plan.start;
         Self {
@@ -301,9 +314,13 @@ impl Interpreter {
     }
 
     /// Gives the call a conversation with the dialogue core, for `ask` nodes.
-    pub fn with_dialogue(mut self, matcher: Arc<Matcher>) -> Self {
+    /// `open_topic` is what the caller last contacted us about on any channel: the
+    /// first `ask` node asks about it ("Are you calling about your refund?") instead
+    /// of playing its prompt.
+    pub fn with_dialogue(mut self, matcher: Arc<Matcher>, open_topic: Option<String>) -> Self {
         let lang = Lang::from_code(&self.plan.language).unwrap_or(Lang::Zh);
         self.run.dialogue = Some((matcher, Conversation::new(Medium::Voice, lang)));
+        self.run.open_topic = open_topic;
         self
     }
 

@@ -42,10 +42,10 @@ pub struct TextChannels {
 }
 
 impl TextChannels {
-    pub fn new(config: &Config, kb: LiveKb) -> Self {
+    pub fn new(config: &Config, kb: LiveKb, conversations: Arc<Conversations>) -> Self {
         Self {
             kb,
-            conversations: Arc::new(Conversations::new(config.max_conversations)),
+            conversations,
             wechat_token: config.wechat_token.clone(),
             sms_outbound_url: config.sms_outbound_url.clone(),
             sms_number: config.sms_number.clone(),

@@ -7,7 +7,8 @@
 //! When the engine hands over to a person the node goes to `on_handover` (the queue
 //! is in `${queue}`); after a goodbye it goes to `on_goodbye` (or hangs up). Keys in
 //! `options` leave at any time ("or press 0 for a person"). Silence: `timeout_prompt`
-//! and `max_failures` as in a menu, then `on_failure`.
+//! and `max_failures` as in a menu, then `on_failure`. A caller with an open topic
+//! from another channel (linked to their number) is first asked about it.
 
 use std::time::Duration;
 
@@ -82,7 +83,11 @@ impl Ask {
     pub fn enter(&self, run: &mut Run) -> Flow {
         run.listen(&self.language);
         run.local.phase = Phase::Prompt;
-        if !run.play(&self.prompt) {
+        let spoke = match run.resume_question() {
+            Some(question) => run.say(&question, &self.language),
+            None => run.play(&self.prompt),
+        };
+        if !spoke {
             self.wait(run);
         }
         Flow::Stay
