@@ -319,6 +319,20 @@ fn sipp_asks_a_question_and_hears_the_answer() {
         "the answer was not played: {r}"
     );
     assert_eq!(r["vars"]["intent"], "opening_hours", "{r}");
+    // End of speech → transcript, and transcript → answer audio ready (whole answer).
+    let field = |needle: &str, key: &str| {
+        _server
+            .logs()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v[key].as_u64())
+    };
+    eprintln!(
+        "end of utterance → transcript: {:?} ms; answer rendered in {:?} ms",
+        field("caller said", "latency_ms"),
+        field("answer rendered", "render_ms")
+    );
 }
 
 /// What a caller raised on the phone follows them to web chat once their number is

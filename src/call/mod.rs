@@ -362,7 +362,14 @@ impl Media {
                     self.playout.stop();
                     let (prompts, voice) = (s.dialogue.prompts.clone(), s.plan.voice.clone());
                     self.rendering = Some(tokio::task::spawn_blocking(move || {
-                        prompts.say(voice.as_deref(), &language, &text)
+                        let started = Instant::now();
+                        let spoken = prompts.say(voice.as_deref(), &language, &text);
+                        tracing::info!(
+                            render_ms = started.elapsed().as_millis() as u64,
+                            chars = text.chars().count(),
+                            "answer rendered"
+                        );
+                        spoken
                     }));
                 }
                 Output::Listen { language } => self.start_listening(s, &language),
