@@ -62,6 +62,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Voices that speak `ask` nodes' answers load now, not on a caller's first question.
+    let voices: Vec<(Option<String>, String)> = registry
+        .plans
+        .iter()
+        .filter(|p| p.asks())
+        .map(|p| (p.voice.clone(), p.language.clone()))
+        .collect();
+    if !voices.is_empty() {
+        let p = prompts.clone();
+        tokio::task::spawn_blocking(move || {
+            for (voice, language) in voices {
+                if let Err(e) = p.prepare_voice(voice.as_deref(), &language) {
+                    tracing::error!(error = %e, %language, "cannot load the voice for spoken answers");
+                }
+            }
+        })
+        .await?;
+    }
     let live = LiveDialplans::new(registry);
     let kb = load_kb(&config.kb).await?;
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");

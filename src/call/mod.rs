@@ -58,6 +58,14 @@ pub struct CallSetup {
     pub dialog_layer: Arc<DialogLayer>,
 }
 
+/// An answer being spoken sentence by sentence: each sentence plays as soon as it is
+/// rendered, while the next renders.
+struct Rendering {
+    sentences: tokio::sync::mpsc::Receiver<Result<Arc<crate::media::prompt::Prompt>, String>>,
+    /// Sentences received so far.
+    received: usize,
+}
+
 /// What `ask` nodes need: the live knowledge base (a call keeps the version it
 /// started with) and the prompt cache whose TTS speaks the answers.
 #[derive(Debug)]
@@ -219,7 +227,12 @@ struct Media {
     /// Speech detection and recognition while a `listen` node is active.
     hearing: Option<hearing::Hearing>,
     /// An answer being rendered to speech (`ask` nodes), played when ready.
-    rendering: Option<tokio::task::JoinHandle<Result<Arc<crate::media::prompt::Prompt>, String>>>,
+    rendering: Option<Rendering>,
+    /// An answer is still rendering (`rendering` is taken out while the loop waits).
+    answer_in_flight: bool,
+    /// Its audio ran out before the next sentence arrived: the end is reported when
+    /// the last sentence has played.
+    answer_starved: bool,
     listening: bool,
     media_start: Instant,
     /// Last time we heard from the caller (RTP or a dialog request).
@@ -263,6 +276,8 @@ impl Media {
                     .flatten(),
             ),
             rendering: None,
+            answer_in_flight: false,
+            answer_starved: false,
             hearing: None,
             listening: false,
             media_start: now,
@@ -288,14 +303,17 @@ impl Media {
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let mut rendering = self.rendering.take();
             let step = tokio::select! {
-                rendered = async {
+                sentence = async {
                     match rendering.as_mut() {
-                        Some(h) => h.await,
+                        Some(r) => r.sentences.recv().await,
                         None => std::future::pending().await,
                     }
                 }, if rendering.is_some() => {
-                    rendering = None;
-                    self.spoken(rendered, record);
+                    if let Some(r) = rendering.as_mut()
+                        && !self.spoken(sentence, r, record)
+                    {
+                        rendering = None;
+                    }
                     Step::Continue
                 }
                 transcript = async {
@@ -361,16 +379,31 @@ impl Media {
                     self.drop_rendering();
                     self.playout.stop();
                     let (prompts, voice) = (s.dialogue.prompts.clone(), s.plan.voice.clone());
-                    self.rendering = Some(tokio::task::spawn_blocking(move || {
+                    let (tx, rx) = tokio::sync::mpsc::channel(4);
+                    tokio::task::spawn_blocking(move || {
                         let started = Instant::now();
-                        let spoken = prompts.say(voice.as_deref(), &language, &text);
-                        tracing::info!(
-                            render_ms = started.elapsed().as_millis() as u64,
-                            chars = text.chars().count(),
-                            "answer rendered"
-                        );
-                        spoken
-                    }));
+                        for (n, sentence) in crate::speech::tts::sentences(&text).iter().enumerate()
+                        {
+                            let spoken = prompts.say(voice.as_deref(), &language, sentence);
+                            if n == 0 {
+                                tracing::info!(
+                                    first_sentence_ms = started.elapsed().as_millis() as u64,
+                                    chars = text.chars().count(),
+                                    "answer speaking"
+                                );
+                            }
+                            // The call moved on (barge-in, hang-up): stop rendering.
+                            if tx.blocking_send(spoken).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    self.rendering = Some(Rendering {
+                        sentences: rx,
+                        received: 0,
+                    });
+                    self.answer_in_flight = true;
+                    self.answer_starved = false;
                 }
                 Output::Listen { language } => self.start_listening(s, &language),
                 Output::StopListening => {
@@ -396,28 +429,49 @@ impl Media {
     /// Forgets an answer still being rendered: something newer replaces it.
     fn drop_rendering(&mut self) {
         self.rendering = None;
+        self.answer_in_flight = false;
+        self.answer_starved = false;
     }
 
-    /// An answer finished rendering: play it, or move on if it could not be spoken.
+    /// A sentence of an answer is ready (or all are, on `None`): play it after what is
+    /// playing. Returns whether more may come.
     fn spoken(
         &mut self,
-        rendered: Result<Result<Arc<crate::media::prompt::Prompt>, String>, tokio::task::JoinError>,
+        sentence: Option<Result<Arc<crate::media::prompt::Prompt>, String>>,
+        r: &mut Rendering,
         record: &mut CallRecord,
-    ) {
-        match rendered {
-            Ok(Ok(prompt)) => {
+    ) -> bool {
+        match sentence {
+            Some(Ok(prompt)) => {
                 record.prompts.push(prompt.path().display().to_string());
-                self.playout.play(vec![prompt]);
+                if r.received == 0 {
+                    self.playout.play(vec![prompt]);
+                } else {
+                    self.playout.append(prompt);
+                }
+                r.received += 1;
+                self.answer_starved = false;
+                true
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot speak the answer");
-                self.interpreter.handle(Input::PlaybackDone, Moment::now());
+                self.answer_ended(r);
+                false
             }
-            Err(e) => {
-                tracing::error!(error = %e, "answer rendering failed");
-                self.interpreter.handle(Input::PlaybackDone, Moment::now());
+            None => {
+                self.answer_ended(r);
+                false
             }
         }
+    }
+
+    /// No more sentences: if their audio already ran out, the answer is over.
+    fn answer_ended(&mut self, r: &Rendering) {
+        self.answer_in_flight = false;
+        if self.answer_starved || (r.received == 0 && !self.playout.is_playing()) {
+            self.interpreter.handle(Input::PlaybackDone, Moment::now());
+        }
+        self.answer_starved = false;
     }
 
     async fn send_frame(&mut self, s: &CallSetup) -> Step {
@@ -444,7 +498,12 @@ impl Media {
             }
         }
         if frame == Frame::Finished {
-            self.interpreter.handle(Input::PlaybackDone, Moment::now());
+            // Between two sentences of an answer: the end comes with the last one.
+            if self.answer_in_flight {
+                self.answer_starved = true;
+            } else {
+                self.interpreter.handle(Input::PlaybackDone, Moment::now());
+            }
         }
         // Phones with silence suppression (and callers whose stream just ended) send
         // no RTP while quiet: feed the listener silence for the missing time, or an

@@ -64,6 +64,13 @@ impl Dialplan {
         })
     }
 
+    /// Whether any node speaks the dialogue core's answers (`ask`).
+    pub fn asks(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| matches!(n.action, actions::Action::Ask(_)))
+    }
+
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.name == name)
     }

@@ -34,6 +34,12 @@ impl Playout {
         self.active = !self.queue.is_empty();
     }
 
+    /// Adds a prompt after what is queued (the next sentence of an answer).
+    pub fn append(&mut self, prompt: Arc<Prompt>) {
+        self.queue.push_back(prompt);
+        self.active = true;
+    }
+
     /// Stops at once, without reporting `Finished`.
     pub fn stop(&mut self) {
         self.queue.clear();

@@ -62,6 +62,9 @@ pub struct PromptCache {
 pub trait TextRenderer: Send + Sync + std::fmt::Debug {
     /// Renders `text` with `voice` (or the default voice for `language` when `None`).
     fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String>;
+
+    /// Loads the voice now, so the first text spoken on a call does not wait for it.
+    fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String>;
 }
 
 impl PromptCache {
@@ -90,6 +93,14 @@ impl PromptCache {
             path: PathBuf::from(format!("say:{text}")),
             samples: speaker.render(voice, language, text)?,
         }))
+    }
+
+    /// Loads a voice ahead of its first use on a call (for `ask` nodes' answers).
+    pub fn prepare_voice(&self, voice: Option<&str>, language: &str) -> Result<(), String> {
+        match &self.speaker {
+            Some(speaker) => speaker.prepare(voice, language),
+            None => Err("speech synthesis is not set up".into()),
+        }
     }
 
     pub fn get(&self, path: &Path) -> Result<Arc<Prompt>, PromptError> {

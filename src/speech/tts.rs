@@ -368,6 +368,11 @@ impl crate::media::prompt::TextRenderer for Speaker {
             .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
             .collect())
     }
+
+    fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String> {
+        let voice = voice.unwrap_or_else(|| default_voice(language));
+        self.voice(voice).map(|_| ()).map_err(|e| e.to_string())
+    }
 }
 
 /// Writes 8 kHz 16-bit mono, atomically (temp file + rename).
