@@ -238,10 +238,11 @@ async fn wechat_verification_and_passive_replies() {
     assert_eq!(status, 403);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sms_webhook_round_trip_through_the_gateway() {
-    // A gateway on loopback that records what kefu sends it.
-    let received: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+type Sent = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
+/// An SMS gateway on loopback that records what kefu sends it.
+async fn gateway() -> (std::net::SocketAddr, Sent) {
+    let received: Sent = Arc::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
         "/send",
@@ -256,8 +257,76 @@ async fn sms_webhook_round_trip_through_the_gateway() {
         ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_customer_proves_their_phone_number() {
+    let (gateway, sent) = gateway().await;
+    let s = start(&format!("sms_outbound_url = \"http://{gateway}/send\"\n"));
+    let (_, started) = post_json(
+        &s,
+        "/api/chat/conversations",
+        json!({"visitor": "v-phone", "lang": "en"}),
+    )
+    .await;
+    let id = started["conversation"].as_str().unwrap();
+    let path = format!("/api/chat/conversations/{id}/phone");
+    let (status, body) = post_json(&s, &path, json!({"phone": "call me maybe"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_json(&s, &path, json!({"phone": "+86 138 0013 8000"})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["sent_to"], "*******8000");
+    let (status, _) = post_json(&s, &path, json!({"phone": "13800138000"})).await;
+    assert_eq!(status, 429, "a second code within a minute");
+    let (to, text) = {
+        let sent = sent.lock().unwrap();
+        (sent[0]["To"].clone(), sent[0]["Body"].clone())
+    };
+    assert_eq!(to, "13800138000");
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    assert_eq!(code.len(), 6, "{text}");
+
+    let confirm = format!("/api/chat/conversations/{id}/phone/confirm");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, body) = post_json(&s, &confirm, json!({"code": wrong})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_json(&s, &confirm, json!({"code": code})).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<(String, String)> = body["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_string(),
+                i["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        ids.contains(&("phone".into(), "13800138000".into())),
+        "{body}"
+    );
+    assert!(ids.contains(&("web".into(), "v-phone".into())), "{body}");
+    assert_eq!(body["customer"], started["customer"]);
+    // The code is used up.
+    let (status, _) = post_json(&s, &confirm, json!({"code": code})).await;
+    assert_eq!(status, 404);
+    let (status, _) = post_json(
+        &s,
+        "/api/chat/conversations/nope/phone",
+        json!({"phone": "13800138000"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_webhook_round_trip_through_the_gateway() {
+    let (gateway, received) = gateway().await;
 
     let s = start(&format!(
         "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"

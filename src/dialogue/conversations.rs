@@ -187,6 +187,26 @@ impl Conversations {
         keep
     }
 
+    /// Adds `identity` (and any customer it already belongs to) to `customer`.
+    pub fn link_to(&self, customer: &str, identity: &Identity) -> String {
+        let other = self.customer_of(identity);
+        let mut inner = lock(&self.inner);
+        if other != customer {
+            for c in inner.identities.values_mut() {
+                if *c == other {
+                    *c = customer.to_string();
+                }
+            }
+            for e in inner.entries.values() {
+                let mut e = lock(e);
+                if e.customer == other {
+                    e.customer = customer.to_string();
+                }
+            }
+        }
+        customer.to_string()
+    }
+
     pub fn identities_of(&self, customer: &str) -> Vec<Identity> {
         let inner = lock(&self.inner);
         let mut out: Vec<Identity> = inner

@@ -1,5 +1,6 @@
-//! The text channels over HTTP: web chat (`web`), WeChat Official Account (`wechat`),
-//! SMS gateways (`sms`) and the app/integrator API (`app`). Each only translates its
+//! The text channels over HTTP: web chat (`web`, with phone verification in
+//! `verify`), WeChat Official Account (`wechat`), SMS gateways (`sms`) and the
+//! app/integrator API (`app`). Each only translates its
 //! wire format; every message goes to the same dialogue core through
 //! `dialogue::conversations`, so a customer is one customer on every channel.
 //!
@@ -9,6 +10,7 @@
 
 pub mod app;
 pub mod sms;
+pub mod verify;
 pub mod web;
 pub mod wechat;
 
@@ -39,6 +41,7 @@ pub struct TextChannels {
     pub sms_number: Option<String>,
     pub api_tokens: Vec<String>,
     pub http: reqwest::Client,
+    pub verifications: verify::Verifications,
 }
 
 impl TextChannels {
@@ -54,6 +57,7 @@ impl TextChannels {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            verifications: verify::Verifications::default(),
         }
     }
 }
@@ -64,6 +68,7 @@ pub fn router(state: Arc<TextChannels>) -> Router {
         .merge(wechat::routes())
         .merge(sms::routes())
         .merge(app::routes())
+        .merge(verify::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -84,10 +84,7 @@ async fn inbound(
     };
     let sender = s.sms_number.clone().unwrap_or_else(|| to.to_string());
     let sent = match (&s.sms_outbound_url, parts.is_empty()) {
-        (Some(url), false) => {
-            send(&s.http, url, from, &sender, &parts).await;
-            true
-        }
+        (Some(url), false) => send(&s.http, url, from, &sender, &parts).await.is_ok(),
         _ => false,
     };
     Ok(Json(SmsReply {
@@ -98,9 +95,15 @@ async fn inbound(
     }))
 }
 
-/// Sends each part to the gateway in order; a failure is logged (the customer's
-/// message and our reply stay in the conversation's history either way).
-async fn send(http: &reqwest::Client, url: &str, to: &str, from: &str, parts: &[String]) {
+/// Sends each part to the gateway in order, stopping at the first failure (which is
+/// logged; the customer's message and our reply stay in the history either way).
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    to: &str,
+    from: &str,
+    parts: &[String],
+) -> Result<(), String> {
     for part in parts {
         let result = http
             .post(url)
@@ -109,10 +112,11 @@ async fn send(http: &reqwest::Client, url: &str, to: &str, from: &str, parts: &[
             .await
             .and_then(|r| r.error_for_status());
         if let Err(e) = result {
-            tracing::error!(to, error = %e, "SMS gateway refused the reply");
-            return;
+            tracing::error!(to, error = %e, "SMS gateway refused the message");
+            return Err(e.to_string());
         }
     }
+    Ok(())
 }
 
 /// Whether every character fits the GSM 7-bit default alphabet (160 per message),

@@ -1,0 +1,201 @@
+//! Linking a chat customer to their phone number by proving they hold it: kefu texts
+//! a 6-digit code through the SMS gateway, the customer types it back, and the chat
+//! customer and the phone number become one customer, so calls from that number
+//! and this chat share topics. Codes expire after 10 minutes, allow 5 tries, and
+//! can be re-sent once a minute.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, TextChannels};
+use crate::dialogue::conversations::{Identity, IdentityKind};
+use crate::dialogue::slots::SlotKind;
+
+const CODE_LIFETIME_MINUTES: i64 = 10;
+const MAX_TRIES: u32 = 5;
+const RESEND_AFTER_SECS: i64 = 60;
+/// Verifications in progress at once (expired ones are dropped first).
+const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug)]
+pub struct Pending {
+    phone: String,
+    code: String,
+    sent: DateTime<Utc>,
+    tries: u32,
+}
+
+/// Verifications in progress, by conversation.
+#[derive(Debug, Default)]
+pub struct Verifications(Mutex<HashMap<String, Pending>>);
+
+pub fn routes() -> Router<Arc<TextChannels>> {
+    Router::new()
+        .route("/api/chat/conversations/{id}/phone", post(send_code))
+        .route("/api/chat/conversations/{id}/phone/confirm", post(confirm))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneRequest {
+    phone: String,
+}
+
+#[derive(Serialize)]
+struct CodeSent {
+    /// The number, with all but the last four digits hidden.
+    sent_to: String,
+    expires_in_seconds: i64,
+}
+
+async fn send_code(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    body: Result<Json<PhoneRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<CodeSent>), ApiError> {
+    let Json(req) = body?;
+    s.conversations.get(&id)?;
+    let now = Utc::now();
+    let phone = SlotKind::Phone
+        .extract(&req.phone, now.date_naive())
+        .ok_or_else(|| ApiError::bad_request("`phone` is not a phone number"))?;
+    let Some(url) = &s.sms_outbound_url else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "phone verification needs an SMS gateway (`sms_outbound_url`)",
+        ));
+    };
+    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+    {
+        let mut pending = s.verifications.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pending.get(&id)
+            && now - p.sent < Duration::seconds(RESEND_AFTER_SECS)
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "a code was sent less than a minute ago",
+            ));
+        }
+        pending.retain(|_, p| now - p.sent < Duration::minutes(CODE_LIFETIME_MINUTES));
+        if pending.len() >= MAX_PENDING {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many verifications in progress; try again later",
+            ));
+        }
+        pending.insert(
+            id.clone(),
+            Pending {
+                phone: phone.clone(),
+                code: code.clone(),
+                sent: now,
+                tries: 0,
+            },
+        );
+    }
+    let name = s.kb.current().kb.name.clone();
+    let text = format!(
+        "{name}: your verification code is {code}. It expires in {CODE_LIFETIME_MINUTES} minutes."
+    );
+    let from = s.sms_number.clone().unwrap_or_default();
+    if let Err(e) = super::sms::send(&s.http, url, &phone, &from, &[text]).await {
+        s.verifications
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the SMS gateway did not take the code: {e}"),
+        ));
+    }
+    let shown = phone.len().saturating_sub(4);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CodeSent {
+            sent_to: format!("{}{}", "*".repeat(shown), &phone[shown..]),
+            expires_in_seconds: CODE_LIFETIME_MINUTES * 60,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    code: String,
+}
+
+#[derive(Serialize)]
+struct Linked {
+    customer: String,
+    identities: Vec<Identity>,
+}
+
+async fn confirm(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    body: Result<Json<ConfirmRequest>, JsonRejection>,
+) -> Result<Json<Linked>, ApiError> {
+    let Json(req) = body?;
+    let entry = s.conversations.get(&id)?;
+    let customer = entry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .customer
+        .clone();
+    let now = Utc::now();
+    let phone = {
+        let mut pending = s.verifications.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = pending.get_mut(&id) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no verification in progress for this conversation",
+            ));
+        };
+        if now - p.sent >= Duration::minutes(CODE_LIFETIME_MINUTES) {
+            pending.remove(&id);
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "the code has expired; ask for a new one",
+            ));
+        }
+        let given = req.code.trim();
+        let same = given.len() == p.code.len()
+            && given
+                .bytes()
+                .zip(p.code.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            p.tries += 1;
+            if p.tries >= MAX_TRIES {
+                pending.remove(&id);
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many wrong codes; ask for a new one",
+                ));
+            }
+            return Err(ApiError::bad_request("wrong code"));
+        }
+        let phone = p.phone.clone();
+        pending.remove(&id);
+        phone
+    };
+    let customer = s
+        .conversations
+        .link_to(&customer, &Identity::new(IdentityKind::Phone, phone));
+    let identities = s.conversations.identities_of(&customer);
+    tracing::info!(conversation = %id, customer = %customer, "phone number verified and linked");
+    Ok(Json(Linked {
+        customer,
+        identities,
+    }))
+}
