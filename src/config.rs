@@ -159,12 +159,17 @@ impl Config {
             audio,
             data,
             models,
+            asr_model,
+            asr_workers,
             max_calls,
             dtmf,
             kb,
             max_conversations,
             api_tokens
         );
+        if self.asr_workers == 0 {
+            bail!("`asr_workers` must be at least 1");
+        }
         self.wechat_token = f.wechat_token.or(self.wechat_token);
         self.sms_outbound_url = f.sms_outbound_url.or(self.sms_outbound_url);
         self.sms_number = f.sms_number.or(self.sms_number);
@@ -221,13 +226,14 @@ mod tests {
         let path = dir.path().join("kefu.toml");
         std::fs::write(
             &path,
-            "sip = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\ndtmf = \"info\"\n\n[[trunk]]\nname = \"carrier\"\naddresses = [\"10.0.0.1\"]\ndtmf = \"rfc4733\"\n",
+            "sip = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\ndtmf = \"info\"\nasr_model = \"tiny.en-q8_0\"\nasr_workers = 2\n\n[[trunk]]\nname = \"carrier\"\naddresses = [\"10.0.0.1\"]\ndtmf = \"rfc4733\"\n",
         )
         .unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.sip.port(), 5070);
         assert_eq!(c.http.port(), 8080);
         assert_eq!(c.rtp_ports, (30000, 30100));
+        assert_eq!((c.asr_model.as_str(), c.asr_workers), ("tiny.en-q8_0", 2));
         assert_eq!(
             c.dtmf_for("10.0.0.1".parse().unwrap()),
             (DtmfMode::Rfc4733, Some("carrier"))

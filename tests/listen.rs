@@ -190,7 +190,8 @@ fn a_caller_says_what_they_want_and_barges_in() {
     let path = common::strings(&r["path"]);
     assert_eq!(path, ["ask", "hours", "bye"], "{r}");
     let heard = r["vars"]["heard"].as_str().unwrap().to_lowercase();
-    assert!(heard.contains("opening hours"), "{r}");
+    // tiny.en sometimes writes "open hours": the route above is what matters.
+    assert!(heard.contains("open") && heard.contains("hours"), "{r}");
     assert_eq!(r["utterances"].as_array().unwrap().len(), 1, "{r}");
     let latency = server
         .logs()
