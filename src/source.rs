@@ -52,6 +52,31 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// The `*.toml` files of a directory, sorted by name; `what` names them in errors
+/// ("dialplan", "knowledge-base").
+pub fn toml_files(dir: &Path, what: &str) -> Result<Vec<PathBuf>, Diagnostics> {
+    let whole = |message: String| Diagnostics {
+        diagnostics: vec![Diagnostic {
+            file: dir.to_path_buf(),
+            line: 1,
+            col: 1,
+            message,
+        }],
+    };
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read {what} directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(whole(format!("no {what} files (*.toml) in this directory")));
+    }
+    Ok(files)
+}
+
 /// The text of one file and the diagnostics gathered while reading it.
 pub struct Source<'a> {
     pub path: &'a Path,

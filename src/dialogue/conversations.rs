@@ -169,22 +169,7 @@ impl Conversations {
     /// Makes two identities one customer (the first one's); returns that customer id.
     pub fn link(&self, a: &Identity, b: &Identity) -> String {
         let keep = self.customer_of(a);
-        let drop = self.customer_of(b);
-        let mut inner = lock(&self.inner);
-        if keep != drop {
-            for c in inner.identities.values_mut() {
-                if *c == drop {
-                    *c = keep.clone();
-                }
-            }
-            for e in inner.entries.values() {
-                let mut e = lock(e);
-                if e.customer == drop {
-                    e.customer = keep.clone();
-                }
-            }
-        }
-        keep
+        self.link_to(&keep, b)
     }
 
     /// Adds `identity` (and any customer it already belongs to) to `customer`.

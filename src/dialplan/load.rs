@@ -33,27 +33,7 @@ pub fn load_dir(
     audio: &AudioRoot,
     prompts: &PromptCache,
 ) -> Result<Registry, LoadError> {
-    let whole_dir = |message: String| LoadError {
-        diagnostics: vec![Diagnostic {
-            file: dir.to_path_buf(),
-            line: 1,
-            col: 1,
-            message,
-        }],
-    };
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| whole_dir(format!("cannot read dialplan directory: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(whole_dir(
-            "no dialplan files (*.toml) in this directory".into(),
-        ));
-    }
+    let files = crate::source::toml_files(dir, "dialplan")?;
     let mut diagnostics = Vec::new();
     let mut plans: Vec<Arc<Dialplan>> = Vec::new();
     // Where each number was claimed, to report a second claim.

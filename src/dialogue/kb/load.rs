@@ -40,27 +40,7 @@ pub type KbError = crate::source::Diagnostics;
 
 /// Loads every `*.toml` file of `dir`, sorted by name, on top of the built-in small talk.
 pub fn load_dir(dir: &Path) -> Result<KnowledgeBase, KbError> {
-    let whole = |message: String| KbError {
-        diagnostics: vec![Diagnostic {
-            file: dir.to_path_buf(),
-            line: 1,
-            col: 1,
-            message,
-        }],
-    };
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| whole(format!("cannot read knowledge-base directory: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(whole(
-            "no knowledge-base files (*.toml) in this directory".into(),
-        ));
-    }
+    let files = crate::source::toml_files(dir, "knowledge-base")?;
     let mut texts = Vec::with_capacity(files.len());
     let mut diagnostics = Vec::new();
     for path in files {
