@@ -52,6 +52,21 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// A short, stable fingerprint of file texts (FNV-1a, 64 bits), to tell versions
+/// apart in logs and call records.
+pub fn version_of(texts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, text) in texts.iter().enumerate() {
+        // A separator, so ["ab", "c"] and ["a", "bc"] differ.
+        let sep = (i > 0).then_some(0u8);
+        for b in sep.into_iter().chain(text.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// The `*.toml` files of a directory, sorted by name; `what` names them in errors
 /// ("dialplan", "knowledge-base").
 pub fn toml_files(dir: &Path, what: &str) -> Result<Vec<PathBuf>, Diagnostics> {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::engine::{Conversation, Reply, ReplyKind, Speaker, Turn};
+use super::engine::{Conversation, Reply, ReplyKind, Turn};
 use super::kb::Medium;
 use super::matcher::Matcher;
 use super::text::Lang;
@@ -374,10 +374,6 @@ impl Conversations {
 fn new_id() -> String {
     let bytes: [u8; 16] = rand::random();
     hex::encode(bytes)
-}
-
-pub fn is_customer(turn: &Turn) -> bool {
-    turn.speaker == Speaker::Customer
 }
 
 #[cfg(test)]

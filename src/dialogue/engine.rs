@@ -259,7 +259,7 @@ impl Conversation {
                     {
                         let name = i.slots[slot].name.clone();
                         self.values.insert(name, value);
-                        return self.continue_intent(m, i, 1.0, candidates);
+                        return self.continue_intent(i, 1.0, candidates);
                     }
                     // A clear new question (or asking for a person) leaves the slot.
                     let switches =
@@ -267,7 +267,6 @@ impl Conversation {
                     if !switches && !wants_person {
                         if tries + 1 >= SLOT_TRIES {
                             return self.hand_over(
-                                kb,
                                 kb.replies.give_up.best(self.lang).to_string(),
                                 &kb.default_queue,
                                 candidates,
@@ -338,7 +337,6 @@ impl Conversation {
                 let confidence = best.map_or(0.0, |b| b.score);
                 if self.misses >= kb.thresholds.misses_before_handover {
                     let mut r = self.hand_over(
-                        kb,
                         kb.replies.handover.best(self.lang).to_string(),
                         &kb.default_queue,
                         candidates,
@@ -408,18 +406,16 @@ impl Conversation {
                 self.values.remove(&slot.name);
             }
         }
-        self.continue_intent(m, i, confidence, candidates)
+        self.continue_intent(i, confidence, candidates)
     }
 
     /// Asks for the next missing slot, or answers.
     fn continue_intent(
         &mut self,
-        m: &Matcher,
         i: &Intent,
         confidence: f32,
         candidates: Vec<(String, f32)>,
     ) -> Reply {
-        let kb = &m.kb;
         if let Some((n, slot)) = i
             .slots
             .iter()
@@ -449,7 +445,7 @@ impl Conversation {
             text = text.replace(&format!("${{{name}}}"), value);
         }
         if let Some(queue) = &i.handover {
-            let mut r = self.hand_over(kb, text, queue, candidates);
+            let mut r = self.hand_over(text, queue, candidates);
             r.intent = Some(i.id.clone());
             r.confidence = confidence;
             return r;
@@ -464,13 +460,7 @@ impl Conversation {
         }
     }
 
-    fn hand_over(
-        &mut self,
-        _kb: &KnowledgeBase,
-        text: String,
-        queue: &str,
-        candidates: Vec<(String, f32)>,
-    ) -> Reply {
+    fn hand_over(&mut self, text: String, queue: &str, candidates: Vec<(String, f32)>) -> Reply {
         self.misses = 0;
         self.state = State::HandedOver {
             queue: queue.to_string(),

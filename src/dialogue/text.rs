@@ -167,10 +167,6 @@ impl Synonyms {
         Self { pairs }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
-
     /// Replaces variants in normalised text, leftmost-longest, never inside an English word.
     pub fn apply(&self, text: &str) -> String {
         if self.pairs.is_empty() {

@@ -240,16 +240,6 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         answer_after,
         nodes,
         digit_prompts,
-        version: version_of(text),
+        version: crate::source::version_of(&[text]),
     })
-}
-
-/// A short, stable fingerprint of a file's text (FNV-1a, 64 bits).
-fn version_of(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }

@@ -1,7 +1,6 @@
 //! Reading and validating knowledge-base files.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +72,6 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Result<KnowledgeBase, KbError>
         version: String::new(),
     };
     let mut diagnostics = Vec::new();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
     // Where each intent came from, to report a second definition.
     let mut defined: HashMap<String, (PathBuf, usize)> = HashMap::new();
     // Example text → intent, to report one question taught as two intents.
@@ -84,7 +82,6 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Result<KnowledgeBase, KbError>
 
     let small_talk = (PathBuf::from(SMALL_TALK_FILE), SMALL_TALK.to_string());
     for (path, text) in std::iter::once(&small_talk).chain(files.iter()) {
-        text.hash(&mut hasher);
         let built_in = path.as_os_str() == SMALL_TALK_FILE;
         let mut src = Source::new(path, text);
         let Some(file) = parse_file(&mut src) else {
@@ -163,7 +160,10 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Result<KnowledgeBase, KbError>
     if !diagnostics.is_empty() {
         return Err(KbError { diagnostics });
     }
-    kb.version = format!("{:016x}", hasher.finish());
+    let texts: Vec<&str> = std::iter::once(SMALL_TALK)
+        .chain(files.iter().map(|(_, t)| t.as_str()))
+        .collect();
+    kb.version = crate::source::version_of(&texts);
     Ok(kb)
 }
 

@@ -32,10 +32,6 @@ impl Texts {
             .unwrap_or("")
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn of(pairs: &[(Lang, &str)]) -> Self {
         Self(pairs.iter().map(|(l, s)| (*l, s.to_string())).collect())
     }
@@ -90,13 +86,6 @@ impl Intent {
             Medium::Voice | Medium::Sms => self.answer.best(lang),
             Medium::Chat => self.chat.get(lang).unwrap_or(self.answer.best(lang)),
         }
-    }
-
-    pub fn languages(&self) -> Vec<Lang> {
-        let mut langs: Vec<Lang> = self.examples.iter().map(|e| e.lang).collect();
-        langs.sort();
-        langs.dedup();
-        langs
     }
 }
 
