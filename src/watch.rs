@@ -6,7 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::source::Diagnostics;
 
 /// The live version of something admins edit (dialplans, the knowledge base): readers
 /// take an `Arc` of the current version and keep it as long as they need; a reload
@@ -109,5 +113,55 @@ impl Changes {
         }
         self.last = now;
         true
+    }
+}
+
+/// What a reload loop says in its log lines.
+pub struct Reloading {
+    /// "dialplans reloaded", "knowledge base reloaded".
+    pub reloaded: &'static str,
+    /// "dialplan change rejected; ...".
+    pub rejected: &'static str,
+}
+
+/// Polls `changes` every `every` until `stop`; on a change builds the next version
+/// with `load` on a blocking thread and swaps it into `live` only if it validated.
+/// `describe` says what went live (versions, counts) for the log.
+pub async fn reload<T, L>(
+    live: Live<T>,
+    mut changes: Changes,
+    every: Duration,
+    stop: CancellationToken,
+    says: Reloading,
+    load: L,
+    describe: fn(&T) -> String,
+) where
+    T: Send + Sync + 'static,
+    L: Fn() -> Result<T, Diagnostics> + Clone + Send + 'static,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if !changes.changed() {
+            continue;
+        }
+        match tokio::task::spawn_blocking(load.clone()).await {
+            Ok(Ok(next)) => {
+                let what = describe(&next);
+                live.replace(next);
+                tracing::info!(version = %what, "{}", says.reloaded);
+            }
+            Ok(Err(e)) => {
+                for d in &e.diagnostics {
+                    tracing::error!(file = %d.file.display(), line = d.line, col = d.col, "{d}");
+                }
+                tracing::error!("{}", says.rejected);
+            }
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        }
     }
 }

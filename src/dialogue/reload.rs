@@ -9,40 +9,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::kb::load_dir;
 use super::matcher::Matcher;
+use crate::watch::{Changes, Reloading};
 
 /// The live knowledge base, indexed.
 pub type LiveKb = crate::watch::Live<Matcher>;
 
 /// Polls `dir` for changes until `stop` is cancelled.
 pub async fn watch(live: LiveKb, dir: PathBuf, every: Duration, stop: CancellationToken) {
-    let mut changes = crate::watch::Changes::new(vec![dir.clone()]);
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        if !changes.changed() {
-            continue;
-        }
-        let d = dir.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || load_dir(&d).map(|kb| Matcher::new(Arc::new(kb))))
-                .await;
-        match loaded {
-            Ok(Ok(m)) => {
-                let (version, intents) = (m.kb.version.clone(), m.kb.intents.len());
-                live.replace(m);
-                tracing::info!(dir = %dir.display(), version, intents, "knowledge base reloaded");
-            }
-            Ok(Err(e)) => {
-                for d in &e.diagnostics {
-                    tracing::error!(file = %d.file.display(), line = d.line, col = d.col, "{d}");
-                }
-                tracing::error!(dir = %dir.display(), "knowledge-base change rejected; the previous version stays live");
-            }
-            Err(e) => tracing::error!(error = %e, "knowledge-base reload task failed"),
-        }
-    }
+    let changes = Changes::new(vec![dir.clone()]);
+    let says = Reloading {
+        reloaded: "knowledge base reloaded",
+        rejected: "knowledge-base change rejected; the previous version stays live",
+    };
+    let load = move || load_dir(&dir).map(|kb| Matcher::new(Arc::new(kb)));
+    crate::watch::reload(live, changes, every, stop, says, load, |m| {
+        format!("{} ({} intents)", m.kb.version, m.kb.intents.len())
+    })
+    .await;
 }

@@ -9,11 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AudioRoot, Registry, load_dir};
 use crate::media::prompt::PromptCache;
+use crate::watch::{Changes, Reloading};
 
 /// The live registry, shared by the SIP edge and replaced on reload.
 pub type LiveDialplans = crate::watch::Live<Registry>;
 
-/// Polls for changes until `stop` is cancelled.
+/// Polls for changes until `stop` is cancelled; `ignore` is a directory inside
+/// `dir` that another watcher owns (the knowledge base).
 pub async fn watch(
     live: LiveDialplans,
     dir: PathBuf,
@@ -23,36 +25,27 @@ pub async fn watch(
     ignore: PathBuf,
     stop: CancellationToken,
 ) {
-    let mut changes =
-        crate::watch::Changes::new(vec![dir.clone(), audio.0.clone()]).ignoring(ignore);
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        if !changes.changed() {
-            continue;
-        }
-        let (d, a, p) = (dir.clone(), audio.clone(), prompts.clone());
-        match tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await {
-            Ok(Ok(registry)) => {
-                let versions: Vec<String> = registry
-                    .plans
-                    .iter()
-                    .map(|p| format!("{}@{}", p.file.display(), p.version))
-                    .collect();
-                live.replace(registry);
-                tracing::info!(dir = %dir.display(), plans = ?versions, "dialplans reloaded");
-            }
-            Ok(Err(e)) => {
-                for d in &e.diagnostics {
-                    tracing::error!(file = %d.file.display(), line = d.line, col = d.col, "{d}");
-                }
-                tracing::error!(dir = %dir.display(), "dialplan change rejected; the previous version stays live");
-            }
-            Err(e) => tracing::error!(error = %e, "dialplan reload task failed"),
-        }
-    }
+    let changes = Changes::new(vec![dir.clone(), audio.0.clone()]).ignoring(ignore);
+    let says = Reloading {
+        reloaded: "dialplans reloaded",
+        rejected: "dialplan change rejected; the previous version stays live",
+    };
+    let load = move || load_dir(&dir, &audio, &prompts);
+    crate::watch::reload(
+        live,
+        changes,
+        every,
+        stop,
+        says,
+        load,
+        |registry: &Registry| {
+            let versions: Vec<String> = registry
+                .plans
+                .iter()
+                .map(|p| format!("{}@{}", p.file.display(), p.version))
+                .collect();
+            versions.join(", ")
+        },
+    )
+    .await;
 }
