@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::menu::parse_keys;
+use super::menu::{Asking, Miss, parse_keys};
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Phase, Run};
@@ -80,17 +80,29 @@ impl Ask {
         })
     }
 
+    /// Silence works as in a menu: the no-input prompt, the question again, and
+    /// `on_failure` after `max_failures`.
+    fn asking(&self) -> Asking<'_> {
+        Asking {
+            prompt: &self.prompt,
+            timeout: self.timeout,
+            max_failures: self.max_failures,
+            invalid_prompt: &None,
+            timeout_prompt: &self.timeout_prompt,
+            on_failure: self.on_failure,
+            failed: "ask-failed",
+        }
+    }
+
     pub fn enter(&self, run: &mut Run) -> Flow {
         run.listen(&self.language);
-        run.local.phase = Phase::Prompt;
-        let spoke = match run.resume_question() {
-            Some(question) => run.say(&question, &self.language),
-            None => run.play(&self.prompt),
-        };
-        if !spoke {
-            self.wait(run);
+        match run.resume_question() {
+            Some(question) if run.say(&question, &self.language) => {
+                run.local.phase = Phase::Prompt;
+                Flow::Stay
+            }
+            _ => self.asking().ask(run),
         }
-        Flow::Stay
     }
 
     fn wait(&self, run: &mut Run) {
@@ -183,23 +195,11 @@ impl Ask {
         if let Some(flow) = run.local.after_speech.take() {
             return flow;
         }
-        self.wait(run);
-        Flow::Stay
+        self.asking().playback_done(run)
     }
 
     /// Silence after the prompt or an answer.
     pub fn timer(&self, run: &mut Run) -> Flow {
-        run.local.failures += 1;
-        if run.local.failures >= self.max_failures {
-            return self
-                .on_failure
-                .map_or(Flow::Hangup("ask-failed".into()), Flow::Next);
-        }
-        run.local.phase = Phase::Reprompt;
-        let prompt = self.timeout_prompt.as_deref().unwrap_or(&self.prompt);
-        if !run.play(prompt) {
-            self.wait(run);
-        }
-        Flow::Stay
+        self.asking().miss(run, Miss::Timeout)
     }
 }
