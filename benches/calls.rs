@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{Server, Step, caller_scenario, free_port, write_rtp_pcap};
-use kefu::media::g711::Law;
 
 const PLAN: &str = r#"[dialplan]
 name = "load"
@@ -40,29 +39,9 @@ type = "hangup"
 "#;
 
 fn spoken_pcap(dir: &Path) -> std::path::PathBuf {
-    let wav = dir.join("caller.wav");
-    let ok = Command::new(env!("CARGO_BIN_EXE_kefu"))
-        .args(["say", "I am calling about my order.", "-o"])
-        .arg(&wav)
-        .arg("--models")
-        .arg(common::repo().join("models"))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kefu say failed: run deploy/setup.sh");
-    let samples: Vec<i16> = hound::WavReader::open(&wav)
-        .expect("caller.wav")
-        .into_samples::<i16>()
-        .map_while(Result::ok)
-        .collect();
-    let frames: Vec<Vec<u8>> = samples
-        .chunks(160)
-        .map(|c| {
-            let mut pcm = [0i16; 160];
-            pcm[..c.len()].copy_from_slice(c);
-            let mut frame = [0u8; 160];
-            Law::Pcmu.encode(&pcm, &mut frame);
-            frame.to_vec()
-        })
+    let frames: Vec<Vec<u8>> = common::spoken_frames("I am calling about my order.", dir)
+        .iter()
+        .map(|f| f.to_vec())
         .collect();
     let pcap = dir.join("order.pcap");
     write_rtp_pcap(&pcap, &frames, 0, 4000);

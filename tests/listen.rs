@@ -5,12 +5,10 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{RawUa, Server};
-use kefu::media::g711::Law;
 
 const PLAN: &str = r#"[dialplan]
 name = "speech"
@@ -44,38 +42,6 @@ next = "bye"
 [nodes.bye]
 type = "hangup"
 "#;
-
-/// µ-law frames of 20 ms for a sentence spoken by kefu's own TTS.
-fn spoken_frames(text: &str, dir: &Path) -> Vec<[u8; 160]> {
-    let wav = dir.join("caller.wav");
-    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
-        .args(["say", text, "-o"])
-        .arg(&wav)
-        .arg("--models")
-        .arg(common::repo().join("models"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let samples: Vec<i16> = hound::WavReader::open(&wav)
-        .unwrap()
-        .into_samples::<i16>()
-        .map(Result::unwrap)
-        .collect();
-    samples
-        .chunks(160)
-        .map(|c| {
-            let mut pcm = [0i16; 160];
-            pcm[..c.len()].copy_from_slice(c);
-            let mut frame = [0u8; 160];
-            Law::Pcmu.encode(&pcm, &mut frame);
-            frame
-        })
-        .collect()
-}
 
 /// Whether a µ-law frame carries sound (not line silence).
 fn loud(frame: &[u8]) -> bool {
@@ -127,7 +93,7 @@ fn send_stream(
 fn a_caller_says_what_they_want_and_barges_in() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("speech.toml"), PLAN).unwrap();
-    let speech = spoken_frames("What are your opening hours?", dir.path());
+    let speech = common::spoken_frames("What are your opening hours?", dir.path());
     let server = Server::start_with(Some(dir.path()), "asr_model = \"tiny.en-q8_0\"");
     let ua = RawUa::new(server.sip);
     ua.answered_call("listen-1", "400");
@@ -210,7 +176,7 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
     use common::{Step, caller_scenario, only_record, sipp, write_rtp_pcap};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("speech.toml"), PLAN).unwrap();
-    let payloads: Vec<Vec<u8>> = spoken_frames("I am calling about my order.", dir.path())
+    let payloads: Vec<Vec<u8>> = common::spoken_frames("I am calling about my order.", dir.path())
         .iter()
         .map(|f| f.to_vec())
         .collect();
@@ -266,7 +232,7 @@ fn ask_call(words: &str, extra_config: &str) -> (Server, serde_json::Value, temp
     use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
-    let payloads: Vec<Vec<u8>> = spoken_frames(words, dir.path())
+    let payloads: Vec<Vec<u8>> = common::spoken_frames(words, dir.path())
         .iter()
         .map(|f| f.to_vec())
         .collect();

@@ -600,3 +600,35 @@ impl RawUa {
         )
     }
 }
+
+/// µ-law frames of 20 ms for a sentence spoken by kefu's own TTS.
+pub fn spoken_frames(text: &str, dir: &Path) -> Vec<[u8; 160]> {
+    let wav = dir.join("caller.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["say", text, "-o"])
+        .arg(&wav)
+        .arg("--models")
+        .arg(repo().join("models"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    samples
+        .chunks(160)
+        .map(|c| {
+            let mut pcm = [0i16; 160];
+            pcm[..c.len()].copy_from_slice(c);
+            let mut frame = [0u8; 160];
+            kefu::media::g711::Law::Pcmu.encode(&pcm, &mut frame);
+            frame
+        })
+        .collect()
+}
