@@ -263,18 +263,19 @@ impl Media {
             events: EventReceiver::default(),
             tones: ToneDetector::default(),
             playout: Playout::default(),
-            interpreter: Interpreter::new(s.plan.clone(), vars, Moment::now()).with_dialogue(
-                s.dialogue.kb.current(),
-                (!s.caller.is_empty())
-                    .then(|| {
-                        let c = &s.dialogue.conversations;
-                        c.open_topic(
-                            &c.customer_of(&CallDialogue::identity(&s.caller)),
-                            chrono::Utc::now(),
-                        )
-                    })
-                    .flatten(),
-            ),
+            interpreter: {
+                let interpreter = Interpreter::new(s.plan.clone(), vars, Moment::now());
+                // Only plans with `ask` nodes talk with the dialogue core.
+                if s.plan.asks() {
+                    let c = &s.dialogue.conversations;
+                    let topic = c
+                        .customer_if_known(&CallDialogue::identity(&s.caller))
+                        .and_then(|customer| c.open_topic(&customer, chrono::Utc::now()));
+                    interpreter.with_dialogue(s.dialogue.kb.current(), topic)
+                } else {
+                    interpreter
+                }
+            },
             rendering: None,
             answer_in_flight: false,
             answer_starved: false,

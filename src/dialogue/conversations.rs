@@ -4,8 +4,9 @@
 //! id, an app user id, an SMS number); identities are linked by the API, so a customer
 //! who called yesterday and writes in web chat today is one customer. A new
 //! conversation asks about the customer's open topic from any channel in the last
-//! week. Bounded: at most `limit` conversations; the least recently active one is
-//! dropped first. (Persistence comes with the store.)
+//! week. Bounded: at most `limit` conversations (the least recently active one is
+//! dropped first) and about four identities per conversation (customers without a
+//! live conversation are forgotten first). Persistence comes with the store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use super::text::Lang;
 
 /// How long an open topic is offered on a new conversation.
 const TOPIC_MEMORY_DAYS: i64 = 7;
+/// Identities kept per allowed conversation before idle customers are forgotten.
+const IDENTITIES_PER_CONVERSATION: usize = 4;
 /// Events buffered per WebSocket subscriber before it is considered lagging.
 const PUSH_BUFFER: usize = 64;
 
@@ -160,10 +163,18 @@ impl Conversations {
         if let Some(c) = inner.identities.get(identity) {
             return c.clone();
         }
+        if inner.identities.len() >= IDENTITIES_PER_CONVERSATION * self.limit {
+            forget_idle_customers(&mut inner);
+        }
         inner.next_customer += 1;
         let id = format!("c{}", inner.next_customer);
         inner.identities.insert(identity.clone(), id.clone());
         id
+    }
+
+    /// The customer an identity belongs to, if it has been seen (creates nothing).
+    pub fn customer_if_known(&self, identity: &Identity) -> Option<String> {
+        lock(&self.inner).identities.get(identity).cloned()
     }
 
     /// Makes two identities one customer (the first one's); returns that customer id.
@@ -370,6 +381,22 @@ impl Conversations {
     }
 }
 
+/// Drops the identities of customers with no live conversation (their links and
+/// topics go with them; the store will keep them for good).
+fn forget_idle_customers(inner: &mut Inner) {
+    let live: std::collections::HashSet<String> = inner
+        .entries
+        .values()
+        .map(|e| lock(e).customer.clone())
+        .collect();
+    let before = inner.identities.len();
+    inner.identities.retain(|_, c| live.contains(c));
+    tracing::info!(
+        forgotten = before - inner.identities.len(),
+        "identity limit reached; forgot customers without a live conversation"
+    );
+}
+
 /// A conversation id: 16 random bytes, hex.
 fn new_id() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -412,6 +439,35 @@ answer.en = "Your refund is being processed."
         let (_, r) = convs.start(&m, Channel::Phone, &phone, Lang::En, now);
         assert_eq!(r.text, "Are you contacting us about your refund request?");
         assert_eq!(convs.identities_of(&convs.customer_of(&phone)).len(), 2);
+    }
+
+    #[test]
+    fn identities_stay_bounded() {
+        let m = matcher();
+        let convs = Conversations::new(2);
+        let now = Utc::now();
+        let (_, _) = convs.start(
+            &m,
+            Channel::Web,
+            &Identity::new(IdentityKind::Web, "kept"),
+            Lang::En,
+            now,
+        );
+        for n in 0..20 {
+            convs.customer_of(&Identity::new(IdentityKind::Sms, format!("+86{n}")));
+        }
+        let size = lock(&convs.inner).identities.len();
+        assert!(size <= 4 * 2, "{size} identities kept");
+        assert!(
+            convs
+                .customer_if_known(&Identity::new(IdentityKind::Web, "kept"))
+                .is_some()
+        );
+        assert!(
+            convs
+                .customer_if_known(&Identity::new(IdentityKind::Sms, "+860"))
+                .is_none()
+        );
     }
 
     #[test]
