@@ -39,6 +39,15 @@ async fn post_json(s: &Server, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+async fn get_json(s: &Server, path: &str) -> Value {
+    reqwest::get(url(s, path))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn next_event(
     ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
 ) -> Value {
@@ -100,12 +109,7 @@ async fn web_chat_over_rest_and_websocket() {
             .contains("expected")
     );
 
-    let history: Value = reqwest::get(url(&s, &format!("/api/chat/conversations/{id}/messages")))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = get_json(&s, &format!("/api/chat/conversations/{id}/messages")).await;
     assert_eq!(history["turns"].as_array().unwrap().len(), 5, "{history}");
 
     // Bad input gets a 4xx with a reason and leaves the conversation alone.
@@ -143,12 +147,7 @@ async fn web_chat_over_rest_and_websocket() {
     assert_eq!(status, 413);
     let (status, body) = post_json(&s, "/api/chat/conversations", json!({"lang": "fr"})).await;
     assert_eq!(status, 400, "{body}");
-    let history: Value = reqwest::get(url(&s, &format!("/api/chat/conversations/{id}/messages")))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = get_json(&s, &format!("/api/chat/conversations/{id}/messages")).await;
     assert_eq!(history["turns"].as_array().unwrap().len(), 5);
 
     let page = reqwest::get(url(&s, "/chat")).await.unwrap();
@@ -462,12 +461,7 @@ async fn slot_filling_and_a_second_channel_over_the_app_api() {
         .await
         .unwrap();
     assert!(r.status().is_client_error());
-    let doc: Value = reqwest::get(url(&s, "/api/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&s, "/api/openapi.json").await;
     for path in [
         "/api/v1/conversations",
         "/api/v1/conversations/{id}/messages",
