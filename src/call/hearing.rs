@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::dialogue::{Lang, Matcher};
+
 use crate::speech::endpoint::{EndpointConfig, Endpointer, Event};
 use crate::speech::vad::{CHUNK, SileroVad};
 use crate::speech::{AsrError, Language, SpeechRuntime, Transcript};
@@ -31,6 +33,8 @@ pub struct Hearing {
     pub pending: Option<Pending>,
     /// When the last utterance ended, for latency logs.
     pub utterance_end: Option<std::time::Instant>,
+    /// The knowledge base an `ask` node answers from, when it re-ranks semantically.
+    matcher: Option<Arc<Matcher>>,
 }
 
 impl Hearing {
@@ -45,7 +49,16 @@ impl Hearing {
             language,
             pending: None,
             utterance_end: None,
+            matcher: None,
         })
+    }
+
+    /// Transcripts for `matcher` (an `ask` node's knowledge base) arrive with what
+    /// matching needs from the sentence-embedding model already computed, on a
+    /// blocking thread, so the call task never runs the model.
+    pub fn with_matcher(mut self, matcher: Option<Arc<Matcher>>) -> Self {
+        self.matcher = matcher.filter(|m| m.is_semantic());
+        self
     }
 
     /// Starts over for a new question (same call, same VAD session).
@@ -112,6 +125,10 @@ impl Hearing {
         };
         match self.runtime.asr.submit(wide, self.language) {
             Ok(rx) => {
+                let rx = match &self.matcher {
+                    Some(m) => warmed(rx, m.clone()),
+                    None => rx,
+                };
                 self.pending = Some(rx);
                 self.utterance_end = Some(std::time::Instant::now());
             }
@@ -121,6 +138,22 @@ impl Hearing {
             }
         }
     }
+}
+
+/// The transcript from `rx`, once `m` has prepared for matching it.
+fn warmed(rx: Pending, m: Arc<Matcher>) -> Pending {
+    let (tx, warmed) = oneshot::channel();
+    tokio::spawn(async move {
+        let Ok(heard) = rx.await else {
+            return; // recognition gave up: dropping `tx` says so
+        };
+        if let Ok(t) = &heard {
+            let text = t.text.clone();
+            let _ = tokio::task::spawn_blocking(move || m.warm(&text, Lang::detect(&text))).await;
+        }
+        let _ = tx.send(heard);
+    });
+    warmed
 }
 
 impl Drop for Hearing {

@@ -626,7 +626,7 @@ impl Media {
         match self.hearing.as_mut() {
             Some(h) => h.restart(language),
             None => match hearing::Hearing::new(runtime.clone(), language) {
-                Ok(h) => self.hearing = Some(h),
+                Ok(h) => self.hearing = Some(h.with_matcher(self.interpreter.matcher().cloned())),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start voice activity detection; keys only");
                     self.interpreter

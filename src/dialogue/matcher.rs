@@ -7,6 +7,14 @@
 //! words the knowledge base has never seen, which is what out-of-scope questions look
 //! like, so the score serves as the confidence (`kefu kb eval` shows how it tracks
 //! accuracy). A follow-up gets a boost right after the answer it follows.
+//!
+//! With a sentence-embedding model ([`super::semantic`]), a message the lexical score
+//! is not sure of is re-ranked: each intent's best example cosine, mapped onto 0–1
+//! between `SEMANTIC_FLOOR` and `SEMANTIC_CEILING`, is blended with the lexical score.
+//! Paraphrases that share no words with an example ("has my stuff been sent out
+//! yet") are found this way, and unrelated questions stay low on both. Messages the
+//! lexical score already answers with confidence skip the model (it costs a few
+//! milliseconds of CPU per message; the lexical stage costs well under one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +22,7 @@ use std::sync::Arc;
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
 
 use super::kb::{KnowledgeBase, Thresholds};
+use super::semantic::{EncodeError, Encoder, Vector, cosine};
 use super::text::{Lang, Synonyms, normalize, terms};
 
 /// How many retrieved examples the re-ranker looks at.
@@ -25,6 +34,13 @@ const CHAR_WEIGHT: f32 = 0.5;
 /// An intent's score: this much the best single example (cosine), the rest how much
 /// of the message all its examples cover together.
 const EXAMPLE_WEIGHT: f32 = 0.5;
+/// A lexical score at or above this answers without the semantic re-ranker.
+const SEMANTIC_GATE: f32 = 0.7;
+/// Cosines (of e5 embeddings) at or below the floor count 0, at the ceiling 1.
+const SEMANTIC_FLOOR: f32 = 0.85;
+const SEMANTIC_CEILING: f32 = 0.96;
+/// The semantic share of a re-ranked score (the rest is lexical).
+const SEMANTIC_WEIGHT: f32 = 0.6;
 
 /// Terms arrive already cut (by `text::terms`), joined with spaces.
 #[derive(Debug, Default, Clone, Copy)]
@@ -74,6 +90,13 @@ pub struct Matcher {
     df: HashMap<String, u32>,
     /// (term, language) → the intents whose examples use it.
     vocabulary: HashMap<(String, Lang), Vec<usize>>,
+    semantic: Option<Semantic>,
+}
+
+/// The re-ranker's model and the examples' embeddings (one per `Matcher::docs`).
+struct Semantic {
+    encoder: Arc<Encoder>,
+    vectors: Vec<Vector>,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -81,11 +104,37 @@ impl std::fmt::Debug for Matcher {
         f.debug_struct("Matcher")
             .field("kb", &self.kb.name)
             .field("examples", &self.docs.len())
+            .field("semantic", &self.semantic.is_some())
             .finish()
     }
 }
 
 impl Matcher {
+    /// A matcher with the semantic re-ranker when `encoder` is given: every example
+    /// question is embedded (or taken from what the encoder already knows).
+    pub fn with_encoder(
+        kb: Arc<KnowledgeBase>,
+        encoder: Option<Arc<Encoder>>,
+    ) -> Result<Self, EncodeError> {
+        let mut m = Self::new(kb);
+        if let Some(encoder) = encoder {
+            let texts: Vec<&str> =
+                m.kb.intents
+                    .iter()
+                    .flat_map(|i| i.examples.iter().map(|e| e.text.as_str()))
+                    .collect();
+            let vectors = encoder.examples(&texts)?;
+            m.semantic = Some(Semantic { encoder, vectors });
+        }
+        Ok(m)
+    }
+
+    /// Whether the semantic re-ranker is on.
+    pub fn is_semantic(&self) -> bool {
+        self.semantic.is_some()
+    }
+
+    /// A lexical-only matcher.
     pub fn new(kb: Arc<KnowledgeBase>) -> Self {
         let synonyms = Synonyms::new(&kb.synonyms);
         let mut docs = Vec::new();
@@ -134,6 +183,7 @@ impl Matcher {
             scorer,
             df,
             vocabulary,
+            semantic: None,
         };
         for i in 0..m.docs.len() {
             let norm = m.docs[i]
@@ -167,11 +217,91 @@ impl Matcher {
         previous: Option<usize>,
         limit: usize,
     ) -> Vec<Scored> {
+        let mut scores = self.lexical(text, lang);
+        if let Some(sem) = self.semantic_scores(text, &scores) {
+            for (intent, s) in sem.iter().enumerate() {
+                let lexical = scores.get(&intent).copied().unwrap_or(0.0);
+                if *s > 0.0 || lexical > 0.0 {
+                    scores.insert(
+                        intent,
+                        SEMANTIC_WEIGHT * s + (1.0 - SEMANTIC_WEIGHT) * lexical,
+                    );
+                }
+            }
+        }
+        let mut ranked: Vec<Scored> = scores
+            .into_iter()
+            .map(|(intent, mut score)| {
+                // In context, follow-ups of the last answer gain and follow-ups of
+                // anything else lose: "and on Sunday?" after opening hours is about
+                // opening hours, not weekend delivery.
+                if let Some(p) = previous {
+                    let after = &self.kb.intents[intent].after;
+                    if after.iter().any(|a| *a == self.kb.intents[p].id) {
+                        score = (score + FOLLOW_UP_BOOST).min(1.0);
+                    } else if !after.is_empty() {
+                        score = (score - FOLLOW_UP_BOOST).max(0.0);
+                    }
+                }
+                Scored { intent, score }
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.intent.cmp(&b.intent)));
+        ranked.truncate(limit);
+        ranked
+    }
+
+    /// Computes what [`Matcher::rank`] will need from the sentence-embedding model
+    /// for this message, so an async edge can pay for it on a blocking thread.
+    pub fn warm(&self, text: &str, lang: Lang) {
+        if let Some(sem) = &self.semantic
+            && self.needs_semantic(&self.lexical(text, lang))
+            && let Err(e) = sem.encoder.message(text)
+        {
+            tracing::warn!(error = %e, "sentence embedding failed");
+        }
+    }
+
+    fn needs_semantic(&self, lexical: &HashMap<usize, f32>) -> bool {
+        lexical.values().all(|s| *s < SEMANTIC_GATE)
+    }
+
+    /// Each intent's semantic score (0–1, by index), when the message needs it.
+    fn semantic_scores(&self, text: &str, lexical: &HashMap<usize, f32>) -> Option<Vec<f32>> {
+        let sem = self.semantic.as_ref()?;
+        if !self.needs_semantic(lexical) || text.trim().is_empty() {
+            return None;
+        }
+        let q = match sem.encoder.message(text) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "sentence embedding failed; matching by words only");
+                return None;
+            }
+        };
+        let mut best = vec![f32::MIN; self.kb.intents.len()];
+        for (doc, v) in self.docs.iter().zip(&sem.vectors) {
+            let c = cosine(&q, v);
+            if c > best[doc.intent] {
+                best[doc.intent] = c;
+            }
+        }
+        Some(
+            best.into_iter()
+                .map(|c| {
+                    ((c - SEMANTIC_FLOOR) / (SEMANTIC_CEILING - SEMANTIC_FLOOR)).clamp(0.0, 1.0)
+                })
+                .collect(),
+        )
+    }
+
+    /// Intent → lexical score, for the intents that share any term with the message.
+    fn lexical(&self, text: &str, lang: Lang) -> HashMap<usize, f32> {
         let mut q = terms(&self.synonyms.apply(&normalize(text)));
         q.sort();
         q.dedup();
         if q.is_empty() {
-            return Vec::new();
+            return HashMap::new();
         }
         let q_weights: HashMap<&str, f32> =
             q.iter().map(|t| (t.as_str(), self.weight(t))).collect();
@@ -205,7 +335,7 @@ impl Matcher {
             }
         }
         let q_sq = q_norm * q_norm;
-        let mut ranked: Vec<Scored> = covered
+        covered
             .into_iter()
             .map(|(intent, c)| {
                 let cos = best.get(&intent).copied().unwrap_or(0.0);
@@ -214,24 +344,7 @@ impl Matcher {
                     EXAMPLE_WEIGHT * cos + (1.0 - EXAMPLE_WEIGHT) * c / q_sq.max(f32::EPSILON),
                 )
             })
-            .map(|(intent, mut score)| {
-                // In context, follow-ups of the last answer gain and follow-ups of
-                // anything else lose: "and on Sunday?" after opening hours is about
-                // opening hours, not weekend delivery.
-                if let Some(p) = previous {
-                    let after = &self.kb.intents[intent].after;
-                    if after.iter().any(|a| *a == self.kb.intents[p].id) {
-                        score = (score + FOLLOW_UP_BOOST).min(1.0);
-                    } else if !after.is_empty() {
-                        score = (score - FOLLOW_UP_BOOST).max(0.0);
-                    }
-                }
-                Scored { intent, score }
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.intent.cmp(&b.intent)));
-        ranked.truncate(limit);
-        ranked
+            .collect()
     }
 
     /// Answer, ask back, or admit it is out of scope.

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod kb;
 pub mod matcher;
 pub mod reload;
+pub mod semantic;
 pub mod slots;
 pub mod text;
 

@@ -9,19 +9,38 @@ use tokio_util::sync::CancellationToken;
 
 use super::kb::load_dir;
 use super::matcher::Matcher;
+use super::semantic::Encoder;
+use crate::source::{Diagnostic, Diagnostics};
 use crate::watch::{Changes, Reloading};
 
 /// The live knowledge base, indexed.
 pub type LiveKb = crate::watch::Live<Matcher>;
 
-/// Polls `dir` for changes until `stop` is cancelled.
-pub async fn watch(live: LiveKb, dir: PathBuf, every: Duration, stop: CancellationToken) {
+/// Polls `dir` for changes until `stop` is cancelled. With an encoder, a new version's
+/// new example questions are embedded before it goes live.
+pub async fn watch(
+    live: LiveKb,
+    dir: PathBuf,
+    every: Duration,
+    encoder: Option<Arc<Encoder>>,
+    stop: CancellationToken,
+) {
     let changes = Changes::new(vec![dir.clone()]);
     let says = Reloading {
         reloaded: "knowledge base reloaded",
         rejected: "knowledge-base change rejected; the previous version stays live",
     };
-    let load = move || load_dir(&dir).map(|kb| Matcher::new(Arc::new(kb)));
+    let load = move || {
+        let kb = Arc::new(load_dir(&dir)?);
+        Matcher::with_encoder(kb, encoder.clone()).map_err(|e| Diagnostics {
+            diagnostics: vec![Diagnostic {
+                file: dir.clone(),
+                line: 1,
+                col: 1,
+                message: e.to_string(),
+            }],
+        })
+    };
     crate::watch::reload(live, changes, every, stop, says, load, |m| {
         format!("{} ({} intents)", m.kb.version, m.kb.intents.len())
     })

@@ -324,6 +324,11 @@ impl Interpreter {
         self
     }
 
+    /// The knowledge base the call's conversation matches against, if it has one.
+    pub fn matcher(&self) -> Option<&Arc<Matcher>> {
+        self.run.dialogue.as_ref().map(|(m, _)| m)
+    }
+
     /// The call's conversation with the dialogue core, if it has one.
     pub fn conversation(&self) -> Option<&Conversation> {
         self.run.dialogue.as_ref().map(|(_, c)| c)

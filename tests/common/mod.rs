@@ -29,11 +29,22 @@ pub fn dtmf_plans() -> PathBuf {
     repo().join("tests/fixtures/dtmf")
 }
 
+/// Ports come from 10000–19999, below the kernel's ephemeral range: a port picked
+/// there could be taken by some test's outgoing connection before kefu binds it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 20);
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + ((seed.wrapping_add(n.wrapping_mul(7919))) % 10_000) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -54,6 +65,17 @@ impl Server {
     }
 
     pub fn start_with(dialplans: Option<&Path>, extra_config: &str) -> Self {
+        // A port taken between choosing and binding makes kefu exit at start: try
+        // again on others.
+        for _ in 0..3 {
+            if let Some(server) = Self::try_start(dialplans, extra_config) {
+                return server;
+            }
+        }
+        panic!("kefu exited at start three times (see its stderr above)");
+    }
+
+    fn try_start(dialplans: Option<&Path>, extra_config: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -62,9 +84,12 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\n{extra_config}\n",
+                "rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\nembed_cache = {:?}\n{extra_config}\n",
                 rtp_base,
-                rtp_base + 60
+                rtp_base + 60,
+                // One cache of example embeddings for every test server: each embeds
+                // the demo knowledge base once, not once per test.
+                repo().join("target/test-embeddings.bin")
             ),
         )
         .unwrap();
@@ -105,7 +130,7 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let server = Self {
+        let mut server = Self {
             child,
             sip,
             http,
@@ -115,7 +140,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if server.http_get("/readyz").0 == 200 {
-                return server;
+                return Some(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                eprintln!("kefu exited at start ({status}); trying other ports");
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -134,6 +163,12 @@ impl Server {
         let Ok(mut s) = TcpStream::connect_timeout(&self.http, Duration::from_millis(500)) else {
             return (0, String::new());
         };
+        // Nothing listening can leave a socket connected to itself (TCP simultaneous
+        // open); and a reply never comes from a dead server.
+        if s.local_addr().ok() == s.peer_addr().ok() {
+            return (0, String::new());
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

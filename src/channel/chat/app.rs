@@ -129,7 +129,7 @@ async fn message(
     Path(id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
-    super::post_message(&s, &id, body)
+    super::post_message(&s, &id, body).await
 }
 
 #[derive(Deserialize)]

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::dialogue::Lang;
 use crate::dialogue::conversations::{ConversationError, Conversations};
 use crate::dialogue::reload::LiveKb;
 
@@ -59,6 +60,18 @@ impl TextChannels {
                 .unwrap_or_default(),
             verifications: verify::Verifications::default(),
         }
+    }
+
+    /// Runs what matching `text` needs from the sentence-embedding model (a few
+    /// milliseconds of CPU, when the words alone are not conclusive) on a blocking
+    /// thread, so the reply that follows does not hold up the async runtime.
+    pub async fn warm(&self, text: &str) {
+        let m = self.kb.current();
+        if !m.is_semantic() {
+            return;
+        }
+        let text = text.to_string();
+        let _ = tokio::task::spawn_blocking(move || m.warm(&text, Lang::detect(&text))).await;
     }
 }
 
@@ -132,13 +145,14 @@ pub async fn read_history(s: &TextChannels, id: String) -> Result<Json<web::Hist
 }
 
 /// The customer's message in a conversation (web chat and the app API): the reply.
-pub fn post_message(
+pub async fn post_message(
     s: &TextChannels,
     id: &str,
     body: Result<Json<web::PostMessage>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::dialogue::Reply>, ApiError> {
     let Json(msg) = body?;
     let text = message_text(&msg.text)?;
+    s.warm(text).await;
     let m = s.kb.current();
     Ok(Json(s.conversations.message(
         &m,

@@ -76,6 +76,7 @@ async fn inbound(
                 .0
         }
     };
+    s.warm(body).await;
     let reply = s.conversations.message(&m, &id, body, now)?;
     let parts = if reply.text.is_empty() {
         Vec::new()

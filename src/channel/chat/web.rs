@@ -123,7 +123,7 @@ async fn post_message(
     Path(id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
-    super::post_message(&s, &id, body)
+    super::post_message(&s, &id, body).await
 }
 
 /// Pushes every new turn of the conversation; text frames `{"text": "…"}` from the
@@ -163,13 +163,16 @@ async fn pump(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(t))) => {
-                    let reply = serde_json::from_str::<PostMessage>(&t)
+                    let text = serde_json::from_str::<PostMessage>(&t)
                         .map_err(|e| format!("expected {{\"text\": \"…\"}}: {e}"))
-                        .and_then(|p| message_text(&p.text).map(str::to_string).map_err(|e| e.reason))
-                        .and_then(|text| {
-                            let m = s.kb.current();
-                            s.conversations.message(&m, &id, &text, Utc::now()).map_err(|e| e.to_string())
-                        });
+                        .and_then(|p| message_text(&p.text).map(str::to_string).map_err(|e| e.reason));
+                    if let Ok(text) = &text {
+                        s.warm(text).await;
+                    }
+                    let reply = text.and_then(|text| {
+                        let m = s.kb.current();
+                        s.conversations.message(&m, &id, &text, Utc::now()).map_err(|e| e.to_string())
+                    });
                     if let Err(reason) = reply {
                         let body = serde_json::json!({ "error": reason }).to_string();
                         if socket.send(Message::Text(body.into())).await.is_err() {

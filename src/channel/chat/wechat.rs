@@ -136,6 +136,7 @@ async fn receive(
                 Some(id) => id,
                 None => s.conversations.start(&m, Channel::Wechat, &identity, Lang::detect(content), now).0,
             };
+            s.warm(content).await;
             s.conversations.message(&m, &id, content, now)?.text
         }
         _ => "抱歉，我暂时只能看懂文字消息，请用文字描述您的问题。Sorry, I can only read text messages for now.".to_string(),

