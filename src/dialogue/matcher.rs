@@ -257,6 +257,7 @@ impl Matcher {
         if let Some(sem) = &self.semantic
             && self.needs_semantic(&self.lexical(text, lang))
             && let Err(e) = sem.encoder.message(text)
+            && !matches!(e, EncodeError::Busy)
         {
             tracing::warn!(error = %e, "sentence embedding failed");
         }
@@ -274,6 +275,10 @@ impl Matcher {
         }
         let q = match sem.encoder.message(text) {
             Ok(q) => q,
+            Err(EncodeError::Busy) => {
+                tracing::debug!("sentence-embedding model busy; matching by words only");
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "sentence embedding failed; matching by words only");
                 return None;

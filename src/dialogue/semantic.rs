@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::session::Session;
@@ -30,6 +31,9 @@ const MAX_TOKENS: usize = 128;
 const BATCH: usize = 32;
 /// Message embeddings kept for reuse; the set starts over when full.
 const RECENT: usize = 4096;
+/// Messages embedding or waiting at once; more are matched by words alone at once
+/// (about 5 ms each on 2 cores, so no message waits much more than 20 ms).
+const MAX_IN_FLIGHT: usize = 4;
 /// e5 is trained with this prefix for symmetric (question ↔ question) similarity.
 const PREFIX: &str = "query: ";
 const CACHE_MAGIC: &[u8; 8] = b"KEFUE5C1";
@@ -47,6 +51,8 @@ pub enum EncodeError {
     Load { path: PathBuf, reason: String },
     #[error("sentence embedding failed: {0}")]
     Run(String),
+    #[error("the sentence-embedding model is busy ({MAX_IN_FLIGHT} messages ahead)")]
+    Busy,
 }
 
 /// Where the model files live (under `models/embed/`).
@@ -74,6 +80,8 @@ pub struct Encoder {
     /// Example texts already embedded (they outlive knowledge-base versions).
     known: Mutex<HashMap<String, Vector>>,
     recent: Mutex<HashMap<String, Vector>>,
+    /// Messages being embedded or waiting for the session.
+    in_flight: AtomicUsize,
     files: EncoderFiles,
     /// The model file's length: the disk cache belongs to this model.
     model_len: u64,
@@ -131,6 +139,7 @@ impl Encoder {
             tokenizer,
             known: Mutex::new(known),
             recent: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
             files,
             model_len,
         })
@@ -180,11 +189,13 @@ impl Encoder {
             .collect()
     }
 
-    /// The embedding of a customer's message (computed, or reused if recent).
+    /// The embedding of a customer's message (computed, or reused if recent);
+    /// `Busy` at once when [`MAX_IN_FLIGHT`] messages are already being embedded.
     pub fn message(&self, text: &str) -> Result<Vector, EncodeError> {
         if let Some(v) = lock(&self.recent).get(text) {
             return Ok(v.clone());
         }
+        let _slot = InFlight::take(&self.in_flight).ok_or(EncodeError::Busy)?;
         let v = self
             .embed(&[text])?
             .pop()
@@ -265,6 +276,23 @@ impl Encoder {
     }
 }
 
+/// A place among the messages being embedded, given back when dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<Self> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(count);
+        (before < MAX_IN_FLIGHT).then_some(slot)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Cosine of two unit vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -338,6 +366,19 @@ fn write_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_a_few_messages_wait_for_the_model() {
+        let count = AtomicUsize::new(0);
+        let slots: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| InFlight::take(&count).unwrap())
+            .collect();
+        assert!(InFlight::take(&count).is_none());
+        assert_eq!(count.load(Ordering::Relaxed), MAX_IN_FLIGHT);
+        drop(slots);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert!(InFlight::take(&count).is_some());
+    }
 
     #[test]
     fn a_missing_model_names_the_fetch_script() {
