@@ -293,9 +293,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Cosine of two unit vectors.
+/// Cosine of two unit vectors. Eight running sums let the compiler use SIMD lanes (a
+/// single sum must be added in order, which keeps it scalar); this loop is the
+/// re-ranker's cost per example.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The disk cache: magic, the model's length, then (text length, text, DIM floats)
@@ -366,6 +381,24 @@ fn write_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_is_the_dot_product() {
+        let a: Vec<f32> = (0..DIM).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..DIM).map(|i| (i as f32 * 0.11).cos()).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((cosine(&a, &b) - plain).abs() < 1e-4);
+        assert!(
+            (cosine(&a[..13], &b[..13])
+                - a[..13]
+                    .iter()
+                    .zip(&b[..13])
+                    .map(|(x, y)| x * y)
+                    .sum::<f32>())
+            .abs()
+                < 1e-5
+        );
+    }
 
     #[test]
     fn at_most_a_few_messages_wait_for_the_model() {
