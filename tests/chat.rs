@@ -18,7 +18,7 @@ const WECHAT_TOKEN: &str = "kefu-wechat";
 
 fn start(extra: &str) -> Server {
     let config = format!(
-        "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nwechat_token = \"{WECHAT_TOKEN}\"\n{extra}",
+        "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nwechat_token = \"{WECHAT_TOKEN}\"\nsemantic = true\n{extra}",
         repo().join("dialplans/kb").display()
     );
     Server::start_with(Some(&dtmf_plans()), &config)
@@ -487,7 +487,7 @@ async fn knowledge_base_hot_reload_good_and_bad() {
     let s = Server::start_with(
         Some(&dtmf_plans()),
         &format!(
-            "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\n",
+            "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nsemantic = true\n",
             kb.path().display()
         ),
     );

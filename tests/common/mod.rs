@@ -84,12 +84,20 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\nembed_cache = {:?}\n{extra_config}\n",
+                "rtp_ports = \"{}-{}\"\nreload_interval = \"200ms\"\nembed_cache = {:?}\n{}{extra_config}\n",
                 rtp_base,
                 rtp_base + 60,
                 // One cache of example embeddings for every test server: each embeds
                 // the demo knowledge base once, not once per test.
-                repo().join("target/test-embeddings.bin")
+                repo().join("target/test-embeddings.bin"),
+                // The sentence-embedding model costs seconds of CPU at start, which
+                // would disturb the RTP timing tests running beside; tests of the
+                // dialogue over a server turn it on (`semantic = true`).
+                if extra_config.contains("semantic") {
+                    ""
+                } else {
+                    "semantic = false\n"
+                }
             ),
         )
         .unwrap();
@@ -137,7 +145,9 @@ impl Server {
             dir,
             logs,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on a fresh checkout the first servers embed the demo knowledge
+        // base's examples all at once, on 2 cores.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if server.http_get("/readyz").0 == 200 {
                 return Some(server);
