@@ -9,34 +9,33 @@ use kefu::dialogue::conversations::Channel;
 use kefu::dialogue::kb::{self, Thresholds};
 use kefu::dialogue::{Conversation, Lang, Matcher, eval};
 
-fn load(dir: &Path) -> Result<Matcher, ExitCode> {
-    match kb::load_dir(dir) {
-        Ok(kb) => Ok(Matcher::new(Arc::new(kb))),
+/// The knowledge base, indexed once; with the semantic re-ranker from `models`
+/// (None: words only).
+fn load(dir: &Path, models: Option<&Path>) -> Result<Matcher, ExitCode> {
+    let kb = match kb::load_dir(dir) {
+        Ok(kb) => Arc::new(kb),
         Err(e) => {
             eprintln!("{e}");
             eprintln!("{} error(s)", e.diagnostics.len());
-            Err(ExitCode::FAILURE)
+            return Err(ExitCode::FAILURE);
         }
-    }
-}
-
-/// The knowledge base with the semantic re-ranker from `models` (None: words only).
-fn load_semantic(dir: &Path, models: Option<&Path>) -> Result<Matcher, ExitCode> {
-    let m = load(dir)?;
-    let Some(models) = models else {
-        return Ok(m);
     };
     let fail = |e: String| {
         eprintln!("kefu: {e}");
         ExitCode::FAILURE
     };
-    let encoder = kefu::server::open_encoder(models, Some(&models.join("embed/examples.cache")))
-        .map_err(|e| fail(e.to_string()))?;
-    Matcher::with_encoder(m.kb.clone(), Some(encoder)).map_err(|e| fail(e.to_string()))
+    let encoder = match models {
+        Some(models) => Some(
+            kefu::server::open_encoder(models, Some(&models.join("embed/examples.cache")))
+                .map_err(|e| fail(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Matcher::with_encoder(kb, encoder).map_err(|e| fail(e.to_string()))
 }
 
 pub fn check(dir: &Path) -> ExitCode {
-    match load(dir) {
+    match load(dir, None) {
         Ok(m) => {
             let examples: usize = m.kb.intents.iter().map(|i| i.examples.len()).sum();
             println!(
@@ -108,7 +107,7 @@ pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
 }
 
 pub fn evaluate(file: &Path, dir: &Path, sweep: bool, models: Option<&Path>) -> ExitCode {
-    let m = match load_semantic(dir, models) {
+    let m = match load(dir, models) {
         Ok(m) => m,
         Err(code) => return code,
     };
@@ -153,7 +152,7 @@ pub fn evaluate(file: &Path, dir: &Path, sweep: bool, models: Option<&Path>) -> 
 
 /// A conversation in the terminal, showing the matched intent and confidence.
 pub fn chat(dir: &Path, channel: Channel, lang: Lang, models: Option<&Path>) -> ExitCode {
-    let m = match load_semantic(dir, models) {
+    let m = match load(dir, models) {
         Ok(m) => m,
         Err(code) => return code,
     };

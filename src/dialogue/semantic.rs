@@ -208,11 +208,6 @@ impl Encoder {
         Ok(v)
     }
 
-    /// Whether the message's embedding is at hand (no model run needed).
-    pub fn has_message(&self, text: &str) -> bool {
-        lock(&self.recent).contains_key(text)
-    }
-
     /// Embeds texts (batched, shortest together to waste little padding).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vector>, EncodeError> {
         let mut ids: Vec<(usize, Vec<i64>)> = Vec::with_capacity(texts.len());
