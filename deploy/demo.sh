@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 deploy/setup.sh
 cargo build --release
 target/release/kefu check dialplans
+# Customer data is encrypted at rest: the first run creates the key (data/kefu.keys;
+# keep a copy of it somewhere safe, backups cannot be read without it).
+if [ -z "${KEFU_KEYS:-}" ] && [ ! -f data/kefu.keys ]; then
+  target/release/kefu keys init
+fi
 exec target/release/kefu serve "$@"

@@ -54,6 +54,21 @@ pub struct FileConfig {
     pub sms_number: Option<String>,
     /// Bearer tokens for the app/integrator API (`/api/v1`).
     pub api_tokens: Option<Vec<String>>,
+    /// The database: "sqlite://PATH" (default DATA/kefu.db) or "postgres://...".
+    pub database: Option<String>,
+    /// Seal customer data in the database (default true).
+    pub encryption: Option<bool>,
+    /// The keyring (default DATA/kefu.keys); `KEFU_KEYS` overrides it.
+    pub key_file: Option<PathBuf>,
+    /// Where scheduled backups go (default DATA/backups).
+    pub backup_dir: Option<PathBuf>,
+    /// How often to back up, "24h" (default), or "off".
+    pub backup_every: Option<String>,
+    /// Scheduled backups kept (default 7).
+    pub backup_keep: Option<usize>,
+    /// Delete conversation turns and call details older than this many days
+    /// (default: keep them).
+    pub retention_days: Option<u32>,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
 }
@@ -94,6 +109,17 @@ pub struct Config {
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
     pub api_tokens: Vec<String>,
+    /// None: SQLite at DATA/kefu.db.
+    pub database: Option<String>,
+    pub encryption: bool,
+    /// None: DATA/kefu.keys.
+    pub key_file: Option<PathBuf>,
+    /// None: DATA/backups.
+    pub backup_dir: Option<PathBuf>,
+    /// None: no scheduled backups.
+    pub backup_every: Option<Duration>,
+    pub backup_keep: usize,
+    pub retention_days: Option<u32>,
     pub trunks: Vec<Trunk>,
 }
 
@@ -123,6 +149,13 @@ impl Default for Config {
             sms_outbound_url: None,
             sms_number: None,
             api_tokens: Vec::new(),
+            database: None,
+            encryption: true,
+            key_file: None,
+            backup_dir: None,
+            backup_every: Some(Duration::from_secs(24 * 3600)),
+            backup_keep: 7,
+            retention_days: None,
             trunks: Vec::new(),
         }
     }
@@ -175,8 +208,20 @@ impl Config {
             kb,
             max_conversations,
             semantic,
-            api_tokens
+            api_tokens,
+            encryption,
+            backup_keep
         );
+        self.database = f.database.or(self.database);
+        self.key_file = f.key_file.or(self.key_file);
+        self.backup_dir = f.backup_dir.or(self.backup_dir);
+        self.retention_days = f.retention_days.or(self.retention_days);
+        if let Some(every) = f.backup_every {
+            self.backup_every = match every.as_str() {
+                "off" | "never" => None,
+                t => Some(duration("backup_every", t)?),
+            };
+        }
         self.embed_cache = f.embed_cache.or(self.embed_cache);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
@@ -198,6 +243,33 @@ impl Config {
         }
         self.trunks = f.trunks;
         Ok(self)
+    }
+
+    /// The database URL: `database`, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| crate::store::sqlite_url(&self.data.join("kefu.db")))
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("kefu.keys"))
+    }
+
+    /// The keyring, when encryption is on (an error that says how to fix a missing key).
+    pub fn keyring(&self) -> anyhow::Result<Option<crate::store::crypto::Keyring>> {
+        if !self.encryption {
+            return Ok(None);
+        }
+        crate::store::crypto::Keyring::load(&self.key_path()).map(Some)
+    }
+
+    /// Opens the store this configuration names.
+    pub async fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        let keys = self.keyring()?;
+        crate::store::Store::open(&self.database_url(), keys).await
     }
 
     /// The DTMF mode for a call from `source`.

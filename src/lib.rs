@@ -12,4 +12,5 @@ pub mod media;
 pub mod server;
 pub mod source;
 pub mod speech;
+pub mod store;
 pub mod watch;

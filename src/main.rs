@@ -12,6 +12,7 @@ use kefu::media::prompt::PromptCache;
 use kefu::speech::{Language, ModelDir, WhisperModel};
 
 mod kb_cli;
+mod store_cli;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,32 @@ enum Command {
         lang: String,
         #[command(flatten)]
         semantic: SemanticArgs,
+    },
+    /// Encryption keys: create, add, rotate stored values to the newest.
+    Keys {
+        #[command(subcommand)]
+        command: store_cli::KeysCommand,
+    },
+    /// Write a consistent copy of the database while kefu serves.
+    Backup {
+        /// The backup file to write (must not exist).
+        out: PathBuf,
+        #[command(flatten)]
+        store: store_cli::StoreArgs,
+    },
+    /// Restore a backup into the database (stop kefu first).
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        store: store_cli::StoreArgs,
+    },
+    /// Stored call records.
+    Calls {
+        #[command(subcommand)]
+        command: store_cli::CallsCommand,
     },
     /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
     Say {
@@ -270,6 +297,10 @@ fn main() -> ExitCode {
             };
             kb_cli::chat(&kb, channel, lang, semantic.models())
         }
+        Command::Keys { command } => store_cli::keys(command),
+        Command::Backup { out, store } => store_cli::backup(&out, &store),
+        Command::Restore { file, force, store } => store_cli::restore(&file, force, &store),
+        Command::Calls { command } => store_cli::calls(command),
         Command::Check(plans)
         | Command::Prompts {
             command: PromptsCommand::Render(plans),

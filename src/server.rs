@@ -26,6 +26,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
+    // The store first: with encryption on and no key, nothing else starts.
+    let url = config.database_url();
+    let store = config.open_store().await?;
+    tracing::info!(database = %crate::store::redact(&url), encrypted = store.sealer().encrypted(), "store open");
     let audio = AudioRoot(config.audio.clone());
     // Text prompts are spoken by the TTS; voices load on first use and renders are
     // kept under the data directory, so a restart does not synthesise them again.
@@ -105,7 +109,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config,
         kb.clone(),
         conversations.clone(),
+        store.clone(),
     ));
+    record_versions(&store, &kb, &live).await;
 
     let stop = CancellationToken::new();
     let hangup_all = CancellationToken::new();
@@ -138,6 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             kb: kb.clone(),
             prompts: prompts.clone(),
             conversations,
+            store: store.clone(),
         }),
     )
     .await?;
@@ -161,6 +168,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
+    if let Some(every) = config.backup_every {
+        let dir = config
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| config.data.join("backups"));
+        tokio::spawn(crate::store::backup::schedule(
+            store.clone(),
+            url.clone(),
+            dir,
+            every,
+            config.backup_keep,
+            stop.clone(),
+        ));
+    }
+    if let Some(days) = config.retention_days {
+        tokio::spawn(crate::store::retention::run(
+            store.clone(),
+            days,
+            stop.clone(),
+        ));
+    }
     // Ready once SIP is bound and dialplans are live.
     health.sip_ready.store(true, Ordering::Release);
 
@@ -180,8 +208,47 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     stop.cancel();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Notes the knowledge base and dialplans this server started with.
+async fn record_versions(store: &crate::store::Store, kb: &LiveKb, plans: &LiveDialplans) {
+    use crate::store::writer::VersionKind;
+    let m = kb.current();
+    let registry = plans.current();
+    let now = chrono::Utc::now();
+    for (kind, version, summary) in [
+        (
+            VersionKind::Kb,
+            m.kb.version.clone(),
+            format!("{} intents", m.kb.intents.len()),
+        ),
+        (
+            VersionKind::Dialplans,
+            registry
+                .plans
+                .iter()
+                .map(|p| p.version.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            format!("{} plans", registry.len()),
+        ),
+    ] {
+        let w = crate::store::Write::Version {
+            kind,
+            version,
+            summary,
+            at: now,
+        };
+        if let Err(e) = store.write(w).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "cannot record the loaded versions"
+            );
+        }
+    }
 }
 
 /// The semantic re-ranker's sentence-embedding model from `models` (ONNX Runtime is

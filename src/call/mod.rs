@@ -74,6 +74,8 @@ pub struct CallDialogue {
     pub prompts: Arc<crate::media::prompt::PromptCache>,
     /// Shared with the text channels: a caller is the customer their number belongs to.
     pub conversations: Arc<crate::dialogue::conversations::Conversations>,
+    /// Where the call record and the call's conversation are kept.
+    pub store: crate::store::Store,
 }
 
 impl CallDialogue {
@@ -107,6 +109,66 @@ pub async fn run(mut s: CallSetup) {
     record.end_at = Some(chrono::Utc::now());
     s.dialog_layer.remove_dialog(&s.dialog.id());
     record.emit();
+    if let Err(e) = store_call(&s, &record).await {
+        tracing::error!(call_id = %s.call_id, error = format!("{e:#}"), "cannot store the call record");
+    }
+}
+
+/// Stores the call record and the call's conversation (sealed, see `store`).
+async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
+    let store = &s.dialogue.store;
+    let customer = if s.caller.is_empty() {
+        None
+    } else {
+        let id = CallDialogue::identity(&s.caller);
+        // The customer the live conversations filed the call under, kept as is.
+        Some(match s.dialogue.conversations.customer_if_known(&id) {
+            Some(c) => {
+                store.link(&c, &id).await?;
+                c
+            }
+            None => store.customer_for(&id).await?,
+        })
+    };
+    let conversation = match (&record.conversation, &customer) {
+        (Some(id), Some(customer)) => Some(crate::store::TurnsWrite {
+            conversation: id.clone(),
+            channel: crate::dialogue::conversations::Channel::Phone,
+            customer: customer.clone(),
+            call_id: Some(record.call_id.clone()),
+            started: s.invite_at,
+            updated: record.end_at.unwrap_or(s.invite_at),
+            first_seq: record.dialogue_first_seq,
+            turns: record.dialogue.clone(),
+            latency_us: None,
+        }),
+        _ => None,
+    };
+    let write = crate::store::writer::CallWrite {
+        call_id: record.call_id.clone(),
+        caller: record.from.clone(),
+        callee: record.to.clone(),
+        customer,
+        trunk: record.trunk.clone(),
+        transport: record.transport.to_string(),
+        dialplan: record.dialplan.clone(),
+        dialplan_version: record.dialplan_version.clone(),
+        invite: record.invite_at,
+        answer: record.answer_at,
+        end: record.end_at,
+        path: record.path.clone(),
+        end_reason: record.end_reason.clone(),
+        transfer: record
+            .end_reason
+            .starts_with("transfer")
+            .then(|| record.end_reason.clone()),
+        detail: serde_json::to_string(record)?,
+        conversation,
+    };
+    store
+        .write(crate::store::Write::Call(Box::new(write)))
+        .await
+        .map(|_| ())
 }
 
 fn terminated(reason: &TerminatedReason) -> String {
@@ -172,6 +234,18 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         }
     }
 
+    if s.plan.asks() && !s.caller.is_empty() {
+        // A caller the store knows resumes their open topic: remember who they are.
+        let id = CallDialogue::identity(&s.caller);
+        let c = &s.dialogue.conversations;
+        if c.customer_if_known(&id).is_none() {
+            match s.dialogue.store.find_customer(&id).await {
+                Ok(Some(customer)) => c.adopt(&id, &customer),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot look the caller up"),
+            }
+        }
+    }
     let mut media = Media::new(s);
     let reason = media.run(s, record, session_id, &mut sdp_version).await;
     record.rtp_sent = media.sender.packets;
@@ -196,14 +270,15 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         && !c.history.is_empty()
     {
         record.dialogue = c.history.clone();
+        record.dialogue_first_seq = (c.said as usize).saturating_sub(c.history.len());
         if !s.caller.is_empty() {
-            s.dialogue.conversations.record(
+            record.conversation = Some(s.dialogue.conversations.record(
                 crate::dialogue::conversations::Channel::Phone,
                 &CallDialogue::identity(&s.caller),
                 c.clone(),
                 s.invite_at,
                 chrono::Utc::now(),
-            );
+            ));
         }
     }
     reason

@@ -39,6 +39,12 @@ pub struct CallRecord {
     pub rtp_lost: u64,
     /// Interarrival jitter of the caller's stream, in milliseconds.
     pub rtp_jitter_ms: f64,
+    /// The conversation the call's `ask` nodes held, as the store knows it.
+    pub conversation: Option<String>,
+    /// The sequence number of `dialogue`'s first turn (earlier ones were dropped from
+    /// a very long conversation's history).
+    #[serde(skip)]
+    pub dialogue_first_seq: usize,
 }
 
 impl CallRecord {

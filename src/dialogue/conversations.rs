@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::engine::{Conversation, Reply, ReplyKind, Turn};
+use super::engine::{Conversation, Reply, Turn};
 use super::kb::Medium;
 use super::matcher::Matcher;
 use super::text::Lang;
@@ -109,12 +109,24 @@ impl Entry {
     }
 }
 
+/// Turns just added to a conversation, for the store (and then the subscribers).
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub conversation: String,
+    pub channel: Channel,
+    pub customer: String,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    /// The index of the first turn in the conversation's history.
+    pub first_seq: usize,
+    pub turns: Vec<Turn>,
+}
+
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Arc<Mutex<Entry>>>,
     /// Identity → customer id.
     identities: HashMap<Identity, String>,
-    next_customer: u64,
 }
 
 pub struct Conversations {
@@ -166,10 +178,23 @@ impl Conversations {
         if inner.identities.len() >= IDENTITIES_PER_CONVERSATION * self.limit {
             forget_idle_customers(&mut inner);
         }
-        inner.next_customer += 1;
-        let id = format!("c{}", inner.next_customer);
+        // Random, like the store's: ids never collide with earlier runs' customers.
+        let id = format!("c{}", hex::encode(rand::random::<[u8; 10]>()));
         inner.identities.insert(identity.clone(), id.clone());
         id
+    }
+
+    /// Remembers that an identity belongs to a customer (one found in the store).
+    pub fn adopt(&self, identity: &Identity, customer: &str) {
+        let mut inner = lock(&self.inner);
+        if !inner.identities.contains_key(identity)
+            && inner.identities.len() >= IDENTITIES_PER_CONVERSATION * self.limit
+        {
+            forget_idle_customers(&mut inner);
+        }
+        inner
+            .identities
+            .insert(identity.clone(), customer.to_string());
     }
 
     /// The customer an identity belongs to, if it has been seen (creates nothing).
@@ -240,10 +265,24 @@ impl Conversations {
         lang: Lang,
         now: DateTime<Utc>,
     ) -> (String, Reply) {
+        let (reply, appended) = self.open(m, channel, identity, lang, now);
+        (appended.conversation, reply)
+    }
+
+    /// Starts a conversation: the greeting and the turns to store.
+    pub fn open(
+        &self,
+        m: &Matcher,
+        channel: Channel,
+        identity: &Identity,
+        lang: Lang,
+        now: DateTime<Utc>,
+    ) -> (Reply, Appended) {
         let customer = self.customer_of(identity);
         let topic = self.open_topic(&customer, now);
         let mut conversation = Conversation::new(channel.medium(), lang);
         let reply = conversation.open(m, topic.as_deref(), now);
+        let turns = conversation.history.clone();
         let id = self.insert(
             channel,
             customer.clone(),
@@ -253,7 +292,16 @@ impl Conversations {
             PUSH_BUFFER,
         );
         tracing::info!(conversation = %id, ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
-        (id, reply)
+        let appended = Appended {
+            conversation: id,
+            channel,
+            customer,
+            created: now,
+            updated: now,
+            first_seq: 0,
+            turns,
+        };
+        (reply, appended)
     }
 
     /// Keeps a conversation held elsewhere (a call's, when it ends) so the customer's
@@ -324,16 +372,52 @@ impl Conversations {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<Reply, ConversationError> {
+        let (reply, appended) = self.respond(m, id, text, now)?;
+        self.publish(&appended);
+        Ok(reply)
+    }
+
+    /// The customer wrote or said `text`: the reply and the turns added, not yet
+    /// pushed (the channel stores them first, then calls `publish`).
+    pub fn respond(
+        &self,
+        m: &Matcher,
+        id: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Reply, Appended), ConversationError> {
         let entry = self.get(id)?;
         let mut e = lock(&entry);
+        let before = e.conversation.said;
         let reply = e.conversation.respond(m, text, now);
         e.updated = now;
-        e.publish_last(if reply.kind == ReplyKind::Queued {
-            1
-        } else {
-            2
-        });
-        Ok(reply)
+        let new = (e.conversation.said - before) as usize;
+        let h = &e.conversation.history;
+        let appended = Appended {
+            conversation: e.id.clone(),
+            channel: e.channel,
+            customer: e.customer.clone(),
+            created: e.created,
+            updated: now,
+            first_seq: before as usize,
+            turns: h[h.len().saturating_sub(new)..].to_vec(),
+        };
+        Ok((reply, appended))
+    }
+
+    /// Pushes turns to the conversation's subscribers.
+    pub fn publish(&self, appended: &Appended) {
+        let Ok(entry) = self.get(&appended.conversation) else {
+            return;
+        };
+        let e = lock(&entry);
+        for turn in &appended.turns {
+            // No subscriber is fine: the history keeps every turn.
+            let _ = e.push.send(Event {
+                conversation: e.id.clone(),
+                turn: turn.clone(),
+            });
+        }
     }
 
     /// A person answered in the conversation.

@@ -105,6 +105,9 @@ pub struct Conversation {
     misses: u32,
     pub values: BTreeMap<String, String>,
     pub history: Vec<Turn>,
+    /// Turns said so far, including those dropped from `history`: the next turn's
+    /// sequence number.
+    pub said: u64,
 }
 
 impl Conversation {
@@ -118,6 +121,7 @@ impl Conversation {
             misses: 0,
             values: BTreeMap::new(),
             history: Vec::new(),
+            said: 0,
         }
     }
 
@@ -211,6 +215,7 @@ impl Conversation {
         if self.history.len() >= HISTORY_LIMIT {
             self.history.remove(0);
         }
+        self.said += 1;
         self.history.push(Turn {
             at,
             speaker,

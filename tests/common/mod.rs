@@ -101,6 +101,14 @@ impl Server {
             ),
         )
         .unwrap();
+        // Customer data is sealed (encryption is on by default): each server gets a
+        // keyring of its own, as `kefu keys init` would write it.
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(
+            dir.path().join("data/kefu.keys"),
+            kefu::store::crypto::Keyring::new_line(1),
+        )
+        .unwrap();
         let dialplans = dialplans
             .map(Path::to_path_buf)
             .unwrap_or(repo().join("dialplans"));
@@ -162,6 +170,43 @@ impl Server {
             "kefu did not become ready; logs:\n{}",
             server.logs().join("\n")
         );
+    }
+
+    /// The server's data directory (its database, keyring, caches).
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs a store command (`keys`, `backup`, `calls show`, ...) against this
+    /// server's data directory: (success, stdout, stderr).
+    pub fn kefu(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .args(args)
+            .arg("--data")
+            .arg(self.data())
+            .arg("--config")
+            .arg(self.dir.path().join("kefu.toml"))
+            .output()
+            .expect("run kefu");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The call record the store holds for `call_id` (via `kefu calls show`), waiting
+    /// up to 10 s for it to be written.
+    pub fn stored_call(&self, call_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (ok, out, err) = self.kefu(&["calls", "show", call_id]);
+            if ok {
+                return serde_json::from_str(&out).unwrap();
+            }
+            assert!(Instant::now() < deadline, "no stored call {call_id}: {err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn logs(&self) -> Vec<String> {

@@ -10,7 +10,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::web::{History, PostMessage, lang_of};
@@ -100,11 +99,7 @@ async fn start(
     }
     let lang = lang_of(req.lang.as_deref())?;
     let identity = Identity::new(IdentityKind::App, req.user.trim());
-    let m = s.kb.current();
-    let (conversation, reply) =
-        s.conversations
-            .start(&m, Channel::App, &identity, lang, Utc::now());
-    let customer = s.conversations.customer_of(&identity);
+    let (conversation, customer, reply) = s.start(Channel::App, &identity, lang).await?;
     Ok((
         StatusCode::CREATED,
         Json(Started {
@@ -168,9 +163,9 @@ async fn link(
         )));
     }
     let first = &req.identities[0];
-    let mut customer = s.conversations.customer_of(first);
+    let customer = s.customer(first).await?;
     for other in &req.identities[1..] {
-        customer = s.conversations.link(first, other);
+        s.link(&customer, other).await?;
     }
     let identities = s.conversations.identities_of(&customer);
     Ok(Json(CustomerView {

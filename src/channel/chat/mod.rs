@@ -24,9 +24,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::dialogue::Lang;
-use crate::dialogue::conversations::{ConversationError, Conversations};
+use crate::dialogue::conversations::{
+    Appended, Channel, ConversationError, Conversations, Identity,
+};
 use crate::dialogue::reload::LiveKb;
+use crate::dialogue::{Lang, Reply};
+use crate::store::{Store, TurnsWrite};
 
 /// The largest request body a text channel accepts.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -43,10 +46,16 @@ pub struct TextChannels {
     pub api_tokens: Vec<String>,
     pub http: reqwest::Client,
     pub verifications: verify::Verifications,
+    pub store: Store,
 }
 
 impl TextChannels {
-    pub fn new(config: &Config, kb: LiveKb, conversations: Arc<Conversations>) -> Self {
+    pub fn new(
+        config: &Config,
+        kb: LiveKb,
+        conversations: Arc<Conversations>,
+        store: Store,
+    ) -> Self {
         Self {
             kb,
             conversations,
@@ -59,7 +68,82 @@ impl TextChannels {
                 .build()
                 .unwrap_or_default(),
             verifications: verify::Verifications::default(),
+            store,
         }
+    }
+
+    /// The customer an identity belongs to: remembered, else found in the store
+    /// (where a new one is created).
+    pub async fn customer(&self, identity: &Identity) -> Result<String, ApiError> {
+        if let Some(c) = self.conversations.customer_if_known(identity) {
+            return Ok(c);
+        }
+        let c = self
+            .store
+            .customer_for(identity)
+            .await
+            .map_err(not_recorded)?;
+        self.conversations.adopt(identity, &c);
+        Ok(c)
+    }
+
+    /// Makes `identity` (and any customer it belonged to) part of `customer`, in the
+    /// store and among the live conversations; returns the customer.
+    pub async fn link(&self, customer: &str, identity: &Identity) -> Result<String, ApiError> {
+        self.store
+            .link(customer, identity)
+            .await
+            .map_err(not_recorded)?;
+        Ok(self.conversations.link_to(customer, identity))
+    }
+
+    /// Starts a conversation and stores its greeting: (conversation, customer, greeting).
+    pub async fn start(
+        &self,
+        channel: Channel,
+        identity: &Identity,
+        lang: Lang,
+    ) -> Result<(String, String, Reply), ApiError> {
+        self.customer(identity).await?;
+        let m = self.kb.current();
+        let (reply, appended) =
+            self.conversations
+                .open(&m, channel, identity, lang, chrono::Utc::now());
+        self.save(&appended, None).await?;
+        self.conversations.publish(&appended);
+        Ok((appended.conversation, appended.customer, reply))
+    }
+
+    /// The customer's message: the reply, once both are committed to the store (and
+    /// only then pushed to the conversation's subscribers).
+    pub async fn message(&self, id: &str, text: &str) -> Result<Reply, ApiError> {
+        let started = std::time::Instant::now();
+        self.warm(text).await;
+        let m = self.kb.current();
+        let (reply, appended) = self
+            .conversations
+            .respond(&m, id, text, chrono::Utc::now())?;
+        let latency = i64::try_from(started.elapsed().as_micros()).ok();
+        self.save(&appended, latency).await?;
+        self.conversations.publish(&appended);
+        Ok(reply)
+    }
+
+    async fn save(&self, a: &Appended, latency_us: Option<i64>) -> Result<(), ApiError> {
+        self.store
+            .record_turns(TurnsWrite {
+                conversation: a.conversation.clone(),
+                channel: a.channel,
+                customer: a.customer.clone(),
+                call_id: None,
+                started: a.created,
+                updated: a.updated,
+                first_seq: a.first_seq,
+                turns: a.turns.clone(),
+                latency_us,
+            })
+            .await
+            .map_err(not_recorded)
     }
 
     /// Runs what matching `text` needs from the sentence-embedding model (a few
@@ -84,6 +168,15 @@ pub fn router(state: Arc<TextChannels>) -> Router {
         .merge(verify::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// The store refused a write: the customer gets no reply they could lose.
+fn not_recorded(e: anyhow::Error) -> ApiError {
+    tracing::error!(error = format!("{e:#}"), "cannot record a message");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the message could not be recorded; please send it again",
+    )
 }
 
 /// An error a client can act on: a status and a reason, as JSON.
@@ -152,14 +245,7 @@ pub async fn post_message(
 ) -> Result<Json<crate::dialogue::Reply>, ApiError> {
     let Json(msg) = body?;
     let text = message_text(&msg.text)?;
-    s.warm(text).await;
-    let m = s.kb.current();
-    Ok(Json(s.conversations.message(
-        &m,
-        id,
-        text,
-        chrono::Utc::now(),
-    )?))
+    Ok(Json(s.message(id, text).await?))
 }
 
 /// The customer's text, checked: not empty, not too long.

@@ -62,7 +62,6 @@ async fn inbound(
     let body = message_text(field(&form, &["Body", "body", "text"]).unwrap_or(""))?;
     let identity = Identity::new(IdentityKind::Sms, from);
     let now = Utc::now();
-    let m = s.kb.current();
     let id = match s.conversations.find_recent(
         Channel::Sms,
         &identity,
@@ -71,13 +70,12 @@ async fn inbound(
     ) {
         Some(id) => id,
         None => {
-            s.conversations
-                .start(&m, Channel::Sms, &identity, Lang::detect(body), now)
+            s.start(Channel::Sms, &identity, Lang::detect(body))
+                .await?
                 .0
         }
     };
-    s.warm(body).await;
-    let reply = s.conversations.message(&m, &id, body, now)?;
+    let reply = s.message(&id, body).await?;
     let parts = if reply.text.is_empty() {
         Vec::new()
     } else {

@@ -190,8 +190,8 @@ async fn confirm(
         phone
     };
     let customer = s
-        .conversations
-        .link_to(&customer, &Identity::new(IdentityKind::Phone, phone));
+        .link(&customer, &Identity::new(IdentityKind::Phone, phone))
+        .await?;
     let identities = s.conversations.identities_of(&customer);
     tracing::info!(conversation = %id, customer = %customer, "phone number verified and linked");
     Ok(Json(Linked {

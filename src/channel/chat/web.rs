@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels, message_text};
@@ -76,11 +75,7 @@ async fn start(
         None => hex::encode(rand::random::<[u8; 12]>()),
     };
     let identity = Identity::new(IdentityKind::Web, &visitor);
-    let m = s.kb.current();
-    let (conversation, reply) =
-        s.conversations
-            .start(&m, Channel::Web, &identity, lang, Utc::now());
-    let customer = s.conversations.customer_of(&identity);
+    let (conversation, customer, reply) = s.start(Channel::Web, &identity, lang).await?;
     Ok((
         StatusCode::CREATED,
         Json(Started {
@@ -166,13 +161,10 @@ async fn pump(
                     let text = serde_json::from_str::<PostMessage>(&t)
                         .map_err(|e| format!("expected {{\"text\": \"…\"}}: {e}"))
                         .and_then(|p| message_text(&p.text).map(str::to_string).map_err(|e| e.reason));
-                    if let Ok(text) = &text {
-                        s.warm(text).await;
-                    }
-                    let reply = text.and_then(|text| {
-                        let m = s.kb.current();
-                        s.conversations.message(&m, &id, &text, Utc::now()).map_err(|e| e.to_string())
-                    });
+                    let reply = match text {
+                        Ok(text) => s.message(&id, &text).await.map_err(|e| e.reason),
+                        Err(e) => Err(e),
+                    };
                     if let Err(reason) = reply {
                         let body = serde_json::json!({ "error": reason }).to_string();
                         if socket.send(Message::Text(body.into())).await.is_err() {

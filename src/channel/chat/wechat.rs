@@ -116,7 +116,6 @@ async fn receive(
     }
     let identity = Identity::new(IdentityKind::Wechat, &msg.from_user_name);
     let now = Utc::now();
-    let m = s.kb.current();
     let recent = s.conversations.find_recent(
         Channel::Wechat,
         &identity,
@@ -125,7 +124,7 @@ async fn receive(
     );
     let text = match (msg.msg_type.as_str(), msg.event.as_deref()) {
         ("event", Some("subscribe")) => {
-            let (_, greeting) = s.conversations.start(&m, Channel::Wechat, &identity, Lang::Zh, now);
+            let (_, _, greeting) = s.start(Channel::Wechat, &identity, Lang::Zh).await?;
             greeting.text
         }
         ("event", _) => return Ok("success".into_response()),
@@ -134,10 +133,9 @@ async fn receive(
             let content = super::message_text(content)?;
             let id = match recent {
                 Some(id) => id,
-                None => s.conversations.start(&m, Channel::Wechat, &identity, Lang::detect(content), now).0,
+                None => s.start(Channel::Wechat, &identity, Lang::detect(content)).await?.0,
             };
-            s.warm(content).await;
-            s.conversations.message(&m, &id, content, now)?.text
+            s.message(&id, content).await?.text
         }
         _ => "抱歉，我暂时只能看懂文字消息，请用文字描述您的问题。Sorry, I can only read text messages for now.".to_string(),
     };

@@ -1,0 +1,63 @@
+//! Schema migrations, embedded in the binary: `migrations/sqlite` and
+//! `migrations/postgres` hold the same versions in each dialect. sqlx's migrator
+//! runs them (and records them in `_sqlx_migrations`); the files are compiled in with
+//! `include_str!` rather than sqlx's `migrate!` macro, which would build a second
+//! copy of the database drivers for the host.
+
+use std::borrow::Cow;
+
+use anyhow::Context;
+use sqlx::AnyPool;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+use super::Backend;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+const SQLITE: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
+const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, name, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(name),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// The newest schema version this binary knows.
+pub fn latest() -> i64 {
+    SQLITE.len() as i64
+}
+
+pub async fn run(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
+    let source = match backend {
+        Backend::Sqlite => Embedded(SQLITE),
+        Backend::Postgres => Embedded(POSTGRES),
+    };
+    let migrator = Migrator::new(source)
+        .await
+        .context("cannot read the migrations")?;
+    migrator
+        .run(pool)
+        .await
+        .context("cannot migrate the database schema")
+}

@@ -1,0 +1,224 @@
+//! `kefu keys`, `kefu backup`, `kefu restore`, `kefu calls`: the store's command-line
+//! tools. They read the same settings as `kefu serve` (kefu.toml, --data) and may run
+//! while it serves (except restore).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use kefu::config::Config;
+use kefu::store::crypto::Keyring;
+
+/// Where the store is: the settings file and the data directory.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Settings file (default: ./kefu.toml when present).
+    #[arg(long, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref())?;
+        if let Some(d) = &self.data {
+            c.data = d.clone();
+        }
+        Ok(c)
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create the keyring with its first key (refuses to replace one).
+    Init(StoreArgs),
+    /// Add a new key; new values are sealed with it (restart kefu to use it).
+    Add(StoreArgs),
+    /// Re-seal every stored value with the newest key, in batches; resumable.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum CallsCommand {
+    /// Print a call's record (decrypted) as JSON.
+    Show {
+        call_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn finish(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kefu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn keys(cmd: KeysCommand) -> ExitCode {
+    finish(match cmd {
+        KeysCommand::Init(a) => a.load().and_then(|c| init_keys(&c.key_path())),
+        KeysCommand::Add(a) => a.load().and_then(|c| add_key(&c.key_path())),
+        KeysCommand::Rotate { store, batch } => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let done = kefu::store::rotate::rotate(&s, batch, |table, n| {
+                    eprintln!("{table}: {n} rows re-sealed");
+                })
+                .await?;
+                let current = s.sealer().key_id();
+                s.audit(
+                    "cli",
+                    "keys.rotate",
+                    &format!("key {current}"),
+                    &format!("{} rows re-sealed", done.total()),
+                )
+                .await?;
+                s.close().await;
+                println!(
+                    "every stored value is now sealed with key {current} ({} rows re-sealed)",
+                    done.total()
+                );
+                Ok(())
+            })
+        }),
+    })
+}
+
+fn init_keys(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!(
+            "{} exists; `kefu keys add` adds a key to it",
+            path.display()
+        );
+    }
+    write_private(
+        path,
+        &format!(
+            "# kefu encryption keys: <id> <base64 key>; the last one seals new values.\n\
+         # Keep a copy somewhere safe: without it the database cannot be read.\n{}",
+            Keyring::new_line(1)
+        ),
+    )?;
+    println!("wrote key 1 to {}", path.display());
+    Ok(())
+}
+
+fn add_key(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {} (create it with `kefu keys init`)",
+            path.display()
+        )
+    })?;
+    let ring = Keyring::parse(&text, &path.display().to_string())?;
+    let next = ring
+        .ids()
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .context("no key ids left")?;
+    let mut text = text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&Keyring::new_line(next));
+    write_private(path, &text)?;
+    println!(
+        "added key {next} to {}; restart kefu, then run `kefu keys rotate`",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner can read, replacing it atomically.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn backup(out: &Path, a: &StoreArgs) -> ExitCode {
+    finish(a.load().and_then(|c| {
+        runtime()?.block_on(async {
+            let s = c.open_store().await?;
+            kefu::store::backup::backup(&s, &c.database_url(), out).await?;
+            s.audit("cli", "backup", &out.display().to_string(), "")
+                .await?;
+            s.close().await;
+            println!("backup written to {}", out.display());
+            Ok(())
+        })
+    }))
+}
+
+pub fn restore(file: &Path, force: bool, a: &StoreArgs) -> ExitCode {
+    finish(a.load().and_then(|c| {
+        runtime()?.block_on(async {
+            let url = c.database_url();
+            kefu::store::backup::restore(file, &url, force).await?;
+            let s = c.open_store().await?;
+            s.audit("cli", "restore", &file.display().to_string(), "")
+                .await?;
+            s.close().await;
+            println!(
+                "restored {} into {}",
+                file.display(),
+                kefu::store::redact(&url)
+            );
+            Ok(())
+        })
+    }))
+}
+
+pub fn calls(cmd: CallsCommand) -> ExitCode {
+    finish(match cmd {
+        CallsCommand::Show { call_id, store } => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let record = s.call(&call_id).await?;
+                s.close().await;
+                match record {
+                    Some(r) => {
+                        println!("{}", serde_json::to_string_pretty(&r)?);
+                        Ok(())
+                    }
+                    None => bail!("no call {call_id:?} in the store"),
+                }
+            })
+        }),
+    })
+}

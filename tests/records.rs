@@ -1,0 +1,273 @@
+//! The store under a running server: no acknowledged message is lost to kill -9,
+//! backups taken while serving restore to the same records, calls are stored
+//! sealed, and a server with encryption on but no key refuses to start.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, Step, caller_scenario, dtmf_plans, free_port, repo, sipp};
+use kefu::store::Store;
+use kefu::store::crypto::Keyring;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+fn start() -> Server {
+    let config = format!("kb = \"{}\"\n", repo().join("dialplans/kb").display());
+    Server::start_with(Some(&dtmf_plans()), &config)
+}
+
+async fn open_store(data: &Path) -> Store {
+    let keys = Keyring::load(&data.join("kefu.keys")).unwrap();
+    Store::open(&kefu::store::sqlite_url(&data.join("kefu.db")), Some(keys))
+        .await
+        .unwrap()
+}
+
+/// (conversation, customer text, reply text) of every message that got a reply.
+type Acked = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// Chat clients posting messages until `stop`; each acknowledged message is noted.
+async fn chat_load(http: std::net::SocketAddr, clients: usize, stop: Arc<AtomicBool>) -> Acked {
+    let acked: Acked = Arc::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let Ok(r) = client
+                .post(format!("http://{http}/api/chat/conversations"))
+                .json(&json!({"lang": "en"}))
+                .send()
+                .await
+            else {
+                return;
+            };
+            let Ok(v) = r.json::<Value>().await else {
+                return;
+            };
+            let conv = v["conversation"].as_str().unwrap().to_string();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let text = format!("client {k} message {n}: where is my order 4471{n}?");
+                let r = client
+                    .post(format!(
+                        "http://{http}/api/chat/conversations/{conv}/messages"
+                    ))
+                    .json(&json!({ "text": text }))
+                    .send()
+                    .await;
+                let Ok(r) = r else { return };
+                if r.status() != 200 {
+                    return;
+                }
+                let Ok(reply) = r.json::<Value>().await else {
+                    return;
+                };
+                let reply = reply["text"].as_str().unwrap_or_default().to_string();
+                acked.lock().unwrap().push((conv.clone(), text, reply));
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replied_message_survives_kill_9() {
+    let server = start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(chat_load(server.http, 8, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // No warning: SIGKILL in the middle of the load.
+    let status = Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let acked = load.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 20,
+        "only {} messages got replies",
+        acked.len()
+    );
+    let store = open_store(&server.data()).await;
+    let mut turns: BTreeMap<String, Vec<kefu::store::StoredTurn>> = BTreeMap::new();
+    for (conv, text, reply) in &acked {
+        if !turns.contains_key(conv) {
+            turns.insert(conv.clone(), store.turns(conv).await.unwrap());
+        }
+        let t = &turns[conv];
+        let i = t
+            .iter()
+            .position(|t| t.speaker == "customer" && &t.text == text)
+            .unwrap_or_else(|| panic!("acknowledged message {text:?} is not in the store"));
+        // An empty reply: the conversation is with a person now, nothing was said.
+        if !reply.is_empty() {
+            assert_eq!(t.get(i + 1).map(|t| t.text.as_str()), Some(reply.as_str()));
+            assert_eq!(t[i + 1].speaker, "bot");
+        }
+    }
+    eprintln!(
+        "{} acknowledged messages, all stored after kill -9",
+        acked.len()
+    );
+    store.close().await;
+}
+
+/// Every turn of every conversation, opened.
+async fn all_turns(store: &Store) -> BTreeMap<String, Vec<kefu::store::StoredTurn>> {
+    let ids: Vec<String> = sqlx::query("SELECT id FROM conversations")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get(0).unwrap())
+        .collect();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        out.insert(id.clone(), store.turns(&id).await.unwrap());
+    }
+    out
+}
+
+fn restore_into(server: &Server, backup: &Path, fresh: &Path) {
+    std::fs::create_dir_all(fresh).unwrap();
+    std::fs::copy(server.data().join("kefu.keys"), fresh.join("kefu.keys")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .arg("restore")
+        .arg(backup)
+        .arg("--data")
+        .arg(fresh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_serving_restores_the_same_records() {
+    let server = start();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(chat_load(server.http, 4, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A backup in the middle of the load.
+    let during = dir.path().join("during.db");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| server.kefu(&["backup", during.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap().lock().unwrap().len();
+    // And one after it, with the server still up.
+    let after = dir.path().join("after.db");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| server.kefu(&["backup", after.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| server.kefu(&["backup", after.to_str().unwrap()]));
+    assert!(
+        !ok && err.contains("exists"),
+        "a backup never overwrites: {err}"
+    );
+
+    let live = open_store(&server.data()).await;
+    let live_turns = all_turns(&live).await;
+    assert!(acked >= 10, "only {acked} messages during the test");
+
+    // The backup taken during the load is a consistent prefix of the live records.
+    let fresh = dir.path().join("restored-during");
+    tokio::task::block_in_place(|| restore_into(&server, &during, &fresh));
+    let restored = open_store(&fresh).await;
+    let during_turns = all_turns(&restored).await;
+    assert!(!during_turns.is_empty());
+    for (conv, turns) in &during_turns {
+        let l = &live_turns[conv];
+        assert_eq!(&l[..turns.len()], &turns[..], "conversation {conv}");
+    }
+    restored.close().await;
+
+    // The one taken after the load holds exactly the live records.
+    let fresh = dir.path().join("restored-after");
+    tokio::task::block_in_place(|| restore_into(&server, &after, &fresh));
+    let restored = open_store(&fresh).await;
+    assert_eq!(all_turns(&restored).await, live_turns);
+    // The backups were noted in the audit log.
+    let log = restored.audit_log().await.unwrap();
+    assert!(log.iter().any(|e| e.action == "backup"), "{log:?}");
+    restored.close().await;
+    live.close().await;
+    // Restoring over an existing database needs --force.
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .arg("restore")
+        .arg(&after)
+        .arg("--data")
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn a_call_is_stored_sealed() {
+    let server = Server::start(Some(&dtmf_plans()));
+    let steps = [
+        Step::Pause(1500),
+        Step::Rfc4733('2'),
+        Step::Pause(9500),
+        Step::Rfc4733('#'),
+    ];
+    let scenario = caller_scenario(server.dir.path(), "stored", true, &steps);
+    let (ok, out) = sipp(&server, &scenario, "kefu-en", &[]);
+    assert!(ok, "SIPp failed:\n{out}");
+    let r = common::only_record(&server);
+    let stored = server.stored_call(r["call_id"].as_str().unwrap());
+    assert_eq!(stored["digits"], r["digits"]);
+    assert!(stored["from"].as_str().unwrap().contains("13800138000"));
+    // The caller's number is nowhere in the database files in plaintext.
+    let mut raw = Vec::new();
+    for f in ["kefu.db", "kefu.db-wal"] {
+        raw.extend(std::fs::read(server.data().join(f)).unwrap_or_default());
+    }
+    assert!(raw.len() > 4096);
+    assert!(!raw.windows(11).any(|w| w == b"13800138000"));
+}
+
+#[test]
+fn encryption_without_a_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["serve", "--sip", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--dialplans")
+        .arg(dtmf_plans())
+        .arg("--audio")
+        .arg(repo().join("audio"))
+        .env_remove("KEFU_KEYS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kefu keys init"), "{err}");
+    assert!(err.contains("encryption = false"), "{err}");
+}
