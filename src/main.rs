@@ -97,6 +97,11 @@ enum Command {
         #[command(flatten)]
         store: store_cli::StoreArgs,
     },
+    /// A customer's stored data: export it, or erase it.
+    Customers {
+        #[command(subcommand)]
+        command: store_cli::CustomersCommand,
+    },
     /// Stored call records.
     Calls {
         #[command(subcommand)]
@@ -301,6 +306,7 @@ fn main() -> ExitCode {
         Command::Backup { out, store } => store_cli::backup(&out, &store),
         Command::Restore { file, force, store } => store_cli::restore(&file, force, &store),
         Command::Calls { command } => store_cli::calls(command),
+        Command::Customers { command } => store_cli::customers(command),
         Command::Check(plans)
         | Command::Prompts {
             command: PromptsCommand::Render(plans),

@@ -56,6 +56,82 @@ pub enum CallsCommand {
     },
 }
 
+/// Which customer: by id or by a phone number they called or texted from.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Who {
+    /// The customer id (as the API and exports show it).
+    #[arg(long)]
+    id: Option<String>,
+    /// A phone number of theirs (found by its keyed hash).
+    #[arg(long)]
+    phone: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum CustomersCommand {
+    /// Print everything stored about a customer (decrypted) as JSON.
+    Export {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete everything stored about a customer.
+    Erase {
+        #[command(flatten)]
+        who: Who,
+        /// Really delete (there is no undo).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+async fn find(s: &kefu::store::Store, who: &Who) -> anyhow::Result<String> {
+    use kefu::dialogue::conversations::{Identity, IdentityKind};
+    if let Some(id) = &who.id {
+        return Ok(id.clone());
+    }
+    let phone = who.phone.as_deref().unwrap_or_default();
+    for kind in [IdentityKind::Phone, IdentityKind::Sms] {
+        if let Some(c) = s.find_customer(&Identity::new(kind, phone)).await? {
+            return Ok(c);
+        }
+    }
+    bail!("no customer with the phone number {phone}")
+}
+
+pub fn customers(cmd: CustomersCommand) -> ExitCode {
+    finish(match cmd {
+        CustomersCommand::Export { who, store } => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let customer = find(&s, &who).await?;
+                let data = s.export_customer(&customer).await?;
+                s.audit("cli", "customer.export", &customer, "").await?;
+                s.close().await;
+                println!("{}", serde_json::to_string_pretty(&data)?);
+                Ok(())
+            })
+        }),
+        CustomersCommand::Erase { who, yes, store } => store.load().and_then(|c| {
+            if !yes {
+                bail!("erasing cannot be undone: add --yes");
+            }
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let customer = find(&s, &who).await?;
+                let n = s.erase_customer(&customer, "cli").await?;
+                s.close().await;
+                println!("erased customer {customer} ({n} rows)");
+                Ok(())
+            })
+        }),
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -406,3 +406,74 @@ async fn postgres_backup_and_restore_round_trip() {
     assert_eq!(restored.turns("pg-1").await.unwrap()[1].text, SENTENCE_ZH);
     restored.close().await;
 }
+
+async fn export_and_erase(db: Db) {
+    let (_, keys) = ring(&[1]);
+    let store = Store::open(&db.url, Some(keys)).await.unwrap();
+    let customer = write_conversation(&store, "mine").await;
+    let other = store
+        .customer_for(&Identity::new(IdentityKind::Web, "someone-else"))
+        .await
+        .unwrap();
+    let export = store.export_customer(&customer).await.unwrap();
+    assert_eq!(export["identities"][0]["value"], PHONE);
+    assert_eq!(export["conversations"][0]["turns"][1]["text"], SENTENCE_ZH);
+    let n = store.erase_customer(&customer, "admin").await.unwrap();
+    assert_eq!(
+        n,
+        2 + 1 + 1 + 1,
+        "2 turns, the conversation, the identity, the customer"
+    );
+    let phone = Identity::new(IdentityKind::Phone, PHONE);
+    assert_eq!(store.find_customer(&phone).await.unwrap(), None);
+    assert!(store.turns("mine").await.unwrap().is_empty());
+    // Nobody else's data goes with it; the audit log says who erased whom.
+    let web = Identity::new(IdentityKind::Web, "someone-else");
+    assert_eq!(store.find_customer(&web).await.unwrap(), Some(other));
+    let log = store.audit_log().await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "customer.erase" && e.target == customer && e.actor == "admin"),
+        "{log:?}"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_exports_and_erases_a_customer() {
+    export_and_erase(sqlite_db().await).await;
+}
+
+#[tokio::test]
+async fn postgres_exports_and_erases_a_customer() {
+    export_and_erase(postgres_db().await).await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_turns_only() {
+    let db = sqlite_db().await;
+    let store = Store::open(&db.url, None).await.unwrap();
+    let customer = write_conversation(&store, "recent").await;
+    let old = Utc::now() - chrono::Duration::days(40);
+    let mut t = turn(Speaker::Customer, "an old message");
+    t.at = old;
+    store
+        .record_turns(TurnsWrite {
+            conversation: "old".into(),
+            channel: Channel::Sms,
+            customer,
+            call_id: None,
+            started: old,
+            updated: old,
+            first_seq: 0,
+            turns: vec![t],
+            latency_us: None,
+        })
+        .await
+        .unwrap();
+    let (turns, _) = kefu::store::retention::purge(&store, 30).await.unwrap();
+    assert_eq!(turns, 1);
+    assert!(store.turns("old").await.unwrap().is_empty());
+    assert_eq!(store.turns("recent").await.unwrap().len(), 2);
+    store.close().await;
+}

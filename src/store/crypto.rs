@@ -272,7 +272,7 @@ mod tests {
     fn bad_keyrings_say_where() {
         for (text, want) in [
             ("", "no keys"),
-            ("1 abc", "t:1: key 1 has 2 bytes"),
+            ("1 YWJj", "t:1: key 1 has 3 bytes"),
             ("x AAAA", "t:1: key id \"x\""),
             ("# c\n1", "t:2: expected"),
             ("1 %%%", "t:1: key 1 is not base64"),

@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod crypto;
 mod migrate;
+pub mod privacy;
 pub mod retention;
 pub mod rotate;
 pub mod writer;
@@ -250,6 +251,10 @@ impl Store {
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        // Erased rows are overwritten, not left in free pages.
+                        sqlx::query("PRAGMA secure_delete = ON")
                             .execute(&mut *conn)
                             .await?;
                     }
