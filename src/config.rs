@@ -328,4 +328,27 @@ mod tests {
         assert!(err.contains("kefu.toml:2:1"), "{err}");
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
+
+    #[test]
+    fn store_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        std::fs::write(&path, "data = \"/srv/kefu\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.database_url(), "sqlite:///srv/kefu/kefu.db?mode=rwc");
+        assert_eq!(c.key_path(), PathBuf::from("/srv/kefu/kefu.keys"));
+        assert_eq!(c.backup_every, Some(Duration::from_secs(86400)));
+        std::fs::write(
+            &path,
+            "database = \"postgres://kefu@db/kefu\"\nencryption = false\nbackup_every = \"off\"\nretention_days = 30\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.database_url(), "postgres://kefu@db/kefu");
+        assert!(c.keyring().unwrap().is_none());
+        assert_eq!((c.backup_every, c.retention_days), (None, Some(30)));
+        std::fs::write(&path, "backup_every = \"daily\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("backup_every"), "{e}");
+    }
 }
