@@ -99,7 +99,11 @@ impl Entry {
     /// Pushes the last `n` turns.
     fn publish_last(&self, n: usize) {
         let h = &self.conversation.history;
-        for turn in &h[h.len().saturating_sub(n)..] {
+        self.push_turns(&h[h.len().saturating_sub(n)..]);
+    }
+
+    fn push_turns(&self, turns: &[Turn]) {
+        for turn in turns {
             // No subscriber is fine: the history keeps every turn.
             let _ = self.push.send(Event {
                 conversation: self.id.clone(),
@@ -117,7 +121,7 @@ pub struct Appended {
     pub customer: String,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
-    /// The index of the first turn in the conversation's history.
+    /// The first turn's sequence number (turns said before it in the conversation).
     pub first_seq: usize,
     pub turns: Vec<Turn>,
 }
@@ -410,14 +414,7 @@ impl Conversations {
         let Ok(entry) = self.get(&appended.conversation) else {
             return;
         };
-        let e = lock(&entry);
-        for turn in &appended.turns {
-            // No subscriber is fine: the history keeps every turn.
-            let _ = e.push.send(Event {
-                conversation: e.id.clone(),
-                turn: turn.clone(),
-            });
-        }
+        lock(&entry).push_turns(&appended.turns);
     }
 
     /// A person answered in the conversation.
