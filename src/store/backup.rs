@@ -24,25 +24,26 @@ pub async fn backup(store: &Store, url: &str, out: &Path) -> anyhow::Result<()> 
     }
     match store.backend() {
         Backend::Sqlite => {
-            let path = out.to_str().context("backup path is not UTF-8")?;
             sqlx::query("VACUUM INTO $1")
-                .bind(path)
+                .bind(path_str(out)?)
                 .execute(store.pool())
                 .await
                 .with_context(|| format!("cannot write the backup {}", out.display()))?;
             check_sqlite(out).await?;
         }
         Backend::Postgres => {
-            let status = tokio::process::Command::new("pg_dump")
-                .args(["--format=custom", "--no-owner", "--file"])
-                .arg(out)
-                .arg(url)
-                .status()
-                .await
-                .context("cannot run pg_dump (install the PostgreSQL client: apt-get install postgresql-client)")?;
-            if !status.success() {
-                bail!("pg_dump of {} failed ({status})", redact(url));
-            }
+            pg_tool(
+                "pg_dump",
+                &[
+                    "--format=custom",
+                    "--no-owner",
+                    "--file",
+                    path_str(out)?,
+                    url,
+                ],
+                url,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -108,17 +109,41 @@ pub async fn restore(backup: &Path, url: &str, force: bool) -> anyhow::Result<()
             std::fs::rename(&tmp, &target)?;
         }
         Backend::Postgres => {
-            let status = tokio::process::Command::new("pg_restore")
-                .args(["--clean", "--if-exists", "--no-owner", "--dbname"])
-                .arg(url)
-                .arg(backup)
-                .status()
-                .await
-                .context("cannot run pg_restore (install the PostgreSQL client: apt-get install postgresql-client)")?;
-            if !status.success() {
-                bail!("pg_restore into {} failed ({status})", redact(url));
-            }
+            pg_tool(
+                "pg_restore",
+                &[
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--dbname",
+                    url,
+                    path_str(backup)?,
+                ],
+                url,
+            )
+            .await?;
         }
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", p.display()))
+}
+
+/// Runs a PostgreSQL client program (the arguments hold `url`, which error messages
+/// show without its password).
+async fn pg_tool(program: &str, args: &[&str], url: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .status()
+        .await
+        .with_context(|| {
+            format!("cannot run {program} (install the PostgreSQL client: apt-get install postgresql-client)")
+        })?;
+    if !status.success() {
+        bail!("{program} on {} failed ({status})", redact(url));
     }
     Ok(())
 }

@@ -194,11 +194,6 @@ impl Keyring {
         self.current().lookup(column, value)
     }
 
-    /// The lookup hash of `value` under the key `id` (for re-hashing on rotation).
-    pub fn lookup_with(&self, id: u16, column: &str, value: &str) -> Result<Vec<u8>, CryptoError> {
-        Ok(self.key(id)?.lookup(column, value))
-    }
-
     /// The lookup hashes of `value` under every key, for finding rows sealed before a
     /// rotation finished.
     pub fn lookups(&self, column: &str, value: &str) -> Vec<Vec<u8>> {

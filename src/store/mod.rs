@@ -81,10 +81,6 @@ impl Sealer {
         self.keys.is_some()
     }
 
-    pub fn keyring(&self) -> Option<&Keyring> {
-        self.keys.as_deref()
-    }
-
     /// The key id new rows carry (0: stored in plaintext).
     pub fn key_id(&self) -> i64 {
         self.keys.as_ref().map_or(0, |k| i64::from(k.current_id()))
@@ -139,6 +135,28 @@ fn plain_lookup(column: &str, value: &str) -> Vec<u8> {
     h.update([0]);
     h.update(value.as_bytes());
     h.finalize().to_vec()
+}
+
+/// The customer an identity's row names, looking under every key's hash (rows sealed
+/// before a rotation finished carry an older one).
+async fn find_identity(
+    c: &mut sqlx::AnyConnection,
+    sealer: &Sealer,
+    identity: &Identity,
+) -> anyhow::Result<Option<String>> {
+    let kind = identity_kind_name(identity.kind);
+    for lookup in sealer.lookups("identities.value", &identity.value) {
+        let row = sqlx::query("SELECT customer_id FROM identities WHERE kind = $1 AND lookup = $2")
+            .bind(kind)
+            .bind(lookup)
+            .fetch_optional(&mut *c)
+            .await
+            .context("cannot look up an identity")?;
+        if let Some(row) = row {
+            return Ok(Some(row.try_get(0)?));
+        }
+    }
+    Ok(None)
 }
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
@@ -301,20 +319,12 @@ impl Store {
 
     /// The customer behind an identity, if it is stored.
     pub async fn find_customer(&self, identity: &Identity) -> anyhow::Result<Option<String>> {
-        let kind = identity_kind_name(identity.kind);
-        for lookup in self.sealer.lookups("identities.value", &identity.value) {
-            let row =
-                sqlx::query("SELECT customer_id FROM identities WHERE kind = $1 AND lookup = $2")
-                    .bind(kind)
-                    .bind(lookup)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .context("cannot look up an identity")?;
-            if let Some(row) = row {
-                return Ok(Some(row.try_get(0)?));
-            }
-        }
-        Ok(None)
+        let mut c = self
+            .pool
+            .acquire()
+            .await
+            .context("cannot reach the database")?;
+        find_identity(&mut c, &self.sealer, identity).await
     }
 
     /// The customer behind an identity, created (with the identity) if new.
@@ -492,20 +502,8 @@ impl Store {
 
     /// Waits for queued writes and closes the pool.
     pub async fn close(&self) {
-        // The writer commits what it holds before it sees the channel close; an
-        // empty audit-free flush would be the same: wait for one round trip.
-        let (done, rx) = oneshot::channel();
-        if self
-            .writes
-            .send(writer::Job {
-                write: Write::Flush,
-                done,
-            })
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        // Answered once everything queued before it is committed.
+        let _ = self.write(Write::Flush).await;
         self.pool.close().await;
     }
 }

@@ -8,10 +8,12 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Sealer, TurnsWrite, channel_name, identity_kind_name, ms, new_id, speaker_name};
+use super::{
+    Sealer, TurnsWrite, channel_name, find_identity, identity_kind_name, ms, new_id, speaker_name,
+};
 use crate::dialogue::conversations::Identity;
 
 /// Jobs committed together at most.
@@ -222,19 +224,7 @@ async fn identity_write(
     at: DateTime<Utc>,
 ) -> anyhow::Result<Done> {
     let kind = identity_kind_name(identity.kind);
-    let mut existing: Option<String> = None;
-    for lookup in sealer.lookups("identities.value", &identity.value) {
-        if let Some(r) =
-            sqlx::query("SELECT customer_id FROM identities WHERE kind = $1 AND lookup = $2")
-                .bind(kind)
-                .bind(lookup)
-                .fetch_optional(&mut *c)
-                .await?
-        {
-            existing = Some(r.try_get(0)?);
-            break;
-        }
-    }
+    let existing = find_identity(c, sealer, identity).await?;
     let at = ms(at);
     match (existing, target) {
         (Some(old), None) => Ok(Done::Customer(old)),
