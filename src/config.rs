@@ -52,8 +52,13 @@ pub struct FileConfig {
     pub sms_outbound_url: Option<String>,
     /// The number SMS replies come from.
     pub sms_number: Option<String>,
-    /// Bearer tokens for the app/integrator API (`/api/v1`).
-    pub api_tokens: Option<Vec<String>>,
+    /// Gone: API tokens are made with `kefu tokens create` and stored hashed.
+    pub api_tokens: Option<toml::Value>,
+    /// Mark the session cookie `Secure` (default true: browsers send it over
+    /// HTTPS, and to localhost); false only for plain HTTP on a trusted network.
+    pub secure_cookies: Option<bool>,
+    /// How long a sign-in lasts, "12h" (default).
+    pub session_ttl: Option<String>,
     /// The database: "sqlite://PATH" (default DATA/kefu.db) or "postgres://...".
     pub database: Option<String>,
     /// Seal customer data in the database (default true).
@@ -108,7 +113,8 @@ pub struct Config {
     pub wechat_token: Option<String>,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
-    pub api_tokens: Vec<String>,
+    pub secure_cookies: bool,
+    pub session_ttl: Duration,
     /// None: SQLite at DATA/kefu.db.
     pub database: Option<String>,
     pub encryption: bool,
@@ -148,7 +154,8 @@ impl Default for Config {
             wechat_token: None,
             sms_outbound_url: None,
             sms_number: None,
-            api_tokens: Vec::new(),
+            secure_cookies: true,
+            session_ttl: Duration::from_secs(12 * 3600),
             database: None,
             encryption: true,
             key_file: None,
@@ -208,7 +215,7 @@ impl Config {
             kb,
             max_conversations,
             semantic,
-            api_tokens,
+            secure_cookies,
             encryption,
             backup_keep
         );
@@ -240,6 +247,18 @@ impl Config {
         }
         if let Some(t) = f.reload_interval {
             self.reload_interval = duration("reload_interval", &t)?;
+        }
+        if let Some(t) = f.session_ttl {
+            self.session_ttl = duration("session_ttl", &t)?;
+            if self.session_ttl < Duration::from_secs(60) {
+                bail!("`session_ttl` must be at least 1 minute");
+            }
+        }
+        if f.api_tokens.is_some() {
+            bail!(
+                "`api_tokens` is no longer read: API tokens are stored hashed now. \
+                 Remove it and make one with `kefu tokens create NAME --role integrator`"
+            );
         }
         self.trunks = f.trunks;
         Ok(self)
@@ -350,5 +369,23 @@ mod tests {
         std::fs::write(&path, "backup_every = \"daily\"\n").unwrap();
         let e = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(e.contains("backup_every"), "{e}");
+    }
+
+    #[test]
+    fn access_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        let c = Config::load(Some(&path)).err();
+        assert!(c.is_some(), "an explicit missing file is an error");
+        std::fs::write(&path, "secure_cookies = false\nsession_ttl = \"30m\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(!c.secure_cookies);
+        assert_eq!(c.session_ttl, Duration::from_secs(1800));
+        std::fs::write(&path, "session_ttl = \"5s\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        // Plaintext tokens in the settings are refused with the way forward.
+        std::fs::write(&path, "api_tokens = [\"secret\"]\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("kefu tokens create"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and how a call flows through them.
 
 pub mod api;
+pub mod auth;
 pub mod call;
 pub mod channel;
 pub mod config;

@@ -11,6 +11,7 @@ use kefu::dialplan::{AudioRoot, load_dir};
 use kefu::media::prompt::PromptCache;
 use kefu::speech::{Language, ModelDir, WhisperModel};
 
+mod access_cli;
 mod kb_cli;
 mod store_cli;
 
@@ -101,6 +102,16 @@ enum Command {
     Customers {
         #[command(subcommand)]
         command: store_cli::CustomersCommand,
+    },
+    /// Users: people who sign in to the web API, with their roles.
+    Users {
+        #[command(subcommand)]
+        command: access_cli::UsersCommand,
+    },
+    /// API tokens for programs (integrators, report readers).
+    Tokens {
+        #[command(subcommand)]
+        command: access_cli::TokensCommand,
     },
     /// Stored call records.
     Calls {
@@ -306,6 +317,8 @@ fn main() -> ExitCode {
         Command::Backup { out, store } => store_cli::backup(&out, &store),
         Command::Restore { file, force, store } => store_cli::restore(&file, force, &store),
         Command::Calls { command } => store_cli::calls(command),
+        Command::Users { command } => access_cli::users(command),
+        Command::Tokens { command } => access_cli::tokens(command),
         Command::Customers { command } => store_cli::customers(command),
         Command::Check(plans)
         | Command::Prompts {

@@ -21,6 +21,7 @@ use crate::dialogue::semantic::{Encoder, EncoderFiles};
 use crate::dialplan::reload::{self, LiveDialplans};
 use crate::dialplan::{AudioRoot, load_dir};
 use crate::media::prompt::PromptCache;
+use crate::watch::{Reloaded, Schedule};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -111,7 +112,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         conversations.clone(),
         store.clone(),
     ));
-    record_versions(&store, &kb, &live).await;
+    // What is live at start is recorded like any later reload.
+    let (reloads, reloads_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(record_reloads(store.clone(), reloads_rx));
+    for (what, described) in [
+        ("kb", crate::dialogue::reload::describe(&kb.current())),
+        ("dialplans", reload::describe(&live.current())),
+    ] {
+        let _ = reloads.try_send(Reloaded {
+            what,
+            outcome: Ok(described),
+        });
+    }
 
     let stop = CancellationToken::new();
     let hangup_all = CancellationToken::new();
@@ -126,7 +138,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind HTTP on {}", config.http))?;
     tracing::info!(addr = %http.local_addr()?, "HTTP listening");
     let http_stop = stop.clone();
-    let router = api::router(health.clone(), text);
+    let ops = Arc::new(api::Ops {
+        store: store.clone(),
+        access: Arc::new(api::routes::Access {
+            store: store.clone(),
+            throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::default()),
+            secure_cookies: config.secure_cookies,
+            session_ttl: config.session_ttl,
+        }),
+        kb: kb.clone(),
+        kb_dir: config.kb.clone(),
+        conversations: conversations.clone(),
+        routes: std::sync::OnceLock::new(),
+    });
+    let (router, _) = api::router(health.clone(), text, ops);
+    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_task = tokio::spawn(async move {
         axum::serve(http, router)
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
@@ -155,19 +181,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.dialplans.clone(),
         audio,
         prompts,
-        config.reload_interval,
         config.kb.clone(),
-        stop.clone(),
+        Schedule {
+            every: config.reload_interval,
+            stop: stop.clone(),
+            report: Some(reloads.clone()),
+        },
     ));
-    if config.kb.is_dir() {
-        tokio::spawn(crate::dialogue::reload::watch(
-            kb,
-            config.kb.clone(),
-            config.reload_interval,
-            encoder,
-            stop.clone(),
-        ));
-    }
+    // Also when the directory is missing: it may be made later (an upload).
+    tokio::spawn(crate::dialogue::reload::watch(
+        kb,
+        config.kb.clone(),
+        encoder,
+        Schedule {
+            every: config.reload_interval,
+            stop: stop.clone(),
+            report: Some(reloads),
+        },
+    ));
     if let Some(every) = config.backup_every {
         let dir = config
             .backup_dir
@@ -214,39 +245,42 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Notes the knowledge base and dialplans this server started with.
-async fn record_versions(store: &crate::store::Store, kb: &LiveKb, plans: &LiveDialplans) {
+/// Records what a reload put live (or refused) in the store: the version table and
+/// the audit log, under the actor "watcher" (a file edit names no user).
+async fn record_reloads(store: crate::store::Store, mut rx: tokio::sync::mpsc::Receiver<Reloaded>) {
     use crate::store::writer::VersionKind;
-    let m = kb.current();
-    let registry = plans.current();
-    let now = chrono::Utc::now();
-    for (kind, version, summary) in [
-        (
-            VersionKind::Kb,
-            m.kb.version.clone(),
-            format!("{} intents", m.kb.intents.len()),
-        ),
-        (
-            VersionKind::Dialplans,
-            registry
-                .plans
-                .iter()
-                .map(|p| p.version.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            format!("{} plans", registry.len()),
-        ),
-    ] {
-        let w = crate::store::Write::Version {
-            kind,
-            version,
-            summary,
-            at: now,
+    while let Some(r) = rx.recv().await {
+        let kind = if r.what == "kb" {
+            VersionKind::Kb
+        } else {
+            VersionKind::Dialplans
         };
-        if let Err(e) = store.write(w).await {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "cannot record the loaded versions"
-            );
+        let result = match &r.outcome {
+            Ok((version, summary)) => {
+                let w = crate::store::Write::Version {
+                    kind,
+                    version: version.clone(),
+                    summary: summary.clone(),
+                    at: chrono::Utc::now(),
+                };
+                match store.write(w).await {
+                    Ok(_) => {
+                        store
+                            .audit("watcher", &format!("{}.reload", r.what), version, summary)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(why) => {
+                let first = why.lines().next().unwrap_or_default();
+                store
+                    .audit("watcher", &format!("{}.rejected", r.what), "", first)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = format!("{e:#}"), "cannot record a reload");
         }
     }
 }

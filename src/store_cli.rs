@@ -21,7 +21,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn load(&self) -> anyhow::Result<Config> {
+    pub fn load(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
         if let Some(d) = &self.data {
             c.data = d.clone();
@@ -132,14 +132,14 @@ pub fn customers(cmd: CustomersCommand) -> ExitCode {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")
 }
 
-fn finish(r: anyhow::Result<()>) -> ExitCode {
+pub fn finish(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -122,11 +122,38 @@ pub struct Reloading {
     pub reloaded: &'static str,
     /// "dialplan change rejected; ...".
     pub rejected: &'static str,
+    /// Where each reload is reported (the server records it in the store's audit
+    /// log); a full queue drops the report, never the reload.
+    pub report: Option<(&'static str, tokio::sync::mpsc::Sender<Reloaded>)>,
+}
+
+/// How a watcher runs: how often it polls, when it stops, where it reports.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub every: Duration,
+    pub stop: CancellationToken,
+    pub report: Option<tokio::sync::mpsc::Sender<Reloaded>>,
+}
+
+/// A reload, reported: what was reloaded ("kb", "dialplans"), and either the
+/// version and summary that went live, or why the change was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    pub what: &'static str,
+    pub outcome: Result<(String, String), String>,
+}
+
+fn report(says: &Reloading, outcome: Result<(String, String), String>) {
+    if let Some((what, tx)) = &says.report
+        && tx.try_send(Reloaded { what, outcome }).is_err()
+    {
+        tracing::warn!(what, "reload report dropped: the recorder is behind");
+    }
 }
 
 /// Polls `changes` every `every` until `stop`; on a change builds the next version
 /// with `load` on a blocking thread and swaps it into `live` only if it validated.
-/// `describe` says what went live (versions, counts) for the log.
+/// `describe` says what went live: (version, summary).
 pub async fn reload<T, L>(
     live: Live<T>,
     mut changes: Changes,
@@ -134,7 +161,7 @@ pub async fn reload<T, L>(
     stop: CancellationToken,
     says: Reloading,
     load: L,
-    describe: fn(&T) -> String,
+    describe: fn(&T) -> (String, String),
 ) where
     T: Send + Sync + 'static,
     L: Fn() -> Result<T, Diagnostics> + Clone + Send + 'static,
@@ -151,15 +178,17 @@ pub async fn reload<T, L>(
         }
         match tokio::task::spawn_blocking(load.clone()).await {
             Ok(Ok(next)) => {
-                let what = describe(&next);
+                let (version, summary) = describe(&next);
                 live.replace(next);
-                tracing::info!(version = %what, "{}", says.reloaded);
+                tracing::info!(version = %version, summary = %summary, "{}", says.reloaded);
+                report(&says, Ok((version, summary)));
             }
             Ok(Err(e)) => {
                 for d in &e.diagnostics {
                     tracing::error!(file = %d.file.display(), line = d.line, col = d.col, "{d}");
                 }
                 tracing::error!("{}", says.rejected);
+                report(&says, Err(e.to_string()));
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }

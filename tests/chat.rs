@@ -13,12 +13,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const TOKEN: &str = "test-token-0123456789";
 const WECHAT_TOKEN: &str = "kefu-wechat";
 
 fn start(extra: &str) -> Server {
     let config = format!(
-        "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nwechat_token = \"{WECHAT_TOKEN}\"\nsemantic = true\n{extra}",
+        "kb = \"{}\"\nwechat_token = \"{WECHAT_TOKEN}\"\nsemantic = true\n{extra}",
         repo().join("dialplans/kb").display()
     );
     Server::start_with(Some(&dtmf_plans()), &config)
@@ -368,7 +367,7 @@ async fn sms_webhook_round_trip_through_the_gateway() {
 }
 
 fn api(c: &reqwest::Client, s: &Server, path: &str) -> reqwest::RequestBuilder {
-    c.post(url(s, path)).bearer_auth(TOKEN)
+    c.post(url(s, path)).bearer_auth(s.api_token())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +389,12 @@ async fn slot_filling_and_a_second_channel_over_the_app_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.text().await.unwrap().contains("unknown API token"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("unknown or revoked API token")
+    );
 
     let started: Value = api(&c, &s, "/api/v1/conversations")
         .json(&json!({"user": "app-user-7", "lang": "en"}))
@@ -486,20 +490,19 @@ async fn knowledge_base_hot_reload_good_and_bad() {
     }
     let s = Server::start_with(
         Some(&dtmf_plans()),
-        &format!(
-            "kb = \"{}\"\napi_tokens = [\"{TOKEN}\"]\nsemantic = true\n",
-            kb.path().display()
-        ),
+        &format!("kb = \"{}\"\nsemantic = true\n", kb.path().display()),
     );
     let c = reqwest::Client::new();
+    let token = s.api_token();
     let ask = |text: &'static str| {
         let c = c.clone();
+        let token = token.clone();
         let u = url(&s, "/api/v1/conversations");
         let base = url(&s, "/api/v1/conversations");
         async move {
             let started: Value = c
                 .post(u)
-                .bearer_auth(TOKEN)
+                .bearer_auth(&token)
                 .json(&json!({"user": "staff"}))
                 .send()
                 .await
@@ -509,7 +512,7 @@ async fn knowledge_base_hot_reload_good_and_bad() {
                 .unwrap();
             let id = started["conversation"].as_str().unwrap().to_string();
             c.post(format!("{base}/{id}/messages"))
-                .bearer_auth(TOKEN)
+                .bearer_auth(&token)
                 .json(&json!({ "text": text }))
                 .send()
                 .await

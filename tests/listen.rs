@@ -309,9 +309,10 @@ fn sipp_asks_a_question_and_hears_the_answer() {
 /// linked to the chat visitor.
 #[test]
 fn a_topic_raised_on_the_phone_is_offered_in_web_chat() {
-    let (server, r, _dir) = ask_call("I want to make a complaint.", "api_tokens = [\"t0ken\"]");
+    let (server, r, _dir) = ask_call("I want to make a complaint.", "");
     assert_eq!(r["dialogue"][0]["intent"], "complaint", "{r}");
     let caller = r["from"].as_str().unwrap().to_string();
+    let auth = format!("authorization: Bearer {}", server.api_token());
     let http = |method: &str, path: &str, body: serde_json::Value| -> serde_json::Value {
         let out = Command::new("curl")
             .args([
@@ -321,7 +322,7 @@ fn a_topic_raised_on_the_phone_is_offered_in_web_chat() {
                 "-H",
                 "content-type: application/json",
                 "-H",
-                "authorization: Bearer t0ken",
+                &auth,
                 "-d",
             ])
             .arg(body.to_string())

@@ -239,8 +239,15 @@ fn a_call_is_stored_sealed() {
     assert!(ok, "SIPp failed:\n{out}");
     let r = common::only_record(&server);
     let stored = server.stored_call(r["call_id"].as_str().unwrap());
-    assert_eq!(stored["digits"], r["digits"]);
+    assert_eq!(stored["digits"], "2#");
     assert!(stored["from"].as_str().unwrap().contains("13800138000"));
+    // The log (not encrypted) has neither the number nor the keys.
+    let logs = server.logs().join("\n");
+    assert!(
+        !logs.contains("13800138000"),
+        "the caller's number is in the log"
+    );
+    assert!(!logs.contains("\"2#\""), "the keys are in the log");
     // Found by the caller's number (its keyed hash), never stored in plaintext.
     let from = stored["from"].as_str().unwrap().to_string();
     let data = server.data();

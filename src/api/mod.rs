@@ -1,15 +1,30 @@
-//! The HTTP port: liveness and readiness, and the text channels (`channel::chat`:
-//! web chat, WeChat, SMS, the app API).
+//! The HTTP port: liveness and readiness, the text channels (`channel::chat`: web
+//! chat, WeChat, SMS, the app API), signing in (`session`), the knowledge base
+//! (`kb`) and the operators' routes (`admin`). Every route is added through
+//! `routes::Routes`, which makes it declare the permission it needs.
 
-use std::sync::Arc;
+pub mod admin;
+pub mod error;
+pub mod kb;
+pub mod routes;
+pub mod session;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
 
+pub use error::ApiError;
+use routes::{Access, RouteSpec, Table, Verb::*};
+
+use crate::auth::Permission::Public;
 use crate::channel::sip::CallGate;
+use crate::dialogue::conversations::Conversations;
+use crate::dialogue::reload::LiveKb;
+use crate::store::Store;
 
 /// What readiness depends on.
 #[derive(Debug, Default)]
@@ -19,12 +34,46 @@ pub struct Health {
     pub gate: Arc<CallGate>,
 }
 
-pub fn router(health: Arc<Health>, text: Arc<crate::channel::chat::TextChannels>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(health)
-        .merge(crate::channel::chat::router(text))
+/// What the operators' and knowledge-base routes share.
+pub struct Ops {
+    pub store: Store,
+    pub access: Arc<Access>,
+    pub kb: LiveKb,
+    pub kb_dir: PathBuf,
+    pub conversations: Arc<Conversations>,
+    /// The route table, filled once every route is added.
+    pub routes: OnceLock<Vec<RouteSpec>>,
+}
+
+/// The largest request body any route accepts (a knowledge-base upload).
+const MAX_BODY: usize = 1024 * 1024 + 4096;
+
+/// Every route; also returns the table of what each needs.
+pub fn router(
+    health: Arc<Health>,
+    text: Arc<crate::channel::chat::TextChannels>,
+    ops: Arc<Ops>,
+) -> (Router, Vec<RouteSpec>) {
+    let mut table = Table::new(ops.access.clone());
+    let health_routes = table
+        .routes()
+        .add(Get, "/healthz", Public, healthz)
+        .add(Get, "/readyz", Public, readyz)
+        .build()
+        .with_state(health);
+    let chat = crate::channel::chat::router(&mut table, text);
+    let r = table.routes();
+    let r = session::routes(r);
+    let r = kb::routes(r);
+    let r = admin::routes(r);
+    let ops_routes = r.build().with_state(ops.clone());
+    let specs = table.into_specs();
+    let _ = ops.routes.set(specs.clone());
+    let router = Router::new()
+        .merge(health_routes)
+        .merge(chat)
+        .merge(ops_routes.layer(DefaultBodyLimit::max(MAX_BODY)));
+    (router, specs)
 }
 
 async fn healthz() -> &'static str {

@@ -103,15 +103,19 @@ pub async fn run(mut s: CallSetup) {
         ..CallRecord::default()
     };
     let span = tracing::info_span!("call", call_id = %s.call_id);
-    span.in_scope(|| tracing::info!(from = %s.caller, to = %s.called, dialplan = %record.dialplan, "incoming call"));
+    // No numbers in the log (logs are not encrypted); the stored record has them.
+    span.in_scope(
+        || tracing::info!(trunk = ?s.trunk, dialplan = %record.dialplan, "incoming call"),
+    );
     let reason = tracing::Instrument::instrument(drive(&mut s, &mut record), span).await;
     record.end_reason = reason;
     record.end_at = Some(chrono::Utc::now());
     s.dialog_layer.remove_dialog(&s.dialog.id());
-    record.emit();
     if let Err(e) = store_call(&s, &record).await {
         tracing::error!(call_id = %s.call_id, error = format!("{e:#}"), "cannot store the call record");
     }
+    // Logged once stored: a reader of the log finds the record in the store.
+    record.emit();
 }
 
 /// Stores the call record and the call's conversation (sealed, see `store`).
@@ -731,7 +735,14 @@ impl Media {
             .map(|t| t.elapsed().as_millis() as u64);
         match result {
             Ok(Ok(t)) => {
-                tracing::info!(text = %t.text, confidence = t.confidence, audio_ms = t.audio_ms, decode_ms = t.decode_ms, latency_ms = latency, "caller said");
+                tracing::info!(
+                    chars = t.text.chars().count(),
+                    confidence = t.confidence,
+                    audio_ms = t.audio_ms,
+                    decode_ms = t.decode_ms,
+                    latency_ms = latency,
+                    "caller said"
+                );
                 record.utterances.push(t.text.clone());
                 self.interpreter.handle(
                     Input::Heard {
@@ -753,7 +764,7 @@ impl Media {
     }
 
     fn digit(&mut self, d: char, source: &'static str, record: &mut CallRecord) {
-        tracing::debug!(digit = %d, source, "key pressed");
+        tracing::debug!(source, "key pressed");
         record.digits.push(d);
         record.digit_sources.push(source);
         self.interpreter.handle(Input::Digit(d), Moment::now());
@@ -791,7 +802,7 @@ impl Media {
                     if s.dtmf.accepts_info() {
                         self.digit(d, "info", record);
                     } else {
-                        tracing::info!(digit = %d, mode = ?s.dtmf, "SIP INFO key ignored by this trunk's DTMF mode");
+                        tracing::info!(mode = ?s.dtmf, "SIP INFO key ignored by this trunk's DTMF mode");
                     }
                 }
             }

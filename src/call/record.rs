@@ -1,5 +1,6 @@
-//! The call record: one structured log event per call, for billing, analytics and
-//! troubleshooting (the store issue persists it).
+//! The call record: stored whole (sealed) when the call ends, and logged as a
+//! summary without personal data (no numbers, keys, words or rendered prompts: logs
+//! are not encrypted), for troubleshooting and log-based metrics.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -47,10 +48,62 @@ pub struct CallRecord {
     pub dialogue_first_seq: usize,
 }
 
+/// What the log keeps of a call record.
+#[derive(Debug, Serialize)]
+pub struct CallSummary<'a> {
+    pub call_id: &'a str,
+    pub trunk: Option<&'a str>,
+    pub transport: &'static str,
+    pub dialplan: &'a str,
+    pub dialplan_version: &'a str,
+    pub codec: &'a str,
+    pub dtmf_mode: &'a str,
+    pub invite_at: Option<DateTime<Utc>>,
+    pub answer_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub path: &'a [String],
+    pub prompts_played: usize,
+    pub digits: usize,
+    pub utterances: usize,
+    pub turns: usize,
+    pub end_reason: &'a str,
+    pub transferred: bool,
+    pub rtp_sent: u64,
+    pub rtp_received: u64,
+    pub rtp_lost: u64,
+    pub rtp_jitter_ms: f64,
+}
+
 impl CallRecord {
-    /// Writes the record as one log event (target `kefu::call_record`).
+    pub fn summary(&self) -> CallSummary<'_> {
+        CallSummary {
+            call_id: &self.call_id,
+            trunk: self.trunk.as_deref(),
+            transport: self.transport,
+            dialplan: &self.dialplan,
+            dialplan_version: &self.dialplan_version,
+            codec: &self.codec,
+            dtmf_mode: &self.dtmf_mode,
+            invite_at: self.invite_at,
+            answer_at: self.answer_at,
+            end_at: self.end_at,
+            path: &self.path,
+            prompts_played: self.prompts.len(),
+            digits: self.digits.chars().count(),
+            utterances: self.utterances.len(),
+            turns: self.dialogue.len(),
+            end_reason: &self.end_reason,
+            transferred: self.end_reason.starts_with("transfer"),
+            rtp_sent: self.rtp_sent,
+            rtp_received: self.rtp_received,
+            rtp_lost: self.rtp_lost,
+            rtp_jitter_ms: self.rtp_jitter_ms,
+        }
+    }
+
+    /// Logs the summary as one event (target `kefu::call_record`).
     pub fn emit(&self) {
-        match serde_json::to_string(self) {
+        match serde_json::to_string(&self.summary()) {
             Ok(json) => tracing::info!(target: "kefu::call_record", record = %json, "call ended"),
             Err(e) => {
                 tracing::error!(error = %e, call_id = %self.call_id, "cannot serialise call record")

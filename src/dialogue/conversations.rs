@@ -232,6 +232,14 @@ impl Conversations {
         customer.to_string()
     }
 
+    /// Forgets a customer (erased from the store): their identities and live
+    /// conversations go; a later message from them starts afresh.
+    pub fn forget_customer(&self, customer: &str) {
+        let mut inner = lock(&self.inner);
+        inner.identities.retain(|_, c| c != customer);
+        inner.entries.retain(|_, e| lock(e).customer != customer);
+    }
+
     pub fn identities_of(&self, customer: &str) -> Vec<Identity> {
         let inner = lock(&self.inner);
         let mut out: Vec<Identity> = inner

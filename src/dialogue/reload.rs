@@ -3,32 +3,29 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use super::kb::load_dir;
 use super::matcher::Matcher;
 use super::semantic::Encoder;
 use crate::source::{Diagnostic, Diagnostics};
-use crate::watch::{Changes, Reloading};
+use crate::watch::{Changes, Reloading, Schedule};
 
 /// The live knowledge base, indexed.
 pub type LiveKb = crate::watch::Live<Matcher>;
 
 /// Polls `dir` for changes until `stop` is cancelled. With an encoder, a new version's
 /// new example questions are embedded before it goes live.
-pub async fn watch(
-    live: LiveKb,
-    dir: PathBuf,
-    every: Duration,
-    encoder: Option<Arc<Encoder>>,
-    stop: CancellationToken,
-) {
+pub async fn watch(live: LiveKb, dir: PathBuf, encoder: Option<Arc<Encoder>>, schedule: Schedule) {
+    let Schedule {
+        every,
+        stop,
+        report,
+    } = schedule;
     let changes = Changes::new(vec![dir.clone()]);
     let says = Reloading {
         reloaded: "knowledge base reloaded",
         rejected: "knowledge-base change rejected; the previous version stays live",
+        report: report.map(|tx| ("kb", tx)),
     };
     let load = move || {
         let kb = Arc::new(load_dir(&dir)?);
@@ -41,8 +38,13 @@ pub async fn watch(
             }],
         })
     };
-    crate::watch::reload(live, changes, every, stop, says, load, |m| {
-        format!("{} ({} intents)", m.kb.version, m.kb.intents.len())
-    })
-    .await;
+    crate::watch::reload(live, changes, every, stop, says, load, describe).await;
+}
+
+/// A knowledge base's version and summary, as the log and the store record them.
+pub fn describe(m: &Matcher) -> (String, String) {
+    (
+        m.kb.version.clone(),
+        format!("{} intents", m.kb.intents.len()),
+    )
 }

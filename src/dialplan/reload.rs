@@ -3,13 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use super::{AudioRoot, Registry, load_dir};
 use crate::media::prompt::PromptCache;
-use crate::watch::{Changes, Reloading};
+use crate::watch::{Changes, Reloading, Schedule};
 
 /// The live registry, shared by the SIP edge and replaced on reload.
 pub type LiveDialplans = crate::watch::Live<Registry>;
@@ -21,31 +18,35 @@ pub async fn watch(
     dir: PathBuf,
     audio: AudioRoot,
     prompts: Arc<PromptCache>,
-    every: Duration,
     ignore: PathBuf,
-    stop: CancellationToken,
+    schedule: Schedule,
 ) {
+    let Schedule {
+        every,
+        stop,
+        report,
+    } = schedule;
     let changes = Changes::new(vec![dir.clone(), audio.0.clone()]).ignoring(ignore);
     let says = Reloading {
         reloaded: "dialplans reloaded",
         rejected: "dialplan change rejected; the previous version stays live",
+        report: report.map(|tx| ("dialplans", tx)),
     };
     let load = move || load_dir(&dir, &audio, &prompts);
-    crate::watch::reload(
-        live,
-        changes,
-        every,
-        stop,
-        says,
-        load,
-        |registry: &Registry| {
-            let versions: Vec<String> = registry
-                .plans
-                .iter()
-                .map(|p| format!("{}@{}", p.file.display(), p.version))
-                .collect();
-            versions.join(", ")
-        },
+    crate::watch::reload(live, changes, every, stop, says, load, describe).await;
+}
+
+/// The dialplans' versions and a summary, as the log and the store record them.
+pub fn describe(registry: &Registry) -> (String, String) {
+    let versions: Vec<&str> = registry.plans.iter().map(|p| p.version.as_str()).collect();
+    let files: Vec<String> = registry
+        .plans
+        .iter()
+        .filter_map(|p| p.file.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    (
+        versions.join(","),
+        format!("{} plans: {}", registry.len(), files.join(", ")),
     )
-    .await;
 }

@@ -193,7 +193,10 @@ impl Recognizer {
         if ctx < FULL_CTX && is_repetitive(&t.text) {
             // A shortened window occasionally makes Whisper loop on one phrase; the
             // full window does not. Retry once, at the full cost.
-            tracing::debug!(text = %t.text, "repetitive transcript; decoding again with the full window");
+            tracing::debug!(
+                chars = t.text.chars().count(),
+                "repetitive transcript; decoding again with the full window"
+            );
             t = self.decode(samples, language, FULL_CTX)?;
         }
         if language == Language::Zh || t.language == "zh" {

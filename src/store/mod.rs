@@ -11,10 +11,12 @@
 //! committed, so a channel replies only after the customer's message and the reply
 //! are stored. Reads use the pool directly.
 
+pub mod access;
 pub mod backup;
 pub mod crypto;
 mod migrate;
 pub mod privacy;
+pub mod reports;
 pub mod retention;
 pub mod rotate;
 pub mod writer;

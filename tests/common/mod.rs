@@ -56,6 +56,9 @@ pub struct Server {
     pub http: SocketAddr,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    token: std::sync::OnceLock<String>,
+    /// Stored call records read so far, by call id.
+    stored: Mutex<std::collections::HashMap<String, serde_json::Value>>,
 }
 
 impl Server {
@@ -152,6 +155,8 @@ impl Server {
             http,
             dir,
             logs,
+            token: std::sync::OnceLock::new(),
+            stored: Mutex::default(),
         };
         // Generous: on a fresh checkout the first servers embed the demo knowledge
         // base's examples all at once, on 2 cores.
@@ -193,6 +198,18 @@ impl Server {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// An integrator API token for this server (made once, with `kefu tokens create`).
+    pub fn api_token(&self) -> String {
+        self.token
+            .get_or_init(|| {
+                let (ok, out, err) =
+                    self.kefu(&["tokens", "create", "test-app", "--role", "integrator"]);
+                assert!(ok, "kefu tokens create: {err}");
+                out.trim().to_string()
+            })
+            .clone()
     }
 
     /// The call record the store holds for `call_id` (via `kefu calls show`), waiting
@@ -241,8 +258,37 @@ impl Server {
         )
     }
 
-    /// Call records logged so far.
+    /// The records of the calls logged so far, as stored (`kefu calls show`); each
+    /// is checked against its log summary, which must hold nothing personal.
     pub fn records(&self) -> Vec<serde_json::Value> {
+        self.summaries()
+            .iter()
+            .map(|s| {
+                let id = s["call_id"].as_str().unwrap();
+                if let Some(r) = self.stored.lock().unwrap().get(id) {
+                    return r.clone();
+                }
+                let r = self.stored_call(id);
+                // The log's summary agrees with the store and holds nothing personal.
+                for field in ["path", "end_reason", "dialplan", "transport", "codec"] {
+                    assert_eq!(s[field], r[field], "{field} of {id}");
+                }
+                for field in ["from", "to", "vars", "utterances", "dialogue", "prompts"] {
+                    assert!(s.get(field).is_none(), "the log shows {field}: {s}");
+                }
+                let digits = r["digits"].as_str().unwrap_or_default().chars().count();
+                assert_eq!(s["digits"], digits, "{id}");
+                self.stored
+                    .lock()
+                    .unwrap()
+                    .insert(id.to_string(), r.clone());
+                r
+            })
+            .collect()
+    }
+
+    /// The call summaries logged so far (each call's record without personal data).
+    pub fn summaries(&self) -> Vec<serde_json::Value> {
         self.logs()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -20,13 +20,11 @@ use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+pub use crate::api::ApiError;
+use crate::api::routes::Table;
 use crate::config::Config;
-use crate::dialogue::conversations::{
-    Appended, Channel, ConversationError, Conversations, Identity,
-};
+use crate::dialogue::conversations::{Appended, Channel, Conversations, Identity};
 use crate::dialogue::reload::LiveKb;
 use crate::dialogue::{Lang, Reply};
 use crate::store::{Store, TurnsWrite};
@@ -43,7 +41,6 @@ pub struct TextChannels {
     pub wechat_token: Option<String>,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
-    pub api_tokens: Vec<String>,
     pub http: reqwest::Client,
     pub verifications: verify::Verifications,
     pub store: Store,
@@ -62,7 +59,6 @@ impl TextChannels {
             wechat_token: config.wechat_token.clone(),
             sms_outbound_url: config.sms_outbound_url.clone(),
             sms_number: config.sms_number.clone(),
-            api_tokens: config.api_tokens.clone(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
@@ -159,13 +155,14 @@ impl TextChannels {
     }
 }
 
-pub fn router(state: Arc<TextChannels>) -> Router {
-    Router::new()
-        .merge(web::routes())
-        .merge(wechat::routes())
-        .merge(sms::routes())
-        .merge(app::routes())
-        .merge(verify::routes())
+pub fn router(table: &mut Table, state: Arc<TextChannels>) -> Router {
+    let r = table.routes();
+    let r = web::routes(r);
+    let r = wechat::routes(r);
+    let r = sms::routes(r);
+    let r = app::routes(r);
+    let r = verify::routes(r);
+    r.build()
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -177,55 +174,6 @@ fn not_recorded(e: anyhow::Error) -> ApiError {
         StatusCode::SERVICE_UNAVAILABLE,
         "the message could not be recorded; please send it again",
     )
-}
-
-/// An error a client can act on: a status and a reason, as JSON.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub reason: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason: reason.into(),
-        }
-    }
-
-    pub fn bad_request(reason: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, reason)
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: &self.reason,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<ConversationError> for ApiError {
-    fn from(e: ConversationError) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::new(r.status(), format!("bad JSON body: {}", r.body_text()))
-    }
 }
 
 /// The history of a conversation (web chat and the app API).

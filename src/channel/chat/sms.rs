@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use super::{ApiError, TextChannels, message_text};
+use crate::api::routes::{Routes, Verb::*};
+use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::text::Lang;
 
@@ -23,8 +24,8 @@ use crate::dialogue::text::Lang;
 const SESSION_GAP_HOURS: i64 = 24;
 const MAX_PARTS: usize = 3;
 
-pub fn routes() -> Router<Arc<TextChannels>> {
-    Router::new().route("/sms/inbound", post(inbound))
+pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
+    r.add(Post, "/sms/inbound", Public, inbound)
 }
 
 #[derive(Serialize)]

@@ -7,15 +7,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels};
+use crate::api::routes::{Routes, Verb::*};
+use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Identity, IdentityKind};
 use crate::dialogue::slots::SlotKind;
 
@@ -37,10 +38,19 @@ pub struct Pending {
 #[derive(Debug, Default)]
 pub struct Verifications(Mutex<HashMap<String, Pending>>);
 
-pub fn routes() -> Router<Arc<TextChannels>> {
-    Router::new()
-        .route("/api/chat/conversations/{id}/phone", post(send_code))
-        .route("/api/chat/conversations/{id}/phone/confirm", post(confirm))
+pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
+    r.add(
+        Post,
+        "/api/chat/conversations/{id}/phone",
+        Public,
+        send_code,
+    )
+    .add(
+        Post,
+        "/api/chat/conversations/{id}/phone/confirm",
+        Public,
+        confirm,
+    )
 }
 
 #[derive(Deserialize)]

@@ -5,29 +5,37 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels, message_text};
+use crate::api::routes::{Routes, Verb::*};
+use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::engine::{Reply, Turn};
 use crate::dialogue::text::Lang;
 
-pub fn routes() -> Router<Arc<TextChannels>> {
-    Router::new()
-        .route("/chat", get(widget))
-        .route("/api/chat/conversations", axum::routing::post(start))
-        .route(
+pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
+    // The customer's side: a conversation id (128 random bits) is the proof.
+    r.add(Get, "/chat", Public, widget)
+        .add(Post, "/api/chat/conversations", Public, start)
+        .add(
+            Get,
             "/api/chat/conversations/{id}/messages",
-            get(history).post(post_message),
+            Public,
+            history,
         )
-        .route("/api/chat/conversations/{id}/ws", get(socket))
+        .add(
+            Post,
+            "/api/chat/conversations/{id}/messages",
+            Public,
+            post_message,
+        )
+        .add(Get, "/api/chat/conversations/{id}/ws", Public, socket)
 }
 
 async fn widget() -> Html<&'static str> {

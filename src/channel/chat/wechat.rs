@@ -8,16 +8,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use super::{ApiError, TextChannels};
+use crate::api::routes::{Routes, Verb::*};
+use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::text::Lang;
 
@@ -26,8 +26,10 @@ const SESSION_GAP_MINUTES: i64 = 30;
 /// Requests signed further from now than this are refused (replays).
 const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
-pub fn routes() -> Router<Arc<TextChannels>> {
-    Router::new().route("/wechat", get(verify).post(receive))
+pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
+    // WeChat signs every request with the shared token: the signature is the proof.
+    r.add(Get, "/wechat", Public, verify)
+        .add(Post, "/wechat", Public, receive)
 }
 
 #[derive(Deserialize)]

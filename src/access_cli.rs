@@ -1,0 +1,260 @@
+//! `kefu users` and `kefu tokens`: who may sign in, and the API tokens programs
+//! use. The first admin is made here; after that admins can also use the HTTP API.
+//! Every change is audited with the actor "cli:$USER".
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use kefu::auth::{Role, check_name, new_token, password};
+use kefu::store::access::{Audit, UserChange};
+
+use crate::store_cli::{StoreArgs, finish, runtime};
+
+#[derive(clap::Subcommand)]
+pub enum UsersCommand {
+    /// Add a user (a person who signs in to the web API). Without
+    /// --password-stdin a password is generated and printed once.
+    Add {
+        name: String,
+        /// admin, supervisor, agent, auditor or integrator.
+        #[arg(long)]
+        role: Role,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users.
+    List(StoreArgs),
+    /// Change a user's role or password, or disable them (their sessions end).
+    Set {
+        name: String,
+        #[arg(long)]
+        role: Option<Role>,
+        /// Read a new password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokensCommand {
+    /// Make an API token for a program; prints the token (shown only this once).
+    Create {
+        name: String,
+        /// integrator (channels and knowledge base) or auditor (reports, audit log).
+        #[arg(long, default_value = "integrator")]
+        role: Role,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (never the tokens themselves: only their hashes are kept).
+    List(StoreArgs),
+    /// Revoke a token by its id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("cannot read the password from standard input")?;
+    let p = s.lines().next().unwrap_or_default().to_string();
+    password::check(&p).map_err(anyhow::Error::msg)?;
+    Ok(p)
+}
+
+pub fn users(cmd: UsersCommand) -> ExitCode {
+    finish(match cmd {
+        UsersCommand::Add {
+            name,
+            role,
+            password_stdin,
+            store,
+        } => store.load().and_then(|c| {
+            check_name(&name).map_err(anyhow::Error::msg)?;
+            let (pw, generated) = if password_stdin {
+                (read_password()?, false)
+            } else {
+                (password::generate(), true)
+            };
+            let hash = password::hash(&pw)?;
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let audit = Audit {
+                    actor: actor(),
+                    action: "user.add",
+                    target: name.clone(),
+                    detail: format!("role {role}"),
+                };
+                let r = s.add_user(&name, role.as_str(), &hash, audit).await;
+                s.close().await;
+                r?;
+                if generated {
+                    println!("added {name} ({role}); password: {pw}");
+                } else {
+                    println!("added {name} ({role})");
+                }
+                Ok(())
+            })
+        }),
+        UsersCommand::List(store) => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let users = s.users().await;
+                s.close().await;
+                for u in users? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        u.name,
+                        u.role,
+                        if u.disabled { "disabled" } else { "active" },
+                        u.created.to_rfc3339()
+                    );
+                }
+                Ok(())
+            })
+        }),
+        UsersCommand::Set {
+            name,
+            role,
+            password_stdin,
+            disable,
+            enable,
+            store,
+        } => store.load().and_then(|c| {
+            let password_hash = if password_stdin {
+                Some(password::hash(&read_password()?)?)
+            } else {
+                None
+            };
+            let disabled = match (disable, enable) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let mut detail = Vec::new();
+            if let Some(r) = role {
+                detail.push(format!("role {r}"));
+            }
+            if password_hash.is_some() {
+                detail.push("password reset".into());
+            }
+            if let Some(d) = disabled {
+                detail.push(if d { "disabled" } else { "enabled" }.into());
+            }
+            if detail.is_empty() {
+                bail!("nothing to change: give --role, --password-stdin, --disable or --enable");
+            }
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let change = UserChange {
+                    role: role.map(|r| r.as_str().to_string()),
+                    password_hash,
+                    disabled,
+                };
+                let audit = Audit {
+                    actor: actor(),
+                    action: "user.change",
+                    target: name.clone(),
+                    detail: detail.join(", "),
+                };
+                let r = s.change_user(&name, &change, audit).await;
+                s.close().await;
+                match r? {
+                    Some(u) => println!("{}: {}", u.name, detail.join(", ")),
+                    None => bail!("no user {name:?}"),
+                }
+                Ok(())
+            })
+        }),
+    })
+}
+
+pub fn tokens(cmd: TokensCommand) -> ExitCode {
+    finish(match cmd {
+        TokensCommand::Create { name, role, store } => store.load().and_then(|c| {
+            check_name(&name).map_err(anyhow::Error::msg)?;
+            if !role.token_may_have() {
+                bail!(
+                    "an API token may be an integrator or an auditor, not {role}: people sign in"
+                );
+            }
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let token = new_token();
+                let audit = Audit {
+                    actor: actor(),
+                    action: "token.add",
+                    target: name.clone(),
+                    detail: format!("role {role}"),
+                };
+                let r = s.add_token(&token, &name, role.as_str(), audit).await;
+                s.close().await;
+                let info = r?;
+                eprintln!(
+                    "token {} ({}, {role}); it is shown only now:",
+                    info.id, info.name
+                );
+                println!("{token}");
+                Ok(())
+            })
+        }),
+        TokensCommand::List(store) => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let tokens = s.tokens().await;
+                s.close().await;
+                for t in tokens? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        t.id,
+                        t.name,
+                        t.role,
+                        t.revoked
+                            .map(|r| format!("revoked {}", r.to_rfc3339()))
+                            .unwrap_or_else(|| "live".into())
+                    );
+                }
+                Ok(())
+            })
+        }),
+        TokensCommand::Revoke { id, store } => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let audit = Audit {
+                    actor: actor(),
+                    action: "token.revoke",
+                    target: id.clone(),
+                    detail: String::new(),
+                };
+                let r = s.revoke_token(&id, audit).await;
+                s.close().await;
+                if !r? {
+                    bail!("no live token {id:?}");
+                }
+                println!("revoked {id}");
+                Ok(())
+            })
+        }),
+    })
+}

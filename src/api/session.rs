@@ -1,0 +1,294 @@
+//! Signing in and out: `POST /api/login` (name and password → a session cookie and
+//! its CSRF token), `GET /api/session` (who am I, my permissions, my CSRF token),
+//! `POST /api/logout`, `POST /api/session/password`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::routes::{Access, Caller, Routes, SESSION_COOKIE, Verb::*};
+use super::{ApiError, Ops};
+use crate::auth::Permission::{self, Public, SignedIn};
+use crate::auth::{Role, password, secret};
+use crate::store::access::{Audit, User, UserChange};
+
+pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
+    r.add(Post, "/api/login", Public, login)
+        .add(Get, "/api/session", SignedIn, whoami)
+        .add(Post, "/api/logout", SignedIn, logout)
+        .add(Post, "/api/session/password", SignedIn, change_password)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    name: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    name: String,
+    role: Role,
+    /// "session" (signed in) or "token".
+    via: &'static str,
+    /// Send it back in `X-CSRF-Token` with every request that changes something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf: Option<String>,
+    permissions: Vec<Permission>,
+}
+
+const ALL_PERMISSIONS: [Permission; 11] = [
+    Permission::Public,
+    Permission::SignedIn,
+    Permission::Channels,
+    Permission::KbRead,
+    Permission::KbWrite,
+    Permission::Reports,
+    Permission::CallRecords,
+    Permission::OwnWork,
+    Permission::AuditLog,
+    Permission::Users,
+    Permission::CustomerData,
+];
+
+fn view(role: Role, name: String, csrf: Option<String>) -> SessionView {
+    SessionView {
+        name,
+        role,
+        via: if csrf.is_some() { "session" } else { "token" },
+        csrf,
+        permissions: ALL_PERMISSIONS
+            .into_iter()
+            .filter(|p| role.allows(*p))
+            .collect(),
+    }
+}
+
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many failed sign-ins; try again in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Checks `password` against the user's stored hash (on a blocking thread: argon2
+/// is slow on purpose), under the throttle for `keys`. The user if it matches.
+async fn check_password(
+    access: &Access,
+    keys: &[String],
+    name: &str,
+    password: &str,
+) -> Result<User, Response> {
+    {
+        let t = access
+            .throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some(wait) = keys.iter().filter_map(|k| t.check(k, now).err()).max() {
+            return Err(too_many(wait));
+        }
+    }
+    let found = access.store.user_with_hash(name).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "cannot read users");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot sign in right now").into_response()
+    })?;
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, String::new()),
+    };
+    let given = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
+        .await
+        .unwrap_or(false);
+    let mut t = access
+        .throttle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match user {
+        Some(u) if ok => {
+            // Only the name's count clears: a success from an address does not wipe
+            // that address's failures against other names.
+            t.succeed(&keys[0]);
+            if u.disabled {
+                return Err(
+                    ApiError::new(StatusCode::FORBIDDEN, "this account is disabled")
+                        .into_response(),
+                );
+            }
+            Ok(u)
+        }
+        _ => {
+            let now = Instant::now();
+            for k in keys {
+                t.fail(k, now);
+            }
+            tracing::warn!(user = %name, "failed sign-in");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password").into_response())
+        }
+    }
+}
+
+fn store_error(e: anyhow::Error) -> ApiError {
+    tracing::error!(error = format!("{e:#}"), "store write failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "could not be recorded; try again",
+    )
+}
+
+async fn login(
+    State(ops): State<Arc<Ops>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response, Response> {
+    let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 || req.password.len() > 1024 {
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password").into_response(),
+        );
+    }
+    let access = &ops.access;
+    let keys = [format!("user:{name}"), format!("ip:{}", peer.ip())];
+    let user = check_password(access, &keys, name, &req.password).await?;
+    let role = user
+        .role
+        .parse::<Role>()
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e).into_response())?;
+    let key = secret();
+    let csrf = secret();
+    let ttl = access.session_ttl;
+    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    access
+        .store
+        .add_session(
+            &key,
+            &user,
+            &csrf,
+            expires,
+            Audit {
+                actor: format!("user:{}", user.name),
+                action: "session.login",
+                target: user.name.clone(),
+                detail: format!("from {}", peer.ip()),
+            },
+        )
+        .await
+        .map_err(|e| store_error(e).into_response())?;
+    let cookie = cookie::Cookie::build((SESSION_COOKIE, key))
+        .http_only(true)
+        .secure(access.secure_cookies)
+        .same_site(cookie::SameSite::Strict)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(ttl.as_secs() as i64))
+        .build();
+    let mut r = Json(view(role, user.name, Some(csrf))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn whoami(Extension(c): Extension<Caller>) -> Json<SessionView> {
+    Json(view(c.role, c.name, c.csrf))
+}
+
+fn clear_cookie(mut r: Response) -> Response {
+    let cookie = cookie::Cookie::build((SESSION_COOKIE, ""))
+        .http_only(true)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let Some(key) = &c.session else {
+        return Err(ApiError::bad_request(
+            "API tokens do not sign out; an admin revokes them",
+        ));
+    };
+    ops.access
+        .store
+        .end_session(
+            key,
+            Audit {
+                actor: c.actor(),
+                action: "session.logout",
+                target: c.name.clone(),
+                detail: String::new(),
+            },
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(clear_cookie(StatusCode::NO_CONTENT.into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    current: String,
+    new: String,
+}
+
+/// Changes the signed-in user's password; every session of theirs ends, this one
+/// included.
+async fn change_password(
+    State(ops): State<Arc<Ops>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(c): Extension<Caller>,
+    body: Result<Json<NewPassword>, JsonRejection>,
+) -> Result<Response, Response> {
+    if c.session.is_none() {
+        return Err(ApiError::bad_request("API tokens have no password").into_response());
+    }
+    let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
+    password::check(&req.new).map_err(|e| ApiError::bad_request(e).into_response())?;
+    let keys = [format!("user:{}", c.name), format!("ip:{}", peer.ip())];
+    check_password(&ops.access, &keys, &c.name, &req.current).await?;
+    let new = req.new;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&new))
+        .await
+        .map_err(|e| store_error(e.into()).into_response())?
+        .map_err(|e| store_error(e).into_response())?;
+    ops.access
+        .store
+        .change_user(
+            &c.name,
+            &UserChange {
+                password_hash: Some(hash),
+                ..UserChange::default()
+            },
+            Audit {
+                actor: c.actor(),
+                action: "user.password",
+                target: c.name.clone(),
+                detail: "changed own password".into(),
+            },
+        )
+        .await
+        .map_err(|e| store_error(e).into_response())?;
+    Ok(clear_cookie(StatusCode::NO_CONTENT.into_response()))
+}
