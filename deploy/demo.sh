@@ -11,4 +11,9 @@ target/release/kefu check dialplans
 if [ -z "${KEFU_KEYS:-}" ] && [ ! -f data/kefu.keys ]; then
   target/release/kefu keys init
 fi
+# The first run also makes an admin to sign in with (POST /api/login); the
+# generated password is printed once. Change it with POST /api/session/password.
+if [ -z "$(target/release/kefu users list)" ]; then
+  target/release/kefu users add admin --role admin
+fi
 exec target/release/kefu serve "$@"

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use kefu::auth::{Role, check_name, new_token, password};
 use kefu::store::access::{Audit, UserChange};
 
-use crate::store_cli::{StoreArgs, finish, runtime};
+use crate::store_cli::{StoreArgs, actor, finish, runtime};
 
 #[derive(clap::Subcommand)]
 pub enum UsersCommand {
@@ -64,13 +64,6 @@ pub enum TokensCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-}
-
-fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
 }
 
 fn read_password() -> anyhow::Result<String> {

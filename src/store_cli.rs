@@ -110,7 +110,7 @@ pub fn customers(cmd: CustomersCommand) -> ExitCode {
                 let s = c.open_store().await?;
                 let customer = find(&s, &who).await?;
                 let data = s.export_customer(&customer).await?;
-                s.audit("cli", "customer.export", &customer, "").await?;
+                s.audit(&actor(), "customer.export", &customer, "").await?;
                 s.close().await;
                 println!("{}", serde_json::to_string_pretty(&data)?);
                 Ok(())
@@ -123,7 +123,7 @@ pub fn customers(cmd: CustomersCommand) -> ExitCode {
             runtime()?.block_on(async {
                 let s = c.open_store().await?;
                 let customer = find(&s, &who).await?;
-                let n = s.erase_customer(&customer, "cli").await?;
+                let n = s.erase_customer(&customer, &actor()).await?;
                 s.close().await;
                 println!("erased customer {customer} ({n} rows)");
                 Ok(())
@@ -151,8 +151,16 @@ pub fn finish(r: anyhow::Result<()>) -> ExitCode {
 
 pub fn keys(cmd: KeysCommand) -> ExitCode {
     finish(match cmd {
-        KeysCommand::Init(a) => a.load().and_then(|c| init_keys(&c.key_path())),
-        KeysCommand::Add(a) => a.load().and_then(|c| add_key(&c.key_path())),
+        KeysCommand::Init(a) => a.load().and_then(|c| {
+            init_keys(&c.key_path())?;
+            audit_key_change(&c, "keys.init", 1);
+            Ok(())
+        }),
+        KeysCommand::Add(a) => a.load().and_then(|c| {
+            let id = add_key(&c.key_path())?;
+            audit_key_change(&c, "keys.add", id);
+            Ok(())
+        }),
         KeysCommand::Rotate { store, batch } => store.load().and_then(|c| {
             runtime()?.block_on(async {
                 let s = c.open_store().await?;
@@ -162,7 +170,7 @@ pub fn keys(cmd: KeysCommand) -> ExitCode {
                 .await?;
                 let current = s.sealer().key_id();
                 s.audit(
-                    "cli",
+                    &actor(),
                     "keys.rotate",
                     &format!("key {current}"),
                     &format!("{} rows re-sealed", done.total()),
@@ -177,6 +185,30 @@ pub fn keys(cmd: KeysCommand) -> ExitCode {
             })
         }),
     })
+}
+
+/// Who the audit log names for a command: "cli:$USER".
+pub fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Records a keyring change in the audit log. The key file is already written, so
+/// a database that cannot be reached only earns a warning.
+fn audit_key_change(c: &Config, action: &str, id: u16) {
+    let r = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let s = c.open_store().await?;
+            let r = s.audit(&actor(), action, &format!("key {id}"), "").await;
+            s.close().await;
+            r
+        })
+    });
+    if let Err(e) = r {
+        eprintln!("kefu: warning: the key change is not in the audit log: {e:#}");
+    }
 }
 
 fn init_keys(path: &Path) -> anyhow::Result<()> {
@@ -198,7 +230,7 @@ fn init_keys(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn add_key(path: &Path) -> anyhow::Result<()> {
+fn add_key(path: &Path) -> anyhow::Result<u16> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read {} (create it with `kefu keys init`)",
@@ -223,7 +255,7 @@ fn add_key(path: &Path) -> anyhow::Result<()> {
         "added key {next} to {}; restart kefu, then run `kefu keys rotate`",
         path.display()
     );
-    Ok(())
+    Ok(next)
 }
 
 /// Writes a file only its owner can read, replacing it atomically.
@@ -252,7 +284,7 @@ pub fn backup(out: &Path, a: &StoreArgs) -> ExitCode {
         runtime()?.block_on(async {
             let s = c.open_store().await?;
             kefu::store::backup::backup(&s, &c.database_url(), out).await?;
-            s.audit("cli", "backup", &out.display().to_string(), "")
+            s.audit(&actor(), "backup", &out.display().to_string(), "")
                 .await?;
             s.close().await;
             println!("backup written to {}", out.display());
@@ -267,7 +299,7 @@ pub fn restore(file: &Path, force: bool, a: &StoreArgs) -> ExitCode {
             let url = c.database_url();
             kefu::store::backup::restore(file, &url, force).await?;
             let s = c.open_store().await?;
-            s.audit("cli", "restore", &file.display().to_string(), "")
+            s.audit(&actor(), "restore", &file.display().to_string(), "")
                 .await?;
             s.close().await;
             println!(

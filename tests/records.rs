@@ -287,3 +287,47 @@ fn encryption_without_a_key_refuses_to_start() {
     assert!(err.contains("kefu keys init"), "{err}");
     assert!(err.contains("encryption = false"), "{err}");
 }
+
+/// The key commands work on a fresh data directory and each is in the audit log.
+#[test]
+fn key_commands_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let kefu = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("KEFU_KEYS")
+            .env("USER", "ops")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kefu {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::create_dir_all(&data).unwrap();
+    kefu(&["keys", "init"]);
+    kefu(&["keys", "add"]);
+    kefu(&["keys", "rotate"]);
+    let log = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = open_store(&data).await;
+        let log = store.audit_log().await.unwrap();
+        store.close().await;
+        log
+    });
+    let actions: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("cli:ops", "keys.init", "key 1"),
+            ("cli:ops", "keys.add", "key 2"),
+            ("cli:ops", "keys.rotate", "key 2"),
+        ]
+    );
+}
