@@ -477,3 +477,141 @@ async fn retention_deletes_old_turns_only() {
     assert_eq!(store.turns("recent").await.unwrap().len(), 2);
     store.close().await;
 }
+
+/// Users, tokens and sessions, and the reports' reads, on each database.
+async fn access_and_reports(db: Db) {
+    use kefu::store::access::{Audit, UserChange};
+    let (_, keys) = ring(&[1]);
+    let store = Store::open(&db.url, Some(keys)).await.unwrap();
+    let audit = |action: &'static str, target: &str| Audit {
+        actor: "user:root".into(),
+        action,
+        target: target.into(),
+        detail: String::new(),
+    };
+    let user = store
+        .add_user("li", "agent", "$argon2id$stub", audit("user.add", "li"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .add_user("li", "admin", "$argon2id$x", audit("user.add", "li"))
+            .await
+            .is_err(),
+        "names are unique"
+    );
+    let (found, hash) = store.user_with_hash("li").await.unwrap().unwrap();
+    assert_eq!((found, hash.as_str()), (user.clone(), "$argon2id$stub"));
+
+    let expires = Utc::now() + chrono::Duration::hours(1);
+    store
+        .add_session(
+            "cookie-1",
+            &user,
+            "csrf-1",
+            expires,
+            audit("session.login", "li"),
+        )
+        .await
+        .unwrap();
+    let s = store.session("cookie-1").await.unwrap().unwrap();
+    assert_eq!((s.user.name.as_str(), s.csrf.as_str()), ("li", "csrf-1"));
+    assert!(store.session("cookie-2").await.unwrap().is_none());
+    // An expired session is not found.
+    store
+        .add_session(
+            "old",
+            &user,
+            "c",
+            Utc::now() - chrono::Duration::seconds(1),
+            audit("session.login", "li"),
+        )
+        .await
+        .unwrap();
+    assert!(store.session("old").await.unwrap().is_none());
+    // A role change ends the user's sessions.
+    let changed = store
+        .change_user(
+            "li",
+            &UserChange {
+                role: Some("supervisor".into()),
+                ..UserChange::default()
+            },
+            audit("user.change", "li"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.role, "supervisor");
+    assert!(store.session("cookie-1").await.unwrap().is_none());
+    assert!(
+        store
+            .change_user(
+                "nobody",
+                &UserChange::default(),
+                audit("user.change", "nobody")
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let t = store
+        .add_token(
+            "kefu_secret",
+            "app",
+            "integrator",
+            audit("token.add", "app"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.token("kefu_secret").await.unwrap().unwrap().id, t.id);
+    assert!(
+        store
+            .revoke_token(&t.id, audit("token.revoke", &t.id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(&t.id, audit("token.revoke", &t.id))
+            .await
+            .unwrap()
+    );
+    assert!(store.token("kefu_secret").await.unwrap().is_none());
+    assert!(store.tokens().await.unwrap()[0].revoked.is_some());
+
+    // The reports' reads.
+    write_conversation(&store, "conv-r").await;
+    let s = store
+        .summary(Utc::now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(s.conversations, [("web".to_string(), 1)]);
+    assert_eq!(
+        s.turns,
+        [("bot".to_string(), 1), ("customer".to_string(), 1)]
+    );
+    assert_eq!(s.mean_reply_ms, Some(1.234));
+    let page = store.audit_page(0, 3).await.unwrap();
+    assert_eq!(page.len(), 3);
+    let rest = store.audit_page(page[2].id, 100).await.unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|r| r.entry.action.as_str())
+            .collect::<Vec<_>>(),
+        ["user.change", "token.add", "token.revoke"]
+    );
+    assert!(store.tickets_of(&user.id).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_users_tokens_sessions_and_reports() {
+    access_and_reports(sqlite_db().await).await;
+}
+
+#[tokio::test]
+async fn postgres_users_tokens_sessions_and_reports() {
+    access_and_reports(postgres_db().await).await;
+}
