@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Server, repo};
@@ -86,36 +84,8 @@ fn url(s: &Server, path: &str) -> String {
     format!("http://{}{path}", s.http)
 }
 
-/// Runs `kefu ARGS` on the server's store with `stdin` as input.
-fn kefu_with_input(s: &Server, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
-        .args(args)
-        .arg("--data")
-        .arg(s.data())
-        .arg("--config")
-        .arg(s.dir.path().join("kefu.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn add_user(s: &Server, name: &str, role: &str) {
-    let (ok, _, err) = kefu_with_input(
-        s,
+    let (ok, _, err) = s.kefu_with_input(
         &["users", "add", name, "--role", role, "--password-stdin"],
         &format!("{PASSWORD}\n"),
     );

@@ -363,14 +363,11 @@ async fn call_record(
     Ok(Json(record))
 }
 
-async fn export_customer(
-    State(ops): State<Arc<Ops>>,
-    Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// 404 unless the store knows the customer (by any identity).
+async fn known_customer(ops: &Ops, id: &str) -> Result<(), ApiError> {
     if ops
         .store
-        .identities_of(&id)
+        .identities_of(id)
         .await
         .map_err(unavailable)?
         .is_empty()
@@ -380,6 +377,15 @@ async fn export_customer(
             format!("no customer {id:?}"),
         ));
     }
+    Ok(())
+}
+
+async fn export_customer(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    known_customer(&ops, &id).await?;
     audited_read(&ops, &c, "customer.export", &id).await?;
     Ok(Json(
         ops.store.export_customer(&id).await.map_err(unavailable)?,
@@ -397,18 +403,7 @@ async fn erase_customer(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Erased>, ApiError> {
-    if ops
-        .store
-        .identities_of(&id)
-        .await
-        .map_err(unavailable)?
-        .is_empty()
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no customer {id:?}"),
-        ));
-    }
+    known_customer(&ops, &id).await?;
     let rows = ops
         .store
         .erase_customer(&id, &c.actor())

@@ -185,14 +185,26 @@ impl Server {
     /// Runs a store command (`keys`, `backup`, `calls show`, ...) against this
     /// server's data directory: (success, stdout, stderr).
     pub fn kefu(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        self.kefu_with_input(args, "")
+    }
+
+    /// `kefu ARGS` as above, with `stdin` as its standard input.
+    pub fn kefu_with_input(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .args(args)
             .arg("--data")
             .arg(self.data())
             .arg("--config")
             .arg(self.dir.path().join("kefu.toml"))
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run kefu");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        let out = child.wait_with_output().expect("run kefu");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
