@@ -251,3 +251,128 @@ pub fn tokens(cmd: TokensCommand) -> ExitCode {
         }),
     })
 }
+
+#[derive(clap::Subcommand)]
+pub enum AgentsCommand {
+    /// Add an agent whose phone registers as EXTENSION (digest authentication in
+    /// the `sip_realm`). Without --password-stdin a SIP password is generated and
+    /// printed once.
+    Add {
+        /// The name callers' summaries and the desk show.
+        name: String,
+        #[arg(long)]
+        extension: String,
+        /// Queues the agent serves, comma-separated.
+        #[arg(long, default_value = "general")]
+        queues: String,
+        /// Skills for skills-based queues, comma-separated (e.g. "zh,en,billing").
+        #[arg(long, default_value = "")]
+        skills: String,
+        /// The user (kefu users) who works the desk as this agent.
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the SIP password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List agents.
+    List(StoreArgs),
+}
+
+fn csv_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn agents(cmd: AgentsCommand) -> ExitCode {
+    use kefu::agents::digest::{Algorithm, ha1};
+    use kefu::store::agents::NewAgent;
+    finish(match cmd {
+        AgentsCommand::Add {
+            name,
+            extension,
+            queues,
+            skills,
+            user,
+            password_stdin,
+            store,
+        } => store.load().and_then(|c| {
+            if extension.is_empty()
+                || extension.len() > 32
+                || !extension
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            {
+                bail!("--extension must be 1 to 32 letters, digits, '.', '_' or '-'");
+            }
+            if name.trim().is_empty() || name.len() > 64 {
+                bail!("the agent's name must be 1 to 64 characters");
+            }
+            let queues = csv_list(&queues);
+            if queues.is_empty() {
+                bail!("--queues must name at least one queue");
+            }
+            let (pw, generated) = if password_stdin {
+                (read_password()?, false)
+            } else {
+                (password::generate(), true)
+            };
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let user_id = match &user {
+                    Some(u) => match s.user_with_hash(u).await? {
+                        Some((found, _)) => Some(found.id),
+                        None => bail!("no user {u:?} (add one with `kefu users add`)"),
+                    },
+                    None => None,
+                };
+                let new = NewAgent {
+                    name: name.trim().to_string(),
+                    extension: extension.clone(),
+                    queues,
+                    skills: csv_list(&skills),
+                    user_id,
+                    ha1_sha256: ha1(Algorithm::Sha256, &extension, &c.sip_realm, &pw),
+                    ha1_md5: ha1(Algorithm::Md5, &extension, &c.sip_realm, &pw),
+                };
+                let audit = Audit {
+                    actor: actor(),
+                    action: "agent.add",
+                    target: extension.clone(),
+                    detail: format!("{} ({})", new.name, new.queues.join(",")),
+                };
+                let r = s.add_agent(&new, audit).await;
+                s.close().await;
+                r?;
+                if generated {
+                    println!("added agent {name} at extension {extension}; SIP password: {pw}");
+                } else {
+                    println!("added agent {name} at extension {extension}");
+                }
+                Ok(())
+            })
+        }),
+        AgentsCommand::List(store) => store.load().and_then(|c| {
+            runtime()?.block_on(async {
+                let s = c.open_store().await?;
+                let agents = s.agents().await;
+                s.close().await;
+                for a in agents? {
+                    println!(
+                        "{}\t{}\tqueues={}\tskills={}",
+                        a.extension,
+                        a.name,
+                        a.queues.join(","),
+                        a.skills.join(",")
+                    );
+                }
+                Ok(())
+            })
+        }),
+    })
+}

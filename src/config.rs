@@ -16,6 +16,11 @@ use crate::media::dtmf::DtmfMode;
 pub struct FileConfig {
     pub sip: Option<SocketAddr>,
     pub sip_tcp: Option<bool>,
+    /// The digest realm agents' phones register in (default "kefu").
+    pub sip_realm: Option<String>,
+    /// Digest algorithms offered to registering phones, best first
+    /// (default ["SHA-256", "MD5"]; phones use the first they support).
+    pub sip_digest: Option<Vec<String>>,
     pub http: Option<SocketAddr>,
     pub dialplans: Option<PathBuf>,
     pub audio: Option<PathBuf>,
@@ -93,6 +98,8 @@ pub struct Trunk {
 pub struct Config {
     pub sip: SocketAddr,
     pub sip_tcp: bool,
+    pub sip_realm: String,
+    pub sip_digest: Vec<crate::agents::digest::Algorithm>,
     pub http: SocketAddr,
     pub dialplans: PathBuf,
     pub audio: PathBuf,
@@ -134,6 +141,8 @@ impl Default for Config {
         Self {
             sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
             sip_tcp: true,
+            sip_realm: "kefu".into(),
+            sip_digest: crate::agents::digest::Algorithm::OFFERED.to_vec(),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             dialplans: "dialplans".into(),
             audio: "audio".into(),
@@ -203,6 +212,7 @@ impl Config {
         take!(
             sip,
             sip_tcp,
+            sip_realm,
             http,
             dialplans,
             audio,
@@ -259,6 +269,19 @@ impl Config {
                 "`api_tokens` is no longer read: API tokens are stored hashed now. \
                  Remove it and make one with `kefu tokens create NAME --role integrator`"
             );
+        }
+        if let Some(names) = f.sip_digest {
+            self.sip_digest = names
+                .iter()
+                .map(|n| {
+                    crate::agents::digest::Algorithm::parse(n).with_context(|| {
+                        format!("`sip_digest`: unknown algorithm {n:?}; use \"SHA-256\" or \"MD5\"")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            if self.sip_digest.is_empty() {
+                bail!("`sip_digest` must offer at least one algorithm");
+            }
         }
         self.trunks = f.trunks;
         Ok(self)

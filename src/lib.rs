@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and how a call flows through them.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod call;

@@ -108,6 +108,11 @@ enum Command {
         #[command(subcommand)]
         command: access_cli::UsersCommand,
     },
+    /// Agents: the people calls and chats are handed to, and their phones.
+    Agents {
+        #[command(subcommand)]
+        command: access_cli::AgentsCommand,
+    },
     /// API tokens for programs (integrators, report readers).
     Tokens {
         #[command(subcommand)]
@@ -319,6 +324,7 @@ fn main() -> ExitCode {
         Command::Calls { command } => store_cli::calls(command),
         Command::Users { command } => access_cli::users(command),
         Command::Tokens { command } => access_cli::tokens(command),
+        Command::Agents { command } => access_cli::agents(command),
         Command::Customers { command } => store_cli::customers(command),
         Command::Check(plans)
         | Command::Prompts {

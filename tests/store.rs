@@ -143,7 +143,16 @@ async fn raw_bytes(db: &Db, store: &Store) -> Vec<u8> {
         Backend::Postgres => {
             use sqlx::Row;
             let mut all = Vec::new();
-            for table in ["customers", "identities", "conversations", "turns", "calls"] {
+            for table in [
+                "customers",
+                "identities",
+                "conversations",
+                "turns",
+                "calls",
+                "agents",
+                "api_tokens",
+                "sessions",
+            ] {
                 let rows = sqlx::query(&format!("SELECT t::text FROM {table} t"))
                     .fetch_all(store.pool())
                     .await
@@ -603,6 +612,43 @@ async fn access_and_reports(db: Db) {
         ["user.change", "token.add", "token.revoke"]
     );
     assert!(store.tickets_of(&user.id).await.unwrap().is_empty());
+
+    // Agents: their phone's HA1s are sealed and come back opened.
+    let agent = kefu::store::agents::NewAgent {
+        name: "Wang Fang".into(),
+        extension: "1001".into(),
+        queues: vec!["general".into(), "billing".into()],
+        skills: vec!["zh".into()],
+        user_id: Some(user.id.clone()),
+        ha1_sha256: "a".repeat(64),
+        ha1_md5: "b".repeat(32),
+    };
+    store
+        .add_agent(&agent, audit("agent.add", "1001"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .add_agent(&agent, audit("agent.add", "1001"))
+            .await
+            .is_err()
+    );
+    let (a, ha1) = store.agent_secret("1001", "sha256").await.unwrap().unwrap();
+    assert_eq!((a.queues.len(), ha1.len()), (2, 64));
+    assert_eq!(
+        store.agent_secret("1001", "md5").await.unwrap().unwrap().1,
+        "b".repeat(32)
+    );
+    assert!(store.agent_secret("1002", "md5").await.unwrap().is_none());
+    assert_eq!(
+        store.agents().await.unwrap()[0].user_id.as_deref(),
+        Some(user.id.as_str())
+    );
+    let bytes = raw_bytes(&db, &store).await;
+    assert!(
+        !leaked(&bytes, &"a".repeat(64)),
+        "an HA1 is stored in plaintext"
+    );
     store.close().await;
 }
 

@@ -85,7 +85,7 @@ fn token_of(r: &sqlx::any::AnyRow) -> anyhow::Result<Token> {
     })
 }
 
-async fn append_audit(
+pub(super) async fn append_audit(
     c: &mut sqlx::AnyConnection,
     at: DateTime<Utc>,
     a: &Audit,

@@ -22,6 +22,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("migrations/sqlite/0002_sessions.sql"),
     ),
+    (
+        3,
+        "agent_phones",
+        include_str!("migrations/sqlite/0003_agent_phones.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -29,6 +34,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "sessions",
         include_str!("migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "agent_phones",
+        include_str!("migrations/postgres/0003_agent_phones.sql"),
     ),
 ];
 

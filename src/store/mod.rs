@@ -12,6 +12,7 @@
 //! are stored. Reads use the pool directly.
 
 pub mod access;
+pub mod agents;
 pub mod backup;
 pub mod crypto;
 mod migrate;

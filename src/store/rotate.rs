@@ -52,6 +52,12 @@ const TABLES: &[Table] = &[
         lookups: &[("caller_lookup", "caller")],
     },
     Table {
+        name: "agents",
+        pk: &[("id", Kind::Text)],
+        sealed: &["ha1_sha256", "ha1_md5"],
+        lookups: &[],
+    },
+    Table {
         name: "tickets",
         pk: &[("id", Kind::Text)],
         sealed: &["subject", "body"],

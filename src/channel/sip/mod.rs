@@ -5,6 +5,7 @@
 //! dialog; everything else is answered here (OPTIONS 200, 405, 481, 503).
 
 pub mod guard;
+mod register;
 pub mod sdp;
 
 use std::net::SocketAddr;
@@ -87,6 +88,8 @@ pub struct SipService {
     pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
     /// The dialogue core and the voice that speaks its answers (`ask` nodes).
     pub dialogue: Arc<crate::call::CallDialogue>,
+    /// Agents' phones: registrations and their authentication.
+    pub phones: Arc<crate::agents::Phones>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
 }
@@ -142,6 +145,10 @@ pub async fn bind(
     let service = Arc::new(SipService {
         dialog_layer: Arc::new(DialogLayer::new(inner)),
         ports: PortPool::new(first, last),
+        phones: Arc::new(crate::agents::Phones::new(
+            &config.sip_realm,
+            &config.sip_digest,
+        )),
         config,
         dialplans,
         gate,
@@ -151,6 +158,22 @@ pub async fn bind(
         local,
     });
     Ok((service, incoming))
+}
+
+/// Where a request came from, and over which transport ("udp" or "tcp": kefu
+/// listens on those only, so a reliable connection is TCP).
+fn origin(tx: &Transaction, local: SocketAddr) -> (SocketAddr, &'static str) {
+    let source = tx
+        .connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .unwrap_or(local);
+    let transport = match &tx.connection {
+        Some(c) if c.is_reliable() => "tcp",
+        _ => "udp",
+    };
+    (source, transport)
 }
 
 impl SipService {
@@ -199,8 +222,18 @@ impl SipService {
                 .await
             }
             Method::Ack => Ok(()),
-            Method::Register
-            | Method::Subscribe
+            Method::Register if !has_to_tag => {
+                let (source, transport) = origin(&tx, self.local);
+                register::handle(
+                    &mut tx,
+                    &self.phones,
+                    &self.dialogue.store,
+                    source,
+                    transport,
+                )
+                .await
+            }
+            Method::Subscribe
             | Method::Publish
             | Method::Message
             | Method::Refer
@@ -296,19 +329,8 @@ impl SipService {
                 return tx.reply(StatusCode::ServerInternalError).await;
             }
         };
-        let source = tx
-            .connection
-            .as_ref()
-            .and_then(|c| c.get_remote_addr())
-            .and_then(|a| a.get_socketaddr().ok())
-            .map(|a| a.ip())
-            .unwrap_or(self.local.ip());
-        let (dtmf, trunk) = self.config.dtmf_for(source);
-        // kefu listens on UDP and TCP only, so a reliable connection is TCP.
-        let transport = match &tx.connection {
-            Some(c) if c.is_reliable() => "tcp",
-            _ => "udp",
-        };
+        let (source, transport) = origin(&tx, self.local);
+        let (dtmf, trunk) = self.config.dtmf_for(source.ip());
         let setup = CallSetup {
             call_id: tx
                 .original

@@ -1,0 +1,231 @@
+//! REGISTER from agents' phones (RFC 3261 §10): digest authentication against the
+//! agent's stored HA1, then the binding goes to `agents::registrar`. Failed
+//! attempts are throttled per source address and per extension: once locked, a
+//! REGISTER gets 403 with the time to wait, before any credentials are looked at.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+
+use crate::agents::Phones;
+use crate::agents::digest::{Algorithm, Credentials, NonceCheck};
+use crate::agents::registrar::{self, Binding};
+use crate::store::Store;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn warning(text: &str) -> Header {
+    Header::Other("Warning".into(), format!("399 kefu \"{text}\""))
+}
+
+async fn challenge(
+    tx: &mut Transaction,
+    phones: &Phones,
+    source: SocketAddr,
+    stale: bool,
+) -> rsipstack::Result<()> {
+    let headers = phones
+        .nonces
+        .challenge(
+            &phones.realm,
+            &phones.offered,
+            source.ip(),
+            epoch_secs(),
+            stale,
+        )
+        .into_iter()
+        .map(|v| Header::Other("WWW-Authenticate".into(), v))
+        .collect();
+    tx.reply_with(StatusCode::Unauthorized, headers, None).await
+}
+
+/// Answers one REGISTER.
+pub async fn handle(
+    tx: &mut Transaction,
+    phones: &Phones,
+    store: &Store,
+    source: SocketAddr,
+    transport: &'static str,
+) -> rsipstack::Result<()> {
+    let extension = tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.uri().ok())
+        .and_then(|u| u.user().map(str::to_string))
+        .unwrap_or_default();
+    let keys = [format!("ip:{}", source.ip()), format!("ext:{extension}")];
+    let locked = {
+        let t = lock(&phones.throttle);
+        let now = Instant::now();
+        keys.iter().filter_map(|k| t.check(k, now).err()).max()
+    };
+    if let Some(wait) = locked {
+        {
+            let secs = wait.as_secs().max(1);
+            tracing::warn!(%source, "REGISTER refused: too many failures");
+            return tx
+                .reply_with(
+                    StatusCode::Forbidden,
+                    vec![
+                        warning(&format!(
+                            "too many failed registrations; try again in {secs} s"
+                        )),
+                        Header::Other("Retry-After".into(), secs.to_string()),
+                    ],
+                    None,
+                )
+                .await;
+        }
+    }
+    let Some(auth) = tx
+        .original
+        .authorization_header()
+        .map(|h| h.value().to_string())
+    else {
+        return challenge(tx, phones, source, false).await;
+    };
+    let creds = match Credentials::parse(&auth) {
+        Ok(c) => c,
+        Err(e) => {
+            return tx
+                .reply_with(StatusCode::BadRequest, vec![warning(&e.to_string())], None)
+                .await;
+        }
+    };
+    match phones.nonces.check(&creds.nonce, source.ip(), epoch_secs()) {
+        NonceCheck::Fresh => {}
+        NonceCheck::Stale => return challenge(tx, phones, source, true).await,
+        NonceCheck::Forged => return challenge(tx, phones, source, false).await,
+    }
+    let algorithm = match creds.algorithm {
+        Algorithm::Sha256 => "sha256",
+        Algorithm::Md5 => "md5",
+    };
+    let found = if creds.username == extension && creds.realm == phones.realm {
+        match store.agent_secret(&extension, algorithm).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot read agent credentials");
+                return tx.reply(StatusCode::ServerInternalError).await;
+            }
+        }
+    } else {
+        None
+    };
+    let method = tx.original.method.to_string();
+    let verified = found
+        .as_ref()
+        .is_some_and(|(_, ha1)| creds.verify(ha1, &method));
+    if !verified {
+        {
+            let now = Instant::now();
+            let mut t = lock(&phones.throttle);
+            for k in &keys {
+                t.fail(k, now);
+            }
+        }
+        tracing::warn!(%source, %extension, "REGISTER with wrong credentials");
+        return challenge(tx, phones, source, false).await;
+    }
+    lock(&phones.throttle).succeed(&keys[1]);
+    bind(tx, phones, &extension, source, transport).await
+}
+
+/// Applies the Contact headers of an authenticated REGISTER and answers 200 with
+/// the current bindings.
+async fn bind(
+    tx: &mut Transaction,
+    phones: &Phones,
+    extension: &str,
+    source: SocketAddr,
+    transport: &'static str,
+) -> rsipstack::Result<()> {
+    use rsipstack::sip::headers::typed::Contact;
+    let header_expires = tx
+        .original
+        .expires_header()
+        .and_then(|e| e.value().trim().parse::<u32>().ok());
+    let contacts: Vec<String> = tx
+        .original
+        .contact_headers()
+        .iter()
+        .map(|c| c.value().to_string())
+        .collect();
+    let now = Instant::now();
+    if contacts.iter().any(|c| c.trim() == "*") {
+        if header_expires != Some(0) || contacts.len() > 1 {
+            return tx
+                .reply_with(
+                    StatusCode::BadRequest,
+                    vec![warning("Contact: * needs Expires: 0 and no other contact")],
+                    None,
+                )
+                .await;
+        }
+        lock(&phones.registrar).unbind(extension, None);
+        tracing::info!(%extension, "phone unregistered (all contacts)");
+        return tx.reply(StatusCode::OK).await;
+    }
+    let mut parsed = Vec::new();
+    for c in &contacts {
+        match Contact::parse(c) {
+            Ok(p) => parsed.push(p),
+            Err(e) => {
+                return tx
+                    .reply_with(
+                        StatusCode::BadRequest,
+                        vec![warning(&format!("bad Contact: {e}"))],
+                        None,
+                    )
+                    .await;
+            }
+        }
+    }
+    for c in &parsed {
+        match registrar::expiry(c.expires().or(header_expires)) {
+            Err(min) => {
+                return tx
+                    .reply_with(
+                        StatusCode::IntervalTooBrief,
+                        vec![Header::Other("Min-Expires".into(), min.to_string())],
+                        None,
+                    )
+                    .await;
+            }
+            Ok(0) => lock(&phones.registrar).unbind(extension, Some(&c.uri.to_string())),
+            Ok(secs) => lock(&phones.registrar).bind(
+                extension,
+                Binding {
+                    contact: c.uri.to_string(),
+                    source,
+                    transport,
+                    expires_at: now + registrar::seconds(secs),
+                },
+                now,
+            ),
+        }
+    }
+    let live = lock(&phones.registrar).contacts(extension, now);
+    tracing::info!(%extension, contacts = live.len(), %source, "phone registered");
+    let headers = live
+        .iter()
+        .map(|b| {
+            let left = b.expires_at.saturating_duration_since(now).as_secs();
+            Header::Other("Contact".into(), format!("<{}>;expires={left}", b.contact))
+        })
+        .collect();
+    tx.reply_with(StatusCode::OK, headers, None).await
+}
