@@ -2,6 +2,7 @@
 //! authentication in `digest`). Queues, transfers and the desk build on these.
 
 pub mod digest;
+pub mod queue;
 pub mod registrar;
 
 use std::sync::Mutex;

@@ -1,0 +1,758 @@
+//! Queue routing, sans I/O: who waits (calls and chats, by id), which agents are
+//! free, and who is offered what. Inputs are method calls with the time; outputs
+//! are `Event`s the edges carry out (ring an agent's phone, show an offer on the
+//! desk, play a position announcement, give up after the maximum wait).
+//!
+//! Rules:
+//! - Waiting items are served oldest first, across queues.
+//! - An offer goes to one agent (longest idle, round robin, or the best skills
+//!   match), or to every eligible agent at once (ring-all). It lasts
+//!   `ring_timeout`; a decline or no answer moves on to the next agent. An agent
+//!   who lets an offer ring out is set away (their phone is unattended).
+//! - When every eligible agent has been tried, the next round starts one
+//!   `ring_timeout` later.
+//! - After a conversation the agent has `wrap_up` before the next offer.
+//! - An item still waiting after `max_wait` times out (the edge offers voicemail
+//!   or a callback and opens a ticket).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The agent free the longest.
+    #[default]
+    LongestIdle,
+    /// Agents in turn (by id), from after the last one offered.
+    RoundRobin,
+    /// Every eligible agent at once; the first to accept gets it.
+    RingAll,
+    /// Only agents with every skill the item needs; the one with the fewest other
+    /// skills (keeping generalists free), then the longest idle.
+    Skills,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    pub max_wait: Duration,
+    pub ring_timeout: Duration,
+    pub wrap_up: Duration,
+    /// How often a waiting caller hears their position (None: never).
+    pub announce_every: Option<Duration>,
+}
+
+impl QueueConfig {
+    /// A queue with the defaults: longest idle, 5 min maximum wait, 20 s to
+    /// answer an offer, 10 s wrap-up, position every 60 s.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            strategy: Strategy::LongestIdle,
+            max_wait: Duration::from_secs(300),
+            ring_timeout: Duration::from_secs(20),
+            wrap_up: Duration::from_secs(10),
+            announce_every: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentState {
+    Available,
+    /// Being offered an item (ringing).
+    Offered,
+    Busy,
+    WrapUp,
+    Away,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Offer `item` to these agents until `until`.
+    Offer {
+        item: String,
+        agents: Vec<String>,
+        until: Instant,
+    },
+    /// Stop offering `item` to these agents (someone else took it, it timed out,
+    /// the caller left).
+    Withdraw { item: String, agents: Vec<String> },
+    /// Tell the caller their place in the queue (1: next).
+    Position { item: String, position: usize },
+    /// `agent` accepted `item`: connect them.
+    Connected { item: String, agent: String },
+    /// Nobody took `item` within the queue's maximum wait.
+    TimedOut { item: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Accept,
+    Decline,
+}
+
+#[derive(Clone, Debug)]
+struct Agent {
+    queues: Vec<String>,
+    skills: Vec<String>,
+    state: AgentState,
+    /// When they last became free (for longest idle).
+    idle_since: Instant,
+    wrap_until: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+struct Waiting {
+    item: String,
+    queue: String,
+    needs: Vec<String>,
+    since: Instant,
+    offered_to: Vec<String>,
+    offer_until: Option<Instant>,
+    tried: HashSet<String>,
+    /// A new round of offers starts no earlier than this.
+    retry_at: Option<Instant>,
+    next_announce: Option<Instant>,
+}
+
+/// An agent as a supervisor sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub state: AgentState,
+    pub queues: Vec<String>,
+}
+
+/// A waiting item as a supervisor sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WaitingView {
+    pub item: String,
+    pub queue: String,
+    pub waited_secs: u64,
+    pub offered_to: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Queues {
+    configs: BTreeMap<String, QueueConfig>,
+    agents: BTreeMap<String, Agent>,
+    /// Oldest first.
+    waiting: Vec<Waiting>,
+    /// Round robin: the agent offered last, per queue.
+    last_offered: BTreeMap<String, String>,
+}
+
+/// Items waiting at most (a full queue refuses more: the edge plays "all agents
+/// are busy" and opens a ticket at once).
+pub const MAX_WAITING: usize = 10_000;
+
+impl Queues {
+    pub fn new(configs: impl IntoIterator<Item = QueueConfig>) -> Self {
+        Self {
+            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The queue's settings; a queue nobody configured has the defaults.
+    pub fn config(&self, queue: &str) -> QueueConfig {
+        self.configs
+            .get(queue)
+            .cloned()
+            .unwrap_or_else(|| QueueConfig::named(queue))
+    }
+
+    /// Adds (or updates) an agent; a new one starts away.
+    pub fn add_agent(&mut self, id: &str, queues: &[String], skills: &[String], now: Instant) {
+        let a = self.agents.entry(id.to_string()).or_insert(Agent {
+            queues: Vec::new(),
+            skills: Vec::new(),
+            state: AgentState::Away,
+            idle_since: now,
+            wrap_until: None,
+        });
+        a.queues = queues.to_vec();
+        a.skills = skills.to_vec();
+    }
+
+    pub fn state(&self, agent: &str) -> Option<AgentState> {
+        self.agents.get(agent).map(|a| a.state)
+    }
+
+    /// The agent sets themselves available or away (from the desk or a feature
+    /// code). Busy, offered and wrap-up agents finish those first.
+    pub fn set_available(&mut self, agent: &str, available: bool, now: Instant) -> Vec<Event> {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return Vec::new();
+        };
+        match (a.state, available) {
+            (AgentState::Away, true) => {
+                a.state = AgentState::Available;
+                a.idle_since = now;
+            }
+            (AgentState::Available, false) => a.state = AgentState::Away,
+            _ => {}
+        }
+        self.dispatch(now)
+    }
+
+    /// A caller or chat joins `queue`; `needs` are skills a skills-based queue
+    /// requires (a language, a product line). None when the queue system is full.
+    pub fn enqueue(
+        &mut self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        now: Instant,
+    ) -> Option<Vec<Event>> {
+        if self.waiting.len() >= MAX_WAITING || self.waiting.iter().any(|w| w.item == item) {
+            return None;
+        }
+        let config = self.config(queue);
+        self.waiting.push(Waiting {
+            item: item.to_string(),
+            queue: queue.to_string(),
+            needs: needs.to_vec(),
+            since: now,
+            offered_to: Vec::new(),
+            offer_until: None,
+            tried: HashSet::new(),
+            retry_at: None,
+            next_announce: config.announce_every.map(|_| now),
+        });
+        let mut events = self.dispatch(now);
+        events.extend(self.announce(now));
+        Some(events)
+    }
+
+    /// An agent answered an offer.
+    pub fn answer(&mut self, item: &str, agent: &str, answer: Answer, now: Instant) -> Vec<Event> {
+        let Some(i) = self
+            .waiting
+            .iter()
+            .position(|w| w.item == item && w.offered_to.iter().any(|a| a == agent))
+        else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        match answer {
+            Answer::Accept => {
+                let w = self.waiting.remove(i);
+                let others: Vec<String> = w
+                    .offered_to
+                    .iter()
+                    .filter(|a| *a != agent)
+                    .cloned()
+                    .collect();
+                for o in &others {
+                    self.free(o, now);
+                }
+                if !others.is_empty() {
+                    events.push(Event::Withdraw {
+                        item: item.to_string(),
+                        agents: others,
+                    });
+                }
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.state = AgentState::Busy;
+                }
+                events.push(Event::Connected {
+                    item: item.to_string(),
+                    agent: agent.to_string(),
+                });
+            }
+            Answer::Decline => {
+                let w = &mut self.waiting[i];
+                w.offered_to.retain(|a| a != agent);
+                if w.offered_to.is_empty() {
+                    w.offer_until = None;
+                }
+                self.free(agent, now);
+            }
+        }
+        events.extend(self.dispatch(now));
+        events
+    }
+
+    /// The caller hung up, or the chat closed, while waiting.
+    pub fn leave(&mut self, item: &str, now: Instant) -> Vec<Event> {
+        let Some(i) = self.waiting.iter().position(|w| w.item == item) else {
+            return Vec::new();
+        };
+        let w = self.waiting.remove(i);
+        for a in &w.offered_to {
+            self.free(a, now);
+        }
+        let mut events = Vec::new();
+        if !w.offered_to.is_empty() {
+            events.push(Event::Withdraw {
+                item: w.item,
+                agents: w.offered_to,
+            });
+        }
+        events.extend(self.dispatch(now));
+        events
+    }
+
+    /// The agent's conversation ended: wrap-up, then available again.
+    pub fn finish(&mut self, agent: &str, queue: &str, now: Instant) -> Vec<Event> {
+        let wrap = self.config(queue).wrap_up;
+        if let Some(a) = self.agents.get_mut(agent)
+            && a.state == AgentState::Busy
+        {
+            a.state = AgentState::WrapUp;
+            a.wrap_until = Some(now + wrap);
+        }
+        self.tick(now)
+    }
+
+    /// Deadlines: offers ringing out, wrap-ups ending, maximum waits, new rounds,
+    /// announcements.
+    pub fn tick(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for a in self.agents.values_mut() {
+            if a.state == AgentState::WrapUp && a.wrap_until.is_some_and(|t| t <= now) {
+                a.state = AgentState::Available;
+                a.wrap_until = None;
+                a.idle_since = now;
+            }
+        }
+        // Offers nobody answered: those agents are away from their phones.
+        let mut rang_out = Vec::new();
+        for w in &mut self.waiting {
+            if w.offer_until.is_some_and(|t| t <= now) {
+                let agents = std::mem::take(&mut w.offered_to);
+                w.offer_until = None;
+                events.push(Event::Withdraw {
+                    item: w.item.clone(),
+                    agents: agents.clone(),
+                });
+                rang_out.extend(agents);
+            }
+        }
+        for a in rang_out {
+            if let Some(agent) = self.agents.get_mut(&a) {
+                agent.state = AgentState::Away;
+            }
+        }
+        // Waited too long.
+        let configs = &self.configs;
+        let mut gone = Vec::new();
+        self.waiting.retain(|w| {
+            let max = configs
+                .get(&w.queue)
+                .map_or(QueueConfig::named(&w.queue).max_wait, |c| c.max_wait);
+            let expired = now.duration_since(w.since) >= max;
+            if expired {
+                gone.push(w.clone());
+            }
+            !expired
+        });
+        for w in gone {
+            for a in &w.offered_to {
+                if let Some(agent) = self.agents.get_mut(a) {
+                    agent.state = AgentState::Available;
+                    agent.idle_since = now;
+                }
+            }
+            if !w.offered_to.is_empty() {
+                events.push(Event::Withdraw {
+                    item: w.item.clone(),
+                    agents: w.offered_to.clone(),
+                });
+            }
+            events.push(Event::TimedOut { item: w.item });
+        }
+        events.extend(self.dispatch(now));
+        events.extend(self.announce(now));
+        events
+    }
+
+    /// The next time `tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let agents = self.agents.values().filter_map(|a| a.wrap_until);
+        let waiting = self.waiting.iter().flat_map(|w| {
+            let max = w.since + self.config(&w.queue).max_wait;
+            [Some(max), w.offer_until, w.retry_at, w.next_announce]
+                .into_iter()
+                .flatten()
+        });
+        agents.chain(waiting).min()
+    }
+
+    pub fn agents(&self) -> Vec<AgentView> {
+        self.agents
+            .iter()
+            .map(|(id, a)| AgentView {
+                id: id.clone(),
+                state: a.state,
+                queues: a.queues.clone(),
+            })
+            .collect()
+    }
+
+    pub fn waiting(&self, now: Instant) -> Vec<WaitingView> {
+        self.waiting
+            .iter()
+            .map(|w| WaitingView {
+                item: w.item.clone(),
+                queue: w.queue.clone(),
+                waited_secs: now.duration_since(w.since).as_secs(),
+                offered_to: w.offered_to.clone(),
+            })
+            .collect()
+    }
+
+    fn free(&mut self, agent: &str, now: Instant) {
+        if let Some(a) = self.agents.get_mut(agent)
+            && a.state == AgentState::Offered
+        {
+            a.state = AgentState::Available;
+            a.idle_since = now;
+        }
+    }
+
+    fn announce(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut positions: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..self.waiting.len() {
+            let queue = self.waiting[i].queue.clone();
+            let position = positions.entry(queue.clone()).or_insert(0);
+            *position += 1;
+            let every = self.config(&queue).announce_every;
+            let w = &mut self.waiting[i];
+            if let (Some(at), Some(every)) = (w.next_announce, every)
+                && at <= now
+                && w.offered_to.is_empty()
+            {
+                events.push(Event::Position {
+                    item: w.item.clone(),
+                    position: *position,
+                });
+                w.next_announce = Some(now + every);
+            }
+        }
+        events
+    }
+
+    fn eligible(&self, w: &Waiting, strategy: Strategy) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|(id, a)| {
+                a.state == AgentState::Available
+                    && a.queues.iter().any(|q| *q == w.queue)
+                    && !w.tried.contains(*id)
+                    && (strategy != Strategy::Skills
+                        || w.needs.iter().all(|n| a.skills.contains(n)))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn dispatch(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for i in 0..self.waiting.len() {
+            if !self.waiting[i].offered_to.is_empty()
+                || self.waiting[i].retry_at.is_some_and(|t| t > now)
+            {
+                continue;
+            }
+            let config = self.config(&self.waiting[i].queue);
+            let mut candidates = self.eligible(&self.waiting[i], config.strategy);
+            if candidates.is_empty() && !self.waiting[i].tried.is_empty() {
+                // Everyone was tried: a new round, after a pause.
+                let w = &mut self.waiting[i];
+                w.tried.clear();
+                if w.retry_at.is_none() {
+                    w.retry_at = Some(now + config.ring_timeout);
+                    continue;
+                }
+                w.retry_at = None;
+                candidates = self.eligible(&self.waiting[i], config.strategy);
+            }
+            self.waiting[i].retry_at = None;
+            if candidates.is_empty() {
+                continue;
+            }
+            let chosen = self.choose(&self.waiting[i], &config, candidates);
+            for a in &chosen {
+                if let Some(agent) = self.agents.get_mut(a) {
+                    agent.state = AgentState::Offered;
+                }
+            }
+            if let Some(last) = chosen.last() {
+                self.last_offered.insert(config.name.clone(), last.clone());
+            }
+            let until = now + config.ring_timeout;
+            let w = &mut self.waiting[i];
+            w.tried.extend(chosen.iter().cloned());
+            w.offered_to = chosen.clone();
+            w.offer_until = Some(until);
+            events.push(Event::Offer {
+                item: w.item.clone(),
+                agents: chosen,
+                until,
+            });
+        }
+        events
+    }
+
+    fn choose(
+        &self,
+        w: &Waiting,
+        config: &QueueConfig,
+        mut candidates: Vec<String>,
+    ) -> Vec<String> {
+        let idle = |id: &String| self.agents.get(id).map(|a| a.idle_since);
+        match config.strategy {
+            Strategy::RingAll => candidates,
+            Strategy::LongestIdle => {
+                candidates.sort_by_key(|id| (idle(id), id.clone()));
+                candidates.truncate(1);
+                candidates
+            }
+            Strategy::Skills => {
+                let extra = |id: &String| {
+                    self.agents.get(id).map_or(usize::MAX, |a| {
+                        a.skills.iter().filter(|s| !w.needs.contains(s)).count()
+                    })
+                };
+                candidates.sort_by_key(|id| (extra(id), idle(id), id.clone()));
+                candidates.truncate(1);
+                candidates
+            }
+            Strategy::RoundRobin => {
+                // Candidates are in id order; take the first after the last offered.
+                let after = self.last_offered.get(&config.name);
+                let pick = after
+                    .and_then(|last| candidates.iter().find(|c| *c > last))
+                    .or_else(|| candidates.first())
+                    .cloned();
+                pick.into_iter().collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn queues(strategy: Strategy) -> (Queues, Instant) {
+        let mut q = Queues::new([QueueConfig {
+            strategy,
+            announce_every: None,
+            ..QueueConfig::named("general")
+        }]);
+        let t0 = Instant::now();
+        q.add_agent("a1", &strings(&["general"]), &strings(&["zh"]), t0);
+        q.add_agent(
+            "a2",
+            &strings(&["general"]),
+            &strings(&["en", "zh", "billing"]),
+            t0,
+        );
+        q.add_agent("a3", &strings(&["general"]), &strings(&["en"]), t0);
+        (q, t0)
+    }
+
+    fn offered(events: &[Event]) -> Vec<Vec<String>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Offer { agents, .. } => Some(agents.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn longest_idle_gets_the_offer_and_accepting_connects() {
+        let (mut q, t0) = queues(Strategy::LongestIdle);
+        q.set_available("a2", true, t0);
+        q.set_available("a1", true, t0 + s(5));
+        let e = q.enqueue("call-1", "general", &[], t0 + s(10)).unwrap();
+        assert_eq!(offered(&e), [strings(&["a2"])]);
+        assert_eq!(q.state("a2"), Some(AgentState::Offered));
+        let e = q.answer("call-1", "a2", Answer::Accept, t0 + s(12));
+        assert_eq!(
+            e,
+            [Event::Connected {
+                item: "call-1".into(),
+                agent: "a2".into()
+            }]
+        );
+        assert_eq!(q.state("a2"), Some(AgentState::Busy));
+        // Wrap-up, then available (and the longest idle is now a1).
+        q.finish("a2", "general", t0 + s(60));
+        assert_eq!(q.state("a2"), Some(AgentState::WrapUp));
+        assert_eq!(q.next_deadline(), Some(t0 + s(70)));
+        q.tick(t0 + s(70));
+        assert_eq!(q.state("a2"), Some(AgentState::Available));
+        let e = q.enqueue("call-2", "general", &[], t0 + s(71)).unwrap();
+        assert_eq!(offered(&e), [strings(&["a1"])]);
+    }
+
+    #[test]
+    fn decline_and_no_answer_move_to_the_next_agent() {
+        let (mut q, t0) = queues(Strategy::LongestIdle);
+        for a in ["a1", "a2", "a3"] {
+            q.set_available(a, true, t0);
+        }
+        let e = q.enqueue("call-1", "general", &[], t0).unwrap();
+        assert_eq!(offered(&e), [strings(&["a1"])]);
+        let e = q.answer("call-1", "a1", Answer::Decline, t0 + s(2));
+        assert_eq!(offered(&e), [strings(&["a2"])]);
+        assert_eq!(q.state("a1"), Some(AgentState::Available));
+        // a2 lets it ring out: withdrawn, a2 set away, a3 offered.
+        let e = q.tick(t0 + s(22));
+        assert!(e.contains(&Event::Withdraw {
+            item: "call-1".into(),
+            agents: strings(&["a2"])
+        }));
+        assert_eq!(offered(&e), [strings(&["a3"])]);
+        assert_eq!(q.state("a2"), Some(AgentState::Away));
+        // a3 declines too: everyone was tried; a new round after a pause.
+        let e = q.answer("call-1", "a3", Answer::Decline, t0 + s(25));
+        assert!(offered(&e).is_empty());
+        assert_eq!(q.next_deadline(), Some(t0 + s(45)));
+        let e = q.tick(t0 + s(45));
+        assert_eq!(offered(&e), [strings(&["a1"])]);
+    }
+
+    #[test]
+    fn ring_all_withdraws_from_the_others() {
+        let (mut q, t0) = queues(Strategy::RingAll);
+        q.set_available("a1", true, t0);
+        q.set_available("a3", true, t0);
+        let e = q.enqueue("chat-9", "general", &[], t0).unwrap();
+        assert_eq!(offered(&e), [strings(&["a1", "a3"])]);
+        let e = q.answer("chat-9", "a3", Answer::Accept, t0 + s(1));
+        assert_eq!(
+            e[0],
+            Event::Withdraw {
+                item: "chat-9".into(),
+                agents: strings(&["a1"])
+            }
+        );
+        assert_eq!(q.state("a1"), Some(AgentState::Available));
+        assert_eq!(q.state("a3"), Some(AgentState::Busy));
+    }
+
+    #[test]
+    fn round_robin_takes_turns() {
+        let (mut q, t0) = queues(Strategy::RoundRobin);
+        for a in ["a1", "a2", "a3"] {
+            q.set_available(a, true, t0);
+        }
+        let mut got = Vec::new();
+        for i in 0..4 {
+            let item = format!("c{i}");
+            let e = q.enqueue(&item, "general", &[], t0 + s(i)).unwrap();
+            let agent = offered(&e)[0][0].clone();
+            q.answer(&item, &agent, Answer::Accept, t0 + s(i));
+            q.finish(&agent, "general", t0 + s(i));
+            q.tick(t0 + s(i) + s(10));
+            got.push(agent);
+        }
+        assert_eq!(got, strings(&["a1", "a2", "a3", "a1"]));
+    }
+
+    #[test]
+    fn skills_pick_the_closest_match_and_wait_for_one() {
+        let (mut q, t0) = queues(Strategy::Skills);
+        for a in ["a1", "a2", "a3"] {
+            q.set_available(a, true, t0);
+        }
+        // Needs zh: a1 (zh only) before a2 (zh plus two more).
+        let e = q.enqueue("c-zh", "general", &strings(&["zh"]), t0).unwrap();
+        assert_eq!(offered(&e), [strings(&["a1"])]);
+        // Needs billing: only a2.
+        let e = q
+            .enqueue("c-bill", "general", &strings(&["billing"]), t0)
+            .unwrap();
+        assert_eq!(offered(&e), [strings(&["a2"])]);
+        // Needs fr: nobody; it waits.
+        let e = q.enqueue("c-fr", "general", &strings(&["fr"]), t0).unwrap();
+        assert!(offered(&e).is_empty());
+        assert_eq!(q.waiting(t0 + s(3)).len(), 3);
+    }
+
+    #[test]
+    fn maximum_wait_times_out_and_positions_are_announced() {
+        let mut q = Queues::new([QueueConfig {
+            max_wait: s(120),
+            announce_every: Some(s(30)),
+            ..QueueConfig::named("billing")
+        }]);
+        let t0 = Instant::now();
+        let e = q.enqueue("c1", "billing", &[], t0).unwrap();
+        assert_eq!(
+            e,
+            [Event::Position {
+                item: "c1".into(),
+                position: 1
+            }]
+        );
+        let e = q.enqueue("c2", "billing", &[], t0 + s(1)).unwrap();
+        assert_eq!(
+            e,
+            [Event::Position {
+                item: "c2".into(),
+                position: 2
+            }]
+        );
+        assert!(
+            q.enqueue("c2", "billing", &[], t0 + s(1)).is_none(),
+            "no duplicates"
+        );
+        let e = q.tick(t0 + s(30));
+        assert_eq!(
+            e,
+            [Event::Position {
+                item: "c1".into(),
+                position: 1
+            }]
+        );
+        // c1 leaves: c2 is next.
+        q.leave("c1", t0 + s(40));
+        let e = q.tick(t0 + s(45));
+        assert!(e.contains(&Event::Position {
+            item: "c2".into(),
+            position: 1
+        }));
+        let e = q.tick(t0 + s(121));
+        assert!(e.contains(&Event::TimedOut { item: "c2".into() }));
+        assert!(q.waiting(t0 + s(121)).is_empty());
+        assert_eq!(q.next_deadline(), None);
+    }
+
+    #[test]
+    fn away_agents_get_nothing_and_an_agent_coming_back_takes_the_oldest() {
+        let (mut q, t0) = queues(Strategy::LongestIdle);
+        q.enqueue("old", "general", &[], t0).unwrap();
+        q.enqueue("new", "general", &[], t0 + s(5)).unwrap();
+        assert_eq!(q.state("a1"), Some(AgentState::Away));
+        let e = q.set_available("a1", true, t0 + s(6));
+        assert_eq!(offered(&e), [strings(&["a1"])], "one agent, one offer");
+        assert!(matches!(&e[0], Event::Offer { item, .. } if item == "old"));
+        // Another queue's agents are not offered this queue's items.
+        q.add_agent("b1", &strings(&["billing"]), &[], t0);
+        let e = q.set_available("b1", true, t0 + s(7));
+        assert!(offered(&e).is_empty());
+    }
+}
