@@ -106,11 +106,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
     let conversations = Arc::new(Conversations::new(config.max_conversations));
+    let center = Arc::new(crate::agents::center::Center::new(Vec::new()));
     let text = Arc::new(TextChannels::new(
         &config,
         kb.clone(),
         conversations.clone(),
         store.clone(),
+        center.clone(),
     ));
     // What is live at start is recorded like any later reload.
     let (reloads, reloads_rx) = tokio::sync::mpsc::channel(64);
@@ -126,6 +128,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let stop = CancellationToken::new();
+    {
+        let (center, stop) = (center.clone(), stop.clone());
+        tokio::spawn(async move { center.run(stop).await });
+    }
     let hangup_all = CancellationToken::new();
     let gate = Arc::new(CallGate::default());
     let health = Arc::new(Health {
@@ -149,6 +155,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         kb: kb.clone(),
         kb_dir: config.kb.clone(),
         conversations: conversations.clone(),
+        text: text.clone(),
+        center: center.clone(),
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health.clone(), text, ops);

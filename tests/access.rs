@@ -76,8 +76,32 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // One customer's data: admins.
     ("GET", "/api/admin/customers/{id}", "admin"),
     ("DELETE", "/api/admin/customers/{id}", "admin"),
-    // Their own tickets: agents, supervisors, admins.
+    // Their own tickets, state, offers and conversations: agents, supervisors, admins.
     ("GET", "/api/agent/tickets", "admin supervisor agent"),
+    ("POST", "/api/agent/state", "admin supervisor agent"),
+    ("GET", "/api/agent/offers", "admin supervisor agent"),
+    (
+        "POST",
+        "/api/agent/offers/{id}/accept",
+        "admin supervisor agent",
+    ),
+    (
+        "POST",
+        "/api/agent/offers/{id}/decline",
+        "admin supervisor agent",
+    ),
+    (
+        "POST",
+        "/api/agent/conversations/{id}/messages",
+        "admin supervisor agent",
+    ),
+    (
+        "POST",
+        "/api/agent/conversations/{id}/done",
+        "admin supervisor agent",
+    ),
+    // The queues: supervisors and admins.
+    ("GET", "/api/queues", "admin supervisor"),
 ];
 
 fn url(s: &Server, path: &str) -> String {

@@ -252,3 +252,230 @@ fn sha256_registration_unknown_extensions_and_bad_headers() {
     let r = ua.expect_status(423, Duration::from_secs(2));
     assert_eq!(header(&r, "Min-Expires"), ["60"], "{r}");
 }
+
+/// A web chat asks for a person: a ticket opens and the conversation waits in the
+/// queue; the agent (a signed-in user linked to an agent) sets themselves available,
+/// is offered it, accepts, answers, and the customer's WebSocket receives the
+/// answer, which is stored; the ticket is the agent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
+    use futures_util::StreamExt;
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let server = Server::start(None);
+    let (ok, _, err) = server.kefu_with_input(
+        &[
+            "users",
+            "add",
+            "wang",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = server.kefu_with_input(
+        &[
+            "agents",
+            "add",
+            "Wang Fang",
+            "--extension",
+            "1001",
+            "--user",
+            "wang",
+            "--password-stdin",
+        ],
+        &format!("{SECRET}\n"),
+    );
+    assert!(ok, "{err}");
+    let base = format!("http://{}", server.http);
+    let c = reqwest::Client::new();
+    let login: reqwest::Response = c
+        .post(format!("{base}/api/login"))
+        .json(&json!({"name": "wang", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = login.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = |method: reqwest::Method, path: &str| {
+        c.request(method, format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+    };
+
+    // The customer opens a chat, subscribes, and asks for a person.
+    let started: Value = c
+        .post(format!("{base}/api/chat/conversations"))
+        .json(&json!({"visitor": "v-77", "lang": "en"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = started["conversation"].as_str().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{conv}/ws",
+        server.http
+    ))
+    .await
+    .unwrap();
+    let r: Value = c
+        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .json(&json!({"text": "I want to talk to a person"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["kind"], "handover", "{r}");
+
+    // Away agents are offered nothing; available, they are.
+    let offers: Value = agent(reqwest::Method::GET, "/api/agent/offers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offers, json!([]));
+    let state: Value = agent(reqwest::Method::POST, "/api/agent/state")
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["state"], "offered", "{state}");
+    let offers: Value = agent(reqwest::Method::GET, "/api/agent/offers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offers[0]["item"], conv.as_str(), "{offers}");
+    assert_eq!(offers[0]["queue"], "general");
+    // The supervisor's view would show it offered: an agent may not see it.
+    let r = agent(reqwest::Method::GET, "/api/queues")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let taken: Value = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/offers/{conv}/accept"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let history = taken["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|t| t["text"] == "I want to talk to a person"),
+        "{taken}"
+    );
+    // Taken: a second accept is refused.
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/offers/{conv}/accept"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 409);
+
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/messages"),
+    )
+    .json(&json!({"text": "Hello, this is Wang Fang. How can I help?"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    // The customer's socket gets the agent's words (after the earlier turns).
+    let mut got = Value::Null;
+    for _ in 0..10 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a pushed turn")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["speaker"] == "agent" {
+            got = v;
+            break;
+        }
+    }
+    assert_eq!(
+        got["text"], "Hello, this is Wang Fang. How can I help?",
+        "{got}"
+    );
+
+    // Stored, and the ticket is the agent's (pending), its subject the request.
+    let tickets: Value = agent(reqwest::Method::GET, "/api/agent/tickets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tickets[0]["conversation"], conv.as_str(), "{tickets}");
+    assert_eq!(tickets[0]["status"], "pending");
+    assert_eq!(tickets[0]["subject"], "I want to talk to a person");
+    let history: Value = c
+        .get(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        history["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["speaker"] == "agent"),
+        "{history}"
+    );
+
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/done"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    // Done: no more replies from this agent to it.
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/messages"),
+    )
+    .json(&json!({"text": "one more thing"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -1,6 +1,7 @@
 //! Human agents: their phones' registrations (`registrar`, with digest
 //! authentication in `digest`). Queues, transfers and the desk build on these.
 
+pub mod center;
 pub mod digest;
 pub mod queue;
 pub mod registrar;

@@ -446,7 +446,7 @@ impl Queues {
             .iter()
             .filter(|(id, a)| {
                 a.state == AgentState::Available
-                    && a.queues.iter().any(|q| *q == w.queue)
+                    && a.queues.contains(&w.queue)
                     && !w.tried.contains(*id)
                     && (strategy != Strategy::Skills
                         || w.needs.iter().all(|n| a.skills.contains(n)))

@@ -4,6 +4,7 @@
 //! `routes::Routes`, which makes it declare the permission it needs.
 
 pub mod admin;
+pub mod agent;
 pub mod error;
 pub mod kb;
 pub mod routes;
@@ -41,6 +42,9 @@ pub struct Ops {
     pub kb: LiveKb,
     pub kb_dir: PathBuf,
     pub conversations: Arc<Conversations>,
+    /// The text channels (an agent's reply goes out through them).
+    pub text: Arc<crate::channel::chat::TextChannels>,
+    pub center: Arc<crate::agents::center::Center>,
     /// The route table, filled once every route is added.
     pub routes: OnceLock<Vec<RouteSpec>>,
 }
@@ -66,6 +70,7 @@ pub fn router(
     let r = session::routes(r);
     let r = kb::routes(r);
     let r = admin::routes(r);
+    let r = agent::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();
     let _ = ops.routes.set(specs.clone());

@@ -46,7 +46,7 @@ struct SessionView {
     permissions: Vec<Permission>,
 }
 
-const ALL_PERMISSIONS: [Permission; 11] = [
+const ALL_PERMISSIONS: [Permission; 12] = [
     Permission::Public,
     Permission::SignedIn,
     Permission::Channels,
@@ -55,6 +55,7 @@ const ALL_PERMISSIONS: [Permission; 11] = [
     Permission::Reports,
     Permission::CallRecords,
     Permission::OwnWork,
+    Permission::Queues,
     Permission::AuditLog,
     Permission::Users,
     Permission::CustomerData,

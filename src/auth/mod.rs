@@ -63,7 +63,7 @@ impl Role {
             P::Channels | P::KbWrite => matches!(self, R::Admin | R::Integrator),
             P::KbRead => matches!(self, R::Admin | R::Supervisor | R::Integrator),
             P::Reports => matches!(self, R::Admin | R::Supervisor | R::Auditor),
-            P::CallRecords => matches!(self, R::Admin | R::Supervisor),
+            P::CallRecords | P::Queues => matches!(self, R::Admin | R::Supervisor),
             P::OwnWork => matches!(self, R::Admin | R::Supervisor | R::Agent),
             P::AuditLog => matches!(self, R::Admin | R::Auditor),
             P::Users | P::CustomerData => self == R::Admin,
@@ -109,8 +109,11 @@ pub enum Permission {
     Reports,
     /// Call records with the caller's number, digits and words.
     CallRecords,
-    /// The signed-in user's own tickets and conversations.
+    /// The signed-in user's own tickets and conversations (and, for an agent,
+    /// their state and offers).
     OwnWork,
+    /// The queues: who waits, which agents are free.
+    Queues,
     /// Reading the audit log and the route permission table.
     AuditLog,
     /// Users and API tokens.
@@ -130,6 +133,7 @@ impl Permission {
             Permission::Reports => "reports",
             Permission::CallRecords => "call_records",
             Permission::OwnWork => "own_work",
+            Permission::Queues => "queues",
             Permission::AuditLog => "audit_log",
             Permission::Users => "users",
             Permission::CustomerData => "customer_data",

@@ -97,11 +97,6 @@ impl Entry {
     }
 
     /// Pushes the last `n` turns.
-    fn publish_last(&self, n: usize) {
-        let h = &self.conversation.history;
-        self.push_turns(&h[h.len().saturating_sub(n)..]);
-    }
-
     fn push_turns(&self, turns: &[Turn]) {
         for turn in turns {
             // No subscriber is fine: the history keeps every turn.
@@ -426,18 +421,29 @@ impl Conversations {
     }
 
     /// A person answered in the conversation.
+    /// An agent's message in a conversation: the turn, for the store (publish it
+    /// once stored).
     pub fn agent_message(
         &self,
         id: &str,
         text: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), ConversationError> {
+    ) -> Result<Appended, ConversationError> {
         let entry = self.get(id)?;
         let mut e = lock(&entry);
+        let before = e.conversation.said;
         e.conversation.agent_said(text, now);
         e.updated = now;
-        e.publish_last(1);
-        Ok(())
+        let h = &e.conversation.history;
+        Ok(Appended {
+            conversation: e.id.clone(),
+            channel: e.channel,
+            customer: e.customer.clone(),
+            created: e.created,
+            updated: now,
+            first_seq: before as usize,
+            turns: h[h.len().saturating_sub(1)..].to_vec(),
+        })
     }
 
     /// The conversation of this identity on this channel active in the last `within`,

@@ -142,3 +142,63 @@ impl Store {
         Ok(Some((agent_of(&r)?, ha1)))
     }
 }
+
+impl Store {
+    /// The agent a signed-in user works as.
+    pub async fn agent_of_user(&self, user_id: &str) -> anyhow::Result<Option<Agent>> {
+        let r = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agents WHERE user_id = $1 AND extension IS NOT NULL"
+        ))
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await
+        .context("cannot read agents")?;
+        r.as_ref().map(agent_of).transpose()
+    }
+
+    /// Opens a ticket for a hand-over: (ticket id). The subject is what the customer
+    /// said last (sealed).
+    pub async fn open_ticket(
+        &self,
+        customer: &str,
+        conversation: Option<&str>,
+        queue: &str,
+        subject: &str,
+    ) -> anyhow::Result<String> {
+        let now = ms(Utc::now());
+        let id = new_id("k");
+        let s = self.sealer();
+        sqlx::query(
+            "INSERT INTO tickets (id, customer_id, conversation_id, queue, status, assignee, \
+             subject, body, key_id, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'open', NULL, $5, $6, $7, $8, $8)",
+        )
+        .bind(id.as_str())
+        .bind(customer)
+        .bind(conversation)
+        .bind(queue)
+        .bind(s.seal("tickets.subject", subject))
+        .bind(s.seal("tickets.body", ""))
+        .bind(s.key_id())
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .context("cannot open a ticket")?;
+        Ok(id)
+    }
+
+    /// Gives the ticket of a conversation to the user who took it.
+    pub async fn assign_tickets(&self, conversation: &str, user_id: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE tickets SET assignee = $1, status = 'pending', updated_ms = $2 \
+             WHERE conversation_id = $3 AND status <> 'solved'",
+        )
+        .bind(user_id)
+        .bind(ms(Utc::now()))
+        .bind(conversation)
+        .execute(self.pool())
+        .await
+        .context("cannot assign the ticket")?;
+        Ok(())
+    }
+}

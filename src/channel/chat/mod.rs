@@ -44,6 +44,8 @@ pub struct TextChannels {
     pub http: reqwest::Client,
     pub verifications: verify::Verifications,
     pub store: Store,
+    /// Where conversations handed to a person wait for an agent.
+    pub center: Arc<crate::agents::center::Center>,
 }
 
 impl TextChannels {
@@ -52,6 +54,7 @@ impl TextChannels {
         kb: LiveKb,
         conversations: Arc<Conversations>,
         store: Store,
+        center: Arc<crate::agents::center::Center>,
     ) -> Self {
         Self {
             kb,
@@ -65,6 +68,7 @@ impl TextChannels {
                 .unwrap_or_default(),
             verifications: verify::Verifications::default(),
             store,
+            center,
         }
     }
 
@@ -122,7 +126,37 @@ impl TextChannels {
         let latency = i64::try_from(started.elapsed().as_micros()).ok();
         self.save(&appended, latency).await?;
         self.conversations.publish(&appended);
+        if let Some(queue) = &reply.handover {
+            self.hand_over(&appended, queue, text).await;
+        }
         Ok(reply)
+    }
+
+    /// A conversation the engine handed to a person: a ticket is opened and the
+    /// conversation waits in the queue (agents with the customer's language first,
+    /// in skills-based queues).
+    async fn hand_over(&self, a: &Appended, queue: &str, said: &str) {
+        if let Err(e) = self
+            .store
+            .open_ticket(&a.customer, Some(&a.conversation), queue, said)
+            .await
+        {
+            tracing::error!(error = format!("{e:#}"), conversation = %a.conversation, "cannot open a ticket");
+        }
+        let lang = Lang::detect(said).code().to_string();
+        if !self.center.enqueue(&a.conversation, queue, &[lang]) {
+            tracing::warn!(conversation = %a.conversation, %queue, "cannot queue the conversation (already waiting, or the queues are full)");
+        }
+    }
+
+    /// An agent's message: stored, then pushed to the customer.
+    pub async fn agent_message(&self, id: &str, text: &str) -> Result<(), ApiError> {
+        let appended = self
+            .conversations
+            .agent_message(id, text, chrono::Utc::now())?;
+        self.save(&appended, None).await?;
+        self.conversations.publish(&appended);
+        Ok(())
     }
 
     async fn save(&self, a: &Appended, latency_us: Option<i64>) -> Result<(), ApiError> {

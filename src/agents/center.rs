@@ -1,0 +1,269 @@
+//! The contact center at run time: the queue state machine (`queue`) behind a lock,
+//! a task that ticks it at its deadlines, and what each agent's desk is being
+//! offered. Text conversations handed over by the dialogue engine enter here; the
+//! agent API (`api::agent`) accepts, declines and answers them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::queue::{Answer, Event, QueueConfig, Queues};
+
+/// What an agent is offered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Offer {
+    /// The conversation (or call) id.
+    pub item: String,
+    pub queue: String,
+    /// Seconds left to accept.
+    pub expires_in: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Item {
+    queue: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queues: Queues,
+    items: HashMap<String, Item>,
+    /// Agent → item → offer deadline.
+    offers: HashMap<String, HashMap<String, Instant>>,
+    /// Item → the agent who took it.
+    assigned: HashMap<String, String>,
+    /// Items that waited too long, for the edges to answer (voicemail, callback).
+    timed_out: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Center {
+    inner: Mutex<Inner>,
+    wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    fn apply(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::Offer {
+                    item,
+                    agents,
+                    until,
+                } => {
+                    for a in agents {
+                        self.offers
+                            .entry(a)
+                            .or_default()
+                            .insert(item.clone(), until);
+                    }
+                }
+                Event::Withdraw { item, agents } => {
+                    for a in agents {
+                        if let Some(o) = self.offers.get_mut(&a) {
+                            o.remove(&item);
+                        }
+                    }
+                }
+                Event::Connected { item, agent } => {
+                    if let Some(o) = self.offers.get_mut(&agent) {
+                        o.remove(&item);
+                    }
+                    tracing::info!(%item, %agent, "agent took a conversation");
+                    self.assigned.insert(item, agent);
+                }
+                Event::TimedOut { item } => {
+                    tracing::info!(%item, "nobody took a conversation within the queue's maximum wait");
+                    self.items.remove(&item);
+                    if self.timed_out.len() < 1000 {
+                        self.timed_out.push(item);
+                    }
+                }
+                // Position announcements are for callers; chats see their place in
+                // the queue view.
+                Event::Position { .. } => {}
+            }
+        }
+    }
+}
+
+impl Center {
+    pub fn new(configs: impl IntoIterator<Item = QueueConfig>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                queues: Queues::new(configs),
+                ..Inner::default()
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner, Instant) -> R) -> R {
+        let r = f(&mut lock(&self.inner), Instant::now());
+        self.wake.notify_one();
+        r
+    }
+
+    /// Makes the agent known (or updates their queues and skills).
+    pub fn add_agent(&self, agent: &str, queues: &[String], skills: &[String]) {
+        self.with(|i, now| i.queues.add_agent(agent, queues, skills, now));
+    }
+
+    pub fn set_available(&self, agent: &str, available: bool) {
+        self.with(|i, now| {
+            let e = i.queues.set_available(agent, available, now);
+            i.apply(e);
+        });
+    }
+
+    /// A conversation joins a queue; false if it is already waiting or the queues
+    /// are full.
+    pub fn enqueue(&self, item: &str, queue: &str, needs: &[String]) -> bool {
+        self.with(|i, now| match i.queues.enqueue(item, queue, needs, now) {
+            Some(e) => {
+                i.items.insert(
+                    item.to_string(),
+                    Item {
+                        queue: queue.to_string(),
+                    },
+                );
+                i.apply(e);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// The agent answers an offer; true if accepting gave them the conversation.
+    pub fn answer(&self, item: &str, agent: &str, answer: Answer) -> bool {
+        self.with(|i, now| {
+            let e = i.queues.answer(item, agent, answer, now);
+            let connected = e.iter().any(
+                |e| matches!(e, Event::Connected { item: it, agent: a } if it == item && a == agent),
+            );
+            i.apply(e);
+            connected
+        })
+    }
+
+    /// The agent is done with the conversation: wrap-up, then free.
+    pub fn finish(&self, item: &str, agent: &str) -> bool {
+        self.with(|i, now| {
+            if i.assigned.get(item).is_none_or(|a| a != agent) {
+                return false;
+            }
+            i.assigned.remove(item);
+            let queue = i.items.remove(item).map(|it| it.queue).unwrap_or_default();
+            let e = i.queues.finish(agent, &queue, now);
+            i.apply(e);
+            true
+        })
+    }
+
+    /// Whether `agent` has the conversation.
+    pub fn holds(&self, item: &str, agent: &str) -> bool {
+        lock(&self.inner)
+            .assigned
+            .get(item)
+            .is_some_and(|a| a == agent)
+    }
+
+    pub fn offers(&self, agent: &str) -> Vec<Offer> {
+        let inner = lock(&self.inner);
+        let now = Instant::now();
+        let mut out: Vec<Offer> = inner
+            .offers
+            .get(agent)
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(item, until)| Offer {
+                        item: item.clone(),
+                        queue: inner
+                            .items
+                            .get(item)
+                            .map(|i| i.queue.clone())
+                            .unwrap_or_default(),
+                        expires_in: until.saturating_duration_since(now).as_secs(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.item.cmp(&b.item));
+        out
+    }
+
+    pub fn state(&self, agent: &str) -> Option<super::queue::AgentState> {
+        lock(&self.inner).queues.state(agent)
+    }
+
+    /// The queues as a supervisor sees them.
+    pub fn snapshot(&self) -> (Vec<super::queue::AgentView>, Vec<super::queue::WaitingView>) {
+        let inner = lock(&self.inner);
+        (inner.queues.agents(), inner.queues.waiting(Instant::now()))
+    }
+
+    /// Items that timed out since the last call.
+    pub fn take_timed_out(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.inner).timed_out)
+    }
+
+    /// Ticks the queues at their deadlines until `stop`.
+    pub async fn run(&self, stop: CancellationToken) {
+        loop {
+            let wait = lock(&self.inner)
+                .queues
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+            let mut inner = lock(&self.inner);
+            let e = inner.queues.tick(Instant::now());
+            inner.apply(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_is_offered_taken_and_finished() {
+        let c = Center::new([QueueConfig::named("general")]);
+        c.add_agent("a1", &["general".into()], &[]);
+        assert!(c.enqueue("conv-1", "general", &[]));
+        assert!(!c.enqueue("conv-1", "general", &[]), "already waiting");
+        assert!(c.offers("a1").is_empty(), "away agents get nothing");
+        c.set_available("a1", true);
+        let offers = c.offers("a1");
+        assert_eq!(offers.len(), 1);
+        assert_eq!(
+            (offers[0].item.as_str(), offers[0].queue.as_str()),
+            ("conv-1", "general")
+        );
+        assert!(
+            !c.answer("conv-1", "a2", Answer::Accept),
+            "not offered to a2"
+        );
+        assert!(c.answer("conv-1", "a1", Answer::Accept));
+        assert!(!c.answer("conv-1", "a1", Answer::Accept), "taken once");
+        assert!(c.holds("conv-1", "a1"));
+        assert!(c.offers("a1").is_empty());
+        assert!(!c.finish("conv-1", "a2"));
+        assert!(c.finish("conv-1", "a1"));
+        assert_eq!(c.state("a1"), Some(super::super::queue::AgentState::WrapUp));
+    }
+}

@@ -1,0 +1,187 @@
+//! The agent's side of hand-overs (the desk uses these): set yourself available or
+//! away, see what you are offered, accept or decline, answer the customer, finish.
+//! Supervisors see the queues. A signed-in user works as the agent linked to them
+//! (`kefu agents add --user`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+
+use super::routes::{Caller, Routes, Verb::*};
+use super::{ApiError, Ops};
+use crate::agents::queue::{AgentState, AgentView, Answer, WaitingView};
+use crate::auth::Permission::{OwnWork, Queues};
+use crate::store::agents::Agent;
+
+pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
+    r.add(Post, "/api/agent/state", OwnWork, set_state)
+        .add(Get, "/api/agent/offers", OwnWork, offers)
+        .add(Post, "/api/agent/offers/{id}/accept", OwnWork, accept)
+        .add(Post, "/api/agent/offers/{id}/decline", OwnWork, decline)
+        .add(
+            Post,
+            "/api/agent/conversations/{id}/messages",
+            OwnWork,
+            reply,
+        )
+        .add(Post, "/api/agent/conversations/{id}/done", OwnWork, done)
+        .add(Get, "/api/queues", Queues, queues)
+}
+
+fn unavailable(e: anyhow::Error) -> ApiError {
+    tracing::error!(error = format!("{e:#}"), "store request failed");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "try again")
+}
+
+/// The agent the caller works as; made known to the queues (with their current
+/// queues and skills).
+async fn me(ops: &Ops, c: &Caller) -> Result<Agent, ApiError> {
+    let not_agent = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{} is not an agent (kefu agents add --user)", c.name),
+        )
+    };
+    let user = c.user_id.as_deref().ok_or_else(not_agent)?;
+    let agent = ops
+        .store
+        .agent_of_user(user)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(not_agent)?;
+    ops.center
+        .add_agent(&agent.id, &agent.queues, &agent.skills);
+    Ok(agent)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetState {
+    available: bool,
+}
+
+#[derive(Serialize)]
+struct StateView {
+    agent: String,
+    name: String,
+    state: Option<AgentState>,
+}
+
+async fn set_state(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    body: Result<Json<SetState>, JsonRejection>,
+) -> Result<Json<StateView>, ApiError> {
+    let Json(req) = body?;
+    let agent = me(&ops, &c).await?;
+    ops.center.set_available(&agent.id, req.available);
+    Ok(Json(StateView {
+        state: ops.center.state(&agent.id),
+        agent: agent.id,
+        name: agent.name,
+    }))
+}
+
+async fn offers(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Json<Vec<crate::agents::center::Offer>>, ApiError> {
+    let agent = me(&ops, &c).await?;
+    Ok(Json(ops.center.offers(&agent.id)))
+}
+
+#[derive(Serialize)]
+struct Taken {
+    conversation: String,
+    history: Vec<crate::dialogue::engine::Turn>,
+}
+
+async fn accept(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Taken>, ApiError> {
+    let agent = me(&ops, &c).await?;
+    if !ops.center.answer(&id, &agent.id, Answer::Accept) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this conversation is not offered to you (taken, withdrawn or expired)",
+        ));
+    }
+    if let Some(user) = &c.user_id
+        && let Err(e) = ops.store.assign_tickets(&id, user).await
+    {
+        tracing::error!(error = format!("{e:#}"), "cannot assign the ticket");
+    }
+    let history = ops.conversations.history(&id).unwrap_or_default();
+    Ok(Json(Taken {
+        conversation: id,
+        history,
+    }))
+}
+
+async fn decline(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let agent = me(&ops, &c).await?;
+    ops.center.answer(&id, &agent.id, Answer::Decline);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentMessage {
+    text: String,
+}
+
+async fn reply(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<AgentMessage>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(req) = body?;
+    let text = crate::channel::chat::message_text(&req.text)?;
+    let agent = me(&ops, &c).await?;
+    if !ops.center.holds(&id, &agent.id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you are not handling this conversation",
+        ));
+    }
+    ops.text.agent_message(&id, text).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn done(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let agent = me(&ops, &c).await?;
+    if ops.center.finish(&id, &agent.id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you are not handling this conversation",
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct QueuesView {
+    agents: Vec<AgentView>,
+    waiting: Vec<WaitingView>,
+}
+
+async fn queues(State(ops): State<Arc<Ops>>) -> Json<QueuesView> {
+    let (agents, waiting) = ops.center.snapshot();
+    Json(QueuesView { agents, waiting })
+}
