@@ -81,6 +81,25 @@ pub struct FileConfig {
     pub retention_days: Option<u32>,
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueFile>,
+}
+
+/// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFile {
+    pub name: String,
+    /// longest-idle (default), round-robin, ring-all or skills.
+    pub strategy: Option<crate::agents::queue::Strategy>,
+    /// Give up (voicemail, callback, the ticket stays open) after this, "5m".
+    pub max_wait: Option<String>,
+    /// How long an offer rings before the next agent, "20s".
+    pub ring_timeout: Option<String>,
+    /// Time after a conversation before the next offer, "10s".
+    pub wrap_up: Option<String>,
+    /// How often callers hear their position, "60s", or "off".
+    pub announce_every: Option<String>,
 }
 
 /// A SIP peer known by its source addresses, with its own DTMF mode.
@@ -134,6 +153,7 @@ pub struct Config {
     pub backup_keep: usize,
     pub retention_days: Option<u32>,
     pub trunks: Vec<Trunk>,
+    pub queues: Vec<crate::agents::queue::QueueConfig>,
 }
 
 impl Default for Config {
@@ -173,6 +193,7 @@ impl Default for Config {
             backup_keep: 7,
             retention_days: None,
             trunks: Vec::new(),
+            queues: Vec::new(),
         }
     }
 }
@@ -284,6 +305,38 @@ impl Config {
             }
         }
         self.trunks = f.trunks;
+        for q in f.queues {
+            let name = q.name.trim().to_string();
+            if name.is_empty() || self.queues.iter().any(|c| c.name == name) {
+                bail!("[[queue]] names must be present and distinct: {name:?}");
+            }
+            let mut c = crate::agents::queue::QueueConfig::named(&name);
+            let field = |f: &str| format!("[[queue]] {name}: `{f}`");
+            if let Some(s) = q.strategy {
+                c.strategy = s;
+            }
+            if let Some(t) = q.max_wait {
+                c.max_wait = duration(&field("max_wait"), &t)?;
+            }
+            if let Some(t) = q.ring_timeout {
+                c.ring_timeout = duration(&field("ring_timeout"), &t)?;
+            }
+            if let Some(t) = q.wrap_up {
+                c.wrap_up = duration(&field("wrap_up"), &t)?;
+            }
+            if let Some(t) = q.announce_every {
+                c.announce_every = match t.as_str() {
+                    "off" | "never" => None,
+                    t => Some(duration(&field("announce_every"), t)?),
+                };
+            }
+            if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
+                bail!(
+                    "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"
+                );
+            }
+            self.queues.push(c);
+        }
         Ok(self)
     }
 
@@ -410,5 +463,40 @@ mod tests {
         std::fs::write(&path, "api_tokens = [\"secret\"]\n").unwrap();
         let e = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(e.contains("kefu tokens create"), "{e}");
+    }
+
+    #[test]
+    fn queues() {
+        use crate::agents::queue::Strategy;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        std::fs::write(
+            &path,
+            "[[queue]]\nname = \"billing\"\nstrategy = \"skills\"\nmax_wait = \"2m\"\nwrap_up = \"30s\"\nannounce_every = \"off\"\n\n[[queue]]\nname = \"vip\"\nstrategy = \"ring-all\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.queues.len(), 2);
+        let b = &c.queues[0];
+        assert_eq!(
+            (b.strategy, b.max_wait, b.wrap_up, b.announce_every),
+            (
+                Strategy::Skills,
+                Duration::from_secs(120),
+                Duration::from_secs(30),
+                None
+            )
+        );
+        assert_eq!(c.queues[1].strategy, Strategy::RingAll);
+        assert_eq!(c.queues[1].ring_timeout, Duration::from_secs(20));
+        for bad in [
+            "[[queue]]\nname = \"a\"\nstrategy = \"random\"\n",
+            "[[queue]]\nname = \"a\"\nring_timeout = \"1s\"\n",
+            "[[queue]]\nname = \"a\"\n[[queue]]\nname = \"a\"\n",
+            "[[queue]]\nname = \"a\"\nmax_wait = \"soon\"\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::load(Some(&path)).is_err(), "{bad}");
+        }
     }
 }

@@ -106,7 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
     let conversations = Arc::new(Conversations::new(config.max_conversations));
-    let center = Arc::new(crate::agents::center::Center::new(Vec::new()));
+    let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
     let text = Arc::new(TextChannels::new(
         &config,
         kb.clone(),
@@ -129,8 +129,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     {
-        let (center, stop) = (center.clone(), stop.clone());
-        tokio::spawn(async move { center.run(stop).await });
+        let (c, stop) = (center.clone(), stop.clone());
+        tokio::spawn(async move { c.run(stop).await });
+        // Chats nobody took within the queue's maximum wait are told so.
+        let (c, text) = (center.clone(), text.clone());
+        tokio::spawn(async move {
+            loop {
+                c.timed_out().await;
+                for item in c.take_timed_out() {
+                    if let Err(e) = text.queue_gave_up(&item).await {
+                        tracing::warn!(conversation = %item, reason = %e.reason, "cannot tell the customer the queue gave up");
+                    }
+                }
+            }
+        });
     }
     let hangup_all = CancellationToken::new();
     let gate = Arc::new(CallGate::default());

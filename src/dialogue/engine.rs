@@ -176,6 +176,11 @@ impl Conversation {
         self.push(now, Speaker::Agent, text, None, None);
     }
 
+    /// Records a notice from kefu itself (a queue gave up waiting, say).
+    pub fn bot_said(&mut self, text: &str, now: DateTime<Utc>) {
+        self.push(now, Speaker::Bot, text, None, None);
+    }
+
     /// The customer said `text`; returns the reply.
     pub fn respond(&mut self, m: &Matcher, text: &str, now: DateTime<Utc>) -> Reply {
         if text.chars().any(char::is_alphabetic) {

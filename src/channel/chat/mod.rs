@@ -149,6 +149,22 @@ impl TextChannels {
         }
     }
 
+    /// Tells the customer nobody was free within the queue's maximum wait: their
+    /// ticket stays open for an agent to answer later, here.
+    pub async fn queue_gave_up(&self, id: &str) -> Result<(), ApiError> {
+        let appended = self.conversations.notice(
+            id,
+            |lang| match lang {
+                Lang::Zh => "抱歉，客服人员暂时都在忙。您的问题已经记录下来，我们会尽快在这里回复您。".into(),
+                Lang::En => "Sorry, all our agents are still busy. Your request is recorded, and a person will reply here as soon as they can.".into(),
+            },
+            chrono::Utc::now(),
+        )?;
+        self.save(&appended, None).await?;
+        self.conversations.publish(&appended);
+        Ok(())
+    }
+
     /// An agent's message: stored, then pushed to the customer.
     pub async fn agent_message(&self, id: &str, text: &str) -> Result<(), ApiError> {
         let appended = self

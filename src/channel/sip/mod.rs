@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::dialplan::reload::LiveDialplans;
 
 /// Methods kefu answers, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER";
 
 /// Live calls and whether new ones are still taken.
 #[derive(Debug, Default)]
