@@ -479,3 +479,79 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
     .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// Nobody takes a handed-over chat within the queue's maximum wait: the customer
+/// is told so (and the ticket stays open for later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_nobody_takes_is_told_so() {
+    use futures_util::StreamExt;
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    let server = Server::start_with(
+        None,
+        "[[queue]]\nname = \"general\"\nmax_wait = \"6s\"\nring_timeout = \"5s\"\n",
+    );
+    let base = format!("http://{}", server.http);
+    let c = reqwest::Client::new();
+    let started: Value = c
+        .post(format!("{base}/api/chat/conversations"))
+        .json(&json!({"visitor": "v-88", "lang": "en"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = started["conversation"].as_str().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{conv}/ws",
+        server.http
+    ))
+    .await
+    .unwrap();
+    let r: Value = c
+        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .json(&json!({"text": "can i speak to a human"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["kind"], "handover", "{r}");
+    let mut notice = Value::Null;
+    for _ in 0..10 {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a pushed turn")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("agents are still busy")
+        {
+            notice = v;
+            break;
+        }
+    }
+    assert_eq!(notice["speaker"], "bot", "{notice}");
+    let history: Value = c
+        .get(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let turns = history["turns"].as_array().unwrap();
+    assert!(
+        turns.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("still busy"),
+        "{history}"
+    );
+}
