@@ -20,6 +20,8 @@ have libsonic-dev || need+=(libsonic-dev)
 have espeak-ng-data || need+=(espeak-ng-data)
 # Web pages are tested in Debian's Chromium, driven by playwright-core from npm.
 command -v chromium >/dev/null || need+=(chromium)
+# A Chinese font, so the pages (and their screenshots) show Chinese, not boxes.
+have fonts-wqy-microhei || need+=(fonts-wqy-microhei)
 command -v npm >/dev/null || need+=(nodejs npm)
 # Real telephone speech with reference texts, for the recognition tests.
 have asterisk-core-sounds-en-wav || need+=(asterisk-core-sounds-en-wav)

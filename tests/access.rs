@@ -78,6 +78,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/admin/customers/{id}", "admin"),
     // Their own tickets, state, offers and conversations: agents, supervisors, admins.
     ("GET", "/api/agent/tickets", "admin supervisor agent"),
+    ("GET", "/desk", "public"),
     ("POST", "/api/agent/state", "admin supervisor agent"),
     ("GET", "/api/agent/offers", "admin supervisor agent"),
     (

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::routes::{Caller, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::agents::queue::{AgentState, AgentView, Answer, WaitingView};
-use crate::auth::Permission::{OwnWork, Queues};
+use crate::auth::Permission::{OwnWork, Public, Queues};
 use crate::store::agents::Agent;
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
-    r.add(Post, "/api/agent/state", OwnWork, set_state)
+    r.add(Get, "/desk", Public, desk)
+        .add(Post, "/api/agent/state", OwnWork, set_state)
         .add(Get, "/api/agent/offers", OwnWork, offers)
         .add(Post, "/api/agent/offers/{id}/accept", OwnWork, accept)
         .add(Post, "/api/agent/offers/{id}/decline", OwnWork, decline)
@@ -30,6 +31,12 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
         )
         .add(Post, "/api/agent/conversations/{id}/done", OwnWork, done)
         .add(Get, "/api/queues", Queues, queues)
+}
+
+/// The desk page: sign-in, state, offers, the conversation, tickets. It holds no
+/// data itself; everything comes from the routes above with the agent's session.
+async fn desk() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("desk.html"))
 }
 
 fn unavailable(e: anyhow::Error) -> ApiError {
