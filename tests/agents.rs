@@ -464,10 +464,32 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
         reqwest::Method::POST,
         &format!("/api/agent/conversations/{conv}/done"),
     )
+    .json(&json!({"disposition": "maybe"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/done"),
+    )
+    .json(&json!({"disposition": "pending", "notes": "call back on Monday"}))
     .send()
     .await
     .unwrap();
     assert_eq!(r.status(), 204);
+    let tickets: Value = agent(reqwest::Method::GET, "/api/agent/tickets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tickets[0]["status"], "pending", "{tickets}");
+    // The notes are kept with the ticket (an export shows them).
+    let customer = started["customer"].as_str().unwrap().to_string();
+    let (ok, out, _) = server.kefu(&["customers", "export", "--id", &customer]);
+    assert!(ok && out.contains("call back on Monday"), "{out}");
     // Done: no more replies from this agent to it.
     let r = agent(
         reqwest::Method::POST,

@@ -552,3 +552,90 @@ async fn knowledge_base_hot_reload_good_and_bad() {
     // The good version stays live.
     assert_eq!(ask("do you rent kayaks").await["intent"], "kayak_rental");
 }
+
+/// An SMS customer asks for a person; the agent's answer is texted back through
+/// the gateway (and stored with the conversation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_an_sms_customer_by_sms() {
+    let (gateway, received) = gateway().await;
+    let s = start(&format!(
+        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"
+    ));
+    let (ok, _, err) = s.kefu_with_input(
+        &["users", "add", "li", "--role", "agent", "--password-stdin"],
+        "sms desk password\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.kefu(&["agents", "add", "Li", "--extension", "1002", "--user", "li"]);
+    assert!(ok, "{err}");
+    let c = reqwest::Client::new();
+    let r: Value = c
+        .post(url(&s, "/sms/inbound"))
+        .form(&[
+            ("From", "+8613900139000"),
+            ("To", "10690000"),
+            ("Body", "i need a human"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = r["conversation"].as_str().unwrap().to_string();
+    let login = c
+        .post(url(&s, "/api/login"))
+        .json(&json!({"name": "li", "password": "sms desk password"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = login.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = |path: &str| {
+        c.post(url(&s, path))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+    };
+    let r = agent("/api/agent/state")
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = agent(&format!("/api/agent/offers/{conv}/accept"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let before = received.lock().unwrap().len();
+    let r = agent(&format!("/api/agent/conversations/{conv}/messages"))
+        .json(&json!({"text": "Hi, Li here. What can I do for you?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let sent = received.lock().unwrap().clone();
+    assert_eq!(sent.len(), before + 1, "{sent:?}");
+    let last = &sent[before];
+    assert_eq!(
+        (
+            last["To"].as_str(),
+            last["From"].as_str(),
+            last["Body"].as_str()
+        ),
+        (
+            "+8613900139000",
+            "10690000",
+            "Hi, Li here. What can I do for you?"
+        )
+    );
+}

@@ -21,11 +21,14 @@ pub struct Offer {
     pub queue: String,
     /// Seconds left to accept.
     pub expires_in: u64,
+    /// What the customer asked for, so the agent knows before accepting.
+    pub summary: String,
 }
 
 #[derive(Clone, Debug)]
 struct Item {
     queue: String,
+    summary: String,
 }
 
 #[derive(Debug, Default)]
@@ -129,13 +132,14 @@ impl Center {
 
     /// A conversation joins a queue; false if it is already waiting or the queues
     /// are full.
-    pub fn enqueue(&self, item: &str, queue: &str, needs: &[String]) -> bool {
+    pub fn enqueue(&self, item: &str, queue: &str, needs: &[String], summary: &str) -> bool {
         self.with(|i, now| match i.queues.enqueue(item, queue, needs, now) {
             Some(e) => {
                 i.items.insert(
                     item.to_string(),
                     Item {
                         queue: queue.to_string(),
+                        summary: summary.chars().take(500).collect(),
                     },
                 );
                 i.apply(e);
@@ -188,14 +192,14 @@ impl Center {
             .map(|o| {
                 o.iter()
                     .filter(|(_, until)| **until > now)
-                    .map(|(item, until)| Offer {
-                        item: item.clone(),
-                        queue: inner
-                            .items
-                            .get(item)
-                            .map(|i| i.queue.clone())
-                            .unwrap_or_default(),
-                        expires_in: until.saturating_duration_since(now).as_secs(),
+                    .map(|(item, until)| {
+                        let it = inner.items.get(item);
+                        Offer {
+                            item: item.clone(),
+                            queue: it.map(|i| i.queue.clone()).unwrap_or_default(),
+                            expires_in: until.saturating_duration_since(now).as_secs(),
+                            summary: it.map(|i| i.summary.clone()).unwrap_or_default(),
+                        }
                     })
                     .collect()
             })
@@ -258,15 +262,19 @@ mod tests {
     fn a_chat_is_offered_taken_and_finished() {
         let c = Center::new([QueueConfig::named("general")]);
         c.add_agent("a1", &["general".into()], &[]);
-        assert!(c.enqueue("conv-1", "general", &[]));
-        assert!(!c.enqueue("conv-1", "general", &[]), "already waiting");
+        assert!(c.enqueue("conv-1", "general", &[], "where is my refund"));
+        assert!(!c.enqueue("conv-1", "general", &[], ""), "already waiting");
         assert!(c.offers("a1").is_empty(), "away agents get nothing");
         c.set_available("a1", true);
         let offers = c.offers("a1");
         assert_eq!(offers.len(), 1);
         assert_eq!(
-            (offers[0].item.as_str(), offers[0].queue.as_str()),
-            ("conv-1", "general")
+            (
+                offers[0].item.as_str(),
+                offers[0].queue.as_str(),
+                offers[0].summary.as_str()
+            ),
+            ("conv-1", "general", "where is my refund")
         );
         assert!(
             !c.answer("conv-1", "a2", Answer::Accept),

@@ -166,20 +166,51 @@ async fn reply(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How the agent closes a conversation: its ticket's outcome and their notes.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WrapUp {
+    /// "solved" (default) or "pending" (the ticket stays open for follow-up).
+    disposition: Option<String>,
+    notes: Option<String>,
+}
+
 async fn done(
     State(ops): State<Arc<Ops>>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
+    body: Result<Json<WrapUp>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let wrap = match body {
+        Ok(Json(w)) => w,
+        Err(JsonRejection::MissingJsonContentType(_)) => WrapUp::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let status = wrap.disposition.as_deref().unwrap_or("solved");
+    if !matches!(status, "solved" | "pending") {
+        return Err(ApiError::bad_request(
+            "`disposition` must be \"solved\" or \"pending\"",
+        ));
+    }
+    let notes = wrap.notes.unwrap_or_default();
+    if notes.chars().count() > 4000 {
+        return Err(ApiError::bad_request(
+            "`notes` may be at most 4000 characters",
+        ));
+    }
     let agent = me(&ops, &c).await?;
-    if ops.center.finish(&id, &agent.id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::new(
+    if !ops.center.holds(&id, &agent.id) {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "you are not handling this conversation",
-        ))
+        ));
     }
+    ops.store
+        .wrap_up_tickets(&id, status, notes.trim())
+        .await
+        .map_err(unavailable)?;
+    ops.center.finish(&id, &agent.id);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize)]

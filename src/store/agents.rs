@@ -202,3 +202,46 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Wraps up a conversation's tickets: a status (solved or pending) and the
+    /// agent's notes (sealed) appended to the body.
+    pub async fn wrap_up_tickets(
+        &self,
+        conversation: &str,
+        status: &str,
+        notes: &str,
+    ) -> anyhow::Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, body, key_id FROM tickets WHERE conversation_id = $1 AND status <> 'solved'",
+        )
+        .bind(conversation)
+        .fetch_all(&mut *tx)
+        .await?;
+        let s = self.sealer();
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let body: Vec<u8> = r.try_get(1)?;
+            let mut text = s.open(r.try_get(2)?, "tickets.body", &body)?;
+            if !notes.is_empty() {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(notes);
+            }
+            sqlx::query(
+                "UPDATE tickets SET status = $1, body = $2, key_id = $3, updated_ms = $4 WHERE id = $5",
+            )
+            .bind(status)
+            .bind(s.seal("tickets.body", &text))
+            .bind(s.key_id())
+            .bind(ms(Utc::now()))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.context("cannot wrap up the ticket")?;
+        Ok(rows.len() as u64)
+    }
+}

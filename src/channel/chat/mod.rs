@@ -144,7 +144,7 @@ impl TextChannels {
             tracing::error!(error = format!("{e:#}"), conversation = %a.conversation, "cannot open a ticket");
         }
         let lang = Lang::detect(said).code().to_string();
-        if !self.center.enqueue(&a.conversation, queue, &[lang]) {
+        if !self.center.enqueue(&a.conversation, queue, &[lang], said) {
             tracing::warn!(conversation = %a.conversation, %queue, "cannot queue the conversation (already waiting, or the queues are full)");
         }
     }
@@ -165,13 +165,31 @@ impl TextChannels {
         Ok(())
     }
 
-    /// An agent's message: stored, then pushed to the customer.
+    /// An agent's message: stored, then pushed to the customer (web chat and app
+    /// subscribers), and texted to an SMS customer through the gateway.
     pub async fn agent_message(&self, id: &str, text: &str) -> Result<(), ApiError> {
         let appended = self
             .conversations
             .agent_message(id, text, chrono::Utc::now())?;
         self.save(&appended, None).await?;
         self.conversations.publish(&appended);
+        if appended.channel == Channel::Sms
+            && let Some(url) = &self.sms_outbound_url
+            && let Some(to) = self
+                .conversations
+                .identities_of(&appended.customer)
+                .into_iter()
+                .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Sms)
+        {
+            let from = self.sms_number.clone().unwrap_or_default();
+            let parts = sms::sms_parts(text);
+            if let Err(e) = sms::send(&self.http, url, &to.value, &from, &parts).await {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("recorded, but the SMS gateway refused it: {e}"),
+                ));
+            }
+        }
         Ok(())
     }
 
