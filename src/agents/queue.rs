@@ -441,30 +441,44 @@ impl Queues {
         events
     }
 
-    fn eligible(&self, w: &Waiting, strategy: Strategy) -> Vec<String> {
-        self.agents
+    /// The agents of `available` who may be offered `w`.
+    fn eligible(&self, w: &Waiting, strategy: Strategy, available: &[String]) -> Vec<String> {
+        available
             .iter()
-            .filter(|(id, a)| {
-                a.state == AgentState::Available
-                    && a.queues.contains(&w.queue)
-                    && !w.tried.contains(*id)
-                    && (strategy != Strategy::Skills
-                        || w.needs.iter().all(|n| a.skills.contains(n)))
+            .filter(|id| {
+                self.agents.get(*id).is_some_and(|a| {
+                    a.queues.contains(&w.queue)
+                        && !w.tried.contains(*id)
+                        && (strategy != Strategy::Skills
+                            || w.needs.iter().all(|n| a.skills.contains(n)))
+                })
             })
-            .map(|(id, _)| id.clone())
+            .cloned()
             .collect()
     }
 
+    /// Offers waiting items, oldest first, to available agents. The available
+    /// agents are listed once, so a busy center (many waiting, few free) costs
+    /// about one pass over each, not their product.
     fn dispatch(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
+        let mut available: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.state == AgentState::Available)
+            .map(|(id, _)| id.clone())
+            .collect();
         for i in 0..self.waiting.len() {
+            if available.is_empty() {
+                break;
+            }
             if !self.waiting[i].offered_to.is_empty()
                 || self.waiting[i].retry_at.is_some_and(|t| t > now)
             {
                 continue;
             }
             let config = self.config(&self.waiting[i].queue);
-            let mut candidates = self.eligible(&self.waiting[i], config.strategy);
+            let mut candidates = self.eligible(&self.waiting[i], config.strategy, &available);
             if candidates.is_empty() && !self.waiting[i].tried.is_empty() {
                 // Everyone was tried: a new round, after a pause.
                 let w = &mut self.waiting[i];
@@ -474,13 +488,14 @@ impl Queues {
                     continue;
                 }
                 w.retry_at = None;
-                candidates = self.eligible(&self.waiting[i], config.strategy);
+                candidates = self.eligible(&self.waiting[i], config.strategy, &available);
             }
             self.waiting[i].retry_at = None;
             if candidates.is_empty() {
                 continue;
             }
             let chosen = self.choose(&self.waiting[i], &config, candidates);
+            available.retain(|a| !chosen.contains(a));
             for a in &chosen {
                 if let Some(agent) = self.agents.get_mut(a) {
                     agent.state = AgentState::Offered;
