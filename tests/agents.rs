@@ -292,23 +292,7 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
     assert!(ok, "{err}");
     let base = format!("http://{}", server.http);
     let c = reqwest::Client::new();
-    let login: reqwest::Response = c
-        .post(format!("{base}/api/login"))
-        .json(&json!({"name": "wang", "password": "a long enough password"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = login.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (cookie, csrf) = server.sign_in("wang", "a long enough password").await;
     let agent = |method: reqwest::Method, path: &str| {
         c.request(method, format!("{base}{path}"))
             .header("cookie", &cookie)
@@ -316,32 +300,9 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
     };
 
     // The customer opens a chat, subscribes, and asks for a person.
-    let started: Value = c
-        .post(format!("{base}/api/chat/conversations"))
-        .json(&json!({"visitor": "v-77", "lang": "en"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conv = started["conversation"].as_str().unwrap().to_string();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{}/api/chat/conversations/{conv}/ws",
-        server.http
-    ))
-    .await
-    .unwrap();
-    let r: Value = c
-        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
-        .json(&json!({"text": "I want to talk to a person"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["kind"], "handover", "{r}");
+    let (conv, started, mut ws) = server
+        .handed_over_chat("v-77", "I want to talk to a person")
+        .await;
 
     // Away agents are offered nothing; available, they are.
     let offers: Value = agent(reqwest::Method::GET, "/api/agent/offers")
@@ -507,7 +468,7 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_nobody_takes_is_told_so() {
     use futures_util::StreamExt;
-    use serde_json::{Value, json};
+    use serde_json::Value;
     use std::time::Duration;
 
     let server = Server::start_with(
@@ -516,32 +477,9 @@ async fn a_chat_nobody_takes_is_told_so() {
     );
     let base = format!("http://{}", server.http);
     let c = reqwest::Client::new();
-    let started: Value = c
-        .post(format!("{base}/api/chat/conversations"))
-        .json(&json!({"visitor": "v-88", "lang": "en"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conv = started["conversation"].as_str().unwrap().to_string();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{}/api/chat/conversations/{conv}/ws",
-        server.http
-    ))
-    .await
-    .unwrap();
-    let r: Value = c
-        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
-        .json(&json!({"text": "can i speak to a human"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["kind"], "handover", "{r}");
+    let (conv, _, mut ws) = server
+        .handed_over_chat("v-88", "can i speak to a human")
+        .await;
     let mut notice = Value::Null;
     for _ in 0..10 {
         let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())

@@ -583,23 +583,7 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
         .await
         .unwrap();
     let conv = r["conversation"].as_str().unwrap().to_string();
-    let login = c
-        .post(url(&s, "/api/login"))
-        .json(&json!({"name": "li", "password": "sms desk password"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = login.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (cookie, csrf) = s.sign_in("li", "sms desk password").await;
     let agent = |path: &str| {
         c.post(url(&s, path))
             .header("cookie", &cookie)

@@ -46,7 +46,7 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
         .add(Get, "/api/agent/tickets", OwnWork, my_tickets)
 }
 
-fn unavailable(e: anyhow::Error) -> ApiError {
+pub(super) fn unavailable(e: anyhow::Error) -> ApiError {
     tracing::error!(error = format!("{e:#}"), "store request failed");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
+use super::admin::unavailable;
 use super::routes::{Caller, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::agents::queue::{AgentState, AgentView, Answer, WaitingView};
@@ -37,11 +38,6 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
 /// data itself; everything comes from the routes above with the agent's session.
 async fn desk() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("desk.html"))
-}
-
-fn unavailable(e: anyhow::Error) -> ApiError {
-    tracing::error!(error = format!("{e:#}"), "store request failed");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "try again")
 }
 
 /// The agent the caller works as; made known to the queues (with their current

@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A customer's WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -210,6 +214,60 @@ impl Server {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Signs `name` in over HTTP: (the session cookie as a `Cookie` header value,
+    /// the CSRF token).
+    pub async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/login", self.http))
+            .json(&serde_json::json!({"name": name, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "sign-in as {name}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        let body: serde_json::Value = r.json().await.unwrap();
+        (cookie, body["csrf"].as_str().unwrap().to_string())
+    }
+
+    /// A web chat whose visitor asked for a person (`ask`), with the customer's
+    /// WebSocket open: (conversation id, the start reply, the socket).
+    pub async fn handed_over_chat(
+        &self,
+        visitor: &str,
+        ask: &str,
+    ) -> (String, serde_json::Value, Ws) {
+        let base = format!("http://{}", self.http);
+        let c = reqwest::Client::new();
+        let started: serde_json::Value = c
+            .post(format!("{base}/api/chat/conversations"))
+            .json(&serde_json::json!({"visitor": visitor, "lang": "en"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conv = started["conversation"].as_str().unwrap().to_string();
+        let (ws, _) = tokio_tungstenite::connect_async(format!(
+            "ws://{}/api/chat/conversations/{conv}/ws",
+            self.http
+        ))
+        .await
+        .unwrap();
+        let r: serde_json::Value = c
+            .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+            .json(&serde_json::json!({ "text": ask }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["kind"], "handover", "{r}");
+        (conv, started, ws)
     }
 
     /// An integrator API token for this server (made once, with `kefu tokens create`).
