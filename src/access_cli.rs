@@ -260,6 +260,7 @@ pub enum AgentsCommand {
     Add {
         /// The name callers' summaries and the desk show.
         name: String,
+        /// The SIP user name the agent's phone registers as (e.g. 1001).
         #[arg(long)]
         extension: String,
         /// Queues the agent serves, comma-separated.

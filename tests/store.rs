@@ -661,3 +661,45 @@ async fn sqlite_users_tokens_sessions_and_reports() {
 async fn postgres_users_tokens_sessions_and_reports() {
     access_and_reports(postgres_db().await).await;
 }
+
+/// A `kefu` command and the server write the same SQLite file at once (two
+/// processes, here two stores): transactions that read before they write must not
+/// fail with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_sqlite_file() {
+    use kefu::store::access::Audit;
+    let db = sqlite_db().await;
+    let (text, keys) = ring(&[1]);
+    let server = Store::open(&db.url, Some(keys)).await.unwrap();
+    let same = Keyring::parse(&text, "test").unwrap();
+    let command = Store::open(&db.url, Some(same)).await.unwrap();
+    let audit = |target: String| Audit {
+        actor: "cli:test".into(),
+        action: "user.add",
+        target,
+        detail: String::new(),
+    };
+    let users = async {
+        for i in 0..60 {
+            command
+                .add_user(
+                    &format!("u{i}"),
+                    "agent",
+                    "$argon2id$x",
+                    audit(format!("u{i}")),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let turns = async {
+        for i in 0..60 {
+            write_conversation(&server, &format!("conv-{i}")).await;
+        }
+    };
+    tokio::join!(users, turns);
+    assert_eq!(server.users().await.unwrap().len(), 60);
+    assert_eq!(server.turn_count().await.unwrap(), 120);
+    server.close().await;
+    command.close().await;
+}

@@ -117,7 +117,7 @@ impl Store {
     ) -> anyhow::Result<User> {
         let now = Utc::now();
         let id = new_id("u");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let taken = sqlx::query("SELECT 1 FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -156,7 +156,7 @@ impl Store {
         change: &UserChange,
         audit: Audit,
     ) -> anyhow::Result<Option<User>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -234,7 +234,7 @@ impl Store {
         audit: Audit,
     ) -> anyhow::Result<()> {
         let now = Utc::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM sessions WHERE expires_ms < $1")
             .bind(ms(now))
             .execute(&mut *tx)
@@ -276,7 +276,7 @@ impl Store {
     }
 
     pub async fn end_session(&self, key: &str, audit: Audit) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM sessions WHERE key_hash = $1")
             .bind(secret_hash(key))
             .execute(&mut *tx)
@@ -295,7 +295,7 @@ impl Store {
     ) -> anyhow::Result<Token> {
         let now = Utc::now();
         let id = new_id("t");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, token_hash, created_ms) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -321,7 +321,7 @@ impl Store {
     /// Revokes a token; false if there is no such live token.
     pub async fn revoke_token(&self, id: &str, audit: Audit) -> anyhow::Result<bool> {
         let now = Utc::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE api_tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
         )

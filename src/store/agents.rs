@@ -61,7 +61,7 @@ impl Store {
         let now = Utc::now();
         let id = new_id("a");
         let s = self.sealer();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let taken = sqlx::query("SELECT 1 FROM agents WHERE extension = $1")
             .bind(a.extension.as_str())
             .fetch_optional(&mut *tx)
@@ -212,7 +212,7 @@ impl Store {
         status: &str,
         notes: &str,
     ) -> anyhow::Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT id, body, key_id FROM tickets WHERE conversation_id = $1 AND status <> 'solved'",
         )

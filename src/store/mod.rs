@@ -170,6 +170,17 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+    .context("cannot begin a transaction")
+}
+
 /// The store, shared by the server's parts.
 #[derive(Clone)]
 pub struct Store {
@@ -287,7 +298,7 @@ impl Store {
             .with_context(|| format!("cannot open the database {}", redact(url)))?;
         migrate::run(&pool, backend).await?;
         let sealer = Sealer::new(keys);
-        let writes = writer::spawn(pool.clone(), sealer.clone());
+        let writes = writer::spawn(pool.clone(), backend, sealer.clone());
         Ok(Self {
             pool,
             backend,
@@ -306,6 +317,15 @@ impl Store {
 
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a transaction that
+    /// reads first and writes later would otherwise fail at once with "database is
+    /// locked" when another process (a `kefu` command beside the server) committed
+    /// in between.
+    pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_write(&self.pool, self.backend).await
     }
 
     /// Queues a write and waits until it is committed.

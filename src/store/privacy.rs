@@ -77,7 +77,7 @@ impl Store {
 
     /// Deletes everything stored about a customer; returns the rows deleted.
     pub async fn erase_customer(&self, customer: &str, actor: &str) -> anyhow::Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut deleted = 0;
         for sql in [
             "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE customer_id = $1)",

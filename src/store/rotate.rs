@@ -100,7 +100,7 @@ pub async fn rotate(
     for t in TABLES {
         let mut done = 0u64;
         loop {
-            let mut tx = store.pool().begin().await?;
+            let mut tx = store.begin_write().await?;
             let n = rotate_batch(&mut tx, sealer, t, current, batch.max(1)).await?;
             tx.commit()
                 .await

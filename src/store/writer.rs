@@ -90,16 +90,16 @@ pub struct Job {
     pub done: oneshot::Sender<Result<Done, String>>,
 }
 
-pub fn spawn(pool: AnyPool, sealer: Sealer) -> mpsc::Sender<Job> {
+pub fn spawn(pool: AnyPool, backend: super::Backend, sealer: Sealer) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(pool, sealer, rx));
+    tokio::spawn(run(pool, backend, sealer, rx));
     tx
 }
 
-async fn run(pool: AnyPool, sealer: Sealer, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, backend: super::Backend, sealer: Sealer, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        match commit_batch(&pool, &sealer, &batch).await {
+        match commit_batch(&pool, backend, &sealer, &batch).await {
             Ok(dones) => {
                 for (job, done) in batch.drain(..).zip(dones) {
                     let _ = job.done.send(Ok(done));
@@ -112,7 +112,7 @@ async fn run(pool: AnyPool, sealer: Sealer, mut rx: mpsc::Receiver<Job>) {
                     "store batch failed; committing its jobs one by one"
                 );
                 for job in batch.drain(..) {
-                    let r = commit_batch(&pool, &sealer, std::slice::from_ref(&job))
+                    let r = commit_batch(&pool, backend, &sealer, std::slice::from_ref(&job))
                         .await
                         .map(|mut d| d.pop().unwrap_or(Done::Ok))
                         .map_err(|e| format!("{e:#}"));
@@ -126,8 +126,13 @@ async fn run(pool: AnyPool, sealer: Sealer, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn commit_batch(pool: &AnyPool, sealer: &Sealer, jobs: &[Job]) -> anyhow::Result<Vec<Done>> {
-    let mut tx = pool.begin().await.context("cannot begin a transaction")?;
+async fn commit_batch(
+    pool: &AnyPool,
+    backend: super::Backend,
+    sealer: &Sealer,
+    jobs: &[Job],
+) -> anyhow::Result<Vec<Done>> {
+    let mut tx = super::begin_write(pool, backend).await?;
     let mut dones = Vec::with_capacity(jobs.len());
     for job in jobs {
         dones.push(apply(&mut tx, sealer, &job.write).await?);
