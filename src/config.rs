@@ -57,6 +57,9 @@ pub struct FileConfig {
     pub sms_outbound_url: Option<String>,
     /// The number SMS replies come from.
     pub sms_number: Option<String>,
+    /// A secret the SMS gateway sends with every inbound message (`?token=` on the
+    /// webhook URL, or an X-Kefu-Token header); without it anyone can post SMS.
+    pub sms_inbound_token: Option<String>,
     /// Gone: API tokens are made with `kefu tokens create` and stored hashed.
     pub api_tokens: Option<toml::Value>,
     /// Mark the session cookie `Secure` (default true: browsers send it over
@@ -139,6 +142,7 @@ pub struct Config {
     pub wechat_token: Option<String>,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
+    pub sms_inbound_token: Option<String>,
     pub secure_cookies: bool,
     pub session_ttl: Duration,
     /// None: SQLite at DATA/kefu.db.
@@ -183,6 +187,7 @@ impl Default for Config {
             wechat_token: None,
             sms_outbound_url: None,
             sms_number: None,
+            sms_inbound_token: None,
             secure_cookies: true,
             session_ttl: Duration::from_secs(12 * 3600),
             database: None,
@@ -267,6 +272,14 @@ impl Config {
         self.wechat_token = f.wechat_token.or(self.wechat_token);
         self.sms_outbound_url = f.sms_outbound_url.or(self.sms_outbound_url);
         self.sms_number = f.sms_number.or(self.sms_number);
+        self.sms_inbound_token = f.sms_inbound_token.or(self.sms_inbound_token);
+        if self
+            .sms_inbound_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16 || t.len() > 256)
+        {
+            bail!("`sms_inbound_token` must be 16 to 256 characters");
+        }
         if let Some(r) = f.rtp_ports {
             self.rtp_ports = parse_range(&r)?;
         }

@@ -623,3 +623,41 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
         )
     );
 }
+
+/// With `sms_inbound_token` set, only the gateway (which knows it) may post SMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_sms_needs_the_gateway_token_when_one_is_set() {
+    let s = start("sms_inbound_token = \"gateway-secret-0123456789\"\n");
+    let c = reqwest::Client::new();
+    let form = [("From", "+8613700137000"), ("Body", "hello")];
+    let r = c
+        .post(url(&s, "/sms/inbound"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("token"));
+    let r = c
+        .post(url(&s, "/sms/inbound?token=wrong-secret-0123456789"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(url(&s, "/sms/inbound?token=gateway-secret-0123456789"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(url(&s, "/sms/inbound"))
+        .header("x-kefu-token", "gateway-secret-0123456789")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -41,6 +41,8 @@ pub struct TextChannels {
     pub wechat_token: Option<String>,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
+    /// What the SMS gateway must send with inbound messages, if set.
+    pub sms_inbound_token: Option<String>,
     pub http: reqwest::Client,
     pub verifications: verify::Verifications,
     pub store: Store,
@@ -62,6 +64,7 @@ impl TextChannels {
             wechat_token: config.wechat_token.clone(),
             sms_outbound_url: config.sms_outbound_url.clone(),
             sms_number: config.sms_number.clone(),
+            sms_inbound_token: config.sms_inbound_token.clone(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()

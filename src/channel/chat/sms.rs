@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
@@ -46,10 +47,40 @@ fn field<'a>(form: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a st
         .filter(|s| !s.is_empty())
 }
 
+/// The gateway's proof, when `sms_inbound_token` is set: `?token=` on the webhook
+/// URL (what gateways let you configure) or an `X-Kefu-Token` header.
+fn check_gateway(
+    s: &TextChannels,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(expected) = &s.sms_inbound_token else {
+        return Ok(());
+    };
+    let given = query
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| headers.get("x-kefu-token").and_then(|v| v.to_str().ok()))
+        .unwrap_or_default();
+    // Compared as digests: the time taken says nothing about the token.
+    use sha2::Digest;
+    if sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong SMS gateway token (`?token=` or X-Kefu-Token)",
+        ))
+    }
+}
+
 async fn inbound(
     State(s): State<Arc<TextChannels>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<Json<SmsReply>, ApiError> {
+    check_gateway(&s, &query, &headers)?;
     let Form(form) =
         form.map_err(|r| ApiError::new(r.status(), format!("bad form body: {}", r.body_text())))?;
     let from = field(&form, &["From", "from", "msisdn"])
