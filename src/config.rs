@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub secure_cookies: Option<bool>,
     /// How long a sign-in lasts, "12h" (default).
     pub session_ttl: Option<String>,
+    /// Reverse proxies in front of the HTTP port whose X-Forwarded-For is believed.
+    pub trusted_proxies: Option<Vec<IpAddr>>,
     /// The database: "sqlite://PATH" (default DATA/kefu.db) or "postgres://...".
     pub database: Option<String>,
     /// Seal customer data in the database (default true).
@@ -145,6 +147,7 @@ pub struct Config {
     pub sms_inbound_token: Option<String>,
     pub secure_cookies: bool,
     pub session_ttl: Duration,
+    pub trusted_proxies: Vec<IpAddr>,
     /// None: SQLite at DATA/kefu.db.
     pub database: Option<String>,
     pub encryption: bool,
@@ -190,6 +193,7 @@ impl Default for Config {
             sms_inbound_token: None,
             secure_cookies: true,
             session_ttl: Duration::from_secs(12 * 3600),
+            trusted_proxies: Vec::new(),
             database: None,
             encryption: true,
             key_file: None,
@@ -252,6 +256,7 @@ impl Config {
             max_conversations,
             semantic,
             secure_cookies,
+            trusted_proxies,
             encryption,
             backup_keep
         );

@@ -168,6 +168,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::default()),
             secure_cookies: config.secure_cookies,
             session_ttl: config.session_ttl,
+            trusted_proxies: config.trusted_proxies.clone(),
         }),
         kb: kb.clone(),
         kb_dir: config.kb.clone(),

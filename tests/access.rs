@@ -965,3 +965,52 @@ answer.zh = "门店地下车库可免费停车两小时。"
     let now: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(now["version"], v["version"]);
 }
+
+/// Behind a trusted reverse proxy, sign-ins are counted per client address from
+/// `X-Forwarded-For`; from anyone else the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_behind_a_trusted_proxy() {
+    let attempt = |s: &Server, n: usize, xff: &'static str| {
+        let url = url(s, "/api/login");
+        async move {
+            Client::new()
+                .post(url)
+                .header("x-forwarded-for", xff)
+                .json(&json!({"name": format!("nobody{n}"), "password": "wrong password!"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let proxied = Server::start_with(None, "trusted_proxies = [\"127.0.0.1\"]\n");
+    for n in 0..6 {
+        assert_eq!(attempt(&proxied, n, "10.0.0.1").await, 401);
+    }
+    assert_eq!(
+        attempt(&proxied, 6, "10.0.0.1").await,
+        429,
+        "10.0.0.1 is locked"
+    );
+    assert_eq!(
+        attempt(&proxied, 7, "10.0.0.2").await,
+        401,
+        "10.0.0.2 is not"
+    );
+    // A client's own X-Forwarded-For entry is not believed: the proxy's (last) is.
+    assert_eq!(attempt(&proxied, 8, "10.0.0.9, 10.0.0.1").await, 429);
+
+    let direct = Server::start(None);
+    for n in 0..6 {
+        assert_eq!(
+            attempt(&direct, n, ["10.1.0.1", "10.1.0.2", "10.1.0.3"][n % 3]).await,
+            401
+        );
+    }
+    assert_eq!(
+        attempt(&direct, 6, "10.1.0.4").await,
+        429,
+        "the header is ignored"
+    );
+}

@@ -40,6 +40,32 @@ pub struct Access {
     /// and to `localhost` over plain HTTP).
     pub secure_cookies: bool,
     pub session_ttl: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for the sign-in
+    /// throttle's per-address count).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Access {
+    /// The client's address: the peer, or, behind a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not one of the trusted proxies. A
+    /// header from anyone else is ignored (it could say anything).
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<std::net::IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !self.trusted_proxies.contains(a))
+            .unwrap_or(peer)
+    }
 }
 
 /// Who is calling: a signed-in user or an API token.

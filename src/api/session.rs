@@ -156,6 +156,7 @@ fn store_error(e: anyhow::Error) -> ApiError {
 async fn login(
     State(ops): State<Arc<Ops>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response, Response> {
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
@@ -166,7 +167,8 @@ async fn login(
         );
     }
     let access = &ops.access;
-    let keys = [format!("user:{name}"), format!("ip:{}", peer.ip())];
+    let ip = access.client_ip(peer.ip(), &headers);
+    let keys = [format!("user:{name}"), format!("ip:{ip}")];
     let user = check_password(access, &keys, name, &req.password).await?;
     let role = user
         .role
@@ -187,7 +189,7 @@ async fn login(
                 actor: format!("user:{}", user.name),
                 action: "session.login",
                 target: user.name.clone(),
-                detail: format!("from {}", peer.ip()),
+                detail: format!("from {ip}"),
             },
         )
         .await
@@ -259,6 +261,7 @@ struct NewPassword {
 async fn change_password(
     State(ops): State<Arc<Ops>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Extension(c): Extension<Caller>,
     body: Result<Json<NewPassword>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -267,7 +270,8 @@ async fn change_password(
     }
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
     password::check(&req.new).map_err(|e| ApiError::bad_request(e).into_response())?;
-    let keys = [format!("user:{}", c.name), format!("ip:{}", peer.ip())];
+    let ip = ops.access.client_ip(peer.ip(), &headers);
+    let keys = [format!("user:{}", c.name), format!("ip:{ip}")];
     check_password(&ops.access, &keys, &c.name, &req.current).await?;
     let new = req.new;
     let hash = tokio::task::spawn_blocking(move || password::hash(&new))
