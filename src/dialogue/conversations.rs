@@ -96,7 +96,7 @@ impl Entry {
         self.push.subscribe()
     }
 
-    /// Pushes the last `n` turns.
+    /// Pushes these turns to the subscribers.
     fn push_turns(&self, turns: &[Turn]) {
         for turn in turns {
             // No subscriber is fine: the history keeps every turn.
@@ -393,23 +393,7 @@ impl Conversations {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<(Reply, Appended), ConversationError> {
-        let entry = self.get(id)?;
-        let mut e = lock(&entry);
-        let before = e.conversation.said;
-        let reply = e.conversation.respond(m, text, now);
-        e.updated = now;
-        let new = (e.conversation.said - before) as usize;
-        let h = &e.conversation.history;
-        let appended = Appended {
-            conversation: e.id.clone(),
-            channel: e.channel,
-            customer: e.customer.clone(),
-            created: e.created,
-            updated: now,
-            first_seq: before as usize,
-            turns: h[h.len().saturating_sub(new)..].to_vec(),
-        };
-        Ok((reply, appended))
+        self.append(id, now, |c| c.respond(m, text, now))
     }
 
     /// Pushes turns to the conversation's subscribers.
@@ -429,7 +413,8 @@ impl Conversations {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<Appended, ConversationError> {
-        self.add_turn(id, now, |c| c.agent_said(text, now))
+        self.append(id, now, |c| c.agent_said(text, now))
+            .map(|((), a)| a)
     }
 
     /// A notice from kefu in a conversation, worded in the customer's language by
@@ -440,33 +425,38 @@ impl Conversations {
         text: impl FnOnce(crate::dialogue::Lang) -> String,
         now: DateTime<Utc>,
     ) -> Result<Appended, ConversationError> {
-        self.add_turn(id, now, |c| {
+        self.append(id, now, |c| {
             let t = text(c.lang);
             c.bot_said(&t, now)
         })
+        .map(|((), a)| a)
     }
 
-    fn add_turn(
+    /// Runs `say` on the conversation; returns its result and the turns it added,
+    /// for the store (publish them once stored).
+    fn append<R>(
         &self,
         id: &str,
         now: DateTime<Utc>,
-        say: impl FnOnce(&mut crate::dialogue::engine::Conversation),
-    ) -> Result<Appended, ConversationError> {
+        say: impl FnOnce(&mut crate::dialogue::engine::Conversation) -> R,
+    ) -> Result<(R, Appended), ConversationError> {
         let entry = self.get(id)?;
         let mut e = lock(&entry);
         let before = e.conversation.said;
-        say(&mut e.conversation);
+        let result = say(&mut e.conversation);
         e.updated = now;
+        let new = (e.conversation.said - before) as usize;
         let h = &e.conversation.history;
-        Ok(Appended {
+        let appended = Appended {
             conversation: e.id.clone(),
             channel: e.channel,
             customer: e.customer.clone(),
             created: e.created,
             updated: now,
             first_seq: before as usize,
-            turns: h[h.len().saturating_sub(1)..].to_vec(),
-        })
+            turns: h[h.len().saturating_sub(new)..].to_vec(),
+        };
+        Ok((result, appended))
     }
 
     /// The conversation of this identity on this channel active in the last `within`,
