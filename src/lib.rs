@@ -16,3 +16,10 @@ pub mod source;
 pub mod speech;
 pub mod store;
 pub mod watch;
+
+/// Locks a mutex, carrying on past a panic in another holder: every guarded state
+/// here stays consistent between statements, so a poisoned lock is still usable
+/// (and one failed request must not take the server down with it).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Answer, Event, QueueConfig, Queues};
+use crate::lock;
 
 /// What an agent is offered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,10 +50,6 @@ pub struct Center {
     wake: Notify,
     /// Told when an item times out (`take_timed_out` has it).
     gave_up: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inner {

@@ -129,8 +129,7 @@ impl Credentials {
             Some((cnonce, nc)) => a.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce)),
             None => a.hash(&format!("{ha1}:{}:{ha2}", self.nonce)),
         };
-        // Compared as digests of themselves: the time taken says nothing.
-        Sha256::digest(expected.as_bytes()) == Sha256::digest(self.response.as_bytes())
+        crate::auth::same_secret(&self.response, &expected)
     }
 }
 

@@ -20,7 +20,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::auth::throttle::Throttle;
@@ -282,8 +281,7 @@ pub async fn identify(
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        // Compared as digests: the time taken says nothing about the token.
-        if Sha256::digest(given.as_bytes()) != Sha256::digest(s.csrf.as_bytes()) {
+        if !crate::auth::same_secret(given, &s.csrf) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "missing or wrong X-CSRF-Token header (GET /api/session gives it)",

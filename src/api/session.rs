@@ -96,10 +96,7 @@ async fn check_password(
     password: &str,
 ) -> Result<User, Response> {
     {
-        let t = access
-            .throttle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = crate::lock(&access.throttle);
         let now = Instant::now();
         if let Some(wait) = keys.iter().filter_map(|k| t.check(k, now).err()).max() {
             return Err(too_many(wait));
@@ -117,10 +114,7 @@ async fn check_password(
     let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
         .await
         .unwrap_or(false);
-    let mut t = access
-        .throttle
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut t = crate::lock(&access.throttle);
     match user {
         Some(u) if ok => {
             // Only the name's count clears: a success from an address does not wipe

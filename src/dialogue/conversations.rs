@@ -19,6 +19,7 @@ use super::engine::{Conversation, Reply, Turn};
 use super::kb::Medium;
 use super::matcher::Matcher;
 use super::text::Lang;
+use crate::lock;
 
 /// How long an open topic is offered on a new conversation.
 const TOPIC_MEMORY_DAYS: i64 = 7;
@@ -146,10 +147,6 @@ impl std::fmt::Debug for Conversations {
 pub enum ConversationError {
     #[error("no conversation {0:?}")]
     Unknown(String),
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Conversations {

@@ -16,11 +16,13 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
+
+use crate::lock;
 
 /// Embedding width of multilingual-e5-small.
 pub const DIM: usize = 384;
@@ -93,10 +95,6 @@ impl std::fmt::Debug for Encoder {
             .field("model", &self.files.model)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Encoder {

@@ -85,7 +85,7 @@ async fn send_code(
     };
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     {
-        let mut pending = s.verifications.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = crate::lock(&s.verifications.0);
         if let Some(p) = pending.get(&id)
             && now - p.sent < Duration::seconds(RESEND_AFTER_SECS)
         {
@@ -117,11 +117,7 @@ async fn send_code(
     );
     let from = s.sms_number.clone().unwrap_or_default();
     if let Err(e) = super::sms::send(&s.http, url, &phone, &from, &[text]).await {
-        s.verifications
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        crate::lock(&s.verifications.0).remove(&id);
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("the SMS gateway did not take the code: {e}"),
@@ -156,14 +152,10 @@ async fn confirm(
 ) -> Result<Json<Linked>, ApiError> {
     let Json(req) = body?;
     let entry = s.conversations.get(&id)?;
-    let customer = entry
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .customer
-        .clone();
+    let customer = crate::lock(&entry).customer.clone();
     let now = Utc::now();
     let phone = {
-        let mut pending = s.verifications.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = crate::lock(&s.verifications.0);
         let Some(p) = pending.get_mut(&id) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

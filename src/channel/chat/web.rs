@@ -137,7 +137,7 @@ async fn socket(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let entry = s.conversations.get(&id)?;
-    let events = entry.lock().unwrap_or_else(|p| p.into_inner()).subscribe();
+    let events = crate::lock(&entry).subscribe();
     Ok(ws
         .max_message_size(super::MAX_BODY)
         .on_upgrade(move |socket| pump(socket, s, id, events)))

@@ -13,11 +13,8 @@ use rsipstack::transaction::transaction::Transaction;
 use crate::agents::Phones;
 use crate::agents::digest::{Algorithm, Credentials, NonceCheck};
 use crate::agents::registrar::{self, Binding};
+use crate::lock;
 use crate::store::Store;
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn epoch_secs() -> u64 {
     SystemTime::now()
