@@ -7,6 +7,8 @@
 //! Run: `cargo bench --bench auth`. Figures go to benches/RESULTS.md.
 
 use std::hint::black_box;
+
+use anyhow::Context;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -64,7 +66,8 @@ fn lookups(c: &mut Criterion) {
                     "$argon2id$x",
                     audit("user.add"),
                 )
-                .await?;
+                .await?
+                .context("the user exists")?;
             key = secret();
             let expires = chrono::Utc::now() + chrono::Duration::hours(12);
             store

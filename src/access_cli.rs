@@ -101,7 +101,9 @@ pub fn users(cmd: UsersCommand) -> ExitCode {
                 };
                 let r = s.add_user(&name, role.as_str(), &hash, audit).await;
                 s.close().await;
-                r?;
+                if r?.is_none() {
+                    bail!("a user named {name:?} already exists");
+                }
                 if generated {
                     println!("added {name} ({role}); password: {pw}");
                 } else {
@@ -282,17 +284,9 @@ pub enum AgentsCommand {
     List(StoreArgs),
 }
 
-fn csv_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 pub fn agents(cmd: AgentsCommand) -> ExitCode {
     use kefu::agents::digest::{Algorithm, ha1};
-    use kefu::store::agents::NewAgent;
+    use kefu::store::agents::{NewAgent, split_list};
     finish(match cmd {
         AgentsCommand::Add {
             name,
@@ -314,7 +308,7 @@ pub fn agents(cmd: AgentsCommand) -> ExitCode {
             if name.trim().is_empty() || name.len() > 64 {
                 bail!("the agent's name must be 1 to 64 characters");
             }
-            let queues = csv_list(&queues);
+            let queues = split_list(&queues);
             if queues.is_empty() {
                 bail!("--queues must name at least one queue");
             }
@@ -336,7 +330,7 @@ pub fn agents(cmd: AgentsCommand) -> ExitCode {
                     name: name.trim().to_string(),
                     extension: extension.clone(),
                     queues,
-                    skills: csv_list(&skills),
+                    skills: split_list(&skills),
                     user_id,
                     ha1_sha256: ha1(Algorithm::Sha256, &extension, &c.sip_realm, &pw),
                     ha1_md5: ha1(Algorithm::Md5, &extension, &c.sip_realm, &pw),

@@ -501,12 +501,14 @@ async fn access_and_reports(db: Db) {
     let user = store
         .add_user("li", "agent", "$argon2id$stub", audit("user.add", "li"))
         .await
+        .unwrap()
         .unwrap();
     assert!(
         store
             .add_user("li", "admin", "$argon2id$x", audit("user.add", "li"))
             .await
-            .is_err(),
+            .unwrap()
+            .is_none(),
         "names are unique"
     );
     let (found, hash) = store.user_with_hash("li").await.unwrap().unwrap();
@@ -689,6 +691,7 @@ async fn two_writers_on_one_sqlite_file() {
                     audit(format!("u{i}")),
                 )
                 .await
+                .unwrap()
                 .unwrap();
         }
     };

@@ -115,9 +115,12 @@ impl Center {
         r
     }
 
-    /// Makes the agent known (or updates their queues and skills).
+    /// Makes the agent known (or updates their queues and skills). A new agent is
+    /// away, so no deadline moves: the ticker is not woken.
     pub fn add_agent(&self, agent: &str, queues: &[String], skills: &[String]) {
-        self.with(|i, now| i.queues.add_agent(agent, queues, skills, now));
+        lock(&self.inner)
+            .queues
+            .add_agent(agent, queues, skills, Instant::now());
     }
 
     pub fn set_available(&self, agent: &str, available: bool) {

@@ -100,23 +100,17 @@ async fn add_user(
         target: req.name.clone(),
         detail: format!("role {role}"),
     };
-    if ops
+    let Some(user) = ops
         .store
-        .user_with_hash(&req.name)
+        .add_user(&req.name, role.as_str(), &hash, audit)
         .await
         .map_err(unavailable)?
-        .is_some()
-    {
+    else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("a user named {:?} already exists", req.name),
         ));
-    }
-    let user = ops
-        .store
-        .add_user(&req.name, role.as_str(), &hash, audit)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
+    };
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -365,13 +359,7 @@ async fn call_record(
 
 /// 404 unless the store knows the customer (by any identity).
 async fn known_customer(ops: &Ops, id: &str) -> Result<(), ApiError> {
-    if ops
-        .store
-        .identities_of(id)
-        .await
-        .map_err(unavailable)?
-        .is_empty()
-    {
+    if !ops.store.customer_exists(id).await.map_err(unavailable)? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no customer {id:?}"),

@@ -14,6 +14,7 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::admin::unavailable;
 use super::routes::{Access, Caller, Routes, SESSION_COOKIE, Verb::*};
 use super::{ApiError, Ops};
 use crate::auth::Permission::{self, Public, SignedIn};
@@ -46,28 +47,13 @@ struct SessionView {
     permissions: Vec<Permission>,
 }
 
-const ALL_PERMISSIONS: [Permission; 12] = [
-    Permission::Public,
-    Permission::SignedIn,
-    Permission::Channels,
-    Permission::KbRead,
-    Permission::KbWrite,
-    Permission::Reports,
-    Permission::CallRecords,
-    Permission::OwnWork,
-    Permission::Queues,
-    Permission::AuditLog,
-    Permission::Users,
-    Permission::CustomerData,
-];
-
 fn view(role: Role, name: String, csrf: Option<String>) -> SessionView {
     SessionView {
         name,
         role,
         via: if csrf.is_some() { "session" } else { "token" },
         csrf,
-        permissions: ALL_PERMISSIONS
+        permissions: Permission::ALL
             .into_iter()
             .filter(|p| role.allows(*p))
             .collect(),
@@ -139,14 +125,6 @@ async fn check_password(
     }
 }
 
-fn store_error(e: anyhow::Error) -> ApiError {
-    tracing::error!(error = format!("{e:#}"), "store write failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "could not be recorded; try again",
-    )
-}
-
 async fn login(
     State(ops): State<Arc<Ops>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -187,7 +165,7 @@ async fn login(
             },
         )
         .await
-        .map_err(|e| store_error(e).into_response())?;
+        .map_err(|e| unavailable(e).into_response())?;
     let cookie = cookie::Cookie::build((SESSION_COOKIE, key))
         .http_only(true)
         .secure(access.secure_cookies)
@@ -239,7 +217,7 @@ async fn logout(
             },
         )
         .await
-        .map_err(store_error)?;
+        .map_err(unavailable)?;
     Ok(clear_cookie(StatusCode::NO_CONTENT.into_response()))
 }
 
@@ -270,8 +248,8 @@ async fn change_password(
     let new = req.new;
     let hash = tokio::task::spawn_blocking(move || password::hash(&new))
         .await
-        .map_err(|e| store_error(e.into()).into_response())?
-        .map_err(|e| store_error(e).into_response())?;
+        .map_err(|e| unavailable(e.into()).into_response())?
+        .map_err(|e| unavailable(e).into_response())?;
     ops.access
         .store
         .change_user(
@@ -288,6 +266,6 @@ async fn change_password(
             },
         )
         .await
-        .map_err(|e| store_error(e).into_response())?;
+        .map_err(|e| unavailable(e).into_response())?;
     Ok(clear_cookie(StatusCode::NO_CONTENT.into_response()))
 }

@@ -123,6 +123,21 @@ pub enum Permission {
 }
 
 impl Permission {
+    pub const ALL: [Permission; 12] = [
+        Permission::Public,
+        Permission::SignedIn,
+        Permission::Channels,
+        Permission::KbRead,
+        Permission::KbWrite,
+        Permission::Reports,
+        Permission::CallRecords,
+        Permission::OwnWork,
+        Permission::Queues,
+        Permission::AuditLog,
+        Permission::Users,
+        Permission::CustomerData,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Public => "public",

@@ -107,14 +107,14 @@ pub(super) async fn append_audit(
 const USER_COLUMNS: &str = "id, name, role, disabled, created_ms";
 
 impl Store {
-    /// Adds a user; fails if the name is taken.
+    /// Adds a user; None if the name is taken.
     pub async fn add_user(
         &self,
         name: &str,
         role: &str,
         password_hash: &str,
         audit: Audit,
-    ) -> anyhow::Result<User> {
+    ) -> anyhow::Result<Option<User>> {
         let now = Utc::now();
         let id = new_id("u");
         let mut tx = self.begin_write().await?;
@@ -124,7 +124,7 @@ impl Store {
             .await?
             .is_some();
         if taken {
-            anyhow::bail!("a user named {name:?} already exists");
+            return Ok(None);
         }
         sqlx::query(
             "INSERT INTO users (id, name, role, password_hash, disabled, created_ms) VALUES ($1, $2, $3, $4, 0, $5)",
@@ -139,13 +139,13 @@ impl Store {
         .with_context(|| format!("cannot add user {name:?}"))?;
         append_audit(&mut tx, now, &audit).await?;
         tx.commit().await?;
-        Ok(User {
+        Ok(Some(User {
             id,
             name: name.into(),
             role: role.into(),
             disabled: false,
             created: from_ms(ms(now)),
-        })
+        }))
     }
 
     /// Changes a user; a new password, role or disabling ends their sessions.

@@ -34,7 +34,8 @@ pub struct NewAgent {
     pub ha1_md5: String,
 }
 
-fn list(text: &str) -> Vec<String> {
+/// A comma-separated list (queues, skills), trimmed, without empty entries.
+pub fn split_list(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -47,8 +48,8 @@ fn agent_of(r: &sqlx::any::AnyRow) -> anyhow::Result<Agent> {
         id: r.try_get("id")?,
         name: r.try_get("display_name")?,
         extension: r.try_get("extension")?,
-        queues: list(&r.try_get::<String, _>("queues")?),
-        skills: list(&r.try_get::<String, _>("skills")?),
+        queues: split_list(&r.try_get::<String, _>("queues")?),
+        skills: split_list(&r.try_get::<String, _>("skills")?),
         user_id: r.try_get("user_id")?,
         created: from_ms(r.try_get("created_ms")?),
     })

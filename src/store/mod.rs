@@ -440,6 +440,14 @@ impl Store {
             .try_get(0)?)
     }
 
+    pub async fn customer_exists(&self, customer: &str) -> anyhow::Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM customers WHERE id = $1")
+            .bind(customer)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
     /// A customer's conversations, oldest first.
     pub async fn conversations_of(&self, customer: &str) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query(
