@@ -264,32 +264,7 @@ async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
     use std::time::Duration;
 
     let server = Server::start(None);
-    let (ok, _, err) = server.kefu_with_input(
-        &[
-            "users",
-            "add",
-            "wang",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ],
-        "a long enough password\n",
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = server.kefu_with_input(
-        &[
-            "agents",
-            "add",
-            "Wang Fang",
-            "--extension",
-            "1001",
-            "--user",
-            "wang",
-            "--password-stdin",
-        ],
-        &format!("{SECRET}\n"),
-    );
-    assert!(ok, "{err}");
+    server.add_agent_user("wang", "a long enough password", "Wang Fang", "1001");
     let base = format!("http://{}", server.http);
     let c = reqwest::Client::new();
     let (cookie, csrf) = server.sign_in("wang", "a long enough password").await;

@@ -561,13 +561,7 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
     let s = start(&format!(
         "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"
     ));
-    let (ok, _, err) = s.kefu_with_input(
-        &["users", "add", "li", "--role", "agent", "--password-stdin"],
-        "sms desk password\n",
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = s.kefu(&["agents", "add", "Li", "--extension", "1002", "--user", "li"]);
-    assert!(ok, "{err}");
+    s.add_agent_user("li", "sms desk password", "Li", "1002");
     let c = reqwest::Client::new();
     let r: Value = c
         .post(url(&s, "/sms/inbound"))

@@ -19,28 +19,7 @@ fn an_agent_takes_a_web_chat_from_the_desk() {
         "the browser test needs Chromium and playwright-core: run deploy/setup.sh"
     );
     let s = Server::start(None);
-    let (ok, _, err) = s.kefu_with_input(
-        &[
-            "users",
-            "add",
-            "wang",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ],
-        "desk password 2026\n",
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = s.kefu(&[
-        "agents",
-        "add",
-        "Wang Fang",
-        "--extension",
-        "1001",
-        "--user",
-        "wang",
-    ]);
-    assert!(ok, "{err}");
+    s.add_agent_user("wang", "desk password 2026", "Wang Fang", "1001");
     let artifacts = repo().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("desk.png");

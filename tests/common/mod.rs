@@ -216,6 +216,26 @@ impl Server {
         )
     }
 
+    /// A user `user` (role agent, password `password`) who works as the agent
+    /// `name` at `extension`, made with `kefu users add` and `kefu agents add`.
+    pub fn add_agent_user(&self, user: &str, password: &str, name: &str, extension: &str) {
+        let (ok, _, err) = self.kefu_with_input(
+            &["users", "add", user, "--role", "agent", "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(ok, "kefu users add {user}: {err}");
+        let (ok, _, err) = self.kefu(&[
+            "agents",
+            "add",
+            name,
+            "--extension",
+            extension,
+            "--user",
+            user,
+        ]);
+        assert!(ok, "kefu agents add {name}: {err}");
+    }
+
     /// Signs `name` in over HTTP: (the session cookie as a `Cookie` header value,
     /// the CSRF token).
     pub async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
