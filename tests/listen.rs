@@ -156,8 +156,10 @@ fn a_caller_says_what_they_want_and_barges_in() {
     let path = common::strings(&r["path"]);
     assert_eq!(path, ["ask", "hours", "bye"], "{r}");
     let heard = r["vars"]["heard"].as_str().unwrap().to_lowercase();
-    // tiny.en sometimes writes "open hours": the route above is what matters.
-    assert!(heard.contains("open") && heard.contains("hours"), "{r}");
+    // The route above is what matters. The transcript's last word varies with how
+    // the utterance is cut ("opening hours", "open hours", "opening now?", seen in
+    // test runs), so only the word that routed it is required.
+    assert!(heard.contains("open"), "{r}");
     assert_eq!(r["utterances"].as_array().unwrap().len(), 1, "{r}");
     let latency = server
         .logs()
