@@ -21,6 +21,10 @@ say en en-us more.wav "To hear the menu again, press 9. To end the call, press t
 say en en-us transfer.wav "Please hold while we connect you to an agent."
 say en en-us no-agent.wav "Sorry, no agent can take your call right now."
 say en en-us closed.wav "Our agents are available during opening hours."
+say en en-us leave-message.wav "To leave a message, press 1. To have us call you back, press 2."
+say en en-us record-message.wav "Please leave your message after the tone. Press the hash key when you are done."
+say en en-us message-saved.wav "Thank you. Your message has been saved, and we will get back to you."
+say en en-us callback.wav "Thank you. We will call you back at this number as soon as an agent is free."
 say en en-us goodbye.wav "Thank you for calling Sunrise Outfitters. Goodbye."
 for d in 0 1 2 3 4 5 6 7 8 9; do
   names=(zero one two three four five six seven eight nine)
@@ -39,9 +43,23 @@ say zh cmn more.wav "重听菜单请按9，结束通话请按井号键。"
 say zh cmn transfer.wav "请稍候，正在为您转接人工客服。"
 say zh cmn no-agent.wav "对不起，暂时没有客服可以接听。"
 say zh cmn closed.wav "人工客服在营业时间内为您服务。"
+say zh cmn leave-message.wav "留言请按1，需要我们回电请按2。"
+say zh cmn record-message.wav "请在提示音后留言，留言结束请按井号键。"
+say zh cmn message-saved.wav "谢谢，您的留言已保存，我们会尽快回复您。"
+say zh cmn callback.wav "谢谢，客服有空时会回电到这个号码。"
 say zh cmn goodbye.wav "感谢致电朝阳户外，再见。"
 for d in 0 1 2 3 4 5 6 7 8 9; do
   names=(零 一 二 三 四 五 六 七 八 九)
   say zh cmn "digits/$d.wav" "${names[$d]}"
 done
-rm -f /tmp/kefu-prompt.wav
+# The tone before a voicemail message, and hold music: a slow, soft arpeggio
+# (C major, F major, G major, C major), 8 kHz mono so it needs no resampling.
+sox -n -r 8000 -c 1 -b 16 beep.wav synth 0.4 sine 1000 vol 0.5 fade 0.01 0.4 0.01
+notes=(C4 E4 G4 C5 F4 A4 C5 F5 G4 B4 D5 G5 C4 E4 G4 C5)
+parts=()
+for n in "${notes[@]}"; do
+  sox -n -r 8000 -c 1 -b 16 "/tmp/kefu-note-$n.wav" synth 0.5 pluck "$n" vol 0.35 fade 0.01 0.5 0.2
+  parts+=("/tmp/kefu-note-$n.wav")
+done
+sox "${parts[@]}" hold.wav reverb 30
+rm -f /tmp/kefu-prompt.wav /tmp/kefu-note-*.wav

@@ -105,6 +105,10 @@ pub struct QueueFile {
     pub wrap_up: Option<String>,
     /// How often callers hear their position, "60s", or "off".
     pub announce_every: Option<String>,
+    /// Hold music, a WAV file under `audio/` ("hold.wav").
+    pub hold_music: Option<String>,
+    /// Record calls bridged from this queue (stored sealed), false by default.
+    pub record: Option<bool>,
 }
 
 /// A SIP peer known by its source addresses, with its own DTMF mode.
@@ -348,6 +352,22 @@ impl Config {
                     t => Some(duration(&field("announce_every"), t)?),
                 };
             }
+            if let Some(h) = q.hold_music {
+                let path = std::path::Path::new(&h);
+                if h.is_empty()
+                    || path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    bail!(
+                        "{}: a WAV file under audio/, like \"hold.wav\"",
+                        field("hold_music")
+                    );
+                }
+                c.hold_music = h;
+            }
+            c.record = q.record.unwrap_or(false);
             if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
                 bail!(
                     "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"

@@ -188,9 +188,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (sip, incoming) = sip::bind(
         config.clone(),
         live.clone(),
-        gate.clone(),
-        stop.clone(),
-        hangup_all.clone(),
+        sip::Lifecycle {
+            gate: gate.clone(),
+            stop: stop.clone(),
+            hangup_all: hangup_all.clone(),
+        },
         speech,
         Arc::new(crate::call::CallDialogue {
             kb: kb.clone(),
@@ -198,6 +200,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             conversations,
             store: store.clone(),
         }),
+        center.clone(),
     )
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");

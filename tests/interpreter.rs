@@ -14,7 +14,9 @@
 //! > wait 5s                            # time passes; timers fire when due
 //! > talk / > say TEXT / > asr-busy     # at a listen or ask node: speech starts, is
 //!                                      # heard, or recognition is unavailable
+//! > no-agent                           # after a transfer: nobody took the call
 //! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
+//! < record | stop-recording | note QUEUE: TEXT
 //! < say TEXT                           # an ask node speaks the dialogue core's answer
 //! = path welcome main_menu ...         # nodes visited so far
 //! = var NAME VALUE                     # a call variable
@@ -97,6 +99,9 @@ impl Script {
             }
             Output::StopPlayback => "stop".into(),
             Output::Transfer { queue } => format!("transfer {queue}"),
+            Output::Record => "record".to_string(),
+            Output::StopRecording => "stop-recording".to_string(),
+            Output::Note { text, queue } => format!("note {queue}: {text}"),
             Output::Hangup { reason } => format!("hangup {reason}"),
             Output::Listen { language } => format!("listen {language}"),
             Output::StopListening => "stop-listening".into(),
@@ -194,6 +199,7 @@ impl Script {
                 },
             ),
             "asr-busy" => self.feed(line, Input::AsrUnavailable),
+            "no-agent" => self.feed(line, Input::NoAgent),
             "key" => {
                 for c in arg.trim().chars() {
                     self.feed(line, Input::Digit(c));

@@ -26,6 +26,25 @@ pub struct Offer {
     pub summary: String,
 }
 
+/// What the call task of a waiting caller is told about its item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemEvent {
+    /// Ring this agent (until the offer is withdrawn).
+    Offered { agent: String },
+    /// Stop ringing this agent (ring timeout, someone else took it).
+    Withdrawn { agent: String },
+    /// This agent has the caller: bridge them.
+    Connected { agent: String },
+    /// Nobody took the caller within the queue's maximum wait.
+    TimedOut,
+    /// The caller's place in the queue (1: next), to announce.
+    Position(usize),
+}
+
+/// Events a watcher may have pending; a call task reads them at once, so a full
+/// buffer means it is stuck, and it loses events rather than blocking the center.
+const WATCH_BUFFER: usize = 64;
+
 #[derive(Clone, Debug)]
 struct Item {
     queue: String,
@@ -40,8 +59,10 @@ struct Inner {
     offers: HashMap<String, HashMap<String, Instant>>,
     /// Item → the agent who took it.
     assigned: HashMap<String, String>,
-    /// Items that waited too long, for the edges to answer (voicemail, callback).
+    /// Items that waited too long, for the text channels to answer.
     timed_out: Vec<String>,
+    /// Items whose edge (a call) follows them itself.
+    watchers: HashMap<String, tokio::sync::mpsc::Sender<ItemEvent>>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +74,20 @@ pub struct Center {
 }
 
 impl Inner {
+    /// Tells the item's watcher, if it has one; true if it has.
+    fn tell(&mut self, item: &str, event: ItemEvent) -> bool {
+        let Some(w) = self.watchers.get(item) else {
+            return false;
+        };
+        if let Err(e) = w.try_send(event) {
+            tracing::warn!(%item, error = %e, "a waiting call is not reading its queue events");
+            if matches!(e, tokio::sync::mpsc::error::TrySendError::Closed(_)) {
+                self.watchers.remove(item);
+            }
+        }
+        true
+    }
+
     fn apply(&mut self, events: Vec<Event>) {
         for e in events {
             match e {
@@ -62,6 +97,7 @@ impl Inner {
                     until,
                 } => {
                     for a in agents {
+                        self.tell(&item, ItemEvent::Offered { agent: a.clone() });
                         self.offers
                             .entry(a)
                             .or_default()
@@ -70,6 +106,7 @@ impl Inner {
                 }
                 Event::Withdraw { item, agents } => {
                     for a in agents {
+                        self.tell(&item, ItemEvent::Withdrawn { agent: a.clone() });
                         if let Some(o) = self.offers.get_mut(&a) {
                             o.remove(&item);
                         }
@@ -80,18 +117,28 @@ impl Inner {
                         o.remove(&item);
                     }
                     tracing::info!(%item, %agent, "agent took a conversation");
+                    self.tell(
+                        &item,
+                        ItemEvent::Connected {
+                            agent: agent.clone(),
+                        },
+                    );
+                    self.watchers.remove(&item);
                     self.assigned.insert(item, agent);
                 }
                 Event::TimedOut { item } => {
                     tracing::info!(%item, "nobody took a conversation within the queue's maximum wait");
                     self.items.remove(&item);
-                    if self.timed_out.len() < 1000 {
+                    if self.tell(&item, ItemEvent::TimedOut) {
+                        self.watchers.remove(&item);
+                    } else if self.timed_out.len() < 1000 {
                         self.timed_out.push(item);
                     }
                 }
-                // Position announcements are for callers; chats see their place in
-                // the queue view.
-                Event::Position { .. } => {}
+                // Chats see their place in the queue view; callers hear it.
+                Event::Position { item, position } => {
+                    self.tell(&item, ItemEvent::Position(position));
+                }
             }
         }
     }
@@ -147,6 +194,42 @@ impl Center {
             }
             None => false,
         })
+    }
+
+    /// A caller joins a queue, followed by their call task: offers, withdrawals,
+    /// the connection or the time-out come on the returned channel. None if the
+    /// item is already waiting or the queues are full.
+    pub fn enqueue_watched(
+        &self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        summary: &str,
+    ) -> Option<tokio::sync::mpsc::Receiver<ItemEvent>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+        {
+            let mut inner = lock(&self.inner);
+            if inner.watchers.contains_key(item) {
+                return None;
+            }
+            inner.watchers.insert(item.to_string(), tx);
+        }
+        if self.enqueue(item, queue, needs, summary) {
+            Some(rx)
+        } else {
+            lock(&self.inner).watchers.remove(item);
+            None
+        }
+    }
+
+    /// The caller left the queue (hung up, or gave up for voicemail).
+    pub fn leave(&self, item: &str) {
+        self.with(|i, now| {
+            i.watchers.remove(item);
+            i.items.remove(item);
+            let e = i.queues.leave(item, now);
+            i.apply(e);
+        });
     }
 
     /// The agent answers an offer; true if accepting gave them the conversation.
@@ -206,6 +289,11 @@ impl Center {
             .unwrap_or_default();
         out.sort_by(|a, b| a.item.cmp(&b.item));
         out
+    }
+
+    /// A queue's settings (the defaults for a queue nobody configured).
+    pub fn queue_config(&self, queue: &str) -> QueueConfig {
+        lock(&self.inner).queues.config(queue)
     }
 
     pub fn state(&self, agent: &str) -> Option<super::queue::AgentState> {

@@ -44,6 +44,10 @@ pub struct QueueConfig {
     pub wrap_up: Duration,
     /// How often a waiting caller hears their position (None: never).
     pub announce_every: Option<Duration>,
+    /// What callers hear while they wait, a file under `audio/` (looped).
+    pub hold_music: String,
+    /// Whether calls bridged from this queue are recorded.
+    pub record: bool,
 }
 
 impl QueueConfig {
@@ -57,6 +61,8 @@ impl QueueConfig {
             ring_timeout: Duration::from_secs(20),
             wrap_up: Duration::from_secs(10),
             announce_every: Some(Duration::from_secs(60)),
+            hold_music: "hold.wav".into(),
+            record: false,
         }
     }
 }

@@ -5,8 +5,12 @@
 //! buffer, DTMF detectors, playout, interpreter) is a plain state machine; this task
 //! only moves packets, dialog events and time between them.
 
+mod bridge;
 mod hearing;
+pub mod leg;
 pub mod record;
+mod recorder;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +60,8 @@ pub struct CallSetup {
     pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
     pub dialogue: Arc<CallDialogue>,
     pub dialog_layer: Arc<DialogLayer>,
+    /// The queues and agents' phones, for `transfer` nodes.
+    pub staff: Arc<transfer::Staff>,
 }
 
 /// An answer being spoken sentence by sentence: each sentence plays as soon as it is
@@ -162,10 +168,11 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
         end: record.end_at,
         path: record.path.clone(),
         end_reason: record.end_reason.clone(),
+        // "queue:agent" once an agent took the call.
         transfer: record
-            .end_reason
-            .starts_with("transfer")
-            .then(|| record.end_reason.clone()),
+            .transfer
+            .as_ref()
+            .and_then(|t| t.agent.as_ref().map(|agent| format!("{}:{agent}", t.queue))),
         detail: serde_json::to_string(record)?,
         conversation,
     };
@@ -251,7 +258,18 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         }
     }
     let mut media = Media::new(s);
-    let reason = media.run(s, record, session_id, &mut sdp_version).await;
+    let reason = match media.run(s, record, session_id, &mut sdp_version).await {
+        Ended::Reason(r) => r,
+        Ended::Bridge(leg) => {
+            media
+                .bridge(s, *leg, record, session_id, &mut sdp_version)
+                .await
+        }
+    };
+    // A message being recorded when the caller hung up is kept.
+    media.stop_recording(s);
+    media.waiting = None;
+    record.transfer = media.transfer_log.take();
     record.rtp_sent = media.sender.packets;
     record.rtp_received = media.receiver.received();
     record.rtp_lost = media.receiver.lost();
@@ -316,11 +334,29 @@ struct Media {
     media_start: Instant,
     /// Last time we heard from the caller (RTP or a dialog request).
     last_heard: Instant,
+    /// Waiting for an agent (a `transfer` node).
+    waiting: Option<transfer::Waiting>,
+    /// What the caller hears while waiting (set only while waiting).
+    hold: Option<Arc<crate::media::prompt::Prompt>>,
+    /// The call's ticket, once a transfer or a note opened it.
+    ticket: Option<transfer::Ticket>,
+    /// The transfer's story, for the record.
+    transfer_log: Option<transfer::TransferLog>,
+    /// Recording the caller (a `record` node).
+    recording: Option<recorder::Recorder>,
 }
 
 enum Step {
     Continue,
     End(String),
+    /// An agent took the call: bridge it.
+    Bridge(Box<leg::AnsweredLeg>),
+}
+
+/// How the IVR part of a call ended.
+enum Ended {
+    Reason(String),
+    Bridge(Box<leg::AnsweredLeg>),
 }
 
 impl Media {
@@ -362,6 +398,11 @@ impl Media {
             listening: false,
             media_start: now,
             last_heard: now,
+            waiting: None,
+            hold: None,
+            ticket: None,
+            transfer_log: None,
+            recording: None,
         }
     }
 
@@ -371,18 +412,27 @@ impl Media {
         record: &mut CallRecord,
         session_id: u64,
         sdp_version: &mut u64,
-    ) -> String {
+    ) -> Ended {
         self.interpreter.start(Moment::now());
         let mut buf = vec![0u8; 2048];
         loop {
-            if let Step::End(reason) = self.apply_outputs(s).await {
-                return reason;
+            match self.apply_outputs(s, record).await {
+                Step::End(reason) => return Ended::Reason(reason),
+                Step::Bridge(leg) => return Ended::Bridge(leg),
+                Step::Continue => {}
             }
             let timer = self.interpreter.poll_timeout();
             let far = Instant::now() + Duration::from_secs(3600);
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let mut rendering = self.rendering.take();
+            let mut waiting = self.waiting.take();
             let step = tokio::select! {
+                happened = async {
+                    match waiting.as_mut() {
+                        Some(w) => w.next().await,
+                        None => std::future::pending().await,
+                    }
+                }, if waiting.is_some() => self.waited(happened, &mut waiting),
                 sentence = async {
                     match rendering.as_mut() {
                         Some(r) => r.sentences.recv().await,
@@ -426,25 +476,32 @@ impl Media {
             if rendering.is_some() {
                 self.rendering = rendering;
             }
+            if waiting.is_some() {
+                self.waiting = waiting;
+            }
             // Not answered yet: keep waiting for it next time round.
             if let (Some(p), Some(h)) = (pending, self.hearing.as_mut())
                 && self.listening
             {
                 h.pending = Some(p);
             }
-            if let Step::End(reason) = step {
-                if reason != "caller-hangup"
-                    && reason != "cancelled"
-                    && let Err(e) = s.dialog.bye().await
-                {
-                    tracing::debug!(error = %e, "BYE failed");
+            match step {
+                Step::End(reason) => {
+                    if reason != "caller-hangup"
+                        && reason != "cancelled"
+                        && let Err(e) = s.dialog.bye().await
+                    {
+                        tracing::debug!(error = %e, "BYE failed");
+                    }
+                    return Ended::Reason(reason);
                 }
-                return reason;
+                Step::Bridge(leg) => return Ended::Bridge(leg),
+                Step::Continue => {}
             }
         }
     }
 
-    async fn apply_outputs(&mut self, s: &mut CallSetup) -> Step {
+    async fn apply_outputs(&mut self, s: &mut CallSetup, record: &CallRecord) -> Step {
         while let Some(out) = self.interpreter.poll_output() {
             match out {
                 Output::Play(prompts) => {
@@ -492,9 +549,16 @@ impl Media {
                         h.pending = None;
                     }
                 }
-                Output::Transfer { queue } => {
-                    tracing::warn!(%queue, "transfer requested but no agent system is configured; playing the transfer message instead");
+                Output::Transfer { queue } => self.start_transfer(s, &queue, record),
+                Output::Record => {
+                    self.recording = Some(recorder::Recorder::new(
+                        1,
+                        crate::dialplan::actions::record::MAX_LENGTH,
+                        Instant::now(),
+                    ));
                 }
+                Output::StopRecording => self.stop_recording(s),
+                Output::Note { text, queue } => self.note(s, &text, &queue),
                 Output::Hangup { reason } => {
                     if let Err(e) = s.dialog.bye().await {
                         tracing::debug!(error = %e, "BYE failed");
@@ -504,6 +568,194 @@ impl Media {
             }
         }
         Step::Continue
+    }
+
+    /// Queues the caller for an agent: hold music from the queue's settings, the
+    /// agent's summary from what the call has learnt so far.
+    fn start_transfer(&mut self, s: &CallSetup, queue: &str, record: &CallRecord) {
+        let language = s.plan.language.clone();
+        let lang = crate::dialogue::Lang::from_code(&language);
+        let conversation = self.interpreter.conversation();
+        let customer_turns = || {
+            conversation
+                .into_iter()
+                .flat_map(|c| c.history.iter().rev())
+                .filter(|t| t.speaker == crate::dialogue::engine::Speaker::Customer)
+        };
+        let topic = customer_turns().find_map(|t| t.intent.clone()).map(|id| {
+            self.interpreter
+                .matcher()
+                .and_then(|m| m.kb.intent(&id))
+                .zip(lang)
+                .map(|(i, l)| i.title.best(l).to_string())
+                .unwrap_or_else(|| id.replace(['_', '-'], " "))
+        });
+        let said = record
+            .utterances
+            .last()
+            .cloned()
+            .or_else(|| customer_turns().next().map(|t| t.text.clone()));
+        let collected: Vec<(String, String)> = self
+            .interpreter
+            .vars()
+            .iter()
+            .filter(|(k, v)| !matches!(k.as_str(), "caller" | "called" | "queue") && !v.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let summary = leg::summary_text(
+            &language,
+            &s.caller,
+            topic.as_deref(),
+            said.as_deref(),
+            &collected,
+        );
+        let request = transfer::Request {
+            call_id: s.call_id.clone(),
+            queue: queue.to_string(),
+            caller: s.caller.clone(),
+            needs: vec![language.clone()],
+            summary,
+            language,
+            voice: s.plan.voice.clone(),
+        };
+        let config = s.staff.center.queue_config(queue);
+        let hold = match s
+            .dialogue
+            .prompts
+            .get(&s.audio_root.join(&config.hold_music))
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, %queue, "cannot load the queue's hold music; callers wait in silence");
+                None
+            }
+        };
+        match transfer::Waiting::start(
+            request,
+            s.staff.clone(),
+            s.dialogue.store.clone(),
+            &s.dialogue.conversations,
+            s.dialogue.prompts.clone(),
+        ) {
+            Some(w) => {
+                self.hold = hold;
+                self.ticket = Some(w.ticket());
+                self.transfer_log = Some(w.log.clone());
+                self.waiting = Some(w);
+            }
+            None => {
+                tracing::warn!(%queue, "cannot queue the caller (the queues are full)");
+                self.interpreter.handle(Input::NoAgent, Moment::now());
+            }
+        }
+    }
+
+    /// Something happened to the waiting caller.
+    fn waited(
+        &mut self,
+        happened: transfer::Happened,
+        waiting: &mut Option<transfer::Waiting>,
+    ) -> Step {
+        match happened {
+            transfer::Happened::Nothing => Step::Continue,
+            transfer::Happened::Announce(p) => {
+                let mut prompts = vec![p];
+                prompts.extend(self.hold.clone());
+                self.playout.play(prompts);
+                Step::Continue
+            }
+            transfer::Happened::TimedOut => {
+                if let Some(w) = waiting.take() {
+                    self.transfer_log = Some(w.log.clone());
+                }
+                self.hold = None;
+                self.playout.stop();
+                self.interpreter.handle(Input::NoAgent, Moment::now());
+                Step::Continue
+            }
+            transfer::Happened::Bridge(leg) => {
+                if let Some(w) = waiting.take() {
+                    self.transfer_log = Some(w.log.clone());
+                }
+                Step::Bridge(leg)
+            }
+        }
+    }
+
+    /// Adds a line to the call's ticket, opening one if the call has none.
+    fn note(&mut self, s: &CallSetup, text: &str, queue: &str) {
+        let ticket = self.ticket.get_or_insert_with(|| {
+            transfer::Ticket::open(
+                s.dialogue.store.clone(),
+                &s.dialogue.conversations,
+                &s.caller,
+                &s.call_id,
+                queue,
+                text,
+            )
+        });
+        ticket.note(text.to_string());
+    }
+
+    /// Ends a `record` node's message: stored sealed, noted on the ticket.
+    fn stop_recording(&mut self, s: &CallSetup) {
+        if let Some(r) = self.recording.take() {
+            if r.is_empty() {
+                return;
+            }
+            self.keep_recording(s, r, "voicemail");
+        }
+    }
+
+    /// Stores a recording off the media loop and notes it on the call's ticket.
+    fn keep_recording(&mut self, s: &CallSetup, r: recorder::Recorder, kind: &'static str) {
+        let seconds = r.duration().as_secs_f32();
+        let ticket = self.ticket.clone();
+        let (store, conversations, caller, call_id) = (
+            s.dialogue.store.clone(),
+            s.dialogue.conversations.clone(),
+            s.caller.clone(),
+            s.call_id.clone(),
+        );
+        tokio::spawn(async move {
+            let wav = match tokio::task::spawn_blocking(move || r.wav()).await {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => return tracing::error!(error = %e, "cannot encode the recording"),
+                Err(e) => return tracing::error!(error = %e, "recording task failed"),
+            };
+            let customer = if caller.is_empty() {
+                None
+            } else {
+                let id = CallDialogue::identity(&caller);
+                match conversations.customer_if_known(&id) {
+                    Some(c) => Some(c),
+                    None => store.customer_for(&id).await.ok(),
+                }
+            };
+            match store
+                .save_recording(
+                    &call_id,
+                    customer.as_deref(),
+                    kind,
+                    (seconds * 1000.0) as i64,
+                    &wav,
+                )
+                .await
+            {
+                Ok(id) => {
+                    tracing::info!(recording = %id, kind, seconds, "recording stored");
+                    if let Some(t) = ticket {
+                        let what = if kind == "voicemail" {
+                            "Voicemail message"
+                        } else {
+                            "Call recording"
+                        };
+                        t.note(format!("{what}: recording {id} ({seconds:.0} s)."));
+                    }
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "cannot store the recording"),
+            }
+        });
     }
 
     /// Forgets an answer still being rendered: something newer replaces it.
@@ -585,6 +837,12 @@ impl Media {
                 self.interpreter.handle(Input::PlaybackDone, Moment::now());
             }
         }
+        // A waiting caller hears hold music, looped, after the node's prompt.
+        if !self.playout.is_playing()
+            && let Some(hold) = &self.hold
+        {
+            self.playout.play(vec![hold.clone()]);
+        }
         // Phones with silence suppression (and callers whose stream just ended) send
         // no RTP while quiet: feed the listener silence for the missing time, or an
         // utterance would never be seen to end.
@@ -651,7 +909,9 @@ impl Media {
                 digits.push((d, "rfc4733"));
             }
         } else if let Accepted::Packet(seq) = accepted
-            && (self.listening || mode.accepts_inband(self.negotiated.telephone_event.is_some()))
+            && (self.listening
+                || self.recording.is_some()
+                || mode.accepts_inband(self.negotiated.telephone_event.is_some()))
         {
             let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
             let mut heard = Vec::new();
@@ -672,6 +932,9 @@ impl Media {
                     && let Some(h) = self.hearing.as_mut()
                 {
                     h.push(&pcm[..n], &mut heard);
+                }
+                if let Some(r) = self.recording.as_mut() {
+                    r.push(0, &pcm[..n], now);
                 }
             }
             self.hear(heard);

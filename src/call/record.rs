@@ -40,6 +40,10 @@ pub struct CallRecord {
     pub rtp_lost: u64,
     /// Interarrival jitter of the caller's stream, in milliseconds.
     pub rtp_jitter_ms: f64,
+    /// The warm transfer, when the plan asked for one: agents rung, who took the
+    /// call, how long the caller waited and talked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<super::transfer::TransferLog>,
     /// The conversation the call's `ask` nodes held, as the store knows it.
     pub conversation: Option<String>,
     /// The sequence number of `dialogue`'s first turn (earlier ones were dropped from
@@ -68,6 +72,8 @@ pub struct CallSummary<'a> {
     pub turns: usize,
     pub end_reason: &'a str,
     pub transferred: bool,
+    /// Milliseconds from the request for a person to an agent on the line.
+    pub transfer_wait_ms: Option<u64>,
     pub rtp_sent: u64,
     pub rtp_received: u64,
     pub rtp_lost: u64,
@@ -93,7 +99,8 @@ impl CallRecord {
             utterances: self.utterances.len(),
             turns: self.dialogue.len(),
             end_reason: &self.end_reason,
-            transferred: self.end_reason.starts_with("transfer"),
+            transferred: self.transfer.as_ref().is_some_and(|t| t.agent.is_some()),
+            transfer_wait_ms: self.transfer.as_ref().and_then(|t| t.wait_ms),
             rtp_sent: self.rtp_sent,
             rtp_received: self.rtp_received,
             rtp_lost: self.rtp_lost,

@@ -53,6 +53,9 @@ pub enum Input {
     PlaybackDone,
     /// The deadline from [`Interpreter::poll_timeout`] has passed.
     Timer,
+    /// After [`Output::Transfer`]: no agent took the call within the queue's
+    /// maximum wait (or the queues are full).
+    NoAgent,
 }
 
 #[derive(Clone, Debug)]
@@ -64,8 +67,15 @@ pub enum Output {
     Say { text: String, language: String },
     /// Stop playing at once (the caller pressed a key).
     StopPlayback,
-    /// Hand the caller to an agent queue.
+    /// Hand the caller to an agent queue: hold music until an agent takes the
+    /// call (the call is bridged and the plan is done) or [`Input::NoAgent`].
     Transfer { queue: String },
+    /// Start recording the caller (a voicemail message).
+    Record,
+    /// Stop recording and keep the message.
+    StopRecording,
+    /// Add this line to the call's ticket (opening one in `queue` if there is none).
+    Note { text: String, queue: String },
     /// Start detecting and recognising the caller's speech in this language.
     Listen { language: String },
     /// Stop listening; drop any utterance in progress.
@@ -358,6 +368,7 @@ impl Interpreter {
                 self.run.playing = false;
                 action.playback_done(&mut self.run)
             }
+            Input::NoAgent => action.no_agent(&mut self.run),
             Input::Timer => match self.run.deadline {
                 Some(d) if d <= now.mono => {
                     self.run.deadline = None;

@@ -7,6 +7,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod playout;
 pub mod prompt;
+pub mod relay;
 pub mod wav;
 
 /// Samples per second of narrowband telephony audio (G.711).

@@ -157,12 +157,26 @@ impl Store {
         r.as_ref().map(agent_of).transpose()
     }
 
+    /// The agent with this id.
+    pub async fn agent_by_id(&self, id: &str) -> anyhow::Result<Option<Agent>> {
+        let r = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agents WHERE id = $1 AND extension IS NOT NULL"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .context("cannot read agents")?;
+        r.as_ref().map(agent_of).transpose()
+    }
+
     /// Opens a ticket for a hand-over: (ticket id). The subject is what the customer
-    /// said last (sealed).
+    /// said last, or the call's summary (sealed). A chat's ticket names its
+    /// conversation, a call's its call.
     pub async fn open_ticket(
         &self,
         customer: &str,
         conversation: Option<&str>,
+        call: Option<&str>,
         queue: &str,
         subject: &str,
     ) -> anyhow::Result<String> {
@@ -170,13 +184,14 @@ impl Store {
         let id = new_id("k");
         let s = self.sealer();
         sqlx::query(
-            "INSERT INTO tickets (id, customer_id, conversation_id, queue, status, assignee, \
-             subject, body, key_id, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, 'open', NULL, $5, $6, $7, $8, $8)",
+            "INSERT INTO tickets (id, customer_id, conversation_id, call_id, queue, status, \
+             assignee, subject, body, key_id, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, 'open', NULL, $6, $7, $8, $9, $9)",
         )
         .bind(id.as_str())
         .bind(customer)
         .bind(conversation)
+        .bind(call)
         .bind(queue)
         .bind(s.seal("tickets.subject", subject))
         .bind(s.seal("tickets.body", ""))
@@ -188,15 +203,15 @@ impl Store {
         Ok(id)
     }
 
-    /// Gives the ticket of a conversation to the user who took it.
-    pub async fn assign_tickets(&self, conversation: &str, user_id: &str) -> anyhow::Result<()> {
+    /// Gives the ticket of a conversation (or call) to the user who took it.
+    pub async fn assign_tickets(&self, item: &str, user_id: &str) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE tickets SET assignee = $1, status = 'pending', updated_ms = $2 \
-             WHERE conversation_id = $3 AND status <> 'solved'",
+             WHERE (conversation_id = $3 OR call_id = $3) AND status <> 'solved'",
         )
         .bind(user_id)
         .bind(ms(Utc::now()))
-        .bind(conversation)
+        .bind(item)
         .execute(self.pool())
         .await
         .context("cannot assign the ticket")?;
@@ -209,21 +224,38 @@ impl Store {
     /// agent's notes (sealed) appended to the body.
     pub async fn wrap_up_tickets(
         &self,
-        conversation: &str,
+        item: &str,
         status: &str,
+        notes: &str,
+    ) -> anyhow::Result<u64> {
+        self.update_tickets(item, Some(status), notes).await
+    }
+
+    /// Adds a line to the open tickets of a conversation or call (voicemail left,
+    /// callback asked for), keeping their status.
+    pub async fn note_tickets(&self, item: &str, note: &str) -> anyhow::Result<u64> {
+        self.update_tickets(item, None, note).await
+    }
+
+    async fn update_tickets(
+        &self,
+        item: &str,
+        status: Option<&str>,
         notes: &str,
     ) -> anyhow::Result<u64> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "SELECT id, body, key_id FROM tickets WHERE conversation_id = $1 AND status <> 'solved'",
+            "SELECT id, body, key_id, status FROM tickets \
+             WHERE (conversation_id = $1 OR call_id = $1) AND status <> 'solved'",
         )
-        .bind(conversation)
+        .bind(item)
         .fetch_all(&mut *tx)
         .await?;
         let s = self.sealer();
         for r in &rows {
             let id: String = r.try_get(0)?;
             let body: Vec<u8> = r.try_get(1)?;
+            let current: String = r.try_get(3)?;
             let mut text = s.open(r.try_get(2)?, "tickets.body", &body)?;
             if !notes.is_empty() {
                 if !text.is_empty() {
@@ -234,7 +266,7 @@ impl Store {
             sqlx::query(
                 "UPDATE tickets SET status = $1, body = $2, key_id = $3, updated_ms = $4 WHERE id = $5",
             )
-            .bind(status)
+            .bind(status.unwrap_or(&current))
             .bind(s.seal("tickets.body", &text))
             .bind(s.key_id())
             .bind(ms(Utc::now()))
@@ -242,7 +274,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await.context("cannot wrap up the ticket")?;
+        tx.commit().await.context("cannot update the ticket")?;
         Ok(rows.len() as u64)
     }
 }

@@ -27,6 +27,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "agent_phones",
         include_str!("migrations/sqlite/0003_agent_phones.sql"),
     ),
+    (
+        4,
+        "transfers",
+        include_str!("migrations/sqlite/0004_transfers.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -39,6 +44,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "agent_phones",
         include_str!("migrations/postgres/0003_agent_phones.sql"),
+    ),
+    (
+        4,
+        "transfers",
+        include_str!("migrations/postgres/0004_transfers.sql"),
     ),
 ];
 

@@ -17,6 +17,7 @@ pub mod backup;
 pub mod crypto;
 mod migrate;
 pub mod privacy;
+pub mod recordings;
 pub mod reports;
 pub mod retention;
 pub mod rotate;

@@ -82,6 +82,7 @@ impl Store {
         for sql in [
             "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE customer_id = $1)",
             "DELETE FROM tickets WHERE customer_id = $1",
+            "DELETE FROM recordings WHERE customer_id = $1",
             "DELETE FROM conversations WHERE customer_id = $1",
             "DELETE FROM calls WHERE customer_id = $1",
             "DELETE FROM identities WHERE customer_id = $1",

@@ -63,6 +63,12 @@ const TABLES: &[Table] = &[
         sealed: &["subject", "body"],
         lookups: &[],
     },
+    Table {
+        name: "recordings",
+        pk: &[("id", Kind::Text)],
+        sealed: &["audio"],
+        lookups: &[],
+    },
 ];
 
 enum Val {

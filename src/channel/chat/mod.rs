@@ -141,7 +141,7 @@ impl TextChannels {
     async fn hand_over(&self, a: &Appended, queue: &str, said: &str) {
         if let Err(e) = self
             .store
-            .open_ticket(&a.customer, Some(&a.conversation), queue, said)
+            .open_ticket(&a.customer, Some(&a.conversation), None, queue, said)
             .await
         {
             tracing::error!(error = format!("{e:#}"), conversation = %a.conversation, "cannot open a ticket");

@@ -27,6 +27,11 @@ impl Pacer {
     }
 
     /// When the next frame is due.
+    /// The slot the next frame will fill (where a stream handed on continues).
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
+    }
+
     pub fn deadline(&self) -> Instant {
         self.start + FRAME * self.next_slot as u32
     }

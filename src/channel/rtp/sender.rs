@@ -36,6 +36,11 @@ impl RtpSender {
         self.ssrc
     }
 
+    /// The sequence number the next packet will carry.
+    pub fn next_seq(&self) -> u16 {
+        self.seq
+    }
+
     /// The next packet starts a talkspurt (set after a pause such as hold).
     pub fn mark_talkspurt(&mut self) {
         self.marker_pending = true;

@@ -90,8 +90,18 @@ pub struct SipService {
     pub dialogue: Arc<crate::call::CallDialogue>,
     /// Agents' phones: registrations and their authentication.
     pub phones: Arc<crate::agents::Phones>,
+    /// The queues, the phones and the dialer, for warm transfers.
+    pub staff: Arc<crate::call::transfer::Staff>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
+}
+
+/// When the SIP edge stops: new calls refused (`gate`), the endpoint stopped
+/// (`stop`), live calls hung up (`hangup_all`).
+pub struct Lifecycle {
+    pub gate: Arc<CallGate>,
+    pub stop: CancellationToken,
+    pub hangup_all: CancellationToken,
 }
 
 /// Binds the SIP transports and starts the endpoint. Returns the service and the
@@ -99,12 +109,16 @@ pub struct SipService {
 pub async fn bind(
     config: Arc<Config>,
     dialplans: LiveDialplans,
-    gate: Arc<CallGate>,
-    stop: CancellationToken,
-    hangup_all: CancellationToken,
+    life: Lifecycle,
     speech: Option<Arc<crate::speech::SpeechRuntime>>,
     dialogue: Arc<crate::call::CallDialogue>,
+    center: Arc<crate::agents::center::Center>,
 ) -> anyhow::Result<(Arc<SipService>, rsipstack::transaction::TransactionReceiver)> {
+    let Lifecycle {
+        gate,
+        stop,
+        hangup_all,
+    } = life;
     let transport = TransportLayer::new(stop.child_token());
     let udp = tokio::net::UdpSocket::bind(config.sip)
         .await
@@ -142,13 +156,26 @@ pub async fn bind(
     let inner = endpoint.inner.clone();
     tokio::spawn(async move { endpoint.serve().await });
     let (first, last) = config.rtp_ports;
+    let dialog_layer = Arc::new(DialogLayer::new(inner));
+    let ports = PortPool::new(first, last);
+    let phones = Arc::new(crate::agents::Phones::new(
+        &config.sip_realm,
+        &config.sip_digest,
+    ));
+    let staff = Arc::new(crate::call::transfer::Staff {
+        center,
+        phones: phones.clone(),
+        dialer: Arc::new(crate::call::leg::Dialer {
+            dialog_layer: dialog_layer.clone(),
+            local,
+            ports: ports.clone(),
+        }),
+    });
     let service = Arc::new(SipService {
-        dialog_layer: Arc::new(DialogLayer::new(inner)),
-        ports: PortPool::new(first, last),
-        phones: Arc::new(crate::agents::Phones::new(
-            &config.sip_realm,
-            &config.sip_digest,
-        )),
+        dialog_layer,
+        ports,
+        phones,
+        staff,
         config,
         dialplans,
         gate,
@@ -360,6 +387,7 @@ impl SipService {
             speech: self.speech.clone(),
             dialogue: self.dialogue.clone(),
             dialog_layer: self.dialog_layer.clone(),
+            staff: self.staff.clone(),
         };
         // The dialog answers retransmissions, CANCEL and the ACK on its transaction.
         let mut invite_dialog = dialog;

@@ -190,6 +190,23 @@ pub fn answer(local: SocketAddr, n: &Negotiated, session_id: u64, version: u64) 
     )
 }
 
+/// The payload type kefu offers for telephone-event when it places a call.
+pub const OFFERED_TELEPHONE_EVENT: u8 = 101;
+
+/// Writes our offer when kefu places a call (an agent leg): PCMU, PCMA and
+/// telephone-event, send and receive.
+pub fn offer(local: SocketAddr, session_id: u64, version: u64) -> String {
+    let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
+    let te = OFFERED_TELEPHONE_EVENT;
+    format!(
+        "v=0\r\no=kefu {session_id} {version} IN {ip_kind} {ip}\r\ns=kefu\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+        port = local.port(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +228,17 @@ mod tests {
         assert!(a.contains("a=rtpmap:101 telephone-event/8000"));
         // The answer parses as SDP too.
         assert!(sdp::SessionDescription::unmarshal(&mut Cursor::new(a)).is_ok());
+    }
+
+    #[test]
+    fn our_offer_parses_and_an_answer_to_it_negotiates() {
+        let o = offer("127.0.0.1:20002".parse().unwrap(), 9, 1);
+        let n = negotiate(o.as_bytes()).unwrap();
+        assert_eq!((n.law, n.telephone_event), (Law::Pcmu, Some(101)));
+        let answer = "v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+            m=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        let n = negotiate(answer.as_bytes()).unwrap();
+        assert_eq!((n.law, n.telephone_event), (Law::Pcma, None));
     }
 
     #[test]

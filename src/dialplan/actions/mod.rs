@@ -9,7 +9,9 @@ pub mod hangup;
 pub mod hours;
 pub mod listen;
 pub mod menu;
+pub mod note;
 pub mod play;
+pub mod record;
 pub mod set;
 pub mod transfer;
 
@@ -35,13 +37,15 @@ pub enum Action {
     Listen(listen::Listen),
     Ask(ask::Ask),
     Transfer(transfer::Transfer),
+    Record(record::Record),
+    Note(note::Note),
     Hangup(hangup::Hangup),
 }
 
 /// The node types, as written in `type = "..."`.
 pub const TYPES: &[&str] = &[
     "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "ask", "transfer",
-    "hangup",
+    "record", "note", "hangup",
 ];
 
 /// One piece of a prompt: a file, or the digits of a variable read out one by one.
@@ -194,6 +198,8 @@ impl Action {
             "listen" => Action::Listen(listen::Listen::parse(f, cx)?),
             "ask" => Action::Ask(ask::Ask::parse(f, cx)?),
             "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
+            "record" => Action::Record(record::Record::parse(f, cx)?),
+            "note" => Action::Note(note::Note::parse(f, cx)?),
             "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
             _ => return None,
         })
@@ -212,6 +218,8 @@ impl Action {
             "listen" => listen::FIELDS,
             "ask" => ask::FIELDS,
             "transfer" => transfer::FIELDS,
+            "record" => record::FIELDS,
+            "note" => note::FIELDS,
             "hangup" => hangup::FIELDS,
             _ => &[],
         }
@@ -253,6 +261,8 @@ impl Action {
                 .chain(a.on_goodbye)
                 .collect(),
             Action::Transfer(a) => a.next.into_iter().collect(),
+            Action::Record(a) => vec![a.next],
+            Action::Note(a) => vec![a.next],
             Action::Hangup(_) => Vec::new(),
         }
     }
@@ -277,6 +287,8 @@ impl Action {
             Action::Listen(a) => a.enter(run),
             Action::Ask(a) => a.enter(run),
             Action::Transfer(a) => a.enter(run),
+            Action::Record(a) => a.enter(run),
+            Action::Note(a) => a.enter(run),
             Action::Hangup(a) => a.enter(run),
         }
     }
@@ -288,6 +300,7 @@ impl Action {
             Action::Collect(a) => a.digit(run, digit),
             Action::Listen(a) => a.digit(run, digit),
             Action::Ask(a) => a.digit(run, digit),
+            Action::Record(a) => a.digit(run, digit),
             _ => Flow::Stay,
         }
     }
@@ -324,8 +337,16 @@ impl Action {
             Action::Collect(a) => a.playback_done(run),
             Action::Listen(a) => a.playback_done(run),
             Action::Ask(a) => a.playback_done(run),
-            Action::Transfer(a) => a.after_message(),
+            Action::Record(a) => a.playback_done(run),
             Action::Hangup(_) => Flow::Hangup(hangup::REASON.into()),
+            _ => Flow::Stay,
+        }
+    }
+
+    /// Nobody took the call a `transfer` node queued.
+    pub fn no_agent(&self, _run: &mut Run) -> Flow {
+        match self {
+            Action::Transfer(a) => a.no_agent(),
             _ => Flow::Stay,
         }
     }
@@ -336,6 +357,7 @@ impl Action {
             Action::Collect(a) => a.timer(run),
             Action::Listen(a) => a.timer(run),
             Action::Ask(a) => a.timer(run),
+            Action::Record(a) => a.timer(run),
             _ => Flow::Stay,
         }
     }

@@ -1,8 +1,10 @@
-//! `transfer`: hands the caller to a human agent queue.
+//! `transfer`: hands the caller to a human agent queue (warm transfer).
 //!
-//! Until an agent system is configured the interpreter announces the transfer (the
-//! call logs that no agent system is configured), plays the node's message and
-//! continues at `next`, or hangs up when there is none.
+//! The node asks the call to queue the caller (`Output::Transfer`) and plays its
+//! prompt ("please hold"); the call plays hold music after it and rings agents.
+//! When an agent takes the call the two are bridged and the plan is done. When
+//! nobody does within the queue's maximum wait (`Input::NoAgent`) the plan goes
+//! on at `next` (voicemail, a callback), or hangs up when there is none.
 
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
@@ -34,16 +36,16 @@ impl Transfer {
         run.emit(Output::Transfer {
             queue: self.queue.clone(),
         });
-        match &self.prompt {
-            Some(p) if run.play(p) => Flow::Stay,
-            _ => self.after_message(),
+        if let Some(p) = &self.prompt {
+            run.play(p);
         }
+        Flow::Stay
     }
 
-    pub fn after_message(&self) -> Flow {
+    pub fn no_agent(&self) -> Flow {
         match self.next {
             Some(n) => Flow::Next(n),
-            None => Flow::Hangup("no-agent-system".into()),
+            None => Flow::Hangup("no-agent".into()),
         }
     }
 }

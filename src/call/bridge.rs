@@ -1,0 +1,270 @@
+//! The bridged call (B2BUA): caller and agent each talk to kefu, which relays RTP
+//! both ways (`media::relay`: transcoding between G.711 laws, RFC 4733 events
+//! passed on), forwards SIP INFO keys, answers re-INVITEs on either leg, records
+//! when the queue asks for it, and ends both legs when either hangs up.
+
+use std::time::{Duration, Instant};
+
+use rsipstack::dialog::dialog::DialogState;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, StatusCode};
+
+use super::leg::AnsweredLeg;
+use super::record::CallRecord;
+use super::recorder::Recorder;
+use super::{CallSetup, Media, Step, terminated};
+use crate::channel::rtp::receiver::Accepted;
+use crate::channel::sip::sdp;
+use crate::media::relay::{Line, MAX_PAYLOAD, Relay, Relayed};
+use crate::media::{SAMPLE_RATE, relay::LegMedia};
+
+/// The longest bridged call a recording keeps (20 min of stereo 8 kHz PCM is
+/// 38 MB in memory until the call ends).
+pub const MAX_RECORDING: Duration = Duration::from_secs(20 * 60);
+
+fn leg_media(n: &sdp::Negotiated) -> LegMedia {
+    LegMedia {
+        law: n.law,
+        payload_type: n.payload_type,
+        telephone_event: n.telephone_event,
+    }
+}
+
+/// How the bridge ended, for the record.
+enum Side {
+    Caller,
+    Agent,
+}
+
+impl Media {
+    /// Relays between the caller and the agent until either hangs up; returns the
+    /// call's end reason.
+    pub(super) async fn bridge(
+        &mut self,
+        s: &mut CallSetup,
+        mut leg: AnsweredLeg,
+        record: &mut CallRecord,
+        session_id: u64,
+        sdp_version: &mut u64,
+    ) -> String {
+        let agent = leg.agent.clone();
+        tracing::info!(%agent, caller_codec = self.negotiated.law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
+        self.playout.stop();
+        let queue = self
+            .transfer_log
+            .as_ref()
+            .map(|t| t.queue.clone())
+            .unwrap_or_default();
+        let mut recorder = s
+            .staff
+            .center
+            .queue_config(&queue)
+            .record
+            .then(|| Recorder::new(2, MAX_RECORDING, Instant::now()));
+        let caller_line = Line {
+            ssrc: self.sender.ssrc(),
+            seq: self.sender.next_seq(),
+            timestamp: self.sender.timestamp_for_slot(self.pacer.next_slot()),
+        };
+        let mut to_agent = Relay::new(
+            leg_media(&self.negotiated),
+            leg_media(&leg.negotiated),
+            leg.line,
+        );
+        let mut to_caller = Relay::new(
+            leg_media(&leg.negotiated),
+            leg_media(&self.negotiated),
+            caller_line,
+        );
+        let mut agent_remote = leg.remote;
+        let mut agent_heard = Instant::now();
+        let agent_local = leg.socket.local_addr().ok();
+        let mut caller_buf = vec![0u8; 2048];
+        let mut agent_buf = vec![0u8; 2048];
+        let mut out = vec![0u8; 12 + MAX_PAYLOAD];
+        let mut pcm = Vec::with_capacity(MAX_PAYLOAD);
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let (ended_by, reason) = loop {
+            tokio::select! {
+                received = s.socket.recv_from(&mut caller_buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    let packet = &caller_buf[..len];
+                    if !self.caller_packet(packet, from) {
+                        continue;
+                    }
+                    let want_pcm = recorder.is_some();
+                    if let Relayed::Audio(n) | Relayed::Event(n) =
+                        to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                    {
+                        if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
+                            r.push(0, &pcm, Instant::now());
+                            pcm.clear();
+                        }
+                        if let Err(e) = leg.socket.send_to(&out[..n], agent_remote).await {
+                            tracing::debug!(error = %e, "RTP to the agent failed");
+                        }
+                    }
+                }
+                received = leg.socket.recv_from(&mut agent_buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    let packet = &agent_buf[..len];
+                    // Symmetric RTP: answer where the agent's phone sends from.
+                    if rtp_rs::RtpReader::new(packet).is_err() {
+                        continue;
+                    }
+                    agent_remote = from;
+                    agent_heard = Instant::now();
+                    let want_pcm = recorder.is_some();
+                    if let Relayed::Audio(n) | Relayed::Event(n) =
+                        to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                    {
+                        if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
+                            r.push(1, &pcm, Instant::now());
+                            pcm.clear();
+                        }
+                        if self.negotiated.direction.sends()
+                            && let Err(e) = s.socket.send_to(&out[..n], self.remote).await
+                        {
+                            tracing::debug!(error = %e, "RTP to the caller failed");
+                        }
+                        self.sender.packets += 1;
+                    }
+                }
+                state = s.states.recv() => match state {
+                    Some(DialogState::Info(_, req, handle)) => {
+                        // A key sent as SIP INFO goes on to the agent the same way.
+                        let _ = handle.reply(StatusCode::OK).await;
+                        forward_info(&leg.dialog, &req);
+                    }
+                    Some(DialogState::Terminated(_, r)) => break (Side::Caller, terminated(&r)),
+                    None => break (Side::Caller, "dialog-gone".into()),
+                    other => {
+                        let before = leg_media(&self.negotiated);
+                        if let Step::End(r) = self.dialog_event(other, s, record, session_id, sdp_version).await {
+                            break (Side::Caller, r);
+                        }
+                        let now = leg_media(&self.negotiated);
+                        if now != before {
+                            to_agent.renegotiated(now, leg_media(&leg.negotiated));
+                            to_caller.renegotiated(leg_media(&leg.negotiated), now);
+                        }
+                    }
+                },
+                state = leg.states.recv() => match state {
+                    Some(DialogState::Info(_, req, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                        forward_info(&s.dialog, &req);
+                    }
+                    Some(DialogState::Updated(_, req, handle)) => {
+                        // The agent's phone holds, resumes or changes codec.
+                        let offer = if req.body.is_empty() { Ok(leg.negotiated.clone()) } else { sdp::negotiate(&req.body) };
+                        match (offer, agent_local) {
+                            (Ok(n), Some(local)) => {
+                                agent_remote = n.remote;
+                                leg.negotiated = n;
+                                let me = leg_media(&self.negotiated);
+                                to_agent.renegotiated(me, leg_media(&leg.negotiated));
+                                to_caller.renegotiated(leg_media(&leg.negotiated), me);
+                                *sdp_version += 1;
+                                let body = sdp::answer(local, &leg.negotiated, session_id, *sdp_version);
+                                let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
+                                let _ = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await;
+                            }
+                            _ => {
+                                let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
+                            }
+                        }
+                    }
+                    Some(DialogState::Options(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    Some(DialogState::Terminated(..)) | None => break (Side::Agent, "agent-hangup".into()),
+                    Some(_) => {}
+                },
+                _ = check.tick() => {
+                    let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
+                    let caller_listens = self.negotiated.direction != sdp::Direction::Inactive
+                        && self.negotiated.direction != sdp::Direction::SendOnly;
+                    if caller_listens && quiet(self.last_heard) {
+                        tracing::warn!("no RTP from the caller while bridged; hanging up");
+                        break (Side::Caller, "rtp-timeout".into());
+                    }
+                    if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
+                        tracing::warn!(%agent, "no RTP from the agent while bridged; hanging up");
+                        break (Side::Agent, "agent-rtp-timeout".into());
+                    }
+                }
+                _ = s.hangup_all.cancelled() => break (Side::Caller, "shutdown".into()),
+            }
+        };
+        // The side that did not hang up is hung up.
+        let caller_gone = matches!(ended_by, Side::Caller)
+            && (reason == "caller-hangup" || reason == "cancelled");
+        if !caller_gone && let Err(e) = s.dialog.bye().await {
+            tracing::debug!(error = %e, "BYE to the caller failed");
+        }
+        if !matches!(ended_by, Side::Agent)
+            && let Err(e) = leg.dialog.bye().await
+        {
+            tracing::debug!(error = %e, "BYE to the agent failed");
+        }
+        s.dialog_layer.remove_dialog(&leg.dialog.id());
+        s.staff.center.finish(&s.call_id, &agent);
+        let talked = leg.answered_at.elapsed();
+        tracing::info!(%agent, talk_s = talked.as_secs(), to_agent = to_agent.relayed, to_caller = to_caller.relayed, dropped = to_agent.dropped + to_caller.dropped, %reason, "bridged call ended");
+        if let Some(log) = self.transfer_log.as_mut() {
+            log.talk_ms = Some(talked.as_millis() as u64);
+            log.relayed_to_agent = to_agent.relayed;
+            log.relayed_to_caller = to_caller.relayed;
+        }
+        if let Some(r) = recorder
+            && !r.is_empty()
+        {
+            self.keep_recording(s, r, "call");
+        }
+        reason
+    }
+
+    /// Takes a packet from the caller's socket during the bridge: latches the
+    /// caller's address and keeps the stream statistics. False if it is not the
+    /// caller's media.
+    fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
+        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+            return false;
+        };
+        let pt = rtp.payload_type();
+        if pt != self.negotiated.payload_type && Some(pt) != self.negotiated.telephone_event {
+            return false;
+        }
+        self.remote = from;
+        self.latched = true;
+        let now = Instant::now();
+        self.last_heard = now;
+        let arrival =
+            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
+        let accepted = self.receiver.receive(
+            rtp.ssrc(),
+            rtp.sequence_number().into(),
+            rtp.timestamp(),
+            arrival,
+            now,
+        );
+        !matches!(accepted, Accepted::Stale)
+    }
+}
+
+/// Sends an INFO key on the other leg (off the media loop).
+fn forward_info(
+    dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+    req: &rsipstack::sip::Request,
+) {
+    let content_type = req.header_value("Content-Type").unwrap_or_default();
+    let body = req.body.clone();
+    let dialog = dialog.clone();
+    tokio::spawn(async move {
+        let headers = vec![Header::Other("Content-Type".into(), content_type)];
+        if let Err(e) = dialog.info(Some(headers), Some(body)).await {
+            tracing::debug!(error = %e, "cannot pass a SIP INFO key on");
+        }
+    });
+}

@@ -1,0 +1,545 @@
+//! The agent leg of a warm transfer: kefu calls the agent's registered phone (UAC
+//! INVITE), speaks the summary of the waiting caller with the TTS, and waits for
+//! the agent's answer: key 1 (or staying on the line after the summary) takes the
+//! call, key 2 or hanging up passes it on. A leg that is taken hands its dialog,
+//! socket and media state to the caller's task, which bridges the two.
+//!
+//! The caller's task runs one leg per agent offered (several with ring-all) and
+//! hangs a leg up by sending `LegCommand::Hangup` or dropping its command channel.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::StatusCode;
+use rsipstack::sip::prelude::HeadersExt;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::agents::registrar::Binding;
+use crate::channel::rtp::pacer::Pacer;
+use crate::channel::rtp::ports::PortPool;
+use crate::channel::rtp::sender::RtpSender;
+use crate::channel::sip::sdp::{self, Negotiated};
+use crate::media::FRAME_SAMPLES;
+use crate::media::dtmf::inband::ToneDetector;
+use crate::media::dtmf::relay as info_relay;
+use crate::media::dtmf::rfc4733::EventReceiver;
+use crate::media::playout::{Frame, Playout};
+use crate::media::prompt::{Prompt, PromptCache};
+use crate::media::relay::Line;
+
+/// How long an agent's phone may ring before the leg gives up by itself (the
+/// queue's ring timeout normally withdraws the offer first).
+const MAX_RING: Duration = Duration::from_secs(120);
+/// After the summary, an agent who stays on the line this long takes the call.
+pub const STAY_TO_ACCEPT: Duration = Duration::from_secs(5);
+
+/// Where kefu's SIP and media live, to place calls from.
+pub struct Dialer {
+    pub dialog_layer: Arc<DialogLayer>,
+    /// kefu's SIP address (the From host, the Contact).
+    pub local: SocketAddr,
+    pub ports: Arc<PortPool>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+/// One agent to call.
+#[derive(Clone, Debug)]
+pub struct LegSpec {
+    pub agent: String,
+    pub contact: Binding,
+    /// The caller's number, shown on the agent's phone as the From.
+    pub caller: String,
+    /// What the agent hears before taking the call.
+    pub summary: String,
+    pub language: String,
+    pub voice: Option<String>,
+}
+
+/// An answered agent leg, handed to the caller's task to bridge.
+pub struct AnsweredLeg {
+    pub agent: String,
+    pub dialog: InviteDialog,
+    pub states: DialogStateReceiver,
+    pub socket: UdpSocket,
+    pub negotiated: Negotiated,
+    /// Where the agent's RTP comes from (latched) or should go.
+    pub remote: SocketAddr,
+    /// Where kefu's stream to the agent stands.
+    pub line: Line,
+    pub answered_at: Instant,
+}
+
+pub enum LegEvent {
+    /// The agent's phone is ringing.
+    Ringing,
+    /// The agent picked up and is hearing the summary.
+    Answered,
+    /// The agent takes the call (key 1, staying on, or the desk's accept).
+    Accept(Box<AnsweredLeg>),
+    /// The agent passed (key 2, hung up, busy, unreachable, no answer).
+    Declined(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegCommand {
+    /// The agent accepted on the desk: take the call as soon as they answer.
+    Take,
+    /// Stop ringing, or hang up.
+    Hangup,
+}
+
+/// Calls one agent and reports on `events` (tagged with the agent) until the leg is
+/// taken, declined or hung up.
+pub async fn run(
+    spec: LegSpec,
+    dialer: Arc<Dialer>,
+    prompts: Arc<PromptCache>,
+    events: mpsc::Sender<(String, LegEvent)>,
+    mut commands: mpsc::Receiver<LegCommand>,
+) {
+    let agent = spec.agent.clone();
+    let outcome = ring(&spec, &dialer, &prompts, &events, &mut commands).await;
+    match outcome {
+        Ok(Some(leg)) => {
+            let _ = events.send((agent, LegEvent::Accept(Box::new(leg)))).await;
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            tracing::info!(%agent, %reason, "agent leg ended without taking the call");
+            let _ = events.send((agent, LegEvent::Declined(reason))).await;
+        }
+    }
+}
+
+/// The leg up to the agent's decision: Some(leg) when taken, None when the caller's
+/// task hung it up, Err(why) when the agent passed.
+async fn ring(
+    spec: &LegSpec,
+    dialer: &Dialer,
+    prompts: &Arc<PromptCache>,
+    events: &mpsc::Sender<(String, LegEvent)>,
+    commands: &mut mpsc::Receiver<LegCommand>,
+) -> Result<Option<AnsweredLeg>, String> {
+    let socket = dialer
+        .ports
+        .bind(dialer.local.ip())
+        .await
+        .map_err(|e| format!("no-rtp-port: {e}"))?;
+    let local_rtp = socket
+        .local_addr()
+        .map_err(|e| format!("rtp-socket: {e}"))?;
+    let session_id: u64 = rand::random::<u32>().into();
+    let offer = sdp::offer(local_rtp, session_id, 1);
+    let callee = rsipstack::sip::Uri::try_from(spec.contact.contact.as_str())
+        .map_err(|e| format!("bad contact: {e}"))?;
+    let from_user = if spec.caller.is_empty() {
+        "kefu"
+    } else {
+        spec.caller.as_str()
+    };
+    let uri = |user: &str| {
+        rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.local).as_str())
+            .map_err(|e| format!("bad local URI: {e}"))
+    };
+    let transport = if spec.contact.transport == "tcp" {
+        rsipstack::sip::transport::Transport::Tcp
+    } else {
+        rsipstack::sip::transport::Transport::Udp
+    };
+    let option = InviteOption {
+        caller: uri(from_user).or_else(|_| uri("kefu"))?,
+        callee,
+        // Where the REGISTER came from: reaches phones behind NAT too.
+        destination: Some(rsipstack::transport::SipAddr {
+            r#type: Some(transport),
+            addr: spec.contact.source.into(),
+        }),
+        content_type: Some("application/sdp".into()),
+        offer: Some(offer.into_bytes()),
+        contact: uri("kefu")?,
+        ..InviteOption::default()
+    };
+    let (state_tx, mut states) = dialer.dialog_layer.new_dialog_state_channel();
+    let (dialog, mut invite) = dialer
+        .dialog_layer
+        .do_invite_async(option, state_tx)
+        .map_err(|e| format!("cannot place the call: {e}"))?;
+    let mut take = false;
+    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
+    let mut told_ringing = false;
+    let answer = loop {
+        tokio::select! {
+            r = &mut invite => match r {
+                Ok(Ok((_, Some(resp)))) if resp.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => break resp,
+                Ok(Ok((_, Some(resp)))) => return Err(format!("agent phone answered {}", resp.status_code)),
+                Ok(Ok((_, None))) => return Err("no answer from the agent's phone".into()),
+                Ok(Err(e)) => return Err(format!("INVITE failed: {e}")),
+                Err(e) => return Err(format!("INVITE task: {e}")),
+            },
+            state = states.recv() => {
+                if let Some(DialogState::Early(..)) = state
+                    && !told_ringing
+                {
+                    told_ringing = true;
+                    let _ = events.send((spec.agent.clone(), LegEvent::Ringing)).await;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(LegCommand::Take) => take = true,
+                Some(LegCommand::Hangup) | None => {
+                    cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
+                    return Ok(None);
+                }
+            },
+            _ = tokio::time::sleep_until(ring_deadline) => {
+                cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
+                return Err("no answer".into());
+            }
+        }
+    };
+    let negotiated = match sdp::negotiate(&answer.body) {
+        Ok(n) => n,
+        Err(e) => {
+            hang_up(&dialog, &dialer.dialog_layer).await;
+            return Err(format!("agent phone's SDP answer: {e}"));
+        }
+    };
+    let _ = events.send((spec.agent.clone(), LegEvent::Answered)).await;
+    let mut media = Briefing {
+        negotiated: negotiated.clone(),
+        remote: negotiated.remote,
+        pacer: Pacer::new(Instant::now()),
+        sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
+        playout: Playout::default(),
+        events: EventReceiver::default(),
+        tones: ToneDetector::default(),
+    };
+    let taken = if take {
+        true
+    } else {
+        match media
+            .brief(spec, &socket, &mut states, commands, prompts)
+            .await
+        {
+            Decision::Take => true,
+            Decision::Pass(why) => {
+                if why != "agent-hangup" {
+                    hang_up(&dialog, &dialer.dialog_layer).await;
+                } else {
+                    dialer.dialog_layer.remove_dialog(&dialog.id());
+                }
+                return Err(why);
+            }
+            Decision::Withdrawn => {
+                hang_up(&dialog, &dialer.dialog_layer).await;
+                return Ok(None);
+            }
+        }
+    };
+    debug_assert!(taken);
+    let line = Line {
+        ssrc: media.sender.ssrc(),
+        seq: media.sender.next_seq(),
+        timestamp: media.sender.timestamp_for_slot(media.pacer.next_slot()),
+    };
+    Ok(Some(AnsweredLeg {
+        agent: spec.agent.clone(),
+        dialog,
+        states,
+        socket,
+        negotiated,
+        remote: media.remote,
+        line,
+        answered_at: Instant::now(),
+    }))
+}
+
+async fn cancel(
+    dialog: &InviteDialog,
+    invite: &mut rsipstack::platform::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>,
+    layer: &DialogLayer,
+) {
+    if let Err(e) = dialog.cancel().await {
+        tracing::debug!(error = %e, "CANCEL failed");
+    }
+    // The INVITE transaction ends with 487 (or a 2xx the stack ends with a BYE).
+    let _ = tokio::time::timeout(Duration::from_secs(5), invite).await;
+    layer.remove_dialog(&dialog.id());
+}
+
+async fn hang_up(dialog: &InviteDialog, layer: &DialogLayer) {
+    if let Err(e) = dialog.bye().await {
+        tracing::debug!(error = %e, "BYE to the agent failed");
+    }
+    layer.remove_dialog(&dialog.id());
+}
+
+enum Decision {
+    Take,
+    Pass(String),
+    Withdrawn,
+}
+
+/// The answered agent leg while the agent hears the summary.
+struct Briefing {
+    negotiated: Negotiated,
+    remote: SocketAddr,
+    pacer: Pacer,
+    sender: RtpSender,
+    playout: Playout,
+    events: EventReceiver,
+    tones: ToneDetector,
+}
+
+impl Briefing {
+    async fn brief(
+        &mut self,
+        spec: &LegSpec,
+        socket: &UdpSocket,
+        states: &mut DialogStateReceiver,
+        commands: &mut mpsc::Receiver<LegCommand>,
+        prompts: &Arc<PromptCache>,
+    ) -> Decision {
+        // The summary is rendered sentence by sentence off the runtime and played
+        // as each is ready.
+        let (tx, mut sentences) = mpsc::channel::<Result<Arc<Prompt>, String>>(4);
+        {
+            let (prompts, voice, language, text) = (
+                prompts.clone(),
+                spec.voice.clone(),
+                spec.language.clone(),
+                spec.summary.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                for sentence in crate::speech::tts::sentences(&text) {
+                    if tx
+                        .blocking_send(prompts.say(voice.as_deref(), &language, &sentence))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut rendering = true;
+        let mut stay_until: Option<tokio::time::Instant> = None;
+        let mut buf = vec![0u8; 2048];
+        let mut last_heard = Instant::now();
+        loop {
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let mut digits = Vec::new();
+            tokio::select! {
+                sentence = sentences.recv(), if rendering => match sentence {
+                    Some(Ok(p)) => {
+                        if self.playout.is_playing() {
+                            self.playout.append(p);
+                        } else {
+                            self.playout.play(vec![p]);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "cannot speak the summary to the agent");
+                        rendering = false;
+                    }
+                    None => rendering = false,
+                },
+                _ = tokio::time::sleep_until(self.pacer.deadline().into()) => {
+                    let finished = self.send_frame(socket).await;
+                    if finished && !rendering && stay_until.is_none() {
+                        stay_until = Some(tokio::time::Instant::now() + STAY_TO_ACCEPT);
+                    }
+                    if last_heard.elapsed() > Duration::from_secs(30) {
+                        return Decision::Pass("no RTP from the agent's phone".into());
+                    }
+                }
+                _ = tokio::time::sleep_until(stay_until.unwrap_or(far)), if stay_until.is_some() => {
+                    tracing::info!(agent = %spec.agent, "agent stayed on the line: taking the call");
+                    return Decision::Take;
+                }
+                received = socket.recv_from(&mut buf) => {
+                    if let Ok((len, from)) = received {
+                        last_heard = Instant::now();
+                        self.receive(&buf[..len], from, &mut digits);
+                    }
+                }
+                state = states.recv() => match state {
+                    Some(DialogState::Terminated(..)) | None => return Decision::Pass("agent-hangup".into()),
+                    Some(DialogState::Info(_, req, handle)) => {
+                        let content_type = req.header_value("Content-Type").unwrap_or_default();
+                        let parsed = info_relay::parse_info(&content_type, &req.body);
+                        let status = if parsed.is_ok() { StatusCode::OK } else { StatusCode::BadRequest };
+                        if let Err(e) = handle.reply(status).await {
+                            tracing::debug!(error = %e, "cannot answer INFO");
+                        }
+                        if let Ok(d) = parsed {
+                            digits.push(d);
+                        }
+                    }
+                    Some(DialogState::Options(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    Some(DialogState::Updated(_, _, handle)) => {
+                        // Nothing is renegotiated during the briefing.
+                        let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                    }
+                    Some(_) => {}
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(LegCommand::Take) => return Decision::Take,
+                    Some(LegCommand::Hangup) | None => return Decision::Withdrawn,
+                },
+            }
+            for d in digits {
+                match d {
+                    '1' => return Decision::Take,
+                    '2' => return Decision::Pass("declined".into()),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends one frame of the summary (or silence); true when the summary's audio
+    /// has just run out.
+    async fn send_frame(&mut self, socket: &UdpSocket) -> bool {
+        let Some(slot) = self.pacer.tick(Instant::now()) else {
+            return false;
+        };
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        let frame = self.playout.next_frame(&mut pcm);
+        let mut payload = [0u8; FRAME_SAMPLES];
+        self.negotiated.law.encode(&pcm, &mut payload);
+        let mut packet = [0u8; 12 + FRAME_SAMPLES];
+        if let Ok(n) = self
+            .sender
+            .build(self.negotiated.payload_type, slot, &payload, &mut packet)
+            && let Err(e) = socket.send_to(&packet[..n], self.remote).await
+        {
+            tracing::debug!(error = %e, "RTP to the agent failed");
+        }
+        frame == Frame::Finished
+    }
+
+    fn receive(&mut self, packet: &[u8], from: SocketAddr, digits: &mut Vec<char>) {
+        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+            return;
+        };
+        let pt = rtp.payload_type();
+        if Some(pt) == self.negotiated.telephone_event {
+            self.remote = from;
+            if let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload()) {
+                digits.push(d);
+            }
+        } else if pt == self.negotiated.payload_type {
+            self.remote = from;
+            if self.negotiated.telephone_event.is_none() {
+                let mut pcm = [0i16; 480];
+                let n = rtp.payload().len().min(pcm.len());
+                self.negotiated
+                    .law
+                    .decode(&rtp.payload()[..n], &mut pcm[..n]);
+                self.tones.push(&pcm[..n], |d| digits.push(d));
+            }
+        }
+    }
+}
+
+/// What the agent hears about the caller before taking the call: who, why, what
+/// they said last and what the IVR collected, then the keys.
+pub fn summary_text(
+    language: &str,
+    caller: &str,
+    topic: Option<&str>,
+    said: Option<&str>,
+    collected: &[(String, String)],
+) -> String {
+    let zh = language.starts_with("zh");
+    let spaced = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut parts = Vec::new();
+    match (zh, caller.is_empty()) {
+        (true, false) => parts.push(format!("来电号码 {}。", spaced(caller))),
+        (true, true) => parts.push("来电号码未知。".to_string()),
+        (false, false) => parts.push(format!("Call from {}.", spaced(caller))),
+        (false, true) => parts.push("Call from an unknown number.".to_string()),
+    }
+    if let Some(t) = topic {
+        parts.push(if zh {
+            format!("咨询：{t}。")
+        } else {
+            format!("About: {t}.")
+        });
+    }
+    if let Some(s) = said.filter(|s| !s.trim().is_empty()) {
+        let s: String = s.chars().take(200).collect();
+        parts.push(if zh {
+            format!("客户说：{s}。")
+        } else {
+            format!("They said: {s}.")
+        });
+    }
+    for (name, value) in collected.iter().take(5) {
+        let name = name.replace('_', " ");
+        let value: String = value.chars().take(40).collect();
+        let value = if value.chars().all(|c| c.is_ascii_digit()) {
+            spaced(&value)
+        } else {
+            value
+        };
+        parts.push(if zh {
+            format!("{name}：{value}。")
+        } else {
+            format!("{name}: {value}.")
+        });
+    }
+    parts.push(if zh {
+        "接听请按1，转给其他同事请按2。".to_string()
+    } else {
+        "Press 1 to take the call, or 2 to pass it on.".to_string()
+    });
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_say_who_why_and_what_was_collected() {
+        let s = summary_text(
+            "en",
+            "10086",
+            Some("refund status"),
+            Some("where is my refund"),
+            &[("order_number".into(), "234567".into())],
+        );
+        assert_eq!(
+            s,
+            "Call from 1 0 0 8 6. About: refund status. They said: where is my refund. \
+             order number: 2 3 4 5 6 7. Press 1 to take the call, or 2 to pass it on."
+        );
+        let zh = summary_text("zh", "", None, None, &[]);
+        assert!(
+            zh.starts_with("来电号码未知。") && zh.contains("按1"),
+            "{zh}"
+        );
+    }
+}

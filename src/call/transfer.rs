@@ -1,0 +1,458 @@
+//! A caller waiting for an agent (warm transfer): the queue item in the contact
+//! center, the agent legs being rung, the position announcements and the ticket.
+//!
+//! The call task holds one `Waiting` while the caller hears hold music and asks it
+//! what happened next (`Waiting::next`): an announcement to play, the time-out, or
+//! an agent leg to bridge. Store work (the ticket, looking agents up) runs on
+//! spawned tasks so the media loop never waits for the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::leg::{self, AnsweredLeg, Dialer, LegCommand, LegEvent, LegSpec};
+use crate::agents::Phones;
+use crate::agents::center::{Center, ItemEvent};
+use crate::agents::queue::Answer;
+use crate::dialogue::conversations::{Conversations, Identity, IdentityKind};
+use crate::media::prompt::{Prompt, PromptCache};
+use crate::store::Store;
+
+/// What warm transfers need besides the call: the queues, the agents' phones and
+/// a way to call them.
+#[derive(Debug)]
+pub struct Staff {
+    pub center: Arc<Center>,
+    pub phones: Arc<Phones>,
+    pub dialer: Arc<Dialer>,
+}
+
+/// What the caller's side knows when the transfer starts.
+pub struct Request {
+    pub call_id: String,
+    pub queue: String,
+    pub caller: String,
+    /// Skills the queue may match (the caller's language).
+    pub needs: Vec<String>,
+    /// The spoken summary for the agent (also the desk's offer and the ticket's
+    /// subject).
+    pub summary: String,
+    pub language: String,
+    pub voice: Option<String>,
+}
+
+/// What the call task should do next.
+pub enum Happened {
+    /// Play this announcement (the caller's place in the queue), then hold music.
+    Announce(Arc<Prompt>),
+    /// Nobody took the call within the queue's maximum wait.
+    TimedOut,
+    /// This agent took the call: bridge it.
+    Bridge(Box<AnsweredLeg>),
+    /// Something changed that the call task need not act on.
+    Nothing,
+}
+
+/// Changes to the call's ticket, applied in order by one task.
+enum TicketChange {
+    Assign { agent: String },
+    Note(String),
+}
+
+/// The call's ticket: opened on a task of its own, which then applies the changes
+/// sent to it in order (the media loop never waits for the store).
+#[derive(Clone, Debug)]
+pub struct Ticket(mpsc::Sender<TicketChange>);
+
+impl Ticket {
+    /// Opens the ticket of `call_id` for the caller's customer.
+    pub fn open(
+        store: Store,
+        conversations: &Conversations,
+        caller: &str,
+        call_id: &str,
+        queue: &str,
+        subject: &str,
+    ) -> Self {
+        let identity = if caller.is_empty() {
+            // Anonymous callers still get a ticket (under a customer of their own).
+            Identity::new(IdentityKind::Phone, format!("anonymous:{call_id}"))
+        } else {
+            Identity::new(IdentityKind::Phone, caller)
+        };
+        let known = conversations.customer_if_known(&identity);
+        Self(open_ticket(
+            store,
+            identity,
+            known,
+            call_id.to_string(),
+            queue.to_string(),
+            subject.to_string(),
+        ))
+    }
+
+    /// Adds a line to the ticket (voicemail left, callback asked for, no agent).
+    pub fn note(&self, text: String) {
+        if self.0.try_send(TicketChange::Note(text)).is_err() {
+            tracing::warn!("the call's ticket is not keeping up; a note was dropped");
+        }
+    }
+
+    fn assign(&self, agent: String) {
+        let _ = self.0.try_send(TicketChange::Assign { agent });
+    }
+}
+
+/// The transfer's story, for the call record.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TransferLog {
+    pub queue: String,
+    /// Agents rung, in order, with how each leg ended.
+    pub tried: Vec<(String, String)>,
+    /// The agent who took the call.
+    pub agent: Option<String>,
+    /// From the request for a person to the first agent leg's INVITE.
+    pub first_invite_ms: Option<u64>,
+    /// From the request for a person to the bridge.
+    pub wait_ms: Option<u64>,
+    pub timed_out: bool,
+    /// How long caller and agent talked.
+    pub talk_ms: Option<u64>,
+    /// RTP packets relayed each way while bridged.
+    pub relayed_to_agent: u64,
+    pub relayed_to_caller: u64,
+}
+
+pub struct Waiting {
+    item: String,
+    started: Instant,
+    staff: Arc<Staff>,
+    store: Store,
+    prompts: Arc<PromptCache>,
+    events: mpsc::Receiver<ItemEvent>,
+    legs: HashMap<String, mpsc::Sender<LegCommand>>,
+    leg_tx: mpsc::Sender<(String, LegEvent)>,
+    leg_rx: mpsc::Receiver<(String, LegEvent)>,
+    announcement: Option<oneshot::Receiver<Result<Arc<Prompt>, String>>>,
+    /// An agent the center connected (accepted on the desk) before their leg did.
+    desk_taken: Option<String>,
+    ticket: Ticket,
+    caller: String,
+    summary: String,
+    language: String,
+    voice: Option<String>,
+    done: bool,
+    pub log: TransferLog,
+}
+
+impl Waiting {
+    /// Queues the caller and opens their ticket; None if the queues are full.
+    pub fn start(
+        r: Request,
+        staff: Arc<Staff>,
+        store: Store,
+        conversations: &Conversations,
+        prompts: Arc<PromptCache>,
+    ) -> Option<Self> {
+        let events = staff
+            .center
+            .enqueue_watched(&r.call_id, &r.queue, &r.needs, &r.summary)?;
+        let started = Instant::now();
+        tracing::info!(queue = %r.queue, "caller waiting for an agent");
+        let ticket = Ticket::open(
+            store.clone(),
+            conversations,
+            &r.caller,
+            &r.call_id,
+            &r.queue,
+            &r.summary,
+        );
+        let (leg_tx, leg_rx) = mpsc::channel(32);
+        Some(Self {
+            item: r.call_id,
+            started,
+            staff,
+            store,
+            prompts,
+            events,
+            legs: HashMap::new(),
+            leg_tx,
+            leg_rx,
+            announcement: None,
+            desk_taken: None,
+            ticket,
+            caller: r.caller,
+            summary: r.summary,
+            language: r.language,
+            voice: r.voice,
+            done: false,
+            log: TransferLog {
+                queue: r.queue,
+                ..TransferLog::default()
+            },
+        })
+    }
+
+    /// Waits for the next thing that happens to the waiting caller.
+    pub async fn next(&mut self) -> Happened {
+        tokio::select! {
+            e = self.events.recv() => match e {
+                Some(e) => self.queue_event(e),
+                // The center dropped us (it should not): treat as a time-out.
+                None => self.timed_out(),
+            },
+            Some((agent, e)) = self.leg_rx.recv() => self.leg_event(agent, e).await,
+            spoken = async {
+                match self.announcement.as_mut() {
+                    Some(rx) => rx.await,
+                    None => std::future::pending().await,
+                }
+            }, if self.announcement.is_some() => {
+                self.announcement = None;
+                match spoken {
+                    Ok(Ok(p)) => Happened::Announce(p),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot speak the queue position");
+                        Happened::Nothing
+                    }
+                    Err(_) => Happened::Nothing,
+                }
+            }
+        }
+    }
+
+    fn timed_out(&mut self) -> Happened {
+        self.done = true;
+        self.log.timed_out = true;
+        self.hang_up_legs();
+        self.ticket
+            .note("Nobody took the call within the queue's maximum wait.".into());
+        Happened::TimedOut
+    }
+
+    fn queue_event(&mut self, e: ItemEvent) -> Happened {
+        match e {
+            ItemEvent::Offered { agent } => {
+                self.ring(agent);
+                Happened::Nothing
+            }
+            ItemEvent::Withdrawn { agent } => {
+                if let Some(cmd) = self.legs.remove(&agent) {
+                    let _ = cmd.try_send(LegCommand::Hangup);
+                    self.log.tried.push((agent, "no answer".into()));
+                }
+                Happened::Nothing
+            }
+            ItemEvent::Connected { agent } => {
+                // Accepted on the desk: the leg takes the call once answered.
+                if let Some(cmd) = self.legs.get(&agent) {
+                    let _ = cmd.try_send(LegCommand::Take);
+                }
+                self.desk_taken = Some(agent);
+                Happened::Nothing
+            }
+            ItemEvent::TimedOut => self.timed_out(),
+            ItemEvent::Position(n) => {
+                let text = position_text(&self.language, n);
+                let (tx, rx) = oneshot::channel();
+                let (prompts, voice, language) = (
+                    self.prompts.clone(),
+                    self.voice.clone(),
+                    self.language.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(prompts.say(voice.as_deref(), &language, &text));
+                });
+                self.announcement = Some(rx);
+                Happened::Nothing
+            }
+        }
+    }
+
+    /// Calls the agent's phone (looked up off the media loop); an agent with no
+    /// registered phone passes at once.
+    fn ring(&mut self, agent: String) {
+        if self.log.first_invite_ms.is_none() {
+            self.log.first_invite_ms = Some(self.started.elapsed().as_millis() as u64);
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        self.legs.insert(agent.clone(), cmd_tx);
+        let (caller, summary, language, voice) = (
+            self.caller.clone(),
+            self.summary.clone(),
+            self.language.clone(),
+            self.voice.clone(),
+        );
+        let (store, staff, prompts, events) = (
+            self.store.clone(),
+            self.staff.clone(),
+            self.prompts.clone(),
+            self.leg_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let contact = match store.agent_by_id(&agent).await {
+                Ok(Some(a)) => crate::lock(&staff.phones.registrar)
+                    .contacts(&a.extension, Instant::now())
+                    .pop(),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "cannot look the agent up");
+                    None
+                }
+            };
+            let Some(contact) = contact else {
+                let _ = events
+                    .send((agent, LegEvent::Declined("no phone registered".into())))
+                    .await;
+                return;
+            };
+            let spec = LegSpec {
+                agent,
+                contact,
+                caller,
+                summary,
+                language,
+                voice,
+            };
+            leg::run(spec, staff.dialer.clone(), prompts, events, cmd_rx).await;
+        });
+    }
+
+    async fn leg_event(&mut self, agent: String, e: LegEvent) -> Happened {
+        match e {
+            LegEvent::Ringing | LegEvent::Answered => Happened::Nothing,
+            LegEvent::Declined(why) => {
+                if self.legs.remove(&agent).is_some() {
+                    self.log.tried.push((agent.clone(), why));
+                    self.staff
+                        .center
+                        .answer(&self.item, &agent, Answer::Decline);
+                }
+                Happened::Nothing
+            }
+            LegEvent::Accept(answered) => {
+                let ours = self.desk_taken.as_deref() == Some(agent.as_str())
+                    || self.staff.center.answer(&self.item, &agent, Answer::Accept);
+                if self.done || !ours {
+                    // Someone else took the caller first (ring-all), or the wait
+                    // ended: this agent is hung up.
+                    tracing::info!(%agent, "agent answered a call already taken");
+                    let l = answered;
+                    if let Err(e) = l.dialog.bye().await {
+                        tracing::debug!(error = %e, "BYE to the agent failed");
+                    }
+                    self.staff.dialer.dialog_layer.remove_dialog(&l.dialog.id());
+                    return Happened::Nothing;
+                }
+                self.legs.remove(&agent);
+                self.done = true;
+                self.hang_up_legs();
+                self.log.tried.push((agent.clone(), "took the call".into()));
+                self.log.agent = Some(agent.clone());
+                self.log.wait_ms = Some(self.started.elapsed().as_millis() as u64);
+                self.ticket.assign(agent);
+                Happened::Bridge(answered)
+            }
+        }
+    }
+
+    fn hang_up_legs(&mut self) {
+        for (_, cmd) in self.legs.drain() {
+            let _ = cmd.try_send(LegCommand::Hangup);
+        }
+    }
+
+    /// The item's id in the center (the call id).
+    pub fn item(&self) -> &str {
+        &self.item
+    }
+
+    /// The call's ticket (it outlives the wait: voicemail and callbacks note it).
+    pub fn ticket(&self) -> Ticket {
+        self.ticket.clone()
+    }
+}
+
+impl Drop for Waiting {
+    /// A caller who hangs up (or leaves for voicemail) leaves the queue; their
+    /// agent legs hang up when their command channels close.
+    fn drop(&mut self) {
+        if !self.done {
+            self.staff.center.leave(&self.item);
+        }
+    }
+}
+
+/// "You are caller number 2."
+pub fn position_text(language: &str, n: usize) -> String {
+    match (language.starts_with("zh"), n) {
+        (true, 1) => "您是下一位，请稍候。".into(),
+        (true, n) => format!("您前面还有{}位客户，请稍候。", n - 1),
+        (false, 1) => "You are next in line. Please hold.".into(),
+        (false, n) => format!("You are number {n} in line. Please hold."),
+    }
+}
+
+fn open_ticket(
+    store: Store,
+    identity: Identity,
+    known: Option<String>,
+    call_id: String,
+    queue: String,
+    subject: String,
+) -> mpsc::Sender<TicketChange> {
+    let (tx, mut rx) = mpsc::channel::<TicketChange>(16);
+    tokio::spawn(async move {
+        let opened = async {
+            let customer = match known {
+                Some(c) => {
+                    store.link(&c, &identity).await?;
+                    c
+                }
+                None => store.customer_for(&identity).await?,
+            };
+            store
+                .open_ticket(&customer, None, Some(&call_id), &queue, &subject)
+                .await
+        }
+        .await;
+        if let Err(e) = opened {
+            tracing::error!(error = format!("{e:#}"), "cannot open the call's ticket");
+            return;
+        }
+        while let Some(change) = rx.recv().await {
+            let done = match change {
+                TicketChange::Assign { agent } => match store.agent_by_id(&agent).await {
+                    Ok(Some(a)) => match a.user_id {
+                        Some(user) => store.assign_tickets(&call_id, &user).await,
+                        None => Ok(()),
+                    },
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                TicketChange::Note(text) => store.note_tickets(&call_id, &text).await.map(|_| ()),
+            };
+            if let Err(e) = done {
+                tracing::error!(error = format!("{e:#}"), "cannot update the call's ticket");
+            }
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_spoken_in_the_plan_language() {
+        assert_eq!(position_text("en", 1), "You are next in line. Please hold.");
+        assert_eq!(
+            position_text("en", 3),
+            "You are number 3 in line. Please hold."
+        );
+        assert_eq!(position_text("zh", 3), "您前面还有2位客户，请稍候。");
+    }
+}

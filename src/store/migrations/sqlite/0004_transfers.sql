@@ -1,0 +1,17 @@
+-- Warm transfers: a call's ticket names the call (a call has no conversation
+-- unless its plan asks questions), and recordings (voicemail messages, bridged
+-- calls) are kept sealed, one WAV per row.
+ALTER TABLE tickets ADD COLUMN call_id TEXT;
+CREATE INDEX tickets_call ON tickets(call_id);
+CREATE TABLE recordings (
+    id          TEXT PRIMARY KEY,
+    call_id     TEXT NOT NULL,
+    customer_id TEXT REFERENCES customers(id),
+    kind        TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    audio       BLOB NOT NULL,
+    key_id      INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX recordings_call ON recordings(call_id);
+CREATE INDEX recordings_customer ON recordings(customer_id);
