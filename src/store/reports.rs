@@ -36,9 +36,13 @@ pub struct TicketView {
     pub id: String,
     pub customer: String,
     pub conversation: Option<String>,
+    /// The call a phone hand-over's ticket belongs to.
+    pub call: Option<String>,
     pub queue: Option<String>,
     pub status: String,
     pub subject: String,
+    /// Notes: the agent's wrap-up, voicemail left, callback asked for.
+    pub notes: String,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -136,7 +140,7 @@ impl Store {
     pub async fn tickets_of(&self, user_id: &str) -> anyhow::Result<Vec<TicketView>> {
         let rows = sqlx::query(
             "SELECT id, customer_id, conversation_id, queue, status, subject, key_id, \
-             created_ms, updated_ms FROM tickets WHERE assignee = $1 \
+             created_ms, updated_ms, call_id, body FROM tickets WHERE assignee = $1 \
              ORDER BY updated_ms DESC LIMIT 500",
         )
         .bind(user_id)
@@ -145,15 +149,17 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let subject: Vec<u8> = r.try_get(5)?;
+                let body: Vec<u8> = r.try_get(10)?;
+                let key = r.try_get(6)?;
                 Ok(TicketView {
                     id: r.try_get(0)?,
                     customer: r.try_get(1)?,
                     conversation: r.try_get(2)?,
+                    call: r.try_get(9)?,
                     queue: r.try_get(3)?,
                     status: r.try_get(4)?,
-                    subject: self
-                        .sealer()
-                        .open(r.try_get(6)?, "tickets.subject", &subject)?,
+                    subject: self.sealer().open(key, "tickets.subject", &subject)?,
+                    notes: self.sealer().open(key, "tickets.body", &body)?,
                     created: from_ms(r.try_get(7)?),
                     updated: from_ms(r.try_get(8)?),
                 })

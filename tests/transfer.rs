@@ -1,0 +1,403 @@
+//! Warm transfer over real SIP and RTP: a caller walks the demo menu to "speak to
+//! a person", kefu rings the registered agent's phone, speaks the summary, the
+//! agent presses 1, and the two are bridged; the tests compare the audio payloads
+//! that cross the bridge each way (with transcoding between PCMU and PCMA).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{RawUa, Server, Step, caller_scenario, sipp, write_rtp_pcap};
+use kefu::media::g711::Law;
+
+const PHONE_SECRET: &str = "agent-phone-secret";
+
+/// The demo plans, with agents available at any hour (the demo's own hours would
+/// make the test depend on the time of day).
+fn always_open_plans(dir: &Path) {
+    for lang in ["en", "zh"] {
+        let name = format!("demo-{lang}.toml");
+        let text = std::fs::read_to_string(common::repo().join("dialplans").join(&name)).unwrap();
+        let open = "open = [\"mon-fri 09:00-18:00\", \"sat 10:00-16:00\"]";
+        assert!(text.contains(open), "the demo's opening hours moved");
+        std::fs::write(
+            dir.join(&name),
+            text.replace(open, "open = [\"daily 00:00-24:00\"]")
+                .replace("closed_dates = [\"2026-10-01\", \"2027-02-17\"]", "closed_dates = []"),
+        )
+        .unwrap();
+    }
+}
+
+/// An agent user with a phone: `kefu users add` and `kefu agents add` with a SIP
+/// password.
+fn add_agent_with_phone(server: &Server, user: &str, extension: &str, queues: &str) {
+    let (ok, _, err) = server.kefu_with_input(
+        &["users", "add", user, "--role", "agent", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = server.kefu_with_input(
+        &[
+            "agents",
+            "add",
+            user,
+            "--extension",
+            extension,
+            "--queues",
+            queues,
+            "--user",
+            user,
+            "--password-stdin",
+        ],
+        &format!("{PHONE_SECRET}\n"),
+    );
+    assert!(ok, "{err}");
+}
+
+/// Signs the agent in on the desk and makes them available.
+async fn available(server: &Server, user: &str) {
+    let (cookie, csrf) = server.sign_in(user, "a long enough password").await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/agent/state", server.http))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"available": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn header(msg: &str, name: &str) -> Option<String> {
+    msg.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Where an SDP body asks for RTP.
+fn sdp_target(msg: &str) -> SocketAddr {
+    let ip = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .trim();
+    let port = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&0x0a9e_0001u32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A distinctive 20 ms frame: packet `i` of a party's stream (`salt` tells the
+/// parties apart).
+fn frame(i: usize, salt: u8) -> Vec<u8> {
+    (0..160)
+        .map(|j| ((i * 31 + j * 7) as u8) ^ salt)
+        .collect()
+}
+
+fn transcode(from: Law, to: Law, payload: &[u8]) -> Vec<u8> {
+    let mut pcm = vec![0i16; payload.len()];
+    from.decode(payload, &mut pcm);
+    let mut out = vec![0u8; payload.len()];
+    to.encode(&pcm, &mut out);
+    out
+}
+
+/// An agent's desk phone written out over raw UDP: registers with SHA-256 digest,
+/// answers kefu's INVITE with PCMA only (so kefu must transcode the caller's PCMU),
+/// and keeps every RTP packet it receives.
+struct Phone {
+    ua: RawUa,
+    extension: String,
+}
+
+impl Phone {
+    fn register(server: &Server, extension: &str) -> Self {
+        let ua = RawUa::new(server.sip);
+        let uri = format!("sip:{}", server.sip);
+        let request = |cseq: u32, auth: &str| {
+            let to = format!("sip:{extension}@{}", server.sip);
+            format!(
+                "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{cseq}\r\nFrom: <{to}>;tag=r{extension}\r\nTo: <{to}>\r\nCall-ID: reg-{extension}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{extension}@{local}>\r\nExpires: 600\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                local = ua.local()
+            )
+        };
+        ua.send(&request(1, ""));
+        let challenge = header(&ua.expect_status(401, Duration::from_secs(5)), "WWW-Authenticate")
+            .unwrap();
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let ha1 = sha256(&format!("{extension}:kefu:{PHONE_SECRET}"));
+        let ha2 = sha256(&format!("REGISTER:{uri}"));
+        let response = sha256(&format!("{ha1}:{nonce}:00000001:feed:auth:{ha2}"));
+        ua.send(&request(2, &format!(
+            "Authorization: Digest username=\"{extension}\", realm=\"kefu\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"feed\"\r\n"
+        )));
+        ua.expect_status(200, Duration::from_secs(5));
+        Self {
+            ua,
+            extension: extension.to_string(),
+        }
+    }
+
+    /// Waits for kefu's INVITE; returns it.
+    fn ringing(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(m) = self.ua.recv(deadline - Instant::now())
+                && m.starts_with("INVITE ")
+            {
+                return m;
+            }
+        }
+        panic!("the agent's phone never rang");
+    }
+
+    fn respond(&self, invite: &str, status: &str, body: &str) {
+        let mut reply = format!("SIP/2.0 {status}\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            reply.push_str(&format!("{name}: {}\r\n", header(invite, name).unwrap()));
+        }
+        reply.push_str(&format!(
+            "To: {};tag=phone{}\r\nContact: <sip:{}@{}>\r\n",
+            header(invite, "To").unwrap(),
+            self.extension,
+            self.extension,
+            self.ua.local()
+        ));
+        if body.is_empty() {
+            reply.push_str("Content-Length: 0\r\n\r\n");
+        } else {
+            reply.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        self.ua.send(&reply);
+    }
+
+    /// Answers with PCMA and telephone-event 96 (not kefu's 101: events must be
+    /// renumbered on the way through).
+    fn answer(&self, invite: &str) {
+        self.respond(invite, "180 Ringing", "");
+        let sdp = format!(
+            "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n",
+            self.ua.rtp.local_addr().unwrap().port()
+        );
+        self.respond(invite, "200 OK", &sdp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(m) = self.ua.recv(deadline - Instant::now())
+                && m.starts_with("ACK ")
+            {
+                return;
+            }
+        }
+        panic!("kefu did not ACK the agent's 200 OK");
+    }
+
+    /// RTP received within `timeout`, until `enough` says stop.
+    fn collect(&self, timeout: Duration, mut enough: impl FnMut(&[Vec<u8>]) -> bool) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !enough(&got) {
+            self.ua
+                .rtp
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            if let Ok((n, _)) = self.ua.rtp.recv_from(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+        got
+    }
+
+    /// Presses `key` as RFC 4733 events (three updates, three end packets).
+    fn press(&self, to: SocketAddr, key: u8, seq: &mut u16) {
+        for (i, duration) in [160u16, 320, 480, 640, 640, 640].iter().enumerate() {
+            let end = if i >= 3 { 0x80 } else { 0 };
+            let payload = [key, end | 10, (duration >> 8) as u8, *duration as u8];
+            self.ua
+                .rtp
+                .send_to(&rtp(96, *seq, 4000, i == 0, &payload), to)
+                .unwrap();
+            *seq = seq.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn hang_up(&self, invite: &str) {
+        let from = header(invite, "From").unwrap();
+        let to = format!("{};tag=phone{}", header(invite, "To").unwrap(), self.extension);
+        let contact = header(invite, "Contact").unwrap();
+        let target = contact.trim_start_matches('<').split('>').next().unwrap();
+        self.ua.send(&format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbye1\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            self.ua.local(),
+            header(invite, "Call-ID").unwrap()
+        ));
+        self.ua.expect_status(200, Duration::from_secs(5));
+    }
+}
+
+/// A SIPp caller presses 0 at the demo's main menu ("speak to a person"); the agent's
+/// phone rings with the caller's number in From, hears the summary, presses 1, and
+/// the caller's audio reaches the agent transcoded from PCMU to PCMA, byte for byte
+/// as G.711 defines it. The call record tells the transfer's story and the ticket
+/// is the agent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\n",
+    );
+    add_agent_with_phone(&server, "li", "2001", "support-en");
+    available(&server, "li").await;
+    let phone = Phone::register(&server, "2001");
+
+    // The caller: menu key 0 by RFC 4733, then (once bridged) 8 s of distinctive
+    // audio, then waits for the agent to hang up.
+    let dir = tempfile::tempdir().unwrap();
+    let caller_frames: Vec<Vec<u8>> = (0..400).map(|i| frame(i, 0x00)).collect();
+    let pcap = dir.path().join("caller.pcap");
+    write_rtp_pcap(&pcap, &caller_frames, 0, 1000);
+    let scenario = caller_scenario(
+        dir.path(),
+        "to-agent",
+        true,
+        &[
+            Step::Pause(2500),
+            Step::Rfc4733('0'),
+            Step::Pause(12000),
+            Step::Pcap(pcap),
+        ],
+    );
+    let server = std::sync::Arc::new(server);
+    let sipp_run = {
+        let server = server.clone();
+        std::thread::spawn(move || sipp(&server, &scenario, "4008002000", &[]))
+    };
+
+    // kefu rings the agent's phone, showing the caller's number.
+    let invite = phone.ringing(Duration::from_secs(30));
+    assert!(
+        header(&invite, "From").unwrap().contains("13800138000"),
+        "{invite}"
+    );
+    phone.answer(&invite);
+    let kefu_rtp = sdp_target(&invite);
+
+    // The summary is spoken: some audio arrives before the agent decides.
+    let summary = phone.collect(Duration::from_secs(10), |got| got.len() >= 50);
+    assert!(summary.len() >= 50, "no summary audio ({} packets)", summary.len());
+    assert!(
+        summary.iter().all(|p| p[1] & 0x7f == 8),
+        "kefu speaks PCMA to a PCMA phone"
+    );
+    assert!(
+        summary.iter().any(|p| p[12..].iter().any(|&b| b != 0xd5 && b != 0x55)),
+        "the summary is not silence"
+    );
+    let mut seq = 1;
+    phone.press(kefu_rtp, 1, &mut seq);
+
+    // Bridged: the caller's frames arrive, transcoded to PCMA; the phone keeps
+    // sending its own audio meanwhile.
+    let expected: std::collections::HashSet<Vec<u8>> = caller_frames
+        .iter()
+        .map(|f| transcode(Law::Pcmu, Law::Pcma, f))
+        .collect();
+    let sender = {
+        let sock = phone.ua.rtp.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for i in 0..1000usize {
+                let p = rtp(8, 100 + i as u16, 20_000 + 160 * i as u32, i == 0, &frame(i, 0x5a));
+                if sock.send_to(&p, kefu_rtp).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut matched = 0;
+    let got = phone.collect(Duration::from_secs(40), |got| {
+        matched = got
+            .iter()
+            .filter(|p| p.len() == 172 && expected.contains(&p[12..]))
+            .count();
+        matched >= 300
+    });
+    assert!(
+        matched >= 300,
+        "the caller's audio did not reach the agent: {matched} of 400 frames among {} packets; kefu:\n{}",
+        got.len(),
+        server.logs().join("\n")
+    );
+    phone.hang_up(&invite);
+    let (ok, out) = sipp_run.join().unwrap();
+    assert!(ok, "SIPp:\n{out}\nkefu:\n{}", server.logs().join("\n"));
+    drop(sender);
+
+    let record = common::only_record(&server);
+    assert_eq!(record["end_reason"], "agent-hangup", "{record}");
+    let call_id = record["call_id"].as_str().unwrap();
+    let transfer = &record["transfer"];
+    assert_eq!(transfer["queue"], "support-en", "{record}");
+    assert!(transfer["agent"].is_string(), "{record}");
+    assert!(transfer["first_invite_ms"].as_u64().unwrap() < 2000, "{record}");
+    assert!(transfer["relayed_to_agent"].as_u64().unwrap() >= 300, "{record}");
+    assert_eq!(
+        common::strings(&record["path"]),
+        ["welcome", "main_menu", "agent_hours", "agent"],
+        "{record}"
+    );
+    // The call's ticket is the agent's, with the summary as its subject.
+    let (cookie, _) = server.sign_in("li", "a long enough password").await;
+    let tickets: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/agent/tickets", server.http))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tickets[0]["call"], call_id, "{tickets}");
+    assert_eq!(tickets[0]["status"], "pending", "{tickets}");
+    assert_eq!(tickets[0]["queue"], "support-en", "{tickets}");
+    let subject = tickets[0]["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("Call from 1 3 8 0 0 1 3 8 0 0 0.") && subject.contains("Press 1"),
+        "{subject}"
+    );
+}
