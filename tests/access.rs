@@ -73,6 +73,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/reports/summary", "admin supervisor auditor"),
     // Call records hold callers' numbers and words: supervisors and admins.
     ("GET", "/api/calls/{id}", "admin supervisor"),
+    // Recordings (voicemail, bridged calls) too; each listen is audited.
+    ("GET", "/api/calls/{id}/recordings", "admin supervisor"),
+    ("GET", "/api/recordings/{id}", "admin supervisor"),
     // One customer's data: admins.
     ("GET", "/api/admin/customers/{id}", "admin"),
     ("DELETE", "/api/admin/customers/{id}", "admin"),

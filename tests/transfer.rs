@@ -401,3 +401,145 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         "{subject}"
     );
 }
+
+/// Signs in a new admin: the session cookie.
+async fn admin_cookie(server: &Server) -> String {
+    let (ok, _, err) = server.kefu_with_input(
+        &["users", "add", "boss", "--role", "admin", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    server.sign_in("boss", "a long enough password").await.0
+}
+
+/// Nobody is free: past the queue's maximum wait the caller is offered a message
+/// or a callback, presses 1 and leaves a message, which is stored sealed, can be
+/// listened to (audited) and is noted on the call's ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"5s\"\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let message: Vec<Vec<u8>> = (0..100).map(|i| frame(i, 0x33)).collect();
+    let pcap = dir.path().join("message.pcap");
+    write_rtp_pcap(&pcap, &message, 0, 5000);
+    // Key 0 at the menu; 5 s of hold; the no-agent menu (about 9 s of prompts)
+    // takes key 1 at once; the message prompt and tone (5.4 s), then 2 s of
+    // message and '#'.
+    let scenario = caller_scenario(
+        dir.path(),
+        "voicemail",
+        true,
+        &[
+            Step::Pause(2500),
+            Step::Rfc4733('0'),
+            Step::Pause(7500),
+            Step::Rfc4733('1'),
+            Step::Pause(7000),
+            Step::Pcap(pcap),
+            Step::Pause(3000),
+            Step::Rfc4733('#'),
+        ],
+    );
+    let (ok, out) = sipp(&server, &scenario, "4008002000", &[]);
+    assert!(ok, "SIPp:\n{out}\nkefu:\n{}", server.logs().join("\n"));
+    let record = common::only_record(&server);
+    assert_eq!(
+        common::strings(&record["path"]),
+        [
+            "welcome",
+            "main_menu",
+            "agent_hours",
+            "agent",
+            "no_agent",
+            "voicemail",
+            "message_saved",
+            "goodbye"
+        ],
+        "{record}"
+    );
+    assert_eq!(record["transfer"]["timed_out"], true, "{record}");
+    assert!(record["transfer"]["agent"].is_null(), "{record}");
+    let call_id = record["call_id"].as_str().unwrap().to_string();
+
+    // The message: listed with the call, and its audio holds what the caller sent.
+    let cookie = admin_cookie(&server).await;
+    let c = reqwest::Client::new();
+    let get = |path: String| {
+        c.get(format!("http://{}{path}", server.http))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let mut listed = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        listed = get(format!("/api/calls/{call_id}/recordings"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(listed[0]["kind"], "voicemail", "{listed}");
+    let ms = listed[0]["duration_ms"].as_i64().unwrap();
+    assert!((1500..=6000).contains(&ms), "{listed}");
+    let id = listed[0]["id"].as_str().unwrap();
+    let r = get(format!("/api/recordings/{id}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let wav = r.bytes().await.unwrap();
+    let samples: Vec<i16> = hound::WavReader::new(std::io::Cursor::new(wav.to_vec()))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let heard = message
+        .iter()
+        .filter(|f| {
+            let mut pcm = vec![0i16; 160];
+            Law::Pcmu.decode(f, &mut pcm);
+            samples.windows(160).any(|w| w == pcm.as_slice())
+        })
+        .count();
+    assert!(heard >= 90, "{heard} of 100 frames of the message are in the recording");
+    let audit = get("/api/audit".to_string()).await.unwrap().text().await.unwrap();
+    assert!(audit.contains("recording.listen"), "{audit}");
+    // Not stored in the clear: neither the database nor its log holds a WAV
+    // (in the clear it would start "RIFF", or "UklGR" in base64).
+    for file in ["kefu.db", "kefu.db-wal"] {
+        let bytes = std::fs::read(server.data().join(file)).unwrap_or_default();
+        for probe in [&b"RIFF"[..], &b"UklGR"[..]] {
+            assert!(
+                !bytes.windows(probe.len()).any(|w| w == probe),
+                "a recording is readable in {file}"
+            );
+        }
+    }
+
+    // The ticket: opened when the caller asked for a person, with the time-out and
+    // the message noted.
+    let mut body = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (ok, out, err) = server.kefu(&["customers", "export", "--phone", "13800138000"]);
+        assert!(ok, "{err}");
+        let data: serde_json::Value = serde_json::from_str(&out).unwrap();
+        body = data["tickets"][0]["body"].as_str().unwrap_or_default().to_string();
+        if body.contains("Voicemail") {
+            assert_eq!(data["tickets"][0]["status"], "open", "{data}");
+            assert_eq!(data["recordings"][0]["id"], id, "{data}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(body.contains("Nobody took the call"), "{body}");
+    assert!(body.contains(&format!("Voicemail message: recording {id}")), "{body}");
+}

@@ -31,6 +31,8 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
         .add(Get, "/api/audit", AuditLog, audit_log)
         .add(Get, "/api/reports/summary", Reports, summary)
         .add(Get, "/api/calls/{id}", CallRecords, call_record)
+        .add(Get, "/api/calls/{id}/recordings", CallRecords, call_recordings)
+        .add(Get, "/api/recordings/{id}", CallRecords, recording)
         .add(
             Get,
             "/api/admin/customers/{id}",
@@ -355,6 +357,33 @@ async fn call_record(
     };
     audited_read(&ops, &c, "call.view", &id).await?;
     Ok(Json(record))
+}
+
+/// A call's recordings (voicemail, the bridged call), without their audio.
+async fn call_recordings(
+    State(ops): State<Arc<Ops>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::store::recordings::RecordingInfo>>, ApiError> {
+    Ok(Json(
+        ops.store.recordings_of(&id).await.map_err(unavailable)?,
+    ))
+}
+
+/// One recording as a WAV file; every listen is audited first.
+async fn recording(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Some((_, wav)) = ops.store.recording(&id).await.map_err(unavailable)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no recording {id:?}"),
+        ));
+    };
+    audited_read(&ops, &c, "recording.listen", &id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "audio/wav")], wav).into_response())
 }
 
 /// 404 unless the store knows the customer (by any identity).

@@ -66,12 +66,30 @@ impl Store {
                 "created": from_ms(r.try_get(5)?),
             }));
         }
+        // Recordings are listed; their audio is fetched one by one (audited).
+        let rows = sqlx::query(
+            "SELECT id, call_id, kind, duration_ms, created_ms FROM recordings WHERE customer_id = $1 ORDER BY created_ms",
+        )
+        .bind(customer)
+        .fetch_all(self.pool())
+        .await?;
+        let mut recordings = Vec::new();
+        for r in rows {
+            recordings.push(json!({
+                "id": r.try_get::<String, _>(0)?,
+                "call_id": r.try_get::<String, _>(1)?,
+                "kind": r.try_get::<String, _>(2)?,
+                "duration_ms": r.try_get::<i64, _>(3)?,
+                "created": from_ms(r.try_get(4)?),
+            }));
+        }
         Ok(json!({
             "customer": customer,
             "identities": identities,
             "conversations": conversations,
             "calls": calls,
             "tickets": tickets,
+            "recordings": recordings,
         }))
     }
 
