@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,10 @@ fn always_open_plans(dir: &Path) {
         std::fs::write(
             dir.join(&name),
             text.replace(open, "open = [\"daily 00:00-24:00\"]")
-                .replace("closed_dates = [\"2026-10-01\", \"2027-02-17\"]", "closed_dates = []"),
+                .replace(
+                    "closed_dates = [\"2026-10-01\", \"2027-02-17\"]",
+                    "closed_dates = []",
+                ),
         )
         .unwrap();
     }
@@ -112,9 +115,21 @@ fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
 /// A distinctive 20 ms frame: packet `i` of a party's stream (`salt` tells the
 /// parties apart).
 fn frame(i: usize, salt: u8) -> Vec<u8> {
-    (0..160)
-        .map(|j| ((i * 31 + j * 7) as u8) ^ salt)
-        .collect()
+    (0..160).map(|j| ((i * 31 + j * 7) as u8) ^ salt).collect()
+}
+
+/// A key press as RFC 4733 events with payload type `pt` (three updates, three
+/// end packets).
+fn press(sock: &UdpSocket, pt: u8, to: SocketAddr, key: u8, seq: &mut u16) {
+    let ts = 4000 + u32::from(*seq) * 160;
+    for (i, duration) in [160u16, 320, 480, 640, 640, 640].iter().enumerate() {
+        let end = if i >= 3 { 0x80 } else { 0 };
+        let payload = [key, end | 10, (duration >> 8) as u8, *duration as u8];
+        sock.send_to(&rtp(pt, *seq, ts, i == 0, &payload), to)
+            .unwrap();
+        *seq = seq.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn transcode(from: Law, to: Law, payload: &[u8]) -> Vec<u8> {
@@ -145,8 +160,11 @@ impl Phone {
             )
         };
         ua.send(&request(1, ""));
-        let challenge = header(&ua.expect_status(401, Duration::from_secs(5)), "WWW-Authenticate")
-            .unwrap();
+        let challenge = header(
+            &ua.expect_status(401, Duration::from_secs(5)),
+            "WWW-Authenticate",
+        )
+        .unwrap();
         let nonce = challenge
             .split("nonce=\"")
             .nth(1)
@@ -224,7 +242,11 @@ impl Phone {
     }
 
     /// RTP received within `timeout`, until `enough` says stop.
-    fn collect(&self, timeout: Duration, mut enough: impl FnMut(&[Vec<u8>]) -> bool) -> Vec<Vec<u8>> {
+    fn collect(
+        &self,
+        timeout: Duration,
+        mut enough: impl FnMut(&[Vec<u8>]) -> bool,
+    ) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
         let deadline = Instant::now() + timeout;
@@ -242,21 +264,16 @@ impl Phone {
 
     /// Presses `key` as RFC 4733 events (three updates, three end packets).
     fn press(&self, to: SocketAddr, key: u8, seq: &mut u16) {
-        for (i, duration) in [160u16, 320, 480, 640, 640, 640].iter().enumerate() {
-            let end = if i >= 3 { 0x80 } else { 0 };
-            let payload = [key, end | 10, (duration >> 8) as u8, *duration as u8];
-            self.ua
-                .rtp
-                .send_to(&rtp(96, *seq, 4000, i == 0, &payload), to)
-                .unwrap();
-            *seq = seq.wrapping_add(1);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        press(&self.ua.rtp, 96, to, key, seq);
     }
 
     fn hang_up(&self, invite: &str) {
         let from = header(invite, "From").unwrap();
-        let to = format!("{};tag=phone{}", header(invite, "To").unwrap(), self.extension);
+        let to = format!(
+            "{};tag=phone{}",
+            header(invite, "To").unwrap(),
+            self.extension
+        );
         let contact = header(invite, "Contact").unwrap();
         let target = contact.trim_start_matches('<').split('>').next().unwrap();
         self.ua.send(&format!(
@@ -319,13 +336,19 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
 
     // The summary is spoken: some audio arrives before the agent decides.
     let summary = phone.collect(Duration::from_secs(10), |got| got.len() >= 50);
-    assert!(summary.len() >= 50, "no summary audio ({} packets)", summary.len());
+    assert!(
+        summary.len() >= 50,
+        "no summary audio ({} packets)",
+        summary.len()
+    );
     assert!(
         summary.iter().all(|p| p[1] & 0x7f == 8),
         "kefu speaks PCMA to a PCMA phone"
     );
     assert!(
-        summary.iter().any(|p| p[12..].iter().any(|&b| b != 0xd5 && b != 0x55)),
+        summary
+            .iter()
+            .any(|p| p[12..].iter().any(|&b| b != 0xd5 && b != 0x55)),
         "the summary is not silence"
     );
     let mut seq = 1;
@@ -341,7 +364,13 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         let sock = phone.ua.rtp.try_clone().unwrap();
         std::thread::spawn(move || {
             for i in 0..1000usize {
-                let p = rtp(8, 100 + i as u16, 20_000 + 160 * i as u32, i == 0, &frame(i, 0x5a));
+                let p = rtp(
+                    8,
+                    100 + i as u16,
+                    20_000 + 160 * i as u32,
+                    i == 0,
+                    &frame(i, 0x5a),
+                );
                 if sock.send_to(&p, kefu_rtp).is_err() {
                     break;
                 }
@@ -374,8 +403,14 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
     let transfer = &record["transfer"];
     assert_eq!(transfer["queue"], "support-en", "{record}");
     assert!(transfer["agent"].is_string(), "{record}");
-    assert!(transfer["first_invite_ms"].as_u64().unwrap() < 2000, "{record}");
-    assert!(transfer["relayed_to_agent"].as_u64().unwrap() >= 300, "{record}");
+    assert!(
+        transfer["first_invite_ms"].as_u64().unwrap() < 2000,
+        "{record}"
+    );
+    assert!(
+        transfer["relayed_to_agent"].as_u64().unwrap() >= 300,
+        "{record}"
+    );
     assert_eq!(
         common::strings(&record["path"]),
         ["welcome", "main_menu", "agent_hours", "agent"],
@@ -405,7 +440,14 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
 /// Signs in a new admin: the session cookie.
 async fn admin_cookie(server: &Server) -> String {
     let (ok, _, err) = server.kefu_with_input(
-        &["users", "add", "boss", "--role", "admin", "--password-stdin"],
+        &[
+            "users",
+            "add",
+            "boss",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
         "a long enough password\n",
     );
     assert!(ok, "{err}");
@@ -509,8 +551,16 @@ async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
             samples.windows(160).any(|w| w == pcm.as_slice())
         })
         .count();
-    assert!(heard >= 90, "{heard} of 100 frames of the message are in the recording");
-    let audit = get("/api/audit".to_string()).await.unwrap().text().await.unwrap();
+    assert!(
+        heard >= 90,
+        "{heard} of 100 frames of the message are in the recording"
+    );
+    let audit = get("/api/audit".to_string())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(audit.contains("recording.listen"), "{audit}");
     // Not stored in the clear: neither the database nor its log holds a WAV
     // (in the clear it would start "RIFF", or "UklGR" in base64).
@@ -532,7 +582,10 @@ async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
         let (ok, out, err) = server.kefu(&["customers", "export", "--phone", "13800138000"]);
         assert!(ok, "{err}");
         let data: serde_json::Value = serde_json::from_str(&out).unwrap();
-        body = data["tickets"][0]["body"].as_str().unwrap_or_default().to_string();
+        body = data["tickets"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if body.contains("Voicemail") {
             assert_eq!(data["tickets"][0]["status"], "open", "{data}");
             assert_eq!(data["recordings"][0]["id"], id, "{data}");
@@ -541,5 +594,191 @@ async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(body.contains("Nobody took the call"), "{body}");
-    assert!(body.contains(&format!("Voicemail message: recording {id}")), "{body}");
+    assert!(
+        body.contains(&format!("Voicemail message: recording {id}")),
+        "{body}"
+    );
+}
+
+/// Three agents in a longest-idle queue: the first does not answer (the offer
+/// rings out after the queue's ring timeout), the second answers, hears the summary
+/// and presses 2, the third presses 1 and is bridged. A raw caller (PCMU) and the
+/// third phone (PCMA) then each receive the other's frames, transcoded exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"2m\"\n",
+    );
+    let mut phones = Vec::new();
+    for (user, ext) in [("ann", "3001"), ("bo", "3002"), ("cai", "3003")] {
+        add_agent_with_phone(&server, user, ext, "support-en");
+        phones.push(Phone::register(&server, ext));
+        // Longest idle first: ann, then bo, then cai.
+        available(&server, user).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cai = phones.pop().unwrap();
+    let bo = phones.pop().unwrap();
+    let ann = phones.pop().unwrap();
+
+    // The caller: silence, key 0 at the menu, silence until bridged, then its
+    // own frames.
+    let caller = RawUa::new(server.sip);
+    caller.answered_call("transfer-both-ways", "4008002000");
+    let bridged = Arc::new(AtomicBool::new(false));
+    let caller_rtp = caller.rtp.try_clone().unwrap();
+    let caller_frames: Vec<Vec<u8>> = (0..500).map(|i| frame(i, 0x11)).collect();
+    // kefu's first packet tells the caller where to send (symmetric RTP).
+    let mut buf = [0u8; 2048];
+    caller_rtp
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (_, kefu_media) = caller_rtp.recv_from(&mut buf).unwrap();
+    let sending = std::thread::spawn({
+        let (sock, bridged, frames) = (
+            caller_rtp.try_clone().unwrap(),
+            bridged.clone(),
+            caller_frames.clone(),
+        );
+        move || {
+            let mut seq = 1u16;
+            let mut sent = 0usize;
+            for i in 0..3000usize {
+                if i == 125 {
+                    press(&sock, 101, kefu_media, 0, &mut seq);
+                }
+                let payload = if bridged.load(Ordering::Relaxed) && sent < frames.len() {
+                    sent += 1;
+                    frames[sent - 1].clone()
+                } else if sent >= frames.len() {
+                    return;
+                } else {
+                    vec![0xff; 160]
+                };
+                let p = rtp(0, seq, 160 * i as u32, false, &payload);
+                seq = seq.wrapping_add(1);
+                if sock.send_to(&p, kefu_media).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+
+    // Ann's phone rings and she does not answer: after the ring timeout kefu
+    // cancels it.
+    let ring = ann.ringing(Duration::from_secs(20));
+    ann.respond(&ring, "180 Ringing", "");
+    let cancelled_at = {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "kefu never cancelled the unanswered ring"
+            );
+            if let Some(m) = ann.ua.recv(Duration::from_millis(200))
+                && m.starts_with("CANCEL ")
+            {
+                break Instant::now();
+            }
+        }
+    };
+    // Bo answers, hears the summary and passes with key 2: kefu hangs up on him.
+    let invite_b = bo.ringing(Duration::from_secs(10));
+    assert!(cancelled_at.elapsed() < Duration::from_secs(5));
+    bo.answer(&invite_b);
+    let summary = bo.collect(Duration::from_secs(10), |got| got.len() >= 25);
+    assert!(summary.len() >= 25);
+    let mut seq = 1;
+    bo.press(sdp_target(&invite_b), 2, &mut seq);
+    bo.ua.answer_request("BYE", Duration::from_secs(5));
+
+    // Cai takes it with key 1.
+    let invite_c = cai.ringing(Duration::from_secs(10));
+    cai.answer(&invite_c);
+    let kefu_c = sdp_target(&invite_c);
+    cai.collect(Duration::from_secs(10), |got| got.len() >= 25);
+    let mut seq = 1;
+    cai.press(kefu_c, 1, &mut seq);
+    bridged.store(true, Ordering::Relaxed);
+    let cai_frames: Vec<Vec<u8>> = (0..500).map(|i| frame(i, 0x5a)).collect();
+    let cai_sending = std::thread::spawn({
+        let (sock, frames) = (cai.ua.rtp.try_clone().unwrap(), cai_frames.clone());
+        move || {
+            for (i, f) in frames.iter().enumerate() {
+                let p = rtp(8, 50 + i as u16, 9000 + 160 * i as u32, i == 0, f);
+                if sock.send_to(&p, kefu_c).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+
+    // Each side receives the other's frames, transcoded.
+    let at_cai: std::collections::HashSet<Vec<u8>> = caller_frames
+        .iter()
+        .map(|f| transcode(Law::Pcmu, Law::Pcma, f))
+        .collect();
+    let at_caller: std::collections::HashSet<Vec<u8>> = cai_frames
+        .iter()
+        .map(|f| transcode(Law::Pcma, Law::Pcmu, f))
+        .collect();
+    let caller_got = std::thread::spawn({
+        let sock = caller_rtp.try_clone().unwrap();
+        move || {
+            let mut matched = 0;
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(30);
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            while Instant::now() < deadline && matched < 400 {
+                if let Ok((n, _)) = sock.recv_from(&mut buf)
+                    && n == 172
+                    && at_caller.contains(&buf[12..n])
+                {
+                    matched += 1;
+                }
+            }
+            matched
+        }
+    });
+    let mut matched = 0;
+    cai.collect(Duration::from_secs(30), |got| {
+        matched = got
+            .iter()
+            .filter(|p| p.len() == 172 && at_cai.contains(&p[12..]))
+            .count();
+        matched >= 400
+    });
+    let caller_matched = caller_got.join().unwrap();
+    assert!(
+        matched >= 400 && caller_matched >= 400,
+        "frames across the bridge: caller→agent {matched}, agent→caller {caller_matched} of 500; kefu:\n{}",
+        server.logs().join("\n")
+    );
+    cai.hang_up(&invite_c);
+    caller.answer_request("BYE", Duration::from_secs(5));
+    sending.join().unwrap();
+    cai_sending.join().unwrap();
+
+    let record = common::only_record(&server);
+    assert_eq!(record["end_reason"], "agent-hangup", "{record}");
+    let tried: Vec<String> = record["transfer"]["tried"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[1].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        tried,
+        ["no answer", "declined", "took the call"],
+        "{record}"
+    );
 }

@@ -31,7 +31,12 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
         .add(Get, "/api/audit", AuditLog, audit_log)
         .add(Get, "/api/reports/summary", Reports, summary)
         .add(Get, "/api/calls/{id}", CallRecords, call_record)
-        .add(Get, "/api/calls/{id}/recordings", CallRecords, call_recordings)
+        .add(
+            Get,
+            "/api/calls/{id}/recordings",
+            CallRecords,
+            call_recordings,
+        )
         .add(Get, "/api/recordings/{id}", CallRecords, recording)
         .add(
             Get,
