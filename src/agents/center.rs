@@ -236,6 +236,11 @@ impl Center {
     pub fn answer(&self, item: &str, agent: &str, answer: Answer) -> bool {
         self.with(|i, now| {
             let e = i.queues.answer(item, agent, answer, now);
+            if answer == Answer::Decline
+                && let Some(o) = i.offers.get_mut(agent)
+            {
+                o.remove(item);
+            }
             let connected = e.iter().any(
                 |e| matches!(e, Event::Connected { item: it, agent: a } if it == item && a == agent),
             );
@@ -345,6 +350,46 @@ impl Center {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_watched_call_hears_offers_withdrawals_and_the_connection() {
+        let c = Center::new([QueueConfig::named("general")]);
+        c.add_agent("a1", &["general".into()], &[]);
+        c.add_agent("a2", &["general".into()], &[]);
+        c.set_available("a1", true);
+        let mut rx = c
+            .enqueue_watched("call-1", "general", &[], "order 123")
+            .unwrap();
+        assert!(c.enqueue_watched("call-1", "general", &[], "").is_none());
+        // Longest idle first: a1 (a2 is away).
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ItemEvent::Offered { agent: "a1".into() }
+        );
+        // Being offered, it hears no position (it is about to be answered).
+        c.set_available("a2", true);
+        assert!(!c.answer("call-1", "a1", Answer::Decline));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ItemEvent::Offered { agent: "a2".into() }
+        );
+        assert!(c.answer("call-1", "a2", Answer::Accept));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ItemEvent::Connected { agent: "a2".into() }
+        );
+        assert!(c.holds("call-1", "a2"));
+        // A caller who hangs up while waiting leaves the queue: the agent is freed.
+        let _rx2 = c.enqueue_watched("call-2", "general", &[], "").unwrap();
+        assert_eq!(c.offers("a1").len(), 1);
+        c.leave("call-2");
+        assert!(c.offers("a1").is_empty());
+        assert_eq!(
+            c.state("a1"),
+            Some(super::super::queue::AgentState::Available)
+        );
+        assert!(c.take_timed_out().is_empty(), "calls are told, not listed");
+    }
 
     #[test]
     fn a_chat_is_offered_taken_and_finished() {

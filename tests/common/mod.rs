@@ -2,6 +2,8 @@
 //! with SIPp and raw SIP/RTP over UDP.
 #![allow(dead_code)]
 
+pub mod phone;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
