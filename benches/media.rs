@@ -1,4 +1,5 @@
-//! Hot paths of every call: G.711, the DTMF tone detector, RTP build/parse.
+//! Hot paths of every call: G.711, the DTMF tone detector, RTP build/parse, the
+//! bridge's packet relay.
 
 use std::hint::black_box;
 
@@ -66,5 +67,42 @@ fn rtp(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711, goertzel, rtp);
+/// One bridged packet: header rewrite, with and without transcoding, and with the
+/// audio decoded for a recording.
+fn relay(c: &mut Criterion) {
+    use kefu::media::relay::{LegMedia, Line, MAX_PAYLOAD, Relay};
+    let leg = |law: Law, pt: u8| LegMedia {
+        law,
+        payload_type: pt,
+        telephone_event: Some(101),
+    };
+    let payload: Vec<u8> = (0..160).map(|i| (i * 7) as u8).collect();
+    let mut buf = [0u8; 200];
+    let n = RtpSender::new(9, 1, 1)
+        .build(0, 3, &payload, &mut buf)
+        .unwrap_or(0);
+    let packet = buf[..n].to_vec();
+    let line = Line {
+        ssrc: 1,
+        seq: 1,
+        timestamp: 1,
+    };
+    let mut out = vec![0u8; 12 + MAX_PAYLOAD];
+    let mut g = c.benchmark_group("bridge_relay_packet");
+    g.throughput(Throughput::Elements(1));
+    for (name, to, record) in [
+        ("pcmu_to_pcmu", leg(Law::Pcmu, 0), false),
+        ("pcmu_to_pcma", leg(Law::Pcma, 8), false),
+        ("pcmu_to_pcma_recorded", leg(Law::Pcma, 8), true),
+    ] {
+        let mut r = Relay::new(leg(Law::Pcmu, 0), to, line);
+        let mut pcm = Vec::with_capacity(MAX_PAYLOAD);
+        g.bench_function(name, |b| {
+            b.iter(|| r.relay(black_box(&packet), &mut out, record.then_some(&mut pcm)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, g711, goertzel, rtp, relay);
 criterion_main!(benches);

@@ -60,12 +60,17 @@ pub fn add_agent_with_phone(server: &Server, user: &str, extension: &str, queues
 
 /// Signs the agent in on the desk and makes them available.
 pub async fn available(server: &Server, user: &str) {
+    set_available(server, user, true).await;
+}
+
+/// Signs the agent in on the desk and sets them available or away.
+pub async fn set_available(server: &Server, user: &str, available: bool) {
     let (cookie, csrf) = server.sign_in(user, "a long enough password").await;
     let r = reqwest::Client::new()
         .post(format!("http://{}/api/agent/state", server.http))
         .header("cookie", cookie)
         .header("x-csrf-token", csrf)
-        .json(&serde_json::json!({"available": true}))
+        .json(&serde_json::json!({ "available": available }))
         .send()
         .await
         .unwrap();

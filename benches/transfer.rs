@@ -1,0 +1,235 @@
+//! Warm transfer, measured on a running server over loopback (bounded in count and
+//! time; nothing leaves 127.0.0.1):
+//!
+//! 1. From the caller's request for a person (key 0 at a menu, RFC 4733) to the
+//!    agent's phone receiving kefu's INVITE, over 20 calls.
+//! 2. Relay capacity: N calls bridged at once (caller PCMU, agent PCMA, so every
+//!    packet is transcoded), both sides streaming 50 packets/s for 10 s; kefu's CPU
+//!    time from /proc gives the CPU share per bridged call, hence bridged calls per
+//!    core, and the packets received on each side show nothing was lost.
+//!
+//! Run: `cargo bench --bench transfer` (needs `deploy/setup.sh`). `KEFU_BRIDGES`
+//! sets N (default 50). Figures go to benches/RESULTS.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::phone::{
+    Phone, add_agent_with_phone, available, press, rtp, sdp_target, set_available,
+};
+use common::{RawUa, Server};
+
+const PLANS: &str = r#"[dialplan]
+name = "bench: menu"
+numbers = ["500"]
+language = "en"
+start = "menu"
+
+[nodes.menu]
+type = "menu"
+prompt = "en/main-menu.wav"
+timeout = "20s"
+on_failure = "bye"
+
+[nodes.menu.options]
+0 = "agent"
+
+[nodes.agent]
+type = "transfer"
+queue = "bench"
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+const DIRECT: &str = r#"[dialplan]
+name = "bench: straight to an agent"
+numbers = ["501"]
+language = "en"
+start = "agent"
+
+[nodes.agent]
+type = "transfer"
+queue = "bench"
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+/// kefu's CPU time so far (user + system), from /proc.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 (index 11 and 12 after the state).
+    let ticks = f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn bye(caller: &RawUa, ok: &str, n: u32) {
+    caller.send(&caller.in_dialog(ok, "BYE", 2, &format!("z9hG4bKbye{n}")));
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Request for a person → the agent's INVITE, `calls` times.
+fn request_to_invite(server: &Server, phone: &Phone, calls: u32) {
+    let mut ms = Vec::new();
+    for n in 0..calls {
+        let caller = RawUa::new(server.sip);
+        let ok = caller.answered_call(&format!("bench-req-{n}"), "500");
+        let kefu_media = sdp_target(&ok);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut seq = 1;
+        let t0 = Instant::now();
+        press(&caller.rtp, 101, kefu_media, 0, &mut seq);
+        let invite = phone.ringing(Duration::from_secs(10));
+        // The first event packet went out at t0; the press takes 100 ms to send.
+        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        phone.respond(&invite, "486 Busy Here", "");
+        bye(&caller, &ok, n);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (p50, p95, max) = (
+        percentile(&mut ms, 0.5),
+        percentile(&mut ms, 0.95),
+        percentile(&mut ms, 1.0),
+    );
+    println!(
+        "request for a person (first RFC 4733 packet of key 0) → agent INVITE, {calls} calls: p50 {p50:.1} ms, p95 {p95:.1} ms, max {max:.1} ms (includes the 100 ms the key press takes to send)"
+    );
+}
+
+struct Bridged {
+    caller: RawUa,
+    to_kefu_from_caller: SocketAddr,
+    phone: Phone,
+    to_kefu_from_phone: SocketAddr,
+}
+
+/// N calls bridged at once, both sides streaming; kefu's CPU per bridged call.
+fn relay_capacity(server: &Server, phones: Vec<Phone>, window: Duration) {
+    let n = phones.len();
+    let mut idle = phones;
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let caller = RawUa::new(server.sip);
+        let ok = caller.answered_call(&format!("bench-bridge-{i}"), "501");
+        let to_kefu_from_caller = sdp_target(&ok);
+        // Whichever idle phone rings answers and takes the call at once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (k, invite) = 'ring: loop {
+            assert!(Instant::now() < deadline, "no phone rang for call {i}");
+            for (k, p) in idle.iter().enumerate() {
+                if let Some(m) = p.ua.recv(Duration::from_millis(5))
+                    && m.starts_with("INVITE ")
+                {
+                    break 'ring (k, m);
+                }
+            }
+        };
+        let phone = idle.swap_remove(k);
+        phone.answer(&invite);
+        let to_kefu_from_phone = sdp_target(&invite);
+        let mut seq = 1;
+        phone.press(to_kefu_from_phone, 1, &mut seq);
+        calls.push(Bridged {
+            caller,
+            to_kefu_from_caller,
+            phone,
+            to_kefu_from_phone,
+        });
+    }
+    // Let the last bridges settle, then stream.
+    std::thread::sleep(Duration::from_millis(500));
+    for c in &calls {
+        for s in [&c.caller.rtp, &c.phone.ua.rtp] {
+            s.set_nonblocking(true).unwrap();
+        }
+    }
+    let pid = server.pid();
+    let (start, cpu0) = (Instant::now(), cpu(pid));
+    let mut buf = [0u8; 2048];
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut tick = 0u32;
+    let ulaw = [0x7eu8; 160];
+    let alaw = [0x55u8; 160];
+    while start.elapsed() < window {
+        for c in &calls {
+            let p = rtp(0, tick as u16, tick * 160, false, &ulaw);
+            let _ = c.caller.rtp.send_to(&p, c.to_kefu_from_caller);
+            let p = rtp(8, tick as u16, tick * 160, false, &alaw);
+            let _ = c.phone.ua.rtp.send_to(&p, c.to_kefu_from_phone);
+            sent += 2;
+            for s in [&c.caller.rtp, &c.phone.ua.rtp] {
+                while s.recv_from(&mut buf).is_ok() {
+                    got += 1;
+                }
+            }
+        }
+        tick += 1;
+        let next = start + Duration::from_millis(20 * u64::from(tick));
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = (cpu(pid) - cpu0).as_secs_f64();
+    let share = used / elapsed;
+    println!(
+        "{n} calls bridged (PCMU caller ↔ PCMA agent, transcoded), {:.0} packets/s through kefu for {elapsed:.1} s: kefu CPU {:.1} % of one core, {:.3} % per bridged call → about {:.0} bridged calls per core; {got} of {sent} packets came out the other side",
+        sent as f64 / elapsed,
+        share * 100.0,
+        share * 100.0 / n as f64,
+        n as f64 / share.max(1e-9),
+    );
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("transfer: run with `cargo bench --bench transfer` to measure");
+        return;
+    }
+    let n: usize = std::env::var("KEFU_BRIDGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+        .clamp(1, 200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("menu.toml"), PLANS).expect("plan");
+    std::fs::write(dir.path().join("direct.toml"), DIRECT).expect("plan");
+    let server = Server::start_with(
+        Some(dir.path()),
+        &format!(
+            "max_calls = {}\nrtp_ports = \"30000-31998\"\n[[queue]]\nname = \"bench\"\nring_timeout = \"30s\"\nmax_wait = \"5m\"\nwrap_up = \"1h\"\n",
+            2 * n + 10
+        ),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut phones = Vec::new();
+    for i in 0..=n {
+        let ext = format!("{}", 4000 + i);
+        add_agent_with_phone(&server, &format!("agent{i}"), &ext, "bench");
+        phones.push(Phone::register(&server, &ext));
+    }
+    // The first agent alone takes the latency calls (passing each: busy), then
+    // goes away; the others take the bridged calls.
+    rt.block_on(available(&server, "agent0"));
+    let first = phones.remove(0);
+    request_to_invite(&server, &first, 20);
+    rt.block_on(set_available(&server, "agent0", false));
+    drop(first);
+    for i in 1..=n {
+        rt.block_on(available(&server, &format!("agent{i}")));
+    }
+    relay_capacity(&server, phones, Duration::from_secs(10));
+}
