@@ -91,6 +91,26 @@ fn check_rejects_broken_dialplans_with_positions() {
             "t.toml:16:1: unknown field `timout`",
         ),
         ("1 = \"bye\"", "12 = \"bye\"", "t.toml:18:1: menu key `12`"),
+        (
+            "type = \"hangup\"",
+            "type = \"transfer\"\nto = \"call me\"",
+            "t.toml:22:6: `to` must be a SIP URI",
+        ),
+        (
+            "type = \"hangup\"",
+            "type = \"transfer\"\nqueue = \"sales\"\nto = \"+8610\"",
+            "needs exactly one of `queue` (an agent queue) or `to`",
+        ),
+        (
+            "type = \"hangup\"",
+            "type = \"record\"\nmax_length = \"1h\"\nnext = \"bye\"",
+            "`max_length` must be between 1s and 300s",
+        ),
+        (
+            "type = \"hangup\"",
+            "type = \"note\"\nnext = \"bye\"",
+            "needs `text`",
+        ),
     ];
     for (from, to, want) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@
 //!                                      # heard, or recognition is unavailable
 //! > no-agent                           # after a transfer: nobody took the call
 //! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
-//! < record | stop-recording | note QUEUE: TEXT
+//! < record | stop-recording | note QUEUE: TEXT | blind-transfer TO
 //! < say TEXT                           # an ask node speaks the dialogue core's answer
 //! = path welcome main_menu ...         # nodes visited so far
 //! = var NAME VALUE                     # a call variable
@@ -99,6 +99,7 @@ impl Script {
             }
             Output::StopPlayback => "stop".into(),
             Output::Transfer { queue } => format!("transfer {queue}"),
+            Output::BlindTransfer { to } => format!("blind-transfer {to}"),
             Output::Record => "record".to_string(),
             Output::StopRecording => "stop-recording".to_string(),
             Output::Note { text, queue } => format!("note {queue}: {text}"),

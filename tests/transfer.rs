@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::phone::{
@@ -510,4 +512,290 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
         ["no answer", "declined", "took the call"],
         "{record}"
     );
+}
+
+/// An agent's phone dials *2 and *1 (feature codes, digest-authenticated like its
+/// REGISTER): the agent goes away and available again, and hears it confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_codes_set_the_agents_state() {
+    let server = Server::start(None);
+    add_agent_with_phone(&server, "dee", "5001", "support-en");
+    let phone = Phone::register(&server, "5001");
+    let cookie = admin_cookie(&server).await;
+    let state = || async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{}/api/queues", server.http))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["state"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for (code, expected) in [("*1", "available"), ("*2", "away"), ("*1", "available")] {
+        let ok = phone.dial(code);
+        // The confirmation plays, then kefu hangs up.
+        let heard = phone.collect(Duration::from_secs(10), |got| got.len() >= 50);
+        assert!(heard.len() >= 50, "no confirmation after {code}");
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            phone.ua.answer_request("BYE", Duration::from_secs(20))
+        }))
+        .is_err()
+        {
+            panic!("no BYE after {code}; kefu:\n{}", server.logs().join("\n"));
+        }
+        let _ = ok;
+        assert_eq!(state().await, [expected], "after {code}");
+    }
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("agent state set by feature code"), "{logs}");
+}
+
+/// SIPp as the agent's phone: one SIPp registers extension 6001 (MD5 digest), a
+/// second listens on the same port for kefu's INVITE, answers with PCMA, presses
+/// 1 (RFC 4733 from SIPp's own pcap) and plays distinctive audio, echoing what it
+/// hears (`-rtp_echo`). A raw caller presses 0 at the demo menu, then checks that
+/// the agent's frames reach it (A-law to µ-law, exactly) and that its own frames
+/// come back through the agent's echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sipp_agent_takes_the_call_and_audio_flows_both_ways() {
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "sip_digest = [\"MD5\"]\n[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\n",
+    );
+    add_agent_with_phone(&server, "eve", "6001", "support-en");
+    available(&server, "eve").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let media_port = common::free_port();
+    let register = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register">
+  <send retrans="500"><![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:6001@[remote_ip]>;tag=reg[call_number]
+To: <sip:6001@[remote_ip]>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:6001@[local_ip]:[local_port]>
+Expires: 600
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="401" auth="true"/>
+  <send retrans="500"><![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:6001@[remote_ip]>;tag=reg[call_number]
+To: <sip:6001@[remote_ip]>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:6001@[local_ip]:[local_port]>
+Expires: 600
+[authentication username=6001 password={}]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#,
+        common::phone::PHONE_SECRET
+    );
+    let reg = dir.path().join("register.xml");
+    std::fs::write(&reg, register).unwrap();
+    let sipp_at = |scenario: PathBuf, remote: bool, extra: &'static [&'static str]| {
+        let (sip, dir) = (server.sip, dir.path().to_path_buf());
+        move || run_sipp(sip, &dir, port, media_port, &scenario, remote, extra)
+    };
+    let out = sipp_at(reg, true, &[])();
+    assert!(
+        out.status.success(),
+        "SIPp register:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let agent_frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i, 0x77)).collect();
+    let pcap = dir.path().join("agent.pcap");
+    write_rtp_pcap(&pcap, &agent_frames, 8, 3000);
+    let uas = dir.path().join("agent.xml");
+    std::fs::write(
+        &uas,
+        format!(
+            r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent">
+  <recv request="INVITE" timeout="30000"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]agent[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:6001@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]agent[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:6001@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="1500"/>
+  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/></action></nop>
+  <pause milliseconds="1500"/>
+  <nop><action><exec play_pcap_audio="{}"/></action></nop>
+  <recv request="BYE" timeout="40000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+            pcap.display()
+        ),
+    )
+    .unwrap();
+    let agent = std::thread::spawn(sipp_at(uas, false, &["-rtp_echo"]));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The caller: key 0, silence until the agent's frames arrive, then its own.
+    let caller = RawUa::new(server.sip);
+    let ok = caller.answered_call("to-sipp-agent", "4008002000");
+    let kefu_media = sdp_target(&ok);
+    let mut seq = 1u16;
+    for i in 0..50u32 {
+        let p = rtp(0, seq, 160 * i, false, &[0xff; 160]);
+        caller.rtp.send_to(&p, kefu_media).unwrap();
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    press(&caller.rtp, 101, kefu_media, 0, &mut seq);
+    let from_agent: std::collections::HashSet<Vec<u8>> = agent_frames
+        .iter()
+        .map(|f| transcode(Law::Pcma, Law::Pcmu, f))
+        .collect();
+    let caller_frames: Vec<Vec<u8>> = (0..400).map(|i| frame(i, 0x22)).collect();
+    let echoed: std::collections::HashSet<Vec<u8>> = caller_frames
+        .iter()
+        .map(|f| transcode(Law::Pcma, Law::Pcmu, &transcode(Law::Pcmu, Law::Pcma, f)))
+        .collect();
+    let (mut heard_agent, mut heard_echo, mut sent) = (0, 0, 0usize);
+    let mut buf = [0u8; 2048];
+    caller
+        .rtp
+        .set_read_timeout(Some(Duration::from_millis(2)))
+        .unwrap();
+    let start = Instant::now();
+    let mut tick = 0u32;
+    while start.elapsed() < Duration::from_secs(40) && (heard_agent < 250 || heard_echo < 250) {
+        // 20 ms pacing: silence until the agent is heard, then the caller's frames.
+        let payload = if heard_agent > 0 && sent < caller_frames.len() {
+            sent += 1;
+            caller_frames[sent - 1].clone()
+        } else {
+            vec![0xff; 160]
+        };
+        caller
+            .rtp
+            .send_to(
+                &rtp(0, seq, 160 * (100 + tick), false, &payload),
+                kefu_media,
+            )
+            .unwrap();
+        seq = seq.wrapping_add(1);
+        tick += 1;
+        let next = start + Duration::from_millis(20 * u64::from(tick));
+        while Instant::now() < next {
+            if let Ok((n, _)) = caller.rtp.recv_from(&mut buf)
+                && n == 172
+            {
+                if from_agent.contains(&buf[12..n]) {
+                    heard_agent += 1;
+                } else if echoed.contains(&buf[12..n]) {
+                    heard_echo += 1;
+                }
+            }
+        }
+    }
+    caller.send(&caller.in_dialog(&ok, "BYE", 2, "z9hG4bK-sipp-agent-bye"));
+    let out = agent.join().unwrap();
+    assert!(
+        heard_agent >= 250 && heard_echo >= 250,
+        "agent frames heard {heard_agent} of 300, own frames echoed {heard_echo} of 400; SIPp:\n{}\nkefu:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        server.logs().join("\n")
+    );
+    assert!(
+        out.status.success(),
+        "SIPp agent:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let record = common::only_record(&server);
+    assert_eq!(record["end_reason"], "caller-hangup", "{record}");
+    assert_eq!(
+        record["transfer"]["tried"][0][1], "took the call",
+        "{record}"
+    );
+}
+
+/// Runs SIPp from `dir` on fixed SIP and media ports (the registered contact):
+/// against kefu (`remote`) or waiting for kefu's calls.
+fn run_sipp(
+    sip: SocketAddr,
+    dir: &Path,
+    port: u16,
+    media_port: u16,
+    scenario: &Path,
+    remote: bool,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("sipp");
+    if remote {
+        cmd.arg(sip.to_string());
+    }
+    cmd.arg("-sf")
+        .arg(scenario)
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &media_port.to_string()])
+        .args(["-timeout", "60s", "-timeout_error", "-nostdin"])
+        .args(extra)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("SIPp must be installed (Debian package sip-tester)")
 }

@@ -62,8 +62,9 @@ pub struct LegSpec {
     pub contact: Binding,
     /// The caller's number, shown on the agent's phone as the From.
     pub caller: String,
-    /// What the agent hears before taking the call.
-    pub summary: String,
+    /// What the agent hears before taking the call; None for a blind transfer's
+    /// dial-out, which is taken as soon as it answers.
+    pub summary: Option<String>,
     pub language: String,
     pub voice: Option<String>,
 }
@@ -227,7 +228,7 @@ async fn ring(
         events: EventReceiver::default(),
         tones: ToneDetector::default(),
     };
-    let taken = if take {
+    let taken = if take || spec.summary.is_none() {
         true
     } else {
         match media
@@ -321,7 +322,7 @@ impl Briefing {
                 prompts.clone(),
                 spec.voice.clone(),
                 spec.language.clone(),
-                spec.summary.clone(),
+                spec.summary.clone().unwrap_or_default(),
             );
             tokio::task::spawn_blocking(move || {
                 for sentence in crate::speech::tts::sentences(&text) {

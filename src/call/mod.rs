@@ -5,6 +5,7 @@
 //! buffer, DTMF detectors, playout, interpreter) is a plain state machine; this task
 //! only moves packets, dialog events and time between them.
 
+mod blind;
 mod bridge;
 mod hearing;
 pub mod leg;
@@ -47,6 +48,8 @@ pub struct CallSetup {
     pub trunk: Option<String>,
     /// SIP transport the call came in on ("udp" or "tcp").
     pub transport: &'static str,
+    /// Where the INVITE came from (the trunk: numbers are dialled out there).
+    pub source: SocketAddr,
     pub invite_at: chrono::DateTime<chrono::Utc>,
     pub plan: Arc<Dialplan>,
     pub negotiated: Negotiated,
@@ -168,11 +171,20 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
         end: record.end_at,
         path: record.path.clone(),
         end_reason: record.end_reason.clone(),
-        // "queue:agent" once an agent took the call.
+        // "queue:agent" once an agent took the call; "refer:TARGET" or
+        // "dial-out:TARGET" for a blind transfer that reached its target.
         transfer: record
             .transfer
             .as_ref()
-            .and_then(|t| t.agent.as_ref().map(|agent| format!("{}:{agent}", t.queue))),
+            .and_then(|t| match (t.method, &t.target, &t.agent) {
+                (Some(m), Some(target), _)
+                    if record.end_reason == "referred" || t.agent.is_some() =>
+                {
+                    Some(format!("{m}:{target}"))
+                }
+                (None, _, Some(agent)) => Some(format!("{}:{agent}", t.queue)),
+                _ => None,
+            }),
         detail: serde_json::to_string(record)?,
         conversation,
     };
@@ -344,6 +356,8 @@ struct Media {
     transfer_log: Option<transfer::TransferLog>,
     /// Recording the caller (a `record` node).
     recording: Option<recorder::Recorder>,
+    /// A blind transfer in progress.
+    blind: Option<blind::Blind>,
 }
 
 enum Step {
@@ -403,6 +417,7 @@ impl Media {
             ticket: None,
             transfer_log: None,
             recording: None,
+            blind: None,
         }
     }
 
@@ -426,7 +441,14 @@ impl Media {
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let mut rendering = self.rendering.take();
             let mut waiting = self.waiting.take();
+            let blind = &mut self.blind;
             let step = tokio::select! {
+                h = async {
+                    match blind.as_mut() {
+                        Some(b) => b.next().await,
+                        None => std::future::pending().await,
+                    }
+                }, if blind.is_some() => self.blind_happened(s, h),
                 happened = async {
                     match waiting.as_mut() {
                         Some(w) => w.next().await,
@@ -550,6 +572,7 @@ impl Media {
                     }
                 }
                 Output::Transfer { queue } => self.start_transfer(s, &queue, record),
+                Output::BlindTransfer { to } => self.start_blind(s, &to),
                 Output::Record => {
                     self.recording = Some(recorder::Recorder::new(
                         1,
@@ -1120,6 +1143,13 @@ impl Media {
                 if let Err(e) = handle.reply(StatusCode::OK).await {
                     tracing::debug!(error = %e, "cannot answer OPTIONS");
                 }
+            }
+            DialogState::Notify(_, req, handle) if self.blind.is_some() => {
+                // The progress of the transfer kefu asked for (RFC 3515 §2.4.5).
+                if let Err(e) = handle.reply(StatusCode::OK).await {
+                    tracing::debug!(error = %e, "cannot answer NOTIFY");
+                }
+                return self.blind_notified(s, &req.body);
             }
             DialogState::Notify(_, _, handle)
             | DialogState::Message(_, _, handle)

@@ -99,7 +99,8 @@ impl CallRecord {
             utterances: self.utterances.len(),
             turns: self.dialogue.len(),
             end_reason: &self.end_reason,
-            transferred: self.transfer.as_ref().is_some_and(|t| t.agent.is_some()),
+            transferred: self.end_reason == "referred"
+                || self.transfer.as_ref().is_some_and(|t| t.agent.is_some()),
             transfer_wait_ms: self.transfer.as_ref().and_then(|t| t.wait_ms),
             rtp_sent: self.rtp_sent,
             rtp_received: self.rtp_received,

@@ -120,6 +120,12 @@ pub struct TransferLog {
     pub timed_out: bool,
     /// How long caller and agent talked.
     pub talk_ms: Option<u64>,
+    /// A blind transfer's target (a number or SIP URI) and how it was done:
+    /// "refer" (the caller's side took it over) or "dial-out" (kefu bridged it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
     /// RTP packets relayed each way while bridged.
     pub relayed_to_agent: u64,
     pub relayed_to_caller: u64,
@@ -312,7 +318,7 @@ impl Waiting {
                 agent,
                 contact,
                 caller,
-                summary,
+                summary: Some(summary),
                 language,
                 voice,
             };

@@ -70,6 +70,9 @@ pub enum Output {
     /// Hand the caller to an agent queue: hold music until an agent takes the
     /// call (the call is bridged and the plan is done) or [`Input::NoAgent`].
     Transfer { queue: String },
+    /// Hand the caller to a number or SIP URI (REFER, else a bridged dial-out);
+    /// [`Input::NoAgent`] when that fails.
+    BlindTransfer { to: String },
     /// Start recording the caller (a voicemail message).
     Record,
     /// Stop recording and keep the message.

@@ -85,6 +85,23 @@ pub fn load_dir(
     }
 }
 
+/// Loads one plan kefu itself ships (the agents' feature codes), from text;
+/// `label` names it in messages.
+pub fn load_text(
+    label: &Path,
+    text: &str,
+    audio: &AudioRoot,
+    prompts: &PromptCache,
+) -> Result<Arc<Dialplan>, LoadError> {
+    let mut src = Source::new(label, text);
+    match parse_plan(&mut src, audio, prompts) {
+        Some(plan) if src.diagnostics.is_empty() => Ok(Arc::new(plan)),
+        _ => Err(LoadError {
+            diagnostics: src.diagnostics,
+        }),
+    }
+}
+
 fn number_span(text: &str, number: &str) -> std::ops::Range<usize> {
     let quoted = format!("\"{number}\"");
     text.find(&quoted).map_or(0..0, |i| i..i + quoted.len())

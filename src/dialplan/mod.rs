@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use crate::source::Diagnostic;
 pub use interpreter::{Input, Interpreter, Moment, Output};
-pub use load::{LoadError, load_dir};
+pub use load::{LoadError, load_dir, load_text};
 
 use crate::media::prompt::Prompt;
 

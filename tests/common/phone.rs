@@ -82,6 +82,24 @@ pub fn sha256(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// The Authorization header (SHA-256, RFC 7616) answering `challenge` for the
+/// agent `extension`.
+pub fn authorization(extension: &str, uri: &str, method: &str, challenge: &str) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = sha256(&format!("{extension}:kefu:{PHONE_SECRET}"));
+    let ha2 = sha256(&format!("{method}:{uri}"));
+    let response = sha256(&format!("{ha1}:{nonce}:00000001:feed:auth:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"{extension}\", realm=\"kefu\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"feed\"\r\n"
+    )
+}
+
 pub fn header(msg: &str, name: &str) -> Option<String> {
     msg.lines()
         .filter_map(|l| l.split_once(':'))
@@ -168,24 +186,50 @@ impl Phone {
             "WWW-Authenticate",
         )
         .unwrap();
-        let nonce = challenge
-            .split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        let ha1 = sha256(&format!("{extension}:kefu:{PHONE_SECRET}"));
-        let ha2 = sha256(&format!("REGISTER:{uri}"));
-        let response = sha256(&format!("{ha1}:{nonce}:00000001:feed:auth:{ha2}"));
-        ua.send(&request(2, &format!(
-            "Authorization: Digest username=\"{extension}\", realm=\"kefu\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"feed\"\r\n"
-        )));
+        ua.send(&request(
+            2,
+            &authorization(extension, &uri, "REGISTER", &challenge),
+        ));
         ua.expect_status(200, Duration::from_secs(5));
         Self {
             ua,
             extension: extension.to_string(),
         }
+    }
+
+    /// Dials `number` at kefu (a feature code), answering the digest challenge;
+    /// returns the 200 OK after ACKing it.
+    pub fn dial(&self, number: &str) -> String {
+        let uri = format!("sip:{number}@{}", self.ua.server);
+        let local = self.ua.local();
+        let ext = &self.extension;
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sdp = format!(
+            "v=0\r\no=- 3 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            self.ua.rtp.local_addr().unwrap().port()
+        );
+        let invite = |cseq: u32, auth: &str| {
+            format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKfc{n}x{cseq}\r\nFrom: <sip:{ext}@{local}>;tag=fc{ext}\r\nTo: <{uri}>\r\nCall-ID: fc-{number}-{ext}-{n}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{ext}@{local}>\r\n{auth}Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+        };
+        self.ua.send(&invite(1, ""));
+        let challenge = header(
+            &self.ua.expect_status(401, Duration::from_secs(5)),
+            "WWW-Authenticate",
+        )
+        .unwrap();
+        self.ua
+            .send(&invite(2, &authorization(ext, &uri, "INVITE", &challenge)));
+        let ok = self.ua.expect_status(200, Duration::from_secs(10));
+        self.ua.send(
+            &self
+                .ua
+                .in_dialog(&ok, "ACK", 2, &format!("z9hG4bKfcack{n}")),
+        );
+        ok
     }
 
     /// Waits for kefu's INVITE; returns it.

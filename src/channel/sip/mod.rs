@@ -29,6 +29,31 @@ use crate::channel::rtp::ports::PortPool;
 use crate::config::Config;
 use crate::dialplan::reload::LiveDialplans;
 
+/// Feature codes an agent's phone dials (authenticated like its REGISTER): `*1`
+/// sets the agent available, `*2` away.
+pub const FEATURE_CODES: [(&str, bool); 2] = [("*1", true), ("*2", false)];
+
+/// The confirmation call of a feature code: (a label for messages, the plan).
+fn feature_plan(available: bool) -> (&'static str, String) {
+    let (code, said) = if available {
+        ("*1", "You are now available for calls.")
+    } else {
+        ("*2", "You are now away. No calls will be offered to you.")
+    };
+    let label = if available {
+        "<feature code *1>"
+    } else {
+        "<feature code *2>"
+    };
+    (
+        label,
+        format!(
+            "[dialplan]\nname = \"agent state\"\nnumbers = [\"{code}\"]\nlanguage = \"en\"\n\
+             start = \"done\"\n\n[nodes.done]\ntype = \"hangup\"\nprompt = \"say:{said}\"\n"
+        ),
+    )
+}
+
 /// Methods kefu answers, for Allow headers.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, REGISTER";
 
@@ -92,6 +117,9 @@ pub struct SipService {
     pub phones: Arc<crate::agents::Phones>,
     /// The queues, the phones and the dialer, for warm transfers.
     pub staff: Arc<crate::call::transfer::Staff>,
+    /// The confirmations agents hear after a feature code (made on first use:
+    /// they need the TTS).
+    feature_plans: tokio::sync::OnceCell<Option<[Arc<crate::dialplan::Dialplan>; 2]>>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
 }
@@ -176,6 +204,7 @@ pub async fn bind(
         ports,
         phones,
         staff,
+        feature_plans: tokio::sync::OnceCell::new(),
         config,
         dialplans,
         gate,
@@ -296,6 +325,68 @@ impl SipService {
         tx.reply_with(status, headers, None).await
     }
 
+    /// An agent's phone dials a feature code: once authenticated like a REGISTER,
+    /// the agent is set available or away, and the call plays the confirmation.
+    /// None when the request has been answered here (challenge, refusal).
+    async fn agent_state(
+        &self,
+        tx: &mut Transaction,
+        available: bool,
+    ) -> rsipstack::Result<Option<Arc<crate::dialplan::Dialplan>>> {
+        let (source, _) = origin(tx, self.local);
+        let extension = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|f| f.uri().ok())
+            .and_then(|u| u.user().map(str::to_string))
+            .unwrap_or_default();
+        let Some(agent) =
+            register::authenticate(tx, &self.phones, &self.dialogue.store, source, &extension)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let center = &self.staff.center;
+        center.add_agent(&agent.id, &agent.queues, &agent.skills);
+        center.set_available(&agent.id, available);
+        tracing::info!(%extension, state = ?center.state(&agent.id), "agent state set by feature code");
+        let plans = self
+            .feature_plans
+            .get_or_init(|| async {
+                let (audio, prompts) = (
+                    crate::dialplan::AudioRoot(self.config.audio.clone()),
+                    self.dialogue.prompts.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let load = |available: bool| {
+                        let (label, text) = feature_plan(available);
+                        crate::dialplan::load_text(std::path::Path::new(label), &text, &audio, &prompts)
+                            .map_err(|e| tracing::error!(error = %e, "cannot load the feature-code confirmation"))
+                            .ok()
+                    };
+                    Some([load(true)?, load(false)?])
+                })
+                .await
+                .ok()
+                .flatten()
+            })
+            .await;
+        match plans {
+            Some([on, off]) => Ok(Some(if available { on.clone() } else { off.clone() })),
+            None => {
+                // The state is set; only the spoken confirmation is missing.
+                Self::reject(
+                    tx,
+                    StatusCode::ServiceUnavailable,
+                    "state set; no confirmation prompt",
+                )
+                .await?;
+                Ok(None)
+            }
+        }
+    }
+
     async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
         let invite_at = chrono::Utc::now();
         let Some(slot) = self.gate.try_enter(self.config.max_calls) else {
@@ -312,7 +403,19 @@ impl SipService {
             return Self::reject(&mut tx, StatusCode::ServiceUnavailable, why).await;
         };
         let called = tx.original.uri.user().unwrap_or_default().to_string();
-        let Some(plan) = self.dialplans.current().lookup(&called) else {
+        let feature = FEATURE_CODES
+            .iter()
+            .find(|(code, _)| *code == called)
+            .map(|(_, available)| *available);
+        let plan = if let Some(available) = feature {
+            match self.agent_state(&mut tx, available).await? {
+                Some(plan) => Some(plan),
+                None => return Ok(()),
+            }
+        } else {
+            self.dialplans.current().lookup(&called)
+        };
+        let Some(plan) = plan else {
             return Self::reject(
                 &mut tx,
                 StatusCode::NotFound,
@@ -374,6 +477,7 @@ impl SipService {
             called,
             trunk: trunk.map(str::to_string),
             transport,
+            source,
             invite_at,
             plan,
             negotiated,

@@ -63,6 +63,27 @@ pub async fn handle(
         .and_then(|t| t.uri().ok())
         .and_then(|u| u.user().map(str::to_string))
         .unwrap_or_default();
+    if authenticate(tx, phones, store, source, &extension)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    bind(tx, phones, &extension, source, transport).await
+}
+
+/// Checks a request from an agent's phone (a REGISTER, or an INVITE to a feature
+/// code) against the agent's stored HA1: Some(agent) when the credentials are
+/// right; otherwise the request has been answered (401 challenge, 403 while
+/// throttled, 400 for a malformed header) and None is returned.
+pub async fn authenticate(
+    tx: &mut Transaction,
+    phones: &Phones,
+    store: &Store,
+    source: SocketAddr,
+    extension: &str,
+) -> rsipstack::Result<Option<crate::store::agents::Agent>> {
+    let method = tx.original.method.to_string();
     let keys = [format!("ip:{}", source.ip()), format!("ext:{extension}")];
     let locked = {
         let t = lock(&phones.throttle);
@@ -72,19 +93,19 @@ pub async fn handle(
     if let Some(wait) = locked {
         {
             let secs = wait.as_secs().max(1);
-            tracing::warn!(%source, "REGISTER refused: too many failures");
-            return tx
-                .reply_with(
-                    StatusCode::Forbidden,
-                    vec![
-                        warning(&format!(
-                            "too many failed registrations; try again in {secs} s"
-                        )),
-                        Header::Other("Retry-After".into(), secs.to_string()),
-                    ],
-                    None,
-                )
-                .await;
+            tracing::warn!(%source, "{method} refused: too many failures");
+            tx.reply_with(
+                StatusCode::Forbidden,
+                vec![
+                    warning(&format!(
+                        "too many failed registrations; try again in {secs} s"
+                    )),
+                    Header::Other("Retry-After".into(), secs.to_string()),
+                ],
+                None,
+            )
+            .await?;
+            return Ok(None);
         }
     }
     let Some(auth) = tx
@@ -92,37 +113,44 @@ pub async fn handle(
         .authorization_header()
         .map(|h| h.value().to_string())
     else {
-        return challenge(tx, phones, source, false).await;
+        challenge(tx, phones, source, false).await?;
+        return Ok(None);
     };
     let creds = match Credentials::parse(&auth) {
         Ok(c) => c,
         Err(e) => {
-            return tx
-                .reply_with(StatusCode::BadRequest, vec![warning(&e.to_string())], None)
-                .await;
+            tx.reply_with(StatusCode::BadRequest, vec![warning(&e.to_string())], None)
+                .await?;
+            return Ok(None);
         }
     };
     match phones.nonces.check(&creds.nonce, source.ip(), epoch_secs()) {
         NonceCheck::Fresh => {}
-        NonceCheck::Stale => return challenge(tx, phones, source, true).await,
-        NonceCheck::Forged => return challenge(tx, phones, source, false).await,
+        NonceCheck::Stale => {
+            challenge(tx, phones, source, true).await?;
+            return Ok(None);
+        }
+        NonceCheck::Forged => {
+            challenge(tx, phones, source, false).await?;
+            return Ok(None);
+        }
     }
     let algorithm = match creds.algorithm {
         Algorithm::Sha256 => "sha256",
         Algorithm::Md5 => "md5",
     };
     let found = if creds.username == extension && creds.realm == phones.realm {
-        match store.agent_secret(&extension, algorithm).await {
+        match store.agent_secret(extension, algorithm).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "cannot read agent credentials");
-                return tx.reply(StatusCode::ServerInternalError).await;
+                tx.reply(StatusCode::ServerInternalError).await?;
+                return Ok(None);
             }
         }
     } else {
         None
     };
-    let method = tx.original.method.to_string();
     let verified = found
         .as_ref()
         .is_some_and(|(_, ha1)| creds.verify(ha1, &method));
@@ -134,11 +162,12 @@ pub async fn handle(
                 t.fail(k, now);
             }
         }
-        tracing::warn!(%source, %extension, "REGISTER with wrong credentials");
-        return challenge(tx, phones, source, false).await;
+        tracing::warn!(%source, %extension, "{method} with wrong credentials");
+        challenge(tx, phones, source, false).await?;
+        return Ok(None);
     }
     lock(&phones.throttle).succeed(&keys[1]);
-    bind(tx, phones, &extension, source, transport).await
+    Ok(found.map(|(agent, _)| agent))
 }
 
 /// Applies the Contact headers of an authenticated REGISTER and answers 200 with

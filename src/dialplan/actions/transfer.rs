@@ -1,40 +1,88 @@
-//! `transfer`: hands the caller to a human agent queue (warm transfer).
+//! `transfer`: hands the caller to a person.
 //!
-//! The node asks the call to queue the caller (`Output::Transfer`) and plays its
-//! prompt ("please hold"); the call plays hold music after it and rings agents.
-//! When an agent takes the call the two are bridged and the plan is done. When
-//! nobody does within the queue's maximum wait (`Input::NoAgent`) the plan goes
-//! on at `next` (voicemail, a callback), or hangs up when there is none.
+//! With `queue` (warm transfer) the node asks the call to queue the caller
+//! (`Output::Transfer`) and plays its prompt ("please hold"); the call plays hold
+//! music after it and rings agents. When an agent takes the call the two are
+//! bridged and the plan is done. When nobody does within the queue's maximum wait
+//! (`Input::NoAgent`) the plan goes on at `next` (voicemail, a callback), or hangs
+//! up when there is none.
+//!
+//! With `to` (blind transfer: a SIP URI, or a number reached through the trunk the
+//! call came in on) the call asks the caller's side to transfer itself (SIP REFER)
+//! and, where that is refused, calls the number and bridges it. A transfer that
+//! fails goes on at `next` the same way.
 
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Output, Run};
 use crate::source::Fields;
 
-pub const FIELDS: &[&str] = &["type", "queue", "prompt", "next"];
+pub const FIELDS: &[&str] = &["type", "queue", "to", "prompt", "next"];
+
+/// Where a transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An agent queue (warm transfer).
+    Queue(String),
+    /// A SIP URI or a number (blind transfer).
+    External(String),
+}
 
 #[derive(Debug)]
 pub struct Transfer {
-    pub queue: String,
+    pub target: Target,
     pub prompt: Option<Vec<PromptItem>>,
     pub next: Option<NodeId>,
 }
 
 impl Transfer {
     pub fn parse(f: &mut Fields<'_, '_>, cx: &mut Cx<'_, '_>) -> Option<Self> {
-        let queue = f.required_string(cx.src, "queue");
+        let queue = f.string(cx.src, "queue");
+        let to = f.string(cx.src, "to");
+        let target = match (queue, to) {
+            (Some(q), None) => Target::Queue(q.into_inner()),
+            (None, Some(t)) => {
+                let value = t.get_ref().trim();
+                let number = value
+                    .strip_prefix('+')
+                    .unwrap_or(value)
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+                let uri = value.starts_with("sip:")
+                    && value.len() > 4
+                    && !value.contains(['<', '>', ' ']);
+                if !(uri || (number && !value.is_empty())) {
+                    cx.src.error(
+                        t.span(),
+                        "`to` must be a SIP URI (\"sip:desk@pbx.example\") or a phone number (\"+8610...\")",
+                    );
+                    return None;
+                }
+                Target::External(value.to_string())
+            }
+            _ => {
+                cx.src.error(
+                    f.span.clone(),
+                    format!("{} needs exactly one of `queue` (an agent queue) or `to` (a number or SIP URI)", f.what),
+                );
+                return None;
+            }
+        };
         let prompt = cx.prompt(f, "prompt");
         let next = cx.target(f, "next");
         Some(Self {
-            queue: queue?.into_inner(),
+            target,
             prompt,
             next,
         })
     }
 
     pub fn enter(&self, run: &mut Run) -> Flow {
-        run.emit(Output::Transfer {
-            queue: self.queue.clone(),
+        run.emit(match &self.target {
+            Target::Queue(queue) => Output::Transfer {
+                queue: queue.clone(),
+            },
+            Target::External(to) => Output::BlindTransfer { to: to.clone() },
         });
         if let Some(p) = &self.prompt {
             run.play(p);
