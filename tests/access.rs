@@ -84,6 +84,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/desk", "public"),
     ("POST", "/api/agent/state", "admin supervisor agent"),
     ("GET", "/api/agent/offers", "admin supervisor agent"),
+    ("GET", "/api/agent/calls", "admin supervisor agent"),
     (
         "POST",
         "/api/agent/offers/{id}/accept",

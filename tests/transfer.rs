@@ -36,7 +36,16 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
     // The caller: menu key 0 by RFC 4733, then (once bridged) 8 s of distinctive
     // audio, then waits for the agent to hang up.
     let dir = tempfile::tempdir().unwrap();
-    let caller_frames: Vec<Vec<u8>> = (0..400).map(|i| frame(i, 0x00)).collect();
+    // What the caller says to the agent (spoken by kefu's own TTS), then
+    // distinctive frames.
+    let mut caller_frames: Vec<Vec<u8>> = common::spoken_frames(
+        "I would like to change the delivery address of my order.",
+        dir.path(),
+    )
+    .iter()
+    .map(|f| f.to_vec())
+    .collect();
+    caller_frames.extend((0..150).map(|i| frame(i, 0x00)));
     let pcap = dir.path().join("caller.pcap");
     write_rtp_pcap(&pcap, &caller_frames, 0, 1000);
     let scenario = caller_scenario(
@@ -85,8 +94,51 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
     let mut seq = 1;
     phone.press(kefu_rtp, 1, &mut seq);
 
+    // The desk shows the call the agent is on; its live transcript is pushed on
+    // the call's conversation.
+    let (cookie, _) = server.sign_in("li", "a long enough password").await;
+    let http = reqwest::Client::new();
+    let mut live = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        live = http
+            .get(format!("http://{}/api/agent/calls", server.http))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if live.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let conversation = live[0]["conversation"].as_str().unwrap().to_string();
+    assert!(
+        live[0]["summary"].as_str().unwrap().contains("Call from"),
+        "{live}"
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{conversation}/ws",
+        server.http
+    ))
+    .await
+    .unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut ws = ws;
+        while let Some(Ok(m)) = ws.next().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.to_string()) {
+                let _ = lines_tx.send(v);
+            }
+        }
+    });
+
     // Bridged: the caller's frames arrive, transcoded to PCMA; the phone keeps
-    // sending its own audio meanwhile.
+    // sending its own (quiet) audio meanwhile.
     let expected: std::collections::HashSet<Vec<u8>> = caller_frames
         .iter()
         .map(|f| transcode(Law::Pcmu, Law::Pcma, f))
@@ -100,7 +152,7 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
                     100 + i as u16,
                     20_000 + 160 * i as u32,
                     i == 0,
-                    &frame(i, 0x5a),
+                    &[0xd5; 160],
                 );
                 if sock.send_to(&p, kefu_rtp).is_err() {
                     break;
@@ -109,18 +161,36 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
             }
         })
     };
+    let want = caller_frames.len() * 3 / 4;
     let mut matched = 0;
     let got = phone.collect(Duration::from_secs(40), |got| {
         matched = got
             .iter()
             .filter(|p| p.len() == 172 && expected.contains(&p[12..]))
             .count();
-        matched >= 300
+        matched >= want
     });
     assert!(
-        matched >= 300,
-        "the caller's audio did not reach the agent: {matched} of 400 frames among {} packets; kefu:\n{}",
+        matched >= want,
+        "the caller's audio did not reach the agent: {matched} of {} frames among {} packets; kefu:\n{}",
+        caller_frames.len(),
         got.len(),
+        server.logs().join("\n")
+    );
+    // What the caller said reaches the desk as text while the call goes on.
+    let said = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(v) = lines.recv().await {
+            if v["speaker"] == "customer" {
+                return v["text"].as_str().unwrap_or_default().to_lowercase();
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        said.contains("address") || said.contains("delivery"),
+        "live transcript: {said:?}; kefu:\n{}",
         server.logs().join("\n")
     );
     phone.hang_up(&invite);
@@ -139,7 +209,17 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         "{record}"
     );
     assert!(
-        transfer["relayed_to_agent"].as_u64().unwrap() >= 300,
+        transfer["relayed_to_agent"].as_u64().unwrap() >= want as u64,
+        "{record}"
+    );
+    // The transcript is kept with the call.
+    assert_eq!(record["conversation"], conversation.as_str(), "{record}");
+    assert!(
+        record["dialogue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["speaker"] == "customer"),
         "{record}"
     );
     assert_eq!(

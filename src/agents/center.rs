@@ -63,6 +63,17 @@ struct Inner {
     timed_out: Vec<String>,
     /// Items whose edge (a call) follows them itself.
     watchers: HashMap<String, tokio::sync::mpsc::Sender<ItemEvent>>,
+    /// Bridged calls: item → the live conversation their transcript goes to.
+    live: HashMap<String, String>,
+}
+
+/// A call an agent is on (for the desk).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LiveCall {
+    pub call: String,
+    /// The conversation the call's live transcript is pushed to.
+    pub conversation: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Default)]
@@ -256,11 +267,43 @@ impl Center {
                 return false;
             }
             i.assigned.remove(item);
+            i.live.remove(item);
             let queue = i.items.remove(item).map(|it| it.queue).unwrap_or_default();
             let e = i.queues.finish(agent, &queue, now);
             i.apply(e);
             true
         })
+    }
+
+    /// A bridged call's transcript goes to `conversation` (the desk follows it).
+    pub fn attach(&self, item: &str, conversation: &str) {
+        let mut inner = lock(&self.inner);
+        if inner.assigned.contains_key(item) {
+            inner
+                .live
+                .insert(item.to_string(), conversation.to_string());
+        }
+    }
+
+    /// The calls `agent` is on now.
+    pub fn calls_of(&self, agent: &str) -> Vec<LiveCall> {
+        let inner = lock(&self.inner);
+        let mut calls: Vec<LiveCall> = inner
+            .live
+            .iter()
+            .filter(|(item, _)| inner.assigned.get(*item).is_some_and(|a| a == agent))
+            .map(|(item, conversation)| LiveCall {
+                call: item.clone(),
+                conversation: conversation.clone(),
+                summary: inner
+                    .items
+                    .get(item)
+                    .map(|i| i.summary.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        calls.sort_by(|a, b| a.call.cmp(&b.call));
+        calls
     }
 
     /// Whether `agent` has the conversation.

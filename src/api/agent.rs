@@ -22,6 +22,7 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
     r.add(Get, "/desk", Public, desk)
         .add(Post, "/api/agent/state", OwnWork, set_state)
         .add(Get, "/api/agent/offers", OwnWork, offers)
+        .add(Get, "/api/agent/calls", OwnWork, calls)
         .add(Post, "/api/agent/offers/{id}/accept", OwnWork, accept)
         .add(Post, "/api/agent/offers/{id}/decline", OwnWork, decline)
         .add(
@@ -95,6 +96,16 @@ async fn offers(
 ) -> Result<Json<Vec<crate::agents::center::Offer>>, ApiError> {
     let agent = me(&ops, &c).await?;
     Ok(Json(ops.center.offers(&agent.id)))
+}
+
+/// The calls the agent is on now, with the conversation their live transcript
+/// is pushed to (`/api/chat/conversations/ID/ws`).
+async fn calls(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Json<Vec<crate::agents::center::LiveCall>>, ApiError> {
+    let agent = me(&ops, &c).await?;
+    Ok(Json(ops.center.calls_of(&agent.id)))
 }
 
 #[derive(Serialize)]

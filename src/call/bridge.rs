@@ -15,6 +15,7 @@ use super::recorder::Recorder;
 use super::{CallSetup, Media, Step, terminated};
 use crate::channel::rtp::receiver::Accepted;
 use crate::channel::sip::sdp;
+use crate::dialogue::engine::Speaker;
 use crate::media::relay::{Line, MAX_PAYLOAD, Relay, Relayed};
 use crate::media::{SAMPLE_RATE, relay::LegMedia};
 
@@ -76,6 +77,23 @@ impl Media {
             leg_media(&self.negotiated),
             caller_line,
         );
+        // The live transcript: the call's conversation (the one its `ask` nodes
+        // held, or a new one) is made live for the desk, and each leg gets ears
+        // when recognition is loaded.
+        let conversation = self.go_live(s);
+        s.staff.center.attach(&s.call_id, &conversation);
+        let ears = |side: &str| {
+            let runtime = s.speech.as_ref()?;
+            match super::hearing::Hearing::new(runtime.clone(), &s.plan.language) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::info!(error = %e, side, "no live transcript for this leg");
+                    None
+                }
+            }
+        };
+        let (mut caller_ears, mut agent_ears) = (ears("caller"), ears("agent"));
+        let mut ignored = Vec::new();
         let mut agent_remote = leg.remote;
         let mut agent_heard = Instant::now();
         let agent_local = leg.socket.local_addr().ok();
@@ -86,20 +104,46 @@ impl Media {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let (ended_by, reason) = loop {
             tokio::select! {
+                t = async {
+                    match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                    if let Some(h) = caller_ears.as_mut() {
+                        h.pending = None;
+                    }
+                    transcribed(s, &conversation, Speaker::Customer, t);
+                }
+                t = async {
+                    match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                    if let Some(h) = agent_ears.as_mut() {
+                        h.pending = None;
+                    }
+                    transcribed(s, &conversation, Speaker::Agent, t);
+                }
                 received = s.socket.recv_from(&mut caller_buf) => {
                     let Ok((len, from)) = received else { continue };
                     let packet = &caller_buf[..len];
                     if !self.caller_packet(packet, from) {
                         continue;
                     }
-                    let want_pcm = recorder.is_some();
+                    let want_pcm = recorder.is_some() || caller_ears.is_some();
                     if let Relayed::Audio(n) | Relayed::Event(n) =
                         to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                     {
                         if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
                             r.push(0, &pcm, Instant::now());
-                            pcm.clear();
                         }
+                        if let Some(h) = caller_ears.as_mut() {
+                            h.push(&pcm, &mut ignored);
+                            ignored.clear();
+                        }
+                        pcm.clear();
                         if let Err(e) = leg.socket.send_to(&out[..n], agent_remote).await {
                             tracing::debug!(error = %e, "RTP to the agent failed");
                         }
@@ -114,14 +158,18 @@ impl Media {
                     }
                     agent_remote = from;
                     agent_heard = Instant::now();
-                    let want_pcm = recorder.is_some();
+                    let want_pcm = recorder.is_some() || agent_ears.is_some();
                     if let Relayed::Audio(n) | Relayed::Event(n) =
                         to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                     {
                         if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
                             r.push(1, &pcm, Instant::now());
-                            pcm.clear();
                         }
+                        if let Some(h) = agent_ears.as_mut() {
+                            h.push(&pcm, &mut ignored);
+                            ignored.clear();
+                        }
+                        pcm.clear();
                         if self.negotiated.direction.sends()
                             && let Err(e) = s.socket.send_to(&out[..n], self.remote).await
                         {
@@ -225,6 +273,34 @@ impl Media {
         reason
     }
 
+    /// Makes the call's conversation live (pushed to subscribers) for the bridge's
+    /// transcript; returns its id, which the call record then keeps.
+    fn go_live(&mut self, s: &CallSetup) -> String {
+        let conversations = &s.dialogue.conversations;
+        let conversation = self.interpreter.conversation().cloned().unwrap_or_else(|| {
+            let lang = crate::dialogue::Lang::from_code(&s.plan.language)
+                .unwrap_or(crate::dialogue::Lang::En);
+            crate::dialogue::Conversation::new(crate::dialogue::Medium::Voice, lang)
+        });
+        let identity = if s.caller.is_empty() {
+            crate::dialogue::conversations::Identity::new(
+                crate::dialogue::conversations::IdentityKind::Phone,
+                format!("anonymous:{}", s.call_id),
+            )
+        } else {
+            super::CallDialogue::identity(&s.caller)
+        };
+        let id = conversations.live(
+            crate::dialogue::conversations::Channel::Phone,
+            &identity,
+            conversation,
+            s.invite_at,
+            chrono::Utc::now(),
+        );
+        self.live_conversation = Some(id.clone());
+        id
+    }
+
     /// Takes a packet from the caller's socket during the bridge: latches the
     /// caller's address and keeps the stream statistics. False if it is not the
     /// caller's media.
@@ -250,6 +326,36 @@ impl Media {
             now,
         );
         !matches!(accepted, Accepted::Stale)
+    }
+}
+
+/// A line of the live transcript: added to the call's conversation and pushed to
+/// the desk (stored with the call record when the call ends).
+fn transcribed(
+    s: &CallSetup,
+    conversation: &str,
+    speaker: Speaker,
+    t: Result<
+        Result<crate::speech::Transcript, crate::speech::AsrError>,
+        tokio::sync::oneshot::error::RecvError,
+    >,
+) {
+    match t {
+        Ok(Ok(t)) if !t.text.trim().is_empty() => {
+            tracing::info!(
+                ?speaker,
+                chars = t.text.chars().count(),
+                "bridged call transcribed"
+            );
+            let c = &s.dialogue.conversations;
+            match c.transcribed(conversation, speaker, t.text.trim(), chrono::Utc::now()) {
+                Ok(appended) => c.publish(&appended),
+                Err(e) => tracing::debug!(error = %e, "transcript line dropped"),
+            }
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "no transcript for an utterance"),
+        Err(_) => {}
     }
 }
 

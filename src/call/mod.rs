@@ -300,7 +300,18 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         .collect();
     record.path = media.interpreter.path().to_vec();
     record.vars = media.interpreter.vars().clone();
-    if let Some(c) = media.interpreter.conversation()
+    let live = media
+        .live_conversation
+        .as_ref()
+        .and_then(|id| Some((id.clone(), s.dialogue.conversations.conversation(id).ok()?)));
+    if let Some((id, c)) = live {
+        // A bridged call: its conversation (with the transcript) is already kept.
+        if !c.history.is_empty() {
+            record.dialogue = c.history.clone();
+            record.dialogue_first_seq = (c.said as usize).saturating_sub(c.history.len());
+            record.conversation = Some(id);
+        }
+    } else if let Some(c) = media.interpreter.conversation()
         && !c.history.is_empty()
     {
         record.dialogue = c.history.clone();
@@ -358,6 +369,8 @@ struct Media {
     recording: Option<recorder::Recorder>,
     /// A blind transfer in progress.
     blind: Option<blind::Blind>,
+    /// The call's conversation, made live for a bridged call's transcript.
+    live_conversation: Option<String>,
 }
 
 enum Step {
@@ -418,6 +431,7 @@ impl Media {
             transfer_log: None,
             recording: None,
             blind: None,
+            live_conversation: None,
         }
     }
 

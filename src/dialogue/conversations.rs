@@ -322,6 +322,45 @@ impl Conversations {
         self.insert(channel, customer, conversation, started, now, 1)
     }
 
+    /// Makes a call's conversation live while the caller talks with an agent, so
+    /// the desk can follow the transcript (pushed like chat turns).
+    pub fn live(
+        &self,
+        channel: Channel,
+        identity: &Identity,
+        conversation: Conversation,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let customer = self.customer_of(identity);
+        self.insert(channel, customer, conversation, started, now, PUSH_BUFFER)
+    }
+
+    /// A line of a bridged call's transcript: who said it and what; the turn, for
+    /// the store and the desk.
+    pub fn transcribed(
+        &self,
+        id: &str,
+        speaker: crate::dialogue::engine::Speaker,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Appended, ConversationError> {
+        use crate::dialogue::engine::Speaker;
+        self.append(id, now, |c| match speaker {
+            Speaker::Agent => c.agent_said(text, now),
+            Speaker::Customer => c.customer_said(text, now),
+            Speaker::Bot => c.bot_said(text, now),
+        })
+        .map(|((), a)| a)
+    }
+
+    /// The whole conversation as kept (for the call record at the end).
+    pub fn conversation(&self, id: &str) -> Result<Conversation, ConversationError> {
+        let entry = self.get(id)?;
+        let c = lock(&entry).conversation.clone();
+        Ok(c)
+    }
+
     /// Adds a conversation, dropping the least recently active one when full.
     fn insert(
         &self,

@@ -176,6 +176,12 @@ impl Conversation {
         self.push(now, Speaker::Agent, text, None, None);
     }
 
+    /// Records what the customer said to a person (a bridged call's transcript):
+    /// no reply is made.
+    pub fn customer_said(&mut self, text: &str, now: DateTime<Utc>) {
+        self.push(now, Speaker::Customer, text, None, None);
+    }
+
     /// Records a notice from kefu itself (a queue gave up waiting, say).
     pub fn bot_said(&mut self, text: &str, now: DateTime<Utc>) {
         self.push(now, Speaker::Bot, text, None, None);
