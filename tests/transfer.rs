@@ -228,10 +228,10 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         "{record}"
     );
     // The call's ticket is the agent's, with the summary as its subject.
-    let (cookie, _) = server.sign_in("li", "a long enough password").await;
+    let (cookie, csrf) = server.sign_in("li", "a long enough password").await;
     let tickets: serde_json::Value = reqwest::Client::new()
         .get(format!("http://{}/api/agent/tickets", server.http))
-        .header("cookie", cookie)
+        .header("cookie", cookie.clone())
         .send()
         .await
         .unwrap()
@@ -245,6 +245,41 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
     assert!(
         subject.starts_with("Call from 1 3 8 0 0 1 3 8 0 0 0.") && subject.contains("Press 1"),
         "{subject}"
+    );
+    assert_eq!(
+        tickets[0]["conversation"],
+        conversation.as_str(),
+        "{tickets}"
+    );
+    // After the call the agent wraps it up on the desk: outcome and notes.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/agent/conversations/{conversation}/done",
+            server.http
+        ))
+        .header("cookie", cookie.clone())
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"disposition": "solved", "notes": "New address noted."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let tickets: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/agent/tickets", server.http))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tickets[0]["status"], "solved", "{tickets}");
+    assert!(
+        tickets[0]["notes"]
+            .as_str()
+            .unwrap()
+            .contains("New address noted."),
+        "{tickets}"
     );
 }
 

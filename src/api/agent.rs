@@ -206,7 +206,18 @@ async fn done(
         ));
     }
     let agent = me(&ops, &c).await?;
-    if !ops.center.holds(&id, &agent.id) {
+    let holds = ops.center.holds(&id, &agent.id);
+    // A call that has ended (the center let the agent go when it did) is wrapped
+    // up through its ticket, which is the agent's.
+    let own_ticket = match (&c.user_id, holds) {
+        (Some(user), false) => ops
+            .store
+            .has_open_ticket(&id, user)
+            .await
+            .map_err(unavailable)?,
+        _ => false,
+    };
+    if !holds && !own_ticket {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "you are not handling this conversation",
@@ -216,7 +227,9 @@ async fn done(
         .wrap_up_tickets(&id, status, notes.trim())
         .await
         .map_err(unavailable)?;
-    ops.center.finish(&id, &agent.id);
+    if holds {
+        ops.center.finish(&id, &agent.id);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

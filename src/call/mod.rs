@@ -190,8 +190,14 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
     };
     store
         .write(crate::store::Write::Call(Box::new(write)))
-        .await
-        .map(|_| ())
+        .await?;
+    // The call's ticket (a transfer opened it) names the call's conversation.
+    if let (Some(_), Some(conversation)) = (&record.transfer, &record.conversation) {
+        store
+            .link_call_ticket(&record.call_id, conversation)
+            .await?;
+    }
+    Ok(())
 }
 
 fn terminated(reason: &TerminatedReason) -> String {

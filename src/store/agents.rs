@@ -220,6 +220,33 @@ impl Store {
 }
 
 impl Store {
+    /// Whether `user_id` has an open ticket for this conversation or call (an
+    /// agent may wrap up their own tickets after the call ended).
+    pub async fn has_open_ticket(&self, item: &str, user_id: &str) -> anyhow::Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tickets WHERE (conversation_id = $1 OR call_id = $1) \
+             AND assignee = $2 AND status <> 'solved'",
+        )
+        .bind(item)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await
+        .context("cannot read tickets")?;
+        Ok(n > 0)
+    }
+
+    /// A call's ticket names the call's conversation once it is stored (the
+    /// bridged call's transcript, what the caller said to the IVR).
+    pub async fn link_call_ticket(&self, call: &str, conversation: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE tickets SET conversation_id = $1 WHERE call_id = $2 AND conversation_id IS NULL")
+            .bind(conversation)
+            .bind(call)
+            .execute(self.pool())
+            .await
+            .context("cannot link the call's ticket")?;
+        Ok(())
+    }
+
     /// Wraps up a conversation's tickets: a status (solved or pending) and the
     /// agent's notes (sealed) appended to the body.
     pub async fn wrap_up_tickets(
