@@ -16,8 +16,8 @@ use super::{CallSetup, Media, Step, terminated};
 use crate::channel::rtp::receiver::Accepted;
 use crate::channel::sip::sdp;
 use crate::dialogue::engine::Speaker;
+use crate::media::relay::LegMedia;
 use crate::media::relay::{Line, MAX_PAYLOAD, Relay, Relayed};
-use crate::media::{SAMPLE_RATE, relay::LegMedia};
 
 /// The longest bridged call a recording keeps (20 min of stereo 8 kHz PCM is
 /// 38 MB in memory until the call ends).
@@ -301,31 +301,14 @@ impl Media {
         id
     }
 
-    /// Takes a packet from the caller's socket during the bridge: latches the
-    /// caller's address and keeps the stream statistics. False if it is not the
-    /// caller's media.
+    /// Takes a packet from the caller's socket during the bridge: true if it is
+    /// new caller media to relay (the address is latched and the statistics kept
+    /// as before the bridge).
     fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
-        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
-            return false;
-        };
-        let pt = rtp.payload_type();
-        if pt != self.negotiated.payload_type && Some(pt) != self.negotiated.telephone_event {
-            return false;
-        }
-        self.remote = from;
-        self.latched = true;
-        let now = Instant::now();
-        self.last_heard = now;
-        let arrival =
-            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
-        let accepted = self.receiver.receive(
-            rtp.ssrc(),
-            rtp.sequence_number().into(),
-            rtp.timestamp(),
-            arrival,
-            now,
-        );
-        !matches!(accepted, Accepted::Stale)
+        rtp_rs::RtpReader::new(packet)
+            .ok()
+            .and_then(|rtp| self.track_caller(&rtp, from))
+            .is_some_and(|(accepted, _)| !matches!(accepted, Accepted::Stale))
     }
 }
 

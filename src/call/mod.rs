@@ -919,30 +919,10 @@ impl Media {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
             return Step::Continue; // not RTP (or RTCP on a shared port)
         };
-        let pt = rtp.payload_type();
-        let is_event = Some(pt) == self.negotiated.telephone_event;
-        if !is_event && pt != self.negotiated.payload_type {
+        let Some((accepted, is_event)) = self.track_caller(&rtp, from) else {
             return Step::Continue;
-        }
-        // Symmetric RTP: answer where the caller's media really comes from (NAT).
-        if !self.latched || from != self.remote {
-            if from != self.remote {
-                tracing::debug!(sdp = %self.remote, actual = %from, "RTP source latched");
-            }
-            self.remote = from;
-            self.latched = true;
-        }
-        let now = Instant::now();
-        self.last_heard = now;
-        let arrival =
-            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
-        let accepted = self.receiver.receive(
-            rtp.ssrc(),
-            rtp.sequence_number().into(),
-            rtp.timestamp(),
-            arrival,
-            now,
-        );
+        };
+        let now = self.last_heard;
         let mut digits = Vec::new();
         if is_event {
             // Events bypass the reorder buffer: their timestamp identifies the press.
@@ -986,6 +966,42 @@ impl Media {
             self.digit(d, source, record);
         }
         Step::Continue
+    }
+
+    /// A packet from the caller's socket: None unless it is the caller's media (the
+    /// codec or telephone-event); otherwise latches the caller's address
+    /// (symmetric RTP: answer where the media really comes from, behind NAT),
+    /// keeps the stream statistics, and says whether the packet is new and
+    /// whether it is an event.
+    fn track_caller(
+        &mut self,
+        rtp: &rtp_rs::RtpReader<'_>,
+        from: SocketAddr,
+    ) -> Option<(Accepted, bool)> {
+        let pt = rtp.payload_type();
+        let is_event = Some(pt) == self.negotiated.telephone_event;
+        if !is_event && pt != self.negotiated.payload_type {
+            return None;
+        }
+        if !self.latched || from != self.remote {
+            if from != self.remote {
+                tracing::debug!(sdp = %self.remote, actual = %from, "RTP source latched");
+            }
+            self.remote = from;
+            self.latched = true;
+        }
+        let now = Instant::now();
+        self.last_heard = now;
+        let arrival =
+            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
+        let accepted = self.receiver.receive(
+            rtp.ssrc(),
+            rtp.sequence_number().into(),
+            rtp.timestamp(),
+            arrival,
+            now,
+        );
+        Some((accepted, is_event))
     }
 
     /// Passes what the listener noticed to the interpreter.
