@@ -15,6 +15,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::phone::{
@@ -114,18 +116,67 @@ fn request_to_invite(server: &Server, phone: &Phone, calls: u32) {
     );
 }
 
-struct Bridged {
-    caller: RawUa,
+/// Both ends of one bridged call, as the load generator sees them.
+struct Ends {
+    caller: std::net::UdpSocket,
     to_kefu_from_caller: SocketAddr,
-    phone: Phone,
+    phone: std::net::UdpSocket,
     to_kefu_from_phone: SocketAddr,
+}
+
+/// Streams 50 packets/s each way on every call in `calls` (calls join while it
+/// runs, so the first ones keep their media flowing while the rest are set up),
+/// counting what it sent and what came back out of kefu.
+fn stream(
+    calls: Arc<Mutex<Vec<Ends>>>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    got: Arc<AtomicU64>,
+) {
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    let ulaw = [0x7eu8; 160];
+    let alaw = [0x55u8; 160];
+    let mut tick = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        for c in calls.lock().expect("calls").iter() {
+            let p = rtp(0, tick as u16, tick * 160, false, &ulaw);
+            if c.caller.send_to(&p, c.to_kefu_from_caller).is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let p = rtp(8, tick as u16, tick * 160, false, &alaw);
+            if c.phone.send_to(&p, c.to_kefu_from_phone).is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            for s in [&c.caller, &c.phone] {
+                while s.recv_from(&mut buf).is_ok() {
+                    got.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        tick += 1;
+        let next = start + Duration::from_millis(20 * u64::from(tick));
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 /// N calls bridged at once, both sides streaming; kefu's CPU per bridged call.
 fn relay_capacity(server: &Server, phones: Vec<Phone>, window: Duration) {
     let n = phones.len();
     let mut idle = phones;
-    let mut calls = Vec::new();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (stop, sent, got) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let streamer = {
+        let (calls, stop, sent, got) = (calls.clone(), stop.clone(), sent.clone(), got.clone());
+        std::thread::spawn(move || stream(calls, stop, sent, got))
+    };
+    let mut keep = Vec::new();
     for i in 0..n {
         let caller = RawUa::new(server.sip);
         let ok = caller.answered_call(&format!("bench-bridge-{i}"), "501");
@@ -147,62 +198,51 @@ fn relay_capacity(server: &Server, phones: Vec<Phone>, window: Duration) {
         let to_kefu_from_phone = sdp_target(&invite);
         let mut seq = 1;
         phone.press(to_kefu_from_phone, 1, &mut seq);
-        calls.push(Bridged {
-            caller,
+        let ends = Ends {
+            caller: caller.rtp.try_clone().expect("socket"),
             to_kefu_from_caller,
-            phone,
+            phone: phone.ua.rtp.try_clone().expect("socket"),
             to_kefu_from_phone,
-        });
-    }
-    // Let the last bridges settle, then stream.
-    std::thread::sleep(Duration::from_millis(500));
-    for c in &calls {
-        for s in [&c.caller.rtp, &c.phone.ua.rtp] {
-            s.set_nonblocking(true).unwrap();
+        };
+        for s in [&ends.caller, &ends.phone] {
+            s.set_nonblocking(true).expect("nonblocking");
         }
+        calls.lock().expect("calls").push(ends);
+        keep.push((caller, phone));
     }
-    // What arrived before the window (the summaries) is not counted.
-    let mut buf = [0u8; 2048];
-    for c in &calls {
-        for s in [&c.caller.rtp, &c.phone.ua.rtp] {
-            while s.recv_from(&mut buf).is_ok() {}
-        }
-    }
+    // Every call bridged and streaming: measure a window.
+    std::thread::sleep(Duration::from_secs(1));
     let pid = server.pid();
     let (start, cpu0) = (Instant::now(), cpu(pid));
-    let (mut sent, mut got) = (0u64, 0u64);
-    let mut tick = 0u32;
-    let ulaw = [0x7eu8; 160];
-    let alaw = [0x55u8; 160];
-    while start.elapsed() < window {
-        for c in &calls {
-            let p = rtp(0, tick as u16, tick * 160, false, &ulaw);
-            let _ = c.caller.rtp.send_to(&p, c.to_kefu_from_caller);
-            let p = rtp(8, tick as u16, tick * 160, false, &alaw);
-            let _ = c.phone.ua.rtp.send_to(&p, c.to_kefu_from_phone);
-            sent += 2;
-            for s in [&c.caller.rtp, &c.phone.ua.rtp] {
-                while s.recv_from(&mut buf).is_ok() {
-                    got += 1;
-                }
-            }
-        }
-        tick += 1;
-        let next = start + Duration::from_millis(20 * u64::from(tick));
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
+    let (sent0, got0) = (sent.load(Ordering::Relaxed), got.load(Ordering::Relaxed));
+    std::thread::sleep(window);
     let elapsed = start.elapsed().as_secs_f64();
     let used = (cpu(pid) - cpu0).as_secs_f64();
+    let (sent, got) = (
+        sent.load(Ordering::Relaxed) - sent0,
+        got.load(Ordering::Relaxed) - got0,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = streamer.join();
     let share = used / elapsed;
+    let live = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("caller and agent bridged"))
+        .count()
+        - server
+            .logs()
+            .iter()
+            .filter(|l| l.contains("bridged call ended"))
+            .count();
     println!(
-        "{n} calls bridged (PCMU caller ↔ PCMA agent, transcoded), {:.0} packets/s through kefu for {elapsed:.1} s: kefu CPU {:.1} % of one core, {:.3} % per bridged call → about {:.0} bridged calls per core; {got} of {sent} packets came out the other side",
+        "{n} calls bridged ({live} still bridged at the end; PCMU caller ↔ PCMA agent, transcoded), {:.0} packets/s into kefu for {elapsed:.1} s: kefu CPU {:.1} % of one core, {:.3} % per bridged call → about {:.0} bridged calls per core; {got} of {sent} packets came out the other side",
         sent as f64 / elapsed,
         share * 100.0,
         share * 100.0 / n as f64,
         n as f64 / share.max(1e-9),
     );
+    drop(keep);
 }
 
 fn main() {

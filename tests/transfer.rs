@@ -450,6 +450,8 @@ async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
 /// rings out after the queue's ring timeout), the second answers, hears the summary
 /// and presses 2, the third presses 1 and is bridged. A raw caller (PCMU) and the
 /// third phone (PCMA) then each receive the other's frames, transcoded exactly.
+/// The queue records its calls: the stored WAV has the caller left, the agent
+/// right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
     use std::sync::Arc;
@@ -459,7 +461,7 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
     always_open_plans(plans.path());
     let server = Server::start_with(
         Some(plans.path()),
-        "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"2m\"\n",
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"2m\"\nrecord = true\n",
     );
     let mut phones = Vec::new();
     for (user, ext) in [("ann", "3001"), ("bo", "3002"), ("cai", "3003")] {
@@ -626,6 +628,66 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
         tried,
         ["no answer", "declined", "took the call"],
         "{record}"
+    );
+
+    // The recording: two channels, each side's audio where it belongs.
+    let call_id = record["call_id"].as_str().unwrap();
+    let cookie = admin_cookie(&server).await;
+    let c = reqwest::Client::new();
+    let mut listed = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        listed = c
+            .get(format!(
+                "http://{}/api/calls/{call_id}/recordings",
+                server.http
+            ))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(listed[0]["kind"], "call", "{listed}");
+    let wav = c
+        .get(format!(
+            "http://{}/api/recordings/{}",
+            server.http,
+            listed[0]["id"].as_str().unwrap()
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
+    let channel = |c: usize| -> Vec<i16> { samples.iter().skip(c).step_by(2).copied().collect() };
+    let (left, right) = (channel(0), channel(1));
+    let found = |track: &[i16], frames: &[Vec<u8>], law: Law| {
+        frames
+            .iter()
+            .filter(|f| {
+                let mut pcm = vec![0i16; 160];
+                law.decode(f, &mut pcm);
+                track.windows(160).any(|w| w == pcm.as_slice())
+            })
+            .count()
+    };
+    let caller_in_left = found(&left, &caller_frames[..100], Law::Pcmu);
+    let agent_in_right = found(&right, &cai_frames[..100], Law::Pcma);
+    assert!(
+        caller_in_left >= 90 && agent_in_right >= 90,
+        "recording: caller frames on the left {caller_in_left}/100, agent frames on the right {agent_in_right}/100"
     );
 }
 
