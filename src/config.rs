@@ -52,6 +52,12 @@ pub struct FileConfig {
     pub embed_cache: Option<PathBuf>,
     /// The token set in the WeChat Official Account's server configuration.
     pub wechat_token: Option<String>,
+    /// The account's AppID and AppSecret, for agents' answers (customer-service
+    /// messages).
+    pub wechat_appid: Option<String>,
+    pub wechat_secret: Option<String>,
+    /// Where WeChat's API is ("https://api.weixin.qq.com", or a proxy).
+    pub wechat_api: Option<String>,
     /// Where SMS replies are POSTed (form fields To, From, Body), in the style of
     /// common SMS gateways.
     pub sms_outbound_url: Option<String>,
@@ -146,6 +152,9 @@ pub struct Config {
     pub semantic: bool,
     pub embed_cache: Option<PathBuf>,
     pub wechat_token: Option<String>,
+    pub wechat_appid: Option<String>,
+    pub wechat_secret: Option<String>,
+    pub wechat_api: String,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
     pub sms_inbound_token: Option<String>,
@@ -192,6 +201,9 @@ impl Default for Config {
             semantic: true,
             embed_cache: None,
             wechat_token: None,
+            wechat_appid: None,
+            wechat_secret: None,
+            wechat_api: "https://api.weixin.qq.com".into(),
             sms_outbound_url: None,
             sms_number: None,
             sms_inbound_token: None,
@@ -279,6 +291,14 @@ impl Config {
             bail!("`asr_workers` must be at least 1");
         }
         self.wechat_token = f.wechat_token.or(self.wechat_token);
+        self.wechat_appid = f.wechat_appid.or(self.wechat_appid);
+        self.wechat_secret = f.wechat_secret.or(self.wechat_secret);
+        if let Some(api) = f.wechat_api {
+            if !(api.starts_with("https://") || api.starts_with("http://")) {
+                bail!("`wechat_api` must be an http(s) URL");
+            }
+            self.wechat_api = api;
+        }
         self.sms_outbound_url = f.sms_outbound_url.or(self.sms_outbound_url);
         self.sms_number = f.sms_number.or(self.sms_number);
         self.sms_inbound_token = f.sms_inbound_token.or(self.sms_inbound_token);

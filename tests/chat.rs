@@ -655,3 +655,120 @@ async fn inbound_sms_needs_the_gateway_token_when_one_is_set() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// WeChat's API on loopback: access tokens for the right AppID and AppSecret (the
+/// first one goes stale at once), and the customer-service messages sent with a
+/// valid token.
+async fn wechat_api() -> (std::net::SocketAddr, Arc<Mutex<Vec<Value>>>) {
+    use axum::extract::Query;
+    let sent: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let issued = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sink = sent.clone();
+    let app = axum::Router::new()
+        .route(
+            "/cgi-bin/token",
+            axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
+                let issued = issued.clone();
+                async move {
+                    if q.get("appid").map(String::as_str) != Some("wx-sunrise")
+                        || q.get("secret").map(String::as_str) != Some("app-secret-1")
+                        || q.get("grant_type").map(String::as_str) != Some("client_credential")
+                    {
+                        return axum::Json(json!({"errcode": 40013, "errmsg": "invalid appid"}));
+                    }
+                    let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    axum::Json(json!({"access_token": format!("T{n}"), "expires_in": 7200}))
+                }
+            }),
+        )
+        .route(
+            "/cgi-bin/message/custom/send",
+            axum::routing::post(
+                move |Query(q): Query<HashMap<String, String>>,
+                      axum::Json(body): axum::Json<Value>| {
+                    let sink = sink.clone();
+                    async move {
+                        // The first token is reported expired: kefu must fetch
+                        // another and send again.
+                        if q.get("access_token").map(String::as_str) != Some("T2") {
+                            return axum::Json(
+                                json!({"errcode": 42001, "errmsg": "access_token expired"}),
+                            );
+                        }
+                        sink.lock().unwrap().push(body);
+                        axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, sent)
+}
+
+/// A WeChat customer asks for a person; the agent's answer goes out as a
+/// customer-service message (WeChat's passive reply window is long gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_a_wechat_customer_through_the_customer_service_api() {
+    let (api, sent) = wechat_api().await;
+    let s = start(&format!(
+        "wechat_appid = \"wx-sunrise\"\nwechat_secret = \"app-secret-1\"\nwechat_api = \"http://{api}\"\n"
+    ));
+    s.add_agent_user("li", "wechat desk password", "Li", "1003");
+    let c = reqwest::Client::new();
+    let q = wechat_query(chrono::Utc::now().timestamp(), "n9", WECHAT_TOKEN);
+    let r = c
+        .post(url(&s, &format!("/wechat?{q}")))
+        .body(wechat_text("o_user_9", "i need a human"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (cookie, csrf) = s.sign_in("li", "wechat desk password").await;
+    let agent = |method: reqwest::Method, path: &str| {
+        c.request(method, url(&s, path))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+    };
+    let r = agent(reqwest::Method::POST, "/api/agent/state")
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let offers: Value = agent(reqwest::Method::GET, "/api/agent/offers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = offers[0]["item"].as_str().expect("an offer").to_string();
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/offers/{conv}/accept"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/messages"),
+    )
+    .json(&json!({"text": "您好，我是小李，请问有什么可以帮您？"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        [json!({
+            "touser": "o_user_9",
+            "msgtype": "text",
+            "text": {"content": "您好，我是小李，请问有什么可以帮您？"}
+        })]
+    );
+}

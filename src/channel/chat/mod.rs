@@ -13,6 +13,7 @@ pub mod sms;
 pub mod verify;
 pub mod web;
 pub mod wechat;
+pub mod wechat_out;
 
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub struct TextChannels {
     pub store: Store,
     /// Where conversations handed to a person wait for an agent.
     pub center: Arc<crate::agents::center::Center>,
+    /// Agents' answers to WeChat customers (customer-service messages), when the
+    /// account's AppID and AppSecret are set.
+    pub wechat_out: Option<wechat_out::WechatSender>,
 }
 
 impl TextChannels {
@@ -58,17 +62,28 @@ impl TextChannels {
         store: Store,
         center: Arc<crate::agents::center::Center>,
     ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let wechat_out = match (&config.wechat_appid, &config.wechat_secret) {
+            (Some(appid), Some(secret)) => Some(wechat_out::WechatSender::new(
+                http.clone(),
+                &config.wechat_api,
+                appid,
+                secret,
+            )),
+            _ => None,
+        };
         Self {
             kb,
             conversations,
+            wechat_out,
             wechat_token: config.wechat_token.clone(),
             sms_outbound_url: config.sms_outbound_url.clone(),
             sms_number: config.sms_number.clone(),
             sms_inbound_token: config.sms_inbound_token.clone(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http,
             verifications: verify::Verifications::default(),
             store,
             center,
@@ -190,6 +205,27 @@ impl TextChannels {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     format!("recorded, but the SMS gateway refused it: {e}"),
+                ));
+            }
+        }
+        if appended.channel == Channel::Wechat {
+            let Some(sender) = &self.wechat_out else {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "recorded, but WeChat answers need `wechat_appid` and `wechat_secret`",
+                ));
+            };
+            if let Some(to) = self
+                .conversations
+                .identities_of(&appended.customer)
+                .into_iter()
+                .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Wechat)
+                && let Err(e) = sender.send_text(&to.value, text).await
+            {
+                tracing::error!(error = %e, "WeChat refused an agent's answer");
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("recorded, but WeChat refused it: {e}"),
                 ));
             }
         }
