@@ -274,6 +274,10 @@ pub enum AgentsCommand {
         /// The user (kefu users) who works the desk as this agent.
         #[arg(long)]
         user: Option<String>,
+        /// Call the agent at this SIP URI when their phone has not registered (a
+        /// desk phone on the PBX, reached through the trunk).
+        #[arg(long)]
+        uri: Option<String>,
         /// Read the SIP password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
@@ -294,9 +298,15 @@ pub fn agents(cmd: AgentsCommand) -> ExitCode {
             queues,
             skills,
             user,
+            uri,
             password_stdin,
             store,
         } => store.load().and_then(|c| {
+            if let Some(u) = &uri
+                && let Err(e) = kefu::call::leg::check_uri(u)
+            {
+                bail!("--uri: {e}");
+            }
             if extension.is_empty()
                 || extension.len() > 32
                 || !extension
@@ -332,6 +342,7 @@ pub fn agents(cmd: AgentsCommand) -> ExitCode {
                     queues,
                     skills: split_list(&skills),
                     user_id,
+                    contact_uri: uri.clone(),
                     ha1_sha256: ha1(Algorithm::Sha256, &extension, &c.sip_realm, &pw),
                     ha1_md5: ha1(Algorithm::Md5, &extension, &c.sip_realm, &pw),
                 };
@@ -359,11 +370,14 @@ pub fn agents(cmd: AgentsCommand) -> ExitCode {
                 s.close().await;
                 for a in agents? {
                     println!(
-                        "{}\t{}\tqueues={}\tskills={}",
+                        "{}\t{}\tqueues={}\tskills={}{}",
                         a.extension,
                         a.name,
                         a.queues.join(","),
-                        a.skills.join(",")
+                        a.skills.join(","),
+                        a.contact_uri
+                            .map(|u| format!("\turi={u}"))
+                            .unwrap_or_default()
                     );
                 }
                 Ok(())

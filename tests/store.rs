@@ -622,6 +622,7 @@ async fn access_and_reports(db: Db) {
         queues: vec!["general".into(), "billing".into()],
         skills: vec!["zh".into()],
         user_id: Some(user.id.clone()),
+        contact_uri: None,
         ha1_sha256: "a".repeat(64),
         ha1_md5: "b".repeat(32),
     };

@@ -976,3 +976,104 @@ fn run_sipp(
         .output()
         .expect("SIPp must be installed (Debian package sip-tester)")
 }
+
+/// An agent whose phone does not register (a desk phone on the PBX) is called
+/// at the fixed SIP URI given with `kefu agents add --uri`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_at_a_fixed_uri_is_called_without_registering() {
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\n",
+    );
+    let desk_phone = RawUa::new(server.sip);
+    let uri = format!("sip:8001@{}", desk_phone.local());
+    let (ok, _, err) = server.kefu_with_input(
+        &["users", "add", "fay", "--role", "agent", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = server.kefu(&[
+        "agents",
+        "add",
+        "Fay",
+        "--extension",
+        "8001",
+        "--queues",
+        "support-en",
+        "--user",
+        "fay",
+        "--uri",
+        &uri,
+    ]);
+    assert!(ok, "{err}");
+    let (_, list, _) = server.kefu(&["agents", "list"]);
+    assert!(list.contains(&format!("uri={uri}")), "{list}");
+    let (ok, _, err) = server.kefu(&[
+        "agents",
+        "add",
+        "Bad",
+        "--extension",
+        "8002",
+        "--uri",
+        "mailto:someone",
+    ]);
+    assert!(!ok && err.contains("--uri"), "{err}");
+    available(&server, "fay").await;
+    let phone = Phone {
+        ua: desk_phone,
+        extension: "8001".into(),
+    };
+
+    let caller = RawUa::new(server.sip);
+    let ok = caller.answered_call("to-fixed-uri", "4008002000");
+    let kefu_media = sdp_target(&ok);
+    let mut seq = 1u16;
+    press(&caller.rtp, 101, kefu_media, 0, &mut seq);
+    let invite = phone.ringing(Duration::from_secs(20));
+    assert!(invite.starts_with(&format!("INVITE {uri} ")), "{invite}");
+    phone.answer(&invite);
+    let kefu_leg = sdp_target(&invite);
+    phone.collect(Duration::from_secs(10), |got| got.len() >= 10);
+    let mut leg_seq = 1;
+    phone.press(kefu_leg, 1, &mut leg_seq);
+    // Bridged: the caller's frames reach the desk phone.
+    let frames: Vec<Vec<u8>> = (0..150).map(|i| frame(i, 0x66)).collect();
+    let expected: std::collections::HashSet<Vec<u8>> = frames
+        .iter()
+        .map(|f| transcode(Law::Pcmu, Law::Pcma, f))
+        .collect();
+    let sending = std::thread::spawn({
+        let (sock, frames) = (caller.rtp.try_clone().unwrap(), frames.clone());
+        move || {
+            for (i, f) in frames.iter().enumerate() {
+                let _ = sock.send_to(
+                    &rtp(0, 500 + i as u16, 160 * i as u32, false, f),
+                    kefu_media,
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    let mut matched = 0;
+    phone.collect(Duration::from_secs(20), |got| {
+        matched = got
+            .iter()
+            .filter(|p| p.len() == 172 && expected.contains(&p[12..]))
+            .count();
+        matched >= 100
+    });
+    sending.join().unwrap();
+    assert!(
+        matched >= 100,
+        "{matched} of 150 frames reached the desk phone"
+    );
+    phone.hang_up(&invite);
+    caller.answer_request("BYE", Duration::from_secs(5));
+    let record = common::only_record(&server);
+    assert_eq!(
+        record["transfer"]["tried"][0][1], "took the call",
+        "{record}"
+    );
+}

@@ -242,7 +242,7 @@ impl Media {
         let uri = b.uri.clone();
         tokio::spawn(async move {
             // A SIP URI with a host name is looked up; an address is used as is.
-            let spec = match destination_of(&uri).await {
+            let spec = match leg::resolve(&uri).await {
                 Some(d) => LegSpec {
                     contact: crate::agents::registrar::Binding {
                         source: d,
@@ -259,18 +259,6 @@ impl Media {
             _commands: cmd_tx,
         });
     }
-}
-
-/// Where a SIP URI's host points (port 5060 by default); None when it does not
-/// parse or resolve.
-async fn destination_of(uri: &str) -> Option<SocketAddr> {
-    let parsed = rsipstack::sip::Uri::try_from(uri).ok()?;
-    let host = parsed.host_with_port.host.to_string();
-    let port = parsed.host_with_port.port.map(u16::from).unwrap_or(5060);
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()?
-        .next()
 }
 
 #[cfg(test)]

@@ -458,6 +458,28 @@ impl Briefing {
     }
 }
 
+/// Whether `text` is a SIP URI kefu can call (an agent's fixed address).
+pub fn check_uri(text: &str) -> Result<(), String> {
+    if !text.starts_with("sip:") || text.len() > 200 {
+        return Err("must be a SIP URI like sip:1001@pbx.example".into());
+    }
+    rsipstack::sip::Uri::try_from(text)
+        .map(|_| ())
+        .map_err(|e| format!("not a SIP URI: {e}"))
+}
+
+/// Where a SIP URI's host points (port 5060 by default); None when it does not
+/// parse or resolve.
+pub async fn resolve(uri: &str) -> Option<SocketAddr> {
+    let parsed = rsipstack::sip::Uri::try_from(uri).ok()?;
+    let host = parsed.host_with_port.host.to_string();
+    let port = parsed.host_with_port.port.map(u16::from).unwrap_or(5060);
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()?
+        .next()
+}
+
 /// What the agent hears about the caller before taking the call: who, why, what
 /// they said last and what the IVR collected, then the keys.
 pub fn summary_text(

@@ -299,9 +299,24 @@ impl Waiting {
         );
         tokio::spawn(async move {
             let contact = match store.agent_by_id(&agent).await {
-                Ok(Some(a)) => crate::lock(&staff.phones.registrar)
-                    .contacts(&a.extension, Instant::now())
-                    .pop(),
+                Ok(Some(a)) => {
+                    let registered = crate::lock(&staff.phones.registrar)
+                        .contacts(&a.extension, Instant::now())
+                        .pop();
+                    match (registered, &a.contact_uri) {
+                        (Some(b), _) => Some(b),
+                        // No phone registered: the agent's fixed address.
+                        (None, Some(uri)) => leg::resolve(uri).await.map(|source| {
+                            crate::agents::registrar::Binding {
+                                contact: uri.clone(),
+                                source,
+                                transport: "udp",
+                                expires_at: Instant::now(),
+                            }
+                        }),
+                        (None, None) => None,
+                    }
+                }
                 Ok(None) => None,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "cannot look the agent up");

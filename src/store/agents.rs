@@ -18,6 +18,8 @@ pub struct Agent {
     pub skills: Vec<String>,
     /// The user who signs in to the desk as this agent, if any.
     pub user_id: Option<String>,
+    /// Where the agent is called when their phone has not registered (a SIP URI).
+    pub contact_uri: Option<String>,
     pub created: DateTime<Utc>,
 }
 
@@ -29,6 +31,7 @@ pub struct NewAgent {
     pub queues: Vec<String>,
     pub skills: Vec<String>,
     pub user_id: Option<String>,
+    pub contact_uri: Option<String>,
     /// H(extension:realm:password), SHA-256 and MD5.
     pub ha1_sha256: String,
     pub ha1_md5: String,
@@ -51,11 +54,13 @@ fn agent_of(r: &sqlx::any::AnyRow) -> anyhow::Result<Agent> {
         queues: split_list(&r.try_get::<String, _>("queues")?),
         skills: split_list(&r.try_get::<String, _>("skills")?),
         user_id: r.try_get("user_id")?,
+        contact_uri: r.try_get("contact_uri")?,
         created: from_ms(r.try_get("created_ms")?),
     })
 }
 
-const COLUMNS: &str = "id, display_name, extension, queues, skills, user_id, created_ms";
+const COLUMNS: &str =
+    "id, display_name, extension, queues, skills, user_id, contact_uri, created_ms";
 
 impl Store {
     pub async fn add_agent(&self, a: &NewAgent, audit: Audit) -> anyhow::Result<Agent> {
@@ -73,7 +78,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO agents (id, user_id, display_name, queues, created_ms, extension, skills, \
-             ha1_sha256, ha1_md5, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             ha1_sha256, ha1_md5, key_id, contact_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id.as_str())
         .bind(a.user_id.as_deref())
@@ -85,6 +91,7 @@ impl Store {
         .bind(s.seal("agents.ha1_sha256", &a.ha1_sha256))
         .bind(s.seal("agents.ha1_md5", &a.ha1_md5))
         .bind(s.key_id())
+        .bind(a.contact_uri.as_deref())
         .execute(&mut *tx)
         .await
         .context("cannot add the agent")?;
@@ -97,6 +104,7 @@ impl Store {
             queues: a.queues.clone(),
             skills: a.skills.clone(),
             user_id: a.user_id.clone(),
+            contact_uri: a.contact_uri.clone(),
             created: from_ms(ms(now)),
         })
     }

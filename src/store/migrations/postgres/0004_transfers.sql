@@ -2,6 +2,9 @@
 -- unless its plan asks questions), and recordings (voicemail messages, bridged
 -- calls) are kept sealed, one WAV per row.
 ALTER TABLE tickets ADD COLUMN call_id TEXT;
+-- An agent reached at a fixed SIP URI (a desk phone on the PBX, through the
+-- trunk) rather than a phone that registers.
+ALTER TABLE agents ADD COLUMN contact_uri TEXT;
 CREATE INDEX tickets_call ON tickets(call_id);
 CREATE TABLE recordings (
     id          TEXT PRIMARY KEY,
