@@ -11,6 +11,7 @@ pub mod config;
 pub mod dialogue;
 pub mod dialplan;
 pub mod media;
+pub mod metrics;
 pub mod server;
 pub mod source;
 pub mod speech;

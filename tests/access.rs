@@ -21,6 +21,9 @@ const ROLES: [&str; 5] = ["admin", "supervisor", "agent", "auditor", "integrator
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "public"),
     ("GET", "/readyz", "public"),
+    // Operational metrics: what reports may see (Prometheus scrapes with an
+    // auditor's token).
+    ("GET", "/metrics", "admin supervisor auditor"),
     ("GET", "/chat", "public"),
     ("POST", "/api/chat/conversations", "public"),
     ("GET", "/api/chat/conversations/{id}/messages", "public"),

@@ -63,6 +63,13 @@ pub fn router(
         .routes()
         .add(Get, "/healthz", Public, healthz)
         .add(Get, "/readyz", Public, readyz)
+        // Prometheus scrapes with an auditor's token (or a supervisor's session).
+        .add(
+            Get,
+            "/metrics",
+            crate::auth::Permission::Reports,
+            prometheus,
+        )
         .build()
         .with_state(health);
     let chat = crate::channel::chat::router(&mut table, text);
@@ -77,8 +84,34 @@ pub fn router(
     let router = Router::new()
         .merge(health_routes)
         .merge(chat)
-        .merge(ops_routes.layer(DefaultBodyLimit::max(MAX_BODY)));
+        .merge(ops_routes.layer(DefaultBodyLimit::max(MAX_BODY)))
+        .layer(axum::middleware::from_fn(count_status));
     (router, specs)
+}
+
+/// Counts every HTTP answer by status code (for `/metrics`).
+async fn count_status(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let r = next.run(req).await;
+    crate::metrics::metrics()
+        .http_responses
+        .get_or_create(&crate::metrics::StatusLabel {
+            code: r.status().as_u16(),
+        })
+        .inc();
+    r
+}
+
+async fn prometheus() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::metrics().encode(),
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -102,6 +102,8 @@ impl Media {
         let mut out = vec![0u8; 12 + MAX_PAYLOAD];
         let mut pcm = Vec::with_capacity(MAX_PAYLOAD);
         let mut check = tokio::time::interval(Duration::from_secs(1));
+        let metrics = crate::metrics::metrics();
+        metrics.bridged_active.inc();
         let (ended_by, reason) = loop {
             tokio::select! {
                 t = async {
@@ -144,8 +146,11 @@ impl Media {
                             ignored.clear();
                         }
                         pcm.clear();
-                        if let Err(e) = leg.socket.send_to(&out[..n], agent_remote).await {
-                            tracing::debug!(error = %e, "RTP to the agent failed");
+                        match leg.socket.send_to(&out[..n], agent_remote).await {
+                            Ok(_) => {
+                                metrics.rtp_out.inc();
+                            }
+                            Err(e) => tracing::debug!(error = %e, "RTP to the agent failed"),
                         }
                     }
                 }
@@ -158,6 +163,7 @@ impl Media {
                     }
                     agent_remote = from;
                     agent_heard = Instant::now();
+                    metrics.rtp_in.inc();
                     let want_pcm = recorder.is_some() || agent_ears.is_some();
                     if let Relayed::Audio(n) | Relayed::Event(n) =
                         to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
@@ -170,10 +176,13 @@ impl Media {
                             ignored.clear();
                         }
                         pcm.clear();
-                        if self.negotiated.direction.sends()
-                            && let Err(e) = s.socket.send_to(&out[..n], self.remote).await
-                        {
-                            tracing::debug!(error = %e, "RTP to the caller failed");
+                        if self.negotiated.direction.sends() {
+                            match s.socket.send_to(&out[..n], self.remote).await {
+                                Ok(_) => {
+                                    metrics.rtp_out.inc();
+                                }
+                                Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
+                            }
                         }
                         self.sender.packets += 1;
                     }
@@ -256,6 +265,7 @@ impl Media {
         {
             tracing::debug!(error = %e, "BYE to the agent failed");
         }
+        metrics.bridged_active.dec();
         s.dialog_layer.remove_dialog(&leg.dialog.id());
         s.staff.center.finish(&s.call_id, &agent);
         let talked = leg.answered_at.elapsed();

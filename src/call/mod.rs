@@ -116,7 +116,12 @@ pub async fn run(mut s: CallSetup) {
     span.in_scope(
         || tracing::info!(trunk = ?s.trunk, dialplan = %record.dialplan, "incoming call"),
     );
+    let m = crate::metrics::metrics();
+    m.calls_started.inc();
+    m.calls_active.inc();
     let reason = tracing::Instrument::instrument(drive(&mut s, &mut record), span).await;
+    m.calls_active.dec();
+    m.rtp_lost.inc_by(record.rtp_lost);
     record.end_reason = reason;
     record.end_at = Some(chrono::Utc::now());
     s.dialog_layer.remove_dialog(&s.dialog.id());
@@ -864,11 +869,14 @@ impl Media {
                 .sender
                 .build(self.negotiated.payload_type, slot, &payload, &mut packet)
             {
-                Ok(n) => {
-                    if let Err(e) = s.socket.send_to(&packet[..n], self.remote).await {
-                        tracing::debug!(error = %e, remote = %self.remote, "RTP send failed");
+                Ok(n) => match s.socket.send_to(&packet[..n], self.remote).await {
+                    Ok(_) => {
+                        crate::metrics::metrics().rtp_out.inc();
                     }
-                }
+                    Err(e) => {
+                        tracing::debug!(error = %e, remote = %self.remote, "RTP send failed")
+                    }
+                },
                 Err(e) => tracing::error!(error = %e, "RTP packet build failed"),
             }
         }
@@ -990,6 +998,7 @@ impl Media {
             self.remote = from;
             self.latched = true;
         }
+        crate::metrics::metrics().rtp_in.inc();
         let now = Instant::now();
         self.last_heard = now;
         let arrival =

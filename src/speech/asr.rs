@@ -430,9 +430,18 @@ impl AsrPool {
             reply,
             queued: Instant::now(),
         };
+        let m = crate::metrics::metrics();
         match self.tx.try_send(job) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(AsrError::Busy(self.queue)),
+            Ok(()) => {
+                m.asr_queue.inc();
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) => {
+                m.asr_requests
+                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "busy" })
+                    .inc();
+                Err(AsrError::Busy(self.queue))
+            }
             Err(TrySendError::Disconnected(_)) => Err(AsrError::Stopped),
         }
     }
@@ -459,7 +468,16 @@ fn worker(mut recognizer: Recognizer, rx: Arc<std::sync::Mutex<Receiver<Job>>>) 
             Err(_) => return,
         };
         let waited = job.queued.elapsed();
+        let m = crate::metrics::metrics();
+        m.asr_queue.dec();
+        let started = Instant::now();
         let result = recognizer.transcribe(&job.audio, job.language);
+        crate::metrics::Metrics::observe(&m.asr_decode_seconds, started.elapsed());
+        m.asr_requests
+            .get_or_create(&crate::metrics::OutcomeLabel {
+                outcome: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
         if let Ok(t) = &result {
             tracing::debug!(
                 audio_ms = t.audio_ms,

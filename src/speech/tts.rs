@@ -276,7 +276,14 @@ impl TtsCache {
     /// The rendered sentence, synthesising (and storing) it when not cached.
     pub fn get(&self, voice: &Voice, text: &str) -> Result<Arc<Vec<f32>>, TtsError> {
         let key = (voice.name.clone(), text.to_string());
+        let outcome = |outcome: &'static str| {
+            crate::metrics::metrics()
+                .tts_cache
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                .inc();
+        };
         if let Some(hit) = self.memory.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            outcome("memory");
             return Ok(hit);
         }
         let file = self
@@ -287,8 +294,10 @@ impl TtsCache {
             && let Ok((samples, rate)) = crate::media::wav::read_mono(f)
             && rate == RATE
         {
+            outcome("disk");
             return Ok(self.remember(key, samples));
         }
+        outcome("rendered");
         let started = Instant::now();
         let samples = voice.synthesize(text)?;
         tracing::debug!(voice = %voice.name, chars = text.chars().count(), ms = started.elapsed().as_millis() as u64, "sentence synthesised");

@@ -99,7 +99,13 @@ pub fn spawn(pool: AnyPool, backend: super::Backend, sealer: Sealer) -> mpsc::Se
 async fn run(pool: AnyPool, backend: super::Backend, sealer: Sealer, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        match commit_batch(&pool, backend, &sealer, &batch).await {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&pool, backend, &sealer, &batch).await;
+        crate::metrics::Metrics::observe(
+            &crate::metrics::metrics().db_commit_seconds,
+            started.elapsed(),
+        );
+        match committed {
             Ok(dones) => {
                 for (job, done) in batch.drain(..).zip(dones) {
                     let _ = job.done.send(Ok(done));

@@ -141,6 +141,10 @@ impl TextChannels {
         let (reply, appended) = self
             .conversations
             .respond(&m, id, text, chrono::Utc::now())?;
+        crate::metrics::Metrics::observe(
+            &crate::metrics::metrics().match_seconds,
+            started.elapsed(),
+        );
         let latency = i64::try_from(started.elapsed().as_micros()).ok();
         self.save(&appended, latency).await?;
         self.conversations.publish(&appended);

@@ -400,6 +400,7 @@ impl SipService {
                 active = self.gate.active(),
                 "INVITE refused with 503"
             );
+            crate::metrics::metrics().calls_refused.inc();
             return Self::reject(&mut tx, StatusCode::ServiceUnavailable, why).await;
         };
         let called = tx.original.uri.user().unwrap_or_default().to_string();

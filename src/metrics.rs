@@ -1,0 +1,154 @@
+//! Operational metrics in the Prometheus text format (`GET /metrics`): calls, RTP,
+//! speech recognition and synthesis, dialogue matching, HTTP answers and store
+//! commits. One process-wide set (`metrics()`), updated with atomic increments
+//! where things happen; the `prometheus-client` crate keeps and encodes them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub calls_started: Counter,
+    pub calls_active: Gauge,
+    pub calls_refused: Counter,
+    pub rtp_in: Counter,
+    pub rtp_out: Counter,
+    pub rtp_lost: Counter,
+    pub bridged_active: Gauge,
+    pub asr_requests: Family<OutcomeLabel, Counter>,
+    pub asr_decode_seconds: Histogram,
+    pub asr_queue: Gauge,
+    pub tts_cache: Family<OutcomeLabel, Counter>,
+    pub match_seconds: Histogram,
+    pub http_responses: Family<StatusLabel, Counter>,
+    pub db_commit_seconds: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn seconds() -> Histogram {
+    // 100 µs to about 6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("kefu");
+        let m = Self {
+            calls_started: Counter::default(),
+            calls_active: Gauge::default(),
+            calls_refused: Counter::default(),
+            rtp_in: Counter::default(),
+            rtp_out: Counter::default(),
+            rtp_lost: Counter::default(),
+            bridged_active: Gauge::default(),
+            asr_requests: Family::default(),
+            asr_decode_seconds: seconds(),
+            asr_queue: Gauge::default(),
+            tts_cache: Family::default(),
+            match_seconds: seconds(),
+            http_responses: Family::default(),
+            db_commit_seconds: seconds(),
+            registry: Registry::default(),
+        };
+        registry.register("calls_started", "Calls answered", m.calls_started.clone());
+        registry.register("calls_active", "Calls in progress", m.calls_active.clone());
+        registry.register(
+            "calls_refused",
+            "INVITEs refused with 503 (call limit, draining)",
+            m.calls_refused.clone(),
+        );
+        registry.register(
+            "rtp_packets_in",
+            "RTP packets received from callers and agents",
+            m.rtp_in.clone(),
+        );
+        registry.register("rtp_packets_out", "RTP packets sent", m.rtp_out.clone());
+        registry.register(
+            "rtp_packets_lost",
+            "RTP packets callers' streams lost (counted at the end of each call)",
+            m.rtp_lost.clone(),
+        );
+        registry.register(
+            "bridged_calls_active",
+            "Calls bridged to an agent or a transfer target",
+            m.bridged_active.clone(),
+        );
+        registry.register(
+            "asr_requests",
+            "Utterances given to speech recognition, by outcome",
+            m.asr_requests.clone(),
+        );
+        registry.register(
+            "asr_decode_seconds",
+            "Speech recognition time per utterance",
+            m.asr_decode_seconds.clone(),
+        );
+        registry.register(
+            "asr_queue",
+            "Utterances waiting for a recogniser",
+            m.asr_queue.clone(),
+        );
+        registry.register(
+            "tts_cache",
+            "Sentences asked of speech synthesis, by cache outcome (memory, disk, rendered)",
+            m.tts_cache.clone(),
+        );
+        registry.register(
+            "dialogue_match_seconds",
+            "Time to answer a customer's message (matching and the reply)",
+            m.match_seconds.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "HTTP answers by status code",
+            m.http_responses.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Time to commit one batch of store writes",
+            m.db_commit_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The metrics in the Prometheus (OpenMetrics) text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    pub fn observe(h: &Histogram, d: Duration) {
+        h.observe(d.as_secs_f64());
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}

@@ -1,0 +1,102 @@
+//! `GET /metrics` in the Prometheus text format: it parses, needs a reader's
+//! credentials, and moves while a call is in progress.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{RawUa, Server};
+
+/// The metrics as (name → value), summed over labels.
+fn scrape(server: &Server, token: &str) -> HashMap<String, f64> {
+    let r = http::get_metrics(server, token);
+    let lines = r.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let mut out: HashMap<String, f64> = HashMap::new();
+    for s in scrape.samples {
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => continue,
+        };
+        *out.entry(s.metric).or_default() += v;
+    }
+    out
+}
+
+mod http {
+    /// GET /metrics with a bearer token over a plain socket (this test has no
+    /// async runtime).
+    pub fn get_metrics(server: &super::Server, token: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(server.http).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: kefu\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text"),
+            "{head}"
+        );
+        body.to_string()
+    }
+}
+
+#[test]
+fn metrics_parse_and_move_during_a_call() {
+    let server = Server::start(None);
+    let (ok, token, err) = server.kefu(&["tokens", "create", "prometheus", "--role", "auditor"]);
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    let before = scrape(&server, &token);
+    assert_eq!(before.get("kefu_calls_active"), Some(&0.0), "{before:?}");
+
+    let ua = RawUa::new(server.sip);
+    let ok = ua.answered_call("metrics-call", "4008002000");
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = scrape(&server, &token);
+    assert_eq!(during["kefu_calls_active"], 1.0, "{during:?}");
+    assert_eq!(
+        during["kefu_calls_started_total"],
+        before
+            .get("kefu_calls_started_total")
+            .copied()
+            .unwrap_or(0.0)
+            + 1.0
+    );
+    // The welcome prompt is being sent: 50 packets a second.
+    let sent = during["kefu_rtp_packets_out_total"]
+        - before
+            .get("kefu_rtp_packets_out_total")
+            .copied()
+            .unwrap_or(0.0);
+    assert!(sent >= 40.0, "{sent} RTP packets in 1.5 s");
+    assert!(during["kefu_http_responses_total"] >= 1.0, "{during:?}");
+    assert!(
+        during.contains_key("kefu_store_commit_seconds_count"),
+        "{during:?}"
+    );
+
+    ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-metrics-bye"));
+    ua.expect_status(200, Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = scrape(&server, &token);
+        if after["kefu_calls_active"] == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never ended: {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
