@@ -98,6 +98,9 @@ enum Command {
         #[command(flatten)]
         store: store_cli::StoreArgs,
     },
+    /// The supervisors' report for a date range: automation rate by day and
+    /// channel, machine reply time, hot topics, unanswered questions.
+    Report(store_cli::ReportArgs),
     /// A customer's stored data: export it, or erase it.
     Customers {
         #[command(subcommand)]
@@ -326,6 +329,7 @@ fn main() -> ExitCode {
         Command::Tokens { command } => access_cli::tokens(command),
         Command::Agents { command } => access_cli::agents(command),
         Command::Customers { command } => store_cli::customers(command),
+        Command::Report(args) => store_cli::report(args),
         Command::Check(plans)
         | Command::Prompts {
             command: PromptsCommand::Render(plans),

@@ -132,6 +132,51 @@ pub fn customers(cmd: CustomersCommand) -> ExitCode {
     })
 }
 
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// First day (YYYY-MM-DD, UTC) [default: 7 days ago]
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// Last day, included (YYYY-MM-DD, UTC) [default: today]
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// json (everything), csv (the daily table) or md (everything, as tables).
+    #[arg(long, default_value = "md")]
+    format: ReportFormat,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+    Md,
+}
+
+pub fn report(args: ReportArgs) -> ExitCode {
+    finish(args.store.load().and_then(|c| {
+        let today = chrono::Utc::now().date_naive();
+        let to = args.to.unwrap_or(today);
+        let from = args.from.unwrap_or(to - chrono::Duration::days(6));
+        if from > to {
+            bail!("--from must not be after --to");
+        }
+        runtime()?.block_on(async {
+            let s = c.open_store().await?;
+            let r = s.analytics(from, to).await;
+            s.close().await;
+            let r = r?;
+            match args.format {
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                ReportFormat::Csv => print!("{}", r.days_csv()),
+                ReportFormat::Md => print!("{}", r.markdown()),
+            }
+            Ok(())
+        })
+    }))
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,5 +1,5 @@
 //! `GET /metrics` in the Prometheus text format: it parses, needs a reader's
-//! credentials, and moves while a call is in progress.
+//! credentials, and moves while a call is in progress. And `kefu report`.
 
 mod common;
 
@@ -99,4 +99,37 @@ fn metrics_parse_and_move_during_a_call() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `kefu report` prints the supervisors' report (exact values are checked on a
+/// seeded store in tests/store.rs), and refuses a backwards range.
+#[test]
+fn the_report_command_prints_each_format() {
+    let server = Server::start(None);
+    let (ok, csv, err) = server.kefu(&["report", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert!(
+        csv.starts_with("day,channel,conversations,automated,handed_over,automation_rate\n"),
+        "{csv}"
+    );
+    let (ok, json, err) = server.kefu(&[
+        "report",
+        "--format",
+        "json",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-31",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["from"], "2026-01-01");
+    assert_eq!(v["conversations"], 0);
+    let (ok, md, _) = server.kefu(&["report"]);
+    assert!(ok && md.starts_with("# kefu report"), "{md}");
+    let (ok, _, err) = server.kefu(&["report", "--from", "2026-02-01", "--to", "2026-01-01"]);
+    assert!(
+        !ok && err.contains("--from must not be after --to"),
+        "{err}"
+    );
 }

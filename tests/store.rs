@@ -707,3 +707,213 @@ async fn two_writers_on_one_sqlite_file() {
     server.close().await;
     command.close().await;
 }
+
+/// (id, channel, day, customer's words, intent, confidence, reply µs, person?)
+type Seed<'a> = (
+    &'a str,
+    Channel,
+    u32,
+    &'a str,
+    Option<&'a str>,
+    Option<f32>,
+    i64,
+    &'a str,
+);
+
+/// The supervisors' report over a seeded store: exact automation rates, reply
+/// percentiles, hot topics and unanswered groups.
+async fn analytics(db: Db) {
+    use chrono::{NaiveDate, TimeZone};
+    let (_, keys) = ring(&[1]);
+    let store = Store::open(&db.url, Some(keys)).await.unwrap();
+    let at = |day: u32, hour: u32| Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap();
+    let said =
+        |speaker: Speaker, text: &str, when, intent: Option<&str>, confidence: Option<f32>| Turn {
+            at: when,
+            speaker,
+            text: text.into(),
+            intent: intent.map(str::to_string),
+            confidence,
+        };
+    let seeded: [Seed; 5] = [
+        (
+            "w1",
+            Channel::Web,
+            20,
+            "Do you sell kayaks?",
+            None,
+            None,
+            2000,
+            "",
+        ),
+        (
+            "w2",
+            Channel::Web,
+            20,
+            "where is my order",
+            Some("order_status"),
+            Some(0.9),
+            4000,
+            "agent",
+        ),
+        (
+            "w3",
+            Channel::Web,
+            21,
+            "do you sell KAYAKS",
+            None,
+            None,
+            6000,
+            "",
+        ),
+        (
+            "s1",
+            Channel::Sms,
+            21,
+            "opening hours?",
+            Some("opening_hours"),
+            Some(0.95),
+            8000,
+            "ticket",
+        ),
+        (
+            "p1",
+            Channel::Phone,
+            20,
+            "hours",
+            Some("opening_hours"),
+            Some(0.4),
+            10000,
+            "",
+        ),
+    ];
+    for (id, channel, day, text, intent, confidence, latency, person) in seeded {
+        let customer = store
+            .customer_for(&Identity::new(IdentityKind::Web, format!("v-{id}")))
+            .await
+            .unwrap();
+        let mut turns = vec![
+            said(Speaker::Customer, text, at(day, 9), intent, confidence),
+            said(Speaker::Bot, "an answer", at(day, 9), None, None),
+        ];
+        if person == "agent" {
+            turns.insert(
+                1,
+                said(Speaker::Agent, "Let me check.", at(day, 9), None, None),
+            );
+        }
+        store
+            .record_turns(TurnsWrite {
+                conversation: id.into(),
+                channel,
+                customer: customer.clone(),
+                call_id: None,
+                started: at(day, 9),
+                updated: at(day, 9),
+                first_seq: 0,
+                turns,
+                latency_us: Some(latency),
+            })
+            .await
+            .unwrap();
+        if person == "ticket" {
+            store
+                .open_ticket(&customer, Some(id), None, "general", text)
+                .await
+                .unwrap();
+        }
+    }
+    // A conversation outside the range is not counted.
+    let customer = store
+        .customer_for(&Identity::new(IdentityKind::Web, "v-old"))
+        .await
+        .unwrap();
+    store
+        .record_turns(TurnsWrite {
+            conversation: "old".into(),
+            channel: Channel::Web,
+            customer,
+            call_id: None,
+            started: at(10, 9),
+            updated: at(10, 9),
+            first_seq: 0,
+            turns: vec![said(
+                Speaker::Customer,
+                "do you sell kayaks",
+                at(10, 9),
+                None,
+                None,
+            )],
+            latency_us: None,
+        })
+        .await
+        .unwrap();
+
+    let d = |day| NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+    let r = store.analytics(d(20), d(21)).await.unwrap();
+    let days: Vec<(NaiveDate, &str, i64, i64)> = r
+        .days
+        .iter()
+        .map(|x| (x.day, x.channel.as_str(), x.conversations, x.automated))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (d(20), "phone", 1, 1),
+            (d(20), "web", 2, 1),
+            (d(21), "sms", 1, 0),
+            (d(21), "web", 1, 1)
+        ]
+    );
+    assert_eq!((r.conversations, r.automated), (5, 3));
+    assert_eq!(r.automation_rate, Some(0.6));
+    assert_eq!(r.bot_reply.count, 5);
+    assert_eq!(
+        (r.bot_reply.p50_ms, r.bot_reply.p90_ms),
+        (Some(6.0), Some(10.0))
+    );
+    assert_eq!(
+        r.top_intents,
+        [
+            ("opening_hours".to_string(), 2),
+            ("order_status".to_string(), 1)
+        ]
+    );
+    let unanswered: Vec<(&str, usize, Vec<&str>)> = r
+        .unanswered
+        .iter()
+        .map(|u| {
+            (
+                u.question.as_str(),
+                u.count,
+                u.examples.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unanswered,
+        [
+            (
+                "do you sell kayaks",
+                2,
+                vec!["Do you sell kayaks?", "do you sell KAYAKS"]
+            ),
+            ("hours", 1, vec!["hours"]),
+        ]
+    );
+    assert!(r.days_csv().starts_with(
+        "day,channel,conversations,automated,handed_over,automation_rate\n2026-11-20,phone,1,1,0,1.0000\n"
+    ));
+    assert!(r.markdown().contains("| do you sell kayaks | 2 |"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_analytics_report_exact_values() {
+    analytics(sqlite_db().await).await;
+}
+
+#[tokio::test]
+async fn postgres_analytics_report_exact_values() {
+    analytics(postgres_db().await).await;
+}

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod analytics;
 pub mod backup;
 pub mod crypto;
 mod migrate;
