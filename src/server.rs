@@ -242,6 +242,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
+    tokio::spawn(crate::store::analytics::daily(
+        store.clone(),
+        config.data.join("reports"),
+        stop.clone(),
+    ));
     if let Some(days) = config.retention_days {
         tokio::spawn(crate::store::retention::run(
             store.clone(),

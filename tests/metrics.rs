@@ -132,4 +132,22 @@ fn the_report_command_prints_each_format() {
         !ok && err.contains("--from must not be after --to"),
         "{err}"
     );
+    // The server writes yesterday's report to data/reports/ at start (then daily).
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Duration::days(1)).to_string();
+    let dir = server.data().join("reports");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dir.join(format!("{yesterday}.md")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no daily report in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{yesterday}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["from"], yesterday.as_str());
+    assert_eq!(json["to"], yesterday.as_str());
 }

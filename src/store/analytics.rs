@@ -276,6 +276,65 @@ impl Report {
     }
 }
 
+/// Writes the report of each finished UTC day to `dir` (`DAY.md` and `DAY.json`):
+/// yesterday's at start if it is missing, then each day shortly after midnight,
+/// until `stop`.
+pub async fn daily(
+    store: Store,
+    dir: std::path::PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let now = Utc::now();
+        let yesterday = now.date_naive() - chrono::Duration::days(1);
+        if let Err(e) = write_day(&store, &dir, yesterday).await {
+            tracing::warn!(error = format!("{e:#}"), day = %yesterday, "cannot write the daily report");
+        }
+        // Five minutes past the next UTC midnight.
+        let next = (now.date_naive() + chrono::Duration::days(1))
+            .and_hms_opt(0, 5, 0)
+            .unwrap_or_default()
+            .and_utc();
+        let wait = (next - now)
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The report of `day`, unless it is already written (atomically: a temporary
+/// file renamed into place).
+async fn write_day(store: &Store, dir: &std::path::Path, day: NaiveDate) -> anyhow::Result<()> {
+    let md = dir.join(format!("{day}.md"));
+    if md.exists() {
+        return Ok(());
+    }
+    let r = store.analytics(day, day).await?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    for (path, text) in [
+        (
+            dir.join(format!("{day}.json")),
+            serde_json::to_string_pretty(&r)?,
+        ),
+        (md, r.markdown()),
+    ] {
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, text)
+            .await
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tracing::info!(%day, dir = %dir.display(), "daily report written");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
