@@ -25,6 +25,7 @@ use crate::watch::{Reloaded, Schedule};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    open_files_for(config.max_calls);
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
     // The store first: with encryption on and no key, nothing else starts.
@@ -374,5 +375,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Each call holds an RTP socket (two when bridged), so `max_calls` calls need
+/// more open files than the usual soft limit of 1024: raise it to the hard limit
+/// (as the Go runtime and nginx do), and say so when even that is too low.
+pub fn open_files_for(max_calls: usize) {
+    let needed = (max_calls as u64) * 2 + 256;
+    match rlimit::increase_nofile_limit(needed.max(4096)) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            max_calls,
+            "the open-file limit is below what max_calls needs (raise the hard limit: LimitNOFILE= or ulimit -Hn)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
