@@ -11,5 +11,8 @@ fn the_open_file_limit_is_raised_for_max_calls() {
     rlimit::setrlimit(Resource::NOFILE, 256.min(hard), hard).unwrap();
     kefu::server::open_files_for(1000);
     let (soft, _) = rlimit::getrlimit(Resource::NOFILE).unwrap();
-    assert!(soft >= (2 * 1000 + 256).min(hard), "soft limit {soft}, hard {hard}");
+    assert!(
+        soft >= (2 * 1000 + 256).min(hard),
+        "soft limit {soft}, hard {hard}"
+    );
 }
