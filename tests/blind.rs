@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::phone::{Phone, frame, transcode};
-use common::{RawUa, Server, write_rtp_pcap};
+use common::{RawUa, Server, Step, write_rtp_pcap};
 use kefu::media::g711::Law;
 
 fn plan(dir: &Path, to: &str) {
@@ -54,57 +54,22 @@ prompt = "en/goodbye.wav"
 
 const HEADERS: &str = "From: \"Test Caller\" <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\n";
 
-/// A SIPp caller: INVITE, ACK, key 0, then `after` (what it does with the REFER).
+/// A SIPp caller: INVITE, ACK, key 0, the REFER kefu sends, then `after` (what
+/// it does with the REFER).
 fn scenario(dir: &Path, name: &str, after: &str) -> PathBuf {
-    let xml = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="{name}">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Test Caller" <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:13800138000@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=- 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=ptime:20
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-{HEADERS}CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <pause milliseconds="1000"/>
-  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_0.pcap"/></action></nop>
-  <recv request="REFER" timeout="10000">
+    let refer = r#"  <recv request="REFER" timeout="10000">
     <action>
       <ereg regexp="Refer-To: *&lt;sip:[^&gt;]*&gt;" search_in="msg" check_it="true" assign_to="referto"/>
     </action>
   </recv>
-{after}
-</scenario>
-"#
-    );
-    let path = dir.join(format!("{name}.xml"));
-    std::fs::write(&path, xml).unwrap();
-    path
+"#;
+    common::caller_scenario_ending(
+        dir,
+        name,
+        true,
+        &[Step::Pause(1000), Step::Rfc4733('0')],
+        &format!("{refer}{after}\n"),
+    )
 }
 
 fn reply(status: &str) -> String {

@@ -300,6 +300,30 @@ async fn admin_cookie(server: &Server) -> String {
     server.sign_in("boss", "a long enough password").await.0
 }
 
+/// The first recording listed with a call (stored off the call's task: waits up
+/// to 10 s for it), as an admin sees it.
+async fn first_recording(server: &Server, cookie: &str, call_id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/calls/{call_id}/recordings",
+                server.http
+            ))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            return listed[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Nobody is free: past the queue's maximum wait the caller is offered a message
 /// or a callback, presses 1 and leaves a message, which is stored sealed, can be
 /// listened to (audited) and is noted on the call's ticket.
@@ -362,24 +386,11 @@ async fn an_empty_queue_leads_to_voicemail_and_a_ticket() {
             .header("cookie", cookie.clone())
             .send()
     };
-    let mut listed = serde_json::Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        listed = get(format!("/api/calls/{call_id}/recordings"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed.as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(listed[0]["kind"], "voicemail", "{listed}");
-    let ms = listed[0]["duration_ms"].as_i64().unwrap();
+    let listed = first_recording(&server, &cookie, &call_id).await;
+    assert_eq!(listed["kind"], "voicemail", "{listed}");
+    let ms = listed["duration_ms"].as_i64().unwrap();
     assert!((1500..=6000).contains(&ms), "{listed}");
-    let id = listed[0]["id"].as_str().unwrap();
+    let id = listed["id"].as_str().unwrap();
     let r = get(format!("/api/recordings/{id}")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "audio/wav");
@@ -634,32 +645,13 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
     let call_id = record["call_id"].as_str().unwrap();
     let cookie = admin_cookie(&server).await;
     let c = reqwest::Client::new();
-    let mut listed = serde_json::Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        listed = c
-            .get(format!(
-                "http://{}/api/calls/{call_id}/recordings",
-                server.http
-            ))
-            .header("cookie", cookie.clone())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed.as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(listed[0]["kind"], "call", "{listed}");
+    let listed = first_recording(&server, &cookie, call_id).await;
+    assert_eq!(listed["kind"], "call", "{listed}");
     let wav = c
         .get(format!(
             "http://{}/api/recordings/{}",
             server.http,
-            listed[0]["id"].as_str().unwrap()
+            listed["id"].as_str().unwrap()
         ))
         .header("cookie", cookie)
         .send()
@@ -717,7 +709,7 @@ async fn feature_codes_set_the_agents_state() {
             .collect::<Vec<_>>()
     };
     for (code, expected) in [("*1", "available"), ("*2", "away"), ("*1", "available")] {
-        let ok = phone.dial(code);
+        phone.dial(code);
         // The confirmation plays, then kefu hangs up.
         let heard = phone.collect(Duration::from_secs(10), |got| got.len() >= 50);
         assert!(heard.len() >= 50, "no confirmation after {code}");
@@ -728,7 +720,6 @@ async fn feature_codes_set_the_agents_state() {
         {
             panic!("no BYE after {code}; kefu:\n{}", server.logs().join("\n"));
         }
-        let _ = ok;
         assert_eq!(state().await, [expected], "after {code}");
     }
     let logs = server.logs().join("\n");

@@ -7,7 +7,7 @@
 //! plan goes on at the node's `next`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rsipstack::sip::Header;
 use tokio::sync::{mpsc, oneshot};
@@ -180,7 +180,6 @@ impl Media {
                 self.interpreter.handle(Input::NoAgent, Moment::now());
                 Step::Continue
             }
-            Happened::Dial(_) => Step::Continue,
         }
     }
 
@@ -225,32 +224,19 @@ impl Media {
         }
         let (events_tx, events_rx) = mpsc::channel(8);
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
-        let spec = LegSpec {
-            agent: b.target.clone(),
-            contact: crate::agents::registrar::Binding {
-                contact: b.uri.clone(),
-                source: b.destination,
-                transport: "udp",
-                expires_at: Instant::now(),
-            },
-            caller: s.caller.clone(),
-            summary: None,
-            language: s.plan.language.clone(),
-            voice: None,
-        };
         let (dialer, prompts) = (s.staff.dialer.clone(), s.dialogue.prompts.clone());
-        let uri = b.uri.clone();
+        let (target, uri, trunk) = (b.target.clone(), b.uri.clone(), b.destination);
+        let (caller, language) = (s.caller.clone(), s.plan.language.clone());
         tokio::spawn(async move {
-            // A SIP URI with a host name is looked up; an address is used as is.
-            let spec = match leg::resolve(&uri).await {
-                Some(d) => LegSpec {
-                    contact: crate::agents::registrar::Binding {
-                        source: d,
-                        ..spec.contact.clone()
-                    },
-                    ..spec
-                },
-                None => spec,
+            let contact = leg::fixed_contact(&uri, Some(trunk)).await;
+            let Some(contact) = contact else { return };
+            let spec = LegSpec {
+                agent: target,
+                contact,
+                caller,
+                summary: None,
+                language,
+                voice: None,
             };
             leg::run(spec, dialer, prompts, events_tx, cmd_rx).await;
         });

@@ -93,7 +93,6 @@ impl Media {
             }
         };
         let (mut caller_ears, mut agent_ears) = (ears("caller"), ears("agent"));
-        let mut ignored = Vec::new();
         let mut agent_remote = leg.remote;
         let mut agent_heard = Instant::now();
         let agent_local = leg.socket.local_addr().ok();
@@ -138,14 +137,7 @@ impl Media {
                     if let Relayed::Audio(n) | Relayed::Event(n) =
                         to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                     {
-                        if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
-                            r.push(0, &pcm, Instant::now());
-                        }
-                        if let Some(h) = caller_ears.as_mut() {
-                            h.push(&pcm, &mut ignored);
-                            ignored.clear();
-                        }
-                        pcm.clear();
+                        tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
                         match leg.socket.send_to(&out[..n], agent_remote).await {
                             Ok(_) => {
                                 metrics.rtp_out.inc();
@@ -168,23 +160,16 @@ impl Media {
                     if let Relayed::Audio(n) | Relayed::Event(n) =
                         to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                     {
-                        if let (Some(r), false) = (recorder.as_mut(), pcm.is_empty()) {
-                            r.push(1, &pcm, Instant::now());
-                        }
-                        if let Some(h) = agent_ears.as_mut() {
-                            h.push(&pcm, &mut ignored);
-                            ignored.clear();
-                        }
-                        pcm.clear();
+                        tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
                         if self.negotiated.direction.sends() {
                             match s.socket.send_to(&out[..n], self.remote).await {
                                 Ok(_) => {
                                     metrics.rtp_out.inc();
+                                    self.sender.packets += 1;
                                 }
                                 Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
                             }
                         }
-                        self.sender.packets += 1;
                     }
                 }
                 state = s.states.recv() => match state {
@@ -292,17 +277,9 @@ impl Media {
                 .unwrap_or(crate::dialogue::Lang::En);
             crate::dialogue::Conversation::new(crate::dialogue::Medium::Voice, lang)
         });
-        let identity = if s.caller.is_empty() {
-            crate::dialogue::conversations::Identity::new(
-                crate::dialogue::conversations::IdentityKind::Phone,
-                format!("anonymous:{}", s.call_id),
-            )
-        } else {
-            super::CallDialogue::identity(&s.caller)
-        };
         let id = conversations.live(
             crate::dialogue::conversations::Channel::Phone,
-            &identity,
+            &s.caller_identity(),
             conversation,
             s.invite_at,
             chrono::Utc::now(),
@@ -320,6 +297,28 @@ impl Media {
             .and_then(|rtp| self.track_caller(&rtp, from))
             .is_some_and(|(accepted, _)| !matches!(accepted, Accepted::Stale))
     }
+}
+
+/// What a relayed packet's audio feeds besides the other leg: the recording
+/// (this side's channel) and this side's ears for the live transcript.
+fn tap(
+    pcm: &mut Vec<i16>,
+    recorder: Option<&mut Recorder>,
+    channel: usize,
+    ears: Option<&mut super::hearing::Hearing>,
+) {
+    if pcm.is_empty() {
+        return;
+    }
+    if let Some(r) = recorder {
+        r.push(channel, pcm, Instant::now());
+    }
+    if let Some(h) = ears {
+        // Barge-in and "recognition busy" mean nothing during a bridge.
+        let mut ignored = Vec::new();
+        h.push(pcm, &mut ignored);
+    }
+    pcm.clear();
 }
 
 /// A line of the live transcript: added to the call's conversation and pushed to

@@ -84,10 +84,6 @@ pub struct AnsweredLeg {
 }
 
 pub enum LegEvent {
-    /// The agent's phone is ringing.
-    Ringing,
-    /// The agent picked up and is hearing the summary.
-    Answered,
     /// The agent takes the call (key 1, staying on, or the desk's accept).
     Accept(Box<AnsweredLeg>),
     /// The agent passed (key 2, hung up, busy, unreachable, no answer).
@@ -112,7 +108,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<LegCommand>,
 ) {
     let agent = spec.agent.clone();
-    let outcome = ring(&spec, &dialer, &prompts, &events, &mut commands).await;
+    let outcome = ring(&spec, &dialer, &prompts, &mut commands).await;
     match outcome {
         Ok(Some(leg)) => {
             let _ = events.send((agent, LegEvent::Accept(Box::new(leg)))).await;
@@ -131,7 +127,6 @@ async fn ring(
     spec: &LegSpec,
     dialer: &Dialer,
     prompts: &Arc<PromptCache>,
-    events: &mpsc::Sender<(String, LegEvent)>,
     commands: &mut mpsc::Receiver<LegCommand>,
 ) -> Result<Option<AnsweredLeg>, String> {
     let socket = dialer
@@ -180,7 +175,6 @@ async fn ring(
         .map_err(|e| format!("cannot place the call: {e}"))?;
     let mut take = false;
     let ring_deadline = tokio::time::Instant::now() + MAX_RING;
-    let mut told_ringing = false;
     let answer = loop {
         tokio::select! {
             r = &mut invite => match r {
@@ -190,14 +184,8 @@ async fn ring(
                 Ok(Err(e)) => return Err(format!("INVITE failed: {e}")),
                 Err(e) => return Err(format!("INVITE task: {e}")),
             },
-            state = states.recv() => {
-                if let Some(DialogState::Early(..)) = state
-                    && !told_ringing
-                {
-                    told_ringing = true;
-                    let _ = events.send((spec.agent.clone(), LegEvent::Ringing)).await;
-                }
-            }
+            // Provisional answers (ringing) need nothing from us.
+            _ = states.recv() => {}
             cmd = commands.recv() => match cmd {
                 Some(LegCommand::Take) => take = true,
                 Some(LegCommand::Hangup) | None => {
@@ -218,7 +206,6 @@ async fn ring(
             return Err(format!("agent phone's SDP answer: {e}"));
         }
     };
-    let _ = events.send((spec.agent.clone(), LegEvent::Answered)).await;
     let mut media = Briefing {
         negotiated: negotiated.clone(),
         remote: negotiated.remote,
@@ -228,14 +215,14 @@ async fn ring(
         events: EventReceiver::default(),
         tones: ToneDetector::default(),
     };
-    let taken = if take || spec.summary.is_none() {
-        true
-    } else {
+    // Taken at once when the desk accepted, or for a blind transfer's dial-out;
+    // otherwise the agent hears the summary and decides.
+    if !take && spec.summary.is_some() {
         match media
             .brief(spec, &socket, &mut states, commands, prompts)
             .await
         {
-            Decision::Take => true,
+            Decision::Take => {}
             Decision::Pass(why) => {
                 if why != "agent-hangup" {
                     hang_up(&dialog, &dialer.dialog_layer).await;
@@ -249,8 +236,7 @@ async fn ring(
                 return Ok(None);
             }
         }
-    };
-    debug_assert!(taken);
+    }
     let line = Line {
         ssrc: media.sender.ssrc(),
         seq: media.sender.next_seq(),
@@ -468,9 +454,22 @@ pub fn check_uri(text: &str) -> Result<(), String> {
         .map_err(|e| format!("not a SIP URI: {e}"))
 }
 
+/// A contact that did not come from a registration (an agent's fixed URI, a
+/// blind transfer's target), sent where its host resolves, else to `fallback`
+/// (the trunk a number is dialled through).
+pub async fn fixed_contact(uri: &str, fallback: Option<SocketAddr>) -> Option<Binding> {
+    let source = resolve(uri).await.or(fallback)?;
+    Some(Binding {
+        contact: uri.to_string(),
+        source,
+        transport: "udp",
+        expires_at: Instant::now(),
+    })
+}
+
 /// Where a SIP URI's host points (port 5060 by default); None when it does not
 /// parse or resolve.
-pub async fn resolve(uri: &str) -> Option<SocketAddr> {
+async fn resolve(uri: &str) -> Option<SocketAddr> {
     let parsed = rsipstack::sip::Uri::try_from(uri).ok()?;
     let host = parsed.host_with_port.host.to_string();
     let port = parsed.host_with_port.port.map(u16::from).unwrap_or(5060);

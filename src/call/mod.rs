@@ -94,6 +94,38 @@ impl CallDialogue {
             caller,
         )
     }
+
+    /// The customer `identity` is filed under: the one the live conversations
+    /// know (linked in the store too), else the store's (created if new).
+    async fn customer_of(
+        store: &crate::store::Store,
+        conversations: &crate::dialogue::conversations::Conversations,
+        identity: &crate::dialogue::conversations::Identity,
+    ) -> anyhow::Result<String> {
+        Ok(match conversations.customer_if_known(identity) {
+            Some(c) => {
+                store.link(&c, identity).await?;
+                c
+            }
+            None => store.customer_for(identity).await?,
+        })
+    }
+}
+
+impl CallSetup {
+    /// Who the caller is to the store: their number. A caller without one who
+    /// reaches a person (a ticket, a transcript, a message) is a customer of
+    /// their own, for this call.
+    fn caller_identity(&self) -> crate::dialogue::conversations::Identity {
+        if self.caller.is_empty() {
+            crate::dialogue::conversations::Identity::new(
+                crate::dialogue::conversations::IdentityKind::Phone,
+                format!("anonymous:{}", self.call_id),
+            )
+        } else {
+            CallDialogue::identity(&self.caller)
+        }
+    }
 }
 
 /// Runs the call to its end and emits its record.
@@ -135,18 +167,15 @@ pub async fn run(mut s: CallSetup) {
 /// Stores the call record and the call's conversation (sealed, see `store`).
 async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
     let store = &s.dialogue.store;
-    let customer = if s.caller.is_empty() {
+    // An anonymous call is filed under a customer only when it reached a person
+    // (its ticket and transcript are under that customer).
+    let customer = if s.caller.is_empty() && record.transfer.is_none() {
         None
     } else {
-        let id = CallDialogue::identity(&s.caller);
-        // The customer the live conversations filed the call under, kept as is.
-        Some(match s.dialogue.conversations.customer_if_known(&id) {
-            Some(c) => {
-                store.link(&c, &id).await?;
-                c
-            }
-            None => store.customer_for(&id).await?,
-        })
+        Some(
+            CallDialogue::customer_of(store, &s.dialogue.conversations, &s.caller_identity())
+                .await?,
+        )
     };
     let conversation = match (&record.conversation, &customer) {
         (Some(id), Some(customer)) => Some(crate::store::TurnsWrite {
@@ -657,15 +686,6 @@ impl Media {
             said.as_deref(),
             &collected,
         );
-        let request = transfer::Request {
-            call_id: s.call_id.clone(),
-            queue: queue.to_string(),
-            caller: s.caller.clone(),
-            needs: vec![language.clone()],
-            summary,
-            language,
-            voice: s.plan.voice.clone(),
-        };
         let config = s.staff.center.queue_config(queue);
         let hold = match s
             .dialogue
@@ -678,13 +698,7 @@ impl Media {
                 None
             }
         };
-        match transfer::Waiting::start(
-            request,
-            s.staff.clone(),
-            s.dialogue.store.clone(),
-            &s.dialogue.conversations,
-            s.dialogue.prompts.clone(),
-        ) {
+        match transfer::Waiting::start(s, queue, summary) {
             Some(w) => {
                 self.hold = hold;
                 self.ticket = Some(w.ticket());
@@ -732,16 +746,9 @@ impl Media {
 
     /// Adds a line to the call's ticket, opening one if the call has none.
     fn note(&mut self, s: &CallSetup, text: &str, queue: &str) {
-        let ticket = self.ticket.get_or_insert_with(|| {
-            transfer::Ticket::open(
-                s.dialogue.store.clone(),
-                &s.dialogue.conversations,
-                &s.caller,
-                &s.call_id,
-                queue,
-                text,
-            )
-        });
+        let ticket = self
+            .ticket
+            .get_or_insert_with(|| transfer::Ticket::open(s, s.caller_identity(), queue, text));
         ticket.note(text.to_string());
     }
 
@@ -759,10 +766,10 @@ impl Media {
     fn keep_recording(&mut self, s: &CallSetup, r: recorder::Recorder, kind: &'static str) {
         let seconds = r.duration().as_secs_f32();
         let ticket = self.ticket.clone();
-        let (store, conversations, caller, call_id) = (
+        let (store, conversations, identity, call_id) = (
             s.dialogue.store.clone(),
             s.dialogue.conversations.clone(),
-            s.caller.clone(),
+            s.caller_identity(),
             s.call_id.clone(),
         );
         tokio::spawn(async move {
@@ -771,15 +778,15 @@ impl Media {
                 Ok(Err(e)) => return tracing::error!(error = %e, "cannot encode the recording"),
                 Err(e) => return tracing::error!(error = %e, "recording task failed"),
             };
-            let customer = if caller.is_empty() {
-                None
-            } else {
-                let id = CallDialogue::identity(&caller);
-                match conversations.customer_if_known(&id) {
-                    Some(c) => Some(c),
-                    None => store.customer_for(&id).await.ok(),
-                }
-            };
+            let customer = CallDialogue::customer_of(&store, &conversations, &identity)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot file the recording under the caller"
+                    )
+                })
+                .ok();
             match store
                 .save_recording(
                     &call_id,

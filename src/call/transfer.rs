@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::CallSetup;
 use super::leg::{self, AnsweredLeg, Dialer, LegCommand, LegEvent, LegSpec};
 use crate::agents::Phones;
 use crate::agents::center::{Center, ItemEvent};
 use crate::agents::queue::Answer;
-use crate::dialogue::conversations::{Conversations, Identity, IdentityKind};
+use crate::dialogue::conversations::{Conversations, Identity};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::store::Store;
 
@@ -27,20 +28,6 @@ pub struct Staff {
     pub center: Arc<Center>,
     pub phones: Arc<Phones>,
     pub dialer: Arc<Dialer>,
-}
-
-/// What the caller's side knows when the transfer starts.
-pub struct Request {
-    pub call_id: String,
-    pub queue: String,
-    pub caller: String,
-    /// Skills the queue may match (the caller's language).
-    pub needs: Vec<String>,
-    /// The spoken summary for the agent (also the desk's offer and the ticket's
-    /// subject).
-    pub summary: String,
-    pub language: String,
-    pub voice: Option<String>,
 }
 
 /// What the call task should do next.
@@ -67,27 +54,13 @@ enum TicketChange {
 pub struct Ticket(mpsc::Sender<TicketChange>);
 
 impl Ticket {
-    /// Opens the ticket of `call_id` for the caller's customer.
-    pub fn open(
-        store: Store,
-        conversations: &Conversations,
-        caller: &str,
-        call_id: &str,
-        queue: &str,
-        subject: &str,
-    ) -> Self {
-        let identity = if caller.is_empty() {
-            // Anonymous callers still get a ticket (under a customer of their own).
-            Identity::new(IdentityKind::Phone, format!("anonymous:{call_id}"))
-        } else {
-            Identity::new(IdentityKind::Phone, caller)
-        };
-        let known = conversations.customer_if_known(&identity);
+    /// Opens the ticket of the call for the caller's customer (`identity`).
+    pub(super) fn open(s: &CallSetup, identity: Identity, queue: &str, subject: &str) -> Self {
         Self(open_ticket(
-            store,
+            s.dialogue.store.clone(),
+            s.dialogue.conversations.clone(),
             identity,
-            known,
-            call_id.to_string(),
+            s.call_id.clone(),
             queue.to_string(),
             subject.to_string(),
         ))
@@ -154,34 +127,26 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// Queues the caller and opens their ticket; None if the queues are full.
-    pub fn start(
-        r: Request,
-        staff: Arc<Staff>,
-        store: Store,
-        conversations: &Conversations,
-        prompts: Arc<PromptCache>,
-    ) -> Option<Self> {
-        let events = staff
+    /// Queues the caller (matching agents with the plan's language in
+    /// skills-based queues) and opens their ticket; None if the queues are full.
+    /// `summary` is what the agent hears, the desk's offer and the ticket's
+    /// subject.
+    pub(super) fn start(s: &CallSetup, queue: &str, summary: String) -> Option<Self> {
+        let needs = [s.plan.language.clone()];
+        let events = s
+            .staff
             .center
-            .enqueue_watched(&r.call_id, &r.queue, &r.needs, &r.summary)?;
+            .enqueue_watched(&s.call_id, queue, &needs, &summary)?;
         let started = Instant::now();
-        tracing::info!(queue = %r.queue, "caller waiting for an agent");
-        let ticket = Ticket::open(
-            store.clone(),
-            conversations,
-            &r.caller,
-            &r.call_id,
-            &r.queue,
-            &r.summary,
-        );
+        tracing::info!(%queue, "caller waiting for an agent");
+        let ticket = Ticket::open(s, s.caller_identity(), queue, &summary);
         let (leg_tx, leg_rx) = mpsc::channel(32);
         Some(Self {
-            item: r.call_id,
+            item: s.call_id.clone(),
             started,
-            staff,
-            store,
-            prompts,
+            staff: s.staff.clone(),
+            store: s.dialogue.store.clone(),
+            prompts: s.dialogue.prompts.clone(),
             events,
             legs: HashMap::new(),
             leg_tx,
@@ -189,13 +154,13 @@ impl Waiting {
             announcement: None,
             desk_taken: None,
             ticket,
-            caller: r.caller,
-            summary: r.summary,
-            language: r.language,
-            voice: r.voice,
+            caller: s.caller.clone(),
+            summary,
+            language: s.plan.language.clone(),
+            voice: s.plan.voice.clone(),
             done: false,
             log: TransferLog {
-                queue: r.queue,
+                queue: queue.to_string(),
                 ..TransferLog::default()
             },
         })
@@ -306,14 +271,7 @@ impl Waiting {
                     match (registered, &a.contact_uri) {
                         (Some(b), _) => Some(b),
                         // No phone registered: the agent's fixed address.
-                        (None, Some(uri)) => leg::resolve(uri).await.map(|source| {
-                            crate::agents::registrar::Binding {
-                                contact: uri.clone(),
-                                source,
-                                transport: "udp",
-                                expires_at: Instant::now(),
-                            }
-                        }),
+                        (None, Some(uri)) => leg::fixed_contact(uri, None).await,
                         (None, None) => None,
                     }
                 }
@@ -343,7 +301,6 @@ impl Waiting {
 
     async fn leg_event(&mut self, agent: String, e: LegEvent) -> Happened {
         match e {
-            LegEvent::Ringing | LegEvent::Answered => Happened::Nothing,
             LegEvent::Declined(why) => {
                 if self.legs.remove(&agent).is_some() {
                     self.log.tried.push((agent.clone(), why));
@@ -385,11 +342,6 @@ impl Waiting {
         }
     }
 
-    /// The item's id in the center (the call id).
-    pub fn item(&self) -> &str {
-        &self.item
-    }
-
     /// The call's ticket (it outlives the wait: voicemail and callbacks note it).
     pub fn ticket(&self) -> Ticket {
         self.ticket.clone()
@@ -418,8 +370,8 @@ pub fn position_text(language: &str, n: usize) -> String {
 
 fn open_ticket(
     store: Store,
+    conversations: Arc<Conversations>,
     identity: Identity,
-    known: Option<String>,
     call_id: String,
     queue: String,
     subject: String,
@@ -427,13 +379,8 @@ fn open_ticket(
     let (tx, mut rx) = mpsc::channel::<TicketChange>(16);
     tokio::spawn(async move {
         let opened = async {
-            let customer = match known {
-                Some(c) => {
-                    store.link(&c, &identity).await?;
-                    c
-                }
-                None => store.customer_for(&identity).await?,
-            };
+            let customer =
+                super::CallDialogue::customer_of(&store, &conversations, &identity).await?;
             store
                 .open_ticket(&customer, None, Some(&call_id), &queue, &subject)
                 .await

@@ -498,6 +498,30 @@ To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id
 /// Writes a SIPp caller scenario: INVITE (offering `formats`), the steps, then it
 /// answers kefu's BYE.
 pub fn caller_scenario(dir: &Path, name: &str, telephone_event: bool, steps: &[Step]) -> PathBuf {
+    let ending = r#"  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#;
+    caller_scenario_ending(dir, name, telephone_event, steps, ending)
+}
+
+/// A SIPp caller scenario as above, ending with `ending` (scenario XML) instead
+/// of waiting for kefu's BYE.
+pub fn caller_scenario_ending(
+    dir: &Path,
+    name: &str,
+    telephone_event: bool,
+    steps: &[Step],
+    ending: &str,
+) -> PathBuf {
     let pcaps = PathBuf::from("/usr/share/sip-tester");
     let (fmts, te) = if telephone_event {
         (
@@ -578,18 +602,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-{body}  <recv request="BYE" timeout="60000"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
+{body}{ending}</scenario>
 "#
     );
     let path = dir.join(format!("{name}.xml"));
