@@ -99,8 +99,12 @@ enum Command {
         store: store_cli::StoreArgs,
     },
     /// The supervisors' report for a date range: automation rate by day and
-    /// channel, machine reply time, hot topics, unanswered questions.
+    /// channel, response and resolution times, hand-over reasons, queues and
+    /// agents, keys or speech, hot topics and their trend, unanswered questions.
     Report(store_cli::ReportArgs),
+    /// Export contacts, conversations, turns, calls and queue stays as Parquet,
+    /// partitioned by day (for Spark, DuckDB, Hive)
+    Export(store_cli::ExportArgs),
     /// A customer's stored data: export it, or erase it.
     Customers {
         #[command(subcommand)]
@@ -330,6 +334,7 @@ fn main() -> ExitCode {
         Command::Agents { command } => access_cli::agents(command),
         Command::Customers { command } => store_cli::customers(command),
         Command::Report(args) => store_cli::report(args),
+        Command::Export(args) => store_cli::export(args),
         Command::Check(plans)
         | Command::Prompts {
             command: PromptsCommand::Render(plans),

@@ -113,6 +113,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
+    {
+        // The queue ledger: every finished stay goes to the store (analytics).
+        let (mut ledger, store) = (center.ledger(), store.clone());
+        tokio::spawn(async move {
+            while let Some(stay) = ledger.recv().await {
+                if let Err(e) = store.record_stay(&stay).await {
+                    tracing::warn!(error = format!("{e:#}"), item = %stay.item, "cannot record a queue stay");
+                }
+            }
+        });
+    }
+    // Unanswered questions are clustered by meaning with the re-ranker's model.
+    let embed: Option<crate::store::analytics::Embed> = encoder.clone().map(|e| {
+        Arc::new(move |texts: &[&str]| {
+            Ok(e.embed(texts)?.into_iter().map(|v| v.to_vec()).collect())
+        }) as crate::store::analytics::Embed
+    });
     let text = Arc::new(TextChannels::new(
         &config,
         kb.clone(),
@@ -176,6 +193,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         conversations: conversations.clone(),
         text: text.clone(),
         center: center.clone(),
+        embed: embed.clone(),
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health.clone(), text, ops);
@@ -246,6 +264,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::store::analytics::daily(
         store.clone(),
         config.data.join("reports"),
+        embed,
         stop.clone(),
     ));
     if let Some(days) = config.retention_days {

@@ -140,9 +140,16 @@ pub struct ReportArgs {
     /// Last day, included (YYYY-MM-DD, UTC) [default: today]
     #[arg(long)]
     to: Option<chrono::NaiveDate>,
-    /// json (everything), csv (the daily table) or md (everything, as tables).
+    /// Only this channel: phone, web, wechat, sms or app [default: all]
+    #[arg(long)]
+    channel: Option<String>,
+    /// json (everything), csv (one table, see --table) or md (everything, as tables).
     #[arg(long, default_value = "md")]
     format: ReportFormat,
+    /// The table --format csv prints: days, times, reasons, queues, agents, input,
+    /// asr_confidence, intents, trend or unanswered.
+    #[arg(long, default_value = "days")]
+    table: String,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -162,16 +169,87 @@ pub fn report(args: ReportArgs) -> ExitCode {
         if from > to {
             bail!("--from must not be after --to");
         }
+        if let Some(ch) = &args.channel
+            && !kefu::store::analytics::CHANNELS.contains(&ch.as_str())
+        {
+            bail!("unknown --channel {ch:?}: one of phone, web, wechat, sms, app");
+        }
+        if !kefu::store::analytics::TABLES.contains(&args.table.as_str()) {
+            bail!(
+                "unknown --table {:?}: one of {}",
+                args.table,
+                kefu::store::analytics::TABLES.join(", ")
+            );
+        }
         runtime()?.block_on(async {
             let s = c.open_store().await?;
-            let r = s.analytics(from, to).await;
+            let r = s.analytics(from, to, args.channel.as_deref()).await;
             s.close().await;
             let r = r?;
             match args.format {
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                ReportFormat::Csv => print!("{}", r.days_csv()),
+                ReportFormat::Csv => match r.csv(&args.table) {
+                    Some(csv) => print!("{}", csv?),
+                    None => bail!("unknown table {}", args.table),
+                },
                 ReportFormat::Md => print!("{}", r.markdown()),
             }
+            Ok(())
+        })
+    }))
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// First day (YYYY-MM-DD, UTC) [default: yesterday]
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// Last day, included (YYYY-MM-DD, UTC) [default: --from]
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// Where to write: TABLE/day=YYYY-MM-DD/part-0.parquet under it
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Include what customers and agents wrote and said (the files are then
+    /// personal data)
+    #[arg(long)]
+    with_text: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn export(args: ExportArgs) -> ExitCode {
+    finish(args.store.load().and_then(|c| {
+        let from = args
+            .from
+            .unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Duration::days(1));
+        let to = args.to.unwrap_or(from);
+        if from > to {
+            bail!("--from must not be after --to");
+        }
+        runtime()?.block_on(async {
+            let s = c.open_store().await?;
+            // Customers' words leave the store: audited before they do.
+            if args.with_text {
+                s.audit(
+                    &actor(),
+                    "export.parquet",
+                    &args.out.display().to_string(),
+                    &format!("{from} to {to}, with text"),
+                )
+                .await?;
+            }
+            let r = s.export_parquet(from, to, &args.out, args.with_text).await;
+            s.close().await;
+            let r = r?;
+            for (table, rows) in &r.rows {
+                println!("{table}: {rows} rows");
+            }
+            println!(
+                "{} files under {} ({from} to {to})",
+                r.files.len(),
+                args.out.display()
+            );
             Ok(())
         })
     }))

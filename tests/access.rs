@@ -24,6 +24,20 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // Operational metrics: what reports may see (Prometheus scrapes with an
     // auditor's token).
     ("GET", "/metrics", "admin supervisor auditor"),
+    // The operations dashboard: the page and its chart library are public (they
+    // hold no data); the report and its CSV tables need Reports; drafting a
+    // knowledge-base entry from an unanswered question is for supervisors.
+    ("GET", "/dashboard", "public"),
+    ("GET", "/assets/uplot.js", "public"),
+    ("GET", "/assets/uplot.css", "public"),
+    ("GET", "/api/reports", "admin supervisor auditor"),
+    (
+        "GET",
+        "/api/reports/csv/{table}",
+        "admin supervisor auditor",
+    ),
+    ("GET", "/api/kb/drafts", "admin supervisor integrator"),
+    ("POST", "/api/kb/drafts", "admin supervisor"),
     ("GET", "/chat", "public"),
     ("POST", "/api/chat/conversations", "public"),
     ("GET", "/api/chat/conversations/{id}/messages", "public"),
@@ -212,7 +226,9 @@ async fn call(
 /// A concrete path for a route pattern: ids that name nothing, so no request of
 /// the walk changes anything it could not undo.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "none0000").replace("{name}", "nobody")
+    path.replace("{id}", "none0000")
+        .replace("{name}", "nobody")
+        .replace("{table}", "days")
 }
 
 fn role_denied(status: u16, body: &str) -> bool {

@@ -150,4 +150,37 @@ fn the_report_command_prints_each_format() {
     .unwrap();
     assert_eq!(json["from"], yesterday.as_str());
     assert_eq!(json["to"], yesterday.as_str());
+
+    // One channel, one table as CSV; unknown ones are refused.
+    let (ok, csv, err) = server.kefu(&[
+        "report",
+        "--format",
+        "csv",
+        "--table",
+        "queues",
+        "--channel",
+        "web",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        csv,
+        "queue,stays,answered,abandoned,timed_out,abandonment_rate,avg_wait_ms,avg_handle_ms\n"
+    );
+    let (ok, _, err) = server.kefu(&["report", "--channel", "fax"]);
+    assert!(!ok && err.contains("unknown --channel"), "{err}");
+    let (ok, _, err) = server.kefu(&["report", "--format", "csv", "--table", "nope"]);
+    assert!(!ok && err.contains("unknown --table"), "{err}");
+
+    // The Parquet export of a day (nothing happened on it: no files, no rows).
+    let out = server.dir.path().join("export");
+    let (ok, text, err) = server.kefu(&[
+        "export",
+        "--from",
+        "2026-01-01",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(text.contains("contacts: 0 rows"), "{text}");
+    assert!(text.contains("0 files under"), "{text}");
 }

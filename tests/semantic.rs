@@ -74,3 +74,67 @@ fn confident_word_matches_skip_the_model_and_keep_their_score() {
     assert_eq!(top(&semantic, text), top(&lexical, text));
     assert_eq!(top(&semantic, text).0, "opening_hours");
 }
+
+/// Unanswered questions are clustered by meaning with the same model: paraphrases
+/// join their most asked question, neighbouring questions (selling vs renting,
+/// kayaks vs bicycles) stay apart.
+#[test]
+fn unanswered_questions_cluster_by_meaning() {
+    use kefu::store::analytics::{CLUSTER_THRESHOLD, Unanswered, cluster};
+    let encoder = kefu::server::open_encoder(
+        &repo().join("models"),
+        Some(&repo().join("target/test-embeddings.bin")),
+    )
+    .unwrap();
+    let asked = [
+        ("do you sell kayaks", 4),
+        ("do you have kayaks for sale", 2),
+        ("can i buy a kayak from you", 1),
+        ("do you rent kayaks", 3),
+        ("is there a kayak rental", 1),
+        ("do you sponsor marathon runners", 2),
+        ("are you sponsoring any marathon runners", 1),
+        ("do you sell bicycles", 1),
+        ("你们卖皮划艇吗", 2),
+        ("有没有皮划艇卖", 1),
+    ];
+    let groups: Vec<Unanswered> = asked
+        .iter()
+        .map(|(q, n)| Unanswered {
+            question: q.to_string(),
+            count: *n,
+            examples: vec![q.to_string()],
+            phrasings: 1,
+        })
+        .collect();
+    let texts: Vec<&str> = asked.iter().map(|(q, _)| *q).collect();
+    let vectors: Vec<Vec<f32>> = encoder
+        .embed(&texts)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.to_vec())
+        .collect();
+    let clusters = cluster(groups, &vectors, CLUSTER_THRESHOLD);
+    let got: Vec<(&str, usize, usize)> = clusters
+        .iter()
+        .map(|c| (c.question.as_str(), c.count, c.phrasings))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("do you sell kayaks", 7, 3),
+            ("do you rent kayaks", 4, 2),
+            ("do you sponsor marathon runners", 3, 2),
+            ("你们卖皮划艇吗", 3, 2),
+            ("do you sell bicycles", 1, 1),
+        ]
+    );
+    assert_eq!(
+        clusters[0].examples,
+        [
+            "do you sell kayaks",
+            "do you have kayaks for sale",
+            "can i buy a kayak from you"
+        ]
+    );
+}

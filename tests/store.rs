@@ -720,10 +720,31 @@ type Seed<'a> = (
     &'a str,
 );
 
-/// The supervisors' report over a seeded store: exact automation rates, reply
-/// percentiles, hot topics and unanswered groups.
+/// (id, day, seconds long, keys, utterances, recognizer confidence, transfer)
+type SeedCall<'a> = (&'a str, u32, i64, i64, i64, &'a str, Option<&'a str>);
+/// (item, queue, channel, reason, agent, day, enqueued, answered, ended, outcome)
+type SeedStay<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    u32,
+    i64,
+    Option<i64>,
+    i64,
+    &'static str,
+);
+
+/// The supervisors' report over a seeded store: exact automation rates, first
+/// response and resolution percentiles, hand-over reasons, queues and agents,
+/// keys or speech, recognizer confidence, hot topics and their trend,
+/// unanswered groups, a channel filter; and the Parquet export read back, whose
+/// automation rate is the report's.
 async fn analytics(db: Db) {
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::{Duration, NaiveDate, TimeZone};
+    use kefu::store::analytics::Stay;
+    use kefu::store::writer::CallWrite;
     let (_, keys) = ring(&[1]);
     let store = Store::open(&db.url, Some(keys)).await.unwrap();
     let at = |day: u32, hour: u32| Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap();
@@ -799,7 +820,13 @@ async fn analytics(db: Db) {
         if person == "agent" {
             turns.insert(
                 1,
-                said(Speaker::Agent, "Let me check.", at(day, 9), None, None),
+                said(
+                    Speaker::Agent,
+                    "Let me check.",
+                    at(day, 9) + Duration::seconds(45),
+                    None,
+                    None,
+                ),
             );
         }
         store
@@ -809,7 +836,7 @@ async fn analytics(db: Db) {
                 customer: customer.clone(),
                 call_id: None,
                 started: at(day, 9),
-                updated: at(day, 9),
+                updated: at(day, 9) + Duration::seconds(60),
                 first_seq: 0,
                 turns,
                 latency_us: Some(latency),
@@ -848,9 +875,111 @@ async fn analytics(db: Db) {
         })
         .await
         .unwrap();
+    // Calls that only used the menu (no conversation): (id, day, seconds long,
+    // keys, utterances, recognizer confidence, transfer).
+    let calls: [SeedCall; 3] = [
+        ("c1", 20, 120, 3, 0, "[]", None),
+        ("c2", 21, 300, 1, 2, "[0.95,0.42]", Some("general:a2")),
+        ("c3", 21, 30, 2, 1, "[0.85]", Some("refer:+861012345678")),
+    ];
+    for (id, day, secs, keys, utterances, heard, transfer) in calls {
+        store
+            .write(kefu::store::Write::Call(Box::new(CallWrite {
+                call_id: id.into(),
+                caller: "+8613800000000".into(),
+                callee: "4000".into(),
+                customer: None,
+                trunk: None,
+                transport: "udp".into(),
+                dialplan: "demo".into(),
+                dialplan_version: "v1".into(),
+                invite: Some(at(day, 9)),
+                answer: Some(at(day, 9)),
+                end: Some(at(day, 9) + Duration::seconds(secs)),
+                path: vec!["main".into()],
+                end_reason: "caller-hangup".into(),
+                keys,
+                utterances,
+                asr_confidence: heard.into(),
+                transfer: transfer.map(str::to_string),
+                detail: "{}".into(),
+                conversation: None,
+            })))
+            .await
+            .unwrap();
+    }
+    // Queue stays: (item, queue, channel, reason, agent, enqueued, answered,
+    // ended, outcome), times as seconds after 09:00 of the day.
+    let stays: [SeedStay; 4] = [
+        (
+            "w2",
+            "general",
+            "web",
+            "intent:human",
+            Some("a1"),
+            20,
+            0,
+            Some(30),
+            600,
+            "answered",
+        ),
+        (
+            "c2",
+            "general",
+            "phone",
+            "menu",
+            Some("a2"),
+            21,
+            60,
+            Some(80),
+            300,
+            "answered",
+        ),
+        (
+            "s1",
+            "general",
+            "sms",
+            "not_understood",
+            None,
+            21,
+            0,
+            None,
+            180,
+            "abandoned",
+        ),
+        (
+            "w9",
+            "billing",
+            "web",
+            "slot_failed",
+            None,
+            20,
+            3600,
+            None,
+            3900,
+            "timed_out",
+        ),
+    ];
+    for (item, queue, channel, reason, agent, day, enq, ans, end, outcome) in stays {
+        let t = |s: i64| at(day, 9) + Duration::seconds(s);
+        store
+            .record_stay(&Stay {
+                item: item.into(),
+                queue: queue.into(),
+                channel: channel.into(),
+                reason: reason.into(),
+                enqueued: t(enq),
+                answered: ans.map(t),
+                agent: agent.map(str::to_string),
+                ended: t(end),
+                outcome,
+            })
+            .await
+            .unwrap();
+    }
 
     let d = |day| NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
-    let r = store.analytics(d(20), d(21)).await.unwrap();
+    let r = store.analytics(d(20), d(21), None).await.unwrap();
     let days: Vec<(NaiveDate, &str, i64, i64)> = r
         .days
         .iter()
@@ -859,24 +988,99 @@ async fn analytics(db: Db) {
     assert_eq!(
         days,
         [
-            (d(20), "phone", 1, 1),
+            (d(20), "phone", 2, 2),
             (d(20), "web", 2, 1),
+            (d(21), "phone", 2, 0),
             (d(21), "sms", 1, 0),
             (d(21), "web", 1, 1)
         ]
     );
-    assert_eq!((r.conversations, r.automated), (5, 3));
-    assert_eq!(r.automation_rate, Some(0.6));
-    assert_eq!(r.bot_reply.count, 5);
+    assert_eq!((r.conversations, r.automated, r.handed_over), (8, 4, 4));
+    assert_eq!((r.automation_rate, r.transfer_rate), (Some(0.5), Some(0.5)));
+    let p = |x: &kefu::store::analytics::Percentiles| (x.count, x.p50_ms, x.p90_ms);
+    assert_eq!(p(&r.first_response.bot), (5, Some(6.0), Some(10.0)));
     assert_eq!(
-        (r.bot_reply.p50_ms, r.bot_reply.p90_ms),
-        (Some(6.0), Some(10.0))
+        p(&r.first_response.human),
+        (2, Some(20_000.0), Some(45_000.0))
     );
+    assert_eq!(p(&r.resolution.bot), (4, Some(60_000.0), Some(120_000.0)));
     assert_eq!(
-        r.top_intents,
+        p(&r.resolution.human),
+        (2, Some(300_000.0), Some(600_000.0))
+    );
+    let counts = |v: &[kefu::store::analytics::Count]| -> Vec<(String, i64)> {
+        v.iter().map(|c| (c.key.clone(), c.count)).collect()
+    };
+    assert_eq!(
+        counts(&r.transfer_reasons),
+        [
+            ("blind_transfer".to_string(), 1),
+            ("intent:human".to_string(), 1),
+            ("menu".to_string(), 1),
+            ("not_understood".to_string(), 1),
+            ("slot_failed".to_string(), 1)
+        ]
+    );
+    let queues: Vec<_> = r
+        .queues
+        .iter()
+        .map(|q| {
+            (
+                q.queue.as_str(),
+                q.stays,
+                q.answered,
+                q.abandoned,
+                q.timed_out,
+                q.avg_wait_ms.map(|v| v.round()),
+                q.avg_handle_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        queues,
+        [
+            ("billing", 1, 0, 0, 1, Some(300_000.0), None),
+            ("general", 3, 2, 1, 0, Some(76_667.0), Some(395_000.0)),
+        ]
+    );
+    assert!((r.queues[1].abandonment_rate - 1.0 / 3.0).abs() < 1e-9);
+    let agents: Vec<_> = r
+        .agents
+        .iter()
+        .map(|a| (a.agent.as_str(), a.answered, a.avg_wait_ms, a.avg_handle_ms))
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            ("a1", 1, Some(30_000.0), Some(570_000.0)),
+            ("a2", 1, Some(20_000.0), Some(220_000.0))
+        ]
+    );
+    let i = &r.input;
+    assert_eq!(
+        (i.calls, i.keys_only, i.speech_only, i.both, i.neither),
+        (3, 1, 0, 2, 0)
+    );
+    let buckets: Vec<i64> = r.asr_confidence.iter().map(|b| b.count).collect();
+    assert_eq!(buckets, [0, 0, 0, 0, 1, 0, 0, 0, 1, 1]);
+    assert_eq!(
+        counts(&r.top_intents),
         [
             ("opening_hours".to_string(), 2),
             ("order_status".to_string(), 1)
+        ]
+    );
+    let trend: Vec<(NaiveDate, &str, i64)> = r
+        .intent_trend
+        .iter()
+        .map(|t| (t.day, t.intent.as_str(), t.count))
+        .collect();
+    assert_eq!(
+        trend,
+        [
+            (d(20), "opening_hours", 1),
+            (d(20), "order_status", 1),
+            (d(21), "opening_hours", 1)
         ]
     );
     let unanswered: Vec<(&str, usize, Vec<&str>)> = r
@@ -901,10 +1105,166 @@ async fn analytics(db: Db) {
             ("hours", 1, vec!["hours"]),
         ]
     );
-    assert!(r.days_csv().starts_with(
-        "day,channel,conversations,automated,handed_over,automation_rate\n2026-11-20,phone,1,1,0,1.0000\n"
-    ));
+    assert_eq!(
+        r.csv("days")
+            .unwrap()
+            .unwrap()
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>(),
+        [
+            "day,channel,conversations,automated,handed_over,automation_rate",
+            "2026-11-20,phone,2,2,0,1.0"
+        ]
+    );
+    assert_eq!(
+        r.csv("unanswered").unwrap().unwrap().lines().nth(1),
+        Some("do you sell kayaks,2,1,Do you sell kayaks? / do you sell KAYAKS")
+    );
+    assert_eq!(
+        r.csv("queues").unwrap().unwrap().lines().nth(1),
+        Some("billing,1,0,0,1,0.0,300000.0,")
+    );
+    for table in kefu::store::analytics::TABLES {
+        let csv = r.csv(table).unwrap().unwrap();
+        assert!(csv.lines().count() >= 2, "{table}: {csv}");
+    }
+    assert!(r.csv("nope").is_none());
     assert!(r.markdown().contains("| do you sell kayaks | 2 |"));
+
+    // One channel: only its contacts, turns and stays.
+    let web = store.analytics(d(20), d(21), Some("web")).await.unwrap();
+    assert_eq!((web.conversations, web.automated), (3, 2));
+    assert_eq!(web.input.calls, 0);
+    assert_eq!(
+        web.queues
+            .iter()
+            .map(|q| (q.queue.as_str(), q.stays))
+            .collect::<Vec<_>>(),
+        [("billing", 1), ("general", 1)]
+    );
+    assert_eq!(web.unanswered.len(), 1);
+
+    // The Parquet export, partitioned by day, read back.
+    let out = tempfile::tempdir().unwrap();
+    let exported = store
+        .export_parquet(d(20), d(21), out.path(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        exported
+            .rows
+            .iter()
+            .map(|(t, n)| (*t, *n))
+            .collect::<Vec<_>>(),
+        [
+            ("calls", 3),
+            ("contacts", 8),
+            ("conversations", 5),
+            ("queue_stays", 4),
+            ("turns", 11)
+        ]
+    );
+    let read = |table: &str| -> Vec<(String, arrow_array::RecordBatch)> {
+        let mut parts: Vec<_> = std::fs::read_dir(out.path().join(table))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        parts.sort();
+        parts
+            .into_iter()
+            .flat_map(|dir| {
+                let day = dir.file_name().unwrap().to_string_lossy().into_owned();
+                let f = std::fs::File::open(dir.join("part-0.parquet")).unwrap();
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(move |b| (day.clone(), b.unwrap()))
+            })
+            .collect()
+    };
+    use arrow_array::Array;
+    let contacts = read("contacts");
+    let mut by_day: Vec<(String, usize, usize)> = Vec::new();
+    for (day, b) in &contacts {
+        let handed = b
+            .column_by_name("handed_over")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::BooleanArray>()
+            .unwrap();
+        let n = handed.len();
+        let people = (0..n).filter(|&i| handed.value(i)).count();
+        by_day.push((day.clone(), n, people));
+    }
+    assert_eq!(
+        by_day,
+        [
+            ("day=2026-11-20".to_string(), 4, 1),
+            ("day=2026-11-21".to_string(), 4, 3)
+        ]
+    );
+    let (all, people) = by_day
+        .iter()
+        .fold((0, 0), |(a, p), (_, n, h)| (a + n, p + h));
+    assert_eq!(
+        Some((all - people) as f64 / all as f64),
+        r.automation_rate,
+        "the export's automation rate is the report's"
+    );
+    // Turns match the store, words included (--with-text).
+    let mut texts = Vec::new();
+    for (_, b) in read("turns") {
+        let conv = b
+            .column_by_name("conversation_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .clone();
+        let text = b
+            .column_by_name("text")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .clone();
+        for i in 0..b.num_rows() {
+            texts.push((conv.value(i).to_string(), text.value(i).to_string()));
+        }
+    }
+    assert_eq!(texts.len(), 11);
+    for id in ["w1", "w2", "w3", "s1", "p1"] {
+        let stored: Vec<(String, String)> = store
+            .turns(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (id.to_string(), t.text))
+            .collect();
+        let exported: Vec<(String, String)> =
+            texts.iter().filter(|(c, _)| c == id).cloned().collect();
+        assert_eq!(exported, stored, "{id}");
+    }
+    let calls = read("calls");
+    let keys: i64 = calls
+        .iter()
+        .map(|(_, b)| {
+            let k = b
+                .column_by_name("keys")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
+            (0..k.len()).map(|i| k.value(i)).sum::<i64>()
+        })
+        .sum();
+    assert_eq!(keys, 6);
+    assert!(
+        calls[0].1.schema().field_with_name("caller").is_err(),
+        "no numbers in the export"
+    );
     store.close().await;
 }
 

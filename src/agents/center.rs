@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Answer, Event, QueueConfig, Queues};
 use crate::lock;
+pub use crate::store::analytics::Stay;
 
 /// What an agent is offered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,6 +43,29 @@ pub enum ItemEvent {
     Position(usize),
 }
 
+/// Where a waiting item came from and why it wants a person (for the ledger).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The channel: "phone", "web", "wechat", "sms", "app".
+    pub channel: String,
+    /// Why it was handed over: "menu" (the dialplan's transfer), "not_understood"
+    /// (repeated misses), "slot_failed", or "intent:ID" (an intent that hands over).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+struct OpenStay {
+    queue: String,
+    origin: Origin,
+    enqueued: DateTime<Utc>,
+    answered: Option<(DateTime<Utc>, String)>,
+}
+
+/// Finished stays not yet written; the ledger's writer keeps up easily, so a full
+/// buffer means the store is stuck, and stays are dropped (with a warning) rather
+/// than blocking the center.
+const LEDGER_BUFFER: usize = 4096;
+
 /// Events a watcher may have pending; a call task reads them at once, so a full
 /// buffer means it is stuck, and it loses events rather than blocking the center.
 const WATCH_BUFFER: usize = 64;
@@ -65,6 +90,9 @@ struct Inner {
     watchers: HashMap<String, tokio::sync::mpsc::Sender<ItemEvent>>,
     /// Bridged calls: item → the live conversation their transcript goes to.
     live: HashMap<String, String>,
+    /// Items in a queue or with an agent, for the ledger.
+    stays: HashMap<String, OpenStay>,
+    ledger: Option<tokio::sync::mpsc::Sender<Stay>>,
 }
 
 /// A call an agent is on (for the desk).
@@ -85,6 +113,33 @@ pub struct Center {
 }
 
 impl Inner {
+    /// The item's stay is over: it goes to the ledger.
+    fn close(&mut self, item: &str, outcome: &'static str) {
+        let Some(open) = self.stays.remove(item) else {
+            return;
+        };
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let (answered, agent) = open
+            .answered
+            .map_or((None, None), |(t, a)| (Some(t), Some(a)));
+        let stay = Stay {
+            item: item.to_string(),
+            queue: open.queue,
+            channel: open.origin.channel,
+            reason: open.origin.reason,
+            enqueued: open.enqueued,
+            answered,
+            agent,
+            ended: Utc::now(),
+            outcome,
+        };
+        if ledger.try_send(stay).is_err() {
+            tracing::warn!(%item, "the queue ledger is not keeping up; a stay is not recorded");
+        }
+    }
+
     /// Tells the item's watcher, if it has one; true if it has.
     fn tell(&mut self, item: &str, event: ItemEvent) -> bool {
         let Some(w) = self.watchers.get(item) else {
@@ -135,11 +190,15 @@ impl Inner {
                         },
                     );
                     self.watchers.remove(&item);
+                    if let Some(s) = self.stays.get_mut(&item) {
+                        s.answered = Some((Utc::now(), agent.clone()));
+                    }
                     self.assigned.insert(item, agent);
                 }
                 Event::TimedOut { item } => {
                     tracing::info!(%item, "nobody took a conversation within the queue's maximum wait");
                     self.items.remove(&item);
+                    self.close(&item, "timed_out");
                     if self.tell(&item, ItemEvent::TimedOut) {
                         self.watchers.remove(&item);
                     } else if self.timed_out.len() < 1000 {
@@ -188,11 +247,35 @@ impl Center {
         });
     }
 
+    /// Finished stays go to the returned channel from now on (the server writes
+    /// them to the store).
+    pub fn ledger(&self) -> tokio::sync::mpsc::Receiver<Stay> {
+        let (tx, rx) = tokio::sync::mpsc::channel(LEDGER_BUFFER);
+        lock(&self.inner).ledger = Some(tx);
+        rx
+    }
+
     /// A conversation joins a queue; false if it is already waiting or the queues
     /// are full.
-    pub fn enqueue(&self, item: &str, queue: &str, needs: &[String], summary: &str) -> bool {
+    pub fn enqueue(
+        &self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        summary: &str,
+        origin: Origin,
+    ) -> bool {
         self.with(|i, now| match i.queues.enqueue(item, queue, needs, now) {
             Some(e) => {
+                i.stays.insert(
+                    item.to_string(),
+                    OpenStay {
+                        queue: queue.to_string(),
+                        origin,
+                        enqueued: Utc::now(),
+                        answered: None,
+                    },
+                );
                 i.items.insert(
                     item.to_string(),
                     Item {
@@ -216,6 +299,7 @@ impl Center {
         queue: &str,
         needs: &[String],
         summary: &str,
+        origin: Origin,
     ) -> Option<tokio::sync::mpsc::Receiver<ItemEvent>> {
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
         {
@@ -225,7 +309,7 @@ impl Center {
             }
             inner.watchers.insert(item.to_string(), tx);
         }
-        if self.enqueue(item, queue, needs, summary) {
+        if self.enqueue(item, queue, needs, summary, origin) {
             Some(rx)
         } else {
             lock(&self.inner).watchers.remove(item);
@@ -238,6 +322,8 @@ impl Center {
         self.with(|i, now| {
             i.watchers.remove(item);
             i.items.remove(item);
+            let taken = i.stays.get(item).is_some_and(|s| s.answered.is_some());
+            i.close(item, if taken { "answered" } else { "abandoned" });
             let e = i.queues.leave(item, now);
             i.apply(e);
         });
@@ -268,6 +354,7 @@ impl Center {
             }
             i.assigned.remove(item);
             i.live.remove(item);
+            i.close(item, "answered");
             let queue = i.items.remove(item).map(|it| it.queue).unwrap_or_default();
             let e = i.queues.finish(agent, &queue, now);
             i.apply(e);
@@ -394,6 +481,20 @@ impl Center {
 mod tests {
     use super::*;
 
+    fn phone() -> Origin {
+        Origin {
+            channel: "phone".into(),
+            reason: "menu".into(),
+        }
+    }
+
+    fn web() -> Origin {
+        Origin {
+            channel: "web".into(),
+            reason: "intent:human".into(),
+        }
+    }
+
     #[tokio::test]
     async fn a_watched_call_hears_offers_withdrawals_and_the_connection() {
         let c = Center::new([QueueConfig::named("general")]);
@@ -401,9 +502,12 @@ mod tests {
         c.add_agent("a2", &["general".into()], &[]);
         c.set_available("a1", true);
         let mut rx = c
-            .enqueue_watched("call-1", "general", &[], "order 123")
+            .enqueue_watched("call-1", "general", &[], "order 123", phone())
             .unwrap();
-        assert!(c.enqueue_watched("call-1", "general", &[], "").is_none());
+        assert!(
+            c.enqueue_watched("call-1", "general", &[], "", phone())
+                .is_none()
+        );
         // Longest idle first: a1 (a2 is away).
         assert_eq!(
             rx.try_recv().unwrap(),
@@ -423,7 +527,9 @@ mod tests {
         );
         assert!(c.holds("call-1", "a2"));
         // A caller who hangs up while waiting leaves the queue: the agent is freed.
-        let _rx2 = c.enqueue_watched("call-2", "general", &[], "").unwrap();
+        let _rx2 = c
+            .enqueue_watched("call-2", "general", &[], "", phone())
+            .unwrap();
         assert_eq!(c.offers("a1").len(), 1);
         c.leave("call-2");
         assert!(c.offers("a1").is_empty());
@@ -437,9 +543,13 @@ mod tests {
     #[test]
     fn a_chat_is_offered_taken_and_finished() {
         let c = Center::new([QueueConfig::named("general")]);
+        let mut ledger = c.ledger();
         c.add_agent("a1", &["general".into()], &[]);
-        assert!(c.enqueue("conv-1", "general", &[], "where is my refund"));
-        assert!(!c.enqueue("conv-1", "general", &[], ""), "already waiting");
+        assert!(c.enqueue("conv-1", "general", &[], "where is my refund", web()));
+        assert!(
+            !c.enqueue("conv-1", "general", &[], "", web()),
+            "already waiting"
+        );
         assert!(c.offers("a1").is_empty(), "away agents get nothing");
         c.set_available("a1", true);
         let offers = c.offers("a1");
@@ -463,5 +573,52 @@ mod tests {
         assert!(!c.finish("conv-1", "a2"));
         assert!(c.finish("conv-1", "a1"));
         assert_eq!(c.state("a1"), Some(super::super::queue::AgentState::WrapUp));
+        let stay = ledger.try_recv().unwrap();
+        assert_eq!(
+            (
+                stay.item.as_str(),
+                stay.queue.as_str(),
+                stay.channel.as_str(),
+                stay.reason.as_str(),
+                stay.agent.as_deref(),
+                stay.outcome
+            ),
+            (
+                "conv-1",
+                "general",
+                "web",
+                "intent:human",
+                Some("a1"),
+                "answered"
+            )
+        );
+        let answered = stay.answered.unwrap();
+        assert!(stay.enqueued <= answered && answered <= stay.ended);
+        assert!(ledger.try_recv().is_err(), "one stay per hand-over");
+    }
+
+    #[test]
+    fn callers_who_leave_the_queue_or_time_out_are_in_the_ledger() {
+        let mut config = QueueConfig::named("general");
+        config.max_wait = Duration::ZERO;
+        let c = Center::new([config]);
+        let mut ledger = c.ledger();
+        let _rx = c
+            .enqueue_watched("call-9", "general", &[], "", phone())
+            .unwrap();
+        c.leave("call-9");
+        let stay = ledger.try_recv().unwrap();
+        assert_eq!(
+            (stay.outcome, stay.agent, stay.answered),
+            ("abandoned", None, None)
+        );
+        assert!(c.enqueue("conv-2", "general", &[], "", web()));
+        let e = {
+            let mut inner = lock(&c.inner);
+            inner.queues.tick(Instant::now() + Duration::from_secs(1))
+        };
+        lock(&c.inner).apply(e);
+        assert_eq!(c.take_timed_out(), vec!["conv-2".to_string()]);
+        assert_eq!(ledger.try_recv().unwrap().outcome, "timed_out");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod dashboard;
 pub mod error;
 pub mod kb;
 pub mod routes;
@@ -45,6 +46,9 @@ pub struct Ops {
     /// The text channels (an agent's reply goes out through them).
     pub text: Arc<crate::channel::chat::TextChannels>,
     pub center: Arc<crate::agents::center::Center>,
+    /// Sentence embeddings for clustering unanswered questions (with the
+    /// semantic re-ranker's model; None without it).
+    pub embed: Option<crate::store::analytics::Embed>,
     /// The route table, filled once every route is added.
     pub routes: OnceLock<Vec<RouteSpec>>,
 }
@@ -78,6 +82,7 @@ pub fn router(
     let r = kb::routes(r);
     let r = admin::routes(r);
     let r = agent::routes(r);
+    let r = dashboard::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();
     let _ = ops.routes.set(specs.clone());

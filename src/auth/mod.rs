@@ -62,6 +62,7 @@ impl Role {
             P::Public | P::SignedIn => true,
             P::Channels | P::KbWrite => matches!(self, R::Admin | R::Integrator),
             P::KbRead => matches!(self, R::Admin | R::Supervisor | R::Integrator),
+            P::KbDraft => matches!(self, R::Admin | R::Supervisor),
             P::Reports => matches!(self, R::Admin | R::Supervisor | R::Auditor),
             P::CallRecords | P::Queues => matches!(self, R::Admin | R::Supervisor),
             P::OwnWork => matches!(self, R::Admin | R::Supervisor | R::Agent),
@@ -105,6 +106,9 @@ pub enum Permission {
     KbRead,
     /// Changing the knowledge base.
     KbWrite,
+    /// Drafting a knowledge-base entry from unanswered questions (a draft is not
+    /// live until someone with `KbWrite` adds it).
+    KbDraft,
     /// Aggregate reports (no personal data).
     Reports,
     /// Call records with the caller's number, digits and words.
@@ -123,12 +127,13 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::Public,
         Permission::SignedIn,
         Permission::Channels,
         Permission::KbRead,
         Permission::KbWrite,
+        Permission::KbDraft,
         Permission::Reports,
         Permission::CallRecords,
         Permission::OwnWork,
@@ -145,6 +150,7 @@ impl Permission {
             Permission::Channels => "channels",
             Permission::KbRead => "kb_read",
             Permission::KbWrite => "kb_write",
+            Permission::KbDraft => "kb_draft",
             Permission::Reports => "reports",
             Permission::CallRecords => "call_records",
             Permission::OwnWork => "own_work",

@@ -207,6 +207,15 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
         end_reason: record.end_reason.clone(),
         // "queue:agent" once an agent took the call; "refer:TARGET" or
         // "dial-out:TARGET" for a blind transfer that reached its target.
+        keys: record.digits.chars().count() as i64,
+        utterances: record.utterances.len() as i64,
+        asr_confidence: serde_json::to_string(
+            &record
+                .asr_confidence
+                .iter()
+                .map(|c| (c * 100.0).round() / 100.0)
+                .collect::<Vec<f32>>(),
+        )?,
         transfer: record
             .transfer
             .as_ref()
@@ -676,7 +685,12 @@ impl Media {
             .interpreter
             .vars()
             .iter()
-            .filter(|(k, v)| !matches!(k.as_str(), "caller" | "called" | "queue") && !v.is_empty())
+            .filter(|(k, v)| {
+                !matches!(
+                    k.as_str(),
+                    "caller" | "called" | "queue" | "handover_reason"
+                ) && !v.is_empty()
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let summary = leg::summary_text(
@@ -698,7 +712,14 @@ impl Media {
                 None
             }
         };
-        match transfer::Waiting::start(s, queue, summary) {
+        // The ask node's hand-over says why; otherwise the caller chose it in a menu.
+        let reason = self
+            .interpreter
+            .vars()
+            .get("handover_reason")
+            .cloned()
+            .unwrap_or_else(|| "menu".into());
+        match transfer::Waiting::start(s, queue, summary, reason) {
             Some(w) => {
                 self.hold = hold;
                 self.ticket = Some(w.ticket());
@@ -1082,6 +1103,7 @@ impl Media {
                     "caller said"
                 );
                 record.utterances.push(t.text.clone());
+                record.asr_confidence.push(t.confidence);
                 self.interpreter.handle(
                     Input::Heard {
                         text: t.text,

@@ -28,6 +28,8 @@ pub struct CallRecord {
     pub digit_sources: Vec<&'static str>,
     /// What the caller said at `listen` nodes, in order.
     pub utterances: Vec<String>,
+    /// The recognizer's confidence in each utterance, 0–1.
+    pub asr_confidence: Vec<f32>,
     /// The conversation with the dialogue core at `ask` nodes: the caller's words and
     /// the answers spoken, with intents and confidence.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -131,12 +131,22 @@ impl Waiting {
     /// skills-based queues) and opens their ticket; None if the queues are full.
     /// `summary` is what the agent hears, the desk's offer and the ticket's
     /// subject.
-    pub(super) fn start(s: &CallSetup, queue: &str, summary: String) -> Option<Self> {
+    /// `reason` is why the caller wants a person (`agents::center::Origin`).
+    pub(super) fn start(
+        s: &CallSetup,
+        queue: &str,
+        summary: String,
+        reason: String,
+    ) -> Option<Self> {
         let needs = [s.plan.language.clone()];
+        let origin = crate::agents::center::Origin {
+            channel: "phone".into(),
+            reason,
+        };
         let events = s
             .staff
             .center
-            .enqueue_watched(&s.call_id, queue, &needs, &summary)?;
+            .enqueue_watched(&s.call_id, queue, &needs, &summary, origin)?;
         let started = Instant::now();
         tracing::info!(%queue, "caller waiting for an agent");
         let ticket = Ticket::open(s, s.caller_identity(), queue, &summary);

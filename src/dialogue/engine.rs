@@ -69,6 +69,11 @@ pub struct Reply {
     /// The agent queue to hand over to, when this reply hands over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handover: Option<String>,
+    /// Why, when this reply hands over: "not_understood" (repeated misses),
+    /// "slot_failed" (a value the customer could not give), or "intent:ID" (an
+    /// intent that hands over, such as asking for a person).
+    #[serde(skip_serializing_if = "Option::is_none", rename = "handover_reason")]
+    pub reason: Option<String>,
     /// Other intents that scored, best first (for `kefu chat` and the API).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<(String, f32)>,
@@ -142,6 +147,7 @@ impl Conversation {
                     intent: Some(topic.id.clone()),
                     confidence: 1.0,
                     handover: None,
+                    reason: None,
                     candidates: Vec::new(),
                 }
             }
@@ -156,6 +162,7 @@ impl Conversation {
                     intent: None,
                     confidence: 1.0,
                     handover: None,
+                    reason: None,
                     candidates: Vec::new(),
                 }
             }
@@ -261,6 +268,7 @@ impl Conversation {
                     intent: None,
                     confidence: 0.0,
                     handover: None,
+                    reason: None,
                     candidates,
                 };
             }
@@ -285,6 +293,7 @@ impl Conversation {
                             return self.hand_over(
                                 kb.replies.give_up.best(self.lang).to_string(),
                                 &kb.default_queue,
+                                "slot_failed".into(),
                                 candidates,
                             );
                         }
@@ -305,6 +314,7 @@ impl Conversation {
                             intent: Some(i.id.clone()),
                             confidence: 1.0,
                             handover: None,
+                            reason: None,
                             candidates,
                         };
                     }
@@ -334,6 +344,7 @@ impl Conversation {
                         intent: None,
                         confidence: 1.0,
                         handover: None,
+                        reason: None,
                         candidates,
                     };
                 }
@@ -355,6 +366,7 @@ impl Conversation {
                     let mut r = self.hand_over(
                         kb.replies.handover.best(self.lang).to_string(),
                         &kb.default_queue,
+                        "not_understood".into(),
                         candidates,
                     );
                     r.confidence = confidence;
@@ -366,6 +378,7 @@ impl Conversation {
                     intent: None,
                     confidence,
                     handover: None,
+                    reason: None,
                     candidates,
                 }
             }
@@ -399,6 +412,7 @@ impl Conversation {
             intent: None,
             confidence: a.score,
             handover: None,
+            reason: None,
             candidates,
         }
     }
@@ -449,6 +463,7 @@ impl Conversation {
                 intent: Some(i.id.clone()),
                 confidence,
                 handover: None,
+                reason: None,
                 candidates,
             };
         }
@@ -461,7 +476,7 @@ impl Conversation {
             text = text.replace(&format!("${{{name}}}"), value);
         }
         if let Some(queue) = &i.handover {
-            let mut r = self.hand_over(text, queue, candidates);
+            let mut r = self.hand_over(text, queue, format!("intent:{}", i.id), candidates);
             r.intent = Some(i.id.clone());
             r.confidence = confidence;
             return r;
@@ -472,11 +487,18 @@ impl Conversation {
             intent: Some(i.id.clone()),
             confidence,
             handover: None,
+            reason: None,
             candidates,
         }
     }
 
-    fn hand_over(&mut self, text: String, queue: &str, candidates: Vec<(String, f32)>) -> Reply {
+    fn hand_over(
+        &mut self,
+        text: String,
+        queue: &str,
+        reason: String,
+        candidates: Vec<(String, f32)>,
+    ) -> Reply {
         self.misses = 0;
         self.state = State::HandedOver {
             queue: queue.to_string(),
@@ -487,6 +509,7 @@ impl Conversation {
             intent: None,
             confidence: 1.0,
             handover: Some(queue.to_string()),
+            reason: Some(reason),
             candidates,
         }
     }

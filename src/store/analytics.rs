@@ -1,13 +1,29 @@
-//! What supervisors read every day, computed from the store for a date range:
-//! the automation (self-service) rate by channel and day, how fast the machine
-//! replied, the hot topics, and the questions the knowledge base could not
-//! answer, grouped so staff can add them.
+//! What supervisors read every day, computed from the store for a date range
+//! (and, optionally, one channel): the automation (self-service) rate by channel
+//! and day, first-response and resolution times for the machine and for people,
+//! why customers were handed over, how the agent queues did (abandonment, wait
+//! and handle times per queue and agent), how callers used the menu (keys or
+//! speech) and how sure the recognizer was, the hot topics and their trend, and
+//! the questions the knowledge base could not answer, grouped so staff can add
+//! them.
 //!
-//! Days are UTC calendar days of a conversation's start. A conversation is
-//! *handed over* when an agent spoke in it or a ticket was opened for it;
-//! every other one was resolved by the machine alone. A customer's message is
-//! *unanswered* when the dialogue core matched no intent to it, or matched one
-//! with confidence under [`UNANSWERED_BELOW`].
+//! Definitions (the dashboard and `kefu report` show exactly these):
+//! - A *contact* is a conversation (any channel) or an answered call without one
+//!   (a call that only used the keypad); its day is the UTC day it started. It is
+//!   *handed over* when an agent spoke in it, a ticket was opened for it (or its
+//!   call), or its call was transferred; every other contact was resolved by the
+//!   machine alone.
+//! - First response: the machine's is each reply's time (customer message in →
+//!   reply committed); a person's is from the hand-over to the agent's first
+//!   message (chat) or to the agent on the line (calls).
+//! - Resolution: the machine's is from the contact's start to its last turn (a
+//!   call: to its end), for contacts it resolved; a person's is from the
+//!   contact's start to the agent finishing it.
+//! - A queue stay is *abandoned* when the customer left before an agent took it;
+//!   wait is from joining the queue to being taken (or leaving), handle time from
+//!   being taken to the agent finishing.
+//! - A customer's message is *unanswered* when the dialogue core matched no
+//!   intent to it, or matched one with confidence under [`UNANSWERED_BELOW`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +39,9 @@ pub const UNANSWERED_BELOW: f32 = 0.5;
 /// Unanswered groups reported at most, and example phrasings per group.
 const MAX_GROUPS: usize = 50;
 const EXAMPLES: usize = 3;
+/// Hot topics reported, and how many of them the trend follows.
+const TOP_INTENTS: usize = 20;
+const TREND_INTENTS: usize = 5;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DayRow {
@@ -43,27 +62,121 @@ pub struct Percentiles {
     pub p90_ms: Option<f64>,
 }
 
+impl Percentiles {
+    fn of(mut v: Vec<f64>) -> Self {
+        v.sort_by(f64::total_cmp);
+        Self {
+            count: v.len(),
+            p50_ms: percentile(&v, 0.5),
+            p90_ms: percentile(&v, 0.9),
+        }
+    }
+}
+
+/// The machine's and people's figures side by side.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Times {
+    pub bot: Percentiles,
+    pub human: Percentiles,
+}
+
+/// A name and how often it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub key: String,
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueueRow {
+    pub queue: String,
+    /// Customers who joined the queue.
+    pub stays: i64,
+    pub answered: i64,
+    pub abandoned: i64,
+    pub timed_out: i64,
+    /// abandoned / stays.
+    pub abandonment_rate: f64,
+    pub avg_wait_ms: Option<f64>,
+    pub avg_handle_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentRow {
+    pub agent: String,
+    /// Conversations and calls the agent took.
+    pub answered: i64,
+    /// How long those customers had waited.
+    pub avg_wait_ms: Option<f64>,
+    pub avg_handle_ms: Option<f64>,
+}
+
+/// How answered calls used the menu.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InputUse {
+    pub calls: i64,
+    pub keys_only: i64,
+    pub speech_only: i64,
+    pub both: i64,
+    pub neither: i64,
+}
+
+/// Recognised utterances whose confidence was in `[from, to)` (the last bucket
+/// includes 1.0).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bucket {
+    pub from: f64,
+    pub to: f64,
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrendRow {
+    pub day: NaiveDate,
+    pub intent: String,
+    pub count: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Unanswered {
-    /// The question as grouped (lower case, punctuation and spacing folded).
+    /// The question as grouped (lower case, punctuation and spacing folded); for
+    /// a cluster, its most asked member.
     pub question: String,
     pub count: usize,
     /// How customers put it, as they wrote or said it.
     pub examples: Vec<String>,
+    /// Differently worded questions merged into this group (1 unless clustered
+    /// by meaning).
+    pub phrasings: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// The one channel reported, or all.
+    pub channel: Option<String>,
     pub days: Vec<DayRow>,
     /// All channels together.
     pub conversations: i64,
     pub automated: i64,
+    pub handed_over: i64,
     pub automation_rate: Option<f64>,
-    /// The machine's reply time (customer message in → reply committed).
-    pub bot_reply: Percentiles,
-    pub top_intents: Vec<(String, i64)>,
+    /// handed_over / conversations.
+    pub transfer_rate: Option<f64>,
+    pub first_response: Times,
+    pub resolution: Times,
+    /// Why customers were handed to a person (queue stays by reason, and blind
+    /// transfers).
+    pub transfer_reasons: Vec<Count>,
+    pub queues: Vec<QueueRow>,
+    pub agents: Vec<AgentRow>,
+    pub input: InputUse,
+    /// Ten buckets, 0.0–0.1 to 0.9–1.0.
+    pub asr_confidence: Vec<Bucket>,
+    pub top_intents: Vec<Count>,
+    /// The top intents' questions per day.
+    pub intent_trend: Vec<TrendRow>,
     pub unanswered: Vec<Unanswered>,
 }
 
@@ -90,38 +203,282 @@ pub fn question_key(text: &str) -> String {
     out.trim_end().to_string()
 }
 
-fn day_start(d: NaiveDate) -> i64 {
+pub(crate) fn day_start(d: NaiveDate) -> i64 {
     ms(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
 }
 
+pub(crate) fn day_of(t: i64, fallback: NaiveDate) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp_millis(t).map_or(fallback, |t| t.date_naive())
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// A finished stay in an agent queue (the center's ledger, written by
+/// [`Store::record_stay`]): ids, times, names of queues and agents; no personal
+/// data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stay {
+    /// The conversation or call id.
+    pub item: String,
+    pub queue: String,
+    pub channel: String,
+    /// Why the customer was handed over (`agents::center::Origin`).
+    pub reason: String,
+    pub enqueued: DateTime<Utc>,
+    /// When an agent took it.
+    pub answered: Option<DateTime<Utc>>,
+    pub agent: Option<String>,
+    /// When the agent finished (or the customer left, or the wait timed out).
+    pub ended: DateTime<Utc>,
+    /// "answered", "abandoned" (left before anyone took it) or "timed_out".
+    pub outcome: &'static str,
+}
+
+/// Embeds texts (L2-normalised), for clustering unanswered questions by meaning.
+pub type Embed = std::sync::Arc<dyn Fn(&[&str]) -> anyhow::Result<Vec<Vec<f32>>> + Send + Sync>;
+
+/// Unanswered questions at least this similar (cosine of multilingual-e5-small
+/// embeddings) are one cluster: paraphrases of one question score above it,
+/// different questions about the same thing below: measured, paraphrases score
+/// 0.945–0.994 ("do you sell kayaks" / "can I buy a kayak from you"), while
+/// "do you sell kayaks" / "do you rent kayaks" scores 0.924 and "… kayaks" /
+/// "… bicycles" 0.891 (`tests/semantic.rs` checks these clusters).
+pub const CLUSTER_THRESHOLD: f32 = 0.93;
+
+/// Merges groups of unanswered questions that ask the same thing in other words:
+/// `vectors[i]` is the L2-normalised sentence embedding of `groups[i].question`.
+/// Groups are taken most asked first; each joins the first cluster whose leader
+/// (its most asked question) is at least `threshold` similar (cosine), or leads
+/// a new one. Deterministic for the same input.
+pub fn cluster(
+    mut groups: Vec<Unanswered>,
+    vectors: &[Vec<f32>],
+    threshold: f32,
+) -> Vec<Unanswered> {
+    let mut order: Vec<usize> = (0..groups.len().min(vectors.len())).collect();
+    order.sort_by(|&a, &b| {
+        groups[b]
+            .count
+            .cmp(&groups[a].count)
+            .then(groups[a].question.cmp(&groups[b].question))
+    });
+    let mut clusters: Vec<(usize, Unanswered)> = Vec::new();
+    for i in order {
+        let g = std::mem::replace(
+            &mut groups[i],
+            Unanswered {
+                question: String::new(),
+                count: 0,
+                examples: Vec::new(),
+                phrasings: 0,
+            },
+        );
+        let home = clusters.iter_mut().find(|(leader, _)| {
+            let (a, b) = (&vectors[*leader], &vectors[i]);
+            a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() >= threshold
+        });
+        match home {
+            Some((_, c)) => {
+                c.count += g.count;
+                c.phrasings += g.phrasings;
+                for e in g.examples {
+                    if c.examples.len() < EXAMPLES + 2 && !c.examples.contains(&e) {
+                        c.examples.push(e);
+                    }
+                }
+            }
+            None => clusters.push((i, g)),
+        }
+    }
+    let mut merged: Vec<Unanswered> = clusters.into_iter().map(|(_, c)| c).collect();
+    merged.sort_by(|a, b| b.count.cmp(&a.count).then(a.question.cmp(&b.question)));
+    merged
+}
+
+/// A contact: a conversation, or an answered call without one.
+pub(crate) struct Contact {
+    /// The conversation or call id.
+    pub id: String,
+    /// "conversation" or "call".
+    pub kind: &'static str,
+    pub day: NaiveDate,
+    pub started_ms: i64,
+    pub channel: String,
+    pub handed_over: bool,
+    /// How long the machine took to resolve it (if it did).
+    pub bot_resolution_ms: f64,
+}
+
+/// What answered calls did.
+pub(crate) struct CallStats {
+    input: InputUse,
+    /// Utterances per tenth of recognizer confidence.
+    confidence: [i64; 10],
+    /// Blind transfers.
+    blind: i64,
+}
+
 impl Store {
-    /// The report for the UTC days `from` to `to`, both included.
-    pub async fn analytics(&self, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Report> {
-        let (start, end) = (day_start(from), day_start(to.succ_opt().unwrap_or(to)));
+    /// Writes a finished queue stay (a repeated one is ignored).
+    pub async fn record_stay(&self, s: &Stay) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO queue_stays (item, queue, channel, reason, agent, enqueued_ms, \
+             answered_ms, ended_ms, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (item, enqueued_ms) DO NOTHING",
+        )
+        .bind(s.item.as_str())
+        .bind(s.queue.as_str())
+        .bind(s.channel.as_str())
+        .bind(s.reason.as_str())
+        .bind(s.agent.as_deref())
+        .bind(ms(s.enqueued))
+        .bind(s.answered.map(ms))
+        .bind(ms(s.ended))
+        .bind(s.outcome)
+        .execute(self.pool())
+        .await
+        .context("cannot record a queue stay")?;
+        Ok(())
+    }
+
+    /// The contacts that started in `[start, end)` (ms), of one channel or all
+    /// (""), and what the answered calls among them did.
+    pub(crate) async fn contacts(
+        &self,
+        start: i64,
+        end: i64,
+        only: &str,
+        from: NaiveDate,
+    ) -> anyhow::Result<(Vec<Contact>, CallStats)> {
         let p = self.pool();
         let rows = sqlx::query(
-            "SELECT c.id, c.channel, c.started_ms, \
+            "SELECT c.id, c.channel, c.started_ms, c.updated_ms, c.call_id, \
              (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id AND t.speaker = 'agent') \
              + (SELECT COUNT(*) FROM tickets k WHERE k.conversation_id = c.id) AS people \
-             FROM conversations c WHERE c.started_ms >= $1 AND c.started_ms < $2",
+             FROM conversations c WHERE c.started_ms >= $1 AND c.started_ms < $2 \
+             AND ($3 = '' OR c.channel = $3)",
         )
         .bind(start)
         .bind(end)
+        .bind(only)
         .fetch_all(p)
         .await
         .context("cannot read conversations")?;
-        let mut days: BTreeMap<(NaiveDate, String), (i64, i64)> = BTreeMap::new();
+        let mut contacts = Vec::with_capacity(rows.len());
+        let mut by_call: HashMap<String, usize> = HashMap::new();
         for r in &rows {
-            let channel: String = r.try_get(1)?;
             let started: i64 = r.try_get(2)?;
-            let people: i64 = r.try_get(3)?;
-            let day = DateTime::<Utc>::from_timestamp_millis(started)
-                .map(|t| t.date_naive())
-                .unwrap_or(from);
-            let e = days.entry((day, channel)).or_default();
+            let updated: i64 = r.try_get(3)?;
+            if let Some(call) = r.try_get::<Option<String>, _>(4)? {
+                by_call.insert(call, contacts.len());
+            }
+            contacts.push(Contact {
+                id: r.try_get(0)?,
+                kind: "conversation",
+                day: day_of(started, from),
+                started_ms: started,
+                channel: r.try_get(1)?,
+                handed_over: r.try_get::<i64, _>(5)? > 0,
+                bot_resolution_ms: (updated - started) as f64,
+            });
+        }
+        let mut input = InputUse::default();
+        let mut confidence = [0i64; 10];
+        let mut blind = 0i64;
+        if only.is_empty() || only == "phone" {
+            let rows = sqlx::query(
+                "SELECT k.call_id, k.invite_ms, k.answer_ms, k.end_ms, k.transfer, \
+                 (SELECT COUNT(*) FROM tickets t WHERE t.call_id = k.call_id), \
+                 k.keys, k.utterances, k.asr_confidence \
+                 FROM calls k WHERE k.invite_ms >= $1 AND k.invite_ms < $2 AND k.answer_ms IS NOT NULL",
+            )
+            .bind(start)
+            .bind(end)
+            .fetch_all(p)
+            .await
+            .context("cannot read calls")?;
+            for r in &rows {
+                let call: String = r.try_get(0)?;
+                let invite: i64 = r.try_get(1)?;
+                let answer: i64 = r.try_get(2)?;
+                let ended: Option<i64> = r.try_get(3)?;
+                let transfer: Option<String> = r.try_get(4)?;
+                if transfer
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("refer:") || t.starts_with("dial-out:"))
+                {
+                    blind += 1;
+                }
+                let handed_over = transfer.is_some() || r.try_get::<i64, _>(5)? > 0;
+                let resolution = (ended.unwrap_or(answer) - answer) as f64;
+                match by_call.get(&call) {
+                    Some(&i) => {
+                        contacts[i].handed_over |= handed_over;
+                        contacts[i].bot_resolution_ms = resolution;
+                    }
+                    None => contacts.push(Contact {
+                        id: call.clone(),
+                        kind: "call",
+                        day: day_of(invite, from),
+                        started_ms: invite,
+                        channel: "phone".into(),
+                        handed_over,
+                        bot_resolution_ms: resolution,
+                    }),
+                }
+                let keys: i64 = r.try_get(6)?;
+                let utterances: i64 = r.try_get(7)?;
+                input.calls += 1;
+                match (keys > 0, utterances > 0) {
+                    (true, true) => input.both += 1,
+                    (true, false) => input.keys_only += 1,
+                    (false, true) => input.speech_only += 1,
+                    (false, false) => input.neither += 1,
+                }
+                let heard: String = r.try_get(8)?;
+                for c in serde_json::from_str::<Vec<f64>>(&heard).unwrap_or_default() {
+                    confidence[((c * 10.0).floor().max(0.0) as usize).min(9)] += 1;
+                }
+            }
+        }
+        Ok((
+            contacts,
+            CallStats {
+                input,
+                confidence,
+                blind,
+            },
+        ))
+    }
+
+    /// The report for the UTC days `from` to `to`, both included; for one channel
+    /// ("phone", "web", "wechat", "sms", "app") or all.
+    pub async fn analytics(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        channel: Option<&str>,
+    ) -> anyhow::Result<Report> {
+        let (start, end) = (day_start(from), day_start(to.succ_opt().unwrap_or(to)));
+        let only = channel.unwrap_or("");
+        let p = self.pool();
+
+        let (contacts, calls) = self.contacts(start, end, only, from).await?;
+        let CallStats {
+            input,
+            confidence,
+            blind,
+        } = calls;
+        let mut days: BTreeMap<(NaiveDate, String), (i64, i64)> = BTreeMap::new();
+        let mut bot_resolution = Vec::new();
+        for c in &contacts {
+            let e = days.entry((c.day, c.channel.clone())).or_default();
             e.0 += 1;
-            if people == 0 {
+            if !c.handed_over {
                 e.1 += 1;
+                bot_resolution.push(c.bot_resolution_ms);
             }
         }
         let days: Vec<DayRow> = days
@@ -138,40 +495,165 @@ impl Store {
         let conversations: i64 = days.iter().map(|d| d.conversations).sum();
         let automated: i64 = days.iter().map(|d| d.automated).sum();
 
-        let mut reply: Vec<f64> = sqlx::query(
+        let reply: Vec<f64> = sqlx::query(
             "SELECT latency_us FROM turns WHERE speaker = 'bot' AND latency_us IS NOT NULL \
-             AND at_ms >= $1 AND at_ms < $2",
+             AND at_ms >= $1 AND at_ms < $2 AND ($3 = '' OR channel = $3)",
         )
         .bind(start)
         .bind(end)
+        .bind(only)
         .fetch_all(p)
         .await?
         .iter()
         .map(|r| r.try_get::<i64, _>(0).map(|us| us as f64 / 1000.0))
         .collect::<Result<_, _>>()?;
-        reply.sort_by(f64::total_cmp);
 
-        let intents = sqlx::query(
-            "SELECT intent, COUNT(*) FROM turns WHERE speaker = 'customer' AND intent IS NOT NULL \
-             AND at_ms >= $1 AND at_ms < $2 GROUP BY intent ORDER BY COUNT(*) DESC, intent LIMIT 20",
+        // Queue stays: hand-over reasons, people's times, queues and agents.
+        let rows = sqlx::query(
+            "SELECT s.queue, s.reason, s.agent, s.channel, s.enqueued_ms, s.answered_ms, s.ended_ms, s.outcome, \
+             (SELECT MIN(t.at_ms) FROM turns t WHERE t.conversation_id = s.item AND t.speaker = 'agent' \
+              AND t.at_ms >= s.enqueued_ms), \
+             COALESCE((SELECT c.started_ms FROM conversations c WHERE c.id = s.item), \
+              (SELECT k.answer_ms FROM calls k WHERE k.call_id = s.item), s.enqueued_ms) \
+             FROM queue_stays s WHERE s.enqueued_ms >= $1 AND s.enqueued_ms < $2 \
+             AND ($3 = '' OR s.channel = $3)",
         )
         .bind(start)
         .bind(end)
+        .bind(only)
         .fetch_all(p)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<anyhow::Result<Vec<(String, i64)>>>()?;
+        .await
+        .context("cannot read queue stays")?;
+        let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+        let (mut human_first, mut human_resolution) = (Vec::new(), Vec::new());
+        #[derive(Default)]
+        struct Tally {
+            stays: i64,
+            answered: i64,
+            abandoned: i64,
+            timed_out: i64,
+            waits: Vec<f64>,
+            handles: Vec<f64>,
+        }
+        let mut queues: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut agents: BTreeMap<String, Tally> = BTreeMap::new();
+        for r in &rows {
+            let queue: String = r.try_get(0)?;
+            *reasons.entry(r.try_get(1)?).or_default() += 1;
+            let agent: Option<String> = r.try_get(2)?;
+            let stay_channel: String = r.try_get(3)?;
+            let enqueued: i64 = r.try_get(4)?;
+            let answered: Option<i64> = r.try_get(5)?;
+            let ended: i64 = r.try_get(6)?;
+            let outcome: String = r.try_get(7)?;
+            let first_agent: Option<i64> = r.try_get(8)?;
+            let contact: i64 = r.try_get(9)?;
+            let q = queues.entry(queue).or_default();
+            q.stays += 1;
+            q.waits.push((answered.unwrap_or(ended) - enqueued) as f64);
+            match outcome.as_str() {
+                "abandoned" => q.abandoned += 1,
+                "timed_out" => q.timed_out += 1,
+                _ => {}
+            }
+            let Some(answered) = answered else { continue };
+            q.answered += 1;
+            q.handles.push((ended - answered) as f64);
+            let first = if stay_channel == "phone" {
+                Some(answered)
+            } else {
+                first_agent
+            };
+            if let Some(first) = first {
+                human_first.push((first - enqueued) as f64);
+            }
+            if outcome == "answered" {
+                human_resolution.push((ended - contact) as f64);
+            }
+            if let Some(agent) = agent {
+                let a = agents.entry(agent).or_default();
+                a.answered += 1;
+                a.waits.push((answered - enqueued) as f64);
+                a.handles.push((ended - answered) as f64);
+            }
+        }
+        if blind > 0 {
+            reasons.insert("blind_transfer".into(), blind);
+        }
+        let mut transfer_reasons: Vec<Count> = reasons
+            .into_iter()
+            .map(|(key, count)| Count { key, count })
+            .collect();
+        transfer_reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
+        let queues = queues
+            .into_iter()
+            .map(|(queue, t)| QueueRow {
+                queue,
+                stays: t.stays,
+                answered: t.answered,
+                abandoned: t.abandoned,
+                timed_out: t.timed_out,
+                abandonment_rate: t.abandoned as f64 / t.stays.max(1) as f64,
+                avg_wait_ms: mean(&t.waits),
+                avg_handle_ms: mean(&t.handles),
+            })
+            .collect();
+        let agents = agents
+            .into_iter()
+            .map(|(agent, t)| AgentRow {
+                agent,
+                answered: t.answered,
+                avg_wait_ms: mean(&t.waits),
+                avg_handle_ms: mean(&t.handles),
+            })
+            .collect();
+
+        // Hot topics and their trend.
+        let rows = sqlx::query(
+            "SELECT intent, at_ms FROM turns WHERE speaker = 'customer' AND intent IS NOT NULL \
+             AND at_ms >= $1 AND at_ms < $2 AND ($3 = '' OR channel = $3)",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(only)
+        .fetch_all(p)
+        .await?;
+        let mut totals: HashMap<String, i64> = HashMap::new();
+        let mut per_day: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
+        for r in &rows {
+            let intent: String = r.try_get(0)?;
+            let at: i64 = r.try_get(1)?;
+            *totals.entry(intent.clone()).or_default() += 1;
+            *per_day.entry((day_of(at, from), intent)).or_default() += 1;
+        }
+        let mut top_intents: Vec<Count> = totals
+            .into_iter()
+            .map(|(key, count)| Count { key, count })
+            .collect();
+        top_intents.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
+        top_intents.truncate(TOP_INTENTS);
+        let followed: Vec<&str> = top_intents
+            .iter()
+            .take(TREND_INTENTS)
+            .map(|c| c.key.as_str())
+            .collect();
+        let intent_trend = per_day
+            .into_iter()
+            .filter(|((_, intent), _)| followed.contains(&intent.as_str()))
+            .map(|((day, intent), count)| TrendRow { day, intent, count })
+            .collect();
 
         // Unanswered questions: their text is sealed, so they are opened here
         // and grouped in memory.
         let rows = sqlx::query(
             "SELECT text, key_id FROM turns WHERE speaker = 'customer' \
-             AND (intent IS NULL OR confidence < $3) AND at_ms >= $1 AND at_ms < $2",
+             AND (intent IS NULL OR confidence < $3) AND at_ms >= $1 AND at_ms < $2 \
+             AND ($4 = '' OR channel = $4)",
         )
         .bind(start)
         .bind(end)
         .bind(f64::from(UNANSWERED_BELOW))
+        .bind(only)
         .fetch_all(p)
         .await?;
         let mut groups: HashMap<String, Unanswered> = HashMap::new();
@@ -186,6 +668,7 @@ impl Store {
                 question: key,
                 count: 0,
                 examples: Vec::new(),
+                phrasings: 1,
             });
             g.count += 1;
             let example = text.trim().to_string();
@@ -197,36 +680,165 @@ impl Store {
         unanswered.sort_by(|a, b| b.count.cmp(&a.count).then(a.question.cmp(&b.question)));
         unanswered.truncate(MAX_GROUPS);
 
+        let handed_over = conversations - automated;
+        let rate = |n: i64| (conversations > 0).then(|| n as f64 / conversations as f64);
         Ok(Report {
             from,
             to,
-            automation_rate: (conversations > 0).then(|| automated as f64 / conversations as f64),
+            channel: channel.map(str::to_string),
+            automation_rate: rate(automated),
+            transfer_rate: rate(handed_over),
             days,
             conversations,
             automated,
-            bot_reply: Percentiles {
-                count: reply.len(),
-                p50_ms: percentile(&reply, 0.5),
-                p90_ms: percentile(&reply, 0.9),
+            handed_over,
+            first_response: Times {
+                bot: Percentiles::of(reply),
+                human: Percentiles::of(human_first),
             },
-            top_intents: intents,
+            resolution: Times {
+                bot: Percentiles::of(bot_resolution),
+                human: Percentiles::of(human_resolution),
+            },
+            transfer_reasons,
+            queues,
+            agents,
+            input,
+            asr_confidence: confidence
+                .iter()
+                .enumerate()
+                .map(|(i, &count)| Bucket {
+                    from: i as f64 / 10.0,
+                    to: (i + 1) as f64 / 10.0,
+                    count,
+                })
+                .collect(),
+            top_intents,
+            intent_trend,
             unanswered,
         })
     }
 }
 
+/// The channels a report can be limited to.
+pub const CHANNELS: &[&str] = &["phone", "web", "wechat", "sms", "app"];
+
+/// The report's tables, by the names the dashboard and `kefu report --table` use.
+pub const TABLES: &[&str] = &[
+    "days",
+    "times",
+    "reasons",
+    "queues",
+    "agents",
+    "input",
+    "asr_confidence",
+    "intents",
+    "trend",
+    "unanswered",
+];
+
+/// A row of the times table.
+#[derive(Serialize)]
+struct TimeRow<'a> {
+    measure: &'a str,
+    by: &'a str,
+    count: usize,
+    p50_ms: Option<f64>,
+    p90_ms: Option<f64>,
+}
+
+/// A row of the unanswered table (its examples joined).
+#[derive(Serialize)]
+struct UnansweredRow<'a> {
+    question: &'a str,
+    count: usize,
+    phrasings: usize,
+    examples: String,
+}
+
+/// CSV with `header` first (also for a table without rows).
+fn csv_of<T: Serialize>(header: &str, rows: impl IntoIterator<Item = T>) -> anyhow::Result<String> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(header.split(','))?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
 impl Report {
-    /// The daily table as CSV.
-    pub fn days_csv(&self) -> String {
-        let mut out =
-            String::from("day,channel,conversations,automated,handed_over,automation_rate\n");
-        for d in &self.days {
-            out.push_str(&format!(
-                "{},{},{},{},{},{:.4}\n",
-                d.day, d.channel, d.conversations, d.automated, d.handed_over, d.automation_rate
-            ));
+    /// One of [`TABLES`] as CSV (with a header row); None for an unknown name.
+    pub fn csv(&self, table: &str) -> Option<anyhow::Result<String>> {
+        Some(match table {
+            "days" => csv_of(
+                "day,channel,conversations,automated,handed_over,automation_rate",
+                &self.days,
+            ),
+            "times" => csv_of("measure,by,count,p50_ms,p90_ms", self.time_rows()),
+            "reasons" => csv_of("reason,count", &self.transfer_reasons),
+            "queues" => csv_of(
+                "queue,stays,answered,abandoned,timed_out,abandonment_rate,avg_wait_ms,avg_handle_ms",
+                &self.queues,
+            ),
+            "agents" => csv_of("agent,answered,avg_wait_ms,avg_handle_ms", &self.agents),
+            "input" => csv_of("calls,keys_only,speech_only,both,neither", [&self.input]),
+            "asr_confidence" => csv_of("from,to,count", &self.asr_confidence),
+            "intents" => csv_of("intent,count", &self.top_intents),
+            "trend" => csv_of("day,intent,count", &self.intent_trend),
+            "unanswered" => csv_of(
+                "question,count,phrasings,examples",
+                self.unanswered.iter().map(|u| UnansweredRow {
+                    question: &u.question,
+                    count: u.count,
+                    phrasings: u.phrasings,
+                    examples: u.examples.join(" / "),
+                }),
+            ),
+            _ => return None,
+        })
+    }
+
+    fn time_rows(&self) -> [TimeRow<'_>; 4] {
+        let row = |measure, by, p: &Percentiles| TimeRow {
+            measure,
+            by,
+            count: p.count,
+            p50_ms: p.p50_ms,
+            p90_ms: p.p90_ms,
+        };
+        [
+            row("first_response", "bot", &self.first_response.bot),
+            row("first_response", "human", &self.first_response.human),
+            row("resolution", "bot", &self.resolution.bot),
+            row("resolution", "human", &self.resolution.human),
+        ]
+    }
+
+    /// Clusters the unanswered questions by meaning with `embed` (left grouped by
+    /// wording when it fails).
+    pub fn cluster_with(&mut self, embed: &Embed) {
+        let questions: Vec<&str> = self
+            .unanswered
+            .iter()
+            .map(|u| u.question.as_str())
+            .collect();
+        match embed(&questions) {
+            Ok(v) => self.cluster_unanswered(&v, CLUSTER_THRESHOLD),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot cluster unanswered questions"
+            ),
         }
-        out
+    }
+
+    /// Merges unanswered groups that ask the same thing in other words
+    /// ([`cluster`]); `vectors[i]` embeds `unanswered[i].question`.
+    pub fn cluster_unanswered(&mut self, vectors: &[Vec<f32>], threshold: f32) {
+        if vectors.len() == self.unanswered.len() {
+            self.unanswered = cluster(std::mem::take(&mut self.unanswered), vectors, threshold);
+        }
     }
 
     /// The whole report as Markdown.
@@ -234,17 +846,32 @@ impl Report {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
         let mut out = format!(
-            "# kefu report {} to {}\n\nConversations: {}, resolved without a person: {} ({}).\n\
-             Machine reply time: p50 {}, p90 {} ({} replies).\n\n\
-             | day | channel | conversations | automated | handed over | automation |\n|---|---|---|---|---|---|\n",
+            "# kefu report {} to {}{}\n\nContacts: {}, resolved without a person: {} ({}), \
+             handed over: {} ({}).\n\n\
+             | measure | by | count | p50 | p90 |\n|---|---|---|---|---|\n",
             self.from,
             self.to,
+            self.channel
+                .as_deref()
+                .map_or(String::new(), |c| format!(" ({c})")),
             self.conversations,
             self.automated,
             pct(self.automation_rate),
-            ms(self.bot_reply.p50_ms),
-            ms(self.bot_reply.p90_ms),
-            self.bot_reply.count
+            self.handed_over,
+            pct(self.transfer_rate),
+        );
+        for t in self.time_rows() {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                t.measure,
+                t.by,
+                t.count,
+                ms(t.p50_ms),
+                ms(t.p90_ms)
+            ));
+        }
+        out.push_str(
+            "\n| day | channel | contacts | automated | handed over | automation |\n|---|---|---|---|---|---|\n",
         );
         for d in &self.days {
             out.push_str(&format!(
@@ -257,9 +884,49 @@ impl Report {
                 pct(Some(d.automation_rate))
             ));
         }
+        out.push_str("\n## Why customers were handed over\n\n| reason | times |\n|---|---|\n");
+        for c in &self.transfer_reasons {
+            out.push_str(&format!("| {} | {} |\n", c.key, c.count));
+        }
+        out.push_str(
+            "\n## Queues\n\n| queue | customers | answered | abandoned | timed out | abandonment | avg wait | avg handle |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for q in &self.queues {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                q.queue,
+                q.stays,
+                q.answered,
+                q.abandoned,
+                q.timed_out,
+                pct(Some(q.abandonment_rate)),
+                ms(q.avg_wait_ms),
+                ms(q.avg_handle_ms)
+            ));
+        }
+        out.push_str("\n| agent | answered | avg wait | avg handle |\n|---|---|---|---|\n");
+        for a in &self.agents {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                a.agent,
+                a.answered,
+                ms(a.avg_wait_ms),
+                ms(a.avg_handle_ms)
+            ));
+        }
+        let i = &self.input;
+        out.push_str(&format!(
+            "\n## Calls\n\n{} answered calls: keys only {}, speech only {}, both {}, neither {}.\n\n\
+             | recognizer confidence | utterances |\n|---|---|\n",
+            i.calls, i.keys_only, i.speech_only, i.both, i.neither
+        ));
+        for b in &self.asr_confidence {
+            out.push_str(&format!("| {:.1}–{:.1} | {} |\n", b.from, b.to, b.count));
+        }
         out.push_str("\n## Hot topics\n\n| intent | questions |\n|---|---|\n");
-        for (intent, n) in &self.top_intents {
-            out.push_str(&format!("| {intent} | {n} |\n"));
+        for c in &self.top_intents {
+            out.push_str(&format!("| {} | {} |\n", c.key, c.count));
         }
         out.push_str(
             "\n## Unanswered questions\n\n| question | times | as asked |\n|---|---|---|\n",
@@ -282,12 +949,13 @@ impl Report {
 pub async fn daily(
     store: Store,
     dir: std::path::PathBuf,
+    embed: Option<Embed>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let now = Utc::now();
         let yesterday = now.date_naive() - chrono::Duration::days(1);
-        if let Err(e) = write_day(&store, &dir, yesterday).await {
+        if let Err(e) = write_day(&store, &dir, yesterday, embed.as_ref()).await {
             tracing::warn!(error = format!("{e:#}"), day = %yesterday, "cannot write the daily report");
         }
         // Five minutes past the next UTC midnight.
@@ -307,12 +975,25 @@ pub async fn daily(
 
 /// The report of `day`, unless it is already written (atomically: a temporary
 /// file renamed into place).
-async fn write_day(store: &Store, dir: &std::path::Path, day: NaiveDate) -> anyhow::Result<()> {
+async fn write_day(
+    store: &Store,
+    dir: &std::path::Path,
+    day: NaiveDate,
+    embed: Option<&Embed>,
+) -> anyhow::Result<()> {
     let md = dir.join(format!("{day}.md"));
     if md.exists() {
         return Ok(());
     }
-    let r = store.analytics(day, day).await?;
+    let mut r = store.analytics(day, day, None).await?;
+    if let Some(embed) = embed {
+        let embed = embed.clone();
+        r = tokio::task::spawn_blocking(move || {
+            r.cluster_with(&embed);
+            r
+        })
+        .await?;
+    }
     tokio::fs::create_dir_all(dir)
         .await
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -351,5 +1032,75 @@ mod tests {
             "do you sell kayaks"
         );
         assert_eq!(question_key("你们卖皮划艇吗？"), "你们卖皮划艇吗");
+    }
+
+    fn group(q: &str, count: usize) -> Unanswered {
+        Unanswered {
+            question: q.into(),
+            count,
+            examples: vec![q.into()],
+            phrasings: 1,
+        }
+    }
+
+    #[test]
+    fn clusters_follow_their_most_asked_question() {
+        let mut r = Report {
+            from: NaiveDate::default(),
+            to: NaiveDate::default(),
+            channel: None,
+            days: Vec::new(),
+            conversations: 0,
+            automated: 0,
+            handed_over: 0,
+            automation_rate: None,
+            transfer_rate: None,
+            first_response: Times {
+                bot: Percentiles::of(Vec::new()),
+                human: Percentiles::of(Vec::new()),
+            },
+            resolution: Times {
+                bot: Percentiles::of(Vec::new()),
+                human: Percentiles::of(Vec::new()),
+            },
+            transfer_reasons: Vec::new(),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            input: InputUse::default(),
+            asr_confidence: Vec::new(),
+            top_intents: Vec::new(),
+            intent_trend: Vec::new(),
+            unanswered: vec![group("a", 5), group("b", 3), group("c", 2), group("d", 1)],
+        };
+        // a and c are alike, b is alone, d is like c but not like a (the leader).
+        let v = |x: f32, y: f32| {
+            let n = (x * x + y * y).sqrt();
+            vec![x / n, y / n]
+        };
+        let vectors = [v(1.0, 0.0), v(0.0, 1.0), v(0.95, 0.2), v(0.8, 0.6)];
+        r.cluster_unanswered(&vectors, 0.9);
+        let got: Vec<(&str, usize, usize, Vec<&str>)> = r
+            .unanswered
+            .iter()
+            .map(|u| {
+                (
+                    u.question.as_str(),
+                    u.count,
+                    u.phrasings,
+                    u.examples.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 7, 2, vec!["a", "c"]),
+                ("b", 3, 1, vec!["b"]),
+                ("d", 1, 1, vec!["d"])
+            ]
+        );
+        // Vectors that do not fit leave the groups as they are.
+        r.cluster_unanswered(&vectors[..1], 0.0);
+        assert_eq!(r.unanswered.len(), 3);
     }
 }

@@ -32,6 +32,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "transfers",
         include_str!("migrations/sqlite/0004_transfers.sql"),
     ),
+    (
+        5,
+        "analytics",
+        include_str!("migrations/sqlite/0005_analytics.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -49,6 +54,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "transfers",
         include_str!("migrations/postgres/0004_transfers.sql"),
+    ),
+    (
+        5,
+        "analytics",
+        include_str!("migrations/postgres/0005_analytics.sql"),
     ),
 ];
 

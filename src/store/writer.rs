@@ -73,6 +73,11 @@ pub struct CallWrite {
     pub end: Option<DateTime<Utc>>,
     pub path: Vec<String>,
     pub end_reason: String,
+    /// Keys the caller pressed, and utterances recognised (how they used the menu).
+    pub keys: i64,
+    pub utterances: i64,
+    /// The recognizer's confidence per utterance, as a JSON array.
+    pub asr_confidence: String,
     pub transfer: Option<String>,
     /// The whole call record as JSON (sealed: it holds numbers, keys and words).
     pub detail: String,
@@ -328,8 +333,9 @@ async fn call_write(c: &mut AnyConnection, sealer: &Sealer, w: &CallWrite) -> an
     }
     sqlx::query(
         "INSERT INTO calls (call_id, caller, caller_lookup, callee, customer_id, trunk, transport, dialplan, \
-         dialplan_version, invite_ms, answer_ms, end_ms, path, end_reason, transfer, detail, key_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         dialplan_version, invite_ms, answer_ms, end_ms, path, end_reason, transfer, detail, key_id, \
+         keys, utterances, asr_confidence) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT (call_id) DO NOTHING",
     )
     .bind(w.call_id.as_str())
@@ -349,6 +355,9 @@ async fn call_write(c: &mut AnyConnection, sealer: &Sealer, w: &CallWrite) -> an
     .bind(w.transfer.clone())
     .bind(sealer.seal("calls.detail", &w.detail))
     .bind(sealer.key_id())
+    .bind(w.keys)
+    .bind(w.utterances)
+    .bind(w.asr_confidence.as_str())
     .execute(&mut *c)
     .await
     .context("cannot store a call")?;

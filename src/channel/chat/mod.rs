@@ -149,7 +149,8 @@ impl TextChannels {
         self.save(&appended, latency).await?;
         self.conversations.publish(&appended);
         if let Some(queue) = &reply.handover {
-            self.hand_over(&appended, queue, text).await;
+            let reason = reply.reason.clone().unwrap_or_else(|| "intent".into());
+            self.hand_over(&appended, queue, text, reason).await;
         }
         Ok(reply)
     }
@@ -157,7 +158,7 @@ impl TextChannels {
     /// A conversation the engine handed to a person: a ticket is opened and the
     /// conversation waits in the queue (agents with the customer's language first,
     /// in skills-based queues).
-    async fn hand_over(&self, a: &Appended, queue: &str, said: &str) {
+    async fn hand_over(&self, a: &Appended, queue: &str, said: &str, reason: String) {
         if let Err(e) = self
             .store
             .open_ticket(&a.customer, Some(&a.conversation), None, queue, said)
@@ -166,7 +167,14 @@ impl TextChannels {
             tracing::error!(error = format!("{e:#}"), conversation = %a.conversation, "cannot open a ticket");
         }
         let lang = Lang::detect(said).code().to_string();
-        if !self.center.enqueue(&a.conversation, queue, &[lang], said) {
+        let origin = crate::agents::center::Origin {
+            channel: crate::store::channel_name(a.channel).to_string(),
+            reason,
+        };
+        if !self
+            .center
+            .enqueue(&a.conversation, queue, &[lang], said, origin)
+        {
             tracing::warn!(conversation = %a.conversation, %queue, "cannot queue the conversation (already waiting, or the queues are full)");
         }
     }

@@ -158,6 +158,9 @@ impl Ask {
         }
         let after = if let Some(queue) = &reply.handover {
             run.vars.insert("queue".into(), queue.clone());
+            if let Some(reason) = &reply.reason {
+                run.vars.insert("handover_reason".into(), reason.clone());
+            }
             Some(Flow::Next(self.on_handover))
         } else if reply.intent.as_deref() == Some("goodbye") {
             Some(

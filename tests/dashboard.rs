@@ -1,0 +1,246 @@
+//! The operations dashboard in a real browser (Debian's headless Chromium via
+//! playwright-core, tests/browser/dashboard.mjs) over traffic the server really
+//! handled: web chats (answered, unanswered twice in other words, handed over
+//! and left waiting until the queue gave up) and a phone call. An agent gets
+//! 403; a supervisor sees the figures, the charts drawn with the data, the
+//! tables, a CSV export and the channel filter, and drafts a knowledge-base
+//! entry from the unanswered cluster. The screenshot is kept in
+//! target/test-artifacts/dashboard.png.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{RawUa, Server, repo};
+
+const SUPERVISOR_PASSWORD: &str = "supervisor password 2026";
+const AGENT_PASSWORD: &str = "agent password 2026";
+
+/// A web chat: the visitor says `text`; returns the reply's kind.
+async fn chat(s: &Server, visitor: &str, text: &str) -> String {
+    let base = format!("http://{}", s.http);
+    let c = reqwest::Client::new();
+    let started: serde_json::Value = c
+        .post(format!("{base}/api/chat/conversations"))
+        .json(&serde_json::json!({"visitor": visitor, "lang": "en"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = started["conversation"].as_str().unwrap();
+    let r: serde_json::Value = c
+        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["kind"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run deploy/setup.sh"
+    );
+    // A copy of the demo knowledge base: the draft is written beside it.
+    let kb = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(repo().join("dialplans/kb")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, kb.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let s = Server::start_with(
+        None,
+        &format!(
+            "kb = \"{}\"\nsemantic = true\n[[queue]]\nname = \"general\"\nring_timeout = \"5s\"\nmax_wait = \"5s\"\n",
+            kb.path().display()
+        ),
+    );
+    let (ok, _, err) = s.kefu_with_input(
+        &[
+            "users",
+            "add",
+            "li",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+        ],
+        &format!("{SUPERVISOR_PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    s.add_agent_user("wang", AGENT_PASSWORD, "Wang Fang", "1001");
+
+    assert_eq!(
+        chat(&s, "v1", "What are your opening hours?").await,
+        "answer"
+    );
+    assert_eq!(
+        chat(&s, "v2", "Do you sponsor marathon runners?").await,
+        "fallback"
+    );
+    assert_eq!(
+        chat(&s, "v3", "Are you sponsoring any marathon runners?").await,
+        "fallback"
+    );
+    assert_eq!(
+        chat(&s, "v4", "I want to talk to a person").await,
+        "handover"
+    );
+    // A phone call that is answered and hung up.
+    let ua = RawUa::new(s.sip);
+    let ok = ua.answered_call("dashboard-call", "4008002000");
+    std::thread::sleep(Duration::from_millis(500));
+    ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-dashboard-bye"));
+    ua.expect_status(200, Duration::from_secs(5));
+    // The hand-over waits five seconds (max_wait), then its stay is in the ledger;
+    // the call's record is stored when it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let token = {
+        let (ok, t, err) = s.kefu(&["tokens", "create", "reader", "--role", "auditor"]);
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let report = loop {
+        let r: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{}/api/reports", s.http))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["queues"].as_array().is_some_and(|q| !q.is_empty()) && r["conversations"] == 5 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the report never showed the call and the queue stay: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["automated"], 4, "{report}");
+
+    let artifacts = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(repo().join("tests/browser/dashboard.mjs"))
+        .arg(format!("http://{}", s.http))
+        .args(["li", SUPERVISOR_PASSWORD, "wang", AGENT_PASSWORD])
+        .arg(&shot)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dashboard check failed:\n{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.logs().join("\n")
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+
+    // The agent may not read reports.
+    let agent_error = seen["agentError"].as_str().unwrap();
+    assert!(agent_error.starts_with("403"), "{seen}");
+    assert_eq!(seen["agentCanvases"], 0, "{seen}");
+
+    // The supervisor's figures.
+    assert_eq!(seen["loaded"], "true", "{seen}");
+    assert_eq!(seen["error"], "", "{seen}");
+    assert_eq!(seen["kpis"]["contacts"], "5", "{seen}");
+    assert_eq!(seen["kpis"]["automation"], "80.0 %", "{seen}");
+    assert_eq!(seen["kpis"]["transfer"], "20.0 %", "{seen}");
+    // Every chart has its canvas; those with data have it drawn in the series'
+    // colour (the confidence chart is empty: nobody spoke to the call).
+    for (chart, v) in seen["charts"].as_object().unwrap() {
+        assert_eq!(v["canvas"], true, "{chart}: {v}");
+        assert!(v["painted"].as_u64().unwrap() > 1000, "{chart}: {v}");
+        if chart != "chart-confidence" {
+            assert!(
+                v["series"].as_u64().unwrap() >= 10,
+                "{chart} draws no data: {v}"
+            );
+        }
+    }
+    assert_eq!(seen["charts"].as_object().unwrap().len(), 7, "{seen}");
+    let rows = |t: &str| seen["tables"][t].as_array().unwrap().clone();
+    let days = rows("days");
+    assert_eq!(days.len(), 2, "phone and web today: {days:?}");
+    let queues = rows("queues");
+    assert_eq!(queues[0][0], "general", "{queues:?}");
+    assert_eq!(
+        (&queues[0][1], &queues[0][2], &queues[0][4]),
+        (&"1".into(), &"0".into(), &"1".into()),
+        "one customer, timed out: {queues:?}"
+    );
+    assert_eq!(rows("reasons"), [serde_json::json!(["intent:human", "1"])]);
+    assert_eq!(
+        rows("input"),
+        [serde_json::json!(["1", "0", "0", "0", "1"])]
+    );
+    assert!(
+        rows("intents")
+            .iter()
+            .any(|r| r[0] == "opening_hours" && r[1] == "1"),
+        "{seen}"
+    );
+    // The two marathon questions are one cluster.
+    let unanswered = rows("unanswered");
+    assert_eq!(unanswered.len(), 1, "{unanswered:?}");
+    assert_eq!(
+        (&unanswered[0][1], &unanswered[0][2]),
+        (&"2".into(), &"2".into())
+    );
+    assert!(unanswered[0][3].as_str().unwrap().contains("marathon"));
+
+    // The CSV export of a table, with the page's filters.
+    let csv = &seen["csv"];
+    assert_eq!(csv["status"], 200, "{csv}");
+    assert!(csv["type"].as_str().unwrap().starts_with("text/csv"));
+    assert!(csv["disposition"].as_str().unwrap().contains("attachment"));
+    let text = csv["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("day,channel,conversations,automated,handed_over,automation_rate\n"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert_eq!(seen["webContacts"], "4", "{seen}");
+
+    // The draft: a knowledge-base file with the cluster's phrasings, not live.
+    let drafted = seen["drafted"].as_str().unwrap();
+    let file = drafted.split_whitespace().last().unwrap();
+    let text = std::fs::read_to_string(kb.path().join(file)).unwrap();
+    assert!(text.contains("Do you sponsor marathon runners?"), "{text}");
+    assert!(
+        text.contains("Are you sponsoring any marathon runners?"),
+        "{text}"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["kb", "check"])
+        .arg(kb.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the knowledge base is untouched by drafts: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 20_000,
+        "a real screenshot"
+    );
+}
