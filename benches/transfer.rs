@@ -63,17 +63,6 @@ next = "bye"
 type = "hangup"
 "#;
 
-/// kefu's CPU time so far (user + system), from /proc.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
-    // utime and stime are fields 14 and 15 (index 11 and 12 after the state).
-    let ticks = f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
-    Duration::from_millis(ticks * 10)
-}
-
 fn bye(caller: &RawUa, ok: &str, n: u32) {
     caller.send(&caller.in_dialog(ok, "BYE", 2, &format!("z9hG4bKbye{n}")));
 }
@@ -213,11 +202,11 @@ fn relay_capacity(server: &Server, phones: Vec<Phone>, window: Duration) {
     // Every call bridged and streaming: measure a window.
     std::thread::sleep(Duration::from_secs(1));
     let pid = server.pid();
-    let (start, cpu0) = (Instant::now(), cpu(pid));
+    let (start, cpu0) = (Instant::now(), common::cpu_time(pid));
     let (sent0, got0) = (sent.load(Ordering::Relaxed), got.load(Ordering::Relaxed));
     std::thread::sleep(window);
     let elapsed = start.elapsed().as_secs_f64();
-    let used = (cpu(pid) - cpu0).as_secs_f64();
+    let used = (common::cpu_time(pid) - cpu0).as_secs_f64();
     let (sent, got) = (
         sent.load(Ordering::Relaxed) - sent0,
         got.load(Ordering::Relaxed) - got0,

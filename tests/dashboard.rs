@@ -19,39 +19,13 @@ const AGENT_PASSWORD: &str = "agent password 2026";
 
 /// A web chat: the visitor says `text`; returns the reply's kind.
 async fn chat(s: &Server, visitor: &str, text: &str) -> String {
-    let base = format!("http://{}", s.http);
-    let c = reqwest::Client::new();
-    let started: serde_json::Value = c
-        .post(format!("{base}/api/chat/conversations"))
-        .json(&serde_json::json!({"visitor": visitor, "lang": "en"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conv = started["conversation"].as_str().unwrap();
-    let r: serde_json::Value = c
-        .post(format!("{base}/api/chat/conversations/{conv}/messages"))
-        .json(&serde_json::json!({ "text": text }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (conv, _) = s.start_chat(visitor).await;
+    let r = s.say_in_chat(&conv, text).await;
     r["kind"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
-    assert!(
-        repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Chromium and playwright-core: run deploy/setup.sh"
-    );
     // A copy of the demo knowledge base: the draft is written beside it.
     let kb = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(repo().join("dialplans/kb")).unwrap() {
@@ -132,25 +106,12 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
     };
     assert_eq!(report["automated"], 4, "{report}");
 
-    let artifacts = repo().join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new("node")
-        .arg(repo().join("tests/browser/dashboard.mjs"))
-        .arg(format!("http://{}", s.http))
-        .args(["li", SUPERVISOR_PASSWORD, "wang", AGENT_PASSWORD])
-        .arg(&shot)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dashboard check failed:\n{stdout}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.logs().join("\n")
+    let (seen, shot) = common::browser(
+        &s,
+        "dashboard.mjs",
+        &["li", SUPERVISOR_PASSWORD, "wang", AGENT_PASSWORD],
+        "dashboard",
     );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
 
     // The agent may not read reports.
     let agent_error = seen["agentError"].as_str().unwrap();

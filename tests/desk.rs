@@ -5,40 +5,13 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, repo};
+use common::Server;
 
 #[test]
 fn an_agent_takes_a_web_chat_from_the_desk() {
-    assert!(
-        repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Chromium and playwright-core: run deploy/setup.sh"
-    );
     let s = Server::start(None);
     s.add_agent_user("wang", "desk password 2026", "Wang Fang", "1001");
-    let artifacts = repo().join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("desk.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new("node")
-        .arg(repo().join("tests/browser/desk.mjs"))
-        .arg(format!("http://{}", s.http))
-        .args(["wang", "desk password 2026"])
-        .arg(&shot)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "desk check failed:\n{stdout}\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.logs().join("\n")
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let (seen, shot) = common::browser(&s, "desk.mjs", &["wang", "desk password 2026"], "desk");
     assert_eq!(seen["seenByAgent"], "I want to talk to a person", "{seen}");
     assert_eq!(
         seen["reply"], "Hello, this is Wang Fang from the desk.",

@@ -258,17 +258,11 @@ impl Server {
         (cookie, body["csrf"].as_str().unwrap().to_string())
     }
 
-    /// A web chat whose visitor asked for a person (`ask`), with the customer's
-    /// WebSocket open: (conversation id, the start reply, the socket).
-    pub async fn handed_over_chat(
-        &self,
-        visitor: &str,
-        ask: &str,
-    ) -> (String, serde_json::Value, Ws) {
-        let base = format!("http://{}", self.http);
-        let c = reqwest::Client::new();
-        let started: serde_json::Value = c
-            .post(format!("{base}/api/chat/conversations"))
+    /// Starts a web chat for `visitor` (English): (conversation id, the start
+    /// reply).
+    pub async fn start_chat(&self, visitor: &str) -> (String, serde_json::Value) {
+        let started: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://{}/api/chat/conversations", self.http))
             .json(&serde_json::json!({"visitor": visitor, "lang": "en"}))
             .send()
             .await
@@ -277,21 +271,40 @@ impl Server {
             .await
             .unwrap();
         let conv = started["conversation"].as_str().unwrap().to_string();
+        (conv, started)
+    }
+
+    /// The customer writes `text` in web chat `conv`: the reply.
+    pub async fn say_in_chat(&self, conv: &str, text: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{}/api/chat/conversations/{conv}/messages",
+                self.http
+            ))
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A web chat whose visitor asked for a person (`ask`), with the customer's
+    /// WebSocket open: (conversation id, the start reply, the socket).
+    pub async fn handed_over_chat(
+        &self,
+        visitor: &str,
+        ask: &str,
+    ) -> (String, serde_json::Value, Ws) {
+        let (conv, started) = self.start_chat(visitor).await;
         let (ws, _) = tokio_tungstenite::connect_async(format!(
             "ws://{}/api/chat/conversations/{conv}/ws",
             self.http
         ))
         .await
         .unwrap();
-        let r: serde_json::Value = c
-            .post(format!("{base}/api/chat/conversations/{conv}/messages"))
-            .json(&serde_json::json!({ "text": ask }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = self.say_in_chat(&conv, ask).await;
         assert_eq!(r["kind"], "handover", "{r}");
         (conv, started, ws)
     }
@@ -443,6 +456,56 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `tests/browser/SCRIPT` (Debian's headless Chromium via playwright-core)
+/// against the server with `args`, then the path of its screenshot,
+/// `target/test-artifacts/SHOT.png` (kept as an artifact); returns the one JSON
+/// line the script printed, and the screenshot's path.
+pub fn browser(
+    server: &Server,
+    script: &str,
+    args: &[&str],
+    shot: &str,
+) -> (serde_json::Value, PathBuf) {
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run deploy/setup.sh"
+    );
+    let artifacts = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join(format!("{shot}.png"));
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(repo().join("tests/browser").join(script))
+        .arg(format!("http://{}", server.http))
+        .args(args)
+        .arg(&shot)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.logs().join("\n")
+    );
+    let seen = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    (seen, shot)
+}
+
+/// kefu's CPU time so far (user + system), from /proc.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 (index 11 and 12 after the state).
+    let ticks = f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// Runs SIPp once against the server with a scenario file; returns (exit ok, output).

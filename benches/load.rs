@@ -1,0 +1,657 @@
+//! Whole-call capacity on loopback (bounded in count and time; nothing leaves
+//! 127.0.0.1): SIPp places N concurrent calls into the demo hotline; each holds
+//! for a set time, exchanging RTP both ways and walking the DTMF menu (2: opening
+//! hours, then 9: back to the menu, then 2 again, ... as RFC 4733 events) until
+//! SIPp hangs up.
+//!
+//! SIPp does the signalling (INVITE, ACK, BYE), at a set call rate. Each call's
+//! SDP names a media port this harness owns (SIPp reads it from an injection
+//! file), so the harness is each caller's phone: it receives kefu's RTP with
+//! kernel receive timestamps (SO_TIMESTAMPNS: what the callers received, when,
+//! unaffected by this harness's own scheduling), and sends 20 ms silence frames
+//! and the key presses from the same port (symmetric RTP, paced from one loop).
+//! SIPp's message trace gives when each INVITE left, its 200 OK arrived and its
+//! ACK left (same clock: CLOCK_REALTIME).
+//!
+//! Reported per run: calls attempted, completed, failed; INVITE→200 p50/p99;
+//! ACK→first RTP p50/p99; inter-packet jitter p99 (|arrival gap − timestamp gap|
+//! between consecutive packets) and the RFC 3550 interarrival jitter p99 over
+//! calls; the audio packets each call received against those it was owed (its
+//! RTP timestamp span); which menu nodes the calls walked (from the call
+//! records); kefu's CPU per call while every call is up, its RSS before, at the
+//! peak and after the calls ended.
+//!
+//! Run: `cargo bench --bench load` (needs `deploy/setup.sh`). Settings:
+//! `KEFU_LOAD_CALLS` (default `1000`; a list such as `100,500,1000` runs each),
+//! `KEFU_LOAD_HOLD` (seconds each call lasts, default 30), `KEFU_LOAD_RATE` (new
+//! calls per second, default 200). Figures go to benches/RESULTS.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Server, free_port, repo};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+const FRAME: Duration = Duration::from_millis(20);
+/// Keys each caller presses, and when (after kefu's first packet reached it): 2
+/// during the menu prompt (opening hours), 9 during "anything else?" (back to
+/// the menu), 2 again, and so on.
+const KEYS: &[(u64, u8)] = &[
+    (4_000, 2),
+    (15_000, 9),
+    (19_000, 2),
+    (30_000, 9),
+    (34_000, 2),
+    (45_000, 9),
+    (49_000, 2),
+];
+/// RFC 4733 payload type offered in the SDP.
+const EVENT_PT: u8 = 101;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Realtime clock in nanoseconds.
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// One caller's phone, as this harness plays it.
+struct Phone {
+    sock: UdpSocket,
+    port: u16,
+    /// kefu's media address (learnt from its first packet) and when that packet
+    /// arrived (kernel timestamp, ns) and was seen (for the key schedule).
+    kefu: Option<SocketAddr>,
+    first_ns: Option<i128>,
+    first_seen: Option<Instant>,
+    received: u64,
+    /// Extended RTP timestamp span: first and last.
+    first_ts: u64,
+    last_ts: u64,
+    last: Option<(i128, u64)>,
+    /// RFC 3550 interarrival jitter (ms).
+    jitter: f64,
+    /// |D| for consecutive packets (ms).
+    gaps: Vec<f32>,
+    // What it sends.
+    seq: u16,
+    ts: u32,
+    next_key: usize,
+    /// A key being sent: (key, packets sent so far, its timestamp).
+    pressing: Option<(u8, u8, u32)>,
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0x80, pt | if marker { 0x80 } else { 0 }]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&0x4c4f_4144u32.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Turns on kernel receive timestamps.
+fn timestamps(sock: &UdpSocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and option pointer of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_TIMESTAMPNS");
+}
+
+/// One datagram with its kernel receive time (ns, realtime); None when none is
+/// waiting.
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, i128)> {
+    // SAFETY: recvmsg with buffers that outlive the call; the control message is
+    // read only within the length the kernel wrote.
+    unsafe {
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u8; 64];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return None;
+        }
+        let mut at = now_ns();
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                at = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let from = SocketAddr::from((
+            std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+            u16::from_be(addr.sin_port),
+        ));
+        Some((n as usize, from, at))
+    }
+}
+
+impl Phone {
+    fn received(&mut self, packet: &[u8], from: SocketAddr, at: i128) {
+        if packet.len() < 12 || packet[0] >> 6 != 2 {
+            return;
+        }
+        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        if self.kefu.is_none() {
+            self.kefu = Some(from);
+            self.first_ns = Some(at);
+            self.first_seen = Some(Instant::now());
+            self.first_ts = u64::from(ts);
+            self.last_ts = u64::from(ts);
+        }
+        // Extend the timestamp past wrap-around, near the last one.
+        let last = self.last_ts;
+        let ext = {
+            let base = last & !0xffff_ffff;
+            let cands = [base.wrapping_sub(1 << 32), base, base + (1 << 32)];
+            let mut best = base + u64::from(ts);
+            for c in cands {
+                let v = c.wrapping_add(u64::from(ts));
+                if v.abs_diff(last) < best.abs_diff(last) {
+                    best = v;
+                }
+            }
+            best
+        };
+        self.received += 1;
+        if let Some((prev_at, prev_ts)) = self.last
+            && ext > prev_ts
+        {
+            let arrival_ms = (at - prev_at) as f64 / 1e6;
+            let media_ms = (ext - prev_ts) as f64 / 8.0;
+            let d = (arrival_ms - media_ms).abs();
+            self.jitter += (d - self.jitter) / 16.0;
+            // Consecutive packets only (a gap is loss, counted apart).
+            if ext - prev_ts == 160 {
+                self.gaps.push(d as f32);
+            }
+        }
+        if ext >= self.last_ts {
+            self.last_ts = ext;
+            self.last = Some((at, ext));
+        }
+    }
+
+    fn owed(&self) -> u64 {
+        if self.received == 0 {
+            0
+        } else {
+            (self.last_ts - self.first_ts) / 160 + 1
+        }
+    }
+
+    /// The next 20 ms packet: silence, or part of a key press.
+    fn send(&mut self, out: &mut Vec<u8>) {
+        let (Some(to), Some(seen)) = (self.kefu, self.first_seen) else {
+            return;
+        };
+        if self.pressing.is_none()
+            && let Some(&(at, key)) = KEYS.get(self.next_key)
+            && seen.elapsed() >= Duration::from_millis(at)
+        {
+            self.pressing = Some((key, 0, self.ts));
+            self.next_key += 1;
+        }
+        match self.pressing {
+            Some((key, n, ts)) => {
+                let duration = (u16::from(n.min(3)) + 1) * 160;
+                let end = if n >= 3 { 0x80 } else { 0 };
+                rtp(
+                    EVENT_PT,
+                    self.seq,
+                    ts,
+                    n == 0,
+                    &[key, end | 10, (duration >> 8) as u8, duration as u8],
+                    out,
+                );
+                self.pressing = (n < 5).then_some((key, n + 1, ts));
+            }
+            None => rtp(0, self.seq, self.ts, false, &[0xff; 160], out),
+        }
+        let _ = self.sock.send_to(out, to);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+    }
+}
+
+/// A child process that is stopped and reaped however the run ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The SIPp caller: INVITE offering this harness's port for the call, ACK, hold,
+/// BYE.
+fn scenario(dir: &Path, hold: Duration) -> std::path::PathBuf {
+    let headers = "From: \"Load\" <sip:1380000[call_number]@[local_ip]:[local_port]>;tag=[pid]L[call_number]\n\
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\n";
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="kefu load">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Load" <sip:1380000[call_number]@[local_ip]:[local_port]>;tag=[pid]L[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:load@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [field0] RTP/AVP 0 {EVENT_PT}
+a=rtpmap:0 PCMU/8000
+a=rtpmap:{EVENT_PT} telephone-event/8000
+a=fmtp:{EVENT_PT} 0-15
+a=ptime:20
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{headers}CSeq: 1 ACK
+Contact: <sip:load@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{hold}"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{headers}CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#,
+        hold = hold.as_millis()
+    );
+    let path = dir.join("load.xml");
+    std::fs::write(&path, xml).expect("scenario");
+    path
+}
+
+/// What SIPp's message trace says about each call (by call number): when its
+/// INVITE first left, its 200 OK arrived, its ACK left, and whether its BYE was
+/// answered 200.
+#[derive(Default, Debug)]
+struct Signalling {
+    invite: Option<i128>,
+    ok: Option<i128>,
+    ack: Option<i128>,
+    bye_ok: bool,
+}
+
+fn parse_trace(text: &str) -> HashMap<u64, Signalling> {
+    let mut calls: HashMap<u64, Signalling> = HashMap::new();
+    for block in text.split("\n----------------------------------------------- ") {
+        let mut lines = block.lines();
+        let Some(stamp) = lines.next() else { continue };
+        let stamp = stamp.trim_start_matches('-').trim();
+        let Ok(t) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d\t%H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f"))
+        else {
+            continue;
+        };
+        // SIPp stamps in local time; the machine's local offset turns it into UTC.
+        let Some(local) = t.and_local_timezone(chrono::Local).single() else {
+            continue;
+        };
+        let at = i128::from(local.timestamp_nanos_opt().unwrap_or(0));
+        let Some(kind) = lines.next() else { continue };
+        let sent = kind.contains("message sent");
+        let mut first = None;
+        let mut call_id = None;
+        let mut cseq = None;
+        for l in lines {
+            let l = l.trim_end_matches('\r');
+            if l.is_empty() && first.is_none() {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(l.to_string());
+            } else if let Some(v) = l.strip_prefix("Call-ID:").or_else(|| l.strip_prefix("i:")) {
+                call_id = Some(v.trim().to_string());
+            } else if let Some(v) = l.strip_prefix("CSeq:") {
+                cseq = Some(v.trim().to_string());
+            }
+        }
+        let (Some(first), Some(call_id), Some(cseq)) = (first, call_id, cseq) else {
+            continue;
+        };
+        let Some(n) = call_id
+            .split('-')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let c = calls.entry(n).or_default();
+        if sent && first.starts_with("INVITE ") && c.invite.is_none() {
+            c.invite = Some(at);
+        } else if !sent && first.starts_with("SIP/2.0 200") && cseq.ends_with("INVITE") {
+            c.ok.get_or_insert(at);
+        } else if sent && first.starts_with("ACK ") && c.ack.is_none() {
+            c.ack = Some(at);
+        } else if !sent && first.starts_with("SIP/2.0 200") && cseq.ends_with("BYE") {
+            c.bye_ok = true;
+        }
+    }
+    calls
+}
+
+/// A /proc/PID/status figure in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+fn run(n: usize, hold: Duration, rate: usize) {
+    let server = Server::start_with(
+        None,
+        &format!(
+            "max_calls = {}\nrtp_ports = \"20000-{}\"\n",
+            n + 100,
+            20000 + 4 * (n + 100)
+        ),
+    );
+    let pid = server.pid();
+    // Text prompts rendered once, before the calls (as `deploy/demo.sh` does).
+    let rendered = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(["prompts", "render"])
+        .arg(repo().join("dialplans"))
+        .arg("--audio")
+        .arg(repo().join("audio"))
+        .arg("--models")
+        .arg(repo().join("models"))
+        .arg("--data")
+        .arg(server.data())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(rendered, "kefu prompts render failed");
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = status_kib(pid, "VmRSS:");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut poll_reg = Poll::new().expect("poll");
+    let mut phones: Vec<Phone> = (0..n)
+        .map(|i| {
+            let mut sock =
+                UdpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind a media port");
+            timestamps(&sock);
+            poll_reg
+                .registry()
+                .register(&mut sock, Token(i), Interest::READABLE)
+                .expect("register");
+            let port = sock.local_addr().expect("addr").port();
+            Phone {
+                sock,
+                port,
+                kefu: None,
+                first_ns: None,
+                first_seen: None,
+                received: 0,
+                first_ts: 0,
+                last_ts: 0,
+                last: None,
+                jitter: 0.0,
+                gaps: Vec::with_capacity(hold.as_millis() as usize / 20 + 50),
+                seq: 1,
+                ts: 16_000,
+                next_key: 0,
+                pressing: None,
+            }
+        })
+        .collect();
+    let mut csv = String::from("SEQUENTIAL\n");
+    for p in &phones {
+        csv.push_str(&format!("{};\n", p.port));
+    }
+    std::fs::write(dir.path().join("calls.csv"), csv).expect("csv");
+    let xml = scenario(dir.path(), hold);
+    let trace = dir.path().join("messages.log");
+    let n_s = n.to_string();
+    let mut sipp = Reaped(Command::new("sipp")
+        .arg(server.sip.to_string())
+        .arg("-sf")
+        .arg(&xml)
+        .arg("-inf")
+        .arg(dir.path().join("calls.csv"))
+        .args(["-s", "4008002000", "-m", &n_s, "-l", &n_s])
+        .args(["-r", &rate.to_string(), "-rp", "1000", "-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string()])
+        .args(["-trace_msg", "-message_file"])
+        .arg(&trace)
+        .args([
+            "-timeout",
+            &format!("{}s", hold.as_secs() + 60 + (n / rate) as u64),
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("SIPp must be installed (Debian package sip-tester): deploy/setup.sh"));
+
+    // The phones: receive with kernel timestamps, send every 20 ms, until SIPp
+    // is done. kefu's CPU is taken over a window when every call is up.
+    let started = Instant::now();
+    let ramp = Duration::from_secs_f64(n as f64 / rate as f64);
+    let window_start = started + ramp + Duration::from_secs(3);
+    // Every call is up from the end of the ramp until the first one hangs up.
+    let window_end = started + hold - Duration::from_secs(1);
+    let mut cpu_window: Option<(Instant, Duration)> = None;
+    let mut cpu_per_call = f64::NAN;
+    let mut rss_peak = 0;
+    let mut events = Events::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let mut out = Vec::with_capacity(200);
+    let mut next_tick = Instant::now() + FRAME;
+    let mut sipp_status = None;
+    while sipp_status.is_none() {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        poll_reg.poll(&mut events, Some(wait)).expect("poll");
+        for e in &events {
+            let p = &mut phones[e.token().0];
+            while let Some((len, from, at)) = recv_stamped(&p.sock, &mut buf) {
+                p.received(&buf[..len], from, at);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            for p in phones.iter_mut() {
+                p.send(&mut out);
+            }
+            next_tick += FRAME;
+            if next_tick < now {
+                next_tick = now + FRAME;
+            }
+            rss_peak = rss_peak.max(status_kib(pid, "VmRSS:"));
+            if cpu_window.is_none() && now >= window_start && window_start < window_end {
+                cpu_window = Some((now, common::cpu_time(pid)));
+            }
+            if let Some((t0, c0)) = cpu_window
+                && now >= window_end
+                && cpu_per_call.is_nan()
+            {
+                let share = (common::cpu_time(pid) - c0).as_secs_f64() / (now - t0).as_secs_f64();
+                cpu_per_call = share * 100.0 / n as f64;
+            }
+            sipp_status = sipp.0.try_wait().expect("sipp");
+            if started.elapsed() > hold + ramp + Duration::from_secs(120) {
+                // Bounded: SIPp is stopped and the run reported as it stands.
+                let _ = sipp.0.kill();
+                sipp_status = sipp.0.wait().ok();
+                println!("  the run overran its bound; SIPp was stopped");
+            }
+        }
+    }
+    // Calls ended: let kefu settle, then see what it gave back.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_after = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+
+    let trace_text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let sig = parse_trace(&trace_text);
+    let completed = sig.values().filter(|s| s.bye_ok).count();
+    let mut setup: Vec<f64> = sig
+        .values()
+        .filter_map(|s| Some((s.ok? - s.invite?) as f64 / 1e6))
+        .collect();
+    let mut first_rtp: Vec<f64> = sig
+        .iter()
+        .filter_map(|(num, s)| {
+            let phone = phones.get((*num as usize).checked_sub(1)? % n)?;
+            Some((phone.first_ns? - s.ack?) as f64 / 1e6)
+        })
+        .collect();
+    let mut gaps: Vec<f64> = phones
+        .iter()
+        .flat_map(|p| p.gaps.iter().map(|g| f64::from(*g)))
+        .collect();
+    let mut jitter: Vec<f64> = phones.iter().map(|p| p.jitter).collect();
+    let shares: Vec<f64> = phones
+        .iter()
+        .filter(|p| p.owed() > 0)
+        .map(|p| p.received as f64 / p.owed() as f64)
+        .collect();
+    let (received, owed): (u64, u64) = phones
+        .iter()
+        .fold((0, 0), |(r, o), p| (r + p.received, o + p.owed()));
+    let worst = shares.iter().copied().fold(f64::INFINITY, f64::min);
+    let below = shares.iter().filter(|s| **s < 0.995).count();
+    // Which nodes the calls walked, from the call records kefu logged.
+    let mut walked: HashMap<String, usize> = HashMap::new();
+    for r in server.summaries() {
+        if let Some(path) = r["path"].as_array() {
+            let path: Vec<&str> = path.iter().filter_map(|v| v.as_str()).collect();
+            let key = if path
+                .windows(4)
+                .any(|w| w == ["main_menu", "opening_hours", "more", "main_menu"])
+            {
+                "menu walked (2, 9, 2)"
+            } else if path.contains(&"opening_hours") {
+                "opening hours reached"
+            } else {
+                "menu not walked"
+            };
+            *walked.entry(key.to_string()).or_default() += 1;
+        }
+    }
+    println!(
+        "N = {n} calls, {hold:?} each, {rate} calls/s: attempted {}, completed {completed}, failed {}",
+        sig.len().max(n),
+        sig.len().max(n) - completed
+    );
+    println!(
+        "  INVITE→200 p50 {:.2} ms, p99 {:.2} ms; ACK→first RTP p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut setup, 0.5),
+        pct(&mut setup, 0.99),
+        pct(&mut first_rtp, 0.5),
+        pct(&mut first_rtp, 0.99)
+    );
+    println!(
+        "  jitter: inter-packet |D| p99 {:.2} ms (max {:.2} ms); RFC 3550 jitter p99 over calls {:.2} ms",
+        pct(&mut gaps, 0.99),
+        pct(&mut gaps, 1.0),
+        pct(&mut jitter, 0.99)
+    );
+    println!(
+        "  audio packets received {received} of {owed} owed ({:.3} %); worst call {:.2} %; calls under 99.5 %: {below}",
+        received as f64 * 100.0 / owed.max(1) as f64,
+        worst * 100.0
+    );
+    println!(
+        "  kefu CPU {:.4} % of a core per call ({:.1} % for all); RSS before {:.1} MiB, peak {:.1} MiB (high-water {:.1} MiB), after {:.1} MiB: {:.3} MiB per call, {:.1} MiB not returned",
+        cpu_per_call,
+        cpu_per_call * n as f64,
+        rss_before as f64 / 1024.0,
+        rss_peak as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        rss_peak.saturating_sub(rss_before) as f64 / 1024.0 / n as f64,
+        rss_after.saturating_sub(rss_before) as f64 / 1024.0
+    );
+    let mut walked: Vec<_> = walked.into_iter().collect();
+    walked.sort();
+    println!("  call records: {walked:?}");
+}
+
+fn main() {
+    let calls = env_or("KEFU_LOAD_CALLS", "1000");
+    let hold = Duration::from_secs(env_or("KEFU_LOAD_HOLD", "30").parse().unwrap_or(30));
+    let rate: usize = env_or("KEFU_LOAD_RATE", "200").parse().unwrap_or(200);
+    for n in calls
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
+        run(
+            n.clamp(1, 5000),
+            hold.clamp(Duration::from_secs(5), Duration::from_secs(600)),
+            rate.max(1),
+        );
+    }
+}
