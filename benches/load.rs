@@ -472,29 +472,31 @@ fn run(n: usize, hold: Duration, rate: usize) {
     let xml = scenario(dir.path(), hold);
     let trace = dir.path().join("messages.log");
     let n_s = n.to_string();
-    let mut sipp = Reaped(Command::new("sipp")
-        .arg(server.sip.to_string())
-        .arg("-sf")
-        .arg(&xml)
-        .arg("-inf")
-        .arg(dir.path().join("calls.csv"))
-        .args(["-s", "4008002000", "-m", &n_s, "-l", &n_s])
-        .args(["-r", &rate.to_string(), "-rp", "1000", "-i", "127.0.0.1"])
-        .args(["-p", &free_port().to_string()])
-        .args(["-trace_msg", "-message_file"])
-        .arg(&trace)
-        .args([
-            "-timeout",
-            &format!("{}s", hold.as_secs() + 60 + (n / rate) as u64),
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("SIPp must be installed (Debian package sip-tester): deploy/setup.sh"));
+    let mut sipp = Reaped(
+        Command::new("sipp")
+            .arg(server.sip.to_string())
+            .arg("-sf")
+            .arg(&xml)
+            .arg("-inf")
+            .arg(dir.path().join("calls.csv"))
+            .args(["-s", "4008002000", "-m", &n_s, "-l", &n_s])
+            .args(["-r", &rate.to_string(), "-rp", "1000", "-i", "127.0.0.1"])
+            .args(["-p", &free_port().to_string()])
+            .args(["-trace_msg", "-message_file"])
+            .arg(&trace)
+            .args([
+                "-timeout",
+                &format!("{}s", hold.as_secs() + 60 + (n / rate) as u64),
+                "-timeout_error",
+                "-nostdin",
+            ])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("SIPp must be installed (Debian package sip-tester): deploy/setup.sh"),
+    );
 
     // The phones: receive with kernel timestamps, send every 20 ms, until SIPp
     // is done. kefu's CPU is taken over a window when every call is up.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rsipstack::sip::Method;
+use rsipstack::sip::ToTypedHeader;
 use rsipstack::sip::prelude::HeadersExt;
 
 /// What to do with one datagram.
@@ -45,17 +46,42 @@ const METHODS: &[&str] = &[
     "UPDATE",
 ];
 
+/// The largest SIP datagram looked at. RFC 3261 §18.1.1 sends anything near
+/// the path MTU over TCP, so real requests over UDP are far smaller (an INVITE
+/// with SDP is about 1 KiB); bigger ones are dropped before any parsing.
+pub const MAX_DATAGRAM: usize = 8 * 1024;
+
 /// Judges one datagram.
 pub fn inspect(datagram: &[u8]) -> Verdict {
+    if datagram.len() > MAX_DATAGRAM {
+        return Verdict::Drop(format!(
+            "{} bytes: larger than a SIP datagram may be ({MAX_DATAGRAM})",
+            datagram.len()
+        ));
+    }
     if datagram.iter().all(|b| b.is_ascii_whitespace()) {
         return Verdict::Pass; // keep-alive
+    }
+    // Neither a request nor a response starts with anything but a letter: binary
+    // noise goes without a word (answering it would only feed a flood).
+    if !datagram.first().is_some_and(u8::is_ascii_alphabetic) {
+        return Verdict::Drop("not SIP: does not start with a method or SIP/2.0".into());
     }
     let text = String::from_utf8_lossy(datagram);
     let head = text.split("\r\n\r\n").next().unwrap_or_default();
     let first = head.lines().next().unwrap_or_default().trim_end();
     if first.starts_with("SIP/") {
-        return match rsipstack::sip::SipMessage::try_from(datagram) {
-            Ok(_) => Verdict::Pass,
+        // A response the stack could not match to a transaction (no Via, Call-ID
+        // or CSeq) is dropped here, without costing the stack anything.
+        return match rsipstack::sip::Response::try_from(datagram) {
+            Ok(r)
+                if r.via_header().is_ok()
+                    && r.call_id_header().is_ok()
+                    && r.cseq_header().is_ok_and(|c| c.method().is_ok()) =>
+            {
+                Verdict::Pass
+            }
+            Ok(_) => Verdict::Drop("response without Via, Call-ID or CSeq".into()),
             Err(e) => Verdict::Drop(format!("malformed response: {e}")),
         };
     }
@@ -107,6 +133,8 @@ fn check_request(req: &rsipstack::sip::Request, body_room: usize) -> Result<(), 
     if via.value().trim().is_empty() {
         return Err("empty Via header".into());
     }
+    via.typed()
+        .map_err(|e| format!("malformed Via header: {e}"))?;
     req.from_header()
         .map_err(|_| "missing From header".to_string())?;
     req.to_header()
@@ -191,10 +219,54 @@ pub struct GuardStats {
     pub dropped: AtomicU64,
 }
 
+/// How many turned-away datagrams are logged one by one per window; the rest are
+/// counted, and the count is logged when the window ends. A flood of garbage
+/// must not become a flood of log lines: each is a write the SIP task waits for,
+/// and a full log pipe would stall every call's signalling.
+#[derive(Debug)]
+pub struct LogBudget {
+    window_start: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub const PER_WINDOW: u32 = 20;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn new(now: std::time::Instant) -> Self {
+        Self {
+            window_start: now,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log one more now, and the count suppressed in the window that
+    /// just ended (to log as one line), if any.
+    pub fn admit(&mut self, now: std::time::Instant) -> (bool, Option<u64>) {
+        let mut ended = None;
+        if now.duration_since(self.window_start) >= Self::WINDOW {
+            if self.suppressed > 0 {
+                ended = Some(self.suppressed);
+            }
+            *self = Self::new(now);
+        }
+        if self.logged < Self::PER_WINDOW {
+            self.logged += 1;
+            (true, ended)
+        } else {
+            self.suppressed += 1;
+            (false, ended)
+        }
+    }
+}
+
 /// The UDP socket the SIP stack reads from, with [`inspect`] in front of it.
 pub struct GuardedSocket {
     inner: tokio::net::UdpSocket,
     pub stats: Arc<GuardStats>,
+    budget: std::sync::Mutex<LogBudget>,
 }
 
 impl GuardedSocket {
@@ -202,7 +274,20 @@ impl GuardedSocket {
         Self {
             inner,
             stats: Arc::default(),
+            budget: std::sync::Mutex::new(LogBudget::new(std::time::Instant::now())),
         }
+    }
+
+    /// Whether this turned-away datagram may be logged (see [`LogBudget`]).
+    fn may_log(&self) -> bool {
+        let (log, ended) = crate::lock(&self.budget).admit(std::time::Instant::now());
+        if let Some(n) = ended {
+            tracing::warn!(
+                suppressed = n,
+                "SIP datagrams turned away without a log line each (a flood?)"
+            );
+        }
+        log
     }
 }
 
@@ -215,7 +300,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
                 Verdict::Pass => return Ok((len, from)),
                 Verdict::Drop(why) => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%from, %why, "SIP datagram dropped");
+                    if self.may_log() {
+                        tracing::debug!(%from, %why, "SIP datagram dropped");
+                    }
                 }
                 Verdict::Reject {
                     status,
@@ -223,7 +310,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
                     response,
                 } => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%from, status, %reason, "SIP request rejected");
+                    if self.may_log() {
+                        tracing::info!(%from, status, %reason, "SIP request rejected");
+                    }
                     if let Err(e) = self.inner.send_to(&response, from).await {
                         tracing::warn!(%from, error = %e, "cannot send SIP rejection");
                     }
@@ -244,6 +333,34 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_and_oversized_datagrams_are_dropped_unanswered() {
+        assert!(matches!(inspect(&[0u8, 1, 2, 3]), Verdict::Drop(_)));
+        let big = format!("OPTIONS sip:k SIP/2.0\r\nVia: {}\r\n\r\n", "x".repeat(9000));
+        assert!(matches!(inspect(big.as_bytes()), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn a_flood_is_logged_as_a_count() {
+        let t0 = std::time::Instant::now();
+        let mut b = LogBudget::new(t0);
+        let admitted = (0..1000).filter(|_| b.admit(t0).0).count();
+        assert_eq!(admitted, LogBudget::PER_WINDOW as usize);
+        let later = t0 + LogBudget::WINDOW;
+        assert_eq!(b.admit(later), (true, Some(1000 - 20)));
+        assert_eq!(b.admit(later), (true, None));
+    }
+
+    #[test]
+    fn responses_the_stack_cannot_match_are_dropped() {
+        let bare = b"SIP/2.0 200 OK\r\nCall-ID: nothing\r\nCSeq: 1 INVITE\r\n\r\n";
+        assert!(matches!(inspect(bare), Verdict::Drop(_)));
+        let good = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+            From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\nCall-ID: x\r\n\
+            CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(inspect(good), Verdict::Pass);
+    }
 
     const GOOD: &str = "OPTIONS sip:kefu@127.0.0.1 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\n\
