@@ -197,6 +197,51 @@ fn transcribe_cli_prints_the_text_and_names_the_setup_for_a_missing_model() {
 }
 
 /// The whole recognition pipeline on a phone line: silence, a prompt-length sentence,
+/// Calls share one VAD model: each keeps its own recurrent state, so a call's
+/// probabilities are those of a model of its own, whatever other calls feed in
+/// between; a quiet line is not run through the model at all.
+#[test]
+fn one_vad_model_serves_many_calls_each_with_its_own_state() {
+    use kefu::speech::models::init_onnx_runtime;
+    use kefu::speech::vad::{CHUNK, SileroVad, VadModel};
+
+    let dir = models();
+    init_onnx_runtime(&dir.onnxruntime().unwrap()).unwrap();
+    let shared = VadModel::load(&dir.silero_vad().unwrap(), 1).unwrap();
+    let mut alone = SileroVad::load(&dir.silero_vad().unwrap()).unwrap();
+    let (mut a, mut b) = (
+        SileroVad::new(shared.clone()),
+        SileroVad::new(shared.clone()),
+    );
+    let speech = telephone_audio(&Path::new(SOUNDS).join("agent-newlocation.wav"));
+    let speech_8k = resample(&speech, SAMPLE_RATE as u32, 8000).unwrap();
+    let other = telephone_audio(&Path::new(SOUNDS).join("agent-pass.wav"));
+    let other_8k = resample(&other, SAMPLE_RATE as u32, 8000).unwrap();
+    let mut max_p: f32 = 0.0;
+    for (i, chunk) in speech_8k.chunks_exact(CHUNK).enumerate() {
+        let chunk: &[f32; CHUNK] = chunk.try_into().unwrap();
+        let expected = alone.probability(chunk).unwrap();
+        // Another call's audio goes through the same model in between.
+        if let Some(o) = other_8k.chunks_exact(CHUNK).nth(i) {
+            b.probability(o.try_into().unwrap()).unwrap();
+        }
+        let got = a.probability(chunk).unwrap();
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "chunk {i}: {got} vs {expected}"
+        );
+        max_p = max_p.max(got);
+    }
+    assert!(max_p > 0.8, "speech was heard: {max_p}");
+    // A quiet line (about -60 dBFS of noise) is not speech.
+    let mut quiet = SileroVad::new(shared);
+    for i in 0..50 {
+        let chunk: [f32; CHUNK] =
+            std::array::from_fn(|j| if (i + j) % 2 == 0 { 0.001 } else { -0.001 });
+        assert_eq!(quiet.probability(&chunk).unwrap(), 0.0);
+    }
+}
+
 /// silence → Silero VAD → endpointing → Whisper. One utterance, at the right time,
 /// with the right words; nothing from the silence around it.
 #[test]

@@ -24,8 +24,7 @@ pub type Pending = oneshot::Receiver<Result<Transcript, AsrError>>;
 
 pub struct Hearing {
     runtime: Arc<SpeechRuntime>,
-    /// Always `Some` until dropped (then it goes back to the runtime's pool).
-    vad: Option<SileroVad>,
+    vad: SileroVad,
     endpointer: Endpointer,
     chunk: Vec<f32>,
     language: Language,
@@ -39,7 +38,7 @@ pub struct Hearing {
 
 impl Hearing {
     pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Result<Self, String> {
-        let vad = Some(runtime.take_vad().map_err(|e| e.to_string())?);
+        let vad = runtime.vad();
         let language = language.parse().unwrap_or(Language::Auto);
         Ok(Self {
             runtime,
@@ -63,9 +62,7 @@ impl Hearing {
 
     /// Starts over for a new question (same call, same VAD session).
     pub fn restart(&mut self, language: &str) {
-        if let Some(v) = self.vad.as_mut() {
-            v.reset();
-        }
+        self.vad.reset();
         self.endpointer.reset();
         self.chunk.clear();
         self.pending = None;
@@ -83,10 +80,9 @@ impl Hearing {
                 self.chunk.clear();
                 continue;
             };
-            let p = match self.vad.as_mut().map(|v| v.probability(chunk)) {
-                Some(Ok(p)) => p,
-                None => 0.0,
-                Some(Err(e)) => {
+            let p = match self.vad.probability(chunk) {
+                Ok(p) => p,
+                Err(e) => {
                     tracing::warn!(error = %e, "voice activity detection failed");
                     0.0
                 }
@@ -154,12 +150,4 @@ fn warmed(rx: Pending, m: Arc<Matcher>) -> Pending {
         let _ = tx.send(heard);
     });
     warmed
-}
-
-impl Drop for Hearing {
-    fn drop(&mut self) {
-        if let Some(v) = self.vad.take() {
-            self.runtime.give_back(v);
-        }
-    }
 }

@@ -13,7 +13,6 @@ pub mod vad;
 pub use asr::{AsrError, AsrPool, Language, Recognizer, Transcript, WhisperModel};
 pub use models::{FETCH_SCRIPT, ModelDir, ModelError};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What calls need to listen: the shared recognition pool and the VAD model, with
@@ -21,13 +20,9 @@ use std::sync::Arc;
 /// happen on a call's media task).
 pub struct SpeechRuntime {
     pub asr: AsrPool,
-    pub vad_model: PathBuf,
-    idle_vads: std::sync::Mutex<Vec<vad::SileroVad>>,
+    /// The VAD model every listening call shares.
+    pub vad: Arc<vad::VadModel>,
 }
-
-/// VAD sessions opened at start; more are opened (on the caller's task) only when
-/// more calls than this listen at once.
-const VAD_SESSIONS: usize = 8;
 
 impl std::fmt::Debug for SpeechRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,35 +39,16 @@ impl SpeechRuntime {
     pub fn load(models: &ModelDir, model: &str, workers: usize) -> anyhow::Result<Arc<Self>> {
         let whisper = Arc::new(WhisperModel::load(&models.whisper(model)?)?);
         models::init_onnx_runtime(&models.onnxruntime()?)?;
-        let vad_model = models.silero_vad()?;
+        // One session per core: the calls' tasks run on that many threads.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Opening the sessions also proves the model file is usable.
-        let idle = (0..VAD_SESSIONS)
-            .map(|_| vad::SileroVad::load(&vad_model))
-            .collect::<Result<Vec<_>, _>>()?;
+        let vad = vad::VadModel::load(&models.silero_vad()?, cores)?;
         let asr = AsrPool::start(whisper, workers, 1, workers * 2)?;
-        Ok(Arc::new(Self {
-            asr,
-            vad_model,
-            idle_vads: std::sync::Mutex::new(idle),
-        }))
+        Ok(Arc::new(Self { asr, vad }))
     }
 
-    /// A VAD session for a call (reset); give it back with [`Self::give_back`].
-    pub fn take_vad(&self) -> Result<vad::SileroVad, vad::VadError> {
-        let idle = self.idle_vads.lock().ok().and_then(|mut v| v.pop());
-        match idle {
-            Some(v) => Ok(v),
-            None => {
-                tracing::warn!("all prepared VAD sessions are in use; opening another");
-                vad::SileroVad::load(&self.vad_model)
-            }
-        }
-    }
-
-    pub fn give_back(&self, mut vad: vad::SileroVad) {
-        vad.reset();
-        if let Ok(mut idle) = self.idle_vads.lock() {
-            idle.push(vad);
-        }
+    /// A call's VAD (a fresh state on the shared model).
+    pub fn vad(&self) -> vad::SileroVad {
+        vad::SileroVad::new(self.vad.clone())
     }
 }
