@@ -24,7 +24,8 @@
 //! Run: `cargo bench --bench load` (needs `deploy/setup.sh`). Settings:
 //! `KEFU_LOAD_CALLS` (default `1000`; a list such as `100,500,1000` runs each),
 //! `KEFU_LOAD_HOLD` (seconds each call lasts, default 30), `KEFU_LOAD_RATE` (new
-//! calls per second, default 200). Figures go to benches/RESULTS.md.
+//! calls per second, default 200), `KEFU_LOAD_PERF` (a file: record a `perf`
+//! CPU profile of kefu while every call is up). Figures go to benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -513,6 +514,7 @@ fn run(n: usize, hold: Duration, rate: usize) {
     let mut out = Vec::with_capacity(200);
     let mut next_tick = Instant::now() + FRAME;
     let mut sipp_status = None;
+    let mut perf: Option<Reaped> = None;
     while sipp_status.is_none() {
         let wait = next_tick.saturating_duration_since(Instant::now());
         poll_reg.poll(&mut events, Some(wait)).expect("poll");
@@ -534,6 +536,22 @@ fn run(n: usize, hold: Duration, rate: usize) {
             rss_peak = rss_peak.max(status_kib(pid, "VmRSS:"));
             if cpu_window.is_none() && now >= window_start && window_start < window_end {
                 cpu_window = Some((now, common::cpu_time(pid)));
+                // KEFU_LOAD_PERF=FILE: a CPU profile of kefu while every call is up.
+                if let Ok(file) = std::env::var("KEFU_LOAD_PERF") {
+                    let secs = window_end
+                        .saturating_duration_since(now)
+                        .as_secs()
+                        .clamp(1, 20);
+                    perf = Command::new("perf")
+                        .args(["record", "-F", "999", "-g", "-o", &file, "-p"])
+                        .arg(pid.to_string())
+                        .args(["--", "sleep", &secs.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .ok()
+                        .map(Reaped);
+                }
             }
             if let Some((t0, c0)) = cpu_window
                 && now >= window_end
@@ -550,6 +568,9 @@ fn run(n: usize, hold: Duration, rate: usize) {
                 println!("  the run overran its bound; SIPp was stopped");
             }
         }
+    }
+    if let Some(mut p) = perf.take() {
+        let _ = p.0.wait();
     }
     // Calls ended: let kefu settle, then see what it gave back.
     std::thread::sleep(Duration::from_secs(3));
