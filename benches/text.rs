@@ -12,7 +12,8 @@
 //! Run: `cargo bench --bench text` (needs `deploy/setup.sh`). Settings:
 //! `KEFU_TEXT_CONVERSATIONS` (default 1000), `KEFU_TEXT_MESSAGES` (per
 //! conversation, default 6), `KEFU_TEXT_THINK_MS` (mean think time, default
-//! 5000). Figures go to benches/RESULTS.md.
+//! 5000), `KEFU_TEXT_SEMANTIC` (`false`: match by words only). Figures go to
+//! benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -153,8 +154,9 @@ fn main() {
     let server = Server::start_with(
         Some(&common::dtmf_plans()),
         &format!(
-            "kb = \"{}\"\nsemantic = true\n",
-            repo().join("dialplans/kb").display()
+            "kb = \"{}\"\nsemantic = {}\n",
+            repo().join("dialplans/kb").display(),
+            std::env::var("KEFU_TEXT_SEMANTIC").map_or(true, |v| v != "false")
         ),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
