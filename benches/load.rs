@@ -664,6 +664,12 @@ fn run(n: usize, hold: Duration, rate: usize) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benches once without `--bench`: this one
+    // places real load, so it only does that under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load: run with `cargo bench --bench load` to measure");
+        return;
+    }
     let calls = env_or("KEFU_LOAD_CALLS", "1000");
     let hold = Duration::from_secs(env_or("KEFU_LOAD_HOLD", "30").parse().unwrap_or(30));
     let rate: usize = env_or("KEFU_LOAD_RATE", "200").parse().unwrap_or(200);

@@ -146,6 +146,12 @@ async fn pass(server: &Server, conversations: u64, messages: u64, think: Duratio
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benches once without `--bench`: this one
+    // places real load, so it only does that under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("text: run with `cargo bench --bench text` to measure");
+        return;
+    }
     let conversations = env_or("KEFU_TEXT_CONVERSATIONS", 1000).clamp(1, 5000);
     let messages = env_or("KEFU_TEXT_MESSAGES", 6).clamp(1, 50);
     let think = Duration::from_millis(env_or("KEFU_TEXT_THINK_MS", 5000).min(60_000));
