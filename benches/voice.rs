@@ -62,12 +62,16 @@ fn caller(
     n: usize,
     speech: Arc<Vec<[u8; 160]>>,
     barrier: Arc<Barrier>,
-) -> Option<f64> {
+) -> (String, Option<f64>) {
     let ua = RawUa::new(server);
-    let ok = ua.answered_call(&format!("voice-{n}-{}", rand::random::<u32>()), "600");
+    let id = format!("voice-{n}-{}", rand::random::<u32>());
+    let ok = ua.answered_call(&id, "600");
     let kefu = sdp_target(&ok);
-    let sock: UdpSocket = ua.rtp.try_clone().ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(5))).ok()?;
+    let Ok(sock) = ua.rtp.try_clone() else {
+        return (id, None);
+    };
+    let sock: UdpSocket = sock;
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(5)));
     let mut buf = [0u8; 2048];
     let (mut seq, mut ts) = (1u16, 0u32);
     let mut send = |payload: &[u8]| {
@@ -124,7 +128,7 @@ fn caller(
     }
     std::thread::sleep(Duration::from_millis(300));
     ua.send(&ua.in_dialog(&ok, "BYE", 2, &format!("z9hG4bK-voice-bye-{n}")));
-    answer
+    (id, answer)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -169,12 +173,10 @@ fn main() {
                     std::thread::spawn(move || caller(sip, i, speech, barrier))
                 })
                 .collect();
-            let mut turns: Vec<f64> = threads
-                .into_iter()
-                .filter_map(|t| t.join().ok().flatten())
-                .collect();
+            let heard: Vec<(String, Option<f64>)> =
+                threads.into_iter().filter_map(|t| t.join().ok()).collect();
             std::thread::sleep(Duration::from_secs(1));
-            let understood = server
+            let understood: std::collections::HashSet<String> = server
                 .records()
                 .iter()
                 .filter(|r| {
@@ -183,13 +185,26 @@ fn main() {
                             .any(|t| t["speaker"] == "customer" && t["intent"] == "order_status")
                     })
                 })
-                .count();
+                .filter_map(|r| r["call_id"].as_str().map(str::to_string))
+                .collect();
+            // The answer's turn for those understood; the busy notice's for the rest.
+            let (mut turns, mut told): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+            for (id, t) in &heard {
+                match (understood.contains(id), t) {
+                    (true, Some(t)) => turns.push(*t),
+                    (false, Some(t)) => told.push(*t),
+                    _ => {}
+                }
+            }
             println!(
-                "{model}, {workers} workers, {n} speaking at once: voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms ({} answered); {understood}/{n} understood",
+                "{model}, {workers} workers, {n} speaking at once: {}/{n} understood, voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; {} told at once to say it again (p50 {:.0} ms); {} heard nothing within 10 s",
+                understood.len(),
                 pct(&mut turns, 0.5),
                 pct(&mut turns, 0.95),
                 pct(&mut turns, 1.0),
-                turns.len()
+                told.len(),
+                pct(&mut told, 0.5),
+                n - turns.len() - told.len()
             );
         }
     }

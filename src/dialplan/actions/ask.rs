@@ -188,7 +188,7 @@ impl Ask {
     }
 
     pub fn asr_unavailable(&self, run: &mut Run) -> Flow {
-        if !run.is_playing() {
+        if !super::tell_busy(run, &self.language, true) && !run.is_playing() {
             self.wait(run);
         }
         Flow::Stay

@@ -197,8 +197,9 @@ impl Listen {
     }
 
     pub fn asr_unavailable(&self, run: &mut Run) -> Flow {
-        // Keep waiting for keys for the usual time.
-        if !run.is_playing() {
+        // Say so (keys still work), then keep waiting for the usual time; the
+        // wait starts when the notice has been played.
+        if !super::tell_busy(run, &self.language, false) && !run.is_playing() {
             run.local.phase = Phase::Wait;
             run.set_timer(self.timeout);
         }

@@ -362,3 +362,28 @@ impl Action {
         }
     }
 }
+
+/// Speech recognition refused the caller's utterance (saturated): the caller is
+/// told at once, in the node's language, instead of waiting out the node's
+/// timeout in silence: at a `listen` node to use the keypad, at an `ask` node to
+/// say it again or use the keypad. Once per visit to the node; true if said.
+pub fn tell_busy(run: &mut Run, language: &str, ask: bool) -> bool {
+    if run.local.busy_told || run.is_playing() {
+        return false;
+    }
+    run.local.busy_told = true;
+    let zh = language.starts_with("zh");
+    let text = match (zh, ask) {
+        (true, false) => "抱歉，现在无法识别语音，请使用电话按键。",
+        (true, true) => "抱歉，刚才没听清，请再说一遍，或者使用电话按键。",
+        (false, false) => "Sorry, I can't take spoken answers right now. Please use your keypad.",
+        (false, true) => "Sorry, I missed that. Please say it again, or use your keypad.",
+    };
+    if !run.say(text, if zh { "zh" } else { "en" }) {
+        return false;
+    }
+    // The wait for an answer starts over when the notice has been played.
+    run.clear_timer();
+    run.local.phase = super::interpreter::Phase::Prompt;
+    true
+}
