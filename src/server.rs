@@ -87,6 +87,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         })
         .await?;
     }
+    // The notices a saturated recogniser has nodes say come when the machine is
+    // busiest: they are rendered now, in the background, not on first use.
+    let notices: Vec<(Option<String>, String)> = registry
+        .plans
+        .iter()
+        .filter(|p| p.listens())
+        .map(|p| (p.voice.clone(), p.language.clone()))
+        .collect();
+    if !notices.is_empty() {
+        let p = prompts.clone();
+        tokio::task::spawn_blocking(move || {
+            for (voice, language) in notices {
+                let zh = language.starts_with("zh");
+                let lang = if zh { "zh" } else { "en" };
+                for ask in [false, true] {
+                    let text = crate::dialplan::actions::busy_notice(zh, ask);
+                    for sentence in crate::speech::tts::sentences(text) {
+                        if let Err(e) = p.say(voice.as_deref(), lang, &sentence) {
+                            tracing::warn!(error = %e, "cannot render the busy notice ahead");
+                        }
+                    }
+                }
+            }
+        });
+    }
     let live = LiveDialplans::new(registry);
     let encoder = if config.semantic {
         let (models, cache) = (

@@ -363,6 +363,17 @@ impl Action {
     }
 }
 
+/// What [`tell_busy`] says: in Mandarin or English, at an `ask` node or a
+/// `listen` node.
+pub fn busy_notice(zh: bool, ask: bool) -> &'static str {
+    match (zh, ask) {
+        (true, false) => "抱歉，现在无法识别语音，请使用电话按键。",
+        (true, true) => "抱歉，刚才没听清，请再说一遍，或者使用电话按键。",
+        (false, false) => "Sorry, I can't take spoken answers right now. Please use your keypad.",
+        (false, true) => "Sorry, I missed that. Please say it again, or use your keypad.",
+    }
+}
+
 /// Speech recognition refused the caller's utterance (saturated): the caller is
 /// told at once, in the node's language, instead of waiting out the node's
 /// timeout in silence: at a `listen` node to use the keypad, at an `ask` node to
@@ -373,13 +384,7 @@ pub fn tell_busy(run: &mut Run, language: &str, ask: bool) -> bool {
     }
     run.local.busy_told = true;
     let zh = language.starts_with("zh");
-    let text = match (zh, ask) {
-        (true, false) => "抱歉，现在无法识别语音，请使用电话按键。",
-        (true, true) => "抱歉，刚才没听清，请再说一遍，或者使用电话按键。",
-        (false, false) => "Sorry, I can't take spoken answers right now. Please use your keypad.",
-        (false, true) => "Sorry, I missed that. Please say it again, or use your keypad.",
-    };
-    if !run.say(text, if zh { "zh" } else { "en" }) {
+    if !run.say(busy_notice(zh, ask), if zh { "zh" } else { "en" }) {
         return false;
     }
     // The wait for an answer starts over when the notice has been played.
