@@ -398,15 +398,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
-}
-
 fn run(n: usize, hold: Duration, rate: usize) {
     let server = Server::start_with(
         None,
@@ -631,16 +622,16 @@ fn run(n: usize, hold: Duration, rate: usize) {
     );
     println!(
         "  INVITE→200 p50 {:.2} ms, p99 {:.2} ms; ACK→first RTP p50 {:.2} ms, p99 {:.2} ms",
-        pct(&mut setup, 0.5),
-        pct(&mut setup, 0.99),
-        pct(&mut first_rtp, 0.5),
-        pct(&mut first_rtp, 0.99)
+        common::nearest_rank(&mut setup, 0.5),
+        common::nearest_rank(&mut setup, 0.99),
+        common::nearest_rank(&mut first_rtp, 0.5),
+        common::nearest_rank(&mut first_rtp, 0.99)
     );
     println!(
         "  jitter: inter-packet |D| p99 {:.2} ms (max {:.2} ms); RFC 3550 jitter p99 over calls {:.2} ms",
-        pct(&mut gaps, 0.99),
-        pct(&mut gaps, 1.0),
-        pct(&mut jitter, 0.99)
+        common::nearest_rank(&mut gaps, 0.99),
+        common::nearest_rank(&mut gaps, 1.0),
+        common::nearest_rank(&mut jitter, 0.99)
     );
     println!(
         "  audio packets received {received} of {owed} owed ({:.3} %); worst call {:.2} %; calls under 99.5 %: {below}",

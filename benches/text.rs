@@ -30,15 +30,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
-}
-
 /// One customer: opens a conversation, asks `messages` questions with a think
 /// time of `think` ± 50 % between them; returns each reply's latency (ms), or
 /// the failures.
@@ -138,9 +129,9 @@ async fn pass(server: &Server, conversations: u64, messages: u64, think: Duratio
     );
     println!(
         "  reply latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; kefu CPU {:.0} % of a core",
-        pct(&mut latencies, 0.5),
-        pct(&mut latencies, 0.99),
-        pct(&mut latencies, 1.0),
+        common::nearest_rank(&mut latencies, 0.5),
+        common::nearest_rank(&mut latencies, 0.99),
+        common::nearest_rank(&mut latencies, 1.0),
         cpu * 100.0
     );
 }

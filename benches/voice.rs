@@ -131,15 +131,6 @@ fn caller(
     (id, answer)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("voice: run with `cargo bench --bench voice` to measure");
@@ -199,11 +190,11 @@ fn main() {
             println!(
                 "{model}, {workers} workers, {n} speaking at once: {}/{n} understood, voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; {} told at once to say it again (p50 {:.0} ms); {} heard nothing within 10 s",
                 understood.len(),
-                pct(&mut turns, 0.5),
-                pct(&mut turns, 0.95),
-                pct(&mut turns, 1.0),
+                common::nearest_rank(&mut turns, 0.5),
+                common::nearest_rank(&mut turns, 0.95),
+                common::nearest_rank(&mut turns, 1.0),
                 told.len(),
-                pct(&mut told, 0.5),
+                common::nearest_rank(&mut told, 0.5),
                 n - turns.len() - told.len()
             );
         }

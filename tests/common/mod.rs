@@ -497,6 +497,16 @@ pub fn browser(
     (seen, shot)
 }
 
+/// The nearest-rank percentile `p` (0–1) of `v` (sorted here); NaN when empty.
+pub fn nearest_rank(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
 /// kefu's CPU time so far (user + system), from /proc.
 pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
