@@ -83,15 +83,13 @@ async fn customer(
     (latencies, failed)
 }
 
-async fn pass(server: &Server, conversations: u64, messages: u64, think: Duration) {
-    let questions: Vec<String> =
-        std::fs::read_to_string(repo().join("tests/fixtures/kb/heldout.tsv"))
-            .expect("held-out questions")
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| l.split('\t').next().map(str::to_string))
-            .collect();
-    let questions = Arc::new(questions);
+async fn pass(
+    server: &Server,
+    questions: Arc<Vec<String>>,
+    conversations: u64,
+    messages: u64,
+    think: Duration,
+) {
     let base = Arc::new(format!("http://{}", server.http));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(conversations as usize)
@@ -161,8 +159,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let questions: Vec<String> =
+        std::fs::read_to_string(repo().join("tests/fixtures/kb/heldout.tsv"))
+            .expect("held-out questions")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| l.split('\t').next().map(str::to_string))
+            .collect();
+    let questions = Arc::new(questions);
     rt.block_on(async {
-        pass(&server, conversations, messages, think).await;
-        pass(&server, conversations, messages, Duration::ZERO).await;
+        pass(&server, questions.clone(), conversations, messages, think).await;
+        pass(&server, questions, conversations, messages, Duration::ZERO).await;
     });
 }

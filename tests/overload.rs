@@ -155,8 +155,7 @@ fn over_the_limit_and_under_a_garbage_flood_live_calls_keep_their_audio() {
     next.expect_status(200, T);
     other.send(&other.in_dialog(&other_ok, "BYE", 2, "z9hG4bK-overload-other-bye"));
     other.expect_status(200, T);
-    assert!(
-        server.logs().iter().all(|l| !l.contains("panicked")),
-        "no task panicked"
-    );
+    // Still serving after it all (the ended calls may still be leaving).
+    let (status, ready) = server.http_get("/readyz");
+    assert_eq!(status, 200, "{ready}");
 }

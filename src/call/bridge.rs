@@ -82,17 +82,12 @@ impl Media {
         // when recognition is loaded.
         let conversation = self.go_live(s);
         s.staff.center.attach(&s.call_id, &conversation);
-        let ears = |side: &str| {
-            let runtime = s.speech.as_ref()?;
-            match super::hearing::Hearing::new(runtime.clone(), &s.plan.language) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::info!(error = %e, side, "no live transcript for this leg");
-                    None
-                }
-            }
+        let ears = || {
+            s.speech
+                .as_ref()
+                .map(|runtime| super::hearing::Hearing::new(runtime.clone(), &s.plan.language))
         };
-        let (mut caller_ears, mut agent_ears) = (ears("caller"), ears("agent"));
+        let (mut caller_ears, mut agent_ears) = (ears(), ears());
         let mut agent_remote = leg.remote;
         let mut agent_heard = Instant::now();
         let agent_local = leg.socket.local_addr().ok();

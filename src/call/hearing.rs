@@ -37,10 +37,10 @@ pub struct Hearing {
 }
 
 impl Hearing {
-    pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Result<Self, String> {
+    pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Self {
         let vad = runtime.vad();
         let language = language.parse().unwrap_or(Language::Auto);
-        Ok(Self {
+        Self {
             runtime,
             vad,
             endpointer: Endpointer::new(EndpointConfig::default()),
@@ -49,7 +49,7 @@ impl Hearing {
             pending: None,
             utterance_end: None,
             matcher: None,
-        })
+        }
     }
 
     /// Transcripts for `matcher` (an `ask` node's knowledge base) arrive with what

@@ -244,7 +244,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
 }
 
 /// When a pinned timer is due.
-fn pace_deadline(sleep: &std::pin::Pin<&mut tokio::time::Sleep>) -> Instant {
+fn due(sleep: &std::pin::Pin<&mut tokio::time::Sleep>) -> Instant {
     sleep.deadline().into_std()
 }
 
@@ -504,8 +504,8 @@ impl Media {
         // anew each turn was a measurable share of a call's CPU.
         let pace = tokio::time::sleep_until(self.pacer.deadline().into());
         tokio::pin!(pace);
-        let far = || Instant::now() + Duration::from_secs(3600);
-        let plan_timer = tokio::time::sleep_until(far().into());
+        let plan_timer =
+            tokio::time::sleep_until((Instant::now() + Duration::from_secs(3600)).into());
         tokio::pin!(plan_timer);
         let hangup = s.hangup_all.clone();
         let shutdown = hangup.cancelled();
@@ -518,13 +518,13 @@ impl Media {
             }
             let timer = self.interpreter.poll_timeout();
             if let Some(t) = timer
-                && pace_deadline(&plan_timer) != t
+                && due(&plan_timer) != t
             {
                 plan_timer.as_mut().reset(t.into());
             }
-            let due = self.pacer.deadline();
-            if pace_deadline(&pace) != due {
-                pace.as_mut().reset(due.into());
+            let next_frame = self.pacer.deadline();
+            if due(&pace) != next_frame {
+                pace.as_mut().reset(next_frame.into());
             }
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let mut rendering = self.rendering.take();
@@ -1088,15 +1088,12 @@ impl Media {
         };
         match self.hearing.as_mut() {
             Some(h) => h.restart(language),
-            None => match hearing::Hearing::new(runtime.clone(), language) {
-                Ok(h) => self.hearing = Some(h.with_matcher(self.interpreter.matcher().cloned())),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start voice activity detection; keys only");
-                    self.interpreter
-                        .handle(Input::AsrUnavailable, Moment::now());
-                    return;
-                }
-            },
+            None => {
+                self.hearing = Some(
+                    hearing::Hearing::new(runtime.clone(), language)
+                        .with_matcher(self.interpreter.matcher().cloned()),
+                )
+            }
         }
         self.listening = true;
     }

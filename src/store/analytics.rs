@@ -252,33 +252,14 @@ pub const CLUSTER_THRESHOLD: f32 = 0.93;
 /// Groups are taken most asked first; each joins the first cluster whose leader
 /// (its most asked question) is at least `threshold` similar (cosine), or leads
 /// a new one. Deterministic for the same input.
-pub fn cluster(
-    mut groups: Vec<Unanswered>,
-    vectors: &[Vec<f32>],
-    threshold: f32,
-) -> Vec<Unanswered> {
-    let mut order: Vec<usize> = (0..groups.len().min(vectors.len())).collect();
-    order.sort_by(|&a, &b| {
-        groups[b]
-            .count
-            .cmp(&groups[a].count)
-            .then(groups[a].question.cmp(&groups[b].question))
-    });
-    let mut clusters: Vec<(usize, Unanswered)> = Vec::new();
-    for i in order {
-        let g = std::mem::replace(
-            &mut groups[i],
-            Unanswered {
-                question: String::new(),
-                count: 0,
-                examples: Vec::new(),
-                phrasings: 0,
-            },
-        );
-        let home = clusters.iter_mut().find(|(leader, _)| {
-            let (a, b) = (&vectors[*leader], &vectors[i]);
-            a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() >= threshold
-        });
+pub fn cluster(groups: Vec<Unanswered>, vectors: &[Vec<f32>], threshold: f32) -> Vec<Unanswered> {
+    let mut groups: Vec<(Unanswered, &Vec<f32>)> = groups.into_iter().zip(vectors).collect();
+    groups.sort_by(|(a, _), (b, _)| b.count.cmp(&a.count).then(a.question.cmp(&b.question)));
+    let mut clusters: Vec<(&Vec<f32>, Unanswered)> = Vec::new();
+    for (g, v) in groups {
+        let home = clusters
+            .iter_mut()
+            .find(|(leader, _)| leader.iter().zip(v).map(|(x, y)| x * y).sum::<f32>() >= threshold);
         match home {
             Some((_, c)) => {
                 c.count += g.count;
@@ -289,7 +270,7 @@ pub fn cluster(
                     }
                 }
             }
-            None => clusters.push((i, g)),
+            None => clusters.push((v, g)),
         }
     }
     let mut merged: Vec<Unanswered> = clusters.into_iter().map(|(_, c)| c).collect();

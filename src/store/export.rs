@@ -153,14 +153,11 @@ fn column<'a>(kind: Kind, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
                 })
                 .collect::<Float64Array>(),
         ),
-        Kind::Flag => Arc::new(
+        Kind::Flag => Arc::new(BooleanArray::from(
             values
                 .map(|v| matches!(v, Value::Flag(true)))
-                .collect::<Vec<bool>>()
-                .into_iter()
-                .map(Some)
-                .collect::<BooleanArray>(),
-        ),
+                .collect::<Vec<bool>>(),
+        )),
     }
 }
 
@@ -224,6 +221,16 @@ pub struct Exported {
     pub files: Vec<PathBuf>,
 }
 
+/// A row read column by column as `columns` say (text, or integers and times).
+fn row(r: &sqlx::any::AnyRow, columns: &[(&str, Kind)]) -> anyhow::Result<Vec<Value>> {
+    (0..columns.len())
+        .map(|i| match columns[i].1 {
+            Kind::Int | Kind::Time => int(r, i),
+            _ => text(r, i),
+        })
+        .collect()
+}
+
 fn text(r: &sqlx::any::AnyRow, i: usize) -> anyhow::Result<Value> {
     Ok(Value::Text(r.try_get::<Option<String>, _>(i)?))
 }
@@ -275,17 +282,7 @@ impl Store {
         .context("cannot read conversations")?
         {
             let started: i64 = r.try_get(4)?;
-            conversations.push(
-                day_of(started, from),
-                vec![
-                    text(&r, 0)?,
-                    text(&r, 1)?,
-                    text(&r, 2)?,
-                    text(&r, 3)?,
-                    int(&r, 4)?,
-                    int(&r, 5)?,
-                ],
-            );
+            conversations.push(day_of(started, from), row(&r, CONVERSATIONS)?);
         }
         tables.push(conversations);
 
@@ -338,13 +335,7 @@ impl Store {
         .context("cannot read calls")?
         {
             let invite: i64 = r.try_get(5)?;
-            let row = (0..CALLS.len())
-                .map(|i| match CALLS[i].1 {
-                    Kind::Int | Kind::Time => int(&r, i),
-                    _ => text(&r, i),
-                })
-                .collect::<anyhow::Result<Vec<Value>>>()?;
-            calls.push(day_of(invite, from), row);
+            calls.push(day_of(invite, from), row(&r, CALLS)?);
         }
         tables.push(calls);
 
@@ -360,13 +351,7 @@ impl Store {
         .context("cannot read queue stays")?
         {
             let enqueued: i64 = r.try_get(5)?;
-            let row = (0..STAYS.len())
-                .map(|i| match STAYS[i].1 {
-                    Kind::Int | Kind::Time => int(&r, i),
-                    _ => text(&r, i),
-                })
-                .collect::<anyhow::Result<Vec<Value>>>()?;
-            stays.push(day_of(enqueued, from), row);
+            stays.push(day_of(enqueued, from), row(&r, STAYS)?);
         }
         tables.push(stays);
 
