@@ -98,141 +98,146 @@ impl Media {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let metrics = crate::metrics::metrics();
         metrics.bridged_active.inc();
-        let (ended_by, reason) = loop {
-            tokio::select! {
-                t = async {
-                    match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                        Some(rx) => rx.await,
-                        None => std::future::pending().await,
-                    }
-                }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                    if let Some(h) = caller_ears.as_mut() {
-                        h.pending = None;
-                    }
-                    transcribed(s, &conversation, Speaker::Customer, t);
-                }
-                t = async {
-                    match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                        Some(rx) => rx.await,
-                        None => std::future::pending().await,
-                    }
-                }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                    if let Some(h) = agent_ears.as_mut() {
-                        h.pending = None;
-                    }
-                    transcribed(s, &conversation, Speaker::Agent, t);
-                }
-                received = s.socket.recv_from(&mut caller_buf) => {
-                    let Ok((len, from)) = received else { continue };
-                    let packet = &caller_buf[..len];
-                    if !self.caller_packet(packet, from) {
-                        continue;
-                    }
-                    let want_pcm = recorder.is_some() || caller_ears.is_some();
-                    if let Relayed::Audio(n) | Relayed::Event(n) =
-                        to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
-                    {
-                        tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
-                        match leg.socket.send_to(&out[..n], agent_remote).await {
-                            Ok(_) => {
-                                metrics.rtp_out.inc();
-                            }
-                            Err(e) => tracing::debug!(error = %e, "RTP to the agent failed"),
+        // Relaying forwards each packet as it arrives: the caller's socket goes back
+        // on the reactor (the IVR polled it at its frame tick).
+        let (ended_by, reason) = match s.socket.reactor_mode() {
+            Err(e) => (Side::Caller, format!("rtp-socket: {e}")),
+            Ok(()) => loop {
+                tokio::select! {
+                    t = async {
+                        match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                            Some(rx) => rx.await,
+                            None => std::future::pending().await,
                         }
+                    }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                        if let Some(h) = caller_ears.as_mut() {
+                            h.pending = None;
+                        }
+                        transcribed(s, &conversation, Speaker::Customer, t);
                     }
-                }
-                received = leg.socket.recv_from(&mut agent_buf) => {
-                    let Ok((len, from)) = received else { continue };
-                    let packet = &agent_buf[..len];
-                    // Symmetric RTP: answer where the agent's phone sends from.
-                    if rtp_rs::RtpReader::new(packet).is_err() {
-                        continue;
+                    t = async {
+                        match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                            Some(rx) => rx.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                        if let Some(h) = agent_ears.as_mut() {
+                            h.pending = None;
+                        }
+                        transcribed(s, &conversation, Speaker::Agent, t);
                     }
-                    agent_remote = from;
-                    agent_heard = Instant::now();
-                    metrics.rtp_in.inc();
-                    let want_pcm = recorder.is_some() || agent_ears.is_some();
-                    if let Relayed::Audio(n) | Relayed::Event(n) =
-                        to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
-                    {
-                        tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
-                        if self.negotiated.direction.sends() {
-                            match s.socket.send_to(&out[..n], self.remote).await {
+                    received = s.socket.recv_from(&mut caller_buf) => {
+                        let Ok((len, from)) = received else { continue };
+                        let packet = &caller_buf[..len];
+                        if !self.caller_packet(packet, from) {
+                            continue;
+                        }
+                        let want_pcm = recorder.is_some() || caller_ears.is_some();
+                        if let Relayed::Audio(n) | Relayed::Event(n) =
+                            to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                        {
+                            tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
+                            match leg.socket.send_to(&out[..n], agent_remote).await {
                                 Ok(_) => {
                                     metrics.rtp_out.inc();
-                                    self.sender.packets += 1;
                                 }
-                                Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
+                                Err(e) => tracing::debug!(error = %e, "RTP to the agent failed"),
                             }
                         }
                     }
+                    received = leg.socket.recv_from(&mut agent_buf) => {
+                        let Ok((len, from)) = received else { continue };
+                        let packet = &agent_buf[..len];
+                        // Symmetric RTP: answer where the agent's phone sends from.
+                        if rtp_rs::RtpReader::new(packet).is_err() {
+                            continue;
+                        }
+                        agent_remote = from;
+                        agent_heard = Instant::now();
+                        metrics.rtp_in.inc();
+                        let want_pcm = recorder.is_some() || agent_ears.is_some();
+                        if let Relayed::Audio(n) | Relayed::Event(n) =
+                            to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                        {
+                            tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
+                            if self.negotiated.direction.sends() {
+                                match s.socket.send_to(&out[..n], self.remote).await {
+                                    Ok(_) => {
+                                        metrics.rtp_out.inc();
+                                        self.sender.packets += 1;
+                                    }
+                                    Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
+                                }
+                            }
+                        }
+                    }
+                    state = s.states.recv() => match state {
+                        Some(DialogState::Info(_, req, handle)) => {
+                            // A key sent as SIP INFO goes on to the agent the same way.
+                            let _ = handle.reply(StatusCode::OK).await;
+                            forward_info(&leg.dialog, &req);
+                        }
+                        Some(DialogState::Terminated(_, r)) => break (Side::Caller, terminated(&r)),
+                        None => break (Side::Caller, "dialog-gone".into()),
+                        other => {
+                            let before = leg_media(&self.negotiated);
+                            if let Step::End(r) = self.dialog_event(other, s, record, session_id, sdp_version).await {
+                                break (Side::Caller, r);
+                            }
+                            let now = leg_media(&self.negotiated);
+                            if now != before {
+                                to_agent.renegotiated(now, leg_media(&leg.negotiated));
+                                to_caller.renegotiated(leg_media(&leg.negotiated), now);
+                            }
+                        }
+                    },
+                    state = leg.states.recv() => match state {
+                        Some(DialogState::Info(_, req, handle)) => {
+                            let _ = handle.reply(StatusCode::OK).await;
+                            forward_info(&s.dialog, &req);
+                        }
+                        Some(DialogState::Updated(_, req, handle)) => {
+                            // The agent's phone holds, resumes or changes codec.
+                            let offer = if req.body.is_empty() { Ok(leg.negotiated.clone()) } else { sdp::negotiate(&req.body) };
+                            match (offer, agent_local) {
+                                (Ok(n), Some(local)) => {
+                                    agent_remote = n.remote;
+                                    leg.negotiated = n;
+                                    let me = leg_media(&self.negotiated);
+                                    to_agent.renegotiated(me, leg_media(&leg.negotiated));
+                                    to_caller.renegotiated(leg_media(&leg.negotiated), me);
+                                    *sdp_version += 1;
+                                    let body = sdp::answer(local, &leg.negotiated, session_id, *sdp_version);
+                                    let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
+                                    let _ = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await;
+                                }
+                                _ => {
+                                    let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
+                                }
+                            }
+                        }
+                        Some(DialogState::Options(_, _, handle)) => {
+                            let _ = handle.reply(StatusCode::OK).await;
+                        }
+                        Some(DialogState::Terminated(..)) | None => break (Side::Agent, "agent-hangup".into()),
+                        Some(_) => {}
+                    },
+                    _ = check.tick() => {
+                        let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
+                        let caller_listens = self.negotiated.direction != sdp::Direction::Inactive
+                            && self.negotiated.direction != sdp::Direction::SendOnly;
+                        if caller_listens && quiet(self.last_heard) {
+                            tracing::warn!("no RTP from the caller while bridged; hanging up");
+                            break (Side::Caller, "rtp-timeout".into());
+                        }
+                        if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
+                            tracing::warn!(%agent, "no RTP from the agent while bridged; hanging up");
+                            break (Side::Agent, "agent-rtp-timeout".into());
+                        }
+                    }
+                    _ = s.hangup_all.cancelled() => break (Side::Caller, "shutdown".into()),
                 }
-                state = s.states.recv() => match state {
-                    Some(DialogState::Info(_, req, handle)) => {
-                        // A key sent as SIP INFO goes on to the agent the same way.
-                        let _ = handle.reply(StatusCode::OK).await;
-                        forward_info(&leg.dialog, &req);
-                    }
-                    Some(DialogState::Terminated(_, r)) => break (Side::Caller, terminated(&r)),
-                    None => break (Side::Caller, "dialog-gone".into()),
-                    other => {
-                        let before = leg_media(&self.negotiated);
-                        if let Step::End(r) = self.dialog_event(other, s, record, session_id, sdp_version).await {
-                            break (Side::Caller, r);
-                        }
-                        let now = leg_media(&self.negotiated);
-                        if now != before {
-                            to_agent.renegotiated(now, leg_media(&leg.negotiated));
-                            to_caller.renegotiated(leg_media(&leg.negotiated), now);
-                        }
-                    }
-                },
-                state = leg.states.recv() => match state {
-                    Some(DialogState::Info(_, req, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                        forward_info(&s.dialog, &req);
-                    }
-                    Some(DialogState::Updated(_, req, handle)) => {
-                        // The agent's phone holds, resumes or changes codec.
-                        let offer = if req.body.is_empty() { Ok(leg.negotiated.clone()) } else { sdp::negotiate(&req.body) };
-                        match (offer, agent_local) {
-                            (Ok(n), Some(local)) => {
-                                agent_remote = n.remote;
-                                leg.negotiated = n;
-                                let me = leg_media(&self.negotiated);
-                                to_agent.renegotiated(me, leg_media(&leg.negotiated));
-                                to_caller.renegotiated(leg_media(&leg.negotiated), me);
-                                *sdp_version += 1;
-                                let body = sdp::answer(local, &leg.negotiated, session_id, *sdp_version);
-                                let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
-                                let _ = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await;
-                            }
-                            _ => {
-                                let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
-                            }
-                        }
-                    }
-                    Some(DialogState::Options(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                    }
-                    Some(DialogState::Terminated(..)) | None => break (Side::Agent, "agent-hangup".into()),
-                    Some(_) => {}
-                },
-                _ = check.tick() => {
-                    let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
-                    let caller_listens = self.negotiated.direction != sdp::Direction::Inactive
-                        && self.negotiated.direction != sdp::Direction::SendOnly;
-                    if caller_listens && quiet(self.last_heard) {
-                        tracing::warn!("no RTP from the caller while bridged; hanging up");
-                        break (Side::Caller, "rtp-timeout".into());
-                    }
-                    if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
-                        tracing::warn!(%agent, "no RTP from the agent while bridged; hanging up");
-                        break (Side::Agent, "agent-rtp-timeout".into());
-                    }
-                }
-                _ = s.hangup_all.cancelled() => break (Side::Caller, "shutdown".into()),
-            }
+            },
         };
         // The side that did not hang up is hung up.
         let caller_gone = matches!(ended_by, Side::Caller)

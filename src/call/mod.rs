@@ -24,13 +24,13 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::rtp::jitter::JitterBuffer;
 use crate::channel::rtp::pacer::Pacer;
 use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
 use crate::channel::rtp::sender::RtpSender;
+use crate::channel::rtp::socket::RtpSocket;
 use crate::channel::sip::sdp::{self, Direction, Negotiated};
 use crate::dialplan::{Dialplan, Input, Interpreter, Moment, Output};
 use crate::media::dtmf::inband::ToneDetector;
@@ -53,7 +53,8 @@ pub struct CallSetup {
     pub invite_at: chrono::DateTime<chrono::Utc>,
     pub plan: Arc<Dialplan>,
     pub negotiated: Negotiated,
-    pub socket: UdpSocket,
+    /// Polled at the frame tick in the IVR, on the reactor while bridged.
+    pub socket: RtpSocket,
     pub dtmf: DtmfMode,
     pub rtp_timeout: Duration,
     pub audio_root: PathBuf,
@@ -383,6 +384,10 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
     reason
 }
 
+/// Datagrams read from the caller's socket per frame tick, at most (one is usual; a
+/// key adds a few events; a task woken late has a few frames queued).
+const MAX_READS_PER_FRAME: usize = 16;
+
 /// The media side of a confirmed call.
 struct Media {
     negotiated: Negotiated,
@@ -496,6 +501,9 @@ impl Media {
         session_id: u64,
         sdp_version: &mut u64,
     ) -> Ended {
+        if let Err(e) = s.socket.poll_mode() {
+            return Ended::Reason(format!("rtp-socket: {e}"));
+        }
         self.interpreter.start(Moment::now());
         let mut buf = vec![0u8; 2048];
         // The frame clock and the plan's timer are two timers reset in place, and
@@ -530,7 +538,17 @@ impl Media {
             let mut rendering = self.rendering.take();
             let mut waiting = self.waiting.take();
             let blind = &mut self.blind;
+            // Biased, the frame clock first: at a frame tick (most of the loop's
+            // turns) no other branch is polled, and none can starve the others,
+            // since the clock is ready only once per 20 ms.
             let step = tokio::select! {
+                biased;
+                () = &mut pace => {
+                    // The frame goes out first, on time; then what the caller sent.
+                    let step = self.send_frame(s);
+                    self.receive_queued(s, &mut buf, record);
+                    step
+                }
                 h = async {
                     match blind.as_mut() {
                         Some(b) => b.next().await,
@@ -566,14 +584,6 @@ impl Media {
                     self.transcript(transcript, record);
                     Step::Continue
                 }
-                () = &mut pace => self.send_frame(s).await,
-                received = s.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.receive_rtp(&buf[..len], from, s.dtmf, record),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "RTP receive error");
-                        Step::Continue
-                    }
-                },
                 state = s.states.recv() => self.dialog_event(state, s, record, session_id, sdp_version).await,
                 () = &mut plan_timer, if timer.is_some() => {
                     self.interpreter.handle(Input::Timer, Moment::now());
@@ -907,22 +917,36 @@ impl Media {
         self.answer_starved = false;
     }
 
-    async fn send_frame(&mut self, s: &CallSetup) -> Step {
+    /// Reads what the caller sent since the last frame: the socket is polled at the
+    /// frame tick (see `channel::rtp::socket`). A few frames' worth at most: a flood
+    /// waits in (and overflows) the kernel's buffer instead of holding the call.
+    fn receive_queued(&mut self, s: &CallSetup, buf: &mut [u8], record: &mut CallRecord) {
+        for _ in 0..MAX_READS_PER_FRAME {
+            match s.socket.try_recv_from(buf) {
+                Ok((len, from)) => self.receive_rtp(&buf[..len], from, s.dtmf, record),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "RTP receive error");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn send_frame(&mut self, s: &CallSetup) -> Step {
         let now = Instant::now();
         let Some(slot) = self.pacer.tick(now) else {
             return Step::Continue;
         };
-        let mut pcm = [0i16; FRAME_SAMPLES];
-        let frame = self.playout.next_frame(&mut pcm);
+        let mut payload = [0u8; FRAME_SAMPLES];
+        let frame = self.playout.next_payload(self.negotiated.law, &mut payload);
         if self.negotiated.direction.sends() {
-            let mut payload = [0u8; FRAME_SAMPLES];
-            self.negotiated.law.encode(&pcm, &mut payload);
             let mut packet = [0u8; 12 + FRAME_SAMPLES];
             match self
                 .sender
                 .build(self.negotiated.payload_type, slot, &payload, &mut packet)
             {
-                Ok(n) => match s.socket.send_to(&packet[..n], self.remote).await {
+                Ok(n) => match s.socket.try_send_to(&packet[..n], self.remote) {
                     Ok(_) => {
                         crate::metrics::metrics().rtp_out.inc();
                     }
@@ -976,12 +1000,12 @@ impl Media {
         from: SocketAddr,
         mode: DtmfMode,
         record: &mut CallRecord,
-    ) -> Step {
+    ) {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
-            return Step::Continue; // not RTP (or RTCP on a shared port)
+            return; // not RTP (or RTCP on a shared port)
         };
         let Some((accepted, is_event)) = self.track_caller(&rtp, from) else {
-            return Step::Continue;
+            return;
         };
         let now = self.last_heard;
         let mut digits = Vec::new();
@@ -1026,7 +1050,6 @@ impl Media {
         for (d, source) in digits {
             self.digit(d, source, record);
         }
-        Step::Continue
     }
 
     /// A packet from the caller's socket: None unless it is the caller's media (the

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use super::SAMPLE_RATE;
+use super::g711::Law;
 use super::wav::{read_mono, resample};
 
 pub use super::wav::WavError as PromptError;
@@ -16,6 +17,10 @@ pub use super::wav::WavError as PromptError;
 pub struct Prompt {
     path: PathBuf,
     samples: Vec<i16>,
+    /// The samples as G.711, encoded once (on first play) and shared by every call
+    /// that plays the prompt: a frame is then a copy, not 160 encodes.
+    ulaw: OnceLock<Vec<u8>>,
+    alaw: OnceLock<Vec<u8>>,
 }
 
 impl Prompt {
@@ -26,9 +31,29 @@ impl Prompt {
             .iter()
             .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
             .collect();
-        Ok(Self {
-            path: path.to_path_buf(),
+        Ok(Self::from_samples(path.to_path_buf(), samples))
+    }
+
+    /// A prompt from 8 kHz samples already in memory (rendered speech), named `path`.
+    pub fn from_samples(path: PathBuf, samples: Vec<i16>) -> Self {
+        Self {
+            path,
             samples,
+            ulaw: OnceLock::new(),
+            alaw: OnceLock::new(),
+        }
+    }
+
+    /// The prompt in `law`, encoded on first use.
+    pub fn encoded(&self, law: Law) -> &[u8] {
+        let cell = match law {
+            Law::Pcmu => &self.ulaw,
+            Law::Pcma => &self.alaw,
+        };
+        cell.get_or_init(|| {
+            let mut out = vec![0u8; self.samples.len()];
+            law.encode(&self.samples, &mut out);
+            out
         })
     }
 
@@ -89,10 +114,10 @@ impl PromptCache {
                 "text prompts need speech synthesis, which this command does not set up".into(),
             );
         };
-        Ok(Arc::new(Prompt {
-            path: PathBuf::from(format!("say:{text}")),
-            samples: speaker.render(voice, language, text)?,
-        }))
+        Ok(Arc::new(Prompt::from_samples(
+            PathBuf::from(format!("say:{text}")),
+            speaker.render(voice, language, text)?,
+        )))
     }
 
     /// Loads a voice ahead of its first use on a call (for `ask` nodes' answers).

@@ -10,6 +10,7 @@ pub mod pacer;
 pub mod ports;
 pub mod receiver;
 pub mod sender;
+pub mod socket;
 
 /// RTP packets per second of 20 ms audio.
 pub const FRAME_MILLIS: u64 = 20;

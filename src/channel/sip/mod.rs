@@ -482,7 +482,7 @@ impl SipService {
             invite_at,
             plan,
             negotiated,
-            socket,
+            socket: crate::channel::rtp::socket::RtpSocket::new(socket),
             dtmf,
             rtp_timeout: self.config.rtp_timeout,
             audio_root: self.config.audio.clone(),
