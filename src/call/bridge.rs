@@ -50,7 +50,8 @@ impl Media {
     ) -> String {
         let agent = leg.agent.clone();
         tracing::info!(%agent, caller_codec = self.negotiated.law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
-        self.playout.stop();
+        // The bridge continues the caller's stream from where the clock left it.
+        self.out.stop();
         let queue = self
             .transfer_log
             .as_ref()
@@ -62,11 +63,15 @@ impl Media {
             .queue_config(&queue)
             .record
             .then(|| Recorder::new(2, MAX_RECORDING, Instant::now()));
-        let caller_line = Line {
-            ssrc: self.sender.ssrc(),
-            seq: self.sender.next_seq(),
-            timestamp: self.sender.timestamp_for_slot(self.pacer.next_slot()),
+        let caller_line = {
+            let out = self.out.lock();
+            Line {
+                ssrc: out.sender.ssrc(),
+                seq: out.sender.next_seq(),
+                timestamp: out.sender.timestamp_for_slot(out.pacer.next_slot()),
+            }
         };
+        let mut sent_to_caller = 0;
         let mut to_agent = Relay::new(
             leg_media(&self.negotiated),
             leg_media(&leg.negotiated),
@@ -164,7 +169,7 @@ impl Media {
                                 match s.socket.send_to(&out[..n], self.remote).await {
                                     Ok(_) => {
                                         metrics.rtp_out.inc();
-                                        self.sender.packets += 1;
+                                        sent_to_caller += 1;
                                     }
                                     Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
                                 }
@@ -251,6 +256,7 @@ impl Media {
             tracing::debug!(error = %e, "BYE to the agent failed");
         }
         metrics.bridged_active.dec();
+        self.out.lock().sender.packets += sent_to_caller;
         s.dialog_layer.remove_dialog(&leg.dialog.id());
         s.staff.center.finish(&s.call_id, &agent);
         let talked = leg.answered_at.elapsed();
@@ -294,7 +300,7 @@ impl Media {
     fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
         rtp_rs::RtpReader::new(packet)
             .ok()
-            .and_then(|rtp| self.track_caller(&rtp, from))
+            .and_then(|rtp| self.track_caller(&rtp, from, Instant::now()))
             .is_some_and(|(accepted, _)| !matches!(accepted, Accepted::Stale))
     }
 }

@@ -26,8 +26,9 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::rtp::FRAME_MILLIS;
+use crate::channel::rtp::clock::{ClockStream, MediaClock, Outgoing};
 use crate::channel::rtp::jitter::JitterBuffer;
-use crate::channel::rtp::pacer::Pacer;
 use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
 use crate::channel::rtp::sender::RtpSender;
 use crate::channel::rtp::socket::RtpSocket;
@@ -36,7 +37,6 @@ use crate::dialplan::{Dialplan, Input, Interpreter, Moment, Output};
 use crate::media::dtmf::inband::ToneDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{DtmfMode, relay};
-use crate::media::playout::{Frame, Playout};
 use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
 use record::CallRecord;
 
@@ -324,7 +324,16 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
             }
         }
     }
-    let mut media = Media::new(s);
+    // The IVR reads the socket at its own pace and the shared clock sends from it.
+    let clock_socket = match s
+        .socket
+        .poll_mode()
+        .and_then(|()| s.socket.try_clone_polled())
+    {
+        Ok(socket) => socket,
+        Err(e) => return format!("rtp-socket: {e}"),
+    };
+    let mut media = Media::new(s, clock_socket);
     let reason = match media.run(s, record, session_id, &mut sdp_version).await {
         Ended::Reason(r) => r,
         Ended::Bridge(leg) => {
@@ -337,13 +346,14 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
     media.stop_recording(s);
     media.waiting = None;
     record.transfer = media.transfer_log.take();
-    record.rtp_sent = media.sender.packets;
+    record.rtp_sent = media.out.lock().sender.packets;
     record.rtp_received = media.receiver.received();
     record.rtp_lost = media.receiver.lost();
     record.rtp_jitter_ms = media.receiver.jitter() as f64 * 1000.0 / f64::from(SAMPLE_RATE);
     record.prompts = media
-        .playout
-        .started
+        .out
+        .lock()
+        .started()
         .iter()
         .map(|p| {
             p.path()
@@ -384,24 +394,32 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
     reason
 }
 
-/// Datagrams read from the caller's socket per frame tick, at most (one is usual; a
-/// key adds a few events; a task woken late has a few frames queued).
-const MAX_READS_PER_FRAME: usize = 16;
+/// How often a call in the IVR reads what its caller sent: three frames at a time,
+/// so its task wakes about 17 times a second instead of 50 (the shared clock sends).
+/// A key or the start of speech is seen at most 60 ms later; no caller hears that.
+const FRAMES_PER_READ: u32 = 3;
+const READ_EVERY: Duration = Duration::from_millis(FRAME_MILLIS * FRAMES_PER_READ as u64);
+
+/// Datagrams read from the caller's socket per read, at most (three are usual; a
+/// key adds a few events): a flood waits in (and overflows) the kernel's buffer.
+const MAX_READS: usize = 32;
+/// Datagrams taken per system call, and the room for each (an Ethernet MTU).
+const BATCH: usize = 4;
+const SLOT: usize = 1500;
 
 /// The media side of a confirmed call.
 struct Media {
     negotiated: Negotiated,
     remote: SocketAddr,
     latched: bool,
-    pacer: Pacer,
-    sender: RtpSender,
+    /// The outgoing stream, paced and sent by the shared clock.
+    out: ClockStream,
     receiver: RtpReceiver,
     jitter: JitterBuffer<Vec<u8>>,
     /// The receiver's restart count the jitter buffer was filled under.
     restarts: u32,
     events: EventReceiver,
     tones: ToneDetector,
-    playout: Playout,
     interpreter: Interpreter,
     /// Speech detection and recognition while a `listen` node is active.
     hearing: Option<hearing::Hearing>,
@@ -418,7 +436,8 @@ struct Media {
     last_heard: Instant,
     /// Waiting for an agent (a `transfer` node).
     waiting: Option<transfer::Waiting>,
-    /// What the caller hears while waiting (set only while waiting).
+    /// What the caller hears while waiting (set only while waiting; the clock loops
+    /// it after whatever plays).
     hold: Option<Arc<crate::media::prompt::Prompt>>,
     /// The call's ticket, once a transfer or a note opened it.
     ticket: Option<transfer::Ticket>,
@@ -446,8 +465,15 @@ enum Ended {
 }
 
 impl Media {
-    fn new(s: &CallSetup) -> Self {
+    fn new(s: &CallSetup, clock_socket: std::net::UdpSocket) -> Self {
         let now = Instant::now();
+        let mut outgoing = Outgoing::new(
+            s.negotiated.remote,
+            s.negotiated.law,
+            s.negotiated.payload_type,
+            RtpSender::new(rand::random(), rand::random(), rand::random()),
+        );
+        outgoing.sends = s.negotiated.direction.sends();
         let vars = BTreeMap::from([
             ("caller".to_string(), s.caller.clone()),
             ("called".to_string(), s.called.clone()),
@@ -456,14 +482,12 @@ impl Media {
             negotiated: s.negotiated.clone(),
             remote: s.negotiated.remote,
             latched: false,
-            pacer: Pacer::new(now),
-            sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
+            out: MediaClock::shared().stream(outgoing, clock_socket),
             receiver: RtpReceiver::default(),
             jitter: JitterBuffer::new(3),
             restarts: 0,
             events: EventReceiver::default(),
             tones: ToneDetector::default(),
-            playout: Playout::default(),
             interpreter: {
                 let interpreter = Interpreter::new(s.plan.clone(), vars, Moment::now());
                 // Only plans with `ask` nodes talk with the dialogue core.
@@ -501,17 +525,16 @@ impl Media {
         session_id: u64,
         sdp_version: &mut u64,
     ) -> Ended {
-        if let Err(e) = s.socket.poll_mode() {
-            return Ended::Reason(format!("rtp-socket: {e}"));
-        }
         self.interpreter.start(Moment::now());
-        let mut buf = vec![0u8; 2048];
-        // The frame clock and the plan's timer are two timers reset in place, and
-        // the shutdown signal one registration, for the whole call: the loop below
-        // turns about 100 times a second (50 frames out, 50 in), and creating them
-        // anew each turn was a measurable share of a call's CPU.
-        let pace = tokio::time::sleep_until(self.pacer.deadline().into());
-        tokio::pin!(pace);
+        let mut buf = vec![0u8; BATCH * SLOT];
+        let ends = self.out.ends();
+        let mut sending = false;
+        // The read timer and the plan's timer are two timers reset in place, and
+        // the shutdown signal one registration, for the whole call: creating them
+        // anew each turn of the loop was a measurable share of a call's CPU.
+        let mut next_read = Instant::now() + READ_EVERY;
+        let reads = tokio::time::sleep_until(next_read.into());
+        tokio::pin!(reads);
         let plan_timer =
             tokio::time::sleep_until((Instant::now() + Duration::from_secs(3600)).into());
         tokio::pin!(plan_timer);
@@ -524,30 +547,38 @@ impl Media {
                 Step::Bridge(leg) => return Ended::Bridge(leg),
                 Step::Continue => {}
             }
+            // The clock starts sending once the plan has said what to play first.
+            if !sending {
+                self.out.start(MediaClock::shared());
+                sending = true;
+            }
             let timer = self.interpreter.poll_timeout();
             if let Some(t) = timer
                 && due(&plan_timer) != t
             {
                 plan_timer.as_mut().reset(t.into());
             }
-            let next_frame = self.pacer.deadline();
-            if due(&pace) != next_frame {
-                pace.as_mut().reset(next_frame.into());
+            if due(&reads) != next_read {
+                reads.as_mut().reset(next_read.into());
             }
             let mut pending = self.hearing.as_mut().and_then(|h| h.pending.take());
             let mut rendering = self.rendering.take();
             let mut waiting = self.waiting.take();
             let blind = &mut self.blind;
-            // Biased, the frame clock first: at a frame tick (most of the loop's
-            // turns) no other branch is polled, and none can starve the others,
-            // since the clock is ready only once per 20 ms.
+            // Biased: the end of a playout first (the next prompt is due in the
+            // next frame), then the reads (most of the loop's turns: no other
+            // branch is polled then). Neither can starve the others.
             let step = tokio::select! {
                 biased;
-                () = &mut pace => {
-                    // The frame goes out first, on time; then what the caller sent.
-                    let step = self.send_frame(s);
+                () = ends.next() => {
+                    self.ran_out();
+                    Step::Continue
+                }
+                () = &mut reads => {
+                    let now = Instant::now();
+                    next_read = (next_read + READ_EVERY).max(now + READ_EVERY / 2);
                     self.receive_queued(s, &mut buf, record);
-                    step
+                    self.housekeeping(s, now)
                 }
                 h = async {
                     match blind.as_mut() {
@@ -626,15 +657,15 @@ impl Media {
             match out {
                 Output::Play(prompts) => {
                     self.drop_rendering();
-                    self.playout.play(prompts);
+                    self.out.lock().play(prompts);
                 }
                 Output::StopPlayback => {
                     self.drop_rendering();
-                    self.playout.stop();
+                    self.out.lock().stop();
                 }
                 Output::Say { text, language } => {
                     self.drop_rendering();
-                    self.playout.stop();
+                    self.out.lock().stop();
                     let (prompts, voice) = (s.dialogue.prompts.clone(), s.plan.voice.clone());
                     let (tx, rx) = tokio::sync::mpsc::channel(4);
                     tokio::task::spawn_blocking(move || {
@@ -756,6 +787,7 @@ impl Media {
             .unwrap_or_else(|| "menu".into());
         match transfer::Waiting::start(s, queue, summary, reason) {
             Some(w) => {
+                self.out.lock().hold = hold.clone();
                 self.hold = hold;
                 self.ticket = Some(w.ticket());
                 self.transfer_log = Some(w.log.clone());
@@ -779,7 +811,7 @@ impl Media {
             transfer::Happened::Announce(p) => {
                 let mut prompts = vec![p];
                 prompts.extend(self.hold.clone());
-                self.playout.play(prompts);
+                self.out.lock().play(prompts);
                 Step::Continue
             }
             transfer::Happened::TimedOut => {
@@ -787,7 +819,9 @@ impl Media {
                     self.transfer_log = Some(w.log.clone());
                 }
                 self.hold = None;
-                self.playout.stop();
+                let mut out = self.out.lock();
+                out.hold = None;
+                out.stop();
                 self.interpreter.handle(Input::NoAgent, Moment::now());
                 Step::Continue
             }
@@ -888,9 +922,9 @@ impl Media {
             Some(Ok(prompt)) => {
                 record.prompts.push(prompt.path().display().to_string());
                 if r.received == 0 {
-                    self.playout.play(vec![prompt]);
+                    self.out.lock().play(vec![prompt]);
                 } else {
-                    self.playout.append(prompt);
+                    self.out.lock().append(prompt);
                 }
                 r.received += 1;
                 self.answer_starved = false;
@@ -911,66 +945,58 @@ impl Media {
     /// No more sentences: if their audio already ran out, the answer is over.
     fn answer_ended(&mut self, r: &Rendering) {
         self.answer_in_flight = false;
-        if self.answer_starved || (r.received == 0 && !self.playout.is_playing()) {
+        if self.answer_starved || (r.received == 0 && !self.out.lock().is_playing()) {
             self.interpreter.handle(Input::PlaybackDone, Moment::now());
         }
         self.answer_starved = false;
     }
 
-    /// Reads what the caller sent since the last frame: the socket is polled at the
-    /// frame tick (see `channel::rtp::socket`). A few frames' worth at most: a flood
-    /// waits in (and overflows) the kernel's buffer instead of holding the call.
+    /// Reads what the caller sent since the last read (the socket is off the
+    /// reactor while the call is with the IVR, see `channel::rtp::socket`).
     fn receive_queued(&mut self, s: &CallSetup, buf: &mut [u8], record: &mut CallRecord) {
-        for _ in 0..MAX_READS_PER_FRAME {
-            match s.socket.try_recv_from(buf) {
-                Ok((len, from)) => self.receive_rtp(&buf[..len], from, s.dtmf, record),
+        let mut got = Vec::with_capacity(BATCH);
+        // Batches until the queue is empty (one batch is usual), MAX_READS at most.
+        for _ in 0..MAX_READS / BATCH {
+            got.clear();
+            match s.socket.try_recv_batch(buf, SLOT, &mut got) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "RTP receive error");
                     return;
                 }
             }
+            let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+            for (d, slot) in got.iter().zip(buf.chunks(SLOT)) {
+                // When it arrived, not when it was read (reads come in batches).
+                let arrived =
+                    d.at.and_then(|at| wall.duration_since(at).ok())
+                        .and_then(|ago| now.checked_sub(ago))
+                        .unwrap_or(now);
+                self.receive_rtp(&slot[..d.len], d.from, arrived, s.dtmf, record);
+            }
+            if got.len() < BATCH {
+                return;
+            }
         }
     }
 
-    fn send_frame(&mut self, s: &CallSetup) -> Step {
-        let now = Instant::now();
-        let Some(slot) = self.pacer.tick(now) else {
-            return Step::Continue;
-        };
-        let mut payload = [0u8; FRAME_SAMPLES];
-        let frame = self.playout.next_payload(self.negotiated.law, &mut payload);
-        if self.negotiated.direction.sends() {
-            let mut packet = [0u8; 12 + FRAME_SAMPLES];
-            match self
-                .sender
-                .build(self.negotiated.payload_type, slot, &payload, &mut packet)
-            {
-                Ok(n) => match s.socket.try_send_to(&packet[..n], self.remote) {
-                    Ok(_) => {
-                        crate::metrics::metrics().rtp_out.inc();
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, remote = %self.remote, "RTP send failed")
-                    }
-                },
-                Err(e) => tracing::error!(error = %e, "RTP packet build failed"),
-            }
-        }
-        if frame == Frame::Finished {
-            // Between two sentences of an answer: the end comes with the last one.
+    /// The clock says a playout ran out: the interpreter hears of it (a sentence of
+    /// an answer that ran out before the next one arrived is not the answer's end).
+    fn ran_out(&mut self) {
+        let ended = std::mem::take(&mut self.out.lock().finished);
+        for _ in 0..ended {
             if self.answer_in_flight {
                 self.answer_starved = true;
             } else {
                 self.interpreter.handle(Input::PlaybackDone, Moment::now());
             }
         }
-        // A waiting caller hears hold music, looped, after the node's prompt.
-        if !self.playout.is_playing()
-            && let Some(hold) = &self.hold
-        {
-            self.playout.play(vec![hold.clone()]);
-        }
+    }
+
+    /// After each read: silence for a listener whose caller sends none, and the
+    /// media timeout.
+    fn housekeeping(&mut self, s: &CallSetup, now: Instant) -> Step {
         // Phones with silence suppression (and callers whose stream just ended) send
         // no RTP while quiet: feed the listener silence for the missing time, or an
         // utterance would never be seen to end.
@@ -979,7 +1005,9 @@ impl Media {
             && let Some(h) = self.hearing.as_mut()
         {
             let mut heard = Vec::new();
-            h.push(&[0i16; FRAME_SAMPLES], &mut heard);
+            for _ in 0..FRAMES_PER_READ {
+                h.push(&[0i16; FRAME_SAMPLES], &mut heard);
+            }
             self.hear(heard);
         }
         // A caller whose media has stopped (and who is not on hold) has gone.
@@ -998,13 +1026,14 @@ impl Media {
         &mut self,
         packet: &[u8],
         from: SocketAddr,
+        arrived: Instant,
         mode: DtmfMode,
         record: &mut CallRecord,
     ) {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
             return; // not RTP (or RTCP on a shared port)
         };
-        let Some((accepted, is_event)) = self.track_caller(&rtp, from) else {
+        let Some((accepted, is_event)) = self.track_caller(&rtp, from, arrived) else {
             return;
         };
         let now = self.last_heard;
@@ -1061,6 +1090,7 @@ impl Media {
         &mut self,
         rtp: &rtp_rs::RtpReader<'_>,
         from: SocketAddr,
+        arrived: Instant,
     ) -> Option<(Accepted, bool)> {
         let pt = rtp.payload_type();
         let is_event = Some(pt) == self.negotiated.telephone_event;
@@ -1072,13 +1102,15 @@ impl Media {
                 tracing::debug!(sdp = %self.remote, actual = %from, "RTP source latched");
             }
             self.remote = from;
+            self.out.lock().remote = from;
             self.latched = true;
         }
         crate::metrics::metrics().rtp_in.inc();
-        let now = Instant::now();
+        let now = arrived;
         self.last_heard = now;
-        let arrival =
-            (now - self.media_start).as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000;
+        let arrival = now.saturating_duration_since(self.media_start).as_micros() as u64
+            * u64::from(SAMPLE_RATE)
+            / 1_000_000;
         let accepted = self.receiver.receive(
             rtp.ssrc(),
             rtp.sequence_number().into(),
@@ -1227,8 +1259,15 @@ impl Media {
                         }
                         tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
                         self.negotiated = n;
-                        if !was_sending && self.negotiated.direction.sends() {
-                            self.sender.mark_talkspurt();
+                        {
+                            let mut out = self.out.lock();
+                            out.remote = self.remote;
+                            out.law = self.negotiated.law;
+                            out.payload_type = self.negotiated.payload_type;
+                            out.sends = self.negotiated.direction.sends();
+                            if !was_sending && out.sends {
+                                out.sender.mark_talkspurt();
+                            }
                         }
                         self.last_heard = Instant::now();
                         *sdp_version += 1;

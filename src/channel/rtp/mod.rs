@@ -5,6 +5,7 @@
 //! in the call record; SR/RR packets come with the capacity work, where per-stream
 //! reporting is batched with the shared sender.
 
+pub mod clock;
 pub mod jitter;
 pub mod pacer;
 pub mod ports;

@@ -11,7 +11,23 @@
 //! it arrives, so relaying adds no delay and no jitter of its own.
 
 use std::io;
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::SystemTime;
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, setsockopt, sockopt,
+};
+
+/// A datagram read in a batch: its bytes are the `len` first of its slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram {
+    pub len: usize,
+    pub from: SocketAddr,
+    /// When the kernel received it (`None` if it did not say).
+    pub at: Option<SystemTime>,
+}
 
 /// The call's socket; moving between modes keeps the port (and the caller's stream).
 #[derive(Debug)]
@@ -45,8 +61,13 @@ impl RtpSocket {
     /// Takes the socket off the reactor, for reading at the frame tick.
     pub fn poll_mode(&mut self) -> io::Result<()> {
         self.0 = match std::mem::replace(&mut self.0, Mode::Lost) {
-            // `into_std` deregisters it and leaves it non-blocking.
-            Mode::Reactor(s) => Mode::Polled(s.into_std()?),
+            // `into_std` deregisters it and leaves it non-blocking. Read in batches,
+            // each datagram keeps its kernel arrival time (for the jitter figures).
+            Mode::Reactor(s) => {
+                let s = s.into_std()?;
+                setsockopt(&s, sockopt::ReceiveTimestampns, &true)?;
+                Mode::Polled(s)
+            }
             other => other,
         };
         self.check()
@@ -59,6 +80,15 @@ impl RtpSocket {
             other => other,
         };
         self.check()
+    }
+
+    /// Polled mode: a second handle on the same socket (the shared RTP clock sends
+    /// from it while the call reads).
+    pub fn try_clone_polled(&self) -> io::Result<std::net::UdpSocket> {
+        match &self.0 {
+            Mode::Polled(s) => s.try_clone(),
+            _ => Err(io::Error::other("the RTP socket is not polled")),
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -75,6 +105,57 @@ impl RtpSocket {
             Mode::Reactor(s) => s.try_recv_from(buf),
             Mode::Lost => Err(lost()),
         }
+    }
+
+    /// Polled mode: the datagrams already queued, as many as `buf` has slots of
+    /// `slot` bytes for, in one system call (`recvmmsg`), each with its length,
+    /// source and the kernel's time of arrival. `WouldBlock` when none is queued.
+    pub fn try_recv_batch(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        got: &mut Vec<Datagram>,
+    ) -> io::Result<()> {
+        let Mode::Polled(s) = &self.0 else {
+            return Err(io::Error::other("the RTP socket is not polled"));
+        };
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+            buf.chunks_mut(slot).map(|c| [IoSliceMut::new(c)]).collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            iovs.len(),
+            Some(nix::cmsg_space!(nix::sys::time::TimeSpec)),
+        );
+        let received = recvmmsg(
+            s.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        for msg in received {
+            let mut at = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                        at = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from(ts));
+                    }
+                }
+            }
+            let from = msg.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(*v4))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+            });
+            // A datagram from no IP address cannot be RTP from the caller.
+            if let Some(from) = from {
+                got.push(Datagram {
+                    len: msg.bytes.min(slot),
+                    from,
+                    at,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Sends without waiting (a datagram socket only refuses when its buffer is full,
@@ -143,6 +224,36 @@ mod tests {
             }
         }
         assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+        // A batch in one call, each datagram with the kernel's arrival time.
+        let before = SystemTime::now();
+        for text in [&b"first"[..], b"second", b"third"] {
+            peer.send_to(text, port).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let (mut batch, mut got) = (vec![0u8; 2 * 64], Vec::new());
+        socket.try_recv_batch(&mut batch, 64, &mut got).unwrap();
+        socket
+            .try_recv_batch(&mut batch[64..], 64, &mut got)
+            .unwrap();
+        let texts: Vec<&[u8]> = (0..3)
+            .map(|i| &batch[(i % 2) * 64..][..got[i].len])
+            .collect();
+        // (The third landed in the second slot after the first batch was read.)
+        assert_eq!(texts[0], b"first");
+        assert_eq!(texts[2], b"third");
+        assert_eq!(got.len(), 3);
+        for d in &got {
+            assert_eq!(d.from, peer_addr);
+            let at = d.at.expect("a kernel timestamp");
+            assert!(at >= before && at.elapsed().unwrap() >= std::time::Duration::from_millis(25));
+        }
+        assert_eq!(
+            socket
+                .try_recv_batch(&mut batch, 64, &mut got)
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::WouldBlock
+        );
         socket.try_send_to(b"out", peer_addr).unwrap();
         let (n, _) = peer.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"out");
