@@ -2,8 +2,8 @@
 //! small reordering buffer, and the port pool calls take their sockets from.
 //!
 //! RTCP is not sent yet: receiver statistics (loss, jitter) are kept here and reported
-//! in the call record; SR/RR packets come with the capacity work, where per-stream
-//! reporting is batched with the shared sender.
+//! in the call record; SR/RR packets would go out from the shared sender (`clock`),
+//! which holds every stream's sender state.
 
 pub mod clock;
 pub mod jitter;
