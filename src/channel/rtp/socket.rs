@@ -224,13 +224,29 @@ mod tests {
             }
         }
         assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+        // The kernel turns receive timestamps on for the whole stack asynchronously
+        // (a work queue): until then it stamps datagrams when they are read. Wait
+        // for a datagram stamped when it arrived (bounded).
+        let (mut batch, mut got) = (vec![0u8; 2 * 64], Vec::new());
+        for attempt in 0.. {
+            assert!(attempt < 100, "the kernel never stamped arrivals");
+            peer.send_to(b"probe", port).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            got.clear();
+            socket.try_recv_batch(&mut batch, 64, &mut got).unwrap();
+            let ago = got[0].at.and_then(|at| at.elapsed().ok());
+            if ago.is_some_and(|ago| ago >= std::time::Duration::from_millis(15)) {
+                break;
+            }
+        }
+        got.clear();
+
         // A batch in one call, each datagram with the kernel's arrival time.
         let before = SystemTime::now();
         for text in [&b"first"[..], b"second", b"third"] {
             peer.send_to(text, port).unwrap();
         }
         std::thread::sleep(std::time::Duration::from_millis(30));
-        let (mut batch, mut got) = (vec![0u8; 2 * 64], Vec::new());
         // Two slots: the first two in one call, then the third.
         socket.try_recv_batch(&mut batch, 64, &mut got).unwrap();
         assert_eq!(got.len(), 2);
