@@ -120,6 +120,10 @@ impl Encoder {
             .map_err(|e| model_err(e.to_string()))?
             .with_intra_threads(threads.max(1))
             .map_err(|e| model_err(e.to_string()))?
+            // Idle pool threads sleep instead of spinning for the next run: on a
+            // small machine a spinning thread takes a core from the replies.
+            .with_intra_op_spinning(false)
+            .map_err(|e| model_err(e.to_string()))?
             .with_inter_threads(1)
             .map_err(|e| model_err(e.to_string()))?
             .commit_from_file(&files.model)
