@@ -42,6 +42,8 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 const FRAME: Duration = Duration::from_millis(20);
+/// How often the phones read what arrived and send what is due.
+const PHONE_TICK: Duration = Duration::from_millis(2);
 /// Keys each caller presses, and when (after kefu's first packet reached it): 2
 /// during the menu prompt (opening hours), 9 during "anything else?" (back to
 /// the menu), 2 again, and so on.
@@ -92,6 +94,9 @@ struct Phone {
     next_key: usize,
     /// A key being sent: (key, packets sent so far, its timestamp).
     pressing: Option<(u8, u8, u32)>,
+    /// When its next frame is due (each phone on its own 20 ms grid, from when it
+    /// first heard kefu: phones are not in step with each other).
+    next_send: Option<Instant>,
 }
 
 fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8], out: &mut Vec<u8>) {
@@ -211,6 +216,23 @@ impl Phone {
         } else {
             (self.last_ts - self.first_ts) / 160 + 1
         }
+    }
+
+    /// Sends its frame if one is due.
+    fn send_due(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let Some(seen) = self.first_seen else {
+            return;
+        };
+        let due = self.next_send.unwrap_or(seen);
+        if now < due {
+            return;
+        }
+        self.next_send = Some(if due + FRAME < now {
+            now + FRAME
+        } else {
+            due + FRAME
+        });
+        self.send(out);
     }
 
     /// The next 20 ms packet: silence, or part of a key press.
@@ -453,6 +475,7 @@ fn run(n: usize, hold: Duration, rate: usize) {
                 ts: 16_000,
                 next_key: 0,
                 pressing: None,
+                next_send: None,
             }
         })
         .collect();
@@ -510,12 +533,18 @@ fn run(n: usize, hold: Duration, rate: usize) {
     let mut sipp_status = None;
     let mut perf: Option<Reaped> = None;
     while sipp_status.is_none() {
-        // The phones read at their 20 ms tick, not woken per packet: on loopback
-        // the sender's system call does the receiver's delivery, wake-up included,
-        // so a harness blocked in epoll_wait would put the cost of waking it on
+        // The phones read at a 2 ms tick, not woken per packet: on loopback the
+        // sender's system call does the receiver's delivery, wake-up included, so
+        // a harness blocked in epoll_wait would put the cost of waking it on
         // kefu's sends (a network card would take that over in a real
         // deployment). The kernel's receive timestamps keep arrival times exact.
-        std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+        // Each phone sends on its own 20 ms grid, as real phones do, not all in
+        // one burst.
+        std::thread::sleep(
+            next_tick
+                .min(Instant::now() + PHONE_TICK)
+                .saturating_duration_since(Instant::now()),
+        );
         loop {
             poll_reg
                 .poll(&mut events, Some(Duration::ZERO))
@@ -531,10 +560,10 @@ fn run(n: usize, hold: Duration, rate: usize) {
             }
         }
         let now = Instant::now();
+        for p in phones.iter_mut() {
+            p.send_due(now, &mut out);
+        }
         if now >= next_tick {
-            for p in phones.iter_mut() {
-                p.send(&mut out);
-            }
             next_tick += FRAME;
             if next_tick < now {
                 next_tick = now + FRAME;
@@ -585,6 +614,10 @@ fn run(n: usize, hold: Duration, rate: usize) {
     std::thread::sleep(Duration::from_secs(3));
     let rss_after = status_kib(pid, "VmRSS:");
     let hwm = status_kib(pid, "VmHWM:");
+    // And once the SIP stack let the calls' last transactions go (Timer J: 32 s
+    // after each BYE over UDP) and kefu trimmed again.
+    std::thread::sleep(Duration::from_secs(38));
+    let rss_settled = status_kib(pid, "VmRSS:");
 
     let trace_text = std::fs::read_to_string(&trace).unwrap_or_default();
     let sig = parse_trace(&trace_text);
@@ -666,6 +699,11 @@ fn run(n: usize, hold: Duration, rate: usize) {
         rss_after as f64 / 1024.0,
         rss_peak.saturating_sub(rss_before) as f64 / 1024.0 / n as f64,
         rss_after.saturating_sub(rss_before) as f64 / 1024.0
+    );
+    println!(
+        "  RSS 41 s after the calls (past the SIP transactions' 32 s): {:.1} MiB, {:.1} MiB not returned",
+        rss_settled as f64 / 1024.0,
+        rss_settled.saturating_sub(rss_before) as f64 / 1024.0
     );
     let mut walked: Vec<_> = walked.into_iter().collect();
     walked.sort();

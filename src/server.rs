@@ -444,17 +444,27 @@ pub fn open_files_for(max_calls: usize) {
 /// glibc keeps what calls freed in its arenas, so the process would stay at its
 /// busiest size after a peak; when calls end kefu hands that memory back to the
 /// system (`malloc_trim`), so it returns to about its idle size. Checked every
-/// 2 s: a trim follows any fall in the number of live calls.
+/// 2 s: a trim follows any fall in the number of live calls, and another once the
+/// SIP stack has let the ended calls' last transactions go (a BYE's transaction is
+/// kept for Timer J, 32 s over UDP, to absorb retransmissions).
 async fn give_memory_back(gate: Arc<CallGate>, stop: CancellationToken) {
+    const TRANSACTIONS_KEPT: std::time::Duration = std::time::Duration::from_secs(34);
     let mut before = gate.active();
+    let mut again: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
         let now = gate.active();
-        if now < before {
+        let due = again.is_some_and(|at| tokio::time::Instant::now() >= at);
+        if now < before || due {
             let _ = tokio::task::spawn_blocking(trim).await;
+        }
+        if now < before {
+            again = Some(tokio::time::Instant::now() + TRANSACTIONS_KEPT);
+        } else if due {
+            again = None;
         }
         before = now;
     }
