@@ -34,8 +34,10 @@ const BATCH: usize = 32;
 /// Message embeddings kept for reuse; the set starts over when full.
 const RECENT: usize = 4096;
 /// Messages embedding or waiting at once; more are matched by words alone at once
-/// (about 5 ms each on 2 cores, so no message waits much more than 20 ms).
-const MAX_IN_FLIGHT: usize = 4;
+/// (about 5 ms each alone on 2 cores, several times that while replies and calls
+/// share the cores: with 4 the text bench's p99 reached 37–57 ms, with 2 about
+/// 30 ms, see benches/RESULTS.md).
+const MAX_IN_FLIGHT: usize = 2;
 /// e5 is trained with this prefix for symmetric (question ↔ question) similarity.
 const PREFIX: &str = "query: ";
 const CACHE_MAGIC: &[u8; 8] = b"KEFUE5C1";
