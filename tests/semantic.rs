@@ -138,3 +138,20 @@ fn unanswered_questions_cluster_by_meaning() {
         ]
     );
 }
+
+#[test]
+fn a_message_refused_while_warming_is_not_embedded_for_its_reply() {
+    let encoder = kefu::server::open_encoder(
+        &repo().join("models"),
+        Some(&repo().join("target/test-embeddings.bin")),
+    )
+    .unwrap();
+    let text = "is the warehouse near the harbour";
+    encoder.refuse(text);
+    // The reply finds it refused (words alone), once; the next asks the model.
+    assert!(matches!(
+        encoder.message(text),
+        Err(kefu::dialogue::semantic::EncodeError::Busy)
+    ));
+    assert_eq!(encoder.message(text).unwrap().len(), 384);
+}

@@ -256,10 +256,13 @@ impl Matcher {
     pub fn warm(&self, text: &str, lang: Lang) {
         if let Some(sem) = &self.semantic
             && self.needs_semantic(&self.lexical(text, lang))
-            && let Err(e) = sem.encoder.message(text)
-            && !matches!(e, EncodeError::Busy)
         {
-            tracing::warn!(error = %e, "sentence embedding failed");
+            match sem.encoder.message(text) {
+                Ok(_) => {}
+                // The reply (on the async runtime) must not run the model instead.
+                Err(EncodeError::Busy) => sem.encoder.refuse(text),
+                Err(e) => tracing::warn!(error = %e, "sentence embedding failed"),
+            }
         }
     }
 

@@ -84,6 +84,9 @@ pub struct Encoder {
     /// Example texts already embedded (they outlive knowledge-base versions).
     known: Mutex<HashMap<String, Vector>>,
     recent: Mutex<HashMap<String, Vector>>,
+    /// Messages refused while warming (the model was busy): their reply, on the
+    /// async runtime, is matched by words alone instead of running the model there.
+    refused: Mutex<std::collections::HashSet<String>>,
     /// Messages being embedded or waiting for the session.
     in_flight: AtomicUsize,
     files: EncoderFiles,
@@ -143,6 +146,7 @@ impl Encoder {
             tokenizer,
             known: Mutex::new(known),
             recent: Mutex::new(HashMap::new()),
+            refused: Mutex::new(std::collections::HashSet::new()),
             in_flight: AtomicUsize::new(0),
             files,
             model_len,
@@ -199,6 +203,9 @@ impl Encoder {
         if let Some(v) = lock(&self.recent).get(text) {
             return Ok(v.clone());
         }
+        if lock(&self.refused).remove(text) {
+            return Err(EncodeError::Busy);
+        }
         let _slot = InFlight::take(&self.in_flight).ok_or(EncodeError::Busy)?;
         let v = self
             .embed(&[text])?
@@ -210,6 +217,16 @@ impl Encoder {
         }
         recent.insert(text.to_string(), v.clone());
         Ok(v)
+    }
+
+    /// Warming `text` found the model busy: its reply must not run the model (it is
+    /// matched by words alone; the next message tries again).
+    pub fn refuse(&self, text: &str) {
+        let mut refused = lock(&self.refused);
+        if refused.len() >= RECENT {
+            refused.clear();
+        }
+        refused.insert(text.to_string());
     }
 
     /// Embeds texts (batched, shortest together to waste little padding).
