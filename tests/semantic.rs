@@ -10,13 +10,18 @@ use kefu::dialogue::kb::load_dir;
 use kefu::dialogue::matcher::Outcome;
 use kefu::dialogue::{Lang, Matcher};
 
-fn matchers() -> (Matcher, Matcher) {
-    let kb = Arc::new(load_dir(&repo().join("dialplans/kb")).unwrap());
-    let encoder = kefu::server::open_encoder(
+/// The real model, with example embeddings cached between test runs.
+fn encoder() -> Arc<kefu::dialogue::semantic::Encoder> {
+    kefu::server::open_encoder(
         &repo().join("models"),
         Some(&repo().join("target/test-embeddings.bin")),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn matchers() -> (Matcher, Matcher) {
+    let kb = Arc::new(load_dir(&repo().join("dialplans/kb")).unwrap());
+    let encoder = encoder();
     (
         Matcher::with_encoder(kb.clone(), Some(encoder)).unwrap(),
         Matcher::new(kb),
@@ -81,11 +86,7 @@ fn confident_word_matches_skip_the_model_and_keep_their_score() {
 #[test]
 fn unanswered_questions_cluster_by_meaning() {
     use kefu::store::analytics::{CLUSTER_THRESHOLD, Unanswered, cluster};
-    let encoder = kefu::server::open_encoder(
-        &repo().join("models"),
-        Some(&repo().join("target/test-embeddings.bin")),
-    )
-    .unwrap();
+    let encoder = encoder();
     let asked = [
         ("do you sell kayaks", 4),
         ("do you have kayaks for sale", 2),
@@ -141,11 +142,7 @@ fn unanswered_questions_cluster_by_meaning() {
 
 #[test]
 fn a_message_refused_while_warming_is_not_embedded_for_its_reply() {
-    let encoder = kefu::server::open_encoder(
-        &repo().join("models"),
-        Some(&repo().join("target/test-embeddings.bin")),
-    )
-    .unwrap();
+    let encoder = encoder();
     let text = "is the warehouse near the harbour";
     encoder.refuse(text);
     // The reply finds it refused (words alone), once; the next asks the model.

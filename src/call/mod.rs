@@ -436,9 +436,6 @@ struct Media {
     last_heard: Instant,
     /// Waiting for an agent (a `transfer` node).
     waiting: Option<transfer::Waiting>,
-    /// What the caller hears while waiting (set only while waiting; the clock loops
-    /// it after whatever plays).
-    hold: Option<Arc<crate::media::prompt::Prompt>>,
     /// The call's ticket, once a transfer or a note opened it.
     ticket: Option<transfer::Ticket>,
     /// The transfer's story, for the record.
@@ -509,7 +506,6 @@ impl Media {
             media_start: now,
             last_heard: now,
             waiting: None,
-            hold: None,
             ticket: None,
             transfer_log: None,
             recording: None,
@@ -787,8 +783,8 @@ impl Media {
             .unwrap_or_else(|| "menu".into());
         match transfer::Waiting::start(s, queue, summary, reason) {
             Some(w) => {
-                self.out.lock().hold = hold.clone();
-                self.hold = hold;
+                // The clock loops it after whatever plays, while the caller waits.
+                self.out.lock().hold = hold;
                 self.ticket = Some(w.ticket());
                 self.transfer_log = Some(w.log.clone());
                 self.waiting = Some(w);
@@ -809,16 +805,16 @@ impl Media {
         match happened {
             transfer::Happened::Nothing => Step::Continue,
             transfer::Happened::Announce(p) => {
+                let mut out = self.out.lock();
                 let mut prompts = vec![p];
-                prompts.extend(self.hold.clone());
-                self.out.lock().play(prompts);
+                prompts.extend(out.hold.clone());
+                out.play(prompts);
                 Step::Continue
             }
             transfer::Happened::TimedOut => {
                 if let Some(w) = waiting.take() {
                     self.transfer_log = Some(w.log.clone());
                 }
-                self.hold = None;
                 let mut out = self.out.lock();
                 out.hold = None;
                 out.stop();

@@ -52,8 +52,6 @@ pub struct Outgoing {
     pub hold: Option<Arc<Prompt>>,
     /// Playouts that ran out (`Frame::Finished`) since the call last looked.
     pub finished: u32,
-    /// Frames the socket refused (its buffer full).
-    pub refused: u64,
 }
 
 impl Outgoing {
@@ -69,7 +67,6 @@ impl Outgoing {
             playout: Playout::default(),
             hold: None,
             finished: 0,
-            refused: 0,
         }
     }
 
@@ -141,8 +138,7 @@ impl Stream {
                         crate::metrics::metrics().rtp_out.inc();
                     }
                     Err(e) => {
-                        o.refused += 1;
-                        tracing::debug!(error = %e, remote = %o.remote, "RTP send failed");
+                        tracing::debug!(error = %e, remote = %o.remote, "RTP send failed")
                     }
                 },
                 Err(e) => tracing::error!(error = %e, "RTP packet build failed"),

@@ -98,15 +98,6 @@ impl RtpSocket {
         }
     }
 
-    /// Polled mode: the next datagram already queued, or `WouldBlock` when none is.
-    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match &self.0 {
-            Mode::Polled(s) => s.recv_from(buf),
-            Mode::Reactor(s) => s.try_recv_from(buf),
-            Mode::Lost => Err(lost()),
-        }
-    }
-
     /// Polled mode: the datagrams already queued, as many as `buf` has slots of
     /// `slot` bytes for, in one system call (`recvmmsg`), each with its length,
     /// source and the kernel's time of arrival. `WouldBlock` when none is queued.
@@ -160,7 +151,7 @@ impl RtpSocket {
 
     /// Sends without waiting (a datagram socket only refuses when its buffer is full,
     /// and a frame that late is better dropped than sent late).
-    pub fn try_send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+    fn try_send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
         match &self.0 {
             Mode::Polled(s) => s.send_to(packet, to),
             Mode::Reactor(s) => s.try_send_to(packet, to),
@@ -203,31 +194,17 @@ mod tests {
 
         socket.poll_mode().unwrap();
         let mut buf = [0u8; 64];
+        let (mut batch, mut got) = (vec![0u8; 2 * 64], Vec::new());
         assert_eq!(
-            socket.try_recv_from(&mut buf).unwrap_err().kind(),
+            socket
+                .try_recv_batch(&mut batch, 64, &mut got)
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::WouldBlock
         );
-        peer.send_to(b"one", port).unwrap();
-        peer.send_to(b"two", port).unwrap();
-        // Polled: both are read at the next tick, in order, without waiting.
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    assert_eq!(from, peer_addr);
-                    got.push(buf[..n].to_vec());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got.len() < 2 => {
-                    std::thread::sleep(std::time::Duration::from_millis(1))
-                }
-                Err(_) => break,
-            }
-        }
-        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
         // The kernel turns receive timestamps on for the whole stack asynchronously
         // (a work queue): until then it stamps datagrams when they are read. Wait
         // for a datagram stamped when it arrived (bounded).
-        let (mut batch, mut got) = (vec![0u8; 2 * 64], Vec::new());
         for attempt in 0.. {
             assert!(attempt < 100, "the kernel never stamped arrivals");
             peer.send_to(b"probe", port).unwrap();
@@ -274,7 +251,7 @@ mod tests {
                 .kind(),
             io::ErrorKind::WouldBlock
         );
-        socket.try_send_to(b"out", peer_addr).unwrap();
+        socket.send_to(b"out", peer_addr).await.unwrap();
         let (n, _) = peer.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"out");
 
