@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what kefu needs on Debian 12 (run as root, or with sudo available):
-# the SIP tester used by the tests, espeak-ng/sox for regenerating prompts, the C/C++
+# the SIP tester used by the tests, PostgreSQL, espeak-ng/sox for regenerating prompts, the C/C++
 # toolchain pieces whisper.cpp needs, test recordings, and the speech models.
 set -euo pipefail
 SUDO=""
@@ -26,6 +26,11 @@ command -v npm >/dev/null || need+=(nodejs npm)
 # Real telephone speech with reference texts, for the recognition tests.
 have asterisk-core-sounds-en-wav || need+=(asterisk-core-sounds-en-wav)
 have asterisk-core-sounds-en || need+=(asterisk-core-sounds-en)
+# PostgreSQL, the scale-out store: the tests run kefu on it too. A server that answers
+# at KEFU_TEST_POSTGRES is used; otherwise deploy/test.sh starts a private cluster with
+# these binaries (no system service). pg_dump/pg_restore back up a PostgreSQL store.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v pg_dump >/dev/null || need+=(postgresql-client)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"

@@ -259,11 +259,22 @@ fn sha256_registration_unknown_extensions_and_bad_headers() {
 /// answer, which is stored; the ticket is the agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_chat_handed_over_reaches_an_agent_and_back() {
+    handed_over_to_an_agent(Server::start(None)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_chat_handed_over_reaches_an_agent_and_back_on_postgres() {
+    handed_over_to_an_agent(tokio::task::block_in_place(|| {
+        Server::start_on_postgres(None, "")
+    }))
+    .await;
+}
+
+async fn handed_over_to_an_agent(server: Server) {
     use futures_util::StreamExt;
     use serde_json::{Value, json};
     use std::time::Duration;
 
-    let server = Server::start(None);
     server.add_agent_user("wang", "a long enough password", "Wang Fang", "1001");
     let base = format!("http://{}", server.http);
     let c = reqwest::Client::new();

@@ -15,12 +15,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WECHAT_TOKEN: &str = "kefu-wechat";
 
-fn start(extra: &str) -> Server {
-    let config = format!(
+fn config(extra: &str) -> String {
+    format!(
         "kb = \"{}\"\nwechat_token = \"{WECHAT_TOKEN}\"\nsemantic = true\n{extra}",
         repo().join("dialplans/kb").display()
-    );
-    Server::start_with(Some(&dtmf_plans()), &config)
+    )
+}
+
+fn start(extra: &str) -> Server {
+    Server::start_with(Some(&dtmf_plans()), &config(extra))
+}
+
+/// `start("")`, storing in PostgreSQL.
+fn start_on_postgres() -> Server {
+    tokio::task::block_in_place(|| Server::start_on_postgres(Some(&dtmf_plans()), &config("")))
 }
 
 fn url(s: &Server, path: &str) -> String {
@@ -60,7 +68,15 @@ async fn next_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_over_rest_and_websocket() {
-    let s = start("");
+    web_chat(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_chat_over_rest_and_websocket_on_postgres() {
+    web_chat(start_on_postgres()).await;
+}
+
+async fn web_chat(s: Server) {
     let (status, started) = post_json(&s, "/api/chat/conversations", json!({"lang": "en"})).await;
     assert_eq!(status, 201, "{started}");
     assert_eq!(started["reply"]["kind"], "greeting");
@@ -372,7 +388,15 @@ fn api(c: &reqwest::Client, s: &Server, path: &str) -> reqwest::RequestBuilder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slot_filling_and_a_second_channel_over_the_app_api() {
-    let s = start("");
+    slot_filling_and_a_second_channel(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_filling_and_a_second_channel_over_the_app_api_on_postgres() {
+    slot_filling_and_a_second_channel(start_on_postgres()).await;
+}
+
+async fn slot_filling_and_a_second_channel(s: Server) {
     let c = reqwest::Client::new();
     let r = c
         .post(url(&s, "/api/v1/conversations"))

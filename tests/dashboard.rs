@@ -74,7 +74,7 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
     // A phone call that is answered and hung up.
     let ua = RawUa::new(s.sip);
     let ok = ua.answered_call("dashboard-call", "4008002000");
-    std::thread::sleep(Duration::from_millis(500));
+    tokio::task::block_in_place(|| ua.rtp_packets(1));
     ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-dashboard-bye"));
     ua.expect_status(200, Duration::from_secs(5));
     // The hand-over waits five seconds (max_wait), then its stay is in the ledger;

@@ -159,7 +159,10 @@ fn edits_apply_to_new_calls_only_and_bad_edits_are_rejected() {
     let c = RawUa::new(server.sip);
     let ok_c = c.answered_call("reload-c", "100");
 
-    std::thread::sleep(Duration::from_millis(600));
+    // Each call is playing its first prompt before it hangs up.
+    for ua in [&a, &b, &c] {
+        ua.rtp_packets(1);
+    }
     for (ua, ok, id) in [(&a, &ok_a, "a"), (&b, &ok_b, "b"), (&c, &ok_c, "c")] {
         ua.send(&ua.in_dialog(ok, "BYE", 2, &format!("z9hG4bK-bye-{id}")));
     }
@@ -178,19 +181,27 @@ fn sigterm_drains_live_calls() {
     let mut server = Server::start(None);
     let a = RawUa::new(server.sip);
     let ok = a.answered_call("drain-a", "kefu-en");
-    std::thread::sleep(Duration::from_millis(300));
+    a.rtp_packets(1);
     Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server.http_get("/readyz").0, 503);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.http_get("/readyz").0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ready after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let b = RawUa::new(server.sip);
     b.send(&b.invite("drain-b", "z9hG4bK-db", "kefu-en"));
     b.expect_status(503, Duration::from_secs(5));
-    // The live call goes on until the caller hangs up; then kefu exits.
+    // The live call goes on until the caller hangs up (its audio keeps coming
+    // after the refusal above); then kefu exits.
+    a.rtp_packets(10);
     assert!(
-        server.wait_exit(Duration::from_millis(500)).is_none(),
+        server.wait_exit(Duration::ZERO).is_none(),
         "exited with a live call"
     );
     a.send(&a.in_dialog(&ok, "BYE", 2, "z9hG4bK-dab"));

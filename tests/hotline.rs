@@ -90,7 +90,16 @@ fn run(name: &str, te: bool, steps: &[Step]) -> serde_json::Value {
 }
 
 fn run_with(name: &str, te: bool, steps: &[Step], sipp_args: &[&str]) -> serde_json::Value {
-    let server = Server::start(None);
+    call(Server::start(None), name, te, steps, sipp_args)
+}
+
+fn call(
+    server: Server,
+    name: &str,
+    te: bool,
+    steps: &[Step],
+    sipp_args: &[&str],
+) -> serde_json::Value {
     let scenario = caller_scenario(server.dir.path(), name, te, steps);
     let (ok, out) = sipp(&server, &scenario, "kefu-en", sipp_args);
     assert!(
@@ -113,6 +122,13 @@ fn opening_hours_with_rfc4733() {
 #[test]
 fn order_status_with_rfc4733() {
     assert_order_path(&run("order_rfc4733", true, &order_steps(Step::Rfc4733)));
+}
+
+#[test]
+fn order_status_with_rfc4733_on_postgres() {
+    let server = Server::start_on_postgres(None, "");
+    let steps = order_steps(Step::Rfc4733);
+    assert_order_path(&call(server, "order_pg", true, &steps, &[]));
 }
 
 #[test]

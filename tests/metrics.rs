@@ -61,24 +61,17 @@ fn metrics_parse_and_move_during_a_call() {
 
     let ua = RawUa::new(server.sip);
     let ok = ua.answered_call("metrics-call", "4008002000");
-    std::thread::sleep(Duration::from_millis(1500));
+    // The welcome prompt reaches the caller; the counters show it.
+    ua.rtp_packets(10);
+    let count = |m: &HashMap<String, f64>, name: &str| m.get(name).copied().unwrap_or(0.0);
     let during = scrape(&server, &token);
     assert_eq!(during["kefu_calls_active"], 1.0, "{during:?}");
     assert_eq!(
         during["kefu_calls_started_total"],
-        before
-            .get("kefu_calls_started_total")
-            .copied()
-            .unwrap_or(0.0)
-            + 1.0
+        count(&before, "kefu_calls_started_total") + 1.0
     );
-    // The welcome prompt is being sent: 50 packets a second.
-    let sent = during["kefu_rtp_packets_out_total"]
-        - before
-            .get("kefu_rtp_packets_out_total")
-            .copied()
-            .unwrap_or(0.0);
-    assert!(sent >= 40.0, "{sent} RTP packets in 1.5 s");
+    let sent = during["kefu_rtp_packets_out_total"] - count(&before, "kefu_rtp_packets_out_total");
+    assert!(sent >= 10.0, "{sent} RTP packets counted, 10 received");
     assert!(during["kefu_http_responses_total"] >= 1.0, "{during:?}");
     assert!(
         during.contains_key("kefu_store_commit_seconds_count"),

@@ -23,18 +23,29 @@ fn start() -> Server {
 }
 
 async fn open_store(data: &Path) -> Store {
+    open_store_at(data, &kefu::store::sqlite_url(&data.join("kefu.db"))).await
+}
+
+/// The store at `url`, opened with the keyring in `data`.
+async fn open_store_at(data: &Path, url: &str) -> Store {
     let keys = Keyring::load(&data.join("kefu.keys")).unwrap();
-    Store::open(&kefu::store::sqlite_url(&data.join("kefu.db")), Some(keys))
-        .await
-        .unwrap()
+    Store::open(url, Some(keys)).await.unwrap()
 }
 
 /// (conversation, customer text, reply text) of every message that got a reply.
 type Acked = Arc<Mutex<Vec<(String, String, String)>>>;
 
-/// Chat clients posting messages until `stop`; each acknowledged message is noted.
-async fn chat_load(http: std::net::SocketAddr, clients: usize, stop: Arc<AtomicBool>) -> Acked {
+/// Chat clients posting messages until `stop`, or `each` messages each; each
+/// acknowledged message is noted as it comes, and a client stops at its first
+/// refusal. The handle ends when every client has.
+fn chat_load(
+    http: std::net::SocketAddr,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    each: Option<usize>,
+) -> (Acked, tokio::task::JoinHandle<()>) {
     let acked: Acked = Arc::default();
+    let tally = acked.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -56,7 +67,7 @@ async fn chat_load(http: std::net::SocketAddr, clients: usize, stop: Arc<AtomicB
             };
             let conv = v["conversation"].as_str().unwrap().to_string();
             let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && each.is_none_or(|each| n < each) {
                 n += 1;
                 let text = format!("client {k} message {n}: where is my order 4471{n}?");
                 let r = client
@@ -78,35 +89,56 @@ async fn chat_load(http: std::net::SocketAddr, clients: usize, stop: Arc<AtomicB
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
+    let all = tokio::spawn(async move {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    (tally, all)
+}
+
+/// Waits (at most 60 s) until `n` messages have been acknowledged.
+async fn acknowledged(acked: &Acked, n: usize) {
+    for _ in 0..1200 {
+        if acked.lock().unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    acked
+    panic!(
+        "only {} of {n} messages got replies",
+        acked.lock().unwrap().len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_replied_message_survives_kill_9() {
     let server = start();
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(chat_load(server.http, 8, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (acked, load) = chat_load(server.http, 8, stop.clone(), None);
+    acknowledged(&acked, 40).await;
     // No warning: SIGKILL in the middle of the load.
     let status = Command::new("kill")
         .args(["-9", &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let acked = load.await.unwrap();
+    load.await.unwrap();
     stop.store(true, Ordering::Relaxed);
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= 20,
-        "only {} messages got replies",
+    let store = open_store(&server.data()).await;
+    assert_stored(&store, &acked).await;
+    eprintln!(
+        "{} acknowledged messages, all stored after kill -9",
         acked.len()
     );
-    let store = open_store(&server.data()).await;
+    store.close().await;
+}
+
+/// Every acknowledged message is in `store`, followed by its reply.
+async fn assert_stored(store: &Store, acked: &[(String, String, String)]) {
     let mut turns: BTreeMap<String, Vec<kefu::store::StoredTurn>> = BTreeMap::new();
-    for (conv, text, reply) in &acked {
+    for (conv, text, reply) in acked {
         if !turns.contains_key(conv) {
             turns.insert(conv.clone(), store.turns(conv).await.unwrap());
         }
@@ -121,10 +153,31 @@ async fn every_replied_message_survives_kill_9() {
             assert_eq!(t[i + 1].speaker, "bot");
         }
     }
-    eprintln!(
-        "{} acknowledged messages, all stored after kill -9",
-        acked.len()
-    );
+}
+
+/// The server's group commit on PostgreSQL: many chats writing at once (turns with
+/// and without a confidence in one batch) are all answered and all stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_every_turn_of_concurrent_chats() {
+    let config = format!("kb = \"{}\"\n", repo().join("dialplans/kb").display());
+    let server =
+        tokio::task::block_in_place(|| Server::start_on_postgres(Some(&dtmf_plans()), &config));
+    const CLIENTS: usize = 16;
+    const EACH: usize = 15;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, load) = chat_load(server.http, CLIENTS, stop, Some(EACH));
+    load.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let refused: Vec<String> = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("store"))
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+        .collect();
+    assert!(refused.is_empty(), "store trouble: {refused:#?}");
+    assert_eq!(acked.len(), CLIENTS * EACH, "every message is answered");
+    let store = open_store_at(&server.data(), &server.database_url()).await;
+    assert_stored(&store, &acked).await;
     store.close().await;
 }
 
@@ -171,16 +224,19 @@ async fn backup_while_serving_restores_the_same_records() {
     let server = start();
     let dir = tempfile::tempdir().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(chat_load(server.http, 4, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (acked, load) = chat_load(server.http, 4, stop.clone(), None);
+    acknowledged(&acked, 10).await;
     // A backup in the middle of the load.
     let during = dir.path().join("during.db");
     let (ok, _, err) =
         tokio::task::block_in_place(|| server.kefu(&["backup", during.to_str().unwrap()]));
     assert!(ok, "{err}");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Messages after the backup, which it must not hold.
+    let taken = acked.lock().unwrap().len();
+    acknowledged(&acked, taken + 10).await;
     stop.store(true, Ordering::Relaxed);
-    let acked = load.await.unwrap().lock().unwrap().len();
+    load.await.unwrap();
+    let acked = acked.lock().unwrap().len();
     // And one after it, with the server still up.
     let after = dir.path().join("after.db");
     let (ok, _, err) =
@@ -195,7 +251,6 @@ async fn backup_while_serving_restores_the_same_records() {
 
     let live = open_store(&server.data()).await;
     let live_turns = all_turns(&live).await;
-    assert!(acked >= 10, "only {acked} messages during the test");
 
     // The backup taken during the load is a consistent prefix of the live records.
     let fresh = dir.path().join("restored-during");
@@ -207,6 +262,13 @@ async fn backup_while_serving_restores_the_same_records() {
         let l = &live_turns[conv];
         assert_eq!(&l[..turns.len()], &turns[..], "conversation {conv}");
     }
+    let count = |t: &BTreeMap<String, Vec<kefu::store::StoredTurn>>| -> usize {
+        t.values().map(Vec::len).sum()
+    };
+    // Every acknowledged message is live; the mid-load backup has fewer turns
+    // (10 messages were acknowledged after it).
+    assert!(count(&live_turns) >= acked, "{acked} acknowledged");
+    assert!(count(&during_turns) < count(&live_turns));
     restored.close().await;
 
     // The one taken after the load holds exactly the live records.

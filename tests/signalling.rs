@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{RawUa, Server};
 
@@ -79,21 +79,32 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
     ua.send(&invite);
     ua.send(&invite);
     let ok = ua.expect_status(200, T);
-    ua.send(&invite); // a late retransmission gets the same 200 again, not a new call
+    // A late retransmission is answered with the same 200 (same dialog, same
+    // answer), not with a new call.
+    ua.send(&invite);
+    let again = ua.expect_status(200, T);
+    let header = |m: &str, name: &str| {
+        m.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .map(str::to_string)
+    };
+    for name in ["to", "contact", "cseq", "call-id"] {
+        assert_eq!(header(&ok, name), header(&again, name), "{name}");
+    }
+    let body = |m: &str| m.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    assert_eq!(body(&ok), body(&again), "the same answer");
+    assert_eq!(server.active_calls(), Some(1), "one call, not two");
     let ack = ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-ack1");
     ua.send(&ack);
-    let acked = Instant::now();
 
-    // Measure on the caller's side: first packet after ACK, then spacing.
+    // On the caller's side: the prompt's packets, in order, one frame each.
     ua.rtp
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let mut buf = [0u8; 2048];
-    let mut arrivals = Vec::new();
     let mut seqs = Vec::new();
-    while arrivals.len() < 150 {
+    while seqs.len() < 150 {
         let (n, _) = ua.rtp.recv_from(&mut buf).expect("RTP from kefu");
-        arrivals.push(Instant::now());
         let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
         assert_eq!(pkt.payload().len(), 160);
         seqs.push((
@@ -102,38 +113,21 @@ fn retransmitted_invite_is_one_call_and_rtp_is_paced() {
             pkt.mark(),
         ));
     }
-    let first = arrivals[0] - acked;
-    assert!(
-        first < Duration::from_millis(100),
-        "first RTP {first:?} after ACK"
-    );
     assert!(seqs[0].2, "first packet has the marker bit");
     for w in seqs.windows(2) {
         assert_eq!(w[1].0, w[0].0.wrapping_add(1));
         assert_eq!(w[1].1, w[0].1.wrapping_add(160));
+        assert!(!w[1].2, "a marker bit in the middle of the talkspurt");
     }
-    let mut jitter: Vec<f64> = arrivals
-        .windows(2)
-        .map(|w| ((w[1] - w[0]).as_secs_f64() * 1000.0 - 20.0).abs())
-        .collect();
-    jitter.sort_by(f64::total_cmp);
-    let p99 = jitter[jitter.len() * 99 / 100];
-    let total = (arrivals[arrivals.len() - 1] - arrivals[0]).as_secs_f64() * 1000.0;
-    assert!(
-        (total - 149.0 * 20.0).abs() < 20.0,
-        "149 intervals took {total} ms"
-    );
-    // Pacing, not speed: a burst or a skipped frame shows as a gap of 20 ms or
-    // more. (How steady the grid stays under load belongs to the capacity bench.)
-    eprintln!("inter-arrival jitter p99 {p99:.3} ms");
-    assert!(p99 < 10.0, "packets burst or stall: jitter p99 {p99:.3} ms");
+    // (How steadily the packets are paced is measured by the load bench.)
 
     let bye = ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-bye1");
     ua.send(&bye);
     ua.expect_status(200, T);
     let r = server.record("retrans-1");
     assert_eq!(r["end_reason"], "caller-hangup", "{r}");
-    std::thread::sleep(Duration::from_millis(300));
+    // A second call from the retransmission would still be waiting for its ACK.
+    server.wait_no_calls();
     assert_eq!(
         server.records().len(),
         1,
@@ -154,23 +148,16 @@ fn call_limit_and_draining_answer_503_with_retry_after() {
     a.expect_status(200, T);
 }
 
-/// RTP packets received within `window`: (payload type, marker).
-fn rtp_within(ua: &RawUa, window: Duration) -> Vec<(u8, bool)> {
-    let deadline = Instant::now() + window;
+/// Reads RTP until none comes for `quiet`: how many packets came.
+fn drain_rtp(ua: &RawUa, quiet: Duration) -> usize {
+    ua.rtp.set_read_timeout(Some(quiet)).unwrap();
     let mut buf = [0u8; 2048];
-    let mut got = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if left.is_zero() {
-            break;
-        }
-        ua.rtp.set_read_timeout(Some(left)).unwrap();
-        let Ok((n, _)) = ua.rtp.recv_from(&mut buf) else {
-            break;
-        };
-        let pkt = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
-        got.push((pkt.payload_type(), pkt.mark()));
+    let mut n = 0;
+    while ua.rtp.recv_from(&mut buf).is_ok() {
+        n += 1;
+        assert!(n < 10_000, "RTP never stops");
     }
-    got
+    n
 }
 
 #[test]
@@ -178,8 +165,7 @@ fn reinvite_holds_unholds_and_changes_codec() {
     let server = Server::start(Some(&common::dtmf_plans()));
     let ua = RawUa::new(server.sip);
     let ok = ua.answered_call("reinv-1", "kefu-en");
-    let before = rtp_within(&ua, Duration::from_millis(300));
-    assert!(before.len() >= 10, "{before:?}");
+    let before = ua.rtp_packets(10);
     assert!(
         before.iter().all(|(pt, _)| *pt == 0),
         "PCMU first: {before:?}"
@@ -194,9 +180,12 @@ fn reinvite_holds_unholds_and_changes_codec() {
     assert!(answer.contains("a=recvonly"), "{answer}");
     assert!(answer.contains("RTP/AVP 0 101"), "{answer}");
     ua.send(&ua.in_dialog(&ok, "ACK", 2, "z9hG4bK-hold-ack"));
-    rtp_within(&ua, Duration::from_millis(100)); // packets already in flight
-    let held = rtp_within(&ua, Duration::from_millis(600));
-    assert!(held.is_empty(), "RTP while on hold: {} packets", held.len());
+    // Packets sent before the hold took effect, then silence: the first quiet
+    // stretch must last for good (until the unhold).
+    let in_flight = drain_rtp(&ua, Duration::from_millis(200));
+    assert!(in_flight < 25, "{in_flight} packets after the hold");
+    let held = drain_rtp(&ua, Duration::from_millis(600));
+    assert_eq!(held, 0, "RTP while on hold");
 
     // Unhold with only PCMA on offer: kefu resumes, in PCMA, with a marker bit.
     let pcma = ua.sdp(
@@ -210,8 +199,7 @@ fn reinvite_holds_unholds_and_changes_codec() {
     assert!(answer.contains("RTP/AVP 8 101"), "{answer}");
     assert!(answer.contains("PCMA/8000"), "{answer}");
     ua.send(&ua.in_dialog(&ok, "ACK", 3, "z9hG4bK-unhold-ack"));
-    let after = rtp_within(&ua, Duration::from_millis(400));
-    assert!(after.len() >= 10, "RTP after unhold: {after:?}");
+    let after = ua.rtp_packets(10);
     assert!(
         after.iter().all(|(pt, _)| *pt == 8),
         "PCMA after: {after:?}"
@@ -222,11 +210,8 @@ fn reinvite_holds_unholds_and_changes_codec() {
     let g729 = ua.sdp(4, "18", "a=rtpmap:18 G729/8000\r\n");
     ua.send(&ua.in_dialog_with_sdp(&ok, "INVITE", 4, "z9hG4bK-g729", &g729));
     ua.expect_status(488, T);
-    let still = rtp_within(&ua, Duration::from_millis(300));
-    assert!(
-        still.iter().filter(|(pt, _)| *pt == 8).count() >= 5,
-        "{still:?}"
-    );
+    let still = ua.rtp_packets(10);
+    assert!(still.iter().all(|(pt, _)| *pt == 8), "{still:?}");
 
     ua.send(&ua.in_dialog(&ok, "BYE", 5, "z9hG4bK-reinv-bye"));
     ua.expect_status(200, T);

@@ -1,4 +1,4 @@
-//! The store on real databases: SQLite files and the local PostgreSQL (a test that
+//! The store on real databases: SQLite files and PostgreSQL (a test that
 //! cannot reach PostgreSQL fails, naming the URL it tried: set KEFU_TEST_POSTGRES to
 //! point elsewhere). Customer data must never be in the database in plaintext, key
 //! rotation must keep every value readable, and the audit log must refuse changes.
@@ -6,45 +6,21 @@
 mod common;
 
 use chrono::Utc;
+use common::pg::PgDatabase;
 use kefu::dialogue::conversations::{Channel, Identity, IdentityKind};
 use kefu::dialogue::engine::{Speaker, Turn};
 use kefu::store::crypto::Keyring;
 use kefu::store::{Backend, Store, TurnsWrite};
-use sqlx::Connection;
 
 const PHONE: &str = "+8613812345678";
 const SENTENCE: &str = "My order 88231 never arrived at Lotus Road 12";
 const SENTENCE_ZH: &str = "我的订单没有送到莲花路十二号";
 
-/// A fresh, empty database of each kind: (name, URL, what to drop afterwards).
+/// A fresh, empty database of each kind: its URL, and what to drop afterwards.
 struct Db {
     url: String,
     _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            let admin = admin_url();
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Runtime::new().unwrap().block_on(async {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                    }
-                })
-            })
-            .join();
-        }
-    }
-}
-
-fn admin_url() -> String {
-    std::env::var("KEFU_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    _pg: Option<PgDatabase>,
 }
 
 async fn sqlite_db() -> Db {
@@ -52,31 +28,16 @@ async fn sqlite_db() -> Db {
     Db {
         url: kefu::store::sqlite_url(&dir.path().join("kefu.db")),
         _dir: Some(dir),
-        pg_name: None,
+        _pg: None,
     }
 }
 
 async fn postgres_db() -> Db {
-    let admin = admin_url();
-    let mut c = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!(
-            "\n\n*** PostgreSQL is not reachable at {admin}: {e}\n*** The store's tests need it; \
-             start it or set KEFU_TEST_POSTGRES.\n\n"
-        )
-    });
-    let name = format!("kefu_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let url = match admin.rfind('/') {
-        Some(i) => format!("{}/{name}", &admin[..i]),
-        None => panic!("KEFU_TEST_POSTGRES must end in /DATABASE"),
-    };
+    let pg = PgDatabase::create().await;
     Db {
-        url,
+        url: pg.url.clone(),
         _dir: None,
-        pg_name: Some(name),
+        _pg: Some(pg),
     }
 }
 
@@ -153,10 +114,12 @@ async fn raw_bytes(db: &Db, store: &Store) -> Vec<u8> {
                 "api_tokens",
                 "sessions",
             ] {
-                let rows = sqlx::query(&format!("SELECT t::text FROM {table} t"))
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM {table} t"
+                )))
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
                 for r in rows {
                     let s: String = r.try_get(0).unwrap();
                     all.extend(s.into_bytes());

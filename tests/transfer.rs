@@ -534,7 +534,7 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
     // cancels it.
     let ring = ann.ringing(Duration::from_secs(20));
     ann.respond(&ring, "180 Ringing", "");
-    let cancelled_at = {
+    {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             assert!(
@@ -544,13 +544,12 @@ async fn no_answer_and_decline_pass_the_call_on_and_audio_flows_both_ways() {
             if let Some(m) = ann.ua.recv(Duration::from_millis(200))
                 && m.starts_with("CANCEL ")
             {
-                break Instant::now();
+                break;
             }
         }
-    };
+    }
     // Bo answers, hears the summary and passes with key 2: kefu hangs up on him.
     let invite_b = bo.ringing(Duration::from_secs(10));
-    assert!(cancelled_at.elapsed() < Duration::from_secs(5));
     bo.answer(&invite_b);
     let summary = bo.collect(Duration::from_secs(10), |got| got.len() >= 25);
     assert!(summary.len() >= 25);
@@ -859,7 +858,7 @@ Content-Length: 0
     )
     .unwrap();
     let agent = std::thread::spawn(sipp_at(uas, false, &["-rtp_echo"]));
-    std::thread::sleep(Duration::from_millis(500));
+    common::wait_udp_bound(port);
 
     // The caller: key 0, silence until the agent's frames arrive, then its own.
     let caller = RawUa::new(server.sip);

@@ -157,10 +157,12 @@ impl Store {
         audit: Audit,
     ) -> anyhow::Result<Option<User>> {
         let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(None);
         };
@@ -200,18 +202,20 @@ impl Store {
     }
 
     pub async fn users(&self) -> anyhow::Result<Vec<User>> {
-        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read users")?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY name"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read users")?;
         rows.iter().map(user_of).collect()
     }
 
     /// A user and their password hash, by name.
     pub async fn user_with_hash(&self, name: &str) -> anyhow::Result<Option<(User, String)>> {
-        let Some(r) = sqlx::query(&format!(
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE name = $1"
-        ))
+        )))
         .bind(name)
         .fetch_optional(self.pool())
         .await

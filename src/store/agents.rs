@@ -110,9 +110,9 @@ impl Store {
     }
 
     pub async fn agents(&self) -> anyhow::Result<Vec<Agent>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM agents WHERE extension IS NOT NULL ORDER BY extension"
-        ))
+        )))
         .fetch_all(self.pool())
         .await
         .context("cannot read agents")?;
@@ -131,9 +131,9 @@ impl Store {
             "md5" => "ha1_md5",
             other => bail!("no HA1 is kept for {other}"),
         };
-        let Some(r) = sqlx::query(&format!(
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS}, {column} AS ha1, key_id FROM agents WHERE extension = $1"
-        ))
+        )))
         .bind(extension)
         .fetch_optional(self.pool())
         .await
@@ -155,9 +155,9 @@ impl Store {
 impl Store {
     /// The agent a signed-in user works as.
     pub async fn agent_of_user(&self, user_id: &str) -> anyhow::Result<Option<Agent>> {
-        let r = sqlx::query(&format!(
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM agents WHERE user_id = $1 AND extension IS NOT NULL"
-        ))
+        )))
         .bind(user_id)
         .fetch_optional(self.pool())
         .await
@@ -167,9 +167,9 @@ impl Store {
 
     /// The agent with this id.
     pub async fn agent_by_id(&self, id: &str) -> anyhow::Result<Option<Agent>> {
-        let r = sqlx::query(&format!(
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM agents WHERE id = $1 AND extension IS NOT NULL"
-        ))
+        )))
         .bind(id)
         .fetch_optional(self.pool())
         .await

@@ -76,7 +76,7 @@ impl MigrationSource<'static> for Embedded {
                         version,
                         Cow::Borrowed(name),
                         MigrationType::Simple,
-                        Cow::Borrowed(sql),
+                        sqlx::SqlSafeStr::into_sql_str(sql),
                         false,
                     )
                 })

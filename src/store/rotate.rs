@@ -136,7 +136,8 @@ async fn rotate_batch(
         t.sealed.join(", "),
         t.name
     );
-    let rows = sqlx::query(&select)
+    // Table and column names come from the fixed table list above, never from input.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select))
         .bind(current)
         .bind(batch as i64)
         .fetch_all(&mut *c)
@@ -151,12 +152,12 @@ async fn rotate_batch(
     for col in &pk_cols {
         wheres.push(format!("{col} = ${}", sets.len() + wheres.len() + 1));
     }
-    let update = format!(
+    let update = sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(format!(
         "UPDATE {} SET {} WHERE {}",
         t.name,
         sets.join(", "),
         wheres.join(" AND ")
-    );
+    )));
     for row in &rows {
         let npk = t.pk.len();
         let key_id: i64 = row.try_get(npk + t.sealed.len())?;
@@ -177,7 +178,7 @@ async fn rotate_batch(
                 None => None,
             });
         }
-        let mut q = sqlx::query(&update);
+        let mut q = sqlx::query(update.clone());
         for (col, p) in t.sealed.iter().zip(&plain) {
             let column = format!("{}.{col}", t.name);
             q = q.bind(p.as_ref().map(|p| sealer.seal(&column, p)));

@@ -2,6 +2,7 @@
 //! with SIPp and raw SIP/RTP over UDP.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod phone;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -56,6 +57,27 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Waits (at most 10 s) until something has bound UDP `port`: a program started
+/// in the background is listening. Read from /proc/net/udp, so the check never
+/// holds the port itself.
+pub fn wait_udp_bound(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let bound = || {
+        std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| format!("{a} ").ends_with(&needle))
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bound() {
+        assert!(Instant::now() < deadline, "nothing listens on UDP {port}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct Server {
     child: Child,
     pub sip: SocketAddr,
@@ -65,6 +87,8 @@ pub struct Server {
     token: std::sync::OnceLock<String>,
     /// Stored call records read so far, by call id.
     stored: Mutex<std::collections::HashMap<String, serde_json::Value>>,
+    /// The PostgreSQL database it stores in, if not SQLite; dropped after kefu.
+    pg: Option<pg::PgDatabase>,
 }
 
 impl Server {
@@ -74,17 +98,49 @@ impl Server {
     }
 
     pub fn start_with(dialplans: Option<&Path>, extra_config: &str) -> Self {
+        Self::start_full(dialplans, extra_config, None, false)
+    }
+
+    /// Starts kefu storing in a fresh PostgreSQL database of its own (dropped with
+    /// the server) instead of an SQLite file.
+    pub fn start_on_postgres(dialplans: Option<&Path>, extra_config: &str) -> Self {
+        Self::start_full(
+            dialplans,
+            extra_config,
+            Some(pg::PgDatabase::create_blocking()),
+            false,
+        )
+    }
+
+    /// Starts kefu as it ships: no setting of the test harness's own (the semantic
+    /// re-ranker on), only `extra_config` and the ports.
+    pub fn start_shipped(dialplans: Option<&Path>, extra_config: &str) -> Self {
+        Self::start_full(dialplans, extra_config, None, true)
+    }
+
+    fn start_full(
+        dialplans: Option<&Path>,
+        extra_config: &str,
+        pg: Option<pg::PgDatabase>,
+        shipped: bool,
+    ) -> Self {
+        let mut pg = pg;
+        let mut extra = extra_config.to_string();
+        if let Some(db) = &pg {
+            extra.push_str(&format!("\ndatabase = {:?}\n", db.url));
+        }
         // A port taken between choosing and binding makes kefu exit at start: try
         // again on others.
         for _ in 0..3 {
-            if let Some(server) = Self::try_start(dialplans, extra_config) {
+            if let Some(mut server) = Self::try_start(dialplans, &extra, shipped) {
+                server.pg = pg.take();
                 return server;
             }
         }
         panic!("kefu exited at start three times (see its stderr above)");
     }
 
-    fn try_start(dialplans: Option<&Path>, extra_config: &str) -> Option<Self> {
+    fn try_start(dialplans: Option<&Path>, extra_config: &str, shipped: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -106,7 +162,7 @@ impl Server {
                 // The sentence-embedding model costs seconds of CPU at start, which
                 // would disturb the RTP timing tests running beside; tests of the
                 // dialogue over a server turn it on (`semantic = true`).
-                if extra_config.contains("semantic") {
+                if shipped || extra_config.contains("semantic") {
                     ""
                 } else {
                     "semantic = false\n"
@@ -167,6 +223,7 @@ impl Server {
             logs,
             token: std::sync::OnceLock::new(),
             stored: Mutex::default(),
+            pg: None,
         };
         // Generous: on a fresh checkout the first servers embed the demo knowledge
         // base's examples all at once, on 2 cores.
@@ -190,6 +247,14 @@ impl Server {
     /// The server's data directory (its database, keyring, caches).
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Where the server stores: its PostgreSQL database, or the SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(db) => db.url.clone(),
+            None => kefu::store::sqlite_url(&self.data().join("kefu.db")),
+        }
     }
 
     /// Runs a store command (`keys`, `backup`, `calls show`, ...) against this
@@ -424,6 +489,26 @@ impl Server {
         );
     }
 
+    /// Calls in progress, as `/readyz` tells them.
+    pub fn active_calls(&self) -> Option<usize> {
+        let (_, body) = self.http_get("/readyz");
+        let rest = body.split("ready: ").nth(1)?;
+        rest.split(' ').next()?.parse().ok()
+    }
+
+    /// Waits (at most 10 s) until no call is in progress.
+    pub fn wait_no_calls(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.active_calls() != Some(0) {
+            assert!(
+                Instant::now() < deadline,
+                "calls still in progress: {:?}",
+                self.active_calls()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_log(&self, needle: &str, after: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -439,15 +524,18 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits up to `timeout` (zero: just looks) for kefu to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return Some(s);
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 }
 
@@ -858,6 +946,25 @@ impl RawUa {
             return;
         }
         panic!("no {method} from kefu");
+    }
+
+    /// The next `n` RTP packets kefu sends this UA (5 s at most for each):
+    /// (payload type, marker).
+    pub fn rtp_packets(&self, n: usize) -> Vec<(u8, bool)> {
+        self.rtp
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        (0..n)
+            .map(|i| {
+                let (len, _) = self
+                    .rtp
+                    .recv_from(&mut buf)
+                    .unwrap_or_else(|e| panic!("RTP packet {i} of {n}: {e}"));
+                let pkt = rtp_rs::RtpReader::new(&buf[..len]).unwrap();
+                (pkt.payload_type(), pkt.mark())
+            })
+            .collect()
     }
 
     /// Places a call and ACKs its 200 OK; returns the 200 OK.
