@@ -99,10 +99,8 @@ fn run(model: &str, workers: usize, callers: usize, dir: &Path, scenario: &Path)
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("calls: run with `cargo bench --bench calls` to measure");
-        return;
-    }
+    // Under `cargo test`: one caller on the small model, as a smoke run.
+    let bench = std::env::args().any(|a| a == "--bench");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("load.toml"), PLAN).expect("plan");
     let pcap = spoken_pcap(dir.path());
@@ -112,6 +110,11 @@ fn main() {
         true,
         &[Step::Pause(1000), Step::Pcap(pcap)],
     );
+    if !bench {
+        println!("calls (smoke run, not a measurement):");
+        run("tiny.en-q8_0", 1, 1, dir.path(), &scenario);
+        return;
+    }
     for (model, workers) in [("tiny.en-q8_0", 1), ("tiny.en-q8_0", 2), ("base-q8_0", 2)] {
         for callers in [1, 2, 4, 8, 12] {
             run(model, workers, callers, dir.path(), &scenario);

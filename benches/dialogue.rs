@@ -7,8 +7,8 @@
 //!    message's embedding, and match + reply with the re-ranker on the demo knowledge
 //!    base and on the 1000-intent one.
 //!
-//! Run: `cargo build --release && cargo bench --bench dialogue`. Figures go to
-//! benches/RESULTS.md.
+//! Run: `cargo bench --bench dialogue`. Under `cargo test` it runs at tiny sizes
+//! (30 intents, 5 conversations) as a smoke run. Figures go to benches/RESULTS.md.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,10 +17,25 @@ use std::time::{Duration, Instant};
 use kefu::dialogue::kb::{KnowledgeBase, load_dir, load_files};
 use kefu::dialogue::{Conversation, Lang, Matcher, Medium};
 
-const CONVERSATIONS: usize = 1000;
-const MESSAGES_EACH: usize = 10;
-const IDLE: usize = 10_000;
-const TOKEN: &str = "bench-token";
+/// Whether this is `cargo test`'s smoke run (tiny sizes) rather than `cargo bench`.
+static SMOKE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// `full` under `cargo bench`, `smoke` under `cargo test`.
+fn size(full: usize, smoke: usize) -> usize {
+    if *SMOKE.get().unwrap_or(&false) {
+        smoke
+    } else {
+        full
+    }
+}
+
+fn intents() -> usize {
+    size(1000, 30)
+}
+
+fn conversations() -> usize {
+    size(1000, 5)
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -39,7 +54,7 @@ fn big_kb(demo: &KnowledgeBase) -> KnowledgeBase {
         .iter()
         .filter(|i| i.slots.is_empty() && !i.tags.iter().any(|t| t == "small-talk"))
         .collect();
-    for n in 0..1000 {
+    for n in 0..intents() {
         let i = topical[n % topical.len()];
         let product = format!("trail{n}");
         text.push_str(&format!("[intents.{}-{n}]\n", i.id));
@@ -77,7 +92,8 @@ fn match_latency() {
     let examples: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
     let m = Matcher::new(Arc::new(kb));
     println!(
-        "1000-intent knowledge base: {examples} examples, indexed in {:?}",
+        "{}-intent knowledge base: {examples} examples, indexed in {:?}",
+        intents(),
         t0.elapsed()
     );
     let questions: Vec<String> =
@@ -89,7 +105,7 @@ fn match_latency() {
             .collect();
     let mut times = Vec::new();
     let now = chrono::Utc::now();
-    for round in 0..5 {
+    for round in 0..size(5, 2) {
         for q in &questions {
             let mut c = Conversation::new(Medium::Chat, Lang::detect(q));
             let t = Instant::now();
@@ -103,7 +119,8 @@ fn match_latency() {
     }
     times.sort();
     println!(
-        "match + reply on 1000 intents: {} questions, p50 {:?}, p99 {:?}, max {:?}",
+        "match + reply on {} intents: {} questions, p50 {:?}, p99 {:?}, max {:?}",
+        intents(),
         times.len(),
         pct(&times, 0.5),
         pct(&times, 0.99),
@@ -139,7 +156,8 @@ fn respond_times(m: &Matcher, questions: &[String]) -> (Duration, Duration, Dura
 fn semantic_latency() {
     let models = repo().join("models");
     let encoder = kefu::server::open_encoder(&models, None).unwrap_or_else(|e| panic!("{e}"));
-    let questions = heldout();
+    let mut questions = heldout();
+    questions.truncate(size(usize::MAX, 10));
     // One message at a time, as a customer's message arrives (no reuse).
     let mut times: Vec<Duration> = questions
         .iter()
@@ -179,13 +197,15 @@ fn semantic_latency() {
     let t = Instant::now();
     let m = Matcher::with_encoder(big, Some(encoder)).expect("embed examples");
     println!(
-        "1000-intent knowledge base: {examples} examples embedded in {:?}",
+        "{}-intent knowledge base: {examples} examples embedded in {:?}",
+        intents(),
         t.elapsed()
     );
     let fresh: Vec<String> = questions.iter().map(|q| format!("{q} ")).collect();
     let (p50, p99, max) = respond_times(&m, &fresh);
     println!(
-        "match + reply with the re-ranker, 1000 intents (first time each): p50 {p50:?}, p99 {p99:?}, max {max:?}"
+        "match + reply with the re-ranker, {} intents (first time each): p50 {p50:?}, p99 {p99:?}, max {max:?}",
+        intents()
     );
 }
 
@@ -206,11 +226,7 @@ fn free_port() -> u16 {
 }
 
 async fn http_load() {
-    let bin = repo().join("target/release/kefu");
-    assert!(
-        bin.exists(),
-        "build the release binary first: cargo build --release"
-    );
+    let bin = env!("CARGO_BIN_EXE_kefu");
     let dir = tempfile::tempdir().expect("temp dir");
     let http = format!("127.0.0.1:{}", free_port());
     let sip = format!("127.0.0.1:{}", free_port());
@@ -218,11 +234,30 @@ async fn http_load() {
     std::fs::write(
         &config,
         format!(
-            "api_tokens = [\"{TOKEN}\"]\nmax_conversations = 20000\nkb = \"{}\"\n",
+            "max_conversations = 20000\nkb = \"{}\"\n",
             repo().join("dialplans/kb").display()
         ),
     )
     .expect("write config");
+    // A keyring and an integrator token, as an operator makes them.
+    let kefu = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run kefu");
+        assert!(
+            out.status.success(),
+            "kefu {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    kefu(&["keys", "init"]);
+    let token = kefu(&["tokens", "create", "bench", "--role", "integrator"]);
     let mut child = std::process::Command::new(bin)
         .args(["serve", "--config"])
         .arg(&config)
@@ -237,7 +272,7 @@ async fn http_load() {
         .spawn()
         .expect("start kefu");
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONVERSATIONS)
+        .pool_max_idle_per_host(conversations())
         .build()
         .expect("client");
     let base = format!("http://{http}/api/v1/conversations");
@@ -266,26 +301,36 @@ async fn http_load() {
         "is this jacket waterproof",
     ];
     // Flat out: every conversation sends its next message as soon as the reply comes.
-    run_load(&client, &base, "flat out", Duration::ZERO, &questions).await;
+    run_load(
+        &client,
+        &base,
+        &token,
+        "flat out",
+        Duration::ZERO,
+        &questions,
+    )
+    .await;
     // Paced: each conversation sends a message every second, as people typing do
     // (about 1000 messages/s offered); this is the latency a customer sees.
     run_load(
         &client,
         &base,
+        &token,
         "paced, 1 message/s each",
         Duration::from_secs(1),
         &questions,
     )
     .await;
     let rss_loaded = rss_kib(child.id());
-    for chunk in 0..(IDLE / 500) {
+    let idle = size(10_000, 500);
+    for chunk in 0..(idle / 500) {
         let mut batch = Vec::new();
         for n in 0..500 {
-            let (client, base) = (client.clone(), base.clone());
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
             batch.push(tokio::spawn(async move {
                 let _ = client
                     .post(&base)
-                    .bearer_auth(TOKEN)
+                    .bearer_auth(&token)
                     .json(&serde_json::json!({ "user": format!("idle-{chunk}-{n}") }))
                     .send()
                     .await;
@@ -297,11 +342,11 @@ async fn http_load() {
     }
     let rss_idle = rss_kib(child.id());
     println!(
-        "memory: RSS {} MiB at start, {} MiB after the load, {} MiB with {IDLE} more idle conversations: {:.1} KiB per idle conversation",
+        "memory: RSS {} MiB at start, {} MiB after the load, {} MiB with {idle} more idle conversations: {:.1} KiB per idle conversation",
         rss_before / 1024,
         rss_loaded / 1024,
         rss_idle / 1024,
-        rss_idle.saturating_sub(rss_loaded) as f64 / IDLE as f64
+        rss_idle.saturating_sub(rss_loaded) as f64 / idle as f64
     );
     let _ = child.kill();
     let _ = child.wait();
@@ -310,22 +355,30 @@ async fn http_load() {
 async fn run_load(
     client: &reqwest::Client,
     base: &str,
+    token: &str,
     label: &str,
     think: Duration,
     questions: &[&'static str],
 ) {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for n in 0..CONVERSATIONS {
-        let (client, base, questions) = (client.clone(), base.to_string(), questions.to_vec());
+    let conversations = conversations();
+    let messages_each = size(10, 2);
+    for n in 0..conversations {
+        let (client, base, questions, token) = (
+            client.clone(),
+            base.to_string(),
+            questions.to_vec(),
+            token.to_string(),
+        );
         tasks.push(tokio::spawn(async move {
             // Spread the starts over the think time so the paced load is even.
             if !think.is_zero() {
-                tokio::time::sleep(think.mul_f64(n as f64 / CONVERSATIONS as f64)).await;
+                tokio::time::sleep(think.mul_f64(n as f64 / conversations as f64)).await;
             }
             let started: serde_json::Value = client
                 .post(&base)
-                .bearer_auth(TOKEN)
+                .bearer_auth(&token)
                 .json(&serde_json::json!({ "user": format!("load-{n}") }))
                 .send()
                 .await
@@ -335,12 +388,12 @@ async fn run_load(
                 .ok()?;
             let id = started["conversation"].as_str()?.to_string();
             let mut times = Vec::new();
-            for k in 0..MESSAGES_EACH {
+            for k in 0..messages_each {
                 let q = questions[(n + k) % questions.len()];
                 let t = Instant::now();
                 let r = client
                     .post(format!("{base}/{id}/messages"))
-                    .bearer_auth(TOKEN)
+                    .bearer_auth(&token)
                     .json(&serde_json::json!({ "text": q }))
                     .send()
                     .await
@@ -366,17 +419,22 @@ async fn run_load(
     let elapsed = t0.elapsed();
     times.sort();
     println!(
-        "HTTP app API ({label}), {CONVERSATIONS} concurrent conversations x {MESSAGES_EACH} messages: {:.0} messages/s, latency p50 {:?} p99 {:?}, {failed} conversations failed",
+        "HTTP app API ({label}), {conversations} concurrent conversations x {messages_each} messages: {:.0} messages/s, latency p50 {:?} p99 {:?}, {failed} conversations failed",
         times.len() as f64 / elapsed.as_secs_f64(),
         pct(&times, 0.5),
         pct(&times, 0.99)
     );
+    assert!(
+        failed == 0 || !*SMOKE.get().unwrap_or(&false),
+        "conversations failed in the smoke run"
+    );
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("dialogue: run with `cargo bench --bench dialogue` to measure");
-        return;
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    SMOKE.get_or_init(|| smoke);
+    if smoke {
+        println!("dialogue (smoke run at tiny sizes, not a measurement):");
     }
     match_latency();
     semantic_latency();

@@ -21,11 +21,23 @@
 //! records); kefu's CPU per call while every call is up, its RSS before, at the
 //! peak and after the calls ended.
 //!
+//! What the callers send (`KEFU_LOAD_VOICE`): `silence` (digital silence: the
+//! voice activity detector's energy gate skips every frame), `noise` (line noise
+//! at −45 dBFS, as a mobile or analogue line carries: the detector runs on every
+//! frame of a listening node), or `speech` (line noise, and each caller says "What
+//! are your opening hours?" (Piper speech, G.711) during the main menu instead of
+//! pressing 2: recognition runs too). The default runs all three.
+//! kefu's CPU is reported twice: while every call is up (a window), and over the
+//! whole run from the first INVITE to the last call's end (set-up and tear-down
+//! included), per call.
+//!
 //! Run: `cargo bench --bench load` (needs `deploy/setup.sh`). Settings:
 //! `KEFU_LOAD_CALLS` (default `1000`; a list such as `100,500,1000` runs each),
 //! `KEFU_LOAD_HOLD` (seconds each call lasts, default 30), `KEFU_LOAD_RATE` (new
-//! calls per second, default 200), `KEFU_LOAD_PERF` (a file: record a `perf`
-//! CPU profile of kefu while every call is up). Figures go to benches/RESULTS.md.
+//! calls per second, default 200), `KEFU_LOAD_VOICE` (`silence,noise,speech`),
+//! `KEFU_LOAD_PERF` (a file: record a `perf` CPU profile of kefu while every call
+//! is up). Under `cargo test` it places 3 calls of each kind for 10 s as a smoke
+//! run. Figures go to benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -58,6 +70,65 @@ const KEYS: &[(u64, u8)] = &[
 ];
 /// RFC 4733 payload type offered in the SDP.
 const EVENT_PT: u8 = 101;
+/// When a speaking caller starts to speak (after kefu's first packet reached it):
+/// during the main menu's prompt, which listens, when the others press 2.
+const SPEAK_AT: Duration = Duration::from_millis(4_000);
+
+/// What a caller sends between key presses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Voice {
+    Silence,
+    Noise,
+    Speech,
+}
+
+impl Voice {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "silence" => Some(Self::Silence),
+            "noise" => Some(Self::Noise),
+            "speech" => Some(Self::Speech),
+            _ => None,
+        }
+    }
+}
+
+/// The caller's audio, G.711 µ-law frames: line noise (cycled), and the
+/// utterance with the noise under it.
+struct Sound {
+    noise: Vec<[u8; 160]>,
+    speech: Vec<[u8; 160]>,
+}
+
+impl Sound {
+    fn new(dir: &Path) -> Self {
+        use kefu::media::g711::Law;
+        // White noise at −45 dBFS RMS (uniform: RMS = peak / √3).
+        let peak = 32768.0 * 10f64.powf(-45.0 / 20.0) * 3f64.sqrt();
+        let noise_pcm = |_| (((rand::random::<f64>() * 2.0) - 1.0) * peak) as i16;
+        let encode = |pcm: &[i16; 160]| {
+            let mut f = [0u8; 160];
+            Law::Pcmu.encode(pcm, &mut f);
+            f
+        };
+        let noise: Vec<[u8; 160]> = (0..250)
+            .map(|_| encode(&std::array::from_fn(noise_pcm)))
+            .collect();
+        // The utterance as PCM, with noise added.
+        let speech = common::spoken_frames("What are your opening hours?", dir)
+            .iter()
+            .map(|f| {
+                let mut pcm = [0i16; 160];
+                Law::Pcmu.decode(f, &mut pcm);
+                for s in pcm.iter_mut() {
+                    *s = s.saturating_add(noise_pcm(0));
+                }
+                encode(&pcm)
+            })
+            .collect();
+        Self { noise, speech }
+    }
+}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -97,6 +168,11 @@ struct Phone {
     /// When its next frame is due (each phone on its own 20 ms grid, from when it
     /// first heard kefu: phones are not in step with each other).
     next_send: Option<Instant>,
+    voice: Voice,
+    /// Frames of audio sent so far (where it is in the noise and the utterance).
+    frames: usize,
+    /// Frames of the utterance sent so far.
+    spoken: usize,
 }
 
 fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8], out: &mut Vec<u8>) {
@@ -219,7 +295,7 @@ impl Phone {
     }
 
     /// Sends its frame if one is due.
-    fn send_due(&mut self, now: Instant, out: &mut Vec<u8>) {
+    fn send_due(&mut self, now: Instant, out: &mut Vec<u8>, sound: &Sound) {
         let Some(seen) = self.first_seen else {
             return;
         };
@@ -232,15 +308,24 @@ impl Phone {
         } else {
             due + FRAME
         });
-        self.send(out);
+        self.send(out, sound);
     }
 
-    /// The next 20 ms packet: silence, or part of a key press.
-    fn send(&mut self, out: &mut Vec<u8>) {
+    /// The next 20 ms packet: audio (silence, noise or speech), or part of a key
+    /// press.
+    fn send(&mut self, out: &mut Vec<u8>, sound: &Sound) {
         let (Some(to), Some(seen)) = (self.kefu, self.first_seen) else {
             return;
         };
-        if self.pressing.is_none()
+        // A speaking caller says what it wants instead of pressing the first 2.
+        if self.voice == Voice::Speech && self.next_key == 0 {
+            self.next_key = 1;
+        }
+        let speaking = self.voice == Voice::Speech
+            && seen.elapsed() >= SPEAK_AT
+            && self.spoken < sound.speech.len();
+        if !speaking
+            && self.pressing.is_none()
             && let Some(&(at, key)) = KEYS.get(self.next_key)
             && seen.elapsed() >= Duration::from_millis(at)
         {
@@ -261,8 +346,19 @@ impl Phone {
                 );
                 self.pressing = (n < 5).then_some((key, n + 1, ts));
             }
-            None => rtp(0, self.seq, self.ts, false, &[0xff; 160], out),
+            None if speaking => {
+                rtp(0, self.seq, self.ts, false, &sound.speech[self.spoken], out);
+                self.spoken += 1;
+            }
+            None if self.voice == Voice::Silence => {
+                rtp(0, self.seq, self.ts, false, &[0xff; 160], out);
+            }
+            None => {
+                let noise = &sound.noise[self.frames % sound.noise.len()];
+                rtp(0, self.seq, self.ts, false, noise, out);
+            }
         }
+        self.frames += 1;
         let _ = self.sock.send_to(out, to);
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(160);
@@ -420,7 +516,9 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run(n: usize, hold: Duration, rate: usize) {
+/// One run of `n` calls; `smoke`: no waiting for memory to settle afterwards, and
+/// every call must complete with audio both ways.
+fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke: bool) {
     let server = Server::start_with(
         None,
         &format!(
@@ -476,6 +574,9 @@ fn run(n: usize, hold: Duration, rate: usize) {
                 next_key: 0,
                 pressing: None,
                 next_send: None,
+                voice,
+                frames: 0,
+                spoken: 0,
             }
         })
         .collect();
@@ -485,6 +586,9 @@ fn run(n: usize, hold: Duration, rate: usize) {
     }
     std::fs::write(dir.path().join("calls.csv"), csv).expect("csv");
     let xml = scenario(dir.path(), hold);
+    // kefu's CPU over the whole run: from before the first INVITE to after the
+    // last call ended (below).
+    let cpu_run_start = common::cpu_time(pid);
     let trace = dir.path().join("messages.log");
     let n_s = n.to_string();
     let mut sipp = Reaped(
@@ -561,7 +665,7 @@ fn run(n: usize, hold: Duration, rate: usize) {
         }
         let now = Instant::now();
         for p in phones.iter_mut() {
-            p.send_due(now, &mut out);
+            p.send_due(now, &mut out, sound);
         }
         if now >= next_tick {
             next_tick += FRAME;
@@ -610,13 +714,17 @@ fn run(n: usize, hold: Duration, rate: usize) {
     if let Some(mut p) = perf.take() {
         let _ = p.0.wait();
     }
+    server.wait_no_calls();
+    let cpu_run = (common::cpu_time(pid) - cpu_run_start).as_secs_f64();
     // Calls ended: let kefu settle, then see what it gave back.
     std::thread::sleep(Duration::from_secs(3));
     let rss_after = status_kib(pid, "VmRSS:");
     let hwm = status_kib(pid, "VmHWM:");
     // And once the SIP stack let the calls' last transactions go (Timer J: 32 s
     // after each BYE over UDP) and kefu trimmed again.
-    std::thread::sleep(Duration::from_secs(38));
+    if !smoke {
+        std::thread::sleep(Duration::from_secs(38));
+    }
     let rss_settled = status_kib(pid, "VmRSS:");
 
     let trace_text = std::fs::read_to_string(&trace).unwrap_or_default();
@@ -667,7 +775,7 @@ fn run(n: usize, hold: Duration, rate: usize) {
         }
     }
     println!(
-        "N = {n} calls, {hold:?} each, {rate} calls/s: attempted {}, completed {completed}, failed {}",
+        "N = {n} calls ({voice:?}), {hold:?} each, {rate} calls/s: attempted {}, completed {completed}, failed {}",
         sig.len().max(n),
         sig.len().max(n) - completed
     );
@@ -701,6 +809,26 @@ fn run(n: usize, hold: Duration, rate: usize) {
         rss_after.saturating_sub(rss_before) as f64 / 1024.0
     );
     println!(
+        "  kefu CPU over whole calls (first INVITE to last hang-up): {:.3} s per call, {:.4} % of a core per call over its {hold:?}",
+        cpu_run / n as f64,
+        cpu_run * 100.0 / n as f64 / hold.as_secs_f64()
+    );
+    let recognised = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("caller said"))
+        .count();
+    let refused = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("speech recognition refused"))
+        .count();
+    if voice == Voice::Speech {
+        println!(
+            "  utterances recognised {recognised} of {n} callers who spoke; refused as busy {refused} (log lines)"
+        );
+    }
+    println!(
         "  RSS 41 s after the calls (past the SIP transactions' 32 s): {:.1} MiB, {:.1} MiB not returned",
         rss_settled as f64 / 1024.0,
         rss_settled.saturating_sub(rss_before) as f64 / 1024.0
@@ -708,13 +836,26 @@ fn run(n: usize, hold: Duration, rate: usize) {
     let mut walked: Vec<_> = walked.into_iter().collect();
     walked.sort();
     println!("  call records: {walked:?}");
+    if smoke {
+        assert_eq!(completed, n, "calls failed in the smoke run");
+        assert!(received > 0 && phones.iter().all(|p| p.frames > 0));
+    }
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches once without `--bench`: this one
-    // places real load, so it only does that under `cargo bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("load: run with `cargo bench --bench load` to measure");
+    let bench = std::env::args().any(|a| a == "--bench");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sound = Sound::new(dir.path());
+    let voices: Vec<Voice> = env_or("KEFU_LOAD_VOICE", "silence,noise,speech")
+        .split(',')
+        .filter_map(Voice::parse)
+        .collect();
+    if !bench {
+        // `cargo test --all-targets` runs benches once: a smoke run of the harness
+        // (3 calls of each kind, 10 s each), not a measurement.
+        for &voice in &voices {
+            run(3, Duration::from_secs(10), 10, voice, &sound, true);
+        }
         return;
     }
     let calls = env_or("KEFU_LOAD_CALLS", "1000");
@@ -724,10 +865,15 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse::<usize>().ok())
     {
-        run(
-            n.clamp(1, 5000),
-            hold.clamp(Duration::from_secs(5), Duration::from_secs(600)),
-            rate.max(1),
-        );
+        for &voice in &voices {
+            run(
+                n.clamp(1, 5000),
+                hold.clamp(Duration::from_secs(5), Duration::from_secs(600)),
+                rate.max(1),
+                voice,
+                &sound,
+                false,
+            );
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! 3. sealing alone (AES-256-GCM of a 60-byte message).
 //!
 //! Run: `cargo bench --bench store` (PostgreSQL at KEFU_TEST_POSTGRES, default
-//! postgres://postgres@127.0.0.1:5432/test). Figures go to benches/RESULTS.md.
+//! postgres://postgres@127.0.0.1:5432/test; `deploy/test.sh` starts one). Under
+//! `cargo test` it runs at tiny sizes as a smoke run. Figures go to
+//! benches/RESULTS.md.
 
 use std::time::{Duration, Instant};
 
@@ -103,23 +105,28 @@ async fn concurrent(store: &Store, writers: usize, each: usize) {
     );
 }
 
-async fn run(name: &str, url: &str) {
+async fn run(name: &str, url: &str, smoke: bool) {
     println!("{name}:");
     let store = Store::open(url, Some(keys())).await.unwrap();
-    sequential(&store, 500).await;
-    concurrent(&store, 64, 100).await;
-    concurrent(&store, 512, 40).await;
+    if smoke {
+        sequential(&store, 5).await;
+        concurrent(&store, 8, 3).await;
+    } else {
+        sequential(&store, 500).await;
+        concurrent(&store, 64, 100).await;
+        concurrent(&store, 512, 40).await;
+    }
     println!("  stored turns: {}", store.turn_count().await.unwrap());
     store.close().await;
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("store: run with `cargo bench --bench store` to measure");
-        return;
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    if smoke {
+        println!("store (smoke run at tiny sizes, not a measurement):");
     }
     let k = keys();
-    let n = 200_000;
+    let n = if smoke { 1_000 } else { 200_000 };
     let t = Instant::now();
     let mut bytes = 0;
     for _ in 0..n {
@@ -138,6 +145,7 @@ fn main() {
         run(
             "SQLite (WAL, synchronous FULL, encrypted)",
             &kefu::store::sqlite_url(&dir.path().join("bench.db")),
+            smoke,
         )
         .await;
         let admin = std::env::var("KEFU_TEST_POSTGRES")
@@ -149,7 +157,7 @@ fn main() {
             .await
             .unwrap();
         let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
-        run("PostgreSQL 15 (local, encrypted)", &url).await;
+        run("PostgreSQL (local, encrypted)", &url, smoke).await;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE {name} WITH (FORCE)"
         )))

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub asr_queue: Gauge,
     pub tts_cache: Family<OutcomeLabel, Counter>,
     pub match_seconds: Histogram,
+    pub semantic: Family<OutcomeLabel, Counter>,
     pub http_responses: Family<StatusLabel, Counter>,
     pub db_commit_seconds: Histogram,
 }
@@ -68,6 +69,7 @@ impl Metrics {
             asr_queue: Gauge::default(),
             tts_cache: Family::default(),
             match_seconds: seconds(),
+            semantic: Family::default(),
             http_responses: Family::default(),
             db_commit_seconds: seconds(),
             registry: Registry::default(),
@@ -114,6 +116,11 @@ impl Metrics {
             "tts_cache",
             "Sentences asked of speech synthesis, by cache outcome (memory, disk, rendered)",
             m.tts_cache.clone(),
+        );
+        registry.register(
+            "semantic_rerank",
+            "Messages whose words were not conclusive, by what the re-ranker did: used (compared by meaning), busy (the model was busy: matched by words alone), failed",
+            m.semantic.clone(),
         );
         registry.register(
             "dialogue_match_seconds",

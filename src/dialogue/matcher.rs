@@ -276,17 +276,26 @@ impl Matcher {
         if !self.needs_semantic(lexical) || text.trim().is_empty() {
             return None;
         }
+        let count = |outcome| {
+            crate::metrics::metrics()
+                .semantic
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                .inc();
+        };
         let q = match sem.encoder.message(text) {
             Ok(q) => q,
             Err(EncodeError::Busy) => {
+                count("busy");
                 tracing::debug!("sentence-embedding model busy; matching by words only");
                 return None;
             }
             Err(e) => {
+                count("failed");
                 tracing::warn!(error = %e, "sentence embedding failed; matching by words only");
                 return None;
             }
         };
+        count("used");
         let mut best = vec![f32::MIN; self.kb.intents.len()];
         for (doc, v) in self.docs.iter().zip(&sem.vectors) {
             let c = cosine(&q, v);
