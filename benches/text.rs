@@ -25,8 +25,11 @@
 //! Run: `cargo bench --bench text` (needs `deploy/setup.sh`). Settings:
 //! `KEFU_TEXT_CONVERSATIONS` (default 1000), `KEFU_TEXT_MESSAGES` (per
 //! conversation, default 6), `KEFU_TEXT_THINK_MS` (mean think time, default
-//! 5000), `KEFU_TEXT_SEMANTIC` (`false`: match by words only). Under `cargo test`
-//! it runs a few conversations as a smoke run. Figures go to benches/RESULTS.md.
+//! 5000), `KEFU_TEXT_SEMANTIC` (`false`: match by words only), `KEFU_TEXT_STORE`
+//! (`postgres`: kefu stores in a fresh database at KEFU_TEST_POSTGRES instead of
+//! SQLite). At the end it counts the customer turns stored against the messages
+//! that got a reply: every one must be there. Under `cargo test` it runs a few
+//! conversations as a smoke run. Figures go to benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -218,10 +221,10 @@ fn rerank_counts(server: &Server, token: &str) -> (f64, f64) {
 
 /// The share of first messages answered with the right intent, asked one at a
 /// time on an idle server (the reference for correctness under load).
-async fn idle_correctness(server: &Server, traffic: &Traffic, n: usize) -> f64 {
+async fn idle_correctness(server: &Server, traffic: &Traffic, n: usize) -> (f64, usize) {
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.http);
-    let mut right_n = 0;
+    let (mut right_n, mut answered) = (0, 0);
     for k in 0..n {
         let q = &traffic.questions[(k * 7) % traffic.questions.len()];
         let text = traffic.message(q);
@@ -243,10 +246,32 @@ async fn idle_correctness(server: &Server, traffic: &Traffic, n: usize) -> f64 {
         else {
             continue;
         };
+        if !r.status().is_success() {
+            continue;
+        }
+        answered += 1;
         let reply: serde_json::Value = r.json().await.unwrap_or_default();
         right_n += usize::from(right(&reply, &q.label));
     }
-    right_n as f64 / n.max(1) as f64
+    (right_n as f64 / n.max(1) as f64, answered)
+}
+
+/// Customer turns in the server's store (what was said is sealed; who said it
+/// is not).
+async fn stored_customer_turns(server: &Server) -> i64 {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.database_url())
+        .await
+        .expect("open the server's database");
+    let n = sqlx::query("SELECT COUNT(*) FROM turns WHERE speaker = 'customer'")
+        .fetch_one(&pool)
+        .await
+        .expect("count turns")
+        .try_get(0)
+        .expect("a count");
+    pool.close().await;
+    n
 }
 
 struct Pass<'a> {
@@ -259,7 +284,8 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    async fn run(self, label: &str) -> usize {
+    /// Runs the pass: (messages answered, messages failed).
+    async fn run(self, label: &str) -> (usize, usize) {
         let base = Arc::new(format!("http://{}", self.server.http));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(self.conversations as usize)
@@ -317,7 +343,7 @@ impl Pass<'_> {
             busy1 - busy0,
             100.0 * firsts_right as f64 / firsts.max(1) as f64
         );
-        failed
+        (answered, failed)
     }
 }
 
@@ -350,14 +376,18 @@ fn main() {
     };
     // This process holds a connection per customer.
     let _ = rlimit::increase_nofile_limit(conversations * 2 + 256);
-    let server = Server::start_with(
-        Some(&common::dtmf_plans()),
-        &format!(
-            "kb = \"{}\"\nsemantic = {}\n",
-            repo().join("dialplans/kb").display(),
-            std::env::var("KEFU_TEXT_SEMANTIC").map_or(true, |v| v != "false")
-        ),
+    let config = format!(
+        "kb = \"{}\"\nsemantic = {}\n",
+        repo().join("dialplans/kb").display(),
+        std::env::var("KEFU_TEXT_SEMANTIC").map_or(true, |v| v != "false")
     );
+    let postgres = std::env::var("KEFU_TEXT_STORE").is_ok_and(|v| v == "postgres");
+    let server = if postgres {
+        Server::start_on_postgres(Some(&common::dtmf_plans()), &config)
+    } else {
+        Server::start_with(Some(&common::dtmf_plans()), &config)
+    };
+    println!("store: {}", if postgres { "PostgreSQL" } else { "SQLite" });
     let (ok, token, err) = server.kefu(&["tokens", "create", "bench", "--role", "auditor"]);
     assert!(ok, "kefu tokens create: {err}");
     let token = token.trim().to_string();
@@ -377,7 +407,8 @@ fn main() {
     let repeated = traffic(false);
     rt.block_on(async {
         // Its wordings are cold too, and none comes again in the passes below.
-        let reference = idle_correctness(&server, &cold, 200.min(conversations as usize * 4)).await;
+        let (reference, mut answered) =
+            idle_correctness(&server, &cold, 200.min(conversations as usize * 4)).await;
         println!(
             "idle reference: first messages (cold wording) with the right intent {:.1} %",
             reference * 100.0
@@ -390,11 +421,26 @@ fn main() {
             messages,
             think,
         };
-        let mut failed = pass(&cold, think).run("cold").await;
-        failed += pass(&repeated, think).run("repeated").await;
-        failed += pass(&cold, Duration::ZERO).run("cold, no think time").await;
+        let mut failed = 0;
+        for (traffic, think, label) in [
+            (&cold, think, "cold"),
+            (&repeated, think, "repeated"),
+            (&cold, Duration::ZERO, "cold, no think time"),
+        ] {
+            let (a, f) = pass(traffic, think).run(label).await;
+            answered += a;
+            failed += f;
+        }
+        let stored = stored_customer_turns(&server).await;
+        println!(
+            "stored: {stored} customer turns for {answered} messages that got a reply ({failed} failed)"
+        );
         if !bench {
             assert_eq!(failed, 0, "messages failed in the smoke run");
         }
+        assert_eq!(
+            stored, answered as i64,
+            "a message that got a reply was not stored, or one was stored twice"
+        );
     });
 }

@@ -498,13 +498,18 @@ impl Server {
 
     /// Waits (at most 10 s) until no call is in progress.
     pub fn wait_no_calls(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.active_calls() != Some(0) {
-            assert!(
-                Instant::now() < deadline,
-                "calls still in progress: {:?}",
-                self.active_calls()
-            );
+        let left = self.wait_calls_end(Duration::from_secs(10));
+        assert_eq!(left, Some(0), "calls still in progress");
+    }
+
+    /// Waits up to `timeout` until no call is in progress: how many still are.
+    pub fn wait_calls_end(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.active_calls();
+            if left == Some(0) || Instant::now() >= deadline {
+                return left;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
