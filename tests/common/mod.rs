@@ -61,13 +61,15 @@ pub fn free_port() -> u16 {
 /// in the background is listening. Read from /proc/net/udp, so the check never
 /// holds the port itself.
 pub fn wait_udp_bound(port: u16) {
-    let needle = format!(":{port:04X} ");
+    // Lines read "sl local_address rem_address ...", the local address as
+    // HEXIP:HEXPORT.
+    let suffix = format!(":{port:04X}");
     let bound = || {
         std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
             t.lines().skip(1).any(|l| {
                 l.split_whitespace()
                     .nth(1)
-                    .is_some_and(|a| format!("{a} ").ends_with(&needle))
+                    .is_some_and(|a| a.ends_with(&suffix))
             })
         })
     };
@@ -121,10 +123,9 @@ impl Server {
     fn start_full(
         dialplans: Option<&Path>,
         extra_config: &str,
-        pg: Option<pg::PgDatabase>,
+        mut pg: Option<pg::PgDatabase>,
         shipped: bool,
     ) -> Self {
-        let mut pg = pg;
         let mut extra = extra_config.to_string();
         if let Some(db) = &pg {
             extra.push_str(&format!("\ndatabase = {:?}\n", db.url));
