@@ -104,6 +104,7 @@ pub(super) async fn append_audit(
     Ok(())
 }
 
+/// Formatted into queries (hence `AssertSqlSafe`): a constant, never input.
 const USER_COLUMNS: &str = "id, name, role, disabled, created_ms";
 
 impl Store {

@@ -59,6 +59,7 @@ fn agent_of(r: &sqlx::any::AnyRow) -> anyhow::Result<Agent> {
     })
 }
 
+/// Formatted into queries (hence `AssertSqlSafe`): a constant, never input.
 const COLUMNS: &str =
     "id, display_name, extension, queues, skills, user_id, contact_uri, created_ms";
 
