@@ -203,7 +203,7 @@ mod tests {
             io::ErrorKind::WouldBlock
         );
         // Reads until `n` datagrams are in `got` (polling, bounded): each call's
-        // payloads, and the time just before the call that returned each.
+        // payloads, and the time the call that returned each came back.
         let read = |socket: &RtpSocket,
                     got: &mut Vec<Datagram>,
                     batch: &mut Vec<u8>,
@@ -213,12 +213,13 @@ mod tests {
             for attempt in 0.. {
                 assert!(attempt < 2000, "the datagrams never came");
                 let from = got.len();
-                let called = SystemTime::now();
-                match socket.try_recv_batch(batch, 64, got) {
+                let result = socket.try_recv_batch(batch, 64, got);
+                let returned = SystemTime::now();
+                match result {
                     Ok(()) => {
                         assert!(got.len() - from <= 2, "two slots, more datagrams");
                         for (i, d) in got[from..].iter().enumerate() {
-                            out.push((batch[i * 64..][..d.len].to_vec(), called));
+                            out.push((batch[i * 64..][..d.len].to_vec(), returned));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -249,7 +250,8 @@ mod tests {
         got.clear();
 
         // Batches of at most two, each datagram with the kernel's arrival time: after
-        // the sends began, before the read that returned it, in order.
+        // the sends began, by the read that returned it, in order. (That the time is
+        // the arrival's, not the read's, the probe above showed.)
         let before = SystemTime::now();
         for text in [&b"first"[..], b"second", b"third"] {
             peer.send_to(text, port).unwrap();
@@ -258,12 +260,12 @@ mod tests {
         let texts: Vec<&[u8]> = read3.iter().map(|(t, _)| t.as_slice()).collect();
         assert_eq!(texts, [&b"first"[..], b"second", b"third"]);
         let mut last = before;
-        for (d, (_, called)) in got.iter().zip(&read3) {
+        for (d, (_, read_by)) in got.iter().zip(&read3) {
             assert_eq!(d.from, peer_addr);
             let at = d.at.expect("a kernel timestamp");
             assert!(
-                at >= last && at <= *called,
-                "arrival {at:?}: the sends began at {before:?}, read from {called:?}"
+                at >= last && at <= *read_by,
+                "arrival {at:?}: the sends began at {before:?}, read by {read_by:?}"
             );
             last = at;
         }
