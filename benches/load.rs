@@ -817,16 +817,10 @@ fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke
         cpu_run / n as f64,
         cpu_run * 100.0 / n as f64 / hold.as_secs_f64()
     );
-    let recognised = server
-        .logs()
-        .iter()
-        .filter(|l| l.contains("caller said"))
-        .count();
-    let refused = server
-        .logs()
-        .iter()
-        .filter(|l| l.contains("speech recognition refused"))
-        .count();
+    let logs = server.logs();
+    let lines_with = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
+    let recognised = lines_with("caller said");
+    let refused = lines_with("speech recognition refused");
     if voice == Voice::Speech {
         println!(
             "  utterances recognised {recognised} of {n} callers who spoke; refused as busy {refused} (log lines)"

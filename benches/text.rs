@@ -199,16 +199,7 @@ async fn customer(
 
 /// The re-ranker's counts so far: (used, busy).
 fn rerank_counts(server: &Server, token: &str) -> (f64, f64) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(server.http) else {
-        return (f64::NAN, f64::NAN);
-    };
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: kefu\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
+    let (_, text) = server.get_metrics(token);
     let count = |outcome: &str| {
         let needle = format!("kefu_semantic_rerank_total{{outcome=\"{outcome}\"}} ");
         text.lines()

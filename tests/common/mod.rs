@@ -490,6 +490,21 @@ impl Server {
         );
     }
 
+    /// GET /metrics with a bearer token over a plain socket (no async runtime
+    /// needed): the response's head and body.
+    pub fn get_metrics(&self, token: &str) -> (String, String) {
+        let mut s = TcpStream::connect(self.http).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: kefu\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.to_string(), body.to_string())
+    }
+
     /// Calls in progress, as `/readyz` tells them.
     pub fn active_calls(&self) -> Option<usize> {
         let (_, body) = self.http_get("/readyz");
