@@ -34,22 +34,114 @@ fn load(dir: &Path, models: Option<&Path>) -> Result<Matcher, ExitCode> {
     Matcher::with_encoder(kb, encoder).map_err(|e| fail(e.to_string()))
 }
 
-pub fn check(dir: &Path) -> ExitCode {
-    match load(dir, None) {
-        Ok(m) => {
-            let examples: usize = m.kb.intents.iter().map(|i| i.examples.len()).sum();
-            println!(
-                "{}: ok ({} intents, {} example questions, version {})",
-                dir.display(),
-                m.kb.intents.len(),
-                examples,
-                m.kb.version
-            );
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+pub fn check(dir: &Path, models: Option<&Path>) -> ExitCode {
+    let m = match load(dir, None) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let examples: usize = m.kb.intents.iter().map(|i| i.examples.len()).sum();
+    println!(
+        "{}: ok ({} intents, {} example questions, version {})",
+        dir.display(),
+        m.kb.intents.len(),
+        examples,
+        m.kb.version
+    );
+    let Some(models) = models else {
+        return ExitCode::SUCCESS;
+    };
+    // The files are valid; the understanding report needs the sentence-embedding model.
+    match load(dir, Some(models)) {
+        Ok(m) => print!("{}", understanding(&m)),
+        Err(_) => eprintln!("(no understanding report without the model; --lexical skips it)"),
     }
+    ExitCode::SUCCESS
 }
+
+/// What the knowledge base's own examples say about how well it will be understood.
+fn understanding(m: &Matcher) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let Some(cal) = m.calibration() else {
+        return s;
+    };
+    let pct = |x: f32| format!("{:.1} %", x * 100.0);
+    let _ = writeln!(
+        s,
+        "understanding to expect (each example left out and asked as a question; each intent left out for near misses it does not cover):"
+    );
+    for (lang, r) in &cal.langs {
+        let _ = writeln!(
+            s,
+            "  {}: expected overall accuracy {:.2}: in scope answered right {} ({}/{}), near misses declined {} ({}/{}); answer threshold {:.3}{}",
+            lang.code(),
+            r.expected_accuracy(),
+            pct(r.answered_right_share()),
+            r.answered_right,
+            r.in_scope,
+            pct(r.rejected_share()),
+            r.rejected,
+            r.out_of_scope,
+            r.scale.threshold,
+            if r.own {
+                ""
+            } else {
+                " (too few examples to calibrate this language alone)"
+            }
+        );
+    }
+    let id = |i: usize| m.kb.intents[i].id.as_str();
+    let mut pairs: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
+    for (&(a, b), &n) in &cal.confusions {
+        *pairs.entry((a.min(b), a.max(b))).or_default() += n;
+    }
+    let mut pairs: Vec<_> = pairs.into_iter().collect();
+    pairs.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            s,
+            "confusable intents (left-out examples taken for the other; reword or merge them):"
+        );
+        for ((a, b), n) in pairs.iter().take(15) {
+            let _ = writeln!(s, "  {n:>3}  {} <-> {}", id(*a), id(*b));
+        }
+    }
+    let mut needs = Vec::new();
+    for (i, intent) in m.kb.intents.iter().enumerate() {
+        let mut why = Vec::new();
+        for lang in Lang::ALL {
+            let n = intent.examples.iter().filter(|e| e.lang == lang).count();
+            if n < MIN_EXAMPLES {
+                why.push(format!("{n} example(s) in {}", lang.code()));
+            }
+        }
+        if let Some(&(scored, right)) = cal.per_intent.get(&i)
+            && scored >= 2
+            && right * 2 < scored
+        {
+            why.push(format!(
+                "{} of {scored} left-out examples taken for another intent",
+                scored - right
+            ));
+        }
+        if !why.is_empty() {
+            needs.push(format!("  {}: {}", intent.id, why.join("; ")));
+        }
+    }
+    if !needs.is_empty() {
+        let _ = writeln!(
+            s,
+            "intents that need more examples (at least {MIN_EXAMPLES} per language, worded as customers ask):"
+        );
+        for line in needs {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    s
+}
+
+/// Fewer example questions than this in a language: `kb check` asks for more.
+const MIN_EXAMPLES: usize = 3;
 
 pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
     let data = match std::fs::read(file) {

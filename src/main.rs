@@ -148,9 +148,13 @@ enum Command {
 #[derive(Subcommand)]
 enum KbCommand {
     /// Validate the knowledge base; prints file:line:col errors and exits 1 if any.
+    /// With the models present, also reports the understanding to expect: calibrated on
+    /// the examples themselves, confusable intents, intents that need more examples.
     Check {
         #[arg(default_value = "dialplans/kb")]
         dir: PathBuf,
+        #[command(flatten)]
+        semantic: SemanticArgs,
     },
     /// Turn a spreadsheet (CSV with a header row: id, title_en, title_zh, question_en,
     /// question_zh, answer_en, answer_zh, chat_en, chat_zh, tags, handover) into a
@@ -293,7 +297,7 @@ fn main() -> ExitCode {
             json,
         } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
         Command::Kb { command } => match command {
-            KbCommand::Check { dir } => kb_cli::check(&dir),
+            KbCommand::Check { dir, semantic } => kb_cli::check(&dir, semantic.models()),
             KbCommand::Import { file, output, kb } => {
                 let stem = file
                     .file_stem()

@@ -119,27 +119,92 @@ fn eval_reports_accuracy_and_out_of_scope() {
     );
 }
 
-/// (top-1 accuracy %, out-of-scope F1) from `kefu kb eval`'s report.
-fn accuracy(report: &str) -> (f64, f64) {
-    let number = |after: &str| -> f64 {
-        let rest =
-            &report[report.find(after).unwrap_or_else(|| panic!("{report}")) + after.len()..];
-        rest.split_whitespace().next().unwrap().parse().unwrap()
+/// (overall accuracy, top-1 accuracy %, out-of-scope F1) from `kefu kb eval`'s report.
+fn accuracy(report: &str) -> (f64, f64, f64) {
+    let number = |line: &str, after: &str| -> f64 {
+        let l = report
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{report}"));
+        let rest = &l[l.find(after).unwrap_or_else(|| panic!("{report}")) + after.len()..];
+        rest.split(|c: char| c.is_whitespace() || c == ';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    (number("top-1 accuracy: "), number(" F1 "))
+    (
+        number("overall accuracy", "class): "),
+        number("top-1 accuracy", "accuracy: "),
+        number("out of scope: precision", " F1 "),
+    )
 }
 
 #[test]
-fn the_semantic_reranker_meets_the_understanding_aims() {
-    // Held-out questions written apart from the examples (202 in scope, 60 out).
+fn the_semantic_matcher_meets_the_understanding_aims_on_the_development_set() {
+    // Held-out questions written apart from the examples (202 in scope, 60 out); the
+    // development set: the old matcher's constants were chosen on it.
     let (ok, out, err) = kefu(&["kb", "eval", "tests/fixtures/kb/heldout.tsv"]);
     assert!(ok, "{err}");
-    let (top1, f1) = accuracy(&out);
-    assert!(top1 >= 90.0 && f1 >= 0.8, "{out}");
+    let (overall, top1, f1) = accuracy(&out);
+    assert!(overall >= 0.85 && top1 >= 90.0 && f1 >= 0.8, "{out}");
     let (ok, out, err) = kefu(&["kb", "eval", "tests/fixtures/kb/heldout.tsv", "--lexical"]);
     assert!(ok, "{err}");
-    let (lexical_top1, lexical_f1) = accuracy(&out);
-    assert!(lexical_top1 < top1 && lexical_f1 < f1, "{out}");
+    let (lexical_overall, lexical_top1, lexical_f1) = accuracy(&out);
+    assert!(
+        lexical_overall < overall && lexical_top1 < top1 && lexical_f1 < f1,
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_the_understanding_to_expect() {
+    let (ok, out, err) = kefu(&["kb", "check", "dialplans/kb"]);
+    assert!(ok, "{err}");
+    for lang in ["zh", "en"] {
+        let line = out
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with(&format!("{lang}: expected overall accuracy"))
+            })
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("answer threshold"), "{line}");
+    }
+    // Returning and the return policy are close neighbours in the demo.
+    assert!(out.contains("confusable intents"), "{out}");
+    // A thin knowledge base: one example per intent, an intent with no Mandarin.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("thin.toml"),
+        r#"
+[intents.hours]
+title = { en = "opening hours", zh = "营业时间" }
+examples.en = ["when do you open"]
+examples.zh = ["几点开门"]
+answer = { en = "9 to 6.", zh = "九点到六点。" }
+
+[intents.parking]
+title.en = "parking"
+examples.en = ["is there parking", "where can I park", "do you have a car park"]
+answer.en = "Yes, behind the shop."
+"#,
+    )
+    .unwrap();
+    let (ok, out, err) = kefu(&["kb", "check", dir.path().to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("intents that need more examples"), "{out}");
+    assert!(
+        out.contains("  hours: 1 example(s) in zh; 1 example(s) in en"),
+        "{out}"
+    );
+    assert!(out.contains("  parking: 0 example(s) in zh"), "{out}");
+    // Without the model the files are still checked.
+    let (ok, out, err) = kefu(&["kb", "check", dir.path().to_str().unwrap(), "--lexical"]);
+    assert!(
+        ok && out.contains(": ok (") && !out.contains("expect"),
+        "{out}{err}"
+    );
 }
 
 #[test]

@@ -72,6 +72,62 @@ fn unrelated_questions_stay_out_of_scope() {
 }
 
 #[test]
+fn one_word_requests_for_a_person_hand_over() {
+    let (semantic, _) = matchers();
+    for text in ["人工", "真人", "转人工", "我要真人", "agent please"] {
+        let (id, _, outcome) = top(&semantic, text);
+        assert_eq!(id, "human", "{text}: {outcome:?}");
+        assert!(matches!(outcome, Outcome::Answer(_)), "{text}: {outcome:?}");
+    }
+    // Asking whether this is a person is still small talk.
+    assert_eq!(top(&semantic, "你是真人吗").0, "bot");
+}
+
+/// Thresholds come from each knowledge base's own examples; a thin one still loads,
+/// matches and says what it lacks.
+#[test]
+fn each_knowledge_base_is_calibrated_on_its_own_examples() {
+    let (semantic, _) = matchers();
+    let demo = semantic.calibration().expect("calibrated");
+    for lang in [Lang::Zh, Lang::En] {
+        let r = &demo.langs[&lang];
+        assert!(r.own && r.in_scope > 400, "{r:?}");
+        assert!(r.scale.low < r.scale.threshold && r.scale.threshold < r.scale.high);
+        assert!((0.5..1.0).contains(&r.expected_accuracy()), "{r:?}");
+    }
+    let thin = kefu::dialogue::kb::load_files(&[(
+        "thin.toml".into(),
+        r#"
+[intents.hours]
+title = { en = "opening hours", zh = "营业时间" }
+examples.en = ["when do you open"]
+examples.zh = ["几点开门"]
+answer = { en = "9 to 6.", zh = "九点到六点。" }
+
+[intents.parking]
+title.en = "parking"
+examples.en = ["is there parking", "where can I park"]
+answer.en = "Yes, behind the shop."
+"#
+        .into(),
+    )])
+    .unwrap();
+    let m = Matcher::with_encoder(Arc::new(thin), Some(encoder())).unwrap();
+    let cal = m.calibration().expect("calibrated");
+    assert!(cal.unscorable > 0, "{cal:?}");
+    assert_ne!(cal.scale(Lang::Zh), demo.scale(Lang::Zh));
+    assert_eq!(top(&m, "what time do you open").0, "hours");
+    assert_eq!(top(&m, "where can i park my car").0, "parking");
+    // Mandarin has no parking examples: a Mandarin question still gets a decision
+    // (`kb check` asks for Mandarin examples).
+    let (_, ranked) = m.classify("附近有停车场吗", Lang::Zh, None);
+    assert!(!ranked.is_empty());
+    for text in ["", "   ", "\u{0}\u{1}\u{fffd}", &"很长".repeat(20_000)] {
+        let _ = m.classify(text, Lang::detect(text), None);
+    }
+}
+
+#[test]
 fn confident_word_matches_skip_the_model_and_keep_their_score() {
     let (semantic, lexical) = matchers();
     // An example question verbatim: the words decide, the model is not run.

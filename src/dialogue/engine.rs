@@ -285,9 +285,15 @@ impl Conversation {
                         self.values.insert(name, value);
                         return self.continue_intent(i, 1.0, candidates);
                     }
-                    // A clear new question (or asking for a person) leaves the slot.
-                    let switches =
-                        matches!(outcome, Outcome::Answer(s) if kb.intents[s.intent].id != intent);
+                    // A clear new question (or asking for a person) leaves the slot (the
+                    // customer can ask again; its values so far are kept), and so does
+                    // a question between two other intents, which is asked back.
+                    let other = |s: &Scored| kb.intents[s.intent].id != intent;
+                    let switches = match &outcome {
+                        Outcome::Answer(s) => other(s),
+                        Outcome::Clarify(a, b) => other(a) && other(b),
+                        Outcome::OutOfScope(_) => false,
+                    };
                     if !switches && !wants_person {
                         if tries + 1 >= SLOT_TRIES {
                             return self.hand_over(
@@ -683,6 +689,24 @@ answer = { en = "10 to 4 at weekends.", zh = "周末十点到四点。" }
         // A number given with the question needs no prompt.
         let r = c.respond(&m, "track my order 654321", now());
         assert_eq!(r.text, "Order 654321 ships today.");
+    }
+
+    #[test]
+    fn a_new_question_while_filling_a_slot_is_answered() {
+        let m = setup();
+        let mut c = Conversation::new(Medium::Chat, Lang::En);
+        assert_eq!(
+            c.respond(&m, "track my order", now()).kind,
+            ReplyKind::AskSlot
+        );
+        let r = c.respond(&m, "what are your opening hours?", now());
+        assert_eq!((r.kind, r.text.as_str()), (ReplyKind::Answer, "9 to 6."));
+        // The order can be taken up again, number and all.
+        let r = c.respond(&m, "order status 123456", now());
+        assert_eq!(r.text, "Order 123456 ships today.");
+        let mut c = Conversation::new(Medium::Voice, Lang::Zh);
+        assert_eq!(c.respond(&m, "查订单", now()).kind, ReplyKind::AskSlot);
+        assert_eq!(c.respond(&m, "你们几点开门", now()).text, "九点到六点。");
     }
 
     #[test]

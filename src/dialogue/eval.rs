@@ -81,11 +81,25 @@ pub struct Report {
     pub confusions: BTreeMap<(String, String), usize>,
     /// Per language: (in-scope, top-1 right).
     pub by_lang: BTreeMap<String, (usize, usize)>,
+    /// Per language: the same report for that language's questions alone.
+    pub langs: BTreeMap<String, Report>,
     /// Confidence bins of answered questions: (answered, right), 0.1 wide.
     pub calibration: [(usize, usize); 10],
 }
 
 impl Report {
+    /// Right decisions over all questions, out of scope counted as a class: an
+    /// in-scope question answered with its intent, an out-of-scope one declined.
+    pub fn overall_accuracy(&self) -> f64 {
+        ratio(
+            self.answered_right + self.oos_true,
+            self.in_scope + self.out_of_scope,
+        )
+    }
+    /// In-scope questions answered with the right intent.
+    pub fn answered_right_share(&self) -> f64 {
+        ratio(self.answered_right, self.in_scope)
+    }
     pub fn top1_accuracy(&self) -> f64 {
         ratio(self.top1, self.in_scope)
     }
@@ -112,6 +126,26 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Runs every case through the matcher with the knowledge base's thresholds (or
 /// `thresholds` to try others).
 pub fn evaluate(
+    m: &Matcher,
+    cases: &[Case],
+    thresholds: Option<&crate::dialogue::kb::Thresholds>,
+) -> Report {
+    let mut r = tally(m, cases, thresholds);
+    for lang in Lang::ALL {
+        let of_lang: Vec<Case> = cases
+            .iter()
+            .filter(|c| Lang::detect(&c.text) == lang)
+            .cloned()
+            .collect();
+        if !of_lang.is_empty() {
+            r.langs
+                .insert(lang.code().to_string(), tally(m, &of_lang, thresholds));
+        }
+    }
+    r
+}
+
+fn tally(
     m: &Matcher,
     cases: &[Case],
     thresholds: Option<&crate::dialogue::kb::Thresholds>,
@@ -183,6 +217,25 @@ pub fn render(r: &Report, worst: usize) -> String {
         "questions: {} in scope, {} out of scope",
         r.in_scope, r.out_of_scope
     );
+    let _ = writeln!(
+        s,
+        "overall accuracy (out of scope as a class): {:.3}; in-scope answered right: {} ({}/{})",
+        r.overall_accuracy(),
+        pct(r.answered_right_share()),
+        r.answered_right,
+        r.in_scope
+    );
+    for (lang, l) in &r.langs {
+        let _ = writeln!(
+            s,
+            "  {lang}: overall {:.3}, answered right {}, out-of-scope F1 {:.3} ({} in scope, {} out)",
+            l.overall_accuracy(),
+            pct(l.answered_right_share()),
+            l.oos_f1(),
+            l.in_scope,
+            l.out_of_scope
+        );
+    }
     let _ = writeln!(
         s,
         "top-1 accuracy: {} ({}/{})",

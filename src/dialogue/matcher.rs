@@ -9,20 +9,26 @@
 //! accuracy). A follow-up gets a boost right after the answer it follows.
 //!
 //! With a sentence-embedding model ([`super::semantic`]), a message the lexical score
-//! is not sure of is re-ranked: each intent's best example cosine, mapped onto 0–1
-//! between `SEMANTIC_FLOOR` and `SEMANTIC_CEILING`, is blended with the lexical score.
-//! Paraphrases that share no words with an example ("has my stuff been sent out
-//! yet") are found this way, and unrelated questions stay low on both. Messages the
+//! is not sure of is matched by meaning instead: each intent is scored by the cosine
+//! between the message and the centroids of its examples (same language, and all
+//! languages together), and that raw score is mapped onto the confidence scale by the
+//! knowledge base's own calibration ([`super::calibrate`]: thresholds per language,
+//! from leave-one-out on the examples, recomputed on every load). Paraphrases that
+//! share no words with an example ("has my stuff been sent out yet") are found this
+//! way, and unrelated questions fall below the calibrated threshold. Messages the
 //! lexical score already answers with confidence skip the model (it costs a few
-//! milliseconds of CPU per message; the lexical stage costs well under one).
+//! milliseconds of CPU per message; the lexical stage costs well under one), and so
+//! does every message while the model is busy: the words-only score and the
+//! `[kb.thresholds]` decide those.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
 
+use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids};
 use super::kb::{KnowledgeBase, Thresholds};
-use super::semantic::{EncodeError, Encoder, Vector, cosine};
+use super::semantic::{EncodeError, Encoder};
 use super::text::{Lang, Synonyms, normalize, terms};
 
 /// How many retrieved examples the re-ranker looks at.
@@ -36,11 +42,6 @@ const CHAR_WEIGHT: f32 = 0.5;
 const EXAMPLE_WEIGHT: f32 = 0.5;
 /// A lexical score at or above this answers without the semantic re-ranker.
 const SEMANTIC_GATE: f32 = 0.7;
-/// Cosines (of e5 embeddings) at or below the floor count 0, at the ceiling 1.
-const SEMANTIC_FLOOR: f32 = 0.85;
-const SEMANTIC_CEILING: f32 = 0.96;
-/// The semantic share of a re-ranked score (the rest is lexical).
-const SEMANTIC_WEIGHT: f32 = 0.6;
 
 /// Terms arrive already cut (by `text::terms`), joined with spaces.
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,10 +94,11 @@ pub struct Matcher {
     semantic: Option<Semantic>,
 }
 
-/// The re-ranker's model and the examples' embeddings (one per `Matcher::docs`).
+/// The model, each intent's centroids and the knowledge base's own calibration.
 struct Semantic {
     encoder: Arc<Encoder>,
-    vectors: Vec<Vector>,
+    centroids: Vec<Centroids>,
+    calibration: Calibration,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -124,7 +126,29 @@ impl Matcher {
                     .flat_map(|i| i.examples.iter().map(|e| e.text.as_str()))
                     .collect();
             let vectors = encoder.examples(&texts)?;
-            m.semantic = Some(Semantic { encoder, vectors });
+            let samples: Vec<Sample> = m
+                .docs
+                .iter()
+                .zip(&vectors)
+                .map(|(d, v)| Sample {
+                    intent: d.intent,
+                    lang: d.lang,
+                    vector: v.clone(),
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let centroids = centroids(&samples, m.kb.intents.len());
+            let calibration = calibrate(&samples, &centroids);
+            tracing::info!(
+                kb = %m.kb.name,
+                ms = started.elapsed().as_millis() as u64,
+                "calibrated the matcher on the knowledge base's own examples"
+            );
+            m.semantic = Some(Semantic {
+                encoder,
+                centroids,
+                calibration,
+            });
         }
         Ok(m)
     }
@@ -132,6 +156,11 @@ impl Matcher {
     /// Whether the semantic re-ranker is on.
     pub fn is_semantic(&self) -> bool {
         self.semantic.is_some()
+    }
+
+    /// What calibration found (with the semantic matcher only).
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.semantic.as_ref().map(|s| &s.calibration)
     }
 
     /// A lexical-only matcher.
@@ -218,16 +247,12 @@ impl Matcher {
         limit: usize,
     ) -> Vec<Scored> {
         let mut scores = self.lexical(text, lang);
-        if let Some(sem) = self.semantic_scores(text, &scores) {
-            for (intent, s) in sem.iter().enumerate() {
-                let lexical = scores.get(&intent).copied().unwrap_or(0.0);
-                if *s > 0.0 || lexical > 0.0 {
-                    scores.insert(
-                        intent,
-                        SEMANTIC_WEIGHT * s + (1.0 - SEMANTIC_WEIGHT) * lexical,
-                    );
-                }
-            }
+        if let Some(sem) = self.semantic_scores(text, lang, &scores) {
+            scores = sem
+                .into_iter()
+                .enumerate()
+                .filter_map(|(intent, s)| s.map(|s| (intent, s)))
+                .collect();
         }
         let mut ranked: Vec<Scored> = scores
             .into_iter()
@@ -270,8 +295,14 @@ impl Matcher {
         lexical.values().all(|s| *s < SEMANTIC_GATE)
     }
 
-    /// Each intent's semantic score (0–1, by index), when the message needs it.
-    fn semantic_scores(&self, text: &str, lexical: &HashMap<usize, f32>) -> Option<Vec<f32>> {
+    /// Each intent's semantic confidence (0–1, by index; `None` for an intent without
+    /// examples), when the message needs it.
+    fn semantic_scores(
+        &self,
+        text: &str,
+        lang: Lang,
+        lexical: &HashMap<usize, f32>,
+    ) -> Option<Vec<Option<f32>>> {
         let sem = self.semantic.as_ref()?;
         if !self.needs_semantic(lexical) || text.trim().is_empty() {
             return None;
@@ -296,18 +327,12 @@ impl Matcher {
             }
         };
         count("used");
-        let mut best = vec![f32::MIN; self.kb.intents.len()];
-        for (doc, v) in self.docs.iter().zip(&sem.vectors) {
-            let c = cosine(&q, v);
-            if c > best[doc.intent] {
-                best[doc.intent] = c;
-            }
-        }
+        let scale = sem.calibration.scale(lang);
+        let answer = self.kb.thresholds.answer;
         Some(
-            best.into_iter()
-                .map(|c| {
-                    ((c - SEMANTIC_FLOOR) / (SEMANTIC_CEILING - SEMANTIC_FLOOR)).clamp(0.0, 1.0)
-                })
+            sem.centroids
+                .iter()
+                .map(|c| c.score(&q, lang).map(|raw| scale.confidence(raw, answer)))
                 .collect(),
         )
     }

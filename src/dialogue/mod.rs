@@ -3,6 +3,7 @@
 //! per-conversation state machine (`engine`). Nothing here does I/O or reads a clock;
 //! `reload` (the file watcher) and `conversations` (the shared live set) are the edges.
 
+pub mod calibrate;
 pub mod conversations;
 pub mod engine;
 pub mod eval;

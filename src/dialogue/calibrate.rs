@@ -1,0 +1,513 @@
+//! How sure the semantic matcher must be, derived from each knowledge base itself.
+//!
+//! Every intent is represented by centroids of its example embeddings: one per
+//! language, and one over all its examples (so a Mandarin example helps an English
+//! question). A message's raw score for an intent blends its cosine to the intent's
+//! same-language centroid with its cosine to the all-language one.
+//!
+//! Nobody tunes a constant per knowledge base: at load time, per language,
+//! - **in scope**: each example is scored as if it were a customer's question, with
+//!   itself (and its likely translation, the most similar example of the same intent
+//!   in the other language) left out of its intent (leave-one-out);
+//! - **out of scope**: each example's best score among the *other* intents stands in for
+//!   a question the knowledge base does not cover (leave-one-intent-out), the hardest
+//!   kind: near misses from the same business.
+//!
+//! The answer threshold is the raw score that maximises the expected share of right
+//! decisions, weighing out-of-scope questions at [`OUT_OF_SCOPE_SHARE`]. Raw scores then
+//! map onto the knowledge base's confidence scale (the threshold onto
+//! `thresholds.answer`), so the engine's answer / ask back / out of scope decision and
+//! the follow-up boost work unchanged. The same pass counts which intents are confused
+//! with which, for `kefu kb check`.
+//!
+//! Pure computation: vectors in, numbers out.
+
+use std::collections::BTreeMap;
+
+use super::semantic::{Vector, cosine};
+use super::text::Lang;
+
+/// The share of questions assumed to be out of scope when choosing the threshold.
+/// A prior, not a fitted constant: service lines see roughly one unrelated or
+/// uncovered question in four (the frozen evaluation sets were written with about
+/// one in five).
+pub const OUT_OF_SCOPE_SHARE: f32 = 0.25;
+/// The weight of an intent's all-language centroid in its raw score (the rest is its
+/// same-language centroid): other languages' examples add evidence, but an embedding
+/// sits nearer texts of its own language.
+pub const CROSS_LINGUAL_WEIGHT: f32 = 0.3;
+/// At most this many examples are scored for calibration (an even spread): load time
+/// stays bounded on a knowledge base of thousands of intents.
+const MAX_SCORED: usize = 2000;
+/// Fewer in-scope stand-ins than this in one language: that language uses the
+/// thresholds of all languages together.
+const MIN_PER_LANGUAGE: usize = 20;
+/// Used only when a knowledge base has too few examples to calibrate at all (every
+/// intent has a single example): a cosine of multilingual-e5 that paraphrases usually
+/// reach and unrelated questions usually do not. `kefu kb check` says to add examples.
+const FALLBACK_THRESHOLD: f32 = 0.9;
+const FALLBACK_SPREAD: f32 = 0.03;
+
+/// An intent's centroids (unit length), by language and over all its examples.
+///
+/// Centroids alone rank: on the development set (`tests/fixtures/kb/heldout.tsv`) and
+/// in leave-one-out on the examples, adding the nearest example's cosine ranked about
+/// as well and decided worse (overall 0.893 against 0.901, see benches/RESULTS.md).
+#[derive(Clone, Debug, Default)]
+pub struct Centroids {
+    pub by_lang: BTreeMap<Lang, Vec<f32>>,
+    pub all: Option<Vec<f32>>,
+}
+
+impl Centroids {
+    /// The raw score of a message (unit vector `q`, in `lang`) for this intent.
+    pub fn score(&self, q: &[f32], lang: Lang) -> Option<f32> {
+        let all = self.all.as_ref().map(|c| cosine(q, c))?;
+        Some(match self.by_lang.get(&lang) {
+            Some(c) => (1.0 - CROSS_LINGUAL_WEIGHT) * cosine(q, c) + CROSS_LINGUAL_WEIGHT * all,
+            None => all,
+        })
+    }
+}
+
+/// One example for calibration: its intent (index), language and unit embedding.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub intent: usize,
+    pub lang: Lang,
+    pub vector: Vector,
+}
+
+/// An intent's examples added up (not normalised), per language and in all: an
+/// example can be taken out again.
+#[derive(Clone, Debug)]
+struct Sums {
+    by_lang: BTreeMap<Lang, (Vec<f32>, usize)>,
+    all: Vec<f32>,
+    count: usize,
+}
+
+fn sums(samples: &[Sample], intents: usize) -> Vec<Sums> {
+    let dim = samples.first().map_or(0, |s| s.vector.len());
+    let mut sums = vec![
+        Sums {
+            by_lang: BTreeMap::new(),
+            all: vec![0.0; dim],
+            count: 0,
+        };
+        intents
+    ];
+    for s in samples {
+        let sum = &mut sums[s.intent];
+        let e = sum
+            .by_lang
+            .entry(s.lang)
+            .or_insert_with(|| (vec![0.0; dim], 0));
+        add(&mut e.0, &s.vector, 1.0);
+        e.1 += 1;
+        add(&mut sum.all, &s.vector, 1.0);
+        sum.count += 1;
+    }
+    sums
+}
+
+/// Builds every intent's centroids (`intents`: how many there are).
+pub fn centroids(samples: &[Sample], intents: usize) -> Vec<Centroids> {
+    sums(samples, intents)
+        .into_iter()
+        .map(|s| Centroids {
+            by_lang: s
+                .by_lang
+                .into_iter()
+                .filter_map(|(l, (v, _))| unit(v).map(|v| (l, v)))
+                .collect(),
+            all: if s.count > 0 { unit(s.all) } else { None },
+        })
+        .collect()
+}
+
+fn add(sum: &mut [f32], v: &[f32], sign: f32) {
+    for (s, x) in sum.iter_mut().zip(v) {
+        *s += sign * x;
+    }
+}
+
+fn unit(mut v: Vec<f32>) -> Option<Vec<f32>> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n < 1e-6 {
+        return None;
+    }
+    v.iter_mut().for_each(|x| *x /= n);
+    Some(v)
+}
+
+/// Maps raw scores of one language onto the confidence scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scale {
+    /// The raw score at which an answer is given.
+    pub threshold: f32,
+    /// Typical raw scores of right answers (median) and of out-of-scope stand-ins.
+    pub high: f32,
+    pub low: f32,
+}
+
+impl Scale {
+    /// `answer`: the confidence at the threshold. Below it, confidence falls to 0 at
+    /// `low`; above, it rises to 1 at `high`.
+    pub fn confidence(&self, raw: f32, answer: f32) -> f32 {
+        let c = if raw >= self.threshold {
+            answer + (1.0 - answer) * (raw - self.threshold) / (self.high - self.threshold)
+        } else {
+            answer * (raw - self.low) / (self.threshold - self.low)
+        };
+        c.clamp(0.0, 1.0)
+    }
+
+    fn fallback() -> Self {
+        Self {
+            threshold: FALLBACK_THRESHOLD,
+            high: FALLBACK_THRESHOLD + FALLBACK_SPREAD,
+            low: FALLBACK_THRESHOLD - FALLBACK_SPREAD,
+        }
+    }
+}
+
+/// What calibration found for one language (or all together).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LangReport {
+    pub scale: Scale,
+    /// In-scope stand-ins scored, and how many of them the matcher would answer right.
+    pub in_scope: usize,
+    pub answered_right: usize,
+    /// Out-of-scope stand-ins scored, and how many fall below the threshold.
+    pub out_of_scope: usize,
+    pub rejected: usize,
+    /// Whether this language has its own scale (else the pooled one).
+    pub own: bool,
+}
+
+impl LangReport {
+    pub fn answered_right_share(&self) -> f32 {
+        share(self.answered_right, self.in_scope)
+    }
+    pub fn rejected_share(&self) -> f32 {
+        share(self.rejected, self.out_of_scope)
+    }
+    /// Expected share of right decisions with out of scope at [`OUT_OF_SCOPE_SHARE`].
+    pub fn expected_accuracy(&self) -> f32 {
+        (1.0 - OUT_OF_SCOPE_SHARE) * self.answered_right_share()
+            + OUT_OF_SCOPE_SHARE * self.rejected_share()
+    }
+}
+
+fn share(a: usize, b: usize) -> f32 {
+    if b == 0 { 0.0 } else { a as f32 / b as f32 }
+}
+
+/// The calibration of one knowledge base.
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub langs: BTreeMap<Lang, LangReport>,
+    /// (intent, intent it was taken for) → how many of its examples, left out.
+    pub confusions: BTreeMap<(usize, usize), usize>,
+    /// Per intent: (examples scored, ranked right).
+    pub per_intent: BTreeMap<usize, (usize, usize)>,
+    /// Examples that could not stand in for a question (their intent had no other).
+    pub unscorable: usize,
+}
+
+impl Calibration {
+    /// The scale for a language (the fallback when it was never seen).
+    pub fn scale(&self, lang: Lang) -> Scale {
+        self.langs
+            .get(&lang)
+            .map(|r| r.scale)
+            .unwrap_or_else(Scale::fallback)
+    }
+}
+
+struct Stand {
+    lang: Lang,
+    /// Best raw score with the example left out of its intent, and whether that best
+    /// intent is the right one; `None` when its intent had no other example.
+    in_scope: Option<(f32, bool)>,
+    /// Best raw score among the other intents.
+    out_of_scope: Option<f32>,
+}
+
+/// Calibrates from the examples (`samples`, with `cents` built from all of them).
+pub fn calibrate(samples: &[Sample], cents: &[Centroids]) -> Calibration {
+    // Raw (unnormalised) sums per intent, to take an example out of its own centroid.
+    let sums = sums(samples, cents.len());
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); cents.len()];
+    for (i, s) in samples.iter().enumerate() {
+        members[s.intent].push(i);
+    }
+    let step = samples.len().div_ceil(MAX_SCORED).max(1);
+    let mut cal = Calibration::default();
+    let mut stands = Vec::new();
+    for s in samples.iter().step_by(step) {
+        // Its likely translation: the nearest example of its intent in another language.
+        let twin = members[s.intent]
+            .iter()
+            .filter(|&&j| samples[j].lang != s.lang)
+            .max_by(|&&a, &&b| {
+                cosine(&s.vector, &samples[a].vector)
+                    .total_cmp(&cosine(&s.vector, &samples[b].vector))
+            })
+            .copied();
+        let Sums {
+            by_lang,
+            all,
+            count: n,
+        } = &sums[s.intent];
+        let mut own = Centroids::default();
+        if let Some((sum, count)) = by_lang.get(&s.lang)
+            && *count > 1
+        {
+            let mut v = sum.clone();
+            add(&mut v, &s.vector, -1.0);
+            if let Some(v) = unit(v) {
+                own.by_lang.insert(s.lang, v);
+            }
+        }
+        let left = n - 1 - usize::from(twin.is_some());
+        if left > 0 {
+            let mut v = all.clone();
+            add(&mut v, &s.vector, -1.0);
+            if let Some(t) = twin {
+                add(&mut v, &samples[t].vector, -1.0);
+            }
+            own.all = unit(v);
+        }
+        let mut best_other: Option<(usize, f32)> = None;
+        for (k, c) in cents.iter().enumerate() {
+            if k == s.intent {
+                continue;
+            }
+            if let Some(r) = c.score(&s.vector, s.lang)
+                && best_other.is_none_or(|(_, b)| r > b)
+            {
+                best_other = Some((k, r));
+            }
+        }
+        let own_score = own.score(&s.vector, s.lang);
+        let in_scope = own_score.map(|o| match best_other {
+            Some((_, b)) if b > o => (b, false),
+            _ => (o, true),
+        });
+        let e = cal.per_intent.entry(s.intent).or_default();
+        match in_scope {
+            Some((_, right)) => {
+                e.0 += 1;
+                e.1 += usize::from(right);
+                if !right && let Some((k, _)) = best_other {
+                    *cal.confusions.entry((s.intent, k)).or_default() += 1;
+                }
+            }
+            None => cal.unscorable += 1,
+        }
+        stands.push(Stand {
+            lang: s.lang,
+            in_scope,
+            out_of_scope: best_other.map(|(_, b)| b),
+        });
+    }
+    let pooled = fit(stands.iter(), true);
+    for lang in Lang::ALL {
+        let of_lang: Vec<&Stand> = stands.iter().filter(|s| s.lang == lang).collect();
+        if of_lang.is_empty() {
+            continue;
+        }
+        let scored = of_lang.iter().filter(|s| s.in_scope.is_some()).count();
+        let report = if scored >= MIN_PER_LANGUAGE {
+            fit(of_lang.into_iter(), true)
+        } else {
+            // Too few to judge alone: the pooled scale, with this language's figures.
+            let mut r = fit(of_lang.into_iter(), false);
+            r.scale = pooled.scale;
+            r
+        };
+        cal.langs.insert(lang, report);
+    }
+    cal
+}
+
+/// Chooses the threshold for these stand-ins (`own`: else the fallback scale is kept
+/// and only the figures computed).
+fn fit<'a>(stands: impl Iterator<Item = &'a Stand>, own: bool) -> LangReport {
+    let stands: Vec<&Stand> = stands.collect();
+    let ins: Vec<(f32, bool)> = stands.iter().filter_map(|s| s.in_scope).collect();
+    let oos: Vec<f32> = stands.iter().filter_map(|s| s.out_of_scope).collect();
+    let mut scale = Scale::fallback();
+    let usable = own && !ins.is_empty() && !oos.is_empty() && ins.iter().any(|(_, r)| *r);
+    if usable {
+        let mut candidates: Vec<f32> = ins
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(oos.iter().copied())
+            .collect();
+        candidates.sort_by(f32::total_cmp);
+        candidates.dedup();
+        let value = |t: f32| {
+            (1.0 - OUT_OF_SCOPE_SHARE)
+                * share(ins.iter().filter(|(s, r)| *r && *s >= t).count(), ins.len())
+                + OUT_OF_SCOPE_SHARE * share(oos.iter().filter(|s| **s < t).count(), oos.len())
+        };
+        let mut best = (f32::MIN, scale.threshold);
+        for t in candidates {
+            let v = value(t);
+            if v > best.0 {
+                best = (v, t);
+            }
+        }
+        let threshold = best.1;
+        let mut right: Vec<f32> = ins.iter().filter(|(_, r)| *r).map(|(s, _)| *s).collect();
+        let mut others = oos.clone();
+        let high = median(&mut right).max(threshold + 0.005);
+        let low = median(&mut others).min(threshold - 0.005);
+        scale = Scale {
+            threshold,
+            high,
+            low,
+        };
+    }
+    LangReport {
+        scale,
+        in_scope: ins.len(),
+        answered_right: ins
+            .iter()
+            .filter(|(s, r)| *r && *s >= scale.threshold)
+            .count(),
+        out_of_scope: oos.len(),
+        rejected: oos.iter().filter(|s| **s < scale.threshold).count(),
+        own: usable,
+    }
+}
+
+fn median(v: &mut [f32]) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit vector pointing mostly along `axis`, tilted by `tilt` along `other`.
+    fn v(axis: usize, other: usize, tilt: f32) -> Vec<f32> {
+        let mut x = vec![0.0; 8];
+        x[axis] = 1.0;
+        x[other] += tilt;
+        unit(x).unwrap()
+    }
+
+    #[test]
+    fn the_threshold_separates_left_out_examples_from_other_intents() {
+        // Three intents, each a tight cluster along its own axis, in two languages.
+        let mut vs = Vec::new();
+        for intent in 0..3 {
+            for j in 0..6 {
+                let lang = if j % 2 == 0 { Lang::En } else { Lang::Zh };
+                vs.push((intent, lang, v(intent, 3 + j % 5, 0.1 + 0.05 * j as f32)));
+            }
+        }
+        let samples: Vec<Sample> = vs
+            .iter()
+            .map(|(i, l, x)| Sample {
+                intent: *i,
+                lang: *l,
+                vector: Vector::from(x.as_slice()),
+            })
+            .collect();
+        let cents = centroids(&samples, 3);
+        let cal = calibrate(&samples, &cents);
+        for lang in Lang::ALL {
+            let r = &cal.langs[&lang];
+            assert_eq!(r.answered_right, r.in_scope, "{lang:?}: {r:?}");
+            assert_eq!(r.rejected, r.out_of_scope, "{lang:?}: {r:?}");
+            assert!(r.scale.low < r.scale.threshold && r.scale.threshold < r.scale.high);
+        }
+        assert!(cal.confusions.is_empty());
+        // A question along intent 1's axis is answered; one between all is not.
+        let s = cal.scale(Lang::En);
+        let q = v(1, 4, 0.1);
+        let raw = cents[1].score(&q, Lang::En).unwrap();
+        assert!(s.confidence(raw, 0.45) >= 0.45);
+        let between = unit(vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+        let best = (0..3)
+            .filter_map(|k| cents[k].score(&between, Lang::En))
+            .fold(f32::MIN, f32::max);
+        assert!(s.confidence(best, 0.45) < 0.45);
+    }
+
+    #[test]
+    fn one_example_per_intent_falls_back_and_says_so() {
+        let xs: Vec<Vec<f32>> = (0..3).map(|i| v(i, 5, 0.1)).collect();
+        let samples: Vec<Sample> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| Sample {
+                intent: i,
+                lang: Lang::En,
+                vector: Vector::from(x.as_slice()),
+            })
+            .collect();
+        let cents = centroids(&samples, 3);
+        let cal = calibrate(&samples, &cents);
+        assert_eq!(cal.unscorable, 3);
+        let r = &cal.langs[&Lang::En];
+        assert!(!r.own);
+        assert_eq!(r.scale, Scale::fallback());
+        // No samples at all: nothing to calibrate, nothing breaks.
+        let cal = calibrate(&[], &[]);
+        assert!(cal.langs.is_empty());
+        assert_eq!(cal.scale(Lang::Zh), Scale::fallback());
+    }
+
+    #[test]
+    fn confusable_intents_are_counted() {
+        // Intents 0 and 1 share one direction; 2 is apart.
+        let mut xs = Vec::new();
+        for j in 0..4 {
+            xs.push((0, v(0, 6, 0.05 * j as f32)));
+            xs.push((1, v(0, 7, 0.05 * j as f32)));
+            xs.push((2, v(2, 5, 0.05 * j as f32)));
+        }
+        let samples: Vec<Sample> = xs
+            .iter()
+            .map(|(i, x)| Sample {
+                intent: *i,
+                lang: Lang::En,
+                vector: Vector::from(x.as_slice()),
+            })
+            .collect();
+        let cents = centroids(&samples, 3);
+        let cal = calibrate(&samples, &cents);
+        let between: usize = cal
+            .confusions
+            .iter()
+            .filter(|((a, b), _)| (*a, *b) == (0, 1) || (*a, *b) == (1, 0))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(between > 0, "{:?}", cal.confusions);
+        assert!(!cal.confusions.keys().any(|(a, b)| *a == 2 || *b == 2));
+    }
+
+    #[test]
+    fn confidence_is_monotonic_and_bounded() {
+        let s = Scale {
+            threshold: 0.9,
+            high: 0.93,
+            low: 0.87,
+        };
+        let mut last = -1.0;
+        for i in 0..=100 {
+            let c = s.confidence(0.8 + i as f32 * 0.002, 0.45);
+            assert!((0.0..=1.0).contains(&c));
+            assert!(c >= last);
+            last = c;
+        }
+        assert!((s.confidence(0.9, 0.45) - 0.45).abs() < 1e-6);
+    }
+}
