@@ -743,7 +743,7 @@ async fn a_sipp_agent_takes_the_call_and_audio_flows_both_ways() {
     available(&server, "eve").await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let media_port = common::free_port();
+    let media_port = common::free_ports(4);
     let register = format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="register">
@@ -789,8 +789,9 @@ Content-Length: 0
     let out = sipp_at(reg, true, &[])();
     assert!(
         out.status.success(),
-        "SIPp register:\n{}",
-        String::from_utf8_lossy(&out.stdout)
+        "SIPp register:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let agent_frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i, 0x77)).collect();

@@ -39,6 +39,12 @@ pub fn dtmf_plans() -> PathBuf {
 /// Ports come from 10000–19999, below the kernel's ephemeral range: a port picked
 /// there could be taken by some test's outgoing connection before kefu binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive loopback ports that are free now (UDP and TCP): SIPp's
+/// `-mp` takes the port given and the ones after it (RTCP, video).
+pub fn free_ports(count: u16) -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let seed = std::time::SystemTime::now()
@@ -49,8 +55,11 @@ pub fn free_port() -> u16 {
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = 10_000 + ((seed.wrapping_add(n.wrapping_mul(7919))) % 10_000) as u16;
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        if port.checked_add(count).is_some_and(|end| end <= 20_000)
+            && (port..port + count).all(|p| {
+                UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            })
         {
             return port;
         }
@@ -639,7 +648,7 @@ pub fn sipp(server: &Server, scenario: &Path, service: &str, extra: &[&str]) -> 
             "-p",
             &free_port().to_string(),
             "-mp",
-            &free_port().to_string(),
+            &free_ports(4).to_string(),
         ])
         .args([
             "-timeout",
