@@ -57,6 +57,12 @@ const FALLBACK_SPREAD: f32 = 0.03;
 pub struct Centroids {
     pub by_lang: BTreeMap<Lang, Vec<f32>>,
     pub all: Option<Vec<f32>>,
+    /// Per language: how much higher a text scores against its intent's examples in
+    /// its own language than against those in other languages (measured on this
+    /// knowledge base). An intent with no examples in a message's language gets it
+    /// added, so it competes fairly with intents that have some (the built-in small
+    /// talk has both languages; a customer's intents may have one).
+    pub lift: BTreeMap<Lang, f32>,
 }
 
 impl Centroids {
@@ -65,7 +71,7 @@ impl Centroids {
         let all = self.all.as_ref().map(|c| cosine(q, c))?;
         Some(match self.by_lang.get(&lang) {
             Some(c) => (1.0 - CROSS_LINGUAL_WEIGHT) * cosine(q, c) + CROSS_LINGUAL_WEIGHT * all,
-            None => all,
+            None => all + self.lift.get(&lang).copied().unwrap_or(0.0),
         })
     }
 }
@@ -113,8 +119,9 @@ fn sums(samples: &[Sample], intents: usize) -> Vec<Sums> {
 
 /// Builds every intent's centroids (`intents`: how many there are).
 pub fn centroids(samples: &[Sample], intents: usize) -> Vec<Centroids> {
-    sums(samples, intents)
-        .into_iter()
+    let sums = sums(samples, intents);
+    let lift = lift(samples, &sums);
+    sums.into_iter()
         .map(|s| Centroids {
             by_lang: s
                 .by_lang
@@ -122,7 +129,44 @@ pub fn centroids(samples: &[Sample], intents: usize) -> Vec<Centroids> {
                 .filter_map(|(l, (v, _))| unit(v).map(|v| (l, v)))
                 .collect(),
             all: if s.count > 0 { unit(s.all) } else { None },
+            lift: lift.clone(),
         })
+        .collect()
+}
+
+/// Per language, the mean of (an example's score against the rest of its intent, as
+/// [`Centroids::score`] computes it) minus (its cosine to the centroid of its intent's
+/// examples in other languages), over intents with examples in both.
+fn lift(samples: &[Sample], sums: &[Sums]) -> BTreeMap<Lang, f32> {
+    let mut acc: BTreeMap<Lang, (f32, usize)> = BTreeMap::new();
+    for s in samples
+        .iter()
+        .step_by(samples.len().div_ceil(MAX_SCORED).max(1))
+    {
+        let sum = &sums[s.intent];
+        let Some((own_sum, own_count)) = sum.by_lang.get(&s.lang) else {
+            continue;
+        };
+        if *own_count < 2 || *own_count == sum.count {
+            continue;
+        }
+        let mut same = own_sum.clone();
+        add(&mut same, &s.vector, -1.0);
+        let mut all = sum.all.clone();
+        add(&mut all, &s.vector, -1.0);
+        let mut others = sum.all.clone();
+        add(&mut others, own_sum, -1.0);
+        let (Some(same), Some(all), Some(others)) = (unit(same), unit(all), unit(others)) else {
+            continue;
+        };
+        let within = (1.0 - CROSS_LINGUAL_WEIGHT) * cosine(&s.vector, &same)
+            + CROSS_LINGUAL_WEIGHT * cosine(&s.vector, &all);
+        let e = acc.entry(s.lang).or_default();
+        e.0 += within - cosine(&s.vector, &others);
+        e.1 += 1;
+    }
+    acc.into_iter()
+        .map(|(l, (total, n))| (l, (total / n as f32).max(0.0)))
         .collect()
 }
 
@@ -146,19 +190,35 @@ fn unit(mut v: Vec<f32>) -> Option<Vec<f32>> {
 pub struct Scale {
     /// The raw score at which an answer is given.
     pub threshold: f32,
-    /// Typical raw scores of right answers (median) and of out-of-scope stand-ins.
+    /// Typical raw scores of right answers (median) and of out-of-scope stand-ins
+    /// (median).
     pub high: f32,
     pub low: f32,
 }
 
+/// The confidence at `Scale::low` and at `Scale::high`: beyond them it keeps moving
+/// (towards 0 and 1), so that confidence ranks intents exactly as raw scores do.
+const CONFIDENCE_AT_LOW: f32 = 0.05;
+const CONFIDENCE_AT_HIGH: f32 = 0.95;
+
 impl Scale {
-    /// `answer`: the confidence at the threshold. Below it, confidence falls to 0 at
-    /// `low`; above, it rises to 1 at `high`.
+    /// `answer`: the confidence at the threshold. It is linear from
+    /// [`CONFIDENCE_AT_LOW`] at `low` to `answer` at the threshold to
+    /// [`CONFIDENCE_AT_HIGH`] at `high`, and approaches 0 and 1 beyond them: strictly
+    /// increasing, so two unlikely (or two likely) intents are never tied.
     pub fn confidence(&self, raw: f32, answer: f32) -> f32 {
-        let c = if raw >= self.threshold {
-            answer + (1.0 - answer) * (raw - self.threshold) / (self.high - self.threshold)
+        let (lo, hi) = (CONFIDENCE_AT_LOW, CONFIDENCE_AT_HIGH);
+        let answer = answer.clamp(lo, hi);
+        let below = (self.threshold - self.low).max(f32::EPSILON);
+        let above = (self.high - self.threshold).max(f32::EPSILON);
+        let c = if raw >= self.high {
+            1.0 - (1.0 - hi) * (-(raw - self.high) / above).exp()
+        } else if raw >= self.threshold {
+            answer + (hi - answer) * (raw - self.threshold) / above
+        } else if raw >= self.low {
+            lo + (answer - lo) * (raw - self.low) / below
         } else {
-            answer * (raw - self.low) / (self.threshold - self.low)
+            lo * ((raw - self.low) / below).exp()
         };
         c.clamp(0.0, 1.0)
     }
@@ -261,7 +321,10 @@ pub fn calibrate(samples: &[Sample], cents: &[Centroids]) -> Calibration {
             all,
             count: n,
         } = &sums[s.intent];
-        let mut own = Centroids::default();
+        let mut own = Centroids {
+            lift: cents[s.intent].lift.clone(),
+            ..Centroids::default()
+        };
         if let Some((sum, count)) = by_lang.get(&s.lang)
             && *count > 1
         {
@@ -495,6 +558,47 @@ mod tests {
     }
 
     #[test]
+    fn an_intent_without_examples_in_a_language_is_lifted_to_compete() {
+        // Embeddings carry their language: axis 6 for English, 7 for Mandarin.
+        let text = |topic: usize, lang: Lang, j: usize| {
+            let mut x = vec![0.0; 8];
+            x[topic] = 1.0;
+            x[if lang == Lang::En { 6 } else { 7 }] = 2.0;
+            x[3 + j % 3] += 0.1;
+            unit(x).unwrap()
+        };
+        let mut xs = Vec::new();
+        for j in 0..4 {
+            for lang in Lang::ALL {
+                xs.push((0, lang, text(0, lang, j)));
+            }
+            // Intent 1 has English examples only.
+            xs.push((1, Lang::En, text(1, Lang::En, j)));
+        }
+        let samples: Vec<Sample> = xs
+            .iter()
+            .map(|(i, l, x)| Sample {
+                intent: *i,
+                lang: *l,
+                vector: Vector::from(x.as_slice()),
+            })
+            .collect();
+        let cents = centroids(&samples, 2);
+        assert!(cents[1].lift[&Lang::Zh] > 0.05, "{:?}", cents[1].lift);
+        // A Mandarin question about intent 1's topic now finds intent 1.
+        let q = text(1, Lang::Zh, 1);
+        let s0 = cents[0].score(&q, Lang::Zh).unwrap();
+        let s1 = cents[1].score(&q, Lang::Zh).unwrap();
+        assert!(s1 > s0, "{s1} {s0}");
+        // Without the lift, its own language would win for intent 0.
+        let bare = Centroids {
+            lift: BTreeMap::new(),
+            ..cents[1].clone()
+        };
+        assert!(bare.score(&q, Lang::Zh).unwrap() < s0);
+    }
+
+    #[test]
     fn confidence_is_monotonic_and_bounded() {
         let s = Scale {
             threshold: 0.9,
@@ -505,9 +609,10 @@ mod tests {
         for i in 0..=100 {
             let c = s.confidence(0.8 + i as f32 * 0.002, 0.45);
             assert!((0.0..=1.0).contains(&c));
-            assert!(c >= last);
+            assert!(c > last, "ties lose the ranking: {c} after {last}");
             last = c;
         }
+        assert!(s.confidence(0.5, 0.45) < 0.01 && s.confidence(1.0, 0.45) > 0.99);
         assert!((s.confidence(0.9, 0.45) - 0.45).abs() < 1e-6);
     }
 }
