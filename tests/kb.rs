@@ -174,24 +174,8 @@ fn check_reports_the_understanding_to_expect() {
     // Returning and the return policy are close neighbours in the demo.
     assert!(out.contains("confusable intents"), "{out}");
     // A thin knowledge base: one example per intent, an intent with no Mandarin.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("thin.toml"),
-        r#"
-[intents.hours]
-title = { en = "opening hours", zh = "营业时间" }
-examples.en = ["when do you open"]
-examples.zh = ["几点开门"]
-answer = { en = "9 to 6.", zh = "九点到六点。" }
-
-[intents.parking]
-title.en = "parking"
-examples.en = ["is there parking", "where can I park", "do you have a car park"]
-answer.en = "Yes, behind the shop."
-"#,
-    )
-    .unwrap();
-    let (ok, out, err) = kefu(&["kb", "check", dir.path().to_str().unwrap()]);
+    let thin = "tests/fixtures/kb/thin";
+    let (ok, out, err) = kefu(&["kb", "check", thin]);
     assert!(ok, "{err}");
     assert!(out.contains("intents that need more examples"), "{out}");
     assert!(
@@ -200,7 +184,7 @@ answer.en = "Yes, behind the shop."
     );
     assert!(out.contains("  parking: 0 example(s) in zh"), "{out}");
     // Without the model the files are still checked.
-    let (ok, out, err) = kefu(&["kb", "check", dir.path().to_str().unwrap(), "--lexical"]);
+    let (ok, out, err) = kefu(&["kb", "check", thin, "--lexical"]);
     assert!(
         ok && out.contains(": ok (") && !out.contains("expect"),
         "{out}{err}"

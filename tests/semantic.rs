@@ -95,23 +95,7 @@ fn each_knowledge_base_is_calibrated_on_its_own_examples() {
         assert!(r.scale.low < r.scale.threshold && r.scale.threshold < r.scale.high);
         assert!((0.5..1.0).contains(&r.expected_accuracy()), "{r:?}");
     }
-    let thin = kefu::dialogue::kb::load_files(&[(
-        "thin.toml".into(),
-        r#"
-[intents.hours]
-title = { en = "opening hours", zh = "营业时间" }
-examples.en = ["when do you open"]
-examples.zh = ["几点开门"]
-answer = { en = "9 to 6.", zh = "九点到六点。" }
-
-[intents.parking]
-title.en = "parking"
-examples.en = ["is there parking", "where can I park"]
-answer.en = "Yes, behind the shop."
-"#
-        .into(),
-    )])
-    .unwrap();
+    let thin = load_dir(&repo().join("tests/fixtures/kb/thin")).unwrap();
     let m = Matcher::with_encoder(Arc::new(thin), Some(encoder())).unwrap();
     let cal = m.calibration().expect("calibrated");
     assert!(cal.unscorable > 0, "{cal:?}");

@@ -457,6 +457,16 @@ fn median(v: &mut [f32]) -> f32 {
 mod tests {
     use super::*;
 
+    fn to_samples(xs: &[(usize, Lang, Vec<f32>)]) -> Vec<Sample> {
+        xs.iter()
+            .map(|(intent, lang, x)| Sample {
+                intent: *intent,
+                lang: *lang,
+                vector: Vector::from(x.as_slice()),
+            })
+            .collect()
+    }
+
     /// A unit vector pointing mostly along `axis`, tilted by `tilt` along `other`.
     fn v(axis: usize, other: usize, tilt: f32) -> Vec<f32> {
         let mut x = vec![0.0; 8];
@@ -475,14 +485,7 @@ mod tests {
                 vs.push((intent, lang, v(intent, 3 + j % 5, 0.1 + 0.05 * j as f32)));
             }
         }
-        let samples: Vec<Sample> = vs
-            .iter()
-            .map(|(i, l, x)| Sample {
-                intent: *i,
-                lang: *l,
-                vector: Vector::from(x.as_slice()),
-            })
-            .collect();
+        let samples = to_samples(&vs);
         let cents = centroids(&samples, 3);
         let cal = calibrate(&samples, &cents);
         for lang in Lang::ALL {
@@ -506,16 +509,8 @@ mod tests {
 
     #[test]
     fn one_example_per_intent_falls_back_and_says_so() {
-        let xs: Vec<Vec<f32>> = (0..3).map(|i| v(i, 5, 0.1)).collect();
-        let samples: Vec<Sample> = xs
-            .iter()
-            .enumerate()
-            .map(|(i, x)| Sample {
-                intent: i,
-                lang: Lang::En,
-                vector: Vector::from(x.as_slice()),
-            })
-            .collect();
+        let xs: Vec<_> = (0..3).map(|i| (i, Lang::En, v(i, 5, 0.1))).collect();
+        let samples = to_samples(&xs);
         let cents = centroids(&samples, 3);
         let cal = calibrate(&samples, &cents);
         assert_eq!(cal.unscorable, 3);
@@ -533,18 +528,11 @@ mod tests {
         // Intents 0 and 1 share one direction; 2 is apart.
         let mut xs = Vec::new();
         for j in 0..4 {
-            xs.push((0, v(0, 6, 0.05 * j as f32)));
-            xs.push((1, v(0, 7, 0.05 * j as f32)));
-            xs.push((2, v(2, 5, 0.05 * j as f32)));
+            xs.push((0, Lang::En, v(0, 6, 0.05 * j as f32)));
+            xs.push((1, Lang::En, v(0, 7, 0.05 * j as f32)));
+            xs.push((2, Lang::En, v(2, 5, 0.05 * j as f32)));
         }
-        let samples: Vec<Sample> = xs
-            .iter()
-            .map(|(i, x)| Sample {
-                intent: *i,
-                lang: Lang::En,
-                vector: Vector::from(x.as_slice()),
-            })
-            .collect();
+        let samples = to_samples(&xs);
         let cents = centroids(&samples, 3);
         let cal = calibrate(&samples, &cents);
         let between: usize = cal
@@ -575,14 +563,7 @@ mod tests {
             // Intent 1 has English examples only.
             xs.push((1, Lang::En, text(1, Lang::En, j)));
         }
-        let samples: Vec<Sample> = xs
-            .iter()
-            .map(|(i, l, x)| Sample {
-                intent: *i,
-                lang: *l,
-                vector: Vector::from(x.as_slice()),
-            })
-            .collect();
+        let samples = to_samples(&xs);
         let cents = centroids(&samples, 2);
         assert!(cents[1].lift[&Lang::Zh] > 0.05, "{:?}", cents[1].lift);
         // A Mandarin question about intent 1's topic now finds intent 1.
