@@ -376,65 +376,39 @@ pub fn calibrate(samples: &[Sample], cents: &[Centroids]) -> Calibration {
             out_of_scope: best_other.map(|(_, b)| b),
         });
     }
-    let pooled = fit(stands.iter(), true);
+    let all: Vec<&Stand> = stands.iter().collect();
+    let pooled = fit(&all);
     for lang in Lang::ALL {
         let of_lang: Vec<&Stand> = stands.iter().filter(|s| s.lang == lang).collect();
         if of_lang.is_empty() {
             continue;
         }
         let scored = of_lang.iter().filter(|s| s.in_scope.is_some()).count();
-        let report = if scored >= MIN_PER_LANGUAGE {
-            fit(of_lang.into_iter(), true)
+        let own = if scored >= MIN_PER_LANGUAGE {
+            fit(&of_lang)
         } else {
-            // Too few to judge alone: the pooled scale, with this language's figures.
-            let mut r = fit(of_lang.into_iter(), false);
-            r.scale = pooled.scale;
-            r
+            None
         };
-        cal.langs.insert(lang, report);
+        // Too few to judge alone: the pooled scale (else the fallback), with this
+        // language's figures under it.
+        let scale = own.or(pooled).unwrap_or_else(Scale::fallback);
+        cal.langs
+            .insert(lang, report(&of_lang, scale, own.is_some()));
     }
     cal
 }
 
-/// Chooses the threshold for these stand-ins (`own`: else the fallback scale is kept
-/// and only the figures computed).
-fn fit<'a>(stands: impl Iterator<Item = &'a Stand>, own: bool) -> LangReport {
-    let stands: Vec<&Stand> = stands.collect();
-    let ins: Vec<(f32, bool)> = stands.iter().filter_map(|s| s.in_scope).collect();
-    let oos: Vec<f32> = stands.iter().filter_map(|s| s.out_of_scope).collect();
-    let mut scale = Scale::fallback();
-    let usable = own && !ins.is_empty() && !oos.is_empty() && ins.iter().any(|(_, r)| *r);
-    if usable {
-        let mut candidates: Vec<f32> = ins
-            .iter()
-            .map(|(s, _)| *s)
-            .chain(oos.iter().copied())
-            .collect();
-        candidates.sort_by(f32::total_cmp);
-        candidates.dedup();
-        let value = |t: f32| {
-            (1.0 - OUT_OF_SCOPE_SHARE)
-                * share(ins.iter().filter(|(s, r)| *r && *s >= t).count(), ins.len())
-                + OUT_OF_SCOPE_SHARE * share(oos.iter().filter(|s| **s < t).count(), oos.len())
-        };
-        let mut best = (f32::MIN, scale.threshold);
-        for t in candidates {
-            let v = value(t);
-            if v > best.0 {
-                best = (v, t);
-            }
-        }
-        let threshold = best.1;
-        let mut right: Vec<f32> = ins.iter().filter(|(_, r)| *r).map(|(s, _)| *s).collect();
-        let mut others = oos.clone();
-        let high = median(&mut right).max(threshold + 0.005);
-        let low = median(&mut others).min(threshold - 0.005);
-        scale = Scale {
-            threshold,
-            high,
-            low,
-        };
-    }
+/// The in-scope and out-of-scope stand-in scores.
+fn split(stands: &[&Stand]) -> (Vec<(f32, bool)>, Vec<f32>) {
+    (
+        stands.iter().filter_map(|s| s.in_scope).collect(),
+        stands.iter().filter_map(|s| s.out_of_scope).collect(),
+    )
+}
+
+/// How these stand-ins fare under `scale`.
+fn report(stands: &[&Stand], scale: Scale, own: bool) -> LangReport {
+    let (ins, oos) = split(stands);
     LangReport {
         scale,
         in_scope: ins.len(),
@@ -444,8 +418,46 @@ fn fit<'a>(stands: impl Iterator<Item = &'a Stand>, own: bool) -> LangReport {
             .count(),
         out_of_scope: oos.len(),
         rejected: oos.iter().filter(|s| **s < scale.threshold).count(),
-        own: usable,
+        own,
     }
+}
+
+/// The scale these stand-ins call for; `None` when they cannot tell (no in-scope
+/// stand-in ranked right, or no out-of-scope one).
+fn fit(stands: &[&Stand]) -> Option<Scale> {
+    let (ins, oos) = split(stands);
+    if ins.is_empty() || oos.is_empty() || !ins.iter().any(|(_, r)| *r) {
+        return None;
+    }
+    let mut candidates: Vec<f32> = ins
+        .iter()
+        .map(|(s, _)| *s)
+        .chain(oos.iter().copied())
+        .collect();
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    let value = |t: f32| {
+        (1.0 - OUT_OF_SCOPE_SHARE)
+            * share(ins.iter().filter(|(s, r)| *r && *s >= t).count(), ins.len())
+            + OUT_OF_SCOPE_SHARE * share(oos.iter().filter(|s| **s < t).count(), oos.len())
+    };
+    let mut best = (f32::MIN, FALLBACK_THRESHOLD);
+    for t in candidates {
+        let v = value(t);
+        if v > best.0 {
+            best = (v, t);
+        }
+    }
+    let threshold = best.1;
+    let mut right: Vec<f32> = ins.iter().filter(|(_, r)| *r).map(|(s, _)| *s).collect();
+    let mut others = oos.clone();
+    let high = median(&mut right).max(threshold + 0.005);
+    let low = median(&mut others).min(threshold - 0.005);
+    Some(Scale {
+        threshold,
+        high,
+        low,
+    })
 }
 
 fn median(v: &mut [f32]) -> f32 {
@@ -495,6 +507,11 @@ mod tests {
             assert!(r.scale.low < r.scale.threshold && r.scale.threshold < r.scale.high);
         }
         assert!(cal.confusions.is_empty());
+        // Nine stand-ins per language are too few alone: both share the pooled scale.
+        let (en, zh) = (&cal.langs[&Lang::En], &cal.langs[&Lang::Zh]);
+        assert!(!en.own && !zh.own);
+        assert_eq!(en.scale, zh.scale);
+        assert_ne!(en.scale, Scale::fallback());
         // A question along intent 1's axis is answered; one between all is not.
         let s = cal.scale(Lang::En);
         let q = v(1, 4, 0.1);
