@@ -198,9 +198,16 @@ pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
     }
 }
 
-pub fn evaluate(file: &Path, dir: &Path, sweep: bool, models: Option<&Path>) -> ExitCode {
+pub fn evaluate(
+    file: &Path,
+    dir: &Path,
+    sweep: bool,
+    sound_alikes: bool,
+    models: Option<&Path>,
+) -> ExitCode {
     let m = match load(dir, models) {
-        Ok(m) => m,
+        Ok(m) if sound_alikes => m,
+        Ok(m) => m.without_sound_alikes(),
         Err(code) => return code,
     };
     let text = match std::fs::read_to_string(file) {

@@ -33,9 +33,11 @@ enum Command {
     /// Validate dialplans (and render their text prompts into the cache); prints
     /// file:line:col errors and exits 1 if any.
     Check(PlanArgs),
-    /// Recognise the speech in a WAV file (any rate) with Whisper; prints the text.
+    /// Recognise the speech in WAV files (any rate) with Whisper; prints the text (with
+    /// several files, one line per file: the file, a tab, the text).
     Transcribe {
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Whisper model: base, base-q8_0, tiny.en, tiny.en-q8_0, or a ggml file path.
         #[arg(long, default_value = "base")]
         model: String,
@@ -177,6 +179,9 @@ enum KbCommand {
         /// Also try a range of answer thresholds.
         #[arg(long)]
         sweep: bool,
+        /// Read Mandarin exactly as written (no sound-alike correction), to compare.
+        #[arg(long)]
+        no_sound_alikes: bool,
         #[command(flatten)]
         semantic: SemanticArgs,
     },
@@ -289,13 +294,13 @@ fn main() -> ExitCode {
             models,
         } => say(&text, &voice, &output, &ModelDir(models)),
         Command::Transcribe {
-            file,
+            files,
             model,
             language,
             models,
             threads,
             json,
-        } => transcribe(&file, &model, language, &ModelDir(models), threads, json),
+        } => transcribe(&files, &model, language, &ModelDir(models), threads, json),
         Command::Kb { command } => match command {
             KbCommand::Check { dir, semantic } => kb_cli::check(&dir, semantic.models()),
             KbCommand::Import { file, output, kb } => {
@@ -309,8 +314,9 @@ fn main() -> ExitCode {
                 file,
                 kb,
                 sweep,
+                no_sound_alikes,
                 semantic,
-            } => kb_cli::evaluate(&file, &kb, sweep, semantic.models()),
+            } => kb_cli::evaluate(&file, &kb, sweep, !no_sound_alikes, semantic.models()),
         },
         Command::Chat {
             kb,
@@ -392,37 +398,41 @@ fn main() -> ExitCode {
 }
 
 fn transcribe(
-    file: &std::path::Path,
+    files: &[PathBuf],
     model: &str,
     language: Language,
     models: &ModelDir,
     threads: usize,
     json: bool,
 ) -> ExitCode {
-    let run = || -> anyhow::Result<kefu::speech::Transcript> {
+    let run = || -> anyhow::Result<()> {
         let path = models.whisper(model)?;
         let model = std::sync::Arc::new(WhisperModel::load(&path)?);
-        let (mono, rate) = kefu::media::wav::read_mono(file)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let audio = kefu::media::wav::resample(&mono, rate, kefu::speech::asr::SAMPLE_RATE as u32)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        Ok(model.recognizer(threads)?.transcribe(&audio, language)?)
+        let mut recognizer = model.recognizer(threads)?;
+        for file in files {
+            let (mono, rate) = kefu::media::wav::read_mono(file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let audio =
+                kefu::media::wav::resample(&mono, rate, kefu::speech::asr::SAMPLE_RATE as u32)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let t = recognizer
+                .transcribe(&audio, language)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let text = if json {
+                serde_json::to_string(&t)?
+            } else {
+                t.text
+            };
+            if files.len() > 1 {
+                println!("{}\t{text}", file.display());
+            } else {
+                println!("{text}");
+            }
+        }
+        Ok(())
     };
     match run() {
-        Ok(t) if json => match serde_json::to_string(&t) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kefu: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Ok(t) => {
-            println!("{}", t.text);
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kefu: {e:#}");
             ExitCode::FAILURE

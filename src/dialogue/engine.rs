@@ -93,6 +93,11 @@ enum State {
     Resuming {
         topic: String,
     },
+    /// A question was answered in the middle of collecting a slot: offered to go back
+    /// to that intent, whose values so far are kept.
+    Returning {
+        intent: String,
+    },
     HandedOver {
         queue: String,
     },
@@ -257,6 +262,8 @@ impl Conversation {
         let wants_person =
             matches!(outcome, Outcome::Answer(s) if kb.intents[s.intent].handover.is_some());
 
+        // The intent whose slot a clear new question leaves, to offer going back to.
+        let mut left = None;
         match std::mem::replace(&mut self.state, State::Idle) {
             State::HandedOver { queue } => {
                 self.state = State::HandedOver {
@@ -324,8 +331,35 @@ impl Conversation {
                             candidates,
                         };
                     }
+                    if !wants_person {
+                        left = Some(i);
+                    }
                 }
             }
+            State::Returning { intent } => match yes_or_no(text) {
+                Some(true) => {
+                    if let Some(i) = kb.intent(&intent) {
+                        return self.continue_intent(i, 1.0, candidates);
+                    }
+                }
+                Some(false) => {
+                    let text = kb
+                        .intent("greeting")
+                        .map(|g| g.text_for(self.medium, self.lang).to_string())
+                        .unwrap_or_default();
+                    return Reply {
+                        text,
+                        kind: ReplyKind::Greeting,
+                        intent: None,
+                        confidence: 1.0,
+                        handover: None,
+                        reason: None,
+                        candidates,
+                    };
+                }
+                // Anything else is a new message: the offer lapses.
+                None => {}
+            },
             State::Clarifying { options } => {
                 if let Some(choice) = pick_option(text, &options, &ranked, kb)
                     && let Some(i) = kb.intent(&choice)
@@ -359,7 +393,7 @@ impl Conversation {
             State::Idle => {}
         }
 
-        match outcome {
+        let mut reply = match outcome {
             Outcome::Answer(s) => {
                 let i = &kb.intents[s.intent];
                 self.answer_intent(m, i, text, s.score, now, candidates)
@@ -388,7 +422,24 @@ impl Conversation {
                     candidates,
                 }
             }
+        };
+        // The new question answered outright: offer to go back to the one it
+        // interrupted.
+        if let Some(i) = left
+            && reply.kind == ReplyKind::Answer
+            && self.state == State::Idle
+        {
+            let offer = kb
+                .replies
+                .back_to
+                .best(self.lang)
+                .replace("${topic}", i.title.best(self.lang));
+            reply.text = join_sentences(&reply.text, &offer);
+            self.state = State::Returning {
+                intent: i.id.clone(),
+            };
         }
+        reply
     }
 
     fn clarify(
@@ -521,6 +572,21 @@ impl Conversation {
     }
 }
 
+/// Two sentences as one reply: a space between them unless the first ends in Chinese
+/// punctuation.
+fn join_sentences(first: &str, second: &str) -> String {
+    let first = first.trim_end();
+    if first.is_empty() {
+        return second.to_string();
+    }
+    let gap = if first.ends_with(|c: char| "。！？；".contains(c)) {
+        ""
+    } else {
+        " "
+    };
+    format!("{first}{gap}{second}")
+}
+
 /// Which of two offered intents the customer chose: by position ("the first", "2",
 /// "后者") or by the matcher ranking one of them first.
 fn pick_option(
@@ -610,9 +676,29 @@ fn yes_or_no(text: &str) -> Option<bool> {
         "不对",
         "别的事",
     ];
-    if yes.contains(&t.as_str()) {
+    // Politeness and particles around the answer ("no thanks", "不用了", "好的谢谢").
+    let mut t = t.as_str();
+    loop {
+        let before = t;
+        for tail in [
+            " please",
+            " thanks",
+            " thank you",
+            "谢谢",
+            "了",
+            "啊",
+            "吧",
+            "呀",
+        ] {
+            t = t.strip_suffix(tail).unwrap_or(t).trim_end();
+        }
+        if t == before {
+            break;
+        }
+    }
+    if yes.contains(&t) {
         Some(true)
-    } else if no.contains(&t.as_str()) {
+    } else if no.contains(&t) {
         Some(false)
     } else {
         None
@@ -699,14 +785,45 @@ answer = { en = "10 to 4 at weekends.", zh = "周末十点到四点。" }
             c.respond(&m, "track my order", now()).kind,
             ReplyKind::AskSlot
         );
+        // Answered, and the interrupted request is offered again.
         let r = c.respond(&m, "what are your opening hours?", now());
-        assert_eq!((r.kind, r.text.as_str()), (ReplyKind::Answer, "9 to 6."));
-        // The order can be taken up again, number and all.
-        let r = c.respond(&m, "order status 123456", now());
-        assert_eq!(r.text, "Order 123456 ships today.");
+        assert_eq!(
+            (r.kind, r.text.as_str()),
+            (
+                ReplyKind::Answer,
+                "9 to 6. Shall we go back to order status?"
+            )
+        );
+        let r = c.respond(&m, "yes please", now());
+        assert_eq!(
+            (r.kind, r.text.as_str()),
+            (ReplyKind::AskSlot, "What is your 6-digit order number?")
+        );
+        assert_eq!(
+            c.respond(&m, "123456", now()).text,
+            "Order 123456 ships today."
+        );
+
+        // Declined: nothing more about it; asked again later, it starts afresh.
         let mut c = Conversation::new(Medium::Voice, Lang::Zh);
         assert_eq!(c.respond(&m, "查订单", now()).kind, ReplyKind::AskSlot);
-        assert_eq!(c.respond(&m, "你们几点开门", now()).text, "九点到六点。");
+        assert_eq!(
+            c.respond(&m, "你们几点开门", now()).text,
+            "九点到六点。要继续办理订单状态吗？"
+        );
+        assert_eq!(c.respond(&m, "不用了", now()).kind, ReplyKind::Greeting);
+        let r = c.respond(&m, "订单状态 123456", now());
+        assert_eq!(r.text, "订单123456今天发货。");
+
+        // Ignored: the next question is simply answered.
+        let mut c = Conversation::new(Medium::Chat, Lang::En);
+        c.respond(&m, "track my order", now());
+        c.respond(&m, "what are your opening hours?", now());
+        let r = c.respond(&m, "are you open at weekends", now());
+        assert_eq!(
+            (r.kind, r.text.as_str()),
+            (ReplyKind::Answer, "10 to 4 at weekends.")
+        );
     }
 
     #[test]

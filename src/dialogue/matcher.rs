@@ -26,7 +26,10 @@ use std::sync::Arc;
 
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
 
+use std::borrow::Cow;
+
 use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids};
+use super::homophone::Homophones;
 use super::kb::{KnowledgeBase, Thresholds};
 use super::semantic::{EncodeError, Encoder};
 use super::text::{Lang, Synonyms, normalize, terms};
@@ -84,6 +87,8 @@ pub enum Outcome {
 pub struct Matcher {
     pub kb: Arc<KnowledgeBase>,
     synonyms: Synonyms,
+    /// Mandarin sound-alikes of the knowledge base's words.
+    homophones: Homophones,
     docs: Vec<Doc>,
     embedder: Embedder<u32, PreCut>,
     scorer: Scorer<u32, u32>,
@@ -153,6 +158,13 @@ impl Matcher {
         Ok(m)
     }
 
+    /// The same matcher reading Mandarin exactly as written, without putting sound-alikes
+    /// back (to measure what they bring: `kefu kb eval --no-sound-alikes`).
+    pub fn without_sound_alikes(mut self) -> Self {
+        self.homophones = Homophones::default();
+        self
+    }
+
     /// Whether the semantic re-ranker is on.
     pub fn is_semantic(&self) -> bool {
         self.semantic.is_some()
@@ -186,6 +198,15 @@ impl Matcher {
                 *df.entry(t.clone()).or_default() += 1;
             }
         }
+        let mandarin: Vec<String> = kb
+            .intents
+            .iter()
+            .flat_map(|i| &i.examples)
+            .filter(|e| e.lang == Lang::Zh)
+            .map(|e| synonyms.apply(&normalize(&e.text)))
+            .chain(kb.synonyms.iter().flatten().map(|w| normalize(w)))
+            .collect();
+        let homophones = Homophones::new(mandarin.iter().map(String::as_str));
         let mut vocabulary: HashMap<(String, Lang), Vec<usize>> = HashMap::new();
         for d in &docs {
             for t in &d.terms {
@@ -207,6 +228,7 @@ impl Matcher {
         let mut m = Self {
             kb,
             synonyms,
+            homophones,
             docs,
             embedder,
             scorer,
@@ -246,6 +268,8 @@ impl Matcher {
         previous: Option<usize>,
         limit: usize,
     ) -> Vec<Scored> {
+        let text = self.heard(text, lang);
+        let text = text.as_ref();
         let mut scores = self.lexical(text, lang);
         if let Some(sem) = self.semantic_scores(text, lang, &scores) {
             scores = sem
@@ -279,6 +303,8 @@ impl Matcher {
     /// Computes what [`Matcher::rank`] will need from the sentence-embedding model
     /// for this message, so an async edge can pay for it on a blocking thread.
     pub fn warm(&self, text: &str, lang: Lang) {
+        let text = self.heard(text, lang);
+        let text = text.as_ref();
         if let Some(sem) = &self.semantic
             && self.needs_semantic(&self.lexical(text, lang))
         {
@@ -288,6 +314,21 @@ impl Matcher {
                 Err(EncodeError::Busy) => sem.encoder.refuse(text),
                 Err(e) => tracing::warn!(error = %e, "sentence embedding failed"),
             }
+        }
+    }
+
+    /// A Mandarin message with its sound-alikes of the knowledge base's words put back
+    /// ([`Homophones`]); any other message as it is.
+    fn heard<'a>(&self, text: &'a str, lang: Lang) -> Cow<'a, str> {
+        if lang != Lang::Zh {
+            return Cow::Borrowed(text);
+        }
+        match self.homophones.correct(&normalize(text)) {
+            Cow::Owned(corrected) => {
+                tracing::debug!(%text, %corrected, "sound-alike words corrected");
+                Cow::Owned(corrected)
+            }
+            Cow::Borrowed(_) => Cow::Borrowed(text),
         }
     }
 
@@ -528,5 +569,18 @@ answer = { en = "Refunds take 3 days.", zh = "退款三天到账。" }
                 score: 0.2
             }))
         );
+    }
+
+    #[test]
+    fn mandarin_sound_alikes_find_their_intent() {
+        let m = matcher(KB);
+        // 腿款 (tuǐ kuǎn) as a recogniser hears 退款; 银夜 (yín yè) for 营业.
+        let (intent, heard) = top(&m, "我要腿款", None);
+        assert_eq!(intent, "refund");
+        assert_eq!(top(&m, "银夜时间是什么", None).0, "hours");
+        // Read as written, the words share nothing with the examples.
+        let as_written = matcher(KB).without_sound_alikes();
+        let best = as_written.rank("我要腿款", Lang::Zh, None, 5);
+        assert!(best.first().is_none_or(|s| s.score < heard), "{best:?}");
     }
 }

@@ -1,5 +1,5 @@
 //! The dialogue core every channel shares: the knowledge base (`kb`), text analysis
-//! (`text`), intent matching with calibrated confidence (`matcher`), slots, and the
+//! (`text`, and Mandarin sound-alikes in `homophone`), intent matching with calibrated confidence (`matcher`), slots, and the
 //! per-conversation state machine (`engine`). Nothing here does I/O or reads a clock;
 //! `reload` (the file watcher) and `conversations` (the shared live set) are the edges.
 
@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod conversations;
 pub mod engine;
 pub mod eval;
+pub mod homophone;
 pub mod kb;
 pub mod matcher;
 pub mod reload;

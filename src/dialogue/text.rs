@@ -128,6 +128,15 @@ pub fn terms(normalized: &str) -> Vec<String> {
     out
 }
 
+/// jieba's words of a run of Chinese characters.
+pub fn chinese_words(run: &str) -> Vec<String> {
+    JIEBA
+        .cut(run, true)
+        .into_iter()
+        .map(|t| t.word.to_string())
+        .collect()
+}
+
 fn chinese_terms(run: &str, out: &mut Vec<String>) {
     let chars: Vec<char> = run.chars().collect();
     for pair in chars.windows(2) {

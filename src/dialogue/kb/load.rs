@@ -18,7 +18,9 @@ const SMALL_TALK_FILE: &str = "<built-in small talk>";
 const TOP_FIELDS: &[&str] = &["kb", "synonyms", "intents"];
 const KB_FIELDS: &[&str] = &["name", "default_queue", "timezone", "thresholds", "replies"];
 const THRESHOLD_FIELDS: &[&str] = &["answer", "clarify", "margin", "misses_before_handover"];
-const REPLY_FIELDS: &[&str] = &["fallback", "clarify", "or", "handover", "give_up", "resume"];
+const REPLY_FIELDS: &[&str] = &[
+    "fallback", "clarify", "or", "handover", "give_up", "resume", "back_to",
+];
 const INTENT_FIELDS: &[&str] = &[
     "title", "examples", "answer", "chat", "after", "tags", "slots", "handover", "topic",
 ];
@@ -201,6 +203,7 @@ impl Header {
                 "or" => &mut kb.replies.or,
                 "handover" => &mut kb.replies.handover,
                 "give_up" => &mut kb.replies.give_up,
+                "back_to" => &mut kb.replies.back_to,
                 _ => &mut kb.replies.resume,
             };
             // A file that rewords one language keeps the built-in text of the other.

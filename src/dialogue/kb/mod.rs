@@ -102,6 +102,9 @@ pub struct Replies {
     pub give_up: Texts,
     /// "Are you contacting us about ${topic}?" (the topic intent's title)
     pub resume: Texts,
+    /// After answering a question asked in the middle of another request, offers to
+    /// go back to it: "Shall we go back to ${topic}?"
+    pub back_to: Texts,
 }
 
 impl Default for Replies {
@@ -134,6 +137,10 @@ impl Default for Replies {
             resume: Texts::of(&[
                 (En, "Are you contacting us about ${topic}?"),
                 (Zh, "请问您是为了${topic}联系我们吗？"),
+            ]),
+            back_to: Texts::of(&[
+                (En, "Shall we go back to ${topic}?"),
+                (Zh, "要继续办理${topic}吗？"),
             ]),
         }
     }
