@@ -39,6 +39,9 @@ pub struct FileConfig {
     /// How long SIGTERM waits for live calls, "30s".
     pub drain_timeout: Option<String>,
     pub dtmf: Option<DtmfMode>,
+    /// With `[[trunk]]`s configured, INVITEs are taken from them and from registered
+    /// agents' phones only; `true` takes them from anyone (labs, demos).
+    pub sip_open: Option<bool>,
     /// How often dialplans are checked for edits, "1s".
     pub reload_interval: Option<String>,
     /// Knowledge-base directory.
@@ -144,6 +147,7 @@ pub struct Config {
     pub max_calls: usize,
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
+    pub sip_open: bool,
     pub drain_timeout: Duration,
     pub dtmf: DtmfMode,
     pub reload_interval: Duration,
@@ -193,6 +197,7 @@ impl Default for Config {
             max_calls: 1000,
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),
+            sip_open: false,
             drain_timeout: Duration::from_secs(30),
             dtmf: DtmfMode::Auto,
             reload_interval: Duration::from_secs(1),
@@ -347,6 +352,9 @@ impl Config {
             }
         }
         self.trunks = f.trunks;
+        if let Some(open) = f.sip_open {
+            self.sip_open = open;
+        }
         for q in f.queues {
             let name = q.name.trim().to_string();
             if name.is_empty() || self.queues.iter().any(|c| c.name == name) {
@@ -426,6 +434,15 @@ impl Config {
     }
 
     /// The DTMF mode for a call from `source`.
+    /// Whether a call may come from this address by configuration alone: from anyone
+    /// while no trunk is configured (or `sip_open`), else from a trunk. (Registered
+    /// agents' phones are let in by the SIP service, which knows them.)
+    pub fn trunk_admits(&self, source: IpAddr) -> bool {
+        self.sip_open
+            || self.trunks.is_empty()
+            || self.trunks.iter().any(|t| t.addresses.contains(&source))
+    }
+
     pub fn dtmf_for(&self, source: IpAddr) -> (DtmfMode, Option<&str>) {
         self.trunks
             .iter()

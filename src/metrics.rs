@@ -29,6 +29,7 @@ pub struct Metrics {
     pub calls_active: Gauge,
     pub calls_refused: Counter,
     pub rtp_in: Counter,
+    pub rtp_refused: Counter,
     pub rtp_out: Counter,
     pub rtp_lost: Counter,
     pub bridged_active: Gauge,
@@ -61,6 +62,7 @@ impl Metrics {
             calls_active: Gauge::default(),
             calls_refused: Counter::default(),
             rtp_in: Counter::default(),
+            rtp_refused: Counter::default(),
             rtp_out: Counter::default(),
             rtp_lost: Counter::default(),
             bridged_active: Gauge::default(),
@@ -78,13 +80,18 @@ impl Metrics {
         registry.register("calls_active", "Calls in progress", m.calls_active.clone());
         registry.register(
             "calls_refused",
-            "INVITEs refused with 503 (call limit, draining)",
+            "INVITEs refused: 503 (call limit, draining) or 403 (not from a trunk)",
             m.calls_refused.clone(),
         );
         registry.register(
             "rtp_packets_in",
             "RTP packets received from callers and agents",
             m.rtp_in.clone(),
+        );
+        registry.register(
+            "rtp_packets_refused",
+            "RTP packets dropped: not from the source a call's media is taken from",
+            m.rtp_refused.clone(),
         );
         registry.register("rtp_packets_out", "RTP packets sent", m.rtp_out.clone());
         registry.register(

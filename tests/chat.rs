@@ -22,6 +22,9 @@ fn config(extra: &str) -> String {
     )
 }
 
+const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
+const SMS_TOKEN: &str = "sms_inbound_token = \"gateway-secret-0123456789\"\n";
+
 fn start(extra: &str) -> Server {
     Server::start_with(Some(&dtmf_plans()), &config(extra))
 }
@@ -343,11 +346,12 @@ async fn sms_webhook_round_trip_through_the_gateway() {
     let (gateway, received) = gateway().await;
 
     let s = start(&format!(
-        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"
+        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n{SMS_TOKEN}"
     ));
     let c = reqwest::Client::new();
     let r = c
         .post(url(&s, "/sms/inbound"))
+        .header("x-kefu-token", GATEWAY_SECRET)
         .form(&[
             ("From", "+8613800138000"),
             ("To", "10690000"),
@@ -367,6 +371,7 @@ async fn sms_webhook_round_trip_through_the_gateway() {
 
     let r = c
         .post(url(&s, "/sms/inbound"))
+        .header("x-kefu-token", GATEWAY_SECRET)
         .form(&[("Body", "hello")])
         .send()
         .await
@@ -375,6 +380,7 @@ async fn sms_webhook_round_trip_through_the_gateway() {
     assert!(r.text().await.unwrap().contains("missing `From`"));
     let r = c
         .post(url(&s, "/sms/inbound"))
+        .header("x-kefu-token", GATEWAY_SECRET)
         .form(&[("From", "not-a-number"), ("Body", "hello")])
         .send()
         .await
@@ -583,12 +589,13 @@ async fn knowledge_base_hot_reload_good_and_bad() {
 async fn an_agent_answers_an_sms_customer_by_sms() {
     let (gateway, received) = gateway().await;
     let s = start(&format!(
-        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n"
+        "sms_outbound_url = \"http://{gateway}/send\"\nsms_number = \"10690000\"\n{SMS_TOKEN}"
     ));
     s.add_agent_user("li", "sms desk password", "Li", "1002");
     let c = reqwest::Client::new();
     let r: Value = c
         .post(url(&s, "/sms/inbound"))
+        .header("x-kefu-token", GATEWAY_SECRET)
         .form(&[
             ("From", "+8613900139000"),
             ("To", "10690000"),
@@ -642,12 +649,24 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
     );
 }
 
-/// With `sms_inbound_token` set, only the gateway (which knows it) may post SMS.
+/// Only the gateway (which knows `sms_inbound_token`) may post SMS; without a token
+/// configured the channel is off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inbound_sms_needs_the_gateway_token_when_one_is_set() {
-    let s = start("sms_inbound_token = \"gateway-secret-0123456789\"\n");
+async fn inbound_sms_needs_the_gateway_token() {
     let c = reqwest::Client::new();
     let form = [("From", "+8613700137000"), ("Body", "hello")];
+    let open = start("");
+    let r = c
+        .post(url(&open, "/sms/inbound"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("sms_inbound_token"));
+    drop(open);
+
+    let s = start(SMS_TOKEN);
     let r = c
         .post(url(&s, "/sms/inbound"))
         .form(&form)

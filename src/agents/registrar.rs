@@ -60,6 +60,14 @@ impl Registrar {
         }
     }
 
+    /// Whether any agent's phone has a live registration from this address.
+    pub fn has_source(&self, ip: std::net::IpAddr, now: Instant) -> bool {
+        self.bindings
+            .values()
+            .flatten()
+            .any(|b| b.source.ip() == ip && b.expires_at > now)
+    }
+
     /// The agent's live contacts, most recently registered last.
     pub fn contacts(&self, extension: &str, now: Instant) -> Vec<Binding> {
         self.bindings

@@ -93,7 +93,7 @@ impl Media {
                 .map(|runtime| super::hearing::Hearing::new(runtime.clone(), &s.plan.language))
         };
         let (mut caller_ears, mut agent_ears) = (ears(), ears());
-        let mut agent_remote = leg.remote;
+        let mut agent_media = leg.latch.clone();
         let mut agent_heard = Instant::now();
         let agent_local = leg.socket.local_addr().ok();
         let mut caller_buf = vec![0u8; 2048];
@@ -142,7 +142,7 @@ impl Media {
                             to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                         {
                             tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
-                            match leg.socket.send_to(&out[..n], agent_remote).await {
+                            match leg.socket.send_to(&out[..n], agent_media.target()).await {
                                 Ok(_) => {
                                     metrics.rtp_out.inc();
                                 }
@@ -153,11 +153,14 @@ impl Media {
                     received = leg.socket.recv_from(&mut agent_buf) => {
                         let Ok((len, from)) = received else { continue };
                         let packet = &agent_buf[..len];
-                        // Symmetric RTP: answer where the agent's phone sends from.
-                        if rtp_rs::RtpReader::new(packet).is_err() {
+                        // Only the agent's phone: answered where it sends from.
+                        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+                            continue;
+                        };
+                        if !agent_media.accept(from, rtp.sequence_number().into()) {
+                            metrics.rtp_refused.inc();
                             continue;
                         }
-                        agent_remote = from;
                         agent_heard = Instant::now();
                         metrics.rtp_in.inc();
                         let want_pcm = recorder.is_some() || agent_ears.is_some();
@@ -206,7 +209,7 @@ impl Media {
                             let offer = if req.body.is_empty() { Ok(leg.negotiated.clone()) } else { sdp::negotiate(&req.body) };
                             match (offer, agent_local) {
                                 (Ok(n), Some(local)) => {
-                                    agent_remote = n.remote;
+                                    agent_media.resignal(n.remote);
                                     leg.negotiated = n;
                                     let me = leg_media(&self.negotiated);
                                     to_agent.renegotiated(me, leg_media(&leg.negotiated));

@@ -21,6 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::agents::registrar::Binding;
+use crate::channel::rtp::latch::Latch;
 use crate::channel::rtp::pacer::Pacer;
 use crate::channel::rtp::ports::PortPool;
 use crate::channel::rtp::sender::RtpSender;
@@ -76,8 +77,8 @@ pub struct AnsweredLeg {
     pub states: DialogStateReceiver,
     pub socket: UdpSocket,
     pub negotiated: Negotiated,
-    /// Where the agent's RTP comes from (latched) or should go.
-    pub remote: SocketAddr,
+    /// Which source the agent's RTP is taken from, and where it goes.
+    pub latch: Latch,
     /// Where kefu's stream to the agent stands.
     pub line: Line,
     pub answered_at: Instant,
@@ -199,7 +200,9 @@ async fn ring(
             }
         }
     };
-    let negotiated = match sdp::negotiate(&answer.body) {
+    let negotiated = match sdp::negotiate(&answer.body)
+        .and_then(|n| sdp::check_target(n.remote, spec.contact.source.ip()).map(|()| n))
+    {
         Ok(n) => n,
         Err(e) => {
             hang_up(&dialog, &dialer.dialog_layer).await;
@@ -208,7 +211,7 @@ async fn ring(
     };
     let mut media = Briefing {
         negotiated: negotiated.clone(),
-        remote: negotiated.remote,
+        latch: Latch::new(negotiated.remote),
         pacer: Pacer::new(Instant::now()),
         sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
         playout: Playout::default(),
@@ -248,7 +251,7 @@ async fn ring(
         states,
         socket,
         negotiated,
-        remote: media.remote,
+        latch: media.latch,
         line,
         answered_at: Instant::now(),
     }))
@@ -283,7 +286,7 @@ enum Decision {
 /// The answered agent leg while the agent hears the summary.
 struct Briefing {
     negotiated: Negotiated,
-    remote: SocketAddr,
+    latch: Latch,
     pacer: Pacer,
     sender: RtpSender,
     playout: Playout,
@@ -413,7 +416,7 @@ impl Briefing {
         if let Ok(n) = self
             .sender
             .build(self.negotiated.payload_type, slot, &payload, &mut packet)
-            && let Err(e) = socket.send_to(&packet[..n], self.remote).await
+            && let Err(e) = socket.send_to(&packet[..n], self.latch.target()).await
         {
             tracing::debug!(error = %e, "RTP to the agent failed");
         }
@@ -424,14 +427,17 @@ impl Briefing {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
             return;
         };
+        // Only the agent's phone may speak or press keys on this leg.
+        if !self.latch.accept(from, rtp.sequence_number().into()) {
+            crate::metrics::metrics().rtp_refused.inc();
+            return;
+        }
         let pt = rtp.payload_type();
         if Some(pt) == self.negotiated.telephone_event {
-            self.remote = from;
             if let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload()) {
                 digits.push(d);
             }
         } else if pt == self.negotiated.payload_type {
-            self.remote = from;
             if self.negotiated.telephone_event.is_none() {
                 let mut pcm = [0i16; 480];
                 let n = rtp.payload().len().min(pcm.len());

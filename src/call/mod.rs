@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::rtp::FRAME_MILLIS;
 use crate::channel::rtp::clock::{ClockStream, MediaClock, Outgoing};
 use crate::channel::rtp::jitter::JitterBuffer;
+use crate::channel::rtp::latch::Latch;
 use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
 use crate::channel::rtp::sender::RtpSender;
 use crate::channel::rtp::socket::RtpSocket;
@@ -411,7 +412,8 @@ const SLOT: usize = 1500;
 struct Media {
     negotiated: Negotiated,
     remote: SocketAddr,
-    latched: bool,
+    /// Which source the caller's RTP is taken from ([`Latch`]); `remote` follows it.
+    latch: Latch,
     /// The outgoing stream, paced and sent by the shared clock.
     out: ClockStream,
     receiver: RtpReceiver,
@@ -478,7 +480,7 @@ impl Media {
         Self {
             negotiated: s.negotiated.clone(),
             remote: s.negotiated.remote,
-            latched: false,
+            latch: Latch::new(s.negotiated.remote),
             out: MediaClock::shared().stream(outgoing, clock_socket),
             receiver: RtpReceiver::default(),
             jitter: JitterBuffer::new(3),
@@ -1078,10 +1080,10 @@ impl Media {
     }
 
     /// A packet from the caller's socket: None unless it is the caller's media (the
-    /// codec or telephone-event); otherwise latches the caller's address
-    /// (symmetric RTP: answer where the media really comes from, behind NAT),
-    /// keeps the stream statistics, and says whether the packet is new and
-    /// whether it is an event.
+    /// codec or telephone-event, from the source the [`Latch`] believes); otherwise
+    /// follows the believed source (symmetric RTP: answer where the media really
+    /// comes from, behind NAT), keeps the stream statistics, and says whether the
+    /// packet is new and whether it is an event.
     fn track_caller(
         &mut self,
         rtp: &rtp_rs::RtpReader<'_>,
@@ -1093,13 +1095,15 @@ impl Media {
         if !is_event && pt != self.negotiated.payload_type {
             return None;
         }
-        if !self.latched || from != self.remote {
-            if from != self.remote {
-                tracing::debug!(sdp = %self.remote, actual = %from, "RTP source latched");
-            }
-            self.remote = from;
-            self.out.lock().remote = from;
-            self.latched = true;
+        if !self.latch.accept(from, rtp.sequence_number().into()) {
+            crate::metrics::metrics().rtp_refused.inc();
+            return None;
+        }
+        let target = self.latch.target();
+        if target != self.remote {
+            tracing::debug!(sdp = %self.negotiated.remote, actual = %target, "RTP source latched");
+            self.remote = target;
+            self.out.lock().remote = target;
         }
         crate::metrics::metrics().rtp_in.inc();
         let now = arrived;
@@ -1245,13 +1249,14 @@ impl Media {
                     Ok(self.negotiated.clone())
                 } else {
                     sdp::negotiate(&req.body)
+                        .and_then(|n| sdp::check_target(n.remote, s.source.ip()).map(|()| n))
                 };
                 match result {
                     Ok(n) => {
                         let was_sending = self.negotiated.direction.sends();
                         if n.remote != self.negotiated.remote {
-                            self.remote = n.remote;
-                            self.latched = false;
+                            self.latch.resignal(n.remote);
+                            self.remote = self.latch.target();
                         }
                         tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
                         self.negotiated = n;

@@ -47,15 +47,21 @@ fn field<'a>(form: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a st
         .filter(|s| !s.is_empty())
 }
 
-/// The gateway's proof, when `sms_inbound_token` is set: `?token=` on the webhook
-/// URL (what gateways let you configure) or an `X-Kefu-Token` header.
+/// The gateway's proof: `?token=` on the webhook URL (what gateways let you
+/// configure) or an `X-Kefu-Token` header, matching `sms_inbound_token`. Without a
+/// token configured the channel is off: anyone could otherwise write into any phone
+/// number's conversation.
 fn check_gateway(
     s: &TextChannels,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let Some(expected) = &s.sms_inbound_token else {
-        return Ok(());
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the SMS channel is off: set sms_inbound_token in kefu.toml and give it to \
+             the gateway (?token= on the webhook URL, or X-Kefu-Token)",
+        ));
     };
     let given = query
         .get("token")

@@ -1,5 +1,6 @@
 //! RTP media: sending paced G.711 frames, receiving with SSRC/sequence tracking and a
-//! small reordering buffer, and the port pool calls take their sockets from.
+//! small reordering buffer, which source a call's media is taken from (`latch`), and
+//! the port pool calls take their sockets from.
 //!
 //! RTCP is not sent yet: receiver statistics (loss, jitter) are kept here and reported
 //! in the call record; SR/RR packets would go out from the shared sender (`clock`),
@@ -7,6 +8,7 @@
 
 pub mod clock;
 pub mod jitter;
+pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod receiver;

@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::net::UdpSocket;
 
@@ -11,7 +10,6 @@ use tokio::net::UdpSocket;
 pub struct PortPool {
     first: u16,
     last: u16,
-    cursor: AtomicU32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +26,6 @@ impl PortPool {
         Arc::new(Self {
             first,
             last: last.max(first),
-            cursor: AtomicU32::new(rand::random::<u32>()),
         })
     }
 
@@ -36,12 +33,14 @@ impl PortPool {
         u32::from(self.last - self.first) / 2 + 1
     }
 
-    /// Binds a socket on the next free even port, walking the range round-robin so a
-    /// port just released is not reused at once (late packets of the old call).
+    /// Binds a socket on a free even port chosen at random, so nobody can tell the
+    /// next call's media port from the last one (and take its audio over), and a
+    /// port just released is rarely reused at once (late packets of the old call).
     pub async fn bind(&self, ip: IpAddr) -> Result<UdpSocket, PortsExhausted> {
         let slots = self.slots();
-        for _ in 0..slots {
-            let n = self.cursor.fetch_add(1, Ordering::Relaxed) % slots;
+        let start = rand::random::<u32>() % slots;
+        for k in 0..slots {
+            let n = (start + k) % slots;
             let port = self.first + (n * 2) as u16;
             if let Ok(sock) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
                 return Ok(sock);
@@ -72,5 +71,20 @@ mod tests {
         assert!(pool.bind(ip).await.is_err());
         drop(a);
         assert!(pool.bind(ip).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_next_port_cannot_be_told_from_the_last() {
+        let pool = PortPool::new(42000, 42998);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut steps = std::collections::HashSet::new();
+        let mut last = pool.bind(ip).await.unwrap().local_addr().unwrap().port();
+        for _ in 0..20 {
+            let port = pool.bind(ip).await.unwrap().local_addr().unwrap().port();
+            steps.insert(i32::from(port) - i32::from(last));
+            last = port;
+        }
+        // Sequential ports would step by 2 every time.
+        assert!(steps.len() > 5, "{steps:?}");
     }
 }

@@ -237,6 +237,17 @@ impl SipService {
         self.local
     }
 
+    /// Whether an INVITE from this address is taken: see [`Config::trunk_admits`];
+    /// registered agents' phones may always call.
+    fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.config.trunk_admits(ip)
+            || self
+                .phones
+                .registrar
+                .lock()
+                .is_ok_and(|r| r.has_source(ip, std::time::Instant::now()))
+    }
+
     /// Routes incoming requests until the endpoint stops.
     pub async fn run(self: Arc<Self>, mut incoming: rsipstack::transaction::TransactionReceiver) {
         while let Some(tx) = incoming.recv().await {
@@ -389,6 +400,17 @@ impl SipService {
 
     async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
         let invite_at = chrono::Utc::now();
+        let (source, _) = origin(&tx, self.local);
+        if !self.admits(source.ip()) {
+            tracing::warn!(%source, "INVITE refused: not from a configured trunk or agent");
+            crate::metrics::metrics().calls_refused.inc();
+            return Self::reject(
+                &mut tx,
+                StatusCode::Forbidden,
+                "calls are taken from the configured trunks only",
+            )
+            .await;
+        }
         let Some(slot) = self.gate.try_enter(self.config.max_calls) else {
             let why = if self.gate.is_draining() {
                 "shutting down"
@@ -424,7 +446,9 @@ impl SipService {
             )
             .await;
         };
-        let negotiated = match sdp::negotiate(&tx.original.body) {
+        let negotiated = match sdp::negotiate(&tx.original.body)
+            .and_then(|n| sdp::check_target(n.remote, source.ip()).map(|()| n))
+        {
             Ok(n) => n,
             Err(e) => {
                 let why = if tx.original.body.is_empty() {

@@ -18,6 +18,45 @@ pub enum SdpError {
     NoCodec,
     #[error("no connection address (c=) for the audio stream")]
     NoAddress,
+    #[error("kefu does not send media to {0}: {1}")]
+    Target(std::net::SocketAddr, &'static str),
+}
+
+/// What sort of address an SDP names, for [`check_target`].
+fn scope(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip {
+        _ if ip.is_loopback() => Some("a loopback address"),
+        _ if ip.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("a broadcast address"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("a link-local address"),
+        _ => None,
+    }
+}
+
+/// Whether kefu may send a call's RTP where an SDP from `signalled_from` points:
+/// otherwise anyone could aim a call's media at a service (a loopback port, a
+/// broadcast address, a well-known port) and use kefu to flood it. Loopback and
+/// link-local targets are accepted only from a peer that is itself such an address
+/// (the demo and tests on one machine); multicast, broadcast and ports below 1024
+/// never. 0.0.0.0 is the old way to put a call on hold, and is no target.
+pub fn check_target(
+    target: std::net::SocketAddr,
+    signalled_from: std::net::IpAddr,
+) -> Result<(), SdpError> {
+    let ip = target.ip();
+    if ip.is_unspecified() {
+        return Ok(());
+    }
+    if target.port() < 1024 {
+        return Err(SdpError::Target(target, "a well-known port"));
+    }
+    match scope(ip) {
+        None => Ok(()),
+        Some(kind) if scope(signalled_from) == Some(kind) && !ip.is_multicast() => Ok(()),
+        Some(kind) => Err(SdpError::Target(target, kind)),
+    }
 }
 
 /// Media direction from one side's point of view (RFC 3264 §5.1).
@@ -271,5 +310,26 @@ mod tests {
         let video = OFFER.replace("m=audio", "m=video");
         assert_eq!(negotiate(video.as_bytes()), Err(SdpError::NoAudio));
         assert!(matches!(negotiate(b"garbage"), Err(SdpError::Malformed(_))));
+    }
+
+    #[test]
+    fn media_goes_only_where_a_caller_may_point_it() {
+        let from_carrier: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+        let from_here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let ok = |t: &str, f| check_target(t.parse().unwrap(), f).is_ok();
+        assert!(ok("192.0.2.20:30000", from_carrier));
+        assert!(ok("10.1.2.3:30000", from_carrier));
+        assert!(ok("0.0.0.0:30000", from_carrier));
+        assert!(!ok("127.0.0.1:6379", from_carrier));
+        assert!(!ok("[::1]:30000", from_carrier));
+        assert!(!ok("169.254.169.254:8080", from_carrier));
+        assert!(!ok("224.0.0.1:30000", from_carrier));
+        assert!(!ok("255.255.255.255:30000", from_carrier));
+        assert!(!ok("192.0.2.20:53", from_carrier));
+        // A caller on this machine may use loopback (the demo), not multicast.
+        assert!(ok("127.0.0.1:30000", from_here));
+        assert!(!ok("224.0.0.1:30000", "224.0.0.2".parse().unwrap()));
+        let e = check_target("127.0.0.1:6379".parse().unwrap(), from_carrier).unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
     }
 }
