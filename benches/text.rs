@@ -367,8 +367,12 @@ fn main() {
     };
     // This process holds a connection per customer.
     let _ = rlimit::increase_nofile_limit(conversations * 2 + 256);
+    // Every customer comes from this one address: lift the per-address budgets and
+    // connection cap that would otherwise (rightly) cut it off.
     let config = format!(
-        "kb = \"{}\"\nsemantic = {}\n",
+        "kb = \"{}\"\nsemantic = {}\nconversations_per_minute = 1000000\n\
+         messages_per_minute = 1000000\nhttp_connections = 100000\n\
+         http_connections_per_client = 100000\n",
         repo().join("dialplans/kb").display(),
         std::env::var("KEFU_TEXT_SEMANTIC").map_or(true, |v| v != "false")
     );

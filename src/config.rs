@@ -42,6 +42,21 @@ pub struct FileConfig {
     /// With `[[trunk]]`s configured, INVITEs are taken from them and from registered
     /// agents' phones only; `true` takes them from anyone (labs, demos).
     pub sip_open: Option<bool>,
+    /// HTTP connections open at once, in all (default 4096).
+    pub http_connections: Option<usize>,
+    /// HTTP connections open at once from one client address (default 64; one more
+    /// closes that client's oldest idle one).
+    pub http_connections_per_client: Option<usize>,
+    /// How long a client has to send a request's headers, "10s".
+    pub http_header_timeout: Option<String>,
+    /// What one client address may do on the public routes: new conversations and
+    /// messages per minute, verification codes per hour, sign-in attempts per minute.
+    pub conversations_per_minute: Option<u32>,
+    pub messages_per_minute: Option<u32>,
+    pub codes_per_hour: Option<u32>,
+    pub sign_ins_per_minute: Option<u32>,
+    /// Verification codes texted per hour in all (SMS pumping costs money).
+    pub sms_codes_per_hour: Option<u32>,
     /// How often dialplans are checked for edits, "1s".
     pub reload_interval: Option<String>,
     /// Knowledge-base directory.
@@ -148,6 +163,9 @@ pub struct Config {
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
     pub sip_open: bool,
+    pub http_limits: crate::api::listen::Limits,
+    pub rates: crate::api::rate::Rates,
+    pub sms_codes_per_hour: u32,
     pub drain_timeout: Duration,
     pub dtmf: DtmfMode,
     pub reload_interval: Duration,
@@ -198,6 +216,9 @@ impl Default for Config {
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),
             sip_open: false,
+            http_limits: crate::api::listen::Limits::default(),
+            rates: crate::api::rate::Rates::default(),
+            sms_codes_per_hour: 200,
             drain_timeout: Duration::from_secs(30),
             dtmf: DtmfMode::Auto,
             reload_interval: Duration::from_secs(1),
@@ -354,6 +375,21 @@ impl Config {
         self.trunks = f.trunks;
         if let Some(open) = f.sip_open {
             self.sip_open = open;
+        }
+        if let Some(n) = f.http_connections {
+            self.http_limits.connections = n.max(1);
+        }
+        if let Some(n) = f.http_connections_per_client {
+            self.http_limits.per_client = n.max(1);
+        }
+        let r = &mut self.rates;
+        r.conversations = f.conversations_per_minute.unwrap_or(r.conversations);
+        r.messages = f.messages_per_minute.unwrap_or(r.messages);
+        r.codes = f.codes_per_hour.unwrap_or(r.codes);
+        r.sign_ins = f.sign_ins_per_minute.unwrap_or(r.sign_ins);
+        self.sms_codes_per_hour = f.sms_codes_per_hour.unwrap_or(self.sms_codes_per_hour);
+        if let Some(t) = f.http_header_timeout {
+            self.http_limits.header_timeout = duration("http_header_timeout", &t)?;
         }
         for q in f.queues {
             let name = q.name.trim().to_string();

@@ -213,6 +213,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             secure_cookies: config.secure_cookies,
             session_ttl: config.session_ttl,
             trusted_proxies: config.trusted_proxies.clone(),
+            budgets: crate::api::rate::ClientBudgets::new(config.rates),
         }),
         kb: kb.clone(),
         kb_dir: config.kb.clone(),
@@ -223,12 +224,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health.clone(), text, ops);
-    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, router)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let http_task = tokio::spawn(api::listen::serve(
+        http,
+        router,
+        config.http_limits,
+        http_stop,
+    ));
 
     let (sip, incoming) = sip::bind(
         config.clone(),

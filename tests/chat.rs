@@ -279,6 +279,40 @@ async fn gateway() -> (std::net::SocketAddr, Sent) {
     (addr, received)
 }
 
+/// SMS pumping: one client opens chats and asks for codes to 30 numbers. Only its
+/// budget of codes goes out; the rest get 429 and cost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_codes_to_many_numbers_are_budgeted() {
+    let (gateway, sent) = gateway().await;
+    let s = start(&format!("sms_outbound_url = \"http://{gateway}/send\"\n"));
+    let (mut accepted, mut refused) = (0, 0);
+    for n in 0..30 {
+        let (status, started) = post_json(&s, "/api/chat/conversations", json!({})).await;
+        if status == 429 {
+            refused += 1;
+            continue;
+        }
+        let id = started["conversation"].as_str().unwrap();
+        let path = format!("/api/chat/conversations/{id}/phone");
+        let phone = format!("1380013{:04}", 8000 + n);
+        let (status, body) = post_json(&s, &path, json!({ "phone": phone })).await;
+        match status {
+            202 => accepted += 1,
+            429 => {
+                assert!(
+                    body["error"].as_str().unwrap().contains("too many"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            _ => panic!("{status} {body}"),
+        }
+    }
+    assert!(accepted <= 5, "{accepted} codes sent");
+    assert_eq!(accepted + refused, 30);
+    assert_eq!(sent.lock().unwrap().len(), accepted);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_customer_proves_their_phone_number() {
     let (gateway, sent) = gateway().await;

@@ -13,6 +13,8 @@ use crate::dialogue::conversations::ConversationError;
 pub struct ApiError {
     pub status: StatusCode,
     pub reason: String,
+    /// Seconds to wait before trying again (a `Retry-After` header), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,17 @@ impl ApiError {
         Self {
             status,
             reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: this client asked too often; it may again in `wait`.
+    pub fn too_many(reason: impl Into<String>, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason: format!("{}; try again in {seconds} s", reason.into()),
+            retry_after: Some(seconds.max(1)),
         }
     }
 
@@ -35,13 +48,19 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(ErrorBody {
                 error: &self.reason,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

@@ -8,6 +8,8 @@ pub mod agent;
 pub mod dashboard;
 pub mod error;
 pub mod kb;
+pub mod listen;
+pub mod rate;
 pub mod routes;
 pub mod session;
 

@@ -22,6 +22,7 @@ use axum::routing::{MethodFilter, on};
 use serde::Serialize;
 
 use super::ApiError;
+use super::rate::{ClientBudgets, Spend};
 use crate::auth::throttle::Throttle;
 use crate::auth::{Permission, Role};
 use crate::store::Store;
@@ -40,8 +41,10 @@ pub struct Access {
     pub secure_cookies: bool,
     pub session_ttl: Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed (for the sign-in
-    /// throttle's per-address count).
+    /// throttle's per-address count and the budgets).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// What each client address may spend on the public routes.
+    pub budgets: ClientBudgets,
 }
 
 impl Access {
@@ -176,9 +179,53 @@ impl<S: Clone + Send + Sync + 'static> Routes<'_, S> {
         self
     }
 
+    /// Like [`Routes::add`] for a public route that costs something: each request
+    /// spends from its client address's budget (429 when it is spent).
+    pub fn add_spending<H, T>(
+        mut self,
+        method: Verb,
+        path: &'static str,
+        spend: Spend,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.table.specs.push(RouteSpec {
+            method,
+            path,
+            permission: Permission::Public,
+        });
+        let limited = on(method.filter(), handler).route_layer(
+            axum::middleware::from_fn_with_state((self.table.access.clone(), spend), budget),
+        );
+        self.router = self.router.route(path, limited);
+        self
+    }
+
     pub fn build(self) -> Router<S> {
         self.router
     }
+}
+
+/// Spends from the client address's budget before the handler runs.
+async fn budget(
+    State((access, spend)): State<(Arc<Access>, Spend)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(axum::extract::ConnectInfo(peer)) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        let client = access.client_ip(peer.ip(), req.headers());
+        if let Err(e) = access.budgets.spend(spend, client) {
+            tracing::debug!(%client, ?spend, "over budget");
+            return e.into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn guard(

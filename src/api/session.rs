@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::rate::Spend;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use super::admin::unavailable;
 use super::routes::{Access, Caller, Routes, SESSION_COOKIE, Verb::*};
 use super::{ApiError, Ops};
-use crate::auth::Permission::{self, Public, SignedIn};
+use crate::auth::Permission::{self, SignedIn};
 use crate::auth::{Role, password, secret};
 use crate::store::access::{Audit, User, UserChange};
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
-    r.add(Post, "/api/login", Public, login)
+    r.add_spending(Post, "/api/login", Spend::SignIn, login)
         .add(Get, "/api/session", SignedIn, whoami)
         .add(Post, "/api/logout", SignedIn, logout)
         .add(Post, "/api/session/password", SignedIn, change_password)

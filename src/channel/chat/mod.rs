@@ -84,7 +84,7 @@ impl TextChannels {
             sms_number: config.sms_number.clone(),
             sms_inbound_token: config.sms_inbound_token.clone(),
             http,
-            verifications: verify::Verifications::default(),
+            verifications: verify::Verifications::new(config.sms_codes_per_hour),
             store,
             center,
         }

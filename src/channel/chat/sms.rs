@@ -147,8 +147,14 @@ pub async fn send(
             .await
             .and_then(|r| r.error_for_status());
         if let Err(e) = result {
+            // The URL may carry the gateway's credentials: never in logs or replies.
+            let e = e.without_url();
             tracing::error!(to, error = %e, "SMS gateway refused the message");
-            return Err(e.to_string());
+            return Err(match e.status() {
+                Some(status) => format!("it answered {status}"),
+                None if e.is_timeout() => "it did not answer in time".into(),
+                None => "it could not be reached".into(),
+            });
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels};
+use crate::api::rate::{Budget, Spend};
 use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Identity, IdentityKind};
@@ -34,15 +35,66 @@ pub struct Pending {
     tries: u32,
 }
 
-/// Verifications in progress, by conversation.
-#[derive(Debug, Default)]
-pub struct Verifications(Mutex<HashMap<String, Pending>>);
+/// Verifications in progress, by conversation, and what may still be texted.
+pub struct Verifications {
+    pending: Mutex<HashMap<String, Pending>>,
+    pub budgets: CodeBudgets,
+}
+
+impl Verifications {
+    /// At most `per_hour` codes texted per hour in all.
+    pub fn new(per_hour: u32) -> Self {
+        Self {
+            pending: Mutex::default(),
+            budgets: CodeBudgets::new(per_hour),
+        }
+    }
+}
+
+/// How many codes may go out: to one number, to one number range (all but the last
+/// four digits: SMS bombing walks a range), and in all, per hour. Each client
+/// address has its own budget too (the route's). Without these, one script asking
+/// for codes to many numbers costs the owner one paid text message each.
+pub struct CodeBudgets {
+    number: Budget<String>,
+    range: Budget<String>,
+    all: Budget<()>,
+}
+
+/// Codes per hour to one number, and to one range of numbers.
+const CODES_PER_NUMBER: u32 = 3;
+const CODES_PER_RANGE: u32 = 10;
+
+impl CodeBudgets {
+    pub fn new(per_hour: u32) -> Self {
+        Self {
+            number: Budget::per_hour(CODES_PER_NUMBER, "codes sent to this number"),
+            range: Budget::per_hour(CODES_PER_RANGE, "codes sent to numbers like this one"),
+            all: Budget::per_hour(per_hour, "verification codes sent this hour"),
+        }
+    }
+
+    /// Spends one code to `phone` (digits, optional +) from every budget.
+    pub fn spend(&self, phone: &str) -> Result<(), ApiError> {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let range = digits[..digits.len().saturating_sub(4)].to_string();
+        self.number.spend(&digits)?;
+        self.range.spend(&range)?;
+        self.all.spend(&())
+    }
+}
+
+impl std::fmt::Debug for Verifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifications")
+    }
+}
 
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
-    r.add(
+    r.add_spending(
         Post,
         "/api/chat/conversations/{id}/phone",
-        Public,
+        Spend::Code,
         send_code,
     )
     .add(
@@ -85,7 +137,7 @@ async fn send_code(
     };
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     {
-        let mut pending = crate::lock(&s.verifications.0);
+        let mut pending = crate::lock(&s.verifications.pending);
         if let Some(p) = pending.get(&id)
             && now - p.sent < Duration::seconds(RESEND_AFTER_SECS)
         {
@@ -111,13 +163,17 @@ async fn send_code(
             },
         );
     }
+    if let Err(e) = s.verifications.budgets.spend(&phone) {
+        crate::lock(&s.verifications.pending).remove(&id);
+        return Err(e);
+    }
     let name = s.kb.current().kb.name.clone();
     let text = format!(
         "{name}: your verification code is {code}. It expires in {CODE_LIFETIME_MINUTES} minutes."
     );
     let from = s.sms_number.clone().unwrap_or_default();
     if let Err(e) = super::sms::send(&s.http, url, &phone, &from, &[text]).await {
-        crate::lock(&s.verifications.0).remove(&id);
+        crate::lock(&s.verifications.pending).remove(&id);
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("the SMS gateway did not take the code: {e}"),
@@ -155,7 +211,7 @@ async fn confirm(
     let customer = crate::lock(&entry).customer.clone();
     let now = Utc::now();
     let phone = {
-        let mut pending = crate::lock(&s.verifications.0);
+        let mut pending = crate::lock(&s.verifications.pending);
         let Some(p) = pending.get_mut(&id) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels, message_text};
+use crate::api::rate::Spend;
 use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
@@ -22,17 +23,17 @@ use crate::dialogue::text::Lang;
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
     // The customer's side: a conversation id (128 random bits) is the proof.
     r.add(Get, "/chat", Public, widget)
-        .add(Post, "/api/chat/conversations", Public, start)
+        .add_spending(Post, "/api/chat/conversations", Spend::Conversation, start)
         .add(
             Get,
             "/api/chat/conversations/{id}/messages",
             Public,
             history,
         )
-        .add(
+        .add_spending(
             Post,
             "/api/chat/conversations/{id}/messages",
-            Public,
+            Spend::Message,
             post_message,
         )
         .add(Get, "/api/chat/conversations/{id}/ws", Public, socket)

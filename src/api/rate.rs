@@ -1,0 +1,154 @@
+//! Request budgets: how often one key (a client address, a phone number) may do
+//! something, with governor's GCRA (a steady rate plus a burst). The routes that
+//! cost something (a new conversation, a message through the matcher, a text
+//! message sent, a password check) say which budget they spend; a request over
+//! budget gets 429 with a reason and `Retry-After`.
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::ApiError;
+
+/// Keys remembered before quiet ones are dropped (a key that has waited out its
+/// whole burst has no state worth keeping).
+const TIDY_ABOVE: usize = 50_000;
+
+pub struct Budget<K: Clone + Hash + Eq = std::net::IpAddr> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    /// What is being limited, for the reason ("new conversations from this address").
+    what: &'static str,
+}
+
+impl<K: Clone + Hash + Eq> Budget<K> {
+    /// `count` per `period`, all of them at once if need be.
+    pub fn new(count: u32, period: Duration, what: &'static str) -> Self {
+        let count = NonZeroU32::new(count.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period / count.get())
+            .unwrap_or_else(|| Quota::per_second(count))
+            .allow_burst(count);
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            what,
+        }
+    }
+
+    pub fn per_minute(count: u32, what: &'static str) -> Self {
+        Self::new(count, Duration::from_secs(60), what)
+    }
+
+    pub fn per_hour(count: u32, what: &'static str) -> Self {
+        Self::new(count, Duration::from_secs(3600), what)
+    }
+
+    /// Spends one from `key`'s budget, or says how long until it may.
+    pub fn spend(&self, key: &K) -> Result<(), ApiError> {
+        if self.limiter.len() > TIDY_ABOVE {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::too_many(format!("too many {}", self.what), wait)
+        })
+    }
+}
+
+/// The budgets per client address for the public routes.
+pub struct ClientBudgets {
+    pub conversations: Budget,
+    pub messages: Budget,
+    pub codes: Budget,
+    pub sign_ins: Budget,
+}
+
+/// How much each client address may do (kefu.toml can raise them for load tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rates {
+    /// New conversations per minute.
+    pub conversations: u32,
+    /// Messages per minute.
+    pub messages: u32,
+    /// Verification codes asked for per hour.
+    pub codes: u32,
+    /// Sign-in attempts per minute.
+    pub sign_ins: u32,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self {
+            conversations: 20,
+            messages: 60,
+            codes: 5,
+            sign_ins: 20,
+        }
+    }
+}
+
+impl ClientBudgets {
+    pub fn new(r: Rates) -> Self {
+        Self {
+            conversations: Budget::per_minute(
+                r.conversations,
+                "new conversations from this address",
+            ),
+            messages: Budget::per_minute(r.messages, "messages from this address"),
+            codes: Budget::per_hour(r.codes, "verification codes asked for from this address"),
+            sign_ins: Budget::per_minute(r.sign_ins, "sign-in attempts from this address"),
+        }
+    }
+}
+
+/// Which budget a route spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spend {
+    Conversation,
+    Message,
+    Code,
+    SignIn,
+}
+
+impl ClientBudgets {
+    pub fn spend(&self, what: Spend, client: std::net::IpAddr) -> Result<(), ApiError> {
+        match what {
+            Spend::Conversation => self.conversations.spend(&client),
+            Spend::Message => self.messages.spend(&client),
+            Spend::Code => self.codes.spend(&client),
+            Spend::SignIn => self.sign_ins.spend(&client),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_beyond_the_budget_is_refused_with_the_wait() {
+        let b: Budget = Budget::per_minute(3, "things");
+        let me: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(b.spend(&me).is_ok());
+        }
+        let e = b.spend(&me).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.reason.starts_with("too many things"), "{}", e.reason);
+        // 3 a minute: one more after 20 s.
+        assert!((1..=20).contains(&e.retry_after.unwrap()), "{e:?}");
+        // Someone else is not affected.
+        assert!(b.spend(&other).is_ok());
+    }
+
+    #[test]
+    fn per_hour_budgets_refill_slowly() {
+        let b: Budget<String> = Budget::per_hour(2, "codes to this number");
+        let n = "+8613800138000".to_string();
+        assert!(b.spend(&n).is_ok() && b.spend(&n).is_ok());
+        let e = b.spend(&n).unwrap_err();
+        assert!(e.retry_after.unwrap() > 1000, "{e:?}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Attacks from the network, each as an attacker on loopback would make it, against
+//! a real server: taking over a call's media, calling in from outside the trunk,
+//! bursts of conversations from one address, and idle connections. (The SMS webhook
+//! without its token and verification-code pumping are in tests/chat.rs, beside the
+//! fake SMS gateway.)
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::phone::{rtp, sdp_target};
+use common::{RawUa, Server};
+
+const T: Duration = Duration::from_secs(5);
+
+/// RTP packets waiting on a non-blocking socket.
+fn drain(sock: &UdpSocket) -> usize {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while sock.recv_from(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// A second source sends RTP (in sequence, like a real stream) to a live call's
+/// media port while the caller keeps talking: kefu keeps the caller's media and
+/// never sends the attacker a packet.
+#[test]
+fn a_second_source_cannot_take_over_a_calls_media() {
+    let server = Server::start(Some(&common::dtmf_plans()));
+    let ua = RawUa::new(server.sip);
+    let ok = ua.answered_call("bleed-1", "kefu-en");
+    let media = sdp_target(&ok);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker.set_nonblocking(true).unwrap();
+    ua.rtp.set_nonblocking(true).unwrap();
+    let silence = [0xffu8; 160];
+    let (mut to_caller, mut to_attacker) = (0, 0);
+    let started = Instant::now();
+    let mut seq = 0u16;
+    while started.elapsed() < Duration::from_millis(2500) {
+        ua.rtp
+            .send_to(&rtp(0, seq, u32::from(seq) * 160, false, &silence), media)
+            .unwrap();
+        // The attacker's own stream, also in sequence.
+        attacker
+            .send_to(
+                &rtp(0, 1000 + seq, u32::from(seq) * 160, false, &silence),
+                media,
+            )
+            .unwrap();
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        to_caller += drain(&ua.rtp);
+        to_attacker += drain(&attacker);
+    }
+    assert_eq!(to_attacker, 0, "kefu sent the call's audio to the attacker");
+    assert!(to_caller > 50, "the caller heard only {to_caller} packets");
+    ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-bleed-bye"));
+    ua.expect_status(200, T);
+}
+
+/// With a trunk configured, an INVITE from anywhere else is refused (403); the lab
+/// setting opens it again.
+#[test]
+fn invites_come_from_the_trunk_once_one_is_configured() {
+    let trunk = "[[trunk]]\nname = \"carrier\"\naddresses = [\"192.0.2.10\"]\n";
+    let server = Server::start_with(Some(&common::dtmf_plans()), trunk);
+    let ua = RawUa::new(server.sip);
+    ua.send(&ua.invite("outsider-1", "z9hG4bK-out1", "kefu-en"));
+    let refused = ua.expect_status(403, T);
+    assert!(refused.contains("trunk"), "{refused}");
+    assert!(server.records().is_empty(), "a refused call left a record");
+
+    let open = Server::start_with(
+        Some(&common::dtmf_plans()),
+        &format!("sip_open = true\n{trunk}"),
+    );
+    let ua = RawUa::new(open.sip);
+    let ok = ua.answered_call("lab-1", "kefu-en");
+    ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-lab-bye"));
+    ua.expect_status(200, T);
+}
+
+/// One address opening hundreds of conversations at once gets its budget and then
+/// 429 with Retry-After; another address is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_conversations_from_one_address_is_cut_off() {
+    let s = Server::start_with(
+        Some(&common::dtmf_plans()),
+        &format!("kb = {:?}\n", common::repo().join("dialplans/kb")),
+    );
+    let url = format!("http://{}/api/chat/conversations", s.http);
+    let c = reqwest::Client::new();
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let c = c.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                match c.post(&url).json(&serde_json::json!({})).send().await {
+                    Ok(r) => (
+                        r.status().as_u16(),
+                        r.headers().get("retry-after").is_some(),
+                    ),
+                    // Too many connections at once from one address: closed.
+                    Err(_) => (0, false),
+                }
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused, mut closed) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (0, _) => closed += 1,
+            (s, _) if s < 300 => accepted += 1,
+            (429, true) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!((1..=20).contains(&accepted), "{accepted} accepted");
+    assert!(
+        refused > 0,
+        "none refused with 429 ({closed} connections closed)"
+    );
+    // Someone else (another address) still starts a conversation.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = other
+        .post(&url)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Hundreds of connections that never send a request neither crowd out a real
+/// client from the same address nor stay open past the header deadline.
+#[test]
+fn idle_connections_are_recycled_and_closed() {
+    let s = Server::start_with(
+        Some(&common::dtmf_plans()),
+        "http_connections_per_client = 50\nhttp_header_timeout = \"2s\"\n",
+    );
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(s.http).unwrap())
+        .collect();
+    let (status, _) = s.http_get("/healthz");
+    assert_eq!(status, 200);
+    // Past the deadline every idle connection has been closed by the server.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut still_open = 0;
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match c.read(&mut buf) {
+                // EOF: closed.
+                Ok(0) => break,
+                // A timeout answer before the close.
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    still_open += 1;
+                    break;
+                }
+                // Reset: closed.
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(still_open, 0, "{still_open} idle connections still open");
+}
