@@ -3,19 +3,18 @@
 //! connect and say nothing (or trickle their headers) cannot hold the server's
 //! sockets. `axum::serve` has neither, hence this loop.
 //!
-//! A client at its cap that connects again has its oldest connection closed as soon
-//! as that one is idle (a request in flight finishes first), so the newest wins: a
-//! flood of idle connections from one address keeps recycling its own slots, and a
-//! real browser behind the same address still gets answered. Connections younger
-//! than `GRACE` are not recycled (their request may be on its way): while all of a
-//! client's are that young, and at the cap in all, new connections are closed at
-//! once.
+//! A client at its cap that connects again has its oldest idle connection (no
+//! request in flight) closed, so the newest wins: a flood of idle connections from
+//! one address keeps recycling its own slots, and a real browser behind the same
+//! address still gets answered. While all of a client's connections are busy, and at
+//! the cap in all, new connections are closed at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -25,9 +24,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
-
-/// How long a new connection is safe from being recycled.
-const GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -50,48 +46,56 @@ impl Default for Limits {
     }
 }
 
-/// Open connections by client address, oldest first, each with its close signal.
+/// One open connection: its requests in flight, and its close signal.
+struct Conn {
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    close: CancellationToken,
+}
+
+/// Open connections by client address, oldest first.
 #[derive(Default)]
 struct Open {
     next_id: u64,
     total: usize,
-    by_client: HashMap<IpAddr, VecDeque<(u64, Instant, CancellationToken)>>,
+    by_client: HashMap<IpAddr, VecDeque<Conn>>,
 }
 
 impl Open {
     /// Registers a new connection, or None when it must be closed at once. At the
-    /// client's cap its oldest connection is told to close, if it is old enough.
-    fn admit(
-        &mut self,
-        ip: IpAddr,
-        limits: &Limits,
-        now: Instant,
-    ) -> Option<(u64, CancellationToken)> {
+    /// client's cap its oldest idle connection is told to close.
+    fn admit(&mut self, ip: IpAddr, limits: &Limits) -> Option<Conn> {
         if self.total >= limits.connections {
             return None;
         }
         let list = self.by_client.entry(ip).or_default();
         if list.len() >= limits.per_client.max(1) {
-            match list.front() {
-                Some((_, since, _)) if now.duration_since(*since) >= GRACE => {
-                    if let Some((_, _, oldest)) = list.pop_front() {
-                        oldest.cancel();
-                        self.total -= 1;
-                    }
-                }
-                _ => return None,
+            let idle = list
+                .iter()
+                .position(|c| c.busy.load(Ordering::Acquire) == 0)?;
+            if let Some(old) = list.remove(idle) {
+                old.close.cancel();
+                self.total -= 1;
             }
         }
         self.next_id += 1;
-        let token = CancellationToken::new();
-        list.push_back((self.next_id, now, token.clone()));
+        let conn = Conn {
+            id: self.next_id,
+            busy: Arc::default(),
+            close: CancellationToken::new(),
+        };
+        list.push_back(Conn {
+            id: conn.id,
+            busy: conn.busy.clone(),
+            close: conn.close.clone(),
+        });
         self.total += 1;
-        Some((self.next_id, token))
+        Some(conn)
     }
 
     fn close(&mut self, ip: IpAddr, id: u64) {
         if let Some(list) = self.by_client.get_mut(&ip) {
-            if let Some(i) = list.iter().position(|(n, _, _)| *n == id) {
+            if let Some(i) = list.iter().position(|c| c.id == id) {
                 list.remove(i);
                 self.total -= 1;
             }
@@ -127,8 +131,8 @@ pub async fn serve(
         let admitted = open
             .lock()
             .ok()
-            .and_then(|mut o| o.admit(peer.ip(), &limits, Instant::now()));
-        let Some((id, close)) = admitted else {
+            .and_then(|mut o| o.admit(peer.ip(), &limits));
+        let Some(conn) = admitted else {
             tracing::debug!(%peer, "HTTP connection refused: too many open");
             continue;
         };
@@ -136,7 +140,8 @@ pub async fn serve(
         let open = open.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
-            connection(stream, peer, router, limits, close, stop).await;
+            let id = conn.id;
+            connection(stream, peer, router, limits, conn, stop).await;
             if let Ok(mut o) = open.lock() {
                 o.close(peer.ip(), id);
             }
@@ -152,13 +157,20 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     limits: Limits,
-    close: CancellationToken,
+    conn: Conn,
     stop: CancellationToken,
 ) {
+    let Conn { busy, close, .. } = conn;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
-        async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|e| match e {})) }
+        let busy = busy.clone();
+        busy.fetch_add(1, Ordering::AcqRel);
+        async move {
+            let response = router.call(req).await.unwrap_or_else(|e| match e {});
+            busy.fetch_sub(1, Ordering::AcqRel);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -187,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_client_at_its_cap_recycles_its_oldest_connection() {
+    fn a_client_at_its_cap_recycles_its_oldest_idle_connection() {
         let limits = Limits {
             connections: 10,
             per_client: 2,
@@ -196,20 +208,22 @@ mod tests {
         let mut open = Open::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let t0 = Instant::now();
-        let (first, first_close) = open.admit(a, &limits, t0).unwrap();
-        let (_, second_close) = open.admit(a, &limits, t0).unwrap();
-        // Too young to recycle: the new one is refused.
-        assert!(open.admit(a, &limits, t0 + GRACE / 2).is_none());
-        assert!(!first_close.is_cancelled());
-        let (_, third_close) = open.admit(a, &limits, t0 + GRACE).unwrap();
-        assert!(first_close.is_cancelled());
-        assert!(!second_close.is_cancelled() && !third_close.is_cancelled());
+        let first = open.admit(a, &limits).unwrap();
+        let second = open.admit(a, &limits).unwrap();
+        // Both answering a request: the new one is refused.
+        first.busy.store(1, Ordering::Release);
+        second.busy.store(1, Ordering::Release);
+        assert!(open.admit(a, &limits).is_none());
+        // The second goes idle: it is the one recycled, not the busy first.
+        second.busy.store(0, Ordering::Release);
+        let third = open.admit(a, &limits).unwrap();
+        assert!(second.close.is_cancelled());
+        assert!(!first.close.is_cancelled() && !third.close.is_cancelled());
         assert_eq!(open.total, 2);
         // The recycled connection ending later changes nothing.
-        open.close(a, first);
+        open.close(a, second.id);
         assert_eq!(open.total, 2);
-        assert!(open.admit(b, &limits, t0).is_some());
+        assert!(open.admit(b, &limits).is_some());
         assert_eq!(open.total, 3);
     }
 
@@ -224,13 +238,13 @@ mod tests {
         let ids: Vec<_> = (1..=3)
             .map(|i| {
                 let ip = IpAddr::from([192, 0, 2, i]);
-                (ip, open.admit(ip, &limits, Instant::now()).unwrap().0)
+                (ip, open.admit(ip, &limits).unwrap().id)
             })
             .collect();
         let late = "192.0.2.9".parse().unwrap();
-        assert!(open.admit(late, &limits, Instant::now()).is_none());
+        assert!(open.admit(late, &limits).is_none());
         open.close(ids[0].0, ids[0].1);
-        assert!(open.admit(late, &limits, Instant::now()).is_some());
-        assert!(open.by_client.get(&ids[0].0).is_none());
+        assert!(open.admit(late, &limits).is_some());
+        assert!(!open.by_client.contains_key(&ids[0].0));
     }
 }

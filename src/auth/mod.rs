@@ -172,7 +172,12 @@ pub fn secret() -> String {
 /// digests, so the time taken says nothing about how much of it was right.
 pub fn same_secret(given: &str, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
-    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+    use subtle::ConstantTimeEq;
+    // Hashing first makes the lengths equal; the comparison takes the same time
+    // wherever the digests differ.
+    Sha256::digest(given.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into()
 }
 
 /// A new API token: "kefu_" and a secret, so it is recognisable in a leak scan.

@@ -437,15 +437,13 @@ impl Briefing {
             if let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload()) {
                 digits.push(d);
             }
-        } else if pt == self.negotiated.payload_type {
-            if self.negotiated.telephone_event.is_none() {
-                let mut pcm = [0i16; 480];
-                let n = rtp.payload().len().min(pcm.len());
-                self.negotiated
-                    .law
-                    .decode(&rtp.payload()[..n], &mut pcm[..n]);
-                self.tones.push(&pcm[..n], |d| digits.push(d));
-            }
+        } else if pt == self.negotiated.payload_type && self.negotiated.telephone_event.is_none() {
+            let mut pcm = [0i16; 480];
+            let n = rtp.payload().len().min(pcm.len());
+            self.negotiated
+                .law
+                .decode(&rtp.payload()[..n], &mut pcm[..n]);
+            self.tones.push(&pcm[..n], |d| digits.push(d));
         }
     }
 }
