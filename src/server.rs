@@ -213,7 +213,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             secure_cookies: config.secure_cookies,
             session_ttl: config.session_ttl,
             trusted_proxies: config.trusted_proxies.clone(),
-            budgets: crate::api::rate::ClientBudgets::new(config.rates),
+            budgets: text.budgets.clone(),
         }),
         kb: kb.clone(),
         kb_dir: config.kb.clone(),

@@ -279,6 +279,35 @@ async fn gateway() -> (std::net::SocketAddr, Sent) {
     (addr, received)
 }
 
+/// Messages over the WebSocket spend the same per-address budget as posted ones:
+/// a client flooding its socket gets errors, not answers, once the budget is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_spend_the_message_budget() {
+    let s = start("messages_per_minute = 5\n");
+    let (_, started) = post_json(&s, "/api/chat/conversations", json!({"lang": "en"})).await;
+    let id = started["conversation"].as_str().unwrap().to_string();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/chat/conversations/{id}/ws", s.http))
+            .await
+            .unwrap();
+    for _ in 0..8 {
+        ws.send(Message::Text(r#"{"text": "hello"}"#.into()))
+            .await
+            .unwrap();
+    }
+    let (mut answered, mut refused) = (0, 0);
+    while answered + refused < 8 {
+        let e = next_event(&mut ws).await;
+        if let Some(error) = e["error"].as_str() {
+            assert!(error.contains("too many messages"), "{e}");
+            refused += 1;
+        } else if e["speaker"] == "bot" {
+            answered += 1;
+        }
+    }
+    assert_eq!((answered, refused), (5, 3));
+}
+
 /// SMS pumping: one client opens chats and asks for codes to 30 numbers. Only its
 /// budget of codes goes out; the rest get 429 and cost nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

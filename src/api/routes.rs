@@ -43,8 +43,9 @@ pub struct Access {
     /// Reverse proxies whose `X-Forwarded-For` is believed (for the sign-in
     /// throttle's per-address count and the budgets).
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// What each client address may spend on the public routes.
-    pub budgets: ClientBudgets,
+    /// What each client address may spend on the public routes (shared with the
+    /// text channels' WebSocket).
+    pub budgets: Arc<ClientBudgets>,
 }
 
 impl Access {
@@ -52,22 +53,31 @@ impl Access {
     /// address in `X-Forwarded-For` that is not one of the trusted proxies. A
     /// header from anyone else is ignored (it could say anything).
     pub fn client_ip(&self, peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
-        if !self.trusted_proxies.contains(&peer) {
-            return peer;
-        }
-        let forwarded: Vec<std::net::IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|a| !self.trusted_proxies.contains(a))
-            .unwrap_or(peer)
+        client_ip(&self.trusted_proxies, peer, headers)
     }
+}
+
+/// The client's address given the proxies believed: see [`Access::client_ip`].
+pub fn client_ip(
+    trusted_proxies: &[std::net::IpAddr],
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted_proxies.contains(a))
+        .unwrap_or(peer)
 }
 
 /// Who is calling: a signed-in user or an API token.

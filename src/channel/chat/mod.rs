@@ -52,6 +52,12 @@ pub struct TextChannels {
     /// Agents' answers to WeChat customers (customer-service messages), when the
     /// account's AppID and AppSecret are set.
     pub wechat_out: Option<wechat_out::WechatSender>,
+    /// What each client address may spend (the HTTP routes' budgets, shared).
+    pub budgets: Arc<crate::api::rate::ClientBudgets>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Chat WebSockets open, by client address.
+    pub sockets: web::Sockets,
 }
 
 impl TextChannels {
@@ -85,6 +91,9 @@ impl TextChannels {
             sms_inbound_token: config.sms_inbound_token.clone(),
             http,
             verifications: verify::Verifications::new(config.sms_codes_per_hour),
+            budgets: Arc::new(crate::api::rate::ClientBudgets::new(config.rates)),
+            trusted_proxies: config.trusted_proxies.clone(),
+            sockets: web::Sockets::default(),
             store,
             center,
         }

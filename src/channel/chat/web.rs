@@ -2,12 +2,13 @@
 //! WebSocket that pushes every turn (the customer's, the bot's, an agent's) as JSON;
 //! and the embeddable widget page at `/chat`, which greets as soon as it loads.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -135,19 +136,72 @@ async fn post_message(
 async fn socket(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let entry = s.conversations.get(&id)?;
+    let client = crate::api::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
+    let slot = s.sockets.open(client)?;
     let events = crate::lock(&entry).subscribe();
     Ok(ws
         .max_message_size(super::MAX_BODY)
-        .on_upgrade(move |socket| pump(socket, s, id, events)))
+        .max_frame_size(super::MAX_BODY)
+        .on_upgrade(move |socket| async move {
+            pump(socket, &s, id, client, events).await;
+            s.sockets.close(slot);
+        }))
+}
+
+/// WebSockets a client address may hold open, and the server in all.
+const SOCKETS_PER_CLIENT: usize = 32;
+const SOCKETS: usize = 20_000;
+
+/// Chat WebSockets open, by client address.
+#[derive(Debug, Default)]
+pub struct Sockets(std::sync::Mutex<(usize, HashMap<std::net::IpAddr, usize>)>);
+
+impl Sockets {
+    /// Counts one more socket for `client`, or refuses it.
+    fn open(&self, client: std::net::IpAddr) -> Result<std::net::IpAddr, ApiError> {
+        let mut guard = crate::lock(&self.0);
+        let (total, by_client) = &mut *guard;
+        let mine = by_client.entry(client).or_default();
+        if *mine >= SOCKETS_PER_CLIENT {
+            return Err(ApiError::too_many(
+                "too many chat connections from this address",
+                std::time::Duration::from_secs(10),
+            ));
+        }
+        if *total >= SOCKETS {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too many chat connections; use POST /api/chat/conversations/{id}/messages",
+            ));
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(client)
+    }
+
+    fn close(&self, client: std::net::IpAddr) {
+        let mut guard = crate::lock(&self.0);
+        let (total, by_client) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(n) = by_client.get_mut(&client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_client.remove(&client);
+            }
+        }
+    }
 }
 
 async fn pump(
     mut socket: WebSocket,
-    s: Arc<TextChannels>,
+    s: &TextChannels,
     id: String,
+    client: std::net::IpAddr,
     mut events: tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -170,6 +224,10 @@ async fn pump(
                     let text = serde_json::from_str::<PostMessage>(&t)
                         .map_err(|e| format!("expected {{\"text\": \"…\"}}: {e}"))
                         .and_then(|p| message_text(&p.text).map(str::to_string).map_err(|e| e.reason));
+                    // Messages over a socket spend the same budget as posted ones.
+                    let text = text.and_then(|t| {
+                        s.budgets.spend(Spend::Message, client).map(|()| t).map_err(|e| e.reason)
+                    });
                     let reply = match text {
                         Ok(text) => s.message(&id, &text).await.map_err(|e| e.reason),
                         Err(e) => Err(e),
