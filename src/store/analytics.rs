@@ -731,10 +731,21 @@ struct TimeRow<'a> {
 /// A row of the unanswered table (its examples joined).
 #[derive(Serialize)]
 struct UnansweredRow<'a> {
-    question: &'a str,
+    question: std::borrow::Cow<'a, str>,
     count: usize,
     phrasings: usize,
     examples: String,
+}
+
+/// Customers' words made inert for a spreadsheet: a cell starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return would be run as a formula by Excel or
+/// LibreOffice (CSV injection), so it gets a leading `'`, as OWASP advises.
+fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
 }
 
 /// CSV with `header` first (also for a table without rows).
@@ -771,10 +782,10 @@ impl Report {
             "unanswered" => csv_of(
                 "question,count,phrasings,examples",
                 self.unanswered.iter().map(|u| UnansweredRow {
-                    question: &u.question,
+                    question: inert(&u.question),
                     count: u.count,
                     phrasings: u.phrasings,
-                    examples: u.examples.join(" / "),
+                    examples: inert(&u.examples.join(" / ")).into_owned(),
                 }),
             ),
             _ => return None,
@@ -1000,6 +1011,15 @@ async fn write_day(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn customers_words_cannot_be_spreadsheet_formulas() {
+        assert_eq!(inert("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(inert("-1+1"), "'-1+1");
+        assert_eq!(inert("where is my order"), "where is my order");
+        assert!(matches!(inert("退款"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn percentiles_and_question_keys() {
