@@ -209,8 +209,13 @@ fn sha256_registration_unknown_extensions_and_bad_headers() {
     let challenges = header(&r, "WWW-Authenticate");
     assert_eq!(challenges.len(), 2, "{r}");
     assert!(challenges[1].contains("algorithm=MD5"), "{r}");
-    ua.send(&request("1001", 2, &answer("1001", SECRET, challenges[0])));
+    let good = answer("1001", SECRET, challenges[0]);
+    ua.send(&request("1001", 2, &good));
     let r = ua.expect_status(200, Duration::from_secs(2));
+    // The same response again (captured and replayed as a new request): refused.
+    ua.send(&request("1001", 30, &good));
+    let replayed = ua.expect_status(401, Duration::from_secs(2));
+    assert!(replayed.contains("stale=true"), "{replayed}");
     let contact = header(&r, "Contact");
     assert!(
         contact

@@ -133,11 +133,19 @@ impl Credentials {
     }
 }
 
-/// Makes and checks nonces without remembering them: a nonce is its time and an
-/// HMAC of that time and the phone's address under a per-process key.
+/// Makes and checks nonces: a nonce is its time and an HMAC of that time and the
+/// phone's address under a per-process key, so checking needs no memory; what is
+/// remembered is the nonce count last accepted for each nonce in its lifetime, so a
+/// response cannot be used twice.
 pub struct Nonces {
     key: [u8; 32],
+    /// Nonce → (highest nonce count accepted, 0 without qop; when it was issued).
+    used: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
+
+/// Nonces remembered at most (each lives `NONCE_LIFETIME_SECS`; beyond this many
+/// the oldest half is forgotten, which only makes their phones re-challenge).
+const MAX_USED: usize = 100_000;
 
 /// What a nonce turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,38 +160,82 @@ impl Default for Nonces {
     fn default() -> Self {
         Self {
             key: rand::random(),
+            used: std::sync::Mutex::default(),
         }
     }
 }
 
 impl Nonces {
-    fn mac(&self, secs: u64, from: IpAddr) -> String {
+    fn mac(&self, secs: u64, salt: &str, from: IpAddr) -> String {
         let Ok(mut m) = Hmac::<Sha256>::new_from_slice(&self.key) else {
             return String::new();
         };
         m.update(&secs.to_be_bytes());
+        m.update(salt.as_bytes());
         m.update(from.to_string().as_bytes());
         hex::encode(&m.finalize().into_bytes()[..16])
     }
 
-    /// A nonce for a phone at `from`, at `now` (seconds since the epoch).
+    /// A nonce for a phone at `from`, at `now` (seconds since the epoch): its time,
+    /// a random salt (every challenge's nonce is new) and their HMAC.
     pub fn issue(&self, from: IpAddr, now: u64) -> String {
-        format!("{now:x}.{}", self.mac(now, from))
+        let salt = format!("{:016x}", rand::random::<u64>());
+        format!("{now:x}.{salt}.{}", self.mac(now, &salt, from))
     }
 
     pub fn check(&self, nonce: &str, from: IpAddr, now: u64) -> NonceCheck {
-        let Some((t, mac)) = nonce.split_once('.') else {
+        let mut parts = nonce.splitn(3, '.');
+        let (Some(t), Some(salt), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
             return NonceCheck::Forged;
         };
         let Ok(secs) = u64::from_str_radix(t, 16) else {
             return NonceCheck::Forged;
         };
-        if self.mac(secs, from) != mac || secs > now + 5 {
+        if !crate::auth::same_secret(mac, &self.mac(secs, salt, from)) || secs > now + 5 {
             NonceCheck::Forged
         } else if now - secs.min(now) > NONCE_LIFETIME_SECS {
             NonceCheck::Stale
         } else {
             NonceCheck::Fresh
+        }
+    }
+
+    /// Records a verified response's use of a (fresh) nonce: false when it was used
+    /// before with this nonce count or a higher one (`nc`, hex; None without qop,
+    /// which allows one use).
+    pub fn spend(&self, nonce: &str, nc: Option<&str>, now: u64) -> bool {
+        let count = match nc {
+            Some(nc) => match u64::from_str_radix(nc, 16) {
+                Ok(n) if n > 0 => n,
+                _ => return false,
+            },
+            None => 0,
+        };
+        let issued = nonce
+            .split_once('.')
+            .and_then(|(t, _)| u64::from_str_radix(t, 16).ok())
+            .unwrap_or(now);
+        let mut used = crate::lock(&self.used);
+        if used.len() >= MAX_USED {
+            let cutoff = now.saturating_sub(NONCE_LIFETIME_SECS);
+            used.retain(|_, (_, at)| *at >= cutoff);
+            if used.len() >= MAX_USED {
+                let mut times: Vec<u64> = used.values().map(|(_, at)| *at).collect();
+                times.sort_unstable();
+                let median = times[times.len() / 2];
+                used.retain(|_, (_, at)| *at > median);
+            }
+        }
+        match used.get_mut(nonce) {
+            Some((last, _)) if count <= *last => false,
+            Some((last, _)) => {
+                *last = count;
+                true
+            }
+            None => {
+                used.insert(nonce.to_string(), (count, issued));
+                true
+            }
         }
     }
 
@@ -251,6 +303,23 @@ mod tests {
             "Circle of Life",
         );
         assert!(c.verify(&h, "GET"));
+    }
+
+    #[test]
+    fn a_response_is_good_once() {
+        let n = Nonces::default();
+        let from: IpAddr = "192.0.2.1".parse().unwrap();
+        let nonce = n.issue(from, 1000);
+        assert!(n.spend(&nonce, Some("00000001"), 1001));
+        // Replayed as it was: refused; the phone's next count: accepted.
+        assert!(!n.spend(&nonce, Some("00000001"), 1002));
+        assert!(n.spend(&nonce, Some("00000002"), 1003));
+        assert!(!n.spend(&nonce, Some("00000002"), 1004));
+        assert!(!n.spend(&nonce, Some("zz"), 1004));
+        // Without qop a nonce serves once.
+        let other = n.issue(from, 1005);
+        assert!(n.spend(&other, None, 1005));
+        assert!(!n.spend(&other, None, 1006));
     }
 
     #[test]

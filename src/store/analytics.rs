@@ -1014,7 +1014,10 @@ mod tests {
 
     #[test]
     fn customers_words_cannot_be_spreadsheet_formulas() {
-        assert_eq!(inert("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(
+            inert("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
         assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(inert("-1+1"), "'-1+1");
         assert_eq!(inert("where is my order"), "where is my order");

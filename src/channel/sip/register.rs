@@ -84,7 +84,12 @@ pub async fn authenticate(
     extension: &str,
 ) -> rsipstack::Result<Option<crate::store::agents::Agent>> {
     let method = tx.original.method.to_string();
-    let keys = [format!("ip:{}", source.ip()), format!("ext:{extension}")];
+    // Failures count per address, and per extension from that address: a stranger
+    // guessing 1001's password locks out only themselves, never 1001's own phone.
+    let keys = [
+        format!("ip:{}", source.ip()),
+        format!("ext:{extension}@{}", source.ip()),
+    ];
     let locked = {
         let t = lock(&phones.throttle);
         let now = Instant::now();
@@ -135,6 +140,12 @@ pub async fn authenticate(
             return Ok(None);
         }
     }
+    // Only what kefu offers: an answer in an algorithm it did not offer (MD5 when
+    // only SHA-256 is configured) is challenged again.
+    if !phones.offered.contains(&creds.algorithm) {
+        challenge(tx, phones, source, false).await?;
+        return Ok(None);
+    }
     let algorithm = match creds.algorithm {
         Algorithm::Sha256 => "sha256",
         Algorithm::Md5 => "md5",
@@ -164,6 +175,14 @@ pub async fn authenticate(
         }
         tracing::warn!(%source, %extension, "{method} with wrong credentials");
         challenge(tx, phones, source, false).await?;
+        return Ok(None);
+    }
+    // A response is good once: the same nonce again needs a higher nonce count
+    // (RFC 7616 §3.4), so a captured REGISTER cannot be replayed.
+    let count = creds.qop_auth.as_ref().map(|(_, nc)| nc.as_str());
+    if !phones.nonces.spend(&creds.nonce, count, epoch_secs()) {
+        tracing::warn!(%source, %extension, "{method} replayed an earlier response");
+        challenge(tx, phones, source, true).await?;
         return Ok(None);
     }
     lock(&phones.throttle).succeed(&keys[1]);
