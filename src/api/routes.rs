@@ -166,33 +166,24 @@ pub struct Routes<'a, S> {
 
 impl<S: Clone + Send + Sync + 'static> Routes<'_, S> {
     /// Adds `handler` for `method` on `path`, open only to callers with `need`.
-    pub fn add<H, T>(
-        mut self,
-        method: Verb,
-        path: &'static str,
-        need: Permission,
-        handler: H,
-    ) -> Self
+    pub fn add<H, T>(self, method: Verb, path: &'static str, need: Permission, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
-        self.table.specs.push(RouteSpec {
+        let layer = axum::middleware::from_fn_with_state((self.table.access.clone(), need), guard);
+        self.route(
             method,
             path,
-            permission: need,
-        });
-        let guarded = on(method.filter(), handler).route_layer(
-            axum::middleware::from_fn_with_state((self.table.access.clone(), need), guard),
-        );
-        self.router = self.router.route(path, guarded);
-        self
+            need,
+            on(method.filter(), handler).route_layer(layer),
+        )
     }
 
     /// Like [`Routes::add`] for a public route that costs something: each request
     /// spends from its client address's budget (429 when it is spent).
     pub fn add_spending<H, T>(
-        mut self,
+        self,
         method: Verb,
         path: &'static str,
         spend: Spend,
@@ -202,15 +193,26 @@ impl<S: Clone + Send + Sync + 'static> Routes<'_, S> {
         H: Handler<T, S>,
         T: 'static,
     {
+        let layer =
+            axum::middleware::from_fn_with_state((self.table.access.clone(), spend), budget);
+        let route = on(method.filter(), handler).route_layer(layer);
+        self.route(method, path, Permission::Public, route)
+    }
+
+    /// Records the route in the table and adds it.
+    fn route(
+        mut self,
+        method: Verb,
+        path: &'static str,
+        permission: Permission,
+        route: axum::routing::MethodRouter<S>,
+    ) -> Self {
         self.table.specs.push(RouteSpec {
             method,
             path,
-            permission: Permission::Public,
+            permission,
         });
-        let limited = on(method.filter(), handler).route_layer(
-            axum::middleware::from_fn_with_state((self.table.access.clone(), spend), budget),
-        );
-        self.router = self.router.route(path, limited);
+        self.router = self.router.route(path, route);
         self
     }
 

@@ -156,21 +156,7 @@ impl Conversation {
                     candidates: Vec::new(),
                 }
             }
-            None => {
-                let text = kb
-                    .intent("greeting")
-                    .map(|g| g.text_for(self.medium, self.lang).to_string())
-                    .unwrap_or_default();
-                Reply {
-                    text,
-                    kind: ReplyKind::Greeting,
-                    intent: None,
-                    confidence: 1.0,
-                    handover: None,
-                    reason: None,
-                    candidates: Vec::new(),
-                }
-            }
+            None => self.greeting(kb, Vec::new()),
         };
         self.push(now, Speaker::Bot, &reply.text, reply.intent.clone(), None);
         reply
@@ -342,21 +328,7 @@ impl Conversation {
                         return self.continue_intent(i, 1.0, candidates);
                     }
                 }
-                Some(false) => {
-                    let text = kb
-                        .intent("greeting")
-                        .map(|g| g.text_for(self.medium, self.lang).to_string())
-                        .unwrap_or_default();
-                    return Reply {
-                        text,
-                        kind: ReplyKind::Greeting,
-                        intent: None,
-                        confidence: 1.0,
-                        handover: None,
-                        reason: None,
-                        candidates,
-                    };
-                }
+                Some(false) => return self.greeting(kb, candidates),
                 // Anything else is a new message: the offer lapses.
                 None => {}
             },
@@ -373,21 +345,7 @@ impl Conversation {
                         return self.answer_intent(m, i, text, 1.0, now, candidates);
                     }
                 }
-                Some(false) => {
-                    let text = kb
-                        .intent("greeting")
-                        .map(|g| g.text_for(self.medium, self.lang).to_string())
-                        .unwrap_or_default();
-                    return Reply {
-                        text,
-                        kind: ReplyKind::Greeting,
-                        intent: None,
-                        confidence: 1.0,
-                        handover: None,
-                        reason: None,
-                        candidates,
-                    };
-                }
+                Some(false) => return self.greeting(kb, candidates),
                 None => {}
             },
             State::Idle => {}
@@ -440,6 +398,23 @@ impl Conversation {
             };
         }
         reply
+    }
+
+    /// The greeting intent's text (what "no, something else" gets, too).
+    fn greeting(&self, kb: &KnowledgeBase, candidates: Vec<(String, f32)>) -> Reply {
+        let text = kb
+            .intent("greeting")
+            .map(|g| g.text_for(self.medium, self.lang).to_string())
+            .unwrap_or_default();
+        Reply {
+            text,
+            kind: ReplyKind::Greeting,
+            intent: None,
+            confidence: 1.0,
+            handover: None,
+            reason: None,
+            candidates,
+        }
     }
 
     fn clarify(
