@@ -284,6 +284,12 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything kefu writes (database, reports, drafts, recordings, caches, backups,
+    // exports) may hold customers' words: files 0600 and directories 0700.
+    // SAFETY: umask only sets this process's file-creation mask; no threads yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     // Before any thread starts: it may set an environment variable.
     kefu::speech::tts::configure_espeak_data();
     match cli.command {

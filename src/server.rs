@@ -28,6 +28,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     open_files_for(config.max_calls);
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
+    // Customers' data lives here (database, reports, recordings, caches): for kefu's
+    // own user only, whatever mode it was made with.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) =
+            std::fs::set_permissions(&config.data, std::fs::Permissions::from_mode(0o700))
+        {
+            tracing::warn!(dir = %config.data.display(), error = %e, "cannot make the data directory private");
+        }
+    }
     // The store first: with encryption on and no key, nothing else starts.
     let url = config.database_url();
     let store = config.open_store().await?;

@@ -181,3 +181,27 @@ fn idle_connections_are_recycled_and_closed() {
     }
     assert_eq!(still_open, 0, "{still_open} idle connections still open");
 }
+
+/// What kefu writes is for its own user only: the data directory 0700, the database
+/// and everything else it creates there 0600 (customers' words are in them).
+#[test]
+fn customer_data_on_disk_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start(Some(&common::dtmf_plans()));
+    let (status, _) = s.http_get("/healthz");
+    assert_eq!(status, 200);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.data()), 0o700);
+    let mut seen = 0;
+    for entry in std::fs::read_dir(s.data()).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        // The key file is the test's own (as an admin would place it).
+        if name == "kefu.keys" {
+            continue;
+        }
+        assert_eq!(mode(&p) & 0o077, 0, "{name} is readable by others");
+        seen += 1;
+    }
+    assert!(seen > 0, "kefu wrote nothing under {}", s.data().display());
+}
