@@ -47,6 +47,7 @@ impl Default for Limits {
 }
 
 /// One open connection: its requests in flight, and its close signal.
+#[derive(Clone)]
 struct Conn {
     id: u64,
     busy: Arc<AtomicUsize>,
@@ -84,11 +85,7 @@ impl Open {
             busy: Arc::default(),
             close: CancellationToken::new(),
         };
-        list.push_back(Conn {
-            id: conn.id,
-            busy: conn.busy.clone(),
-            close: conn.close.clone(),
-        });
+        list.push_back(conn.clone());
         self.total += 1;
         Some(conn)
     }

@@ -21,12 +21,11 @@
 //! does every message while the model is busy: the words-only score and the
 //! `[kb.thresholds]` decide those.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
-
-use std::borrow::Cow;
 
 use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids};
 use super::homophone::Homophones;
