@@ -522,7 +522,9 @@ fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke
     let server = Server::start_with(
         None,
         &format!(
-            "max_calls = {}\nrtp_ports = \"20000-{}\"\n",
+            // The calls come from a trunk, as a carrier's would (no per-source limits).
+            "max_calls = {}\nrtp_ports = \"20000-{}\"\n\
+             [[trunk]]\nname = \"load\"\naddresses = [\"127.0.0.1\"]\n",
             n + 100,
             20000 + 4 * (n + 100)
         ),

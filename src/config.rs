@@ -42,6 +42,11 @@ pub struct FileConfig {
     /// With `[[trunk]]`s configured, INVITEs are taken from them and from registered
     /// agents' phones only; `true` takes them from anyone (labs, demos).
     pub sip_open: Option<bool>,
+    /// What one source that is not a trunk may send: SIP datagrams per second
+    /// (default 50, twice that at once) and new calls per second (default 5, four
+    /// times that at once); the rest is dropped unread.
+    pub sip_datagrams_per_second: Option<u32>,
+    pub sip_invites_per_second: Option<u32>,
     /// HTTP connections open at once, in all (default 4096).
     pub http_connections: Option<usize>,
     /// HTTP connections open at once from one client address (default 64; one more
@@ -163,6 +168,7 @@ pub struct Config {
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
     pub sip_open: bool,
+    pub sip_rates: crate::channel::sip::guard::SourceRates,
     pub http_limits: crate::api::listen::Limits,
     pub rates: crate::api::rate::Rates,
     pub sms_codes_per_hour: u32,
@@ -216,6 +222,7 @@ impl Default for Config {
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),
             sip_open: false,
+            sip_rates: Default::default(),
             http_limits: crate::api::listen::Limits::default(),
             rates: crate::api::rate::Rates::default(),
             sms_codes_per_hour: 200,
@@ -376,6 +383,9 @@ impl Config {
         if let Some(open) = f.sip_open {
             self.sip_open = open;
         }
+        let sr = &mut self.sip_rates;
+        sr.datagrams = f.sip_datagrams_per_second.unwrap_or(sr.datagrams).max(1);
+        sr.invites = f.sip_invites_per_second.unwrap_or(sr.invites).max(1);
         if let Some(n) = f.http_connections {
             self.http_limits.connections = n.max(1);
         }

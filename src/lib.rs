@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod call;
 pub mod channel;
 pub mod config;

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub calls_started: Counter,
     pub calls_active: Gauge,
     pub calls_refused: Counter,
+    pub sip_refused: Counter,
     pub rtp_in: Counter,
     pub rtp_refused: Counter,
     pub rtp_out: Counter,
@@ -61,6 +62,7 @@ impl Metrics {
             calls_started: Counter::default(),
             calls_active: Gauge::default(),
             calls_refused: Counter::default(),
+            sip_refused: Counter::default(),
             rtp_in: Counter::default(),
             rtp_refused: Counter::default(),
             rtp_out: Counter::default(),
@@ -82,6 +84,11 @@ impl Metrics {
             "calls_refused",
             "INVITEs refused: 503 (call limit, draining) or 403 (not from a trunk)",
             m.calls_refused.clone(),
+        );
+        registry.register(
+            "sip_datagrams_refused",
+            "SIP datagrams dropped unread: over their source's budget (not a trunk)",
+            m.sip_refused.clone(),
         );
         registry.register(
             "rtp_packets_in",

@@ -85,6 +85,46 @@ fn invites_come_from_the_trunk_once_one_is_configured() {
     ua.expect_status(200, T);
 }
 
+/// One address that is not a trunk sends 200 new INVITEs at once (lab setting, so
+/// they would all be taken): it gets its burst of new calls and the rest are
+/// dropped unread; another address is still answered.
+#[test]
+fn a_flood_of_invites_from_one_address_is_cut_off() {
+    let server = Server::start_with(Some(&common::dtmf_plans()), "sip_open = true\n");
+    let ua = RawUa::new(server.sip);
+    // To a number no plan answers: each one that gets through is answered 404 at once.
+    for i in 0..200 {
+        ua.send(&ua.invite(
+            &format!("flood-{i}"),
+            &format!("z9hG4bK-flood-{i}"),
+            "nobody",
+        ));
+    }
+    ua.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        if let Ok((n, _)) = ua.sock.recv_from(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 404")
+        {
+            answered += 1;
+        }
+    }
+    // A burst of 20 new calls, then 5 a second.
+    assert!((15..=40).contains(&answered), "{answered} of 200 answered");
+    // Another source is not held back.
+    let other = RawUa {
+        sock: UdpSocket::bind("127.0.0.2:0").unwrap(),
+        server: server.sip,
+        rtp: UdpSocket::bind("127.0.0.2:0").unwrap(),
+    };
+    other.send(&other.invite("other-1", "z9hG4bK-other-1", "nobody"));
+    other.expect_status(404, T);
+}
+
 /// One address opening hundreds of conversations at once gets its budget and then
 /// 429 with Retry-After; another address is not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

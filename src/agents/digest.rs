@@ -73,6 +73,9 @@ pub struct Credentials {
 pub enum DigestError {
     #[error("Authorization header: {0}")]
     Malformed(String),
+    /// Credentials in another scheme than Digest: the phone is challenged for Digest.
+    #[error("authorization scheme {0:?} is not Digest")]
+    Scheme(String),
     #[error("unsupported digest algorithm {0:?}")]
     Algorithm(String),
     #[error("unsupported qop {0:?}")]
@@ -85,10 +88,7 @@ impl Credentials {
         let tok =
             AuthTokenizer::parse(header).map_err(|e| DigestError::Malformed(e.to_string()))?;
         if !tok.scheme.eq_ignore_ascii_case("digest") {
-            return Err(DigestError::Malformed(format!(
-                "scheme {:?} is not Digest",
-                tok.scheme
-            )));
+            return Err(DigestError::Scheme(tok.scheme.to_string()));
         }
         let find = |name: &str| {
             tok.params

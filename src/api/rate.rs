@@ -1,58 +1,15 @@
-//! Request budgets: how often one key (a client address, a phone number) may do
-//! something, with governor's GCRA (a steady rate plus a burst). The routes that
+//! Request budgets for the HTTP routes (see [`crate::budget`]). The routes that
 //! cost something (a new conversation, a message through the matcher, a text
 //! message sent, a password check) say which budget they spend; a request over
 //! budget gets 429 with a reason and `Retry-After`.
 
-use std::hash::Hash;
-use std::num::NonZeroU32;
-use std::time::Duration;
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+pub use crate::budget::{Budget, Over};
 
 use super::ApiError;
 
-/// Keys remembered before quiet ones are dropped (a key that has waited out its
-/// whole burst has no state worth keeping).
-const TIDY_ABOVE: usize = 50_000;
-
-pub struct Budget<K: Clone + Hash + Eq = std::net::IpAddr> {
-    limiter: DefaultKeyedRateLimiter<K>,
-    /// What is being limited, for the reason ("new conversations from this address").
-    what: &'static str,
-}
-
-impl<K: Clone + Hash + Eq> Budget<K> {
-    /// `count` per `period`, all of them at once if need be.
-    pub fn new(count: u32, period: Duration, what: &'static str) -> Self {
-        let count = NonZeroU32::new(count.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period / count.get())
-            .unwrap_or_else(|| Quota::per_second(count))
-            .allow_burst(count);
-        Self {
-            limiter: DefaultKeyedRateLimiter::keyed(quota),
-            what,
-        }
-    }
-
-    pub fn per_minute(count: u32, what: &'static str) -> Self {
-        Self::new(count, Duration::from_secs(60), what)
-    }
-
-    pub fn per_hour(count: u32, what: &'static str) -> Self {
-        Self::new(count, Duration::from_secs(3600), what)
-    }
-
-    /// Spends one from `key`'s budget, or says how long until it may.
-    pub fn spend(&self, key: &K) -> Result<(), ApiError> {
-        if self.limiter.len() > TIDY_ABOVE {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::too_many(format!("too many {}", self.what), wait)
-        })
+impl From<Over> for ApiError {
+    fn from(o: Over) -> Self {
+        ApiError::too_many(format!("too many {}", o.what), o.wait)
     }
 }
 
@@ -119,6 +76,7 @@ impl ClientBudgets {
             Spend::Code => self.codes.spend(&client),
             Spend::SignIn => self.sign_ins.spend(&client),
         }
+        .map_err(ApiError::from)
     }
 }
 
@@ -134,7 +92,7 @@ mod tests {
         for _ in 0..3 {
             assert!(b.spend(&me).is_ok());
         }
-        let e = b.spend(&me).unwrap_err();
+        let e = ApiError::from(b.spend(&me).unwrap_err());
         assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert!(e.reason.starts_with("too many things"), "{}", e.reason);
         // 3 a minute: one more after 20 s.
@@ -148,7 +106,7 @@ mod tests {
         let b: Budget<String> = Budget::per_hour(2, "codes to this number");
         let n = "+8613800138000".to_string();
         assert!(b.spend(&n).is_ok() && b.spend(&n).is_ok());
-        let e = b.spend(&n).unwrap_err();
+        let e = ApiError::from(b.spend(&n).unwrap_err());
         assert!(e.retry_after.unwrap() > 1000, "{e:?}");
     }
 }

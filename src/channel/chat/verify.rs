@@ -15,9 +15,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels};
-use crate::api::rate::{Budget, Spend};
+use crate::api::rate::Spend;
 use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
+use crate::budget::Budget;
 use crate::dialogue::conversations::{Identity, IdentityKind};
 use crate::dialogue::slots::SlotKind;
 
@@ -80,7 +81,8 @@ impl CodeBudgets {
         let range = digits[..digits.len().saturating_sub(4)].to_string();
         self.number.spend(&digits)?;
         self.range.spend(&range)?;
-        self.all.spend(&())
+        self.all.spend(&())?;
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod guard;
 mod register;
 pub mod sdp;
+pub mod syntax;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -152,7 +153,9 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot bind SIP/UDP on {}", config.sip))?;
     let local = udp.local_addr()?;
-    let socket = guard::GuardedSocket::new(udp);
+    let trunk_sources = config.trunks.iter().flat_map(|t| t.addresses.clone());
+    let limits = guard::SourceLimits::new(config.sip_rates, trunk_sources.collect());
+    let socket = guard::GuardedSocket::new(udp, limits);
     let conn = UdpConnection::attach(
         UdpInner {
             conn: Arc::new(socket),

@@ -123,6 +123,12 @@ pub async fn authenticate(
     };
     let creds = match Credentials::parse(&auth) {
         Ok(c) => c,
+        // RFC 3261 §22.1: a scheme the server does not use is answered with its own
+        // challenge (RFC 4475 §3.3.7), not refused.
+        Err(crate::agents::digest::DigestError::Scheme(_)) => {
+            challenge(tx, phones, source, false).await?;
+            return Ok(None);
+        }
         Err(e) => {
             tx.reply_with(StatusCode::BadRequest, vec![warning(&e.to_string())], None)
                 .await?;
