@@ -57,7 +57,13 @@ fn lookups(c: &mut Criterion) {
         for i in 0..300 {
             token = new_token();
             store
-                .add_token(&token, &format!("app{i}"), "integrator", audit("token.add"))
+                .add_token(
+                    &token,
+                    &format!("app{i}"),
+                    "integrator",
+                    chrono::Utc::now() + chrono::Duration::days(90),
+                    audit("token.add"),
+                )
                 .await?;
             let user = store
                 .add_user(

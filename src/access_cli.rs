@@ -53,6 +53,9 @@ pub enum TokensCommand {
         /// integrator (channels and knowledge base) or auditor (reports, audit log).
         #[arg(long, default_value = "integrator")]
         role: Role,
+        /// How many days it works (1 to 366).
+        #[arg(long, default_value_t = kefu::auth::TOKEN_DAYS)]
+        days: u32,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -187,8 +190,14 @@ pub fn users(cmd: UsersCommand) -> ExitCode {
 
 pub fn tokens(cmd: TokensCommand) -> ExitCode {
     finish(match cmd {
-        TokensCommand::Create { name, role, store } => store.load().and_then(|c| {
+        TokensCommand::Create {
+            name,
+            role,
+            days,
+            store,
+        } => store.load().and_then(|c| {
             check_name(&name).map_err(anyhow::Error::msg)?;
+            let expires = kefu::auth::token_expiry(Some(days)).map_err(anyhow::Error::msg)?;
             if !role.token_may_have() {
                 bail!(
                     "an API token may be an integrator or an auditor, not {role}: people sign in"
@@ -201,14 +210,18 @@ pub fn tokens(cmd: TokensCommand) -> ExitCode {
                     actor: actor(),
                     action: "token.add",
                     target: name.clone(),
-                    detail: format!("role {role}"),
+                    detail: format!("role {role}, until {}", expires.to_rfc3339()),
                 };
-                let r = s.add_token(&token, &name, role.as_str(), audit).await;
+                let r = s
+                    .add_token(&token, &name, role.as_str(), expires, audit)
+                    .await;
                 s.close().await;
                 let info = r?;
                 eprintln!(
-                    "token {} ({}, {role}); it is shown only now:",
-                    info.id, info.name
+                    "token {} ({}, {role}, until {}); it is shown only now:",
+                    info.id,
+                    info.name,
+                    info.expires.format("%Y-%m-%d %H:%M UTC")
                 );
                 println!("{token}");
                 Ok(())
@@ -220,15 +233,14 @@ pub fn tokens(cmd: TokensCommand) -> ExitCode {
                 let tokens = s.tokens().await;
                 s.close().await;
                 for t in tokens? {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        t.id,
-                        t.name,
-                        t.role,
-                        t.revoked
-                            .map(|r| format!("revoked {}", r.to_rfc3339()))
-                            .unwrap_or_else(|| "live".into())
-                    );
+                    let state = match t.revoked {
+                        Some(r) => format!("revoked {}", r.to_rfc3339()),
+                        None if t.expires <= chrono::Utc::now() => {
+                            format!("expired {}", t.expires.to_rfc3339())
+                        }
+                        None => format!("live until {}", t.expires.to_rfc3339()),
+                    };
+                    println!("{}\t{}\t{}\t{state}", t.id, t.name, t.role);
                 }
                 Ok(())
             })

@@ -79,6 +79,9 @@ pub struct FileConfig {
     /// messages).
     pub wechat_appid: Option<String>,
     pub wechat_secret: Option<String>,
+    /// The account's EncodingAESKey (43 characters): safe mode, messages encrypted
+    /// both ways (needs `wechat_appid`).
+    pub wechat_aes_key: Option<String>,
     /// Where WeChat's API is ("https://api.weixin.qq.com", or a proxy).
     pub wechat_api: Option<String>,
     /// Where SMS replies are POSTed (form fields To, From, Body), in the style of
@@ -182,6 +185,7 @@ pub struct Config {
     pub wechat_token: Option<String>,
     pub wechat_appid: Option<String>,
     pub wechat_secret: Option<String>,
+    pub wechat_aes_key: Option<String>,
     pub wechat_api: String,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
@@ -236,6 +240,7 @@ impl Default for Config {
             wechat_token: None,
             wechat_appid: None,
             wechat_secret: None,
+            wechat_aes_key: None,
             wechat_api: "https://api.weixin.qq.com".into(),
             sms_outbound_url: None,
             sms_number: None,
@@ -326,6 +331,14 @@ impl Config {
         self.wechat_token = f.wechat_token.or(self.wechat_token);
         self.wechat_appid = f.wechat_appid.or(self.wechat_appid);
         self.wechat_secret = f.wechat_secret.or(self.wechat_secret);
+        if let Some(key) = f.wechat_aes_key {
+            let Some(appid) = &self.wechat_appid else {
+                bail!("`wechat_aes_key` needs `wechat_appid` (safe mode checks the AppID)");
+            };
+            crate::channel::chat::wechat_aes::Cipher::new(&key, appid)
+                .map_err(anyhow::Error::msg)?;
+            self.wechat_aes_key = Some(key);
+        }
         if let Some(api) = f.wechat_api {
             if !(api.starts_with("https://") || api.starts_with("http://")) {
                 bail!("`wechat_api` must be an http(s) URL");

@@ -696,6 +696,22 @@ async fn admin_manages_users_and_tokens_and_secrets_stay_hashed() {
         listed.contains("shop-app") && !listed.contains(&secret),
         "{listed}"
     );
+    // Tokens expire: 90 days unless asked, never more than a year.
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let expires = listed[0]["expires"].as_str().unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
+    assert!((89..=90).contains(&days), "{expires}");
+    let (status, body) = call(
+        &c,
+        &s,
+        &root,
+        "POST",
+        "/api/admin/tokens",
+        Some(json!({"name": "forever", "role": "integrator", "days": 100000})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = call(
         &c,
         &s,

@@ -231,6 +231,10 @@ async fn wechat_verification_and_passive_replies() {
     };
     let (status, xml) = post(wechat_text("o_user_1", "你们几点关门？"), q.clone()).await;
     assert_eq!(status, 200, "{xml}");
+    // The same signed request again is a replay (its signature covers no body).
+    let (status, body) = post(wechat_text("o_user_1", "转人工"), q.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("replay"), "{body}");
     assert!(
         xml.contains("<ToUserName><![CDATA[o_user_1]]></ToUserName>"),
         "{xml}"
@@ -241,18 +245,93 @@ async fn wechat_verification_and_passive_replies() {
     );
     assert!(xml.contains("上午9点到晚上9点"), "{xml}");
     // Context carries over to the next message from the same user.
-    let (_, xml) = post(wechat_text("o_user_1", "那周末呢"), q.clone()).await;
+    let fresh = |n: &str| wechat_query(chrono::Utc::now().timestamp(), n, WECHAT_TOKEN);
+    let (_, xml) = post(wechat_text("o_user_1", "那周末呢"), fresh("n2")).await;
     assert!(xml.contains("周末门店营业时间"), "{xml}");
 
     let image = "<xml><ToUserName><![CDATA[gh_sunrise]]></ToUserName><FromUserName><![CDATA[o_user_1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://example.invalid/a.jpg]]></PicUrl></xml>";
-    let (status, xml) = post(image.to_string(), q.clone()).await;
+    let (status, xml) = post(image.to_string(), fresh("n3")).await;
     assert_eq!(status, 200);
     assert!(xml.contains("文字消息"), "{xml}");
-    let (status, body) = post("<xml><FromUserName>".to_string(), q.clone()).await;
+    let (status, body) = post("<xml><FromUserName>".to_string(), fresh("n4")).await;
     assert_eq!(status, 400);
     assert!(body.contains("malformed WeChat XML"), "{body}");
     let (status, _) = post(wechat_text("o_user_1", "hi"), bad).await;
     assert_eq!(status, 403);
+}
+
+/// Safe mode: the request is encrypted and `msg_signature` covers the ciphertext;
+/// the reply is encrypted; plain, tampered and replayed requests are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_safe_mode_encrypts_both_ways() {
+    use kefu::channel::chat::wechat_aes::{Cipher, msg_signature};
+    const KEY: &str = "kefu0123456789abcdefghijklmnopqrstuvwxyzABC";
+    let s = start(&format!(
+        "wechat_appid = \"wx-sunrise\"\nwechat_aes_key = \"{KEY}\"\n"
+    ));
+    let cipher = Cipher::new(KEY, "wx-sunrise").unwrap();
+    let c = reqwest::Client::new();
+    let send = |encrypted: String, signed_over: String, nonce: &str| {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let sig = msg_signature(WECHAT_TOKEN, &ts, nonce, &signed_over);
+        let u = url(
+            &s,
+            &format!("/wechat?encrypt_type=aes&msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+        );
+        let body = format!(
+            "<xml><ToUserName><![CDATA[gh_sunrise]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        );
+        let c = c.clone();
+        async move {
+            let r = c.post(u).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let sealed = cipher.encrypt(&wechat_text("o_safe_1", "你们几点关门？"), [3; 16]);
+    let (status, xml) = send(sealed.clone(), sealed.clone(), "s1").await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        !xml.contains("上午9点"),
+        "the reply went out in clear: {xml}"
+    );
+    let field = |name: &str| {
+        let start = xml.find(&format!("<{name}><![CDATA[")).unwrap() + name.len() + 11;
+        xml[start..xml[start..].find("]]>").unwrap() + start].to_string()
+    };
+    let ts = xml
+        .split("<TimeStamp>")
+        .nth(1)
+        .and_then(|t| t.split("</TimeStamp>").next())
+        .unwrap()
+        .to_string();
+    let (encrypted, nonce) = (field("Encrypt"), field("Nonce"));
+    assert_eq!(
+        field("MsgSignature"),
+        msg_signature(WECHAT_TOKEN, &ts, &nonce, &encrypted)
+    );
+    let reply = cipher.decrypt(&encrypted).unwrap();
+    assert!(reply.contains("上午9点到晚上9点"), "{reply}");
+    assert!(
+        reply.contains("<ToUserName><![CDATA[o_safe_1]]></ToUserName>"),
+        "{reply}"
+    );
+
+    // The same request again: a replay.
+    let (status, body) = send(sealed.clone(), sealed.clone(), "s1").await;
+    assert_eq!(status, 403, "{body}");
+    // Another ciphertext under a signature made for the first: refused.
+    let other = cipher.encrypt(&wechat_text("o_safe_1", "转人工"), [4; 16]);
+    let (status, _) = send(other, sealed, "s2").await;
+    assert_eq!(status, 403);
+    // A plain-text request to a safe-mode account: refused.
+    let q = wechat_query(chrono::Utc::now().timestamp(), "s3", WECHAT_TOKEN);
+    let r = c
+        .post(url(&s, &format!("/wechat?{q}")))
+        .body(wechat_text("o_safe_1", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 type Sent = Arc<Mutex<Vec<HashMap<String, String>>>>;

@@ -105,6 +105,14 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(report["automated"], 4, "{report}");
+    // An auditor sees the counts, never the customers' own words.
+    let unanswered = report["unanswered"].as_array().unwrap();
+    assert!(!unanswered.is_empty(), "{report}");
+    for u in unanswered {
+        assert_eq!(u["question"], "(customer's words withheld)", "{report}");
+        assert_eq!(u["examples"], serde_json::json!([]), "{report}");
+    }
+    assert!(!report.to_string().contains("marathon"), "{report}");
 
     let (seen, shot) = common::browser(
         &s,

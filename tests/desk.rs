@@ -30,3 +30,27 @@ fn an_agent_takes_a_web_chat_from_the_desk() {
         "a real screenshot"
     );
 }
+
+/// Ids spliced into request paths are encoded: a phone call's id is its SIP
+/// Call-ID, chosen by whoever sent the INVITE, and `x/../../admin/tokens` must not
+/// become another route (with the agent's cookie and CSRF token).
+#[test]
+fn the_desk_encodes_every_id_it_puts_in_a_path() {
+    for page in ["src/api/desk.html", "src/channel/chat/widget.html"] {
+        let text = std::fs::read_to_string(common::repo().join(page)).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let Some(at) = line.find("/api/") else {
+                continue;
+            };
+            let path = &line[at..];
+            let path = &path[..path.find('`').unwrap_or(path.len())];
+            for part in path.split("${").skip(1) {
+                assert!(
+                    part.starts_with("seg(") || part.starts_with("encodeURIComponent("),
+                    "{page}:{}: an id spliced into a path unencoded: {path}",
+                    i + 1
+                );
+            }
+        }
+    }
+}

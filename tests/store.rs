@@ -535,6 +535,7 @@ async fn access_and_reports(db: Db) {
             "kefu_secret",
             "app",
             "integrator",
+            chrono::Utc::now() + chrono::Duration::days(90),
             audit("token.add", "app"),
         )
         .await
@@ -553,7 +554,8 @@ async fn access_and_reports(db: Db) {
             .unwrap()
     );
     assert!(store.token("kefu_secret").await.unwrap().is_none());
-    assert!(store.tokens().await.unwrap()[0].revoked.is_some());
+    let tokens = store.tokens().await.unwrap();
+    assert!(tokens.iter().any(|x| x.id == t.id && x.revoked.is_some()));
 
     // The reports' reads.
     write_conversation(&store, "conv-r").await;
@@ -576,6 +578,18 @@ async fn access_and_reports(db: Db) {
             .collect::<Vec<_>>(),
         ["user.change", "token.add", "token.revoke"]
     );
+    // An expired token no longer works.
+    store
+        .add_token(
+            "kefu_old",
+            "old app",
+            "integrator",
+            chrono::Utc::now() - chrono::Duration::seconds(1),
+            audit("token.add", "old app"),
+        )
+        .await
+        .unwrap();
+    assert!(store.token("kefu_old").await.unwrap().is_none());
     assert!(store.tickets_of(&user.id).await.unwrap().is_empty());
 
     // Agents: their phone's HA1s are sealed and come back opened.

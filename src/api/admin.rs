@@ -226,6 +226,9 @@ async fn list_tokens(State(ops): State<Arc<Ops>>) -> Result<Json<Vec<Token>>, Ap
 struct NewToken {
     name: String,
     role: String,
+    /// How many days it works (default 90, at most 366).
+    #[serde(default)]
+    days: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -249,16 +252,17 @@ async fn add_token(
             "an API token may be an integrator or an auditor, not {role}: people sign in"
         )));
     }
+    let expires = crate::auth::token_expiry(req.days).map_err(ApiError::bad_request)?;
     let token = new_token();
     let audit = Audit {
         actor: c.actor(),
         action: "token.add",
         target: req.name.clone(),
-        detail: format!("role {role}"),
+        detail: format!("role {role}, until {}", expires.to_rfc3339()),
     };
     let info = ops
         .store
-        .add_token(&token, &req.name, role.as_str(), audit)
+        .add_token(&token, &req.name, role.as_str(), expires, audit)
         .await
         .map_err(unavailable)?;
     Ok((StatusCode::CREATED, Json(TokenCreated { info, token })).into_response())

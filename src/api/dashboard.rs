@@ -119,7 +119,11 @@ fn query_error(r: axum::extract::rejection::QueryRejection) -> ApiError {
 
 /// The report, with unanswered questions clustered by meaning when the model is
 /// loaded (off the async runtime: embedding is CPU work).
-async fn build(ops: &Ops, q: &Range) -> Result<Report, ApiError> {
+///
+/// Only callers who may read call records (admins, supervisors) see customers'
+/// own words, and each such read is in the audit log; others (auditors) get the
+/// counts with the words withheld.
+async fn build(ops: &Ops, q: &Range, c: &Caller) -> Result<Report, ApiError> {
     let (from, to, channel) = range(q)?;
     let mut report = ops
         .store
@@ -134,19 +138,31 @@ async fn build(ops: &Ops, q: &Range) -> Result<Report, ApiError> {
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }
+    if !c.role.allows(crate::auth::Permission::CallRecords) {
+        return Ok(report.without_customer_words());
+    }
+    if !report.unanswered.is_empty() {
+        let detail = format!("{} to {}", report.from, report.to);
+        ops.store
+            .audit(&c.actor(), "report.customer_words", "unanswered", &detail)
+            .await
+            .map_err(unavailable)?;
+    }
     Ok(report)
 }
 
 async fn report(
     State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Report>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    Ok(Json(build(&ops, &q).await?))
+    Ok(Json(build(&ops, &q, &c).await?))
 }
 
 async fn table_csv(
     State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
     Path(table): Path<String>,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -157,7 +173,7 @@ async fn table_csv(
             format!("no table {table:?}: one of {}", TABLES.join(", ")),
         ));
     }
-    let r = build(&ops, &q).await?;
+    let r = build(&ops, &q, &c).await?;
     let csv = r
         .csv(&table)
         .unwrap_or_else(|| Err(anyhow::anyhow!("no table {table}")))

@@ -74,22 +74,33 @@ fn too_many(wait: std::time::Duration) -> Response {
     r
 }
 
+/// The throttle keys of a sign-in as `name` from `ip`: the pair and the address
+/// always; the name alone too, unless this address has signed in as this name
+/// before (so failures from strangers cannot lock a user out of their usual
+/// address, and guesses spread over many addresses still meet the name's lock).
+fn sign_in_keys(access: &Access, name: &str, ip: std::net::IpAddr) -> Vec<String> {
+    let pair = format!("user:{name}@{ip}");
+    let mut keys = vec![pair.clone(), format!("ip:{ip}")];
+    if !crate::lock(&access.throttle).knows(&pair) {
+        keys.push(format!("user:{name}"));
+    }
+    keys
+}
+
 /// Checks `password` against the user's stored hash (on a blocking thread: argon2
-/// is slow on purpose), under the throttle for `keys`. The user if it matches.
+/// is slow on purpose), under the throttle for `keys` (see [`sign_in_keys`]; the
+/// first is the name and address pair). The user if it matches.
 async fn check_password(
     access: &Access,
     keys: &[String],
     name: &str,
     password: &str,
 ) -> Result<User, Response> {
-    {
-        let t = crate::lock(&access.throttle);
-        let now = Instant::now();
-        if let Some(wait) = keys.iter().filter_map(|k| t.check(k, now).err()).max() {
-            return Err(too_many(wait));
-        }
-    }
+    crate::lock(&access.throttle)
+        .attempt(keys, Instant::now())
+        .map_err(too_many)?;
     let found = access.store.user_with_hash(name).await.map_err(|e| {
+        crate::lock(&access.throttle).abandon(keys);
         tracing::error!(error = format!("{e:#}"), "cannot read users");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot sign in right now").into_response()
     })?;
@@ -101,12 +112,10 @@ async fn check_password(
     let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
         .await
         .unwrap_or(false);
-    let mut t = crate::lock(&access.throttle);
+    let proven = (ok && user.is_some()).then_some(keys[0].as_str());
+    crate::lock(&access.throttle).finish(keys, proven, Instant::now());
     match user {
         Some(u) if ok => {
-            // Only the name's count clears: a success from an address does not wipe
-            // that address's failures against other names.
-            t.succeed(&keys[0]);
             if u.disabled {
                 return Err(
                     ApiError::new(StatusCode::FORBIDDEN, "this account is disabled")
@@ -116,10 +125,6 @@ async fn check_password(
             Ok(u)
         }
         _ => {
-            let now = Instant::now();
-            for k in keys {
-                t.fail(k, now);
-            }
             tracing::warn!(user = %name, "failed sign-in");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password").into_response())
         }
@@ -141,7 +146,7 @@ async fn login(
     }
     let access = &ops.access;
     let ip = access.client_ip(peer.ip(), &headers);
-    let keys = [format!("user:{name}"), format!("ip:{ip}")];
+    let keys = sign_in_keys(access, name, ip);
     let user = check_password(access, &keys, name, &req.password).await?;
     let role = user
         .role
@@ -244,7 +249,7 @@ async fn change_password(
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
     password::check(&req.new).map_err(|e| ApiError::bad_request(e).into_response())?;
     let ip = ops.access.client_ip(peer.ip(), &headers);
-    let keys = [format!("user:{}", c.name), format!("ip:{ip}")];
+    let keys = sign_in_keys(&ops.access, &c.name, ip);
     check_password(&ops.access, &keys, &c.name, &req.current).await?;
     let new = req.new;
     let hash = tokio::task::spawn_blocking(move || password::hash(&new))

@@ -185,6 +185,21 @@ pub fn new_token() -> String {
     format!("kefu_{}", secret())
 }
 
+/// How long an API token works unless asked otherwise, and at most (days).
+pub const TOKEN_DAYS: u32 = 90;
+pub const TOKEN_MAX_DAYS: u32 = 366;
+
+/// When a token made now for `days` (default [`TOKEN_DAYS`]) stops working.
+pub fn token_expiry(days: Option<u32>) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let days = days.unwrap_or(TOKEN_DAYS);
+    if !(1..=TOKEN_MAX_DAYS).contains(&days) {
+        return Err(format!(
+            "a token works for 1 to {TOKEN_MAX_DAYS} days, not {days}; make a new one before it expires"
+        ));
+    }
+    Ok(chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+}
+
 /// A name a user may have: 1 to 64 letters, digits, `.`, `_`, `-`, `@`.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()

@@ -4,6 +4,13 @@
 //! 15 min), and a locked key is refused before its password is even checked. A
 //! success clears the key. Memory is bounded: quiet keys are forgotten first.
 //!
+//! Attempts are begun ([`Throttle::attempt`]) and finished ([`Throttle::finish`]):
+//! those in flight count against a key's free failures, and past them only one
+//! attempt per key may be in flight, so a hundred concurrent guesses cannot all
+//! pass the check before the first failure is recorded. Keys
+//! that have succeeded before are remembered ([`Throttle::knows`]), so a caller can
+//! spare a user's usual address the lock a stranger brought on the user's name.
+//!
 //! Written here because rate-limiting crates count requests, not failures, and
 //! cannot clear a key on success.
 
@@ -40,12 +47,28 @@ struct Entry {
     first: Instant,
     last: Instant,
     locked_until: Option<Instant>,
+    /// Attempts begun and not yet finished.
+    in_flight: u32,
+}
+
+impl Entry {
+    fn new(now: Instant) -> Self {
+        Self {
+            failures: 0,
+            first: now,
+            last: now,
+            locked_until: None,
+            in_flight: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Throttle {
     policy: Policy,
     keys: HashMap<String, Entry>,
+    /// Keys that succeeded, and when last.
+    known: HashMap<String, Instant>,
 }
 
 impl Throttle {
@@ -53,7 +76,73 @@ impl Throttle {
         Self {
             policy,
             keys: HashMap::new(),
+            known: HashMap::new(),
         }
+    }
+
+    /// Begins an attempt under all `keys` at once: refused with the longest wait if
+    /// any is locked, or if one already has an attempt in flight and the two
+    /// together would pass its free failures. [`Self::finish`] ends it.
+    pub fn attempt(&mut self, keys: &[String], now: Instant) -> Result<(), Duration> {
+        if let Some(wait) = keys.iter().filter_map(|k| self.check(k, now).err()).max() {
+            return Err(wait);
+        }
+        let free = self.policy.free;
+        let crowded = keys.iter().any(|k| {
+            self.keys
+                .get(k)
+                .is_some_and(|e| e.in_flight > 0 && e.failures + e.in_flight >= free)
+        });
+        if crowded {
+            return Err(self.policy.base);
+        }
+        for k in keys {
+            if !self.keys.contains_key(k) && self.keys.len() >= self.policy.max_keys {
+                self.forget(now);
+            }
+            self.keys
+                .entry(k.clone())
+                .or_insert(Entry::new(now))
+                .in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends an attempt that could not be decided (the store failed): neither a
+    /// failure nor a success.
+    pub fn abandon(&mut self, keys: &[String]) {
+        for k in keys {
+            if let Some(e) = self.keys.get_mut(k) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Ends an attempt begun by [`Self::attempt`]: a failure under every key, or,
+    /// when `proven` is given, a success: that key starts afresh and is
+    /// remembered as known (the others keep their counts).
+    pub fn finish(&mut self, keys: &[String], proven: Option<&str>, now: Instant) {
+        self.abandon(keys);
+        let Some(proven) = proven else {
+            for k in keys {
+                self.fail(k, now);
+            }
+            return;
+        };
+        self.succeed(proven);
+        if self.known.len() >= self.policy.max_keys {
+            let window = self.policy.window * 96;
+            self.known.retain(|_, at| now.duration_since(*at) < window);
+            if self.known.len() >= self.policy.max_keys {
+                self.known.clear();
+            }
+        }
+        self.known.insert(proven.to_string(), now);
+    }
+
+    /// Whether `key` has succeeded before (and not been forgotten).
+    pub fn knows(&self, key: &str) -> bool {
+        self.known.contains_key(key)
     }
 
     /// Ok if `key` may try now; else how long until it may.
@@ -70,12 +159,7 @@ impl Throttle {
             self.forget(now);
         }
         let p = &self.policy;
-        let e = self.keys.entry(key.to_string()).or_insert(Entry {
-            failures: 0,
-            first: now,
-            last: now,
-            locked_until: None,
-        });
+        let e = self.keys.entry(key.to_string()).or_insert(Entry::new(now));
         if now.duration_since(e.first) > p.window && e.locked_until.is_none_or(|u| u <= now) {
             e.failures = 0;
             e.first = now;
@@ -177,6 +261,42 @@ mod tests {
             t.fail("j", t0 + secs(1000 + i));
         }
         assert!(t.check("j", t0 + secs(1005)).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_are_counted_before_they_are_checked() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        let keys = ["user:li".to_string(), "ip:10.0.0.1".to_string()];
+        // A hundred attempts begun before any ends: the five free ones.
+        let begun = (0..100).filter(|_| t.attempt(&keys, t0).is_ok()).count();
+        assert_eq!(begun, 5);
+        for _ in 0..5 {
+            t.finish(&keys, None, t0);
+        }
+        // Then one at a time: the sixth fails and locks.
+        assert!(t.attempt(&keys, t0).is_ok());
+        assert!(t.attempt(&keys, t0).is_err());
+        t.finish(&keys, None, t0);
+        assert_eq!(t.check("user:li", t0), Err(secs(1)));
+    }
+
+    #[test]
+    fn a_success_takes_its_count_back_and_is_remembered() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        let keys = ["user:li@10.0.0.1".to_string(), "ip:10.0.0.1".to_string()];
+        for _ in 0..4 {
+            t.attempt(&keys, t0).unwrap();
+            t.finish(&keys, None, t0);
+        }
+        t.attempt(&keys, t0).unwrap();
+        t.finish(&keys, Some(&keys[0]), t0);
+        assert!(t.knows("user:li@10.0.0.1") && !t.knows("user:li@10.0.0.2"));
+        assert!(!t.keys.contains_key("user:li@10.0.0.1"));
+        // The address keeps its four failures, no more.
+        assert_eq!(t.keys["ip:10.0.0.1"].failures, 4);
+        assert_eq!(t.keys["ip:10.0.0.1"].in_flight, 0);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Token {
     pub role: String,
     pub created: DateTime<Utc>,
     pub revoked: Option<DateTime<Utc>>,
+    /// After this the token no longer works (a new one must be made).
+    pub expires: DateTime<Utc>,
 }
 
 /// A live web session: whose it is and its CSRF token.
@@ -82,6 +84,7 @@ fn token_of(r: &sqlx::any::AnyRow) -> anyhow::Result<Token> {
         role: r.try_get("role")?,
         created: from_ms(r.try_get("created_ms")?),
         revoked: r.try_get::<Option<i64>, _>("revoked_ms")?.map(from_ms),
+        expires: from_ms(r.try_get::<Option<i64>, _>("expires_ms")?.unwrap_or(0)),
     })
 }
 
@@ -290,25 +293,28 @@ impl Store {
         tx.commit().await.context("cannot end the session")
     }
 
-    /// Stores a new API token (its hash) with a role.
+    /// Stores a new API token (its hash) with a role, working until `expires`.
     pub async fn add_token(
         &self,
         token: &str,
         name: &str,
         role: &str,
+        expires: DateTime<Utc>,
         audit: Audit,
     ) -> anyhow::Result<Token> {
         let now = Utc::now();
         let id = new_id("t");
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, token_hash, created_ms) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (id, name, role, token_hash, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.as_str())
         .bind(name)
         .bind(role)
         .bind(secret_hash(token))
         .bind(ms(now))
+        .bind(ms(expires))
         .execute(&mut *tx)
         .await
         .context("cannot store the token")?;
@@ -320,6 +326,7 @@ impl Store {
             role: role.into(),
             created: from_ms(ms(now)),
             revoked: None,
+            expires: from_ms(ms(expires)),
         })
     }
 
@@ -345,7 +352,8 @@ impl Store {
 
     pub async fn tokens(&self) -> anyhow::Result<Vec<Token>> {
         let rows = sqlx::query(
-            "SELECT id, name, role, created_ms, revoked_ms FROM api_tokens ORDER BY created_ms, id",
+            "SELECT id, name, role, created_ms, revoked_ms, expires_ms FROM api_tokens \
+             ORDER BY created_ms, id",
         )
         .fetch_all(self.pool())
         .await
@@ -353,13 +361,14 @@ impl Store {
         rows.iter().map(token_of).collect()
     }
 
-    /// The live token a bearer value names.
+    /// The live token a bearer value names: neither revoked nor expired.
     pub async fn token(&self, token: &str) -> anyhow::Result<Option<Token>> {
         let r = sqlx::query(
-            "SELECT id, name, role, created_ms, revoked_ms FROM api_tokens \
-             WHERE token_hash = $1 AND revoked_ms IS NULL",
+            "SELECT id, name, role, created_ms, revoked_ms, expires_ms FROM api_tokens \
+             WHERE token_hash = $1 AND revoked_ms IS NULL AND expires_ms > $2",
         )
         .bind(secret_hash(token))
+        .bind(ms(Utc::now()))
         .fetch_optional(self.pool())
         .await
         .context("cannot read tokens")?;

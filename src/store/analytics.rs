@@ -236,6 +236,22 @@ pub struct Stay {
     pub outcome: &'static str,
 }
 
+/// What stands for a customer's words in a report for someone who may only see
+/// aggregates (an auditor).
+pub const WITHHELD: &str = "(customer's words withheld)";
+
+impl Report {
+    /// The report with the customers' own words (unanswered questions and their
+    /// examples) taken out: counts only.
+    pub fn without_customer_words(mut self) -> Self {
+        for u in &mut self.unanswered {
+            u.question = WITHHELD.to_string();
+            u.examples.clear();
+        }
+        self
+    }
+}
+
 /// Embeds texts (L2-normalised), for clustering unanswered questions by meaning.
 pub type Embed = std::sync::Arc<dyn Fn(&[&str]) -> anyhow::Result<Vec<Vec<f32>>> + Send + Sync>;
 

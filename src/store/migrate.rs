@@ -37,6 +37,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "analytics",
         include_str!("migrations/sqlite/0005_analytics.sql"),
     ),
+    (
+        6,
+        "token_expiry",
+        include_str!("migrations/sqlite/0006_token_expiry.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -59,6 +64,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "analytics",
         include_str!("migrations/postgres/0005_analytics.sql"),
+    ),
+    (
+        6,
+        "token_expiry",
+        include_str!("migrations/postgres/0006_token_expiry.sql"),
     ),
 ];
 

@@ -13,6 +13,7 @@ pub mod sms;
 pub mod verify;
 pub mod web;
 pub mod wechat;
+pub mod wechat_aes;
 pub mod wechat_out;
 
 use std::sync::Arc;
@@ -40,6 +41,10 @@ pub struct TextChannels {
     pub kb: LiveKb,
     pub conversations: Arc<Conversations>,
     pub wechat_token: Option<String>,
+    /// Safe mode's key, when `wechat_aes_key` is set.
+    pub wechat_cipher: Option<wechat_aes::Cipher>,
+    /// WeChat requests already received (replays are refused).
+    pub wechat_seen: wechat::Seen,
     pub sms_outbound_url: Option<String>,
     pub sms_number: Option<String>,
     /// What the SMS gateway must send with inbound messages, if set.
@@ -86,6 +91,12 @@ impl TextChannels {
             conversations,
             wechat_out,
             wechat_token: config.wechat_token.clone(),
+            wechat_cipher: config
+                .wechat_aes_key
+                .as_deref()
+                .zip(config.wechat_appid.as_deref())
+                .and_then(|(key, appid)| wechat_aes::Cipher::new(key, appid).ok()),
+            wechat_seen: wechat::Seen::default(),
             sms_outbound_url: config.sms_outbound_url.clone(),
             sms_number: config.sms_number.clone(),
             sms_inbound_token: config.sms_inbound_token.clone(),

@@ -4,9 +4,15 @@
 //! a wrong signature gets 403. A text message gets the answer as a passive XML reply
 //! at once (the engine answers in milliseconds, well inside WeChat's 5 s window);
 //! images, voice and other types get a polite text; following the account gets the
-//! greeting. Plain-text (not encrypted) mode.
+//! greeting.
+//!
+//! With `wechat_aes_key` set the account runs in safe mode (see `wechat_aes`):
+//! requests must be encrypted and carry `msg_signature`, which covers the
+//! ciphertext, and replies are encrypted. In either mode a request's timestamp and
+//! nonce are accepted once: a captured request sent again is refused.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -38,6 +44,29 @@ pub struct Signed {
     timestamp: Option<String>,
     nonce: Option<String>,
     echostr: Option<String>,
+    /// Safe mode: "aes", and the signature over the ciphertext.
+    encrypt_type: Option<String>,
+    msg_signature: Option<String>,
+}
+
+/// Requests seen within the clock-skew window, by timestamp and nonce: one seen
+/// again is a replay.
+#[derive(Debug, Default)]
+pub struct Seen(Mutex<HashMap<String, i64>>);
+
+impl Seen {
+    /// Keys remembered before old ones are dropped.
+    const TIDY_ABOVE: usize = 100_000;
+
+    /// Whether this request is new (and remembers it).
+    pub fn first_time(&self, timestamp: i64, nonce: &str, now: i64) -> bool {
+        let mut seen = crate::lock(&self.0);
+        if seen.len() > Self::TIDY_ABOVE {
+            seen.retain(|_, t| (now - *t).abs() <= MAX_CLOCK_SKEW_SECS);
+        }
+        seen.insert(format!("{timestamp}:{nonce}"), timestamp)
+            .is_none()
+    }
 }
 
 /// SHA-1 over the sorted, concatenated token, timestamp and nonce, as lower-case hex.
@@ -47,28 +76,31 @@ pub fn signature(token: &str, timestamp: &str, nonce: &str) -> String {
     hex::encode(Sha1::digest(parts.concat().as_bytes()))
 }
 
-fn check(s: &TextChannels, q: &Signed) -> Result<(), ApiError> {
+/// Checks a request's signature and timestamp: `signature` over the token,
+/// timestamp and nonce, or in safe mode `msg_signature`, which also covers the
+/// ciphertext `encrypted`. Returns the timestamp.
+fn check(s: &TextChannels, q: &Signed, encrypted: Option<&str>) -> Result<i64, ApiError> {
     let Some(token) = &s.wechat_token else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "WeChat is not configured (set `wechat_token`)",
         ));
     };
-    let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
+    let given = match encrypted {
+        Some(_) => &q.msg_signature,
+        None => &q.signature,
+    };
+    let (Some(sig), Some(ts), Some(nonce)) = (given, &q.timestamp, &q.nonce) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "missing signature, timestamp or nonce",
         ));
     };
-    let expected = signature(token, ts, nonce);
-    // Constant-time comparison: the signature is a secret-derived value.
-    let same = expected.len() == sig.len()
-        && expected
-            .bytes()
-            .zip(sig.to_ascii_lowercase().bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    let expected = match encrypted {
+        Some(e) => super::wechat_aes::msg_signature(token, ts, nonce, e),
+        None => signature(token, ts, nonce),
+    };
+    if !crate::auth::same_secret(&expected, &sig.to_ascii_lowercase()) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "bad signature"));
     }
     let ts: i64 = ts
@@ -80,7 +112,7 @@ fn check(s: &TextChannels, q: &Signed) -> Result<(), ApiError> {
             "timestamp too far from now",
         ));
     }
-    Ok(())
+    Ok(ts)
 }
 
 /// The URL check WeChat makes when the server address is configured: echo `echostr`.
@@ -88,9 +120,16 @@ async fn verify(
     State(s): State<Arc<TextChannels>>,
     Query(q): Query<Signed>,
 ) -> Result<String, ApiError> {
-    check(&s, &q)?;
+    check(&s, &q, None)?;
     q.echostr
         .ok_or_else(|| ApiError::bad_request("missing echostr"))
+}
+
+/// A safe-mode request: the message, encrypted.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct Sealed {
+    encrypt: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -108,7 +147,31 @@ async fn receive(
     Query(q): Query<Signed>,
     body: String,
 ) -> Result<Response, ApiError> {
-    check(&s, &q)?;
+    let (ts, body) = match &s.wechat_cipher {
+        Some(cipher) => {
+            if q.encrypt_type.as_deref() != Some("aes") {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "this account runs in safe mode: messages must be encrypted (encrypt_type=aes)",
+                ));
+            }
+            let sealed: Sealed = quick_xml::de::from_str(&body)
+                .map_err(|e| ApiError::bad_request(format!("malformed WeChat XML: {e}")))?;
+            let ts = check(&s, &q, Some(&sealed.encrypt))?;
+            let opened = cipher
+                .decrypt(&sealed.encrypt)
+                .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+            (ts, opened)
+        }
+        None => (check(&s, &q, None)?, body),
+    };
+    let nonce = q.nonce.as_deref().unwrap_or_default();
+    if !s.wechat_seen.first_time(ts, nonce, Utc::now().timestamp()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this request was already received (same timestamp and nonce): a replay",
+        ));
+    }
     let msg: Incoming = quick_xml::de::from_str(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed WeChat XML: {e}")))?;
     if msg.from_user_name.is_empty() || msg.from_user_name.len() > 128 {
@@ -153,11 +216,30 @@ async fn receive(
         cdata("text"),
         cdata(&text)
     );
+    let xml = match &s.wechat_cipher {
+        Some(cipher) => seal(&s, cipher, &xml, now.timestamp()),
+        None => xml,
+    };
     Ok((
         [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
         xml,
     )
         .into_response())
+}
+
+/// A reply in safe mode: encrypted, with its own timestamp, nonce and signature.
+fn seal(s: &TextChannels, cipher: &super::wechat_aes::Cipher, xml: &str, now: i64) -> String {
+    let encrypted = cipher.encrypt(xml, rand::random());
+    let nonce = rand::random_range(1_000_000_000u64..10_000_000_000).to_string();
+    let ts = now.to_string();
+    let token = s.wechat_token.as_deref().unwrap_or_default();
+    let sig = super::wechat_aes::msg_signature(token, &ts, &nonce, &encrypted);
+    format!(
+        "<xml><Encrypt>{}</Encrypt><MsgSignature>{}</MsgSignature><TimeStamp>{ts}</TimeStamp><Nonce>{}</Nonce></xml>",
+        cdata(&encrypted),
+        cdata(&sig),
+        cdata(&nonce)
+    )
 }
 
 /// Text as CDATA; a `]]>` inside is split across two sections.

@@ -96,22 +96,7 @@ pub async fn authenticate(
         keys.iter().filter_map(|k| t.check(k, now).err()).max()
     };
     if let Some(wait) = locked {
-        {
-            let secs = wait.as_secs().max(1);
-            tracing::warn!(%source, "{method} refused: too many failures");
-            tx.reply_with(
-                StatusCode::Forbidden,
-                vec![
-                    warning(&format!(
-                        "too many failed registrations; try again in {secs} s"
-                    )),
-                    Header::Other("Retry-After".into(), secs.to_string()),
-                ],
-                None,
-            )
-            .await?;
-            return Ok(None);
-        }
+        return refuse_locked(tx, source, &method, wait).await;
     }
     let Some(auth) = tx
         .original
@@ -168,17 +153,31 @@ pub async fn authenticate(
     } else {
         None
     };
-    let verified = found
-        .as_ref()
-        .is_some_and(|(_, ha1)| creds.verify(ha1, &method));
-    if !verified {
-        {
-            let now = Instant::now();
-            let mut t = lock(&phones.throttle);
-            for k in &keys {
-                t.fail(k, now);
+    // Checked again, verified and counted in one step: concurrent REGISTERs
+    // cannot all pass the check above before the first failure is recorded.
+    let verified = {
+        let mut t = lock(&phones.throttle);
+        let now = Instant::now();
+        match keys.iter().filter_map(|k| t.check(k, now).err()).max() {
+            Some(wait) => Err(wait),
+            None => {
+                let ok = found
+                    .as_ref()
+                    .is_some_and(|(_, ha1)| creds.verify(ha1, &method));
+                if !ok {
+                    for k in &keys {
+                        t.fail(k, now);
+                    }
+                }
+                Ok(ok)
             }
         }
+    };
+    let verified = match verified {
+        Ok(v) => v,
+        Err(wait) => return refuse_locked(tx, source, &method, wait).await,
+    };
+    if !verified {
         tracing::warn!(%source, %extension, "{method} with wrong credentials");
         challenge(tx, phones, source, false).await?;
         return Ok(None);
@@ -193,6 +192,29 @@ pub async fn authenticate(
     }
     lock(&phones.throttle).succeed(&keys[1]);
     Ok(found.map(|(agent, _)| agent))
+}
+
+/// 403 to a request from a locked-out address or extension, with the wait.
+async fn refuse_locked(
+    tx: &mut Transaction,
+    source: SocketAddr,
+    method: &str,
+    wait: std::time::Duration,
+) -> rsipstack::Result<Option<crate::store::agents::Agent>> {
+    let secs = wait.as_secs().max(1);
+    tracing::warn!(%source, "{method} refused: too many failures");
+    tx.reply_with(
+        StatusCode::Forbidden,
+        vec![
+            warning(&format!(
+                "too many failed registrations; try again in {secs} s"
+            )),
+            Header::Other("Retry-After".into(), secs.to_string()),
+        ],
+        None,
+    )
+    .await?;
+    Ok(None)
 }
 
 /// Applies the Contact headers of an authenticated REGISTER and answers 200 with
