@@ -352,6 +352,12 @@ fn tts_to_asr_round_trip_english() {
         .unwrap();
     let first = cache.get(&voice, "Your order has shipped.").unwrap();
     assert_eq!(again.len(), first.len());
+    // What may carry a customer's words (order 482913) never reaches the disk.
+    let private = cache
+        .get_private(&voice, "Order 482913 has shipped.")
+        .unwrap();
+    assert!(private.len() > 8000);
+    assert_eq!(std::fs::read_dir(cache_dir.path()).unwrap().count(), 2);
 
     let whisper = load("base-q8_0");
     let t = whisper

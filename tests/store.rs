@@ -203,6 +203,48 @@ async fn rotation(db: Db) {
     for n in 0..7 {
         write_conversation(&store, &format!("old-{n}")).await;
     }
+    // A ticket and an old call, both under key 1.
+    let customer = store
+        .customer_for(&Identity::new(IdentityKind::Phone, PHONE))
+        .await
+        .unwrap();
+    store
+        .open_ticket(
+            &customer,
+            None,
+            Some("call-old"),
+            "general",
+            "refund for 88231",
+        )
+        .await
+        .unwrap();
+    let long_ago = Utc::now() - chrono::Duration::days(400);
+    store
+        .write(kefu::store::Write::Call(Box::new(
+            kefu::store::writer::CallWrite {
+                call_id: "call-old".into(),
+                caller: PHONE.into(),
+                callee: "4000".into(),
+                customer: Some(customer.clone()),
+                trunk: None,
+                transport: "udp".into(),
+                dialplan: "demo".into(),
+                dialplan_version: "v1".into(),
+                invite: Some(long_ago),
+                answer: Some(long_ago),
+                end: Some(long_ago),
+                path: vec!["main".into()],
+                end_reason: "caller-hangup".into(),
+                keys: 0,
+                utterances: 0,
+                asr_confidence: "[]".into(),
+                transfer: None,
+                detail: "{}".into(),
+                conversation: None,
+            },
+        )))
+        .await
+        .unwrap();
     store.close().await;
     // Key 2 joins: new rows use it, old rows still open.
     let text12 = format!("{text1}{}", Keyring::new_line(2));
@@ -212,11 +254,22 @@ async fn rotation(db: Db) {
     assert_eq!(store.sealer().key_id(), 2);
     write_conversation(&store, "new-0").await;
     assert_eq!(store.turns("old-3").await.unwrap()[1].text, SENTENCE_ZH);
+    // Writes under key 2 that touch one column of an old row (a note on the ticket,
+    // retention purging the call's detail) must leave no column under key 1.
+    assert_eq!(
+        store.note_tickets("call-old", "called back").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        kefu::store::retention::purge(&store, 365).await.unwrap().1,
+        1
+    );
     let mut progress = Vec::new();
     let done = kefu::store::rotate::rotate(&store, 3, |t, n| progress.push((t.to_string(), n)))
         .await
         .unwrap();
-    // 7 conversations × 2 turns, and the one identity, were under key 1.
+    // 7 conversations × 2 turns, and the one identity, were under key 1 (the
+    // ticket and the call were re-sealed whole when they were written).
     assert_eq!(done.total(), 7 * 2 + 1 + 1, "{done:?}");
     assert!(progress.contains(&("turns".into(), 3)), "{progress:?}");
     // Again: nothing left to do (a stopped rotation resumes the same way).
@@ -243,6 +296,12 @@ async fn rotation(db: Db) {
         .unwrap()
         .expect("found by the hash under key 2");
     assert_eq!(store.identities_of(&customer).await.unwrap()[0].1, PHONE);
+    let all = store.export_customer(&customer).await.unwrap().to_string();
+    assert!(
+        all.contains("refund for 88231") && all.contains("called back"),
+        "{all}"
+    );
+    assert_eq!(store.calls_from(PHONE).await.unwrap(), ["call-old"]);
     store.close().await;
 }
 
@@ -443,9 +502,25 @@ async fn retention_deletes_old_turns_only() {
         })
         .await
         .unwrap();
+    // A voicemail from long ago, and one from today.
+    let old_voicemail = store
+        .save_recording("c-old", None, "voicemail", 1000, b"RIFF-old")
+        .await
+        .unwrap();
+    let new_voicemail = store
+        .save_recording("c-new", None, "voicemail", 1000, b"RIFF-new")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE recordings SET created_ms = 0 WHERE id = $1")
+        .bind(old_voicemail.as_str())
+        .execute(store.pool())
+        .await
+        .unwrap();
     let (turns, _) = kefu::store::retention::purge(&store, 30).await.unwrap();
     assert_eq!(turns, 1);
     assert!(store.turns("old").await.unwrap().is_empty());
+    assert!(store.recording(&old_voicemail).await.unwrap().is_none());
+    assert!(store.recording(&new_voicemail).await.unwrap().is_some());
     assert_eq!(store.turns("recent").await.unwrap().len(), 2);
     store.close().await;
 }

@@ -316,7 +316,7 @@ impl Briefing {
             tokio::task::spawn_blocking(move || {
                 for sentence in crate::speech::tts::sentences(&text) {
                     if tx
-                        .blocking_send(prompts.say(voice.as_deref(), &language, &sentence))
+                        .blocking_send(prompts.say_private(voice.as_deref(), &language, &sentence))
                         .is_err()
                     {
                         return;

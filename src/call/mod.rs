@@ -670,7 +670,7 @@ impl Media {
                         let started = Instant::now();
                         for (n, sentence) in crate::speech::tts::sentences(&text).iter().enumerate()
                         {
-                            let spoken = prompts.say(voice.as_deref(), &language, sentence);
+                            let spoken = prompts.say_private(voice.as_deref(), &language, sentence);
                             if n == 0 {
                                 tracing::info!(
                                     first_sentence_ms = started.elapsed().as_millis() as u64,

@@ -88,6 +88,17 @@ pub trait TextRenderer: Send + Sync + std::fmt::Debug {
     /// Renders `text` with `voice` (or the default voice for `language` when `None`).
     fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String>;
 
+    /// Renders text that may carry a customer's words: nothing of it may be kept
+    /// on disk (a renderer without a disk cache just renders).
+    fn render_private(
+        &self,
+        voice: Option<&str>,
+        language: &str,
+        text: &str,
+    ) -> Result<Vec<i16>, String> {
+        self.render(voice, language, text)
+    }
+
     /// Loads the voice now, so the first text spoken on a call does not wait for it.
     fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String>;
 }
@@ -117,6 +128,24 @@ impl PromptCache {
         Ok(Arc::new(Prompt::from_samples(
             PathBuf::from(format!("say:{text}")),
             speaker.render(voice, language, text)?,
+        )))
+    }
+
+    /// Like [`Self::say`] for text that may carry a customer's words (answers,
+    /// an agent's briefing): rendered without touching the disk cache.
+    pub fn say_private(
+        &self,
+        voice: Option<&str>,
+        language: &str,
+        text: &str,
+    ) -> Result<Arc<Prompt>, String> {
+        let Some(speaker) = &self.speaker else {
+            return Err("speech synthesis is not set up".into());
+        };
+        Ok(Arc::new(Prompt::from_samples(
+            // The label stays in memory (and in the call's sealed record).
+            PathBuf::from(format!("say:{text}")),
+            speaker.render_private(voice, language, text)?,
         )))
     }
 

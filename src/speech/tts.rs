@@ -275,6 +275,17 @@ impl TtsCache {
 
     /// The rendered sentence, synthesising (and storing) it when not cached.
     pub fn get(&self, voice: &Voice, text: &str) -> Result<Arc<Vec<f32>>, TtsError> {
+        self.get_with(voice, text, true)
+    }
+
+    /// Like [`Self::get`] for text that may carry a customer's words (an answer
+    /// with their order number, an agent's briefing): kept in memory only, never
+    /// written to the disk cache, where nothing could erase or expire it.
+    pub fn get_private(&self, voice: &Voice, text: &str) -> Result<Arc<Vec<f32>>, TtsError> {
+        self.get_with(voice, text, false)
+    }
+
+    fn get_with(&self, voice: &Voice, text: &str, disk: bool) -> Result<Arc<Vec<f32>>, TtsError> {
         let key = (voice.name.clone(), text.to_string());
         let outcome = |outcome: &'static str| {
             crate::metrics::metrics()
@@ -289,6 +300,7 @@ impl TtsCache {
         let file = self
             .dir
             .as_ref()
+            .filter(|_| disk)
             .map(|d| d.join(entry_name(&voice.name, text)));
         if let Some(f) = &file
             && let Ok((samples, rate)) = crate::media::wav::read_mono(f)
@@ -359,23 +371,52 @@ impl Speaker {
 
     /// Renders a whole text, sentence by sentence (each sentence cached on its own).
     pub fn speak(&self, voice: &str, text: &str) -> Result<Vec<f32>, TtsError> {
+        self.speak_with(voice, text, true)
+    }
+
+    /// Speaks text that may carry a customer's words: memory cache only.
+    pub fn speak_private(&self, voice: &str, text: &str) -> Result<Vec<f32>, TtsError> {
+        self.speak_with(voice, text, false)
+    }
+
+    fn speak_with(&self, voice: &str, text: &str, disk: bool) -> Result<Vec<f32>, TtsError> {
         let voice = self.voice(voice)?;
         let mut out = Vec::new();
         for s in sentences(text) {
-            out.extend(self.cache.get(&voice, &s)?.iter());
+            let samples = if disk {
+                self.cache.get(&voice, &s)?
+            } else {
+                self.cache.get_private(&voice, &s)?
+            };
+            out.extend(samples.iter());
         }
         Ok(out)
     }
+}
+
+fn to_pcm16(audio: &[f32]) -> Vec<i16> {
+    audio
+        .iter()
+        .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
+        .collect()
 }
 
 impl crate::media::prompt::TextRenderer for Speaker {
     fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String> {
         let voice = voice.unwrap_or_else(|| default_voice(language));
         let audio = self.speak(voice, text).map_err(|e| e.to_string())?;
-        Ok(audio
-            .iter()
-            .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
-            .collect())
+        Ok(to_pcm16(&audio))
+    }
+
+    fn render_private(
+        &self,
+        voice: Option<&str>,
+        language: &str,
+        text: &str,
+    ) -> Result<Vec<i16>, String> {
+        let voice = voice.unwrap_or_else(|| default_voice(language));
+        let audio = self.speak_private(voice, text).map_err(|e| e.to_string())?;
+        Ok(to_pcm16(&audio))
     }
 
     fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String> {

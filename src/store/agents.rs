@@ -281,7 +281,7 @@ impl Store {
     ) -> anyhow::Result<u64> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "SELECT id, body, key_id, status FROM tickets \
+            "SELECT id, body, key_id, status, subject FROM tickets \
              WHERE (conversation_id = $1 OR call_id = $1) AND status <> 'solved'",
         )
         .bind(item)
@@ -293,6 +293,10 @@ impl Store {
             let body: Vec<u8> = r.try_get(1)?;
             let current: String = r.try_get(3)?;
             let mut text = s.open(r.try_get(2)?, "tickets.body", &body)?;
+            // The row's key changes: every sealed column is re-sealed with it, or
+            // the subject would stay under a key rotation no longer looks for.
+            let subject: Vec<u8> = r.try_get(4)?;
+            let subject = s.open(r.try_get(2)?, "tickets.subject", &subject)?;
             if !notes.is_empty() {
                 if !text.is_empty() {
                     text.push('\n');
@@ -300,12 +304,14 @@ impl Store {
                 text.push_str(notes);
             }
             sqlx::query(
-                "UPDATE tickets SET status = $1, body = $2, key_id = $3, updated_ms = $4 WHERE id = $5",
+                "UPDATE tickets SET status = $1, body = $2, key_id = $3, updated_ms = $4, \
+                 subject = $5 WHERE id = $6",
             )
             .bind(status.unwrap_or(&current))
             .bind(s.seal("tickets.body", &text))
             .bind(s.key_id())
             .bind(ms(Utc::now()))
+            .bind(s.seal("tickets.subject", &subject))
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

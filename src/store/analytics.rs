@@ -1002,6 +1002,9 @@ async fn write_day(
         })
         .await?;
     }
+    // Files on disk are outside the store's sealing, erasure and retention: they
+    // carry counts only (the unanswered questions' words stay behind the API).
+    let r = r.without_customer_words();
     tokio::fs::create_dir_all(dir)
         .await
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -1027,6 +1030,21 @@ async fn write_day(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_without_customer_words_keeps_the_counts() {
+        let r = report_of(vec![Unanswered {
+            question: "do you ship to 13800138000".into(),
+            count: 3,
+            examples: vec!["Do you ship to 13800138000?".into()],
+            phrasings: 2,
+        }])
+        .without_customer_words();
+        assert_eq!(r.unanswered[0].question, WITHHELD);
+        assert!(r.unanswered[0].examples.is_empty());
+        assert_eq!((r.unanswered[0].count, r.unanswered[0].phrasings), (3, 2));
+        assert!(!r.markdown().contains("13800138000"));
+    }
 
     #[test]
     fn customers_words_cannot_be_spreadsheet_formulas() {
@@ -1063,9 +1081,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn clusters_follow_their_most_asked_question() {
-        let mut r = Report {
+    fn report_of(unanswered: Vec<Unanswered>) -> Report {
+        Report {
             from: NaiveDate::default(),
             to: NaiveDate::default(),
             channel: None,
@@ -1090,8 +1107,18 @@ mod tests {
             asr_confidence: Vec::new(),
             top_intents: Vec::new(),
             intent_trend: Vec::new(),
-            unanswered: vec![group("a", 5), group("b", 3), group("c", 2), group("d", 1)],
-        };
+            unanswered,
+        }
+    }
+
+    #[test]
+    fn clusters_follow_their_most_asked_question() {
+        let mut r = report_of(vec![
+            group("a", 5),
+            group("b", 3),
+            group("c", 2),
+            group("d", 1),
+        ]);
         // a and c are alike, b is alone, d is like c but not like a (the leader).
         let v = |x: f32, y: f32| {
             let n = (x * x + y * y).sqrt();

@@ -101,6 +101,8 @@ impl Store {
             "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE customer_id = $1)",
             "DELETE FROM tickets WHERE customer_id = $1",
             "DELETE FROM recordings WHERE customer_id = $1",
+            // Recordings of the customer's calls made before the caller was known.
+            "DELETE FROM recordings WHERE call_id IN (SELECT call_id FROM calls WHERE customer_id = $1)",
             "DELETE FROM conversations WHERE customer_id = $1",
             "DELETE FROM calls WHERE customer_id = $1",
             "DELETE FROM identities WHERE customer_id = $1",

@@ -1,11 +1,12 @@
-//! Retention: conversation turns older than `retention_days` are deleted, and old
-//! calls keep their times, path and outcome but lose what was said and keyed (their
-//! detail is replaced). Checked hourly; each pass is noted in the audit log.
+//! Retention: conversation turns and recordings (voicemail, bridged calls) older
+//! than `retention_days` are deleted, and old calls keep their times, path and
+//! outcome but lose what was said and keyed (their detail is replaced). Checked hourly; each pass is noted in the audit log.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use sqlx::Row;
 
 use super::{Store, ms};
 
@@ -19,25 +20,55 @@ pub async fn purge(store: &Store, days: u32) -> anyhow::Result<(u64, u64)> {
         .context("cannot delete old turns")?
         .rows_affected();
     let sealer = store.sealer();
-    let calls = sqlx::query(
-        "UPDATE calls SET detail = $1, key_id = $2, purged_ms = $3 \
-         WHERE invite_ms < $4 AND purged_ms IS NULL",
+    // Row by row: the purged detail is sealed with the current key, so the row's
+    // other sealed columns (and its lookup hash) are re-sealed with it too, or they
+    // would stay under a key that rotation no longer looks for.
+    let rows = sqlx::query(
+        "SELECT call_id, caller, callee, key_id FROM calls \
+         WHERE invite_ms < $1 AND purged_ms IS NULL",
     )
-    .bind(sealer.seal("calls.detail", r#"{"purged":true}"#))
-    .bind(sealer.key_id())
-    .bind(ms(Utc::now()))
     .bind(cutoff)
-    .execute(store.pool())
+    .fetch_all(store.pool())
     .await
-    .context("cannot purge old calls")?
-    .rows_affected();
-    if turns + calls > 0 {
+    .context("cannot read old calls")?;
+    let mut calls = 0;
+    for r in &rows {
+        let call_id: String = r.try_get(0)?;
+        let key_id: i64 = r.try_get(3)?;
+        let caller = sealer.open(key_id, "calls.caller", &r.try_get::<Vec<u8>, _>(1)?)?;
+        let callee = sealer.open(key_id, "calls.callee", &r.try_get::<Vec<u8>, _>(2)?)?;
+        calls += sqlx::query(
+            "UPDATE calls SET detail = $1, key_id = $2, purged_ms = $3, caller = $4, \
+             callee = $5, caller_lookup = $6 WHERE call_id = $7 AND purged_ms IS NULL",
+        )
+        .bind(sealer.seal("calls.detail", r#"{"purged":true}"#))
+        .bind(sealer.key_id())
+        .bind(ms(Utc::now()))
+        .bind(sealer.seal("calls.caller", &caller))
+        .bind(sealer.seal("calls.callee", &callee))
+        .bind(sealer.lookup("calls.caller", &caller))
+        .bind(call_id.as_str())
+        .execute(store.pool())
+        .await
+        .context("cannot purge old calls")?
+        .rows_affected();
+    }
+    let recordings = sqlx::query("DELETE FROM recordings WHERE created_ms < $1")
+        .bind(cutoff)
+        .execute(store.pool())
+        .await
+        .context("cannot delete old recordings")?
+        .rows_affected();
+    if turns + calls + recordings > 0 {
         store
             .audit(
                 "kefu",
                 "retention",
-                "turns,calls",
-                &format!("older than {days} days: {turns} turns deleted, {calls} calls purged"),
+                "turns,calls,recordings",
+                &format!(
+                    "older than {days} days: {turns} turns deleted, {calls} calls purged, \
+                     {recordings} recordings deleted"
+                ),
             )
             .await?;
     }
