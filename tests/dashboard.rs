@@ -188,10 +188,37 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
     assert_eq!(text.lines().count(), 3, "{text}");
     assert_eq!(seen["webContacts"], "4", "{seen}");
 
-    // The draft: a knowledge-base file with the cluster's phrasings, not live.
+    // The draft: a knowledge-base file with the cluster's phrasings, not live. It
+    // holds customers' words, so it is kept sealed in the store (read over the API),
+    // never written into the knowledge-base directory.
     let drafted = seen["drafted"].as_str().unwrap();
     let file = drafted.split_whitespace().last().unwrap();
-    let text = std::fs::read_to_string(kb.path().join(file)).unwrap();
+    assert!(
+        !kb.path().join(file).exists(),
+        "a draft in plaintext: {file}"
+    );
+    let reader = {
+        let (ok, t, err) = s.kefu(&["tokens", "create", "kb-reader", "--role", "integrator"]);
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let drafts: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/kb/drafts", s.http))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = drafts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["file"] == file)
+        .and_then(|d| d["text"].as_str())
+        .unwrap_or_else(|| panic!("{file} not among the drafts: {drafts}"))
+        .to_string();
     assert!(text.contains("Do you sponsor marathon runners?"), "{text}");
     assert!(
         text.contains("Are you sponsoring any marathon runners?"),

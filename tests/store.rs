@@ -218,6 +218,12 @@ async fn rotation(db: Db) {
         )
         .await
         .unwrap();
+    assert!(
+        store
+            .add_draft("drafts/draft_x.toml", "examples = [\"refund for 88231?\"]")
+            .await
+            .unwrap()
+    );
     let long_ago = Utc::now() - chrono::Duration::days(400);
     store
         .write(kefu::store::Write::Call(Box::new(
@@ -268,9 +274,9 @@ async fn rotation(db: Db) {
     let done = kefu::store::rotate::rotate(&store, 3, |t, n| progress.push((t.to_string(), n)))
         .await
         .unwrap();
-    // 7 conversations × 2 turns, and the one identity, were under key 1 (the
-    // ticket and the call were re-sealed whole when they were written).
-    assert_eq!(done.total(), 7 * 2 + 1 + 1, "{done:?}");
+    // 7 conversations × 2 turns, the one identity and the draft were under key 1
+    // (the ticket and the call were re-sealed whole when they were written).
+    assert_eq!(done.total(), 7 * 2 + 1 + 1 + 1, "{done:?}");
     assert!(progress.contains(&("turns".into(), 3)), "{progress:?}");
     // Again: nothing left to do (a stopped rotation resumes the same way).
     assert_eq!(
@@ -302,6 +308,10 @@ async fn rotation(db: Db) {
         "{all}"
     );
     assert_eq!(store.calls_from(PHONE).await.unwrap(), ["call-old"]);
+    assert_eq!(
+        store.drafts().await.unwrap()[0].1,
+        "examples = [\"refund for 88231?\"]"
+    );
     store.close().await;
 }
 

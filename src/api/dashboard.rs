@@ -31,7 +31,9 @@ const MAX_DAYS: i64 = 366;
 const MAX_QUESTION: usize = 200;
 const MAX_EXAMPLES: usize = 20;
 const MAX_EXAMPLE: usize = 500;
-/// The folder of the knowledge-base directory drafts are written to.
+/// The folder a draft's name puts it in (`drafts/ID.toml`): where it goes if it is
+/// saved into the knowledge-base directory. Drafts themselves are kept sealed in
+/// the store.
 pub const DRAFTS: &str = "drafts";
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
@@ -268,8 +270,8 @@ fn draft_text(id: &str, question: &str, examples: &[String], by: &str) -> anyhow
         "# Draft knowledge-base entry, made on the dashboard by {by} on {} from\n\
          # questions customers asked that nothing answered. To put it live: write\n\
          # the answer (answer.zh / answer.en under the intent), check it with\n\
-         # `kefu kb check`, and move this file into the knowledge-base directory\n\
-         # (or upload it: PUT /api/v1/kb/files/NAME.toml).\n\n{}",
+         # `kefu kb check`, and upload it (PUT /api/v1/kb/files/NAME.toml) or put\n\
+         # it in the knowledge-base directory.\n\n{}",
         chrono::Utc::now().date_naive(),
         toml::to_string(&doc)?
     ))
@@ -304,9 +306,7 @@ async fn draft(
     let id = draft_id(&question);
     let text = draft_text(&id, &question, &examples, &c.actor())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    let dir = ops.kb_dir.join(DRAFTS);
     let file = format!("{DRAFTS}/{id}.toml");
-    let path = dir.join(format!("{id}.toml"));
     ops.store
         .audit(
             &c.actor(),
@@ -316,32 +316,12 @@ async fn draft(
         )
         .await
         .map_err(unavailable)?;
-    let written = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
-        // create_new: two clicks (or two supervisors) never overwrite a draft.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(text.as_bytes())?;
-                f.sync_all()?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the draft: {e}"),
-        )
-    })?;
+    // Sealed in the store, not a file: the phrasings are customers' words.
+    let written = ops
+        .store
+        .add_draft(&file, &text)
+        .await
+        .map_err(unavailable)?;
     if !written {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -367,30 +347,12 @@ struct DraftView {
 
 /// The drafts waiting for an answer, oldest name first.
 async fn drafts(State(ops): State<Arc<Ops>>) -> Result<Json<Vec<DraftView>>, ApiError> {
-    let dir = ops.kb_dir.join(DRAFTS);
-    let list = tokio::task::spawn_blocking(move || {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Vec::new();
-        };
-        let mut out: Vec<DraftView> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .filter_map(|p| {
-                let text = std::fs::read_to_string(&p).ok()?;
-                let name = p.file_name()?.to_string_lossy().into_owned();
-                Some(DraftView {
-                    file: format!("{DRAFTS}/{name}"),
-                    text,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.file.cmp(&b.file));
-        out
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(list))
+    let list = ops.store.drafts().await.map_err(unavailable)?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(file, text)| DraftView { file, text })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

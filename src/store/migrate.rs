@@ -42,6 +42,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "token_expiry",
         include_str!("migrations/sqlite/0006_token_expiry.sql"),
     ),
+    (
+        7,
+        "kb_drafts",
+        include_str!("migrations/sqlite/0007_kb_drafts.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -69,6 +74,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "token_expiry",
         include_str!("migrations/postgres/0006_token_expiry.sql"),
+    ),
+    (
+        7,
+        "kb_drafts",
+        include_str!("migrations/postgres/0007_kb_drafts.sql"),
     ),
 ];
 

@@ -1,6 +1,7 @@
-//! Retention: conversation turns and recordings (voicemail, bridged calls) older
-//! than `retention_days` are deleted, and old calls keep their times, path and
-//! outcome but lose what was said and keyed (their detail is replaced). Checked hourly; each pass is noted in the audit log.
+//! Retention: conversation turns, recordings (voicemail, bridged calls) and
+//! knowledge-base drafts older than `retention_days` are deleted, and old calls keep
+//! their times, path and outcome but lose what was said and keyed (their detail is
+//! replaced). Checked hourly; each pass is noted in the audit log.
 
 use std::time::Duration;
 
@@ -53,21 +54,27 @@ pub async fn purge(store: &Store, days: u32) -> anyhow::Result<(u64, u64)> {
         .context("cannot purge old calls")?
         .rows_affected();
     }
-    let recordings = sqlx::query("DELETE FROM recordings WHERE created_ms < $1")
+    let mut recordings = 0;
+    // Recordings, and knowledge-base drafts (customers' phrasings).
+    for table in ["recordings", "kb_drafts"] {
+        recordings += sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE created_ms < $1"
+        )))
         .bind(cutoff)
         .execute(store.pool())
         .await
-        .context("cannot delete old recordings")?
+        .with_context(|| format!("cannot delete old {table}"))?
         .rows_affected();
+    }
     if turns + calls + recordings > 0 {
         store
             .audit(
                 "kefu",
                 "retention",
-                "turns,calls,recordings",
+                "turns,calls,recordings,kb_drafts",
                 &format!(
                     "older than {days} days: {turns} turns deleted, {calls} calls purged, \
-                     {recordings} recordings deleted"
+                     {recordings} recordings and drafts deleted"
                 ),
             )
             .await?;

@@ -69,6 +69,12 @@ const TABLES: &[Table] = &[
         sealed: &["audio"],
         lookups: &[],
     },
+    Table {
+        name: "kb_drafts",
+        pk: &[("file", Kind::Text)],
+        sealed: &["text"],
+        lookups: &[],
+    },
 ];
 
 enum Val {
