@@ -85,20 +85,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_burst_beyond_the_budget_is_refused_with_the_wait() {
-        let b: Budget = Budget::per_minute(3, "things");
+    fn a_spend_over_budget_is_a_429_with_the_wait() {
+        let b: Budget = Budget::per_minute(1, "things");
         let me: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-        let other: std::net::IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..3 {
-            assert!(b.spend(&me).is_ok());
-        }
+        assert!(b.spend(&me).is_ok());
         let e = ApiError::from(b.spend(&me).unwrap_err());
         assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert!(e.reason.starts_with("too many things"), "{}", e.reason);
-        // 3 a minute: one more after 20 s.
-        assert!((1..=20).contains(&e.retry_after.unwrap()), "{e:?}");
-        // Someone else is not affected.
-        assert!(b.spend(&other).is_ok());
+        assert!((1..=60).contains(&e.retry_after.unwrap()), "{e:?}");
     }
 
     #[test]

@@ -120,15 +120,7 @@ impl PromptCache {
         language: &str,
         text: &str,
     ) -> Result<Arc<Prompt>, String> {
-        let Some(speaker) = &self.speaker else {
-            return Err(
-                "text prompts need speech synthesis, which this command does not set up".into(),
-            );
-        };
-        Ok(Arc::new(Prompt::from_samples(
-            PathBuf::from(format!("say:{text}")),
-            speaker.render(voice, language, text)?,
-        )))
+        self.speak(voice, language, text, false)
     }
 
     /// Like [`Self::say`] for text that may carry a customer's words (answers,
@@ -139,13 +131,30 @@ impl PromptCache {
         language: &str,
         text: &str,
     ) -> Result<Arc<Prompt>, String> {
+        self.speak(voice, language, text, true)
+    }
+
+    fn speak(
+        &self,
+        voice: Option<&str>,
+        language: &str,
+        text: &str,
+        private: bool,
+    ) -> Result<Arc<Prompt>, String> {
         let Some(speaker) = &self.speaker else {
-            return Err("speech synthesis is not set up".into());
+            return Err(
+                "text prompts need speech synthesis, which this command does not set up".into(),
+            );
         };
+        let samples = if private {
+            speaker.render_private(voice, language, text)?
+        } else {
+            speaker.render(voice, language, text)?
+        };
+        // The label stays in memory (and in the call's sealed record).
         Ok(Arc::new(Prompt::from_samples(
-            // The label stays in memory (and in the call's sealed record).
             PathBuf::from(format!("say:{text}")),
-            speaker.render_private(voice, language, text)?,
+            samples,
         )))
     }
 

@@ -166,21 +166,42 @@ fn rfc2543_from_tag(head: &str) -> Option<String> {
     Some(lines.join("\r\n"))
 }
 
+/// Follows quoted strings (with backslash escapes) character by character.
+#[derive(Default)]
+struct Quoting {
+    quoted: bool,
+    escaped: bool,
+}
+
+impl Quoting {
+    /// Whether the next character is inside a quoted string.
+    fn open(&self) -> bool {
+        self.quoted
+    }
+
+    /// Takes in `c`: a quote opens or closes the string, a backslash escapes.
+    fn feed(&mut self, c: char) {
+        if !self.quoted {
+            self.quoted = c == '"';
+        } else if self.escaped {
+            self.escaped = false;
+        } else if c == '\\' {
+            self.escaped = true;
+        } else if c == '"' {
+            self.quoted = false;
+        }
+    }
+}
+
 /// Removes the optional white space around separators, outside quotes and `<>`.
 fn compact(value: &str, slash: bool) -> String {
     let is_sep = |c: char| matches!(c, ';' | '=' | ',') || (slash && c == '/');
     let mut out = String::with_capacity(value.len());
-    let (mut quoted, mut escaped, mut angle, mut space) = (false, false, false, false);
+    let (mut q, mut angle, mut space) = (Quoting::default(), false, false);
     for c in value.chars() {
-        if quoted {
+        if q.open() {
             out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                quoted = false;
-            }
+            q.feed(c);
             continue;
         }
         if angle {
@@ -197,7 +218,7 @@ fn compact(value: &str, slash: bool) -> String {
         }
         space = false;
         out.push(c);
-        quoted = c == '"';
+        q.feed(c);
         angle = c == '<';
     }
     out
@@ -411,20 +432,14 @@ fn split_list(value: &str) -> Vec<&str> {
 /// Splits `value` on `sep` where it stands outside quotes and `<>`.
 fn split_outside(value: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut quoted, mut escaped, mut angle, mut start) = (false, false, false, 0);
+    let (mut q, mut angle, mut start) = (Quoting::default(), false, 0);
     for (i, c) in value.char_indices() {
+        let quoted = q.open();
+        q.feed(c);
         if quoted {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                quoted = false;
-            }
             continue;
         }
         match c {
-            '"' => quoted = true,
             '<' => angle = true,
             '>' => angle = false,
             c if c == sep && !angle => {
