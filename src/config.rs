@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub http_connections_per_client: Option<usize>,
     /// How long a client has to send a request's headers, "10s".
     pub http_header_timeout: Option<String>,
+    /// How long a client has to send a request's body once its headers are in, "30s".
+    pub http_body_timeout: Option<String>,
     /// What one client address may do on the public routes: new conversations and
     /// messages per minute, verification codes per hour, sign-in attempts per minute.
     pub conversations_per_minute: Option<u32>,
@@ -411,6 +413,9 @@ impl Config {
         r.codes = f.codes_per_hour.unwrap_or(r.codes);
         r.sign_ins = f.sign_ins_per_minute.unwrap_or(r.sign_ins);
         self.sms_codes_per_hour = f.sms_codes_per_hour.unwrap_or(self.sms_codes_per_hour);
+        if let Some(t) = f.http_body_timeout {
+            self.http_limits.body_timeout = duration("http_body_timeout", &t)?;
+        }
         if let Some(t) = f.http_header_timeout {
             self.http_limits.header_timeout = duration("http_header_timeout", &t)?;
         }

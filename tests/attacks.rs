@@ -85,6 +85,37 @@ fn invites_come_from_the_trunk_once_one_is_configured() {
     ua.expect_status(200, T);
 }
 
+/// A client sends a request's headers, then its body a byte at a time (slowloris on
+/// the body): it gets 408 when the body deadline passes, not a connection held open.
+#[test]
+fn a_body_sent_too_slowly_gets_408() {
+    use std::io::Write;
+    let s = Server::start_with(Some(&common::dtmf_plans()), "http_body_timeout = \"1s\"\n");
+    let mut c = TcpStream::connect(s.http).unwrap();
+    c.write_all(
+        b"POST /api/chat/conversations HTTP/1.1\r\nHost: kefu\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    let started = Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(5) && !got.ends_with(b"}") {
+        // One more byte now and then: never enough to finish.
+        let _ = c.write_all(b" ");
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => continue,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not arrive in time"), "{text}");
+}
+
 /// One address that is not a trunk sends 200 new INVITEs at once (lab setting, so
 /// they would all be taken): it gets its burst of new calls and the rest are
 /// dropped unread; another address is still answered.

@@ -34,6 +34,8 @@ pub struct Limits {
     /// How long a client has to send a request's headers (and how long an idle
     /// connection stays open waiting for the next request).
     pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its headers are in.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             connections: 4096,
             per_client: 256,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -149,6 +152,39 @@ pub async fn serve(
     Ok(())
 }
 
+/// Reads a request's whole body (at most `api::MAX_BODY` bytes) within `within`,
+/// before any handler runs: a client that trickles a body cannot keep a
+/// connection busy (busy ones are never recycled) or a handler waiting. 408 when
+/// it is too slow, 413 when too large.
+async fn read_body(
+    req: hyper::Request<Incoming>,
+    within: Duration,
+) -> Result<axum::extract::Request, axum::response::Response> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let (parts, body) = req.into_parts();
+    let refuse = |status, reason: &str| super::ApiError::new(status, reason).into_response();
+    match tokio::time::timeout(within, Limited::new(body, super::MAX_BODY).collect()).await {
+        Err(_) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request's body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request's body is too large",
+        )),
+        Ok(Err(_)) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "the request's body could not be read",
+        )),
+        Ok(Ok(body)) => Ok(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body.to_bytes()),
+        )),
+    }
+}
+
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -158,13 +194,19 @@ async fn connection(
     stop: CancellationToken,
 ) {
     let Conn { busy, close, .. } = conn;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
+    let body_timeout = limits.body_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut router = router.clone();
         let busy = busy.clone();
         busy.fetch_add(1, Ordering::AcqRel);
         async move {
-            let response = router.call(req).await.unwrap_or_else(|e| match e {});
+            let response = match read_body(req, body_timeout).await {
+                Ok(mut req) => {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.call(req).await.unwrap_or_else(|e| match e {})
+                }
+                Err(refused) => refused,
+            };
             busy.fetch_sub(1, Ordering::AcqRel);
             Ok::<_, Infallible>(response)
         }
@@ -201,6 +243,7 @@ mod tests {
             connections: 10,
             per_client: 2,
             header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
         };
         let mut open = Open::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
@@ -230,6 +273,7 @@ mod tests {
             connections: 3,
             per_client: 3,
             header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
         };
         let mut open = Open::default();
         let ids: Vec<_> = (1..=3)

@@ -56,7 +56,7 @@ pub struct Ops {
 }
 
 /// The largest request body any route accepts (a knowledge-base upload).
-const MAX_BODY: usize = 1024 * 1024 + 4096;
+pub(crate) const MAX_BODY: usize = 1024 * 1024 + 4096;
 
 /// Every route; also returns the table of what each needs.
 pub fn router(
