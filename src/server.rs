@@ -196,7 +196,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 c.timed_out().await;
                 for item in c.take_timed_out() {
                     if let Err(e) = text.queue_gave_up(&item).await {
-                        tracing::warn!(conversation = %item, reason = %e.reason, "cannot tell the customer the queue gave up");
+                        tracing::warn!(conversation = %crate::log_id(&item), reason = %e.reason, "cannot tell the customer the queue gave up");
                     }
                 }
             }

@@ -276,3 +276,29 @@ fn customer_data_on_disk_is_private() {
     }
     assert!(seen > 0, "kefu wrote nothing under {}", s.data().display());
 }
+
+/// A conversation's id is the customer's proof on the public chat routes: the logs
+/// name it by its first 8 characters only, so reading logs gives no way in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_carry_a_whole_conversation_id() {
+    let s = Server::start_with(
+        Some(&common::dtmf_plans()),
+        &format!("kb = {:?}\n", common::repo().join("dialplans/kb")),
+    );
+    let (id, _) = s.start_chat("visitor-logs").await;
+    let url = format!("http://{}/api/chat/conversations/{id}/messages", s.http);
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({"text": "I want to talk to a person"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = s.logs().join("\n");
+    assert!(
+        logs.contains(&id[..8]),
+        "the conversation is not followed in the logs"
+    );
+    assert!(!logs.contains(&id), "a whole conversation id in the logs");
+}

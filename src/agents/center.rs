@@ -182,7 +182,7 @@ impl Inner {
                     if let Some(o) = self.offers.get_mut(&agent) {
                         o.remove(&item);
                     }
-                    tracing::info!(%item, %agent, "agent took a conversation");
+                    tracing::info!(item = %crate::log_id(&item), %agent, "agent took a conversation");
                     self.tell(
                         &item,
                         ItemEvent::Connected {
@@ -196,7 +196,7 @@ impl Inner {
                     self.assigned.insert(item, agent);
                 }
                 Event::TimedOut { item } => {
-                    tracing::info!(%item, "nobody took a conversation within the queue's maximum wait");
+                    tracing::info!(item = %crate::log_id(&item), "nobody took a conversation within the queue's maximum wait");
                     self.items.remove(&item);
                     self.close(&item, "timed_out");
                     if self.tell(&item, ItemEvent::TimedOut) {

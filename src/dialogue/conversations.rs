@@ -295,7 +295,7 @@ impl Conversations {
             now,
             PUSH_BUFFER,
         );
-        tracing::info!(conversation = %id, ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
+        tracing::info!(conversation = %crate::log_id(&id), ?channel, customer = %customer, resumed = topic.is_some(), "conversation started");
         let appended = Appended {
             conversation: id,
             channel,
@@ -391,7 +391,7 @@ impl Conversations {
                 .map(|(k, _)| k.clone())
         {
             inner.entries.remove(&oldest);
-            tracing::info!(conversation = %oldest, "conversation limit reached; dropped the least recently active");
+            tracing::info!(conversation = %crate::log_id(&oldest), "conversation limit reached; dropped the least recently active");
         }
         inner
             .entries

@@ -184,7 +184,7 @@ impl TextChannels {
             .open_ticket(&a.customer, Some(&a.conversation), None, queue, said)
             .await
         {
-            tracing::error!(error = format!("{e:#}"), conversation = %a.conversation, "cannot open a ticket");
+            tracing::error!(error = format!("{e:#}"), conversation = %crate::log_id(&a.conversation), "cannot open a ticket");
         }
         let lang = Lang::detect(said).code().to_string();
         let origin = crate::agents::center::Origin {
@@ -195,7 +195,7 @@ impl TextChannels {
             .center
             .enqueue(&a.conversation, queue, &[lang], said, origin)
         {
-            tracing::warn!(conversation = %a.conversation, %queue, "cannot queue the conversation (already waiting, or the queues are full)");
+            tracing::warn!(conversation = %crate::log_id(&a.conversation), %queue, "cannot queue the conversation (already waiting, or the queues are full)");
         }
     }
 

@@ -253,7 +253,7 @@ async fn confirm(
         .link(&customer, &Identity::new(IdentityKind::Phone, phone))
         .await?;
     let identities = s.conversations.identities_of(&customer);
-    tracing::info!(conversation = %id, customer = %customer, "phone number verified and linked");
+    tracing::info!(conversation = %crate::log_id(&id), customer = %customer, "phone number verified and linked");
     Ok(Json(Linked {
         customer,
         identities,

@@ -215,7 +215,7 @@ async fn pump(
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(conversation = %id, missed = n, "web chat client too slow; it can re-read the history");
+                    tracing::warn!(conversation = %crate::log_id(&id), missed = n, "web chat client too slow; it can re-read the history");
                 }
                 Err(RecvError::Closed) => return,
             },
