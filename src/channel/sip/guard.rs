@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rsipstack::sip::ToTypedHeader;
+use rsipstack::sip::prelude::HeadersExt;
 
 use super::syntax;
-use rsipstack::sip::prelude::HeadersExt;
 
 /// What to do with one datagram.
 #[derive(Debug, PartialEq, Eq)]
