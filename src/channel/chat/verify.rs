@@ -228,13 +228,7 @@ async fn confirm(
             ));
         }
         let given = req.code.trim();
-        let same = given.len() == p.code.len()
-            && given
-                .bytes()
-                .zip(p.code.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !crate::auth::same_secret(given, &p.code) {
             p.tries += 1;
             if p.tries >= MAX_TRIES {
                 pending.remove(&id);

@@ -315,7 +315,7 @@ fn starts_dialog(datagram: &[u8]) -> bool {
         .to_ascii_lowercase();
     let to = unfolded.lines().skip(1).find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        matches!(name.trim(), "to" | "t").then_some(value)
+        (syntax::long_name(name.trim()) == "to").then_some(value)
     });
     let Some(to) = to else { return true };
     let compact: String = to.chars().filter(|c| !c.is_whitespace()).collect();
