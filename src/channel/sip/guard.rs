@@ -65,6 +65,12 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
             datagram.len()
         ));
     }
+    inspect_message(datagram)
+}
+
+/// Judges one whole message, whatever carried it (a datagram, or a message framed
+/// out of a TCP stream by [`super::stream::Framer`], which bounds its size).
+pub fn inspect_message(datagram: &[u8]) -> Verdict {
     if datagram.iter().all(|b| b.is_ascii_whitespace()) {
         return Verdict::Pass; // keep-alive
     }
@@ -186,13 +192,19 @@ fn check_request(req: &rsipstack::sip::Request, body_room: usize) -> Result<(), 
 }
 
 /// Writes a response from the raw header lines of a request that may not parse.
-fn build_response(head: &str, status: u16, reason: &str, extra: Option<&str>) -> Vec<u8> {
+pub(super) fn build_response(
+    head: &str,
+    status: u16,
+    reason: &str,
+    extra: Option<&str>,
+) -> Vec<u8> {
     let phrase = match status {
         400 => "Bad Request",
         406 => "Not Acceptable",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        513 => "Message Too Large",
         501 => "Not Implemented",
         505 => "Version Not Supported",
         _ => "Error",
@@ -365,34 +377,99 @@ impl LogBudget {
     }
 }
 
-/// The UDP socket the SIP stack reads from, with [`inspect`] in front of it.
-pub struct GuardedSocket {
-    inner: tokio::net::UdpSocket,
+/// What the guard decided for one message from one source.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked<'a> {
+    /// Hand these bytes (the message in canonical form) to the SIP stack.
+    Pass(std::borrow::Cow<'a, [u8]>),
+    /// Send this response back and pass nothing on.
+    Reject(Vec<u8>),
+    /// Pass nothing on and say nothing.
+    Drop,
+}
+
+/// The guard every SIP message goes through, on every transport: the source's
+/// budgets ([`SourceLimits`]), then the canonical form ([`syntax::canonical`]),
+/// then [`inspect_message`]. It counts and logs what it turns away.
+pub struct Guard {
     pub stats: Arc<GuardStats>,
     limits: SourceLimits,
     budget: std::sync::Mutex<LogBudget>,
 }
 
-impl GuardedSocket {
-    pub fn new(inner: tokio::net::UdpSocket, limits: SourceLimits) -> Self {
+impl Guard {
+    pub fn new(limits: SourceLimits) -> Self {
         Self {
-            inner,
             stats: Arc::default(),
             limits,
             budget: std::sync::Mutex::new(LogBudget::new(std::time::Instant::now())),
         }
     }
 
-    /// Whether this turned-away datagram may be logged (see [`LogBudget`]).
-    fn may_log(&self) -> bool {
+    /// Whether `from` is a configured trunk (exempt from per-source limits).
+    pub fn is_trunk(&self, from: std::net::IpAddr) -> bool {
+        self.limits.trunks.contains(&from)
+    }
+
+    /// Judges one message from `from`.
+    pub fn check<'a>(&self, from: SocketAddr, message: &'a [u8]) -> Checked<'a> {
+        if let Err(over) = self.limits.admit(from.ip(), message) {
+            self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().sip_refused.inc();
+            if self.may_log() {
+                tracing::info!(%from, what = over.what, "SIP message dropped: too many {}", over.what);
+            }
+            return Checked::Drop;
+        }
+        let message = match syntax::canonical(message) {
+            Some(canonical) => std::borrow::Cow::Owned(canonical),
+            None => std::borrow::Cow::Borrowed(message),
+        };
+        match inspect_message(&message) {
+            Verdict::Pass => Checked::Pass(message),
+            Verdict::Drop(why) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if self.may_log() {
+                    tracing::debug!(%from, %why, "SIP message dropped");
+                }
+                Checked::Drop
+            }
+            Verdict::Reject {
+                status,
+                reason,
+                response,
+            } => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                if self.may_log() {
+                    tracing::info!(%from, status, %reason, "SIP request rejected");
+                }
+                Checked::Reject(response)
+            }
+        }
+    }
+
+    /// Whether this turned-away message may be logged (see [`LogBudget`]).
+    pub fn may_log(&self) -> bool {
         let (log, ended) = crate::lock(&self.budget).admit(std::time::Instant::now());
         if let Some(n) = ended {
             tracing::warn!(
                 suppressed = n,
-                "SIP datagrams turned away without a log line each (a flood?)"
+                "SIP messages turned away without a log line each (a flood?)"
             );
         }
         log
+    }
+}
+
+/// The UDP socket the SIP stack reads from, with the [`Guard`] in front of it.
+pub struct GuardedSocket {
+    inner: tokio::net::UdpSocket,
+    guard: Arc<Guard>,
+}
+
+impl GuardedSocket {
+    pub fn new(inner: tokio::net::UdpSocket, guard: Arc<Guard>) -> Self {
+        Self { inner, guard }
     }
 }
 
@@ -401,42 +478,27 @@ impl rsipstack::platform::net::UdpSocket for GuardedSocket {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, from) = self.inner.recv_from(buf).await?;
-            if let Err(over) = self.limits.admit(from.ip(), &buf[..len]) {
-                self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::metrics().sip_refused.inc();
-                if self.may_log() {
-                    tracing::info!(%from, what = over.what, "SIP datagram dropped: too many {}", over.what);
-                }
+            if len > MAX_DATAGRAM {
+                self.guard.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let mut len = len;
-            if let Some(canonical) = syntax::canonical(&buf[..len])
-                && canonical.len() <= buf.len()
-            {
-                buf[..canonical.len()].copy_from_slice(&canonical);
-                len = canonical.len();
-            }
-            match inspect(&buf[..len]) {
-                Verdict::Pass => return Ok((len, from)),
-                Verdict::Drop(why) => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    if self.may_log() {
-                        tracing::debug!(%from, %why, "SIP datagram dropped");
+            let response = match self.guard.check(from, &buf[..len]) {
+                Checked::Pass(std::borrow::Cow::Borrowed(_)) => return Ok((len, from)),
+                Checked::Pass(std::borrow::Cow::Owned(canonical)) => {
+                    // Canonical form is shorter or a little longer (long header
+                    // names); one that does not fit the stack's buffer is dropped.
+                    if canonical.len() <= buf.len() {
+                        buf[..canonical.len()].copy_from_slice(&canonical);
+                        return Ok((canonical.len(), from));
                     }
+                    self.guard.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                Verdict::Reject {
-                    status,
-                    reason,
-                    response,
-                } => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    if self.may_log() {
-                        tracing::info!(%from, status, %reason, "SIP request rejected");
-                    }
-                    if let Err(e) = self.inner.send_to(&response, from).await {
-                        tracing::warn!(%from, error = %e, "cannot send SIP rejection");
-                    }
-                }
+                Checked::Drop => continue,
+                Checked::Reject(response) => response,
+            };
+            if let Err(e) = self.inner.send_to(&response, from).await {
+                tracing::warn!(%from, error = %e, "cannot send SIP rejection");
             }
         }
     }

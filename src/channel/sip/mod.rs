@@ -7,6 +7,7 @@
 pub mod guard;
 mod register;
 pub mod sdp;
+pub mod stream;
 pub mod syntax;
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::{UdpConnection, UdpInner};
-use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
+use rsipstack::transport::{SipAddr, TransportLayer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -155,7 +156,8 @@ pub async fn bind(
     let local = udp.local_addr()?;
     let trunk_sources = config.trunks.iter().flat_map(|t| t.addresses.clone());
     let limits = guard::SourceLimits::new(config.sip_rates, trunk_sources.collect());
-    let socket = guard::GuardedSocket::new(udp, limits);
+    let guard = Arc::new(guard::Guard::new(limits));
+    let socket = guard::GuardedSocket::new(udp, guard.clone());
     let conn = UdpConnection::attach(
         UdpInner {
             conn: Arc::new(socket),
@@ -169,13 +171,15 @@ pub async fn bind(
     )
     .await;
     transport.add_transport(conn.into());
-    if config.sip_tcp {
-        let tcp_addr = SocketAddr::new(local.ip(), local.port());
-        let tcp = TcpListenerConnection::new(tcp_addr, None)
-            .await
-            .with_context(|| format!("cannot bind SIP/TCP on {tcp_addr}"))?;
-        transport.add_transport(tcp.into());
-    }
+    // TCP is accepted by kefu, not the stack, so that it passes the same guard.
+    let tcp = match config.sip_tcp {
+        true => Some(
+            tokio::net::TcpListener::bind(local)
+                .await
+                .with_context(|| format!("cannot bind SIP/TCP on {local}"))?,
+        ),
+        false => None,
+    };
     let endpoint = EndpointBuilder::new()
         .with_user_agent(concat!("kefu/", env!("CARGO_PKG_VERSION")))
         .with_transport_layer(transport)
@@ -185,6 +189,15 @@ pub async fn bind(
         .incoming_transactions()
         .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
     let inner = endpoint.inner.clone();
+    if let Some(listener) = tcp {
+        let openings = stream::Openings::new(guard);
+        tokio::spawn(stream::serve(
+            listener,
+            inner.clone(),
+            openings,
+            stop.child_token(),
+        ));
+    }
     tokio::spawn(async move { endpoint.serve().await });
     let (first, last) = config.rtp_ports;
     let dialog_layer = Arc::new(DialogLayer::new(inner));
