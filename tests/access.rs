@@ -67,6 +67,16 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "admin integrator",
     ),
     ("POST", "/api/v1/customers/link", "admin integrator"),
+    (
+        "POST",
+        "/api/v1/conversations/{id}/phone",
+        "admin integrator",
+    ),
+    (
+        "POST",
+        "/api/v1/conversations/{id}/phone/confirm",
+        "admin integrator",
+    ),
     ("GET", "/api/v1/customers/{id}", "admin integrator"),
     // Signed in: who am I, sign out, my password.
     ("GET", "/api/session", "signed"),
@@ -120,6 +130,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/api/agent/conversations/{id}/done",
+        "admin supervisor agent",
+    ),
+    (
+        "GET",
+        "/api/agent/conversations/{id}/ws",
         "admin supervisor agent",
     ),
     // The queues: supervisors and admins.

@@ -294,6 +294,7 @@ async fn handed_over_to_an_agent(server: Server) {
     let (conv, started, mut ws) = server
         .handed_over_chat("v-77", "I want to talk to a person")
         .await;
+    let key = started["key"].as_str().unwrap().to_string();
 
     // Away agents are offered nothing; available, they are.
     let offers: Value = agent(reqwest::Method::GET, "/api/agent/offers")
@@ -397,6 +398,7 @@ async fn handed_over_to_an_agent(server: Server) {
     assert_eq!(tickets[0]["subject"], "I want to talk to a person");
     let history: Value = c
         .get(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .header("x-kefu-key", key)
         .send()
         .await
         .unwrap()
@@ -468,9 +470,10 @@ async fn a_chat_nobody_takes_is_told_so() {
     );
     let base = format!("http://{}", server.http);
     let c = reqwest::Client::new();
-    let (conv, _, mut ws) = server
+    let (conv, started, mut ws) = server
         .handed_over_chat("v-88", "can i speak to a human")
         .await;
+    let key = started["key"].as_str().unwrap();
     let mut notice = Value::Null;
     for _ in 0..10 {
         let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
@@ -491,6 +494,7 @@ async fn a_chat_nobody_takes_is_told_so() {
     assert_eq!(notice["speaker"], "bot", "{notice}");
     let history: Value = c
         .get(format!("{base}/api/chat/conversations/{conv}/messages"))
+        .header("x-kefu-key", key)
         .send()
         .await
         .unwrap()

@@ -156,6 +156,87 @@ fn a_flood_of_invites_from_one_address_is_cut_off() {
     other.expect_status(404, T);
 }
 
+/// SIP over TCP passes the same guard as UDP: one address holds a bounded number of
+/// connections, its INVITEs spend the same budget, and a stream that cannot be
+/// framed (no Content-Length) is answered 400 and closed.
+#[test]
+fn sip_over_tcp_is_held_to_the_same_limits() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let server = Server::start_with(Some(&common::dtmf_plans()), "sip_open = true\n");
+    let connect = || {
+        let c = TcpStream::connect(server.sip).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        c
+    };
+    let mut held: Vec<TcpStream> = (0..16).map(|_| connect()).collect();
+    // The 17th is closed by kefu at once (the kernel accepted it; kefu did not).
+    let mut extra = connect();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(extra.read(&mut byte), Ok(0) | Err(_)),
+        "a 17th connection from one address is closed"
+    );
+    let invite = |i: usize| {
+        format!(
+            "INVITE sip:nobody@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-tcp-{i}\r\n\
+             From: <sip:13900139000@127.0.0.1>;tag=t{i}\r\nTo: <sip:nobody@127.0.0.1>\r\n\
+             Call-ID: tcp-flood-{i}\r\nCSeq: 1 INVITE\r\nContact: <sip:13900139000@127.0.0.1:5999;transport=tcp>\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let flood: String = (0..200).map(invite).collect();
+    held[0].write_all(flood.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 65536];
+    while Instant::now() < end {
+        if let Ok(n) = held[0].read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let answered = String::from_utf8_lossy(&got).matches("SIP/2.0 404").count();
+    assert!((15..=40).contains(&answered), "{answered} of 200 answered");
+    // Framing lost: 400 with the reason, then the connection is closed.
+    let mut c = held.pop().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(
+        b"OPTIONS sip:kefu@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-nocl\r\n\
+          From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:kefu@127.0.0.1>\r\nCall-ID: nocl\r\nCSeq: 1 OPTIONS\r\n\
+          Max-Forwards: 70\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+    assert!(answer.contains("Content-Length"), "{answer}");
+    // Closing frees the address's places: a new connection is served.
+    drop(held);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fresh = connect();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    fresh
+        .write_all(
+            b"OPTIONS sip:kefu@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-fresh\r\n\
+              From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:kefu@127.0.0.1>\r\nCall-ID: fresh\r\nCSeq: 1 OPTIONS\r\n\
+              Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+    let n = fresh.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
 /// One address opening hundreds of conversations at once gets its budget and then
 /// 429 with Retry-After; another address is not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,10 +366,11 @@ async fn logs_never_carry_a_whole_conversation_id() {
         Some(&common::dtmf_plans()),
         &format!("kb = {:?}\n", common::repo().join("dialplans/kb")),
     );
-    let (id, _) = s.start_chat("visitor-logs").await;
+    let (id, started) = s.start_chat("visitor-logs").await;
     let url = format!("http://{}/api/chat/conversations/{id}/messages", s.http);
     let r = reqwest::Client::new()
         .post(&url)
+        .header("x-kefu-key", started["key"].as_str().unwrap())
         .json(&serde_json::json!({"text": "I want to talk to a person"}))
         .send()
         .await

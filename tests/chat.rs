@@ -90,14 +90,48 @@ async fn web_chat(s: Server) {
             .starts_with("Hello")
     );
     let id = started["conversation"].as_str().unwrap().to_string();
+    let key = started["key"].as_str().unwrap().to_string();
 
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/chat/conversations/{id}/ws", s.http))
-            .await
-            .unwrap();
-    let (status, reply) = post_json(
+    // The conversation id alone opens nothing (staff and integrators see it): the
+    // key given at the start is the customer's proof.
+    let (status, body) = post_json(
         &s,
         &format!("/api/chat/conversations/{id}/messages"),
+        json!({"text": "hello"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("key"), "{body}");
+    let (_, other) = post_json(&s, "/api/chat/conversations", json!({"lang": "en"})).await;
+    let other_key = other["key"].as_str().unwrap();
+    assert_ne!(other_key, key);
+    let (status, _) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages?key={other_key}"),
+        json!({"text": "hello"}),
+    )
+    .await;
+    assert_eq!(status, 403, "another conversation's key");
+    let r = reqwest::get(url(&s, &format!("/api/chat/conversations/{id}/messages")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{}/api/chat/conversations/{id}/ws", s.http))
+            .await
+            .is_err(),
+        "no socket without the key"
+    );
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{id}/ws?key={key}",
+        s.http
+    ))
+    .await
+    .unwrap();
+    let (status, reply) = post_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages?key={key}"),
         json!({"text": "What time do you close?"}),
     )
     .await;
@@ -127,7 +161,11 @@ async fn web_chat(s: Server) {
             .contains("expected")
     );
 
-    let history = get_json(&s, &format!("/api/chat/conversations/{id}/messages")).await;
+    let history = get_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages?key={key}"),
+    )
+    .await;
     assert_eq!(history["turns"].as_array().unwrap().len(), 5, "{history}");
 
     // Bad input gets a 4xx with a reason and leaves the conversation alone.
@@ -138,10 +176,10 @@ async fn web_chat(s: Server) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
-    assert!(r.text().await.unwrap().contains("no conversation"));
+    assert_eq!(r.status(), 403, "no key: whether it exists is not told");
     let r = c
         .post(url(&s, &format!("/api/chat/conversations/{id}/messages")))
+        .header("x-kefu-key", &key)
         .header("content-type", "application/json")
         .body("{\"text\": ")
         .send()
@@ -151,21 +189,25 @@ async fn web_chat(s: Server) {
     assert!(r.text().await.unwrap().contains("bad JSON body"));
     let (status, _) = post_json(
         &s,
-        &format!("/api/chat/conversations/{id}/messages"),
+        &format!("/api/chat/conversations/{id}/messages?key={key}"),
         json!({"text": "   "}),
     )
     .await;
     assert_eq!(status, 400);
     let (status, _) = post_json(
         &s,
-        &format!("/api/chat/conversations/{id}/messages"),
+        &format!("/api/chat/conversations/{id}/messages?key={key}"),
         json!({"text": "x".repeat(100_000)}),
     )
     .await;
     assert_eq!(status, 413);
     let (status, body) = post_json(&s, "/api/chat/conversations", json!({"lang": "fr"})).await;
     assert_eq!(status, 400, "{body}");
-    let history = get_json(&s, &format!("/api/chat/conversations/{id}/messages")).await;
+    let history = get_json(
+        &s,
+        &format!("/api/chat/conversations/{id}/messages?key={key}"),
+    )
+    .await;
     assert_eq!(history["turns"].as_array().unwrap().len(), 5);
 
     let page = reqwest::get(url(&s, "/chat")).await.unwrap();
@@ -365,10 +407,13 @@ async fn websocket_messages_spend_the_message_budget() {
     let s = start("messages_per_minute = 5\n");
     let (_, started) = post_json(&s, "/api/chat/conversations", json!({"lang": "en"})).await;
     let id = started["conversation"].as_str().unwrap().to_string();
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/chat/conversations/{id}/ws", s.http))
-            .await
-            .unwrap();
+    let key = started["key"].as_str().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{id}/ws?key={key}",
+        s.http
+    ))
+    .await
+    .unwrap();
     for _ in 0..8 {
         ws.send(Message::Text(r#"{"text": "hello"}"#.into()))
             .await
@@ -401,7 +446,8 @@ async fn verification_codes_to_many_numbers_are_budgeted() {
             continue;
         }
         let id = started["conversation"].as_str().unwrap();
-        let path = format!("/api/chat/conversations/{id}/phone");
+        let key = started["key"].as_str().unwrap();
+        let path = format!("/api/chat/conversations/{id}/phone?key={key}");
         let phone = format!("1380013{:04}", 8000 + n);
         let (status, body) = post_json(&s, &path, json!({ "phone": phone })).await;
         match status {
@@ -432,7 +478,8 @@ async fn a_chat_customer_proves_their_phone_number() {
     )
     .await;
     let id = started["conversation"].as_str().unwrap();
-    let path = format!("/api/chat/conversations/{id}/phone");
+    let key = started["key"].as_str().unwrap();
+    let path = format!("/api/chat/conversations/{id}/phone?key={key}");
     let (status, body) = post_json(&s, &path, json!({"phone": "call me maybe"})).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = post_json(&s, &path, json!({"phone": "+86 138 0013 8000"})).await;
@@ -448,7 +495,7 @@ async fn a_chat_customer_proves_their_phone_number() {
     let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
     assert_eq!(code.len(), 6, "{text}");
 
-    let confirm = format!("/api/chat/conversations/{id}/phone/confirm");
+    let confirm = format!("/api/chat/conversations/{id}/phone/confirm?key={key}");
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let (status, body) = post_json(&s, &confirm, json!({"code": wrong})).await;
     assert_eq!(status, 400, "{body}");
@@ -476,11 +523,11 @@ async fn a_chat_customer_proves_their_phone_number() {
     assert_eq!(status, 404);
     let (status, _) = post_json(
         &s,
-        "/api/chat/conversations/nope/phone",
+        &format!("/api/chat/conversations/nope/phone?key={key}"),
         json!({"phone": "13800138000"}),
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 403, "this conversation's key opens no other");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,9 +670,10 @@ async fn slot_filling_and_a_second_channel(s: Server) {
     );
     assert_eq!(web["customer"], link["customer"]);
     let wid = web["conversation"].as_str().unwrap();
+    let wkey = web["key"].as_str().unwrap();
     let (_, r) = post_json(
         &s,
-        &format!("/api/chat/conversations/{wid}/messages"),
+        &format!("/api/chat/conversations/{wid}/messages?key={wkey}"),
         json!({"text": "yes"}),
     )
     .await;
@@ -637,11 +685,34 @@ async fn slot_filling_and_a_second_channel(s: Server) {
         .await
         .unwrap();
     assert!(r.status().is_client_error());
+    // A phone number is linked only with the code texted to it: otherwise an
+    // integrator (or whoever holds its token) would take over the number's calls.
+    for kind in ["phone", "sms", "wechat"] {
+        let r = api(&c, &s, "/api/v1/customers/link")
+            .json(&json!({"identities": [
+                {"kind": "app", "value": "app-user-7"},
+                {"kind": kind, "value": "13800138000"},
+            ]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{kind}");
+        let why: Value = r.json().await.unwrap();
+        assert!(why["error"].as_str().unwrap().contains(kind), "{why}");
+    }
+    let r = api(&c, &s, &format!("/api/v1/conversations/{id}/phone"))
+        .json(&json!({"phone": "13800138000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "no SMS gateway configured in this test");
     let doc = get_json(&s, "/api/openapi.json").await;
     for path in [
         "/api/v1/conversations",
         "/api/v1/conversations/{id}/messages",
         "/api/v1/customers/link",
+        "/api/v1/conversations/{id}/phone",
+        "/api/v1/conversations/{id}/phone/confirm",
         "/api/chat/conversations/{id}/ws",
         "/wechat",
         "/sms/inbound",

@@ -19,8 +19,10 @@ const AGENT_PASSWORD: &str = "agent password 2026";
 
 /// A web chat: the visitor says `text`; returns the reply's kind.
 async fn chat(s: &Server, visitor: &str, text: &str) -> String {
-    let (conv, _) = s.start_chat(visitor).await;
-    let r = s.say_in_chat(&conv, text).await;
+    let (conv, started) = s.start_chat(visitor).await;
+    let r = s
+        .say_in_chat(&conv, started["key"].as_str().unwrap(), text)
+        .await;
     r["kind"].as_str().unwrap().to_string()
 }
 

@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{RawUa, Server};
@@ -237,6 +239,15 @@ type = "hangup"
 /// With `shipped`, kefu runs its shipped defaults (the default Whisper model, the
 /// semantic re-ranker on); otherwise the small English model and words-only matching.
 fn ask_call(words: &str, shipped: bool) -> (Server, serde_json::Value, tempfile::TempDir) {
+    ask_call_with(words, shipped, "")
+}
+
+/// [`ask_call`] with more settings for the server.
+fn ask_call_with(
+    words: &str,
+    shipped: bool,
+    settings: &str,
+) -> (Server, serde_json::Value, tempfile::TempDir) {
     use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
@@ -246,7 +257,10 @@ fn ask_call(words: &str, shipped: bool) -> (Server, serde_json::Value, tempfile:
         .collect();
     let pcap = dir.path().join("question.pcap");
     write_rtp_pcap(&pcap, &payloads, 0, 3000);
-    let kb = format!("kb = \"{}\"\n", repo().join("dialplans/kb").display());
+    let kb = format!(
+        "kb = \"{}\"\n{settings}",
+        repo().join("dialplans/kb").display()
+    );
     let server = if shipped {
         Server::start_shipped(Some(dir.path()), &kb)
     } else {
@@ -326,47 +340,126 @@ fn asks_and_hears(shipped: bool) {
     );
 }
 
-/// What a caller raised on the phone follows them to web chat once their number is
-/// linked to the chat visitor.
+/// A stand-in SMS gateway on loopback (a real HTTP server taking the form posts
+/// kefu sends): the bodies it received.
+fn sms_gateway() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break Some(body.to_string());
+                }
+            };
+            if let Some(body) = body {
+                sink.lock().unwrap().push(body);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nqueued",
+            );
+        }
+    });
+    (addr, sent)
+}
+
+/// What a caller raised on the phone follows them to web chat once the app has
+/// proved their number (a code texted to it) and linked its user's web visitor.
+/// The number cannot be linked without the code.
 #[test]
 fn a_topic_raised_on_the_phone_is_offered_in_web_chat() {
-    let (server, r, _dir) = ask_call("I want to make a complaint.", false);
+    let (gateway, sent) = sms_gateway();
+    let (server, r, _dir) = ask_call_with(
+        "I want to make a complaint.",
+        false,
+        &format!("sms_outbound_url = \"http://{gateway}/send\"\n"),
+    );
     assert_eq!(r["dialogue"][0]["intent"], "complaint", "{r}");
     let caller = r["from"].as_str().unwrap().to_string();
     let auth = format!("authorization: Bearer {}", server.api_token());
-    let http = |method: &str, path: &str, body: serde_json::Value| -> serde_json::Value {
+    let http = |path: &str, body: serde_json::Value| -> (u16, serde_json::Value) {
         let out = Command::new("curl")
-            .args([
-                "-s",
-                "-X",
-                method,
-                "-H",
-                "content-type: application/json",
-                "-H",
-                &auth,
-                "-d",
-            ])
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+            .args(["-H", "content-type: application/json", "-H", &auth, "-d"])
             .arg(body.to_string())
             .arg(format!("http://{}{path}", server.http))
             .output()
             .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, status) = out.rsplit_once('\n').unwrap_or_default();
+        let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        (status.trim().parse().unwrap_or(0), json)
     };
-    let linked = http(
-        "POST",
+    // Asserting the number is not enough.
+    let (status, refused) = http(
         "/api/v1/customers/link",
-        serde_json::json!({"identities": [{"kind": "phone", "value": caller}, {"kind": "web", "value": "visitor-9"}]}),
+        serde_json::json!({"identities": [{"kind": "app", "value": "app-9"}, {"kind": "phone", "value": caller}]}),
     );
+    assert_eq!(status, 403, "{refused}");
+    // The app's user proves it: the code texted to the number, typed back.
+    let (status, started) = http(
+        "/api/v1/conversations",
+        serde_json::json!({"user": "app-9", "lang": "en"}),
+    );
+    assert_eq!(status, 201, "{started}");
+    let id = started["conversation"].as_str().unwrap();
+    let (status, body) = http(
+        &format!("/api/v1/conversations/{id}/phone"),
+        serde_json::json!({ "phone": caller }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let text = sent.lock().unwrap().first().cloned().unwrap_or_default();
+    let code: String = text
+        .split("code")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    assert_eq!(code.len(), 6, "{text}");
+    let (status, body) = http(
+        &format!("/api/v1/conversations/{id}/phone/confirm"),
+        serde_json::json!({ "code": code }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, linked) = http(
+        "/api/v1/customers/link",
+        serde_json::json!({"identities": [{"kind": "app", "value": "app-9"}, {"kind": "web", "value": "visitor-9"}]}),
+    );
+    assert_eq!(status, 200, "{linked}");
     assert_eq!(
         linked["identities"].as_array().map(Vec::len),
-        Some(2),
-        "{linked}"
+        Some(3),
+        "app, phone and web: {linked}"
     );
-    let started = http(
-        "POST",
+    let (status, started) = http(
         "/api/chat/conversations",
         serde_json::json!({"visitor": "visitor-9", "lang": "en"}),
     );
+    assert_eq!(status, 201, "{started}");
     assert_eq!(
         started["reply"]["text"], "Are you contacting us about your complaint?",
         "{started}"

@@ -74,6 +74,7 @@ fn chat_load(
                 return;
             };
             let conv = v["conversation"].as_str().unwrap().to_string();
+            let key = v["key"].as_str().unwrap().to_string();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && each.is_none_or(|each| n < each) {
                 n += 1;
@@ -82,6 +83,7 @@ fn chat_load(
                     .post(format!(
                         "http://{http}/api/chat/conversations/{conv}/messages"
                     ))
+                    .header("x-kefu-key", &key)
                     .json(&json!({ "text": text }))
                     .send()
                     .await;

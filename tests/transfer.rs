@@ -15,6 +15,7 @@ use common::phone::{
 };
 use common::{RawUa, Server, Step, caller_scenario, sipp, write_rtp_pcap};
 use kefu::media::g711::Law;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A SIPp caller presses 0 at the demo's main menu ("speak to a person"); the agent's
 /// phone rings with the caller's number in From, hears the summary, presses 1, and
@@ -120,12 +121,26 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         live[0]["summary"].as_str().unwrap().contains("Call from"),
         "{live}"
     );
-    let (ws, _) = tokio_tungstenite::connect_async(format!(
+    // The desk follows it as the agent (signed in); the public chat route would
+    // want the customer's key.
+    let mut follow = format!(
+        "ws://{}/api/agent/conversations/{conversation}/ws",
+        server.http
+    )
+    .into_client_request()
+    .unwrap();
+    follow
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(follow).await.unwrap();
+    let public = format!(
         "ws://{}/api/chat/conversations/{conversation}/ws",
         server.http
-    ))
-    .await
-    .unwrap();
+    );
+    assert!(
+        tokio_tungstenite::connect_async(public).await.is_err(),
+        "the call's conversation id alone opens nothing"
+    );
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     tokio::spawn(async move {
         use futures_util::StreamExt;

@@ -393,6 +393,18 @@ impl Center {
         calls
     }
 
+    /// Whether `agent` may follow `conversation`'s turns: a chat they hold, or
+    /// the conversation of a call they are on.
+    pub fn follows(&self, conversation: &str, agent: &str) -> bool {
+        let inner = lock(&self.inner);
+        let is_theirs = |item: &str| inner.assigned.get(item).is_some_and(|a| a == agent);
+        is_theirs(conversation)
+            || inner
+                .live
+                .iter()
+                .any(|(item, c)| c == conversation && is_theirs(item))
+    }
+
     /// Whether `agent` has the conversation.
     pub fn holds(&self, item: &str, agent: &str) -> bool {
         lock(&self.inner)

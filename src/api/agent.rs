@@ -32,6 +32,7 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
             reply,
         )
         .add(Post, "/api/agent/conversations/{id}/done", OwnWork, done)
+        .add(Get, "/api/agent/conversations/{id}/ws", OwnWork, follow)
         .add(Get, "/api/queues", Queues, queues)
 }
 
@@ -99,7 +100,7 @@ async fn offers(
 }
 
 /// The calls the agent is on now, with the conversation their live transcript
-/// is pushed to (`/api/chat/conversations/ID/ws`).
+/// is pushed to (`/api/agent/conversations/ID/ws`).
 async fn calls(
     State(ops): State<Arc<Ops>>,
     Extension(c): Extension<Caller>,
@@ -171,6 +172,29 @@ async fn reply(
     }
     ops.text.agent_message(&id, text).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pushes every turn of a conversation the agent handles (a chat they accepted,
+/// or the call they are on) as it happens. Read-only: the agent answers through
+/// `/api/agent/conversations/{id}/messages`.
+async fn follow(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<axum::response::Response, ApiError> {
+    let agent = me(&ops, &c).await?;
+    if !ops.center.follows(&id, &agent.id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you are not handling this conversation",
+        ));
+    }
+    let entry = ops.conversations.get(&id)?;
+    let events = crate::lock(&entry).subscribe();
+    Ok(ws
+        .max_message_size(4096)
+        .on_upgrade(move |socket| crate::channel::chat::web::push_turns(socket, id, events)))
 }
 
 /// How the agent closes a conversation: its ticket's outcome and their notes.

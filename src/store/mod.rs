@@ -121,6 +121,15 @@ impl Sealer {
         }
     }
 
+    /// The HMACs of `value` under every key of the keyring, the current one last;
+    /// none with encryption off (a plain lookup hash is no secret).
+    pub fn keyed_lookups(&self, column: &str, value: &str) -> Vec<Vec<u8>> {
+        self.keys
+            .as_ref()
+            .map(|k| k.lookups(column, value))
+            .unwrap_or_default()
+    }
+
     /// Every lookup hash a stored row may carry for `value`.
     pub fn lookups(&self, column: &str, value: &str) -> Vec<Vec<u8>> {
         let mut all = self

@@ -349,13 +349,15 @@ impl Server {
         (conv, started)
     }
 
-    /// The customer writes `text` in web chat `conv`: the reply.
-    pub async fn say_in_chat(&self, conv: &str, text: &str) -> serde_json::Value {
+    /// The customer writes `text` in web chat `conv` (whose key, given when it
+    /// started, is `key`): the reply.
+    pub async fn say_in_chat(&self, conv: &str, key: &str, text: &str) -> serde_json::Value {
         reqwest::Client::new()
             .post(format!(
                 "http://{}/api/chat/conversations/{conv}/messages",
                 self.http
             ))
+            .header("x-kefu-key", key)
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await
@@ -373,13 +375,14 @@ impl Server {
         ask: &str,
     ) -> (String, serde_json::Value, Ws) {
         let (conv, started) = self.start_chat(visitor).await;
+        let key = started["key"].as_str().unwrap();
         let (ws, _) = tokio_tungstenite::connect_async(format!(
-            "ws://{}/api/chat/conversations/{conv}/ws",
+            "ws://{}/api/chat/conversations/{conv}/ws?key={key}",
             self.http
         ))
         .await
         .unwrap();
-        let r = self.say_in_chat(&conv, ask).await;
+        let r = self.say_in_chat(&conv, key, ask).await;
         assert_eq!(r["kind"], "handover", "{r}");
         (conv, started, ws)
     }

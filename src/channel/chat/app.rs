@@ -106,8 +106,14 @@ struct CustomerView {
     identities: Vec<Identity>,
 }
 
-/// Makes several identities one customer (for example after the app verified the
-/// user's phone number), so a conversation on one channel sees the others' topics.
+/// Makes several identities one customer (the app's user and the web visitor it
+/// signed in, say), so a conversation on one channel sees the others' topics.
+///
+/// Only identities the integrator itself vouches for (`app`, `web`) are linked
+/// here. A phone number is the identity of every call and text from it, so linking
+/// one without proof would hand its callers' topics to whoever asked: numbers are
+/// linked by the code the number receives (`/api/v1/conversations/{id}/phone`,
+/// then `/phone/confirm`), and WeChat ids only by WeChat's signed callbacks.
 async fn link(
     State(s): State<Arc<TextChannels>>,
     body: Result<Json<LinkRequest>, JsonRejection>,
@@ -127,6 +133,31 @@ async fn link(
             "identity value {:?} must be 1 to 128 characters",
             bad.value
         )));
+    }
+    if let Some(bad) = req
+        .identities
+        .iter()
+        .find(|i| !matches!(i.kind, IdentityKind::App | IdentityKind::Web))
+    {
+        let (kind, how) = match bad.kind {
+            IdentityKind::Wechat => (
+                "wechat",
+                "WeChat ids are linked only by WeChat's own signed messages",
+            ),
+            _ => (
+                if bad.kind == IdentityKind::Sms {
+                    "sms"
+                } else {
+                    "phone"
+                },
+                "a number is linked only by proof: POST /api/v1/conversations/{id}/phone, \
+                 then /phone/confirm with the code texted to it",
+            ),
+        };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("cannot link a {kind} identity here: {how}"),
+        ));
     }
     let first = &req.identities[0];
     let customer = s.customer(first).await?;

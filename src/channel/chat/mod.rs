@@ -9,6 +9,7 @@
 //! 404, each with a reason.
 
 pub mod app;
+pub mod proof;
 pub mod sms;
 pub mod verify;
 pub mod web;
@@ -63,6 +64,8 @@ pub struct TextChannels {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Chat WebSockets open, by client address.
     pub sockets: web::Sockets,
+    /// The web chat customer's keys to their conversations.
+    pub keys: proof::ChatKeys,
 }
 
 impl TextChannels {
@@ -105,6 +108,7 @@ impl TextChannels {
             budgets: Arc::new(crate::api::rate::ClientBudgets::new(config.rates)),
             trusted_proxies: config.trusted_proxies.clone(),
             sockets: web::Sockets::default(),
+            keys: proof::ChatKeys::new(store.sealer().clone()),
             store,
             center,
         }

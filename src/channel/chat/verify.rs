@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, TextChannels};
 use crate::api::rate::Spend;
 use crate::api::routes::{Routes, Verb::*};
-use crate::auth::Permission::Public;
+use crate::auth::Permission::{Channels, Public};
 use crate::budget::Budget;
 use crate::dialogue::conversations::{Identity, IdentityKind};
 use crate::dialogue::slots::SlotKind;
@@ -92,17 +92,31 @@ impl std::fmt::Debug for Verifications {
     }
 }
 
+/// The same proof on the public chat routes (the widget) and on the integrator's
+/// (an app linking its user's number: `/api/v1/customers/link` refuses numbers).
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
     r.add_spending(
         Post,
         "/api/chat/conversations/{id}/phone",
         Spend::Code,
-        send_code,
+        send_code_with_key,
     )
     .add(
         Post,
         "/api/chat/conversations/{id}/phone/confirm",
         Public,
+        confirm_with_key,
+    )
+    .add(
+        Post,
+        "/api/v1/conversations/{id}/phone",
+        Channels,
+        send_code,
+    )
+    .add(
+        Post,
+        "/api/v1/conversations/{id}/phone/confirm",
+        Channels,
         confirm,
     )
 }
@@ -118,6 +132,19 @@ struct CodeSent {
     /// The number, with all but the last four digits hidden.
     sent_to: String,
     expires_in_seconds: i64,
+}
+
+/// The public route: the customer proves the conversation is theirs first.
+async fn send_code_with_key(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Result<Json<PhoneRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<CodeSent>), ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
+    send_code(State(s), Path(id), body).await
 }
 
 async fn send_code(
@@ -201,6 +228,19 @@ struct ConfirmRequest {
 struct Linked {
     customer: String,
     identities: Vec<Identity>,
+}
+
+/// The public route: the customer proves the conversation is theirs first.
+async fn confirm_with_key(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Result<Json<ConfirmRequest>, JsonRejection>,
+) -> Result<Json<Linked>, ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
+    confirm(State(s), Path(id), body).await
 }
 
 async fn confirm(

@@ -22,7 +22,8 @@ use crate::dialogue::engine::{Reply, Turn};
 use crate::dialogue::text::Lang;
 
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
-    // The customer's side: a conversation id (128 random bits) is the proof.
+    // The customer's side: the key given with the conversation is the proof
+    // (`proof`); the id alone reaches staff and integrators.
     r.add(Get, "/chat", Public, widget)
         .add_spending(Post, "/api/chat/conversations", Spend::Conversation, start)
         .add(
@@ -56,6 +57,8 @@ pub struct StartRequest {
 #[derive(Serialize)]
 pub struct Started {
     pub conversation: String,
+    /// The customer's proof for the conversation's other routes (`X-Kefu-Key`).
+    pub key: String,
     pub visitor: String,
     pub customer: String,
     pub reply: Reply,
@@ -89,6 +92,7 @@ async fn start(
     Ok((
         StatusCode::CREATED,
         Json(Started {
+            key: s.keys.key(&conversation),
             conversation,
             visitor,
             customer,
@@ -119,15 +123,23 @@ pub struct History {
 async fn history(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Json<History>, ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
     super::read_history(&s, id).await
 }
 
 async fn post_message(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
     super::post_message(&s, &id, body).await
 }
 
@@ -138,8 +150,11 @@ async fn socket(
     Path(id): Path<String>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
     let entry = s.conversations.get(&id)?;
     let client = crate::api::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
     let slot = s.sockets.open(client)?;
@@ -193,6 +208,36 @@ impl Sockets {
             if *n == 0 {
                 by_client.remove(&client);
             }
+        }
+    }
+}
+
+/// Pushes the conversation's turns to a client that only listens (the agent
+/// desk); whatever the client sends is ignored.
+pub async fn push_turns(
+    mut socket: WebSocket,
+    id: String,
+    mut events: tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    let Ok(json) = serde_json::to_string(&e) else { continue };
+                    if socket.send(Message::Text(json.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(conversation = %crate::log_id(&id), missed = n, "desk too slow; it can re-read the history");
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
         }
     }
 }
