@@ -1,5 +1,5 @@
 //! Bounded fuzzing of every parser that reads network or customer input: SIP
-//! datagrams (the guard and its canonical form), SDP offers, RTP and RFC 4733
+//! datagrams (the guard and its canonical form), SIP over TCP (the framer), SDP offers, RTP and RFC 4733
 //! payloads, dialplans, knowledge-base files and CSV imports. Each target must
 //! return an answer or an error for any input, never panic.
 //!
@@ -64,6 +64,37 @@ fn fuzz_sip_datagrams() {
                     let _ = syntax::check_start_line(first);
                     let _ = syntax::check_headers("INVITE", text);
                     let _ = syntax::check_acceptable("INVITE", text, true);
+                }
+            }
+        });
+}
+
+/// SIP over TCP: a stream of corpus messages with bytes spliced in, fed to the
+/// framer in pieces of any size; every message it cuts goes to the guard.
+#[test]
+fn fuzz_sip_streams() {
+    use kefu::channel::sip::{guard, stream};
+    let corpus = corpus();
+    let t = std::time::Instant::now();
+    check!()
+        .with_type::<(u8, u8, u16, u8, Vec<u8>)>()
+        .with_iterations(RUNS)
+        .for_each(|(which, piece, at, cut, insert)| {
+            let mut bytes = corpus[usize::from(*which) % corpus.len()].clone();
+            bytes.extend_from_slice(&corpus[usize::from(*which / 2) % corpus.len()]);
+            let bytes = splice(&bytes, *at, *cut, insert);
+            let mut framer = stream::Framer::default();
+            for chunk in bytes.chunks(usize::from(*piece).max(1)) {
+                framer.push(chunk, t);
+                while let Some(frame) = framer.next(t) {
+                    match frame {
+                        stream::Frame::Message(m) => {
+                            assert!(m.len() <= stream::MAX_MESSAGE);
+                            let _ = guard::inspect_message(&m);
+                        }
+                        stream::Frame::Broken { .. } => return,
+                        stream::Frame::Ping => {}
+                    }
                 }
             }
         });
