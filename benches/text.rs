@@ -167,6 +167,8 @@ async fn customer(
         out.failed = messages as usize;
         return out;
     };
+    // The customer's proof for the conversation's other routes.
+    let key = started["key"].as_str().unwrap_or_default().to_string();
     let questions = &traffic.questions;
     for m in 0..messages as usize {
         let q = &questions[(n * 7 + m * 13) % questions.len()];
@@ -174,6 +176,7 @@ async fn customer(
         let t0 = Instant::now();
         let r = client
             .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+            .header("x-kefu-key", &key)
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await;
@@ -229,8 +232,10 @@ async fn idle_correctness(server: &Server, traffic: &Traffic, n: usize) -> (f64,
         };
         let started: serde_json::Value = r.json().await.unwrap_or_default();
         let conv = started["conversation"].as_str().unwrap_or_default();
+        let key = started["key"].as_str().unwrap_or_default();
         let Ok(r) = client
             .post(format!("{base}/api/chat/conversations/{conv}/messages"))
+            .header("x-kefu-key", key)
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await

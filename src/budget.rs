@@ -1,6 +1,6 @@
 //! Budgets: how often one key (a client address, a phone number, a SIP source) may
 //! do something, with governor's GCRA (a steady rate plus a burst). Used by the
-//! HTTP routes that cost something (see `api::rate`) and by the SIP guard's
+//! HTTP routes that cost something (see `http::rate`) and by the SIP guard's
 //! per-source request limits (see `channel::sip::guard`).
 
 use std::hash::Hash;

@@ -155,6 +155,96 @@ pub struct Trunk {
     pub dtmf: DtmfMode,
 }
 
+/// How much one source that is not a trunk may send (kefu.toml can change them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceRates {
+    /// SIP datagrams per second (requests, responses, keep-alives), twice that at once.
+    pub datagrams: u32,
+    /// INVITEs that start a call, per second, four times that at once.
+    pub invites: u32,
+}
+
+impl Default for SourceRates {
+    fn default() -> Self {
+        // A phone sends a handful of datagrams per call and a REGISTER or OPTIONS
+        // every few seconds; a small PBX behind one address a few calls a second.
+        Self {
+            datagrams: 50,
+            invites: 5,
+        }
+    }
+}
+
+/// What the HTTP listener allows (kefu.toml: http_connections, http_per_client,
+/// http_header_timeout, http_body_timeout).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections open at once, in all.
+    pub connections: usize,
+    /// Connections open at once from one client address.
+    pub per_client: usize,
+    /// How long a client has to send a request's headers (and how long an idle
+    /// connection stays open waiting for the next request).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its headers are in.
+    pub body_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            per_client: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How much each client address may do (kefu.toml can raise them for load tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rates {
+    /// New conversations per minute.
+    pub conversations: u32,
+    /// Messages per minute.
+    pub messages: u32,
+    /// Verification codes asked for per hour.
+    pub codes: u32,
+    /// Sign-in attempts per minute.
+    pub sign_ins: u32,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self {
+            conversations: 20,
+            messages: 60,
+            codes: 5,
+            sign_ins: 20,
+        }
+    }
+}
+
+/// The AES key of WeChat's safe mode from the account's EncodingAESKey (43
+/// characters of base64).
+pub fn encoding_aes_key(encoding_aes_key: &str) -> Result<[u8; 32], String> {
+    use base64::Engine;
+    let bad = || "`wechat_aes_key` must be the account's 43-character EncodingAESKey".to_string();
+    if encoding_aes_key.len() != 43 {
+        return Err(bad());
+    }
+    // Keys are 43 random characters: the last one's spare bits are often set,
+    // which a strict decoder refuses.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let bytes = lenient
+        .decode(format!("{encoding_aes_key}="))
+        .map_err(|_| bad())?;
+    bytes.try_into().map_err(|_| bad())
+}
+
 /// The settings `kefu serve` runs with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -173,9 +263,9 @@ pub struct Config {
     pub rtp_ports: (u16, u16),
     pub rtp_timeout: Duration,
     pub sip_open: bool,
-    pub sip_rates: crate::channel::sip::guard::SourceRates,
-    pub http_limits: crate::api::listen::Limits,
-    pub rates: crate::api::rate::Rates,
+    pub sip_rates: SourceRates,
+    pub http_limits: HttpLimits,
+    pub rates: Rates,
     pub sms_codes_per_hour: u32,
     pub drain_timeout: Duration,
     pub dtmf: DtmfMode,
@@ -229,8 +319,8 @@ impl Default for Config {
             rtp_timeout: Duration::from_secs(60),
             sip_open: false,
             sip_rates: Default::default(),
-            http_limits: crate::api::listen::Limits::default(),
-            rates: crate::api::rate::Rates::default(),
+            http_limits: HttpLimits::default(),
+            rates: Rates::default(),
             sms_codes_per_hour: 200,
             drain_timeout: Duration::from_secs(30),
             dtmf: DtmfMode::Auto,
@@ -334,11 +424,10 @@ impl Config {
         self.wechat_appid = f.wechat_appid.or(self.wechat_appid);
         self.wechat_secret = f.wechat_secret.or(self.wechat_secret);
         if let Some(key) = f.wechat_aes_key {
-            let Some(appid) = &self.wechat_appid else {
+            if self.wechat_appid.is_none() {
                 bail!("`wechat_aes_key` needs `wechat_appid` (safe mode checks the AppID)");
-            };
-            crate::channel::chat::wechat_aes::Cipher::new(&key, appid)
-                .map_err(anyhow::Error::msg)?;
+            }
+            encoding_aes_key(&key).map_err(anyhow::Error::msg)?;
             self.wechat_aes_key = Some(key);
         }
         if let Some(api) = f.wechat_api {

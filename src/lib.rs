@@ -11,6 +11,7 @@ pub mod channel;
 pub mod config;
 pub mod dialogue;
 pub mod dialplan;
+pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod server;

@@ -217,7 +217,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http_stop = stop.clone();
     let ops = Arc::new(api::Ops {
         store: store.clone(),
-        access: Arc::new(api::routes::Access {
+        access: Arc::new(crate::http::routes::Access {
             store: store.clone(),
             throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::default()),
             secure_cookies: config.secure_cookies,
@@ -234,7 +234,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health.clone(), text, ops);
-    let http_task = tokio::spawn(api::listen::serve(
+    let http_task = tokio::spawn(crate::http::listen::serve(
         http,
         router,
         config.http_limits,

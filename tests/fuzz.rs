@@ -106,7 +106,7 @@ const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.
 
 #[test]
 fn fuzz_sdp_offers() {
-    use kefu::channel::sip::sdp;
+    use kefu::media::sdp;
     check!()
         .with_type::<(u16, u8, Vec<u8>)>()
         .with_iterations(RUNS)

@@ -805,7 +805,7 @@ type SeedStay<'a> = (
 /// automation rate is the report's.
 async fn analytics(db: Db) {
     use chrono::{Duration, NaiveDate, TimeZone};
-    use kefu::store::analytics::Stay;
+    use kefu::agents::center::Stay;
     use kefu::store::writer::CallWrite;
     let (_, keys) = ring(&[1]);
     let store = Store::open(&db.url, Some(keys)).await.unwrap();

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Answer, Event, QueueConfig, Queues};
 use crate::lock;
-pub use crate::store::analytics::Stay;
 
 /// What an agent is offered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -51,6 +50,27 @@ pub struct Origin {
     /// Why it was handed over: "menu" (the dialplan's transfer), "not_understood"
     /// (repeated misses), "slot_failed", or "intent:ID" (an intent that hands over).
     pub reason: String,
+}
+
+/// A finished stay in an agent queue (the center's ledger, written by
+/// `store::Store::record_stay`): ids, times, names of queues and agents; no personal
+/// data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stay {
+    /// The conversation or call id.
+    pub item: String,
+    pub queue: String,
+    pub channel: String,
+    /// Why the customer was handed over ([`Origin`]).
+    pub reason: String,
+    pub enqueued: DateTime<Utc>,
+    /// When an agent took it.
+    pub answered: Option<DateTime<Utc>>,
+    pub agent: Option<String>,
+    /// When the agent finished (or the customer left, or the wait timed out).
+    pub ended: DateTime<Utc>,
+    /// "answered", "abandoned" (left before anyone took it) or "timed_out".
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug)]

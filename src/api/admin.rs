@@ -13,10 +13,10 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::routes::{Caller, RouteSpec, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::auth::Permission::{AuditLog, CallRecords, CustomerData, OwnWork, Reports, Users};
 use crate::auth::{Role, check_name, new_token, password};
+use crate::http::routes::{Caller, RouteSpec, Routes, Verb::*};
 use crate::store::access::{Audit, Token, User, UserChange};
 use crate::store::reports::{AuditRow, Summary, TicketView};
 

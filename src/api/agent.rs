@@ -12,10 +12,10 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::admin::unavailable;
-use super::routes::{Caller, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::agents::queue::{AgentState, AgentView, Answer, WaitingView};
 use crate::auth::Permission::{OwnWork, Public, Queues};
+use crate::http::routes::{Caller, Routes, Verb::*};
 use crate::store::agents::Agent;
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {

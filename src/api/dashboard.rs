@@ -19,10 +19,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::admin::unavailable;
-use super::routes::{Caller, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::auth::Permission::{KbDraft, KbRead, Public, Reports};
 use crate::dialogue::text::Lang;
+use crate::http::routes::{Caller, Routes, Verb::*};
 use crate::store::analytics::{CHANNELS, Report, TABLES};
 
 /// The longest range one report covers.

@@ -16,12 +16,12 @@ use axum::http::StatusCode;
 use axum::{Extension, body::Bytes};
 use serde::{Deserialize, Serialize};
 
-use super::routes::{Caller, Routes, Verb::*};
 use super::{ApiError, Ops};
 use crate::auth::Permission::{KbRead, KbWrite};
 use crate::dialogue::kb::Texts;
 use crate::dialogue::matcher::Outcome;
 use crate::dialogue::text::Lang;
+use crate::http::routes::{Caller, Routes, Verb::*};
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
     r.add(Get, "/api/v1/kb", KbRead, view)

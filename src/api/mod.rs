@@ -6,11 +6,7 @@
 pub mod admin;
 pub mod agent;
 pub mod dashboard;
-pub mod error;
 pub mod kb;
-pub mod listen;
-pub mod rate;
-pub mod routes;
 pub mod session;
 
 use std::path::PathBuf;
@@ -21,8 +17,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 
-pub use error::ApiError;
-use routes::{Access, RouteSpec, Table, Verb::*};
+pub use crate::http::ApiError;
+use crate::http::MAX_BODY;
+use crate::http::routes::{Access, RouteSpec, Table, Verb::*};
 
 use crate::auth::Permission::Public;
 use crate::channel::sip::CallGate;
@@ -54,9 +51,6 @@ pub struct Ops {
     /// The route table, filled once every route is added.
     pub routes: OnceLock<Vec<RouteSpec>>,
 }
-
-/// The largest request body any route accepts (a knowledge-base upload).
-pub(crate) const MAX_BODY: usize = 1024 * 1024 + 4096;
 
 /// Every route; also returns the table of what each needs.
 pub fn router(

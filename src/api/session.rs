@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api::rate::Spend;
+use crate::http::rate::Spend;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,10 +16,10 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::admin::unavailable;
-use super::routes::{Access, Caller, Routes, SESSION_COOKIE, Verb::*};
 use super::{ApiError, Ops};
 use crate::auth::Permission::{self, SignedIn};
 use crate::auth::{Role, password, secret};
+use crate::http::routes::{Access, Caller, Routes, SESSION_COOKIE, Verb::*};
 use crate::store::access::{Audit, User, UserChange};
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {

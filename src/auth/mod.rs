@@ -1,5 +1,5 @@
 //! Who may do what. Five roles (`Role`), a permission for every HTTP route
-//! (`Permission`, declared where the route is added: `api::routes`), and the one
+//! (`Permission`, declared where the route is added: `http::routes`), and the one
 //! table between them (`Role::allows`). People sign in with a password (argon2,
 //! `password`) and get a session cookie with a CSRF token; programs use API tokens.
 //! Failed sign-ins are throttled per name and per address (`throttle`).
@@ -91,7 +91,7 @@ impl FromStr for Role {
     }
 }
 
-/// What a route needs. Every route declares one (`api::routes::Routes::add`).
+/// What a route needs. Every route declares one (`http::routes::Routes::add`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {

@@ -14,10 +14,10 @@ use super::record::CallRecord;
 use super::recorder::Recorder;
 use super::{CallSetup, Media, Step, terminated};
 use crate::channel::rtp::receiver::Accepted;
-use crate::channel::sip::sdp;
 use crate::dialogue::engine::Speaker;
 use crate::media::relay::LegMedia;
 use crate::media::relay::{Line, MAX_PAYLOAD, Relay, Relayed};
+use crate::media::sdp;
 
 /// The longest bridged call a recording keeps (20 min of stereo 8 kHz PCM is
 /// 38 MB in memory until the call ends).

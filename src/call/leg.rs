@@ -25,7 +25,6 @@ use crate::channel::rtp::latch::Latch;
 use crate::channel::rtp::pacer::Pacer;
 use crate::channel::rtp::ports::PortPool;
 use crate::channel::rtp::sender::RtpSender;
-use crate::channel::sip::sdp::{self, Negotiated};
 use crate::media::FRAME_SAMPLES;
 use crate::media::dtmf::inband::ToneDetector;
 use crate::media::dtmf::relay as info_relay;
@@ -33,6 +32,7 @@ use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::playout::{Frame, Playout};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::relay::Line;
+use crate::media::sdp::{self, Negotiated};
 
 /// How long an agent's phone may ring before the leg gives up by itself (the
 /// queue's ring timeout normally withdraws the offer first).

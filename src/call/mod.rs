@@ -33,11 +33,11 @@ use crate::channel::rtp::latch::Latch;
 use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
 use crate::channel::rtp::sender::RtpSender;
 use crate::channel::rtp::socket::RtpSocket;
-use crate::channel::sip::sdp::{self, Direction, Negotiated};
 use crate::dialplan::{Dialplan, Input, Interpreter, Moment, Output};
 use crate::media::dtmf::inband::ToneDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{DtmfMode, relay};
+use crate::media::sdp::{self, Direction, Negotiated};
 use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
 use record::CallRecord;
 

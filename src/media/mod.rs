@@ -8,6 +8,7 @@ pub mod g711;
 pub mod playout;
 pub mod prompt;
 pub mod relay;
+pub mod sdp;
 pub mod wav;
 
 /// Samples per second of narrowband telephony audio (G.711).

@@ -33,6 +33,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, ms};
+use crate::agents::center::Stay;
 
 /// Matches below this confidence count as unanswered.
 pub const UNANSWERED_BELOW: f32 = 0.5;
@@ -213,27 +214,6 @@ pub(crate) fn day_of(t: i64, fallback: NaiveDate) -> NaiveDate {
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// A finished stay in an agent queue (the center's ledger, written by
-/// [`Store::record_stay`]): ids, times, names of queues and agents; no personal
-/// data.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stay {
-    /// The conversation or call id.
-    pub item: String,
-    pub queue: String,
-    pub channel: String,
-    /// Why the customer was handed over (`agents::center::Origin`).
-    pub reason: String,
-    pub enqueued: DateTime<Utc>,
-    /// When an agent took it.
-    pub answered: Option<DateTime<Utc>>,
-    pub agent: Option<String>,
-    /// When the agent finished (or the customer left, or the wait timed out).
-    pub ended: DateTime<Utc>,
-    /// "answered", "abandoned" (left before anyone took it) or "timed_out".
-    pub outcome: &'static str,
 }
 
 /// What stands for a customer's words in a report for someone who may only see

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::web::{History, PostMessage, lang_of};
 use super::{ApiError, TextChannels};
-use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::{Channels, Public};
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::engine::Reply;
+use crate::http::routes::{Routes, Verb::*};
 
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
     r.add(Get, "/api/openapi.json", Public, openapi)

@@ -24,12 +24,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 
-pub use crate::api::ApiError;
-use crate::api::routes::Table;
 use crate::config::Config;
 use crate::dialogue::conversations::{Appended, Channel, Conversations, Identity};
 use crate::dialogue::reload::LiveKb;
 use crate::dialogue::{Lang, Reply};
+pub use crate::http::ApiError;
+use crate::http::routes::Table;
 use crate::store::{Store, TurnsWrite};
 
 /// The largest request body a text channel accepts.
@@ -59,7 +59,7 @@ pub struct TextChannels {
     /// account's AppID and AppSecret are set.
     pub wechat_out: Option<wechat_out::WechatSender>,
     /// What each client address may spend (the HTTP routes' budgets, shared).
-    pub budgets: Arc<crate::api::rate::ClientBudgets>,
+    pub budgets: Arc<crate::http::rate::ClientBudgets>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Chat WebSockets open, by client address.
@@ -105,7 +105,7 @@ impl TextChannels {
             sms_inbound_token: config.sms_inbound_token.clone(),
             http,
             verifications: verify::Verifications::new(config.sms_codes_per_hour),
-            budgets: Arc::new(crate::api::rate::ClientBudgets::new(config.rates)),
+            budgets: Arc::new(crate::http::rate::ClientBudgets::new(config.rates)),
             trusted_proxies: config.trusted_proxies.clone(),
             sockets: web::Sockets::default(),
             keys: proof::ChatKeys::new(store.sealer().clone()),

@@ -16,10 +16,10 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use super::{ApiError, TextChannels, message_text};
-use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::text::Lang;
+use crate::http::routes::{Routes, Verb::*};
 
 /// An SMS conversation continues while messages come within this gap.
 const SESSION_GAP_HOURS: i64 = 24;

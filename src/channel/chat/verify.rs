@@ -15,12 +15,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels};
-use crate::api::rate::Spend;
-use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::{Channels, Public};
 use crate::budget::Budget;
 use crate::dialogue::conversations::{Identity, IdentityKind};
 use crate::dialogue::slots::SlotKind;
+use crate::http::rate::Spend;
+use crate::http::routes::{Routes, Verb::*};
 
 const CODE_LIFETIME_MINUTES: i64 = 10;
 const MAX_TRIES: u32 = 5;

@@ -14,12 +14,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, TextChannels, message_text};
-use crate::api::rate::Spend;
-use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::engine::{Reply, Turn};
 use crate::dialogue::text::Lang;
+use crate::http::rate::Spend;
+use crate::http::routes::{Routes, Verb::*};
 
 pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>> {
     // The customer's side: the key given with the conversation is the proof
@@ -156,7 +156,7 @@ async fn socket(
     s.keys
         .check(&id, super::proof::given(&headers, uri.query()))?;
     let entry = s.conversations.get(&id)?;
-    let client = crate::api::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
+    let client = crate::http::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
     let slot = s.sockets.open(client)?;
     let events = crate::lock(&entry).subscribe();
     Ok(ws

@@ -22,10 +22,10 @@ use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use super::{ApiError, TextChannels};
-use crate::api::routes::{Routes, Verb::*};
 use crate::auth::Permission::Public;
 use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
 use crate::dialogue::text::Lang;
+use crate::http::routes::{Routes, Verb::*};
 
 /// A WeChat conversation continues while messages come within this gap.
 const SESSION_GAP_MINUTES: i64 = 30;

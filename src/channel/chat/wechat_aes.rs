@@ -37,21 +37,7 @@ impl std::fmt::Debug for Cipher {
 impl Cipher {
     /// From the EncodingAESKey (43 characters) and the AppID.
     pub fn new(encoding_aes_key: &str, appid: &str) -> Result<Self, String> {
-        let bad =
-            || "`wechat_aes_key` must be the account's 43-character EncodingAESKey".to_string();
-        if encoding_aes_key.len() != 43 {
-            return Err(bad());
-        }
-        // Keys are 43 random characters: the last one's spare bits are often set,
-        // which a strict decoder refuses.
-        let lenient = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-        );
-        let bytes = lenient
-            .decode(format!("{encoding_aes_key}="))
-            .map_err(|_| bad())?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        let key = crate::config::encoding_aes_key(encoding_aes_key)?;
         Ok(Self {
             key,
             appid: appid.to_string(),

@@ -19,6 +19,7 @@ use rsipstack::sip::ToTypedHeader;
 use rsipstack::sip::prelude::HeadersExt;
 
 use super::syntax;
+use crate::config::SourceRates;
 
 /// What to do with one datagram.
 #[derive(Debug, PartialEq, Eq)]
@@ -245,26 +246,6 @@ pub struct GuardStats {
     pub dropped: AtomicU64,
     /// Dropped for being over a source's budget.
     pub over_budget: AtomicU64,
-}
-
-/// How much one source that is not a trunk may send (kefu.toml can change them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SourceRates {
-    /// SIP datagrams per second (requests, responses, keep-alives), twice that at once.
-    pub datagrams: u32,
-    /// INVITEs that start a call, per second, four times that at once.
-    pub invites: u32,
-}
-
-impl Default for SourceRates {
-    fn default() -> Self {
-        // A phone sends a handful of datagrams per call and a REGISTER or OPTIONS
-        // every few seconds; a small PBX behind one address a few calls a second.
-        Self {
-            datagrams: 50,
-            invites: 5,
-        }
-    }
 }
 
 /// Per-source budgets for everything that is not a configured trunk (trunks carry

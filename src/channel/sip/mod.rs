@@ -6,7 +6,6 @@
 
 pub mod guard;
 mod register;
-pub mod sdp;
 pub mod stream;
 pub mod syntax;
 
@@ -30,6 +29,7 @@ use crate::call::{self, CallSetup};
 use crate::channel::rtp::ports::PortPool;
 use crate::config::Config;
 use crate::dialplan::reload::LiveDialplans;
+use crate::media::sdp;
 
 /// Feature codes an agent's phone dials (authenticated like its REGISTER): `*1`
 /// sets the agent available, `*2` away.

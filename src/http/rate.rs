@@ -6,6 +6,7 @@
 pub use crate::budget::{Budget, Over};
 
 use super::ApiError;
+use crate::config::Rates;
 
 impl From<Over> for ApiError {
     fn from(o: Over) -> Self {
@@ -19,30 +20,6 @@ pub struct ClientBudgets {
     pub messages: Budget,
     pub codes: Budget,
     pub sign_ins: Budget,
-}
-
-/// How much each client address may do (kefu.toml can raise them for load tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rates {
-    /// New conversations per minute.
-    pub conversations: u32,
-    /// Messages per minute.
-    pub messages: u32,
-    /// Verification codes asked for per hour.
-    pub codes: u32,
-    /// Sign-in attempts per minute.
-    pub sign_ins: u32,
-}
-
-impl Default for Rates {
-    fn default() -> Self {
-        Self {
-            conversations: 20,
-            messages: 60,
-            codes: 5,
-            sign_ins: 20,
-        }
-    }
 }
 
 impl ClientBudgets {

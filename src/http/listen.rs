@@ -25,29 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Connections open at once, in all.
-    pub connections: usize,
-    /// Connections open at once from one client address.
-    pub per_client: usize,
-    /// How long a client has to send a request's headers (and how long an idle
-    /// connection stays open waiting for the next request).
-    pub header_timeout: Duration,
-    /// How long a client has to send a request's body once its headers are in.
-    pub body_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            connections: 4096,
-            per_client: 256,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-        }
-    }
-}
+use crate::config::HttpLimits as Limits;
 
 /// One open connection: its requests in flight, and its close signal.
 #[derive(Clone)]
@@ -152,7 +130,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Reads a request's whole body (at most `api::MAX_BODY` bytes) within `within`,
+/// Reads a request's whole body (at most [`super::MAX_BODY`] bytes) within `within`,
 /// before any handler runs: a client that trickles a body cannot keep a
 /// connection busy (busy ones are never recycled) or a handler waiting. 408 when
 /// it is too slow, 413 when too large.

@@ -1,0 +1,267 @@
+//! The module layering, kept true: every `crate::` path in src/ (outside unit
+//! tests and comments) must follow an edge of the table below, and the table has
+//! no cycle. A new module, or a new dependency between modules, fails this test
+//! until it is added here on purpose (and to ARCHITECTURE.md's invariants), as
+//! tests/access.rs does for routes.
+//!
+//! A module is a top-level file or directory of src/; `channel` counts as its
+//! parts (`channel::sip`, `channel::chat`, `channel::rtp`). `crate::lock` and
+//! `crate::log_id` (helpers in lib.rs) may be used anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Who may use whom, lowest layers last.
+const ALLOWED: &[(&str, &[&str])] = &[
+    // The binary's commands and the server's start-up wire everything together.
+    ("main", &[]),
+    ("access_cli", &["store_cli"]),
+    ("kb_cli", &[]),
+    ("store_cli", &[]),
+    (
+        "server",
+        &[
+            "agents",
+            "api",
+            "auth",
+            "call",
+            "channel::chat",
+            "channel::sip",
+            "config",
+            "dialogue",
+            "dialplan",
+            "http",
+            "media",
+            "speech",
+            "store",
+            "watch",
+        ],
+    ),
+    // Staff and integrators' HTTP API.
+    (
+        "api",
+        &[
+            "agents",
+            "auth",
+            "channel::chat",
+            "channel::sip",
+            "dialogue",
+            "http",
+            "metrics",
+            "source",
+            "store",
+        ],
+    ),
+    // The edges: SIP routes calls into `call`; chat channels into `dialogue`.
+    (
+        "channel::sip",
+        &[
+            "agents",
+            "budget",
+            "call",
+            "channel::rtp",
+            "config",
+            "dialplan",
+            "media",
+            "metrics",
+            "speech",
+            "store",
+        ],
+    ),
+    (
+        "channel::chat",
+        &[
+            "agents", "auth", "budget", "config", "dialogue", "http", "metrics", "store",
+        ],
+    ),
+    // A call: media, speech, the dialplan interpreter, the dialogue core, agents.
+    (
+        "call",
+        &[
+            "agents",
+            "channel::rtp",
+            "dialogue",
+            "dialplan",
+            "media",
+            "metrics",
+            "speech",
+            "store",
+        ],
+    ),
+    // HTTP plumbing below `api` and `channel::chat`.
+    ("http", &["auth", "budget", "config", "dialogue", "store"]),
+    ("config", &["agents", "media", "source", "store"]),
+    // Persistence depends on the domain's types, never the reverse.
+    ("store", &["agents", "dialogue", "metrics"]),
+    ("agents", &["auth"]),
+    ("auth", &[]),
+    ("dialplan", &["dialogue", "media", "source", "watch"]),
+    ("dialogue", &["metrics", "source", "watch"]),
+    ("speech", &["media", "metrics"]),
+    ("channel::rtp", &["media", "metrics"]),
+    ("channel", &[]),
+    ("media", &[]),
+    ("budget", &[]),
+    ("metrics", &[]),
+    ("watch", &["source"]),
+    ("source", &[]),
+    ("lib", &[]),
+];
+
+/// The module a source file belongs to.
+fn module_of(relative: &Path) -> String {
+    let mut parts: Vec<String> = relative
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    match parts.as_slice() {
+        [first, second, ..] if first == "channel" => format!("channel::{second}"),
+        [first, ..] => first.clone(),
+        [] => String::new(),
+    }
+}
+
+/// The module a `crate::` path names (`None`: a helper allowed everywhere).
+fn module_named(path: &str) -> Option<String> {
+    let mut parts = path.split("::");
+    let first = parts.next()?;
+    match first {
+        "lock" | "log_id" => None,
+        "channel" => match parts.next() {
+            Some(second) if !second.is_empty() => Some(format!("channel::{second}")),
+            _ => Some("channel".into()),
+        },
+        _ => Some(first.to_string()),
+    }
+}
+
+/// The `crate::` paths of one file's code, with their line numbers (unit tests and
+/// comments left out).
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    let code = text
+        .find("#[cfg(test)]\nmod tests")
+        .map_or(text, |end| &text[..end]);
+    let mut out = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(after.len());
+            out.push((n + 1, after[..len].to_string()));
+            rest = &after[len..];
+        }
+    }
+    out
+}
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_module_edge_is_allowed_and_there_is_no_cycle() {
+    let allowed: BTreeMap<&str, BTreeSet<&str>> = ALLOWED
+        .iter()
+        .map(|(m, uses)| (*m, uses.iter().copied().collect()))
+        .collect();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut wrong = Vec::new();
+    let mut used: BTreeSet<(String, String)> = BTreeSet::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let from = module_of(relative);
+        let Some(may) = allowed.get(from.as_str()) else {
+            wrong.push(format!(
+                "src/{}: module `{from}` is not in the table",
+                relative.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, path) in crate_paths(&text) {
+            let Some(to) = module_named(&path) else {
+                continue;
+            };
+            if to == from || may.contains(to.as_str()) {
+                used.insert((from.clone(), to));
+                continue;
+            }
+            wrong.push(format!(
+                "src/{}:{line}: `{from}` uses `crate::{path}`, but may not use `{to}`",
+                relative.display()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        !used.is_empty(),
+        "no crate:: path found: is the scan reading src/?"
+    );
+
+    // The table itself has no cycle (depth-first search, three colours).
+    fn visit<'a>(
+        m: &'a str,
+        allowed: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) {
+        match state.get(m) {
+            Some(2) => return,
+            Some(1) => panic!("cycle: {} -> {m}", path.join(" -> ")),
+            _ => {}
+        }
+        state.insert(m, 1);
+        path.push(m);
+        for next in allowed.get(m).into_iter().flatten() {
+            visit(next, allowed, state, path);
+        }
+        path.pop();
+        state.insert(m, 2);
+    }
+    let mut state = BTreeMap::new();
+    for m in allowed.keys() {
+        visit(m, &allowed, &mut state, &mut Vec::new());
+    }
+    // Every module named as used is in the table.
+    for (m, uses) in &allowed {
+        for u in uses {
+            assert!(
+                allowed.contains_key(u),
+                "`{m}` may use `{u}`, which is not in the table"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_scan_reads_paths_as_rust_does() {
+    assert_eq!(module_of(Path::new("channel/sip/guard.rs")), "channel::sip");
+    assert_eq!(module_of(Path::new("call/mod.rs")), "call");
+    assert_eq!(module_of(Path::new("budget.rs")), "budget");
+    assert_eq!(
+        module_named("channel::chat::TextChannels").as_deref(),
+        Some("channel::chat")
+    );
+    assert_eq!(module_named("lock"), None);
+    let text = "use crate::store::Store;\n// crate::api in a comment\nlet x = crate::lock(&m); crate::media::g711::Law\n#[cfg(test)]\nmod tests {\n use crate::api;\n}";
+    let paths: Vec<String> = crate_paths(text).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(paths, ["store::Store", "lock", "media::g711::Law"]);
+}
