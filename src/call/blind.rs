@@ -194,7 +194,7 @@ impl Media {
             200..=299 => {
                 tracing::info!("the caller's side transferred the call");
                 self.blind = None;
-                Step::End("referred".into())
+                Step::End(super::EndReason::Referred)
             }
             _ => {
                 tracing::info!(

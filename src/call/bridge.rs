@@ -12,7 +12,7 @@ use rsipstack::sip::{Header, StatusCode};
 use super::leg::AnsweredLeg;
 use super::record::CallRecord;
 use super::recorder::Recorder;
-use super::{CallSetup, Media, Step, terminated};
+use super::{CallSetup, EndReason, Media, Step, reoffer};
 use crate::channel::rtp::receiver::Accepted;
 use crate::dialogue::engine::Speaker;
 use crate::media::relay::LegMedia;
@@ -47,7 +47,7 @@ impl Media {
         record: &mut CallRecord,
         session_id: u64,
         sdp_version: &mut u64,
-    ) -> String {
+    ) -> EndReason {
         let agent = leg.agent.clone();
         tracing::info!(%agent, caller_codec = self.negotiated.law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
         // The bridge continues the caller's stream from where the clock left it.
@@ -106,7 +106,7 @@ impl Media {
         // Relaying forwards each packet as it arrives: the caller's socket goes back
         // on the reactor (the IVR polled it at its frame tick).
         let (ended_by, reason) = match s.socket.reactor_mode() {
-            Err(e) => (Side::Caller, format!("rtp-socket: {e}")),
+            Err(e) => (Side::Caller, EndReason::RtpSocket(e.to_string())),
             Ok(()) => loop {
                 tokio::select! {
                     t = async {
@@ -185,8 +185,8 @@ impl Media {
                             let _ = handle.reply(StatusCode::OK).await;
                             forward_info(&leg.dialog, &req);
                         }
-                        Some(DialogState::Terminated(_, r)) => break (Side::Caller, terminated(&r)),
-                        None => break (Side::Caller, "dialog-gone".into()),
+                        Some(DialogState::Terminated(_, r)) => break (Side::Caller, EndReason::from(&r)),
+                        None => break (Side::Caller, EndReason::DialogGone),
                         other => {
                             let before = leg_media(&self.negotiated);
                             if let Step::End(r) = self.dialog_event(other, s, record, session_id, sdp_version).await {
@@ -205,29 +205,25 @@ impl Media {
                             forward_info(&s.dialog, &req);
                         }
                         Some(DialogState::Updated(_, req, handle)) => {
-                            // The agent's phone holds, resumes or changes codec.
-                            let offer = if req.body.is_empty() { Ok(leg.negotiated.clone()) } else { sdp::negotiate(&req.body) };
-                            match (offer, agent_local) {
-                                (Ok(n), Some(local)) => {
-                                    agent_media.resignal(n.remote);
-                                    leg.negotiated = n;
-                                    let me = leg_media(&self.negotiated);
-                                    to_agent.renegotiated(me, leg_media(&leg.negotiated));
-                                    to_caller.renegotiated(leg_media(&leg.negotiated), me);
-                                    *sdp_version += 1;
-                                    let body = sdp::answer(local, &leg.negotiated, session_id, *sdp_version);
-                                    let headers = vec![Header::Other("Content-Type".into(), "application/sdp".into())];
-                                    let _ = handle.respond(StatusCode::OK, Some(headers), Some(body.into_bytes())).await;
-                                }
-                                _ => {
-                                    let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
-                                }
+                            // The agent's phone holds, resumes or changes codec:
+                            // answered as the caller's re-INVITE is.
+                            let decision = match agent_local {
+                                Some(local) => reoffer::reoffer(&leg.negotiated, &req.body, leg.source, local, session_id, sdp_version),
+                                None => reoffer::Reoffer::Refused("the agent's media socket has no address".into()),
+                            };
+                            if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
+                                agent_media.resignal(n.remote);
+                                leg.negotiated = n.clone();
+                                let me = leg_media(&self.negotiated);
+                                to_agent.renegotiated(me, leg_media(&leg.negotiated));
+                                to_caller.renegotiated(leg_media(&leg.negotiated), me);
                             }
+                            reoffer::respond(&handle, &decision).await;
                         }
                         Some(DialogState::Options(_, _, handle)) => {
                             let _ = handle.reply(StatusCode::OK).await;
                         }
-                        Some(DialogState::Terminated(..)) | None => break (Side::Agent, "agent-hangup".into()),
+                        Some(DialogState::Terminated(..)) | None => break (Side::Agent, EndReason::AgentHangup),
                         Some(_) => {}
                     },
                     _ = check.tick() => {
@@ -236,20 +232,19 @@ impl Media {
                             && self.negotiated.direction != sdp::Direction::SendOnly;
                         if caller_listens && quiet(self.last_heard) {
                             tracing::warn!("no RTP from the caller while bridged; hanging up");
-                            break (Side::Caller, "rtp-timeout".into());
+                            break (Side::Caller, EndReason::RtpTimeout);
                         }
                         if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
                             tracing::warn!(%agent, "no RTP from the agent while bridged; hanging up");
-                            break (Side::Agent, "agent-rtp-timeout".into());
+                            break (Side::Agent, EndReason::AgentRtpTimeout);
                         }
                     }
-                    _ = s.hangup_all.cancelled() => break (Side::Caller, "shutdown".into()),
+                    _ = s.hangup_all.cancelled() => break (Side::Caller, EndReason::Shutdown),
                 }
             },
         };
         // The side that did not hang up is hung up.
-        let caller_gone = matches!(ended_by, Side::Caller)
-            && (reason == "caller-hangup" || reason == "cancelled");
+        let caller_gone = matches!(ended_by, Side::Caller) && reason.caller_left();
         if !caller_gone && let Err(e) = s.dialog.bye().await {
             tracing::debug!(error = %e, "BYE to the caller failed");
         }

@@ -77,6 +77,8 @@ pub struct AnsweredLeg {
     pub states: DialogStateReceiver,
     pub socket: UdpSocket,
     pub negotiated: Negotiated,
+    /// Where the agent's phone signals from (its media offers are checked against it).
+    pub source: std::net::IpAddr,
     /// Which source the agent's RTP is taken from, and where it goes.
     pub latch: Latch,
     /// Where kefu's stream to the agent stands.
@@ -251,6 +253,7 @@ async fn ring(
         states,
         socket,
         negotiated,
+        source: spec.contact.source.ip(),
         latch: media.latch,
         line,
         answered_at: Instant::now(),

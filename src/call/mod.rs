@@ -7,11 +7,15 @@
 
 mod blind;
 mod bridge;
+mod end;
 mod hearing;
 pub mod leg;
 pub mod record;
 mod recorder;
+mod reoffer;
 pub mod transfer;
+
+pub use end::EndReason;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
@@ -206,7 +210,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
         answer: record.answer_at,
         end: record.end_at,
         path: record.path.clone(),
-        end_reason: record.end_reason.clone(),
+        end_reason: record.end_reason.to_string(),
         // "queue:agent" once an agent took the call; "refer:TARGET" or
         // "dial-out:TARGET" for a blind transfer that reached its target.
         keys: record.digits.chars().count() as i64,
@@ -222,9 +226,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
             .transfer
             .as_ref()
             .and_then(|t| match (t.method, &t.target, &t.agent) {
-                (Some(m), Some(target), _)
-                    if record.end_reason == "referred" || t.agent.is_some() =>
-                {
+                (Some(m), Some(target), _) if record.end_reason.referred() || t.agent.is_some() => {
                     Some(format!("{m}:{target}"))
                 }
                 (None, _, Some(agent)) => Some(format!("{}:{agent}", t.queue)),
@@ -250,36 +252,26 @@ fn due(sleep: &std::pin::Pin<&mut tokio::time::Sleep>) -> Instant {
     sleep.deadline().into_std()
 }
 
-fn terminated(reason: &TerminatedReason) -> String {
-    match reason {
-        TerminatedReason::UacBye => "caller-hangup".into(),
-        TerminatedReason::UacCancel => "cancelled".into(),
-        TerminatedReason::Timeout => "timeout".into(),
-        TerminatedReason::UasBye => "kefu-hangup".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
-async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
+async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
     let local_rtp = match s.socket.local_addr() {
         Ok(a) => a,
-        Err(e) => return format!("rtp-socket: {e}"),
+        Err(e) => return EndReason::RtpSocket(e.to_string()),
     };
     // Ring first when the dialplan asks for it; the caller may give up (CANCEL).
     if !s.plan.answer_after.is_zero() {
         if let Err(e) = s.dialog.ringing(None, None) {
-            return format!("sip-error: {e}");
+            return EndReason::SipError(e.to_string());
         }
         let until = tokio::time::Instant::now() + s.plan.answer_after;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
                 state = s.states.recv() => match state {
-                    Some(DialogState::Terminated(_, r)) => return terminated(&r),
-                    None => return "dialog-gone".into(),
+                    Some(DialogState::Terminated(_, r)) => return EndReason::from(&r),
+                    None => return EndReason::DialogGone,
                     Some(_) => {}
                 },
-                _ = s.hangup_all.cancelled() => return "shutdown".into(),
+                _ = s.hangup_all.cancelled() => return EndReason::Shutdown,
             }
         }
     }
@@ -296,18 +288,18 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         .dialog
         .accept(Some(sdp_header()), Some(answer.into_bytes()))
     {
-        return format!("sip-error: {e}");
+        return EndReason::SipError(e.to_string());
     }
     record.answer_at = Some(chrono::Utc::now());
     // Media starts when the caller's ACK confirms the dialog.
     let ack_deadline = tokio::time::Instant::now() + Duration::from_secs(32);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(ack_deadline) => return "no-ack".into(),
+            _ = tokio::time::sleep_until(ack_deadline) => return EndReason::NoAck,
             state = s.states.recv() => match state {
                 Some(DialogState::Confirmed(..)) => break,
-                Some(DialogState::Terminated(_, r)) => return terminated(&r),
-                None => return "dialog-gone".into(),
+                Some(DialogState::Terminated(_, r)) => return EndReason::from(&r),
+                None => return EndReason::DialogGone,
                 Some(_) => {}
             },
         }
@@ -332,7 +324,7 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> String {
         .and_then(|()| s.socket.try_clone_polled())
     {
         Ok(socket) => socket,
-        Err(e) => return format!("rtp-socket: {e}"),
+        Err(e) => return EndReason::RtpSocket(e.to_string()),
     };
     let mut media = Media::new(s, clock_socket);
     let reason = match media.run(s, record, session_id, &mut sdp_version).await {
@@ -452,14 +444,14 @@ struct Media {
 
 enum Step {
     Continue,
-    End(String),
+    End(EndReason),
     /// An agent took the call: bridge it.
     Bridge(Box<leg::AnsweredLeg>),
 }
 
 /// How the IVR part of a call ended.
 enum Ended {
-    Reason(String),
+    Reason(EndReason),
     Bridge(Box<leg::AnsweredLeg>),
 }
 
@@ -618,7 +610,7 @@ impl Media {
                     self.interpreter.handle(Input::Timer, Moment::now());
                     Step::Continue
                 }
-                () = &mut shutdown => Step::End("shutdown".into()),
+                () = &mut shutdown => Step::End(EndReason::Shutdown),
             };
             // Still rendering: keep waiting for it next time round (outputs that
             // replace it are applied at the top of the loop).
@@ -636,8 +628,7 @@ impl Media {
             }
             match step {
                 Step::End(reason) => {
-                    if reason != "caller-hangup"
-                        && reason != "cancelled"
+                    if !reason.caller_left()
                         && let Err(e) = s.dialog.bye().await
                     {
                         tracing::debug!(error = %e, "BYE failed");
@@ -713,7 +704,7 @@ impl Media {
                     if let Err(e) = s.dialog.bye().await {
                         tracing::debug!(error = %e, "BYE failed");
                     }
-                    return Step::End(reason);
+                    return Step::End(EndReason::Plan(reason));
                 }
             }
         }
@@ -1015,7 +1006,7 @@ impl Media {
         );
         if receives && now.duration_since(self.last_heard) > s.rtp_timeout {
             tracing::warn!(timeout = ?s.rtp_timeout, "no RTP from the caller; hanging up");
-            return Step::End("rtp-timeout".into());
+            return Step::End(EndReason::RtpTimeout);
         }
         Step::Continue
     }
@@ -1216,10 +1207,10 @@ impl Media {
         sdp_version: &mut u64,
     ) -> Step {
         let Some(state) = state else {
-            return Step::End("dialog-gone".into());
+            return Step::End(EndReason::DialogGone);
         };
         match state {
-            DialogState::Terminated(_, r) => return Step::End(terminated(&r)),
+            DialogState::Terminated(_, r) => return Step::End(EndReason::from(&r)),
             DialogState::Info(_, req, handle) => {
                 let content_type = req.header_value("Content-Type").unwrap_or_default();
                 let (status, digit) = match relay::parse_info(&content_type, &req.body) {
@@ -1245,58 +1236,35 @@ impl Media {
             }
             DialogState::Updated(_, req, handle) => {
                 // re-INVITE or UPDATE: hold/unhold, codec or address change.
-                let result = if req.body.is_empty() {
-                    Ok(self.negotiated.clone())
-                } else {
-                    sdp::negotiate(&req.body)
-                        .and_then(|n| sdp::check_target(n.remote, s.source.ip()).map(|()| n))
-                };
-                match result {
-                    Ok(n) => {
-                        let was_sending = self.negotiated.direction.sends();
-                        if n.remote != self.negotiated.remote {
-                            self.latch.resignal(n.remote);
-                            self.remote = self.latch.target();
-                        }
-                        tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
-                        self.negotiated = n;
-                        {
-                            let mut out = self.out.lock();
-                            out.remote = self.remote;
-                            out.law = self.negotiated.law;
-                            out.payload_type = self.negotiated.payload_type;
-                            out.sends = self.negotiated.direction.sends();
-                            if !was_sending && out.sends {
-                                out.sender.mark_talkspurt();
-                            }
-                        }
-                        self.last_heard = Instant::now();
-                        *sdp_version += 1;
-                        let local = s.socket.local_addr().unwrap_or(self.remote);
-                        let body = sdp::answer(local, &self.negotiated, session_id, *sdp_version);
-                        let headers = vec![Header::Other(
-                            "Content-Type".into(),
-                            "application/sdp".into(),
-                        )];
-                        if let Err(e) = handle
-                            .respond(StatusCode::OK, Some(headers), Some(body.into_bytes()))
-                            .await
-                        {
-                            tracing::debug!(error = %e, "cannot answer re-INVITE");
-                        }
+                let local = s.socket.local_addr().unwrap_or(self.remote);
+                let decision = reoffer::reoffer(
+                    &self.negotiated,
+                    &req.body,
+                    s.source.ip(),
+                    local,
+                    session_id,
+                    sdp_version,
+                );
+                if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
+                    let was_sending = self.negotiated.direction.sends();
+                    if n.remote != self.negotiated.remote {
+                        self.latch.resignal(n.remote);
+                        self.remote = self.latch.target();
                     }
-                    Err(e) => {
-                        tracing::info!(error = %e, "re-INVITE offer rejected");
-                        let headers =
-                            vec![Header::Other("Warning".into(), format!("399 kefu \"{e}\""))];
-                        if let Err(e) = handle
-                            .respond(StatusCode::NotAcceptableHere, Some(headers), None)
-                            .await
-                        {
-                            tracing::debug!(error = %e, "cannot answer re-INVITE");
-                        }
+                    tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
+                    self.negotiated = n.clone();
+                    let mut out = self.out.lock();
+                    out.remote = self.remote;
+                    out.law = self.negotiated.law;
+                    out.payload_type = self.negotiated.payload_type;
+                    out.sends = self.negotiated.direction.sends();
+                    if !was_sending && out.sends {
+                        out.sender.mark_talkspurt();
                     }
+                    drop(out);
+                    self.last_heard = Instant::now();
                 }
+                reoffer::respond(&handle, &decision).await;
             }
             DialogState::Options(_, _, handle) => {
                 if let Err(e) = handle.reply(StatusCode::OK).await {

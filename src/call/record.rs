@@ -36,7 +36,7 @@ pub struct CallRecord {
     pub dialogue: Vec<crate::dialogue::engine::Turn>,
     /// Variables the dialplan collected or set.
     pub vars: std::collections::BTreeMap<String, String>,
-    pub end_reason: String,
+    pub end_reason: super::EndReason,
     pub rtp_sent: u64,
     pub rtp_received: u64,
     pub rtp_lost: u64,
@@ -72,7 +72,7 @@ pub struct CallSummary<'a> {
     pub digits: usize,
     pub utterances: usize,
     pub turns: usize,
-    pub end_reason: &'a str,
+    pub end_reason: &'a super::EndReason,
     pub transferred: bool,
     /// Milliseconds from the request for a person to an agent on the line.
     pub transfer_wait_ms: Option<u64>,
@@ -101,7 +101,7 @@ impl CallRecord {
             utterances: self.utterances.len(),
             turns: self.dialogue.len(),
             end_reason: &self.end_reason,
-            transferred: self.end_reason == "referred"
+            transferred: self.end_reason.referred()
                 || self.transfer.as_ref().is_some_and(|t| t.agent.is_some()),
             transfer_wait_ms: self.transfer.as_ref().and_then(|t| t.wait_ms),
             rtp_sent: self.rtp_sent,
