@@ -93,7 +93,7 @@ impl Media {
                 .map(|runtime| super::hearing::Hearing::new(runtime.clone(), &s.plan.language))
         };
         let (mut caller_ears, mut agent_ears) = (ears(), ears());
-        let mut agent_media = leg.latch.clone();
+        let mut agent_media = leg.inbound.clone();
         let mut agent_heard = Instant::now();
         let agent_local = leg.socket.local_addr().ok();
         let mut caller_buf = vec![0u8; 2048];
@@ -154,15 +154,10 @@ impl Media {
                         let Ok((len, from)) = received else { continue };
                         let packet = &agent_buf[..len];
                         // Only the agent's phone: answered where it sends from.
-                        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
-                            continue;
-                        };
-                        if !agent_media.accept(from, rtp.sequence_number().into()) {
-                            metrics.rtp_refused.inc();
+                        if agent_media.admit(packet, from).is_none() {
                             continue;
                         }
                         agent_heard = Instant::now();
-                        metrics.rtp_in.inc();
                         let want_pcm = recorder.is_some() || agent_ears.is_some();
                         if let Relayed::Audio(n) | Relayed::Event(n) =
                             to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
@@ -212,7 +207,7 @@ impl Media {
                                 None => reoffer::Reoffer::Refused("the agent's media socket has no address".into()),
                             };
                             if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
-                                agent_media.resignal(n.remote);
+                                agent_media.renegotiated(n);
                                 leg.negotiated = n.clone();
                                 let me = leg_media(&self.negotiated);
                                 to_agent.renegotiated(me, leg_media(&leg.negotiated));
@@ -296,10 +291,8 @@ impl Media {
     /// new caller media to relay (the address is latched and the statistics kept
     /// as before the bridge).
     fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
-        rtp_rs::RtpReader::new(packet)
-            .ok()
-            .and_then(|rtp| self.track_caller(&rtp, from, Instant::now()))
-            .is_some_and(|(accepted, _)| !matches!(accepted, Accepted::Stale))
+        self.track_caller(packet, from, Instant::now())
+            .is_some_and(|(_, accepted, _)| !matches!(accepted, Accepted::Stale))
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::agents::registrar::Binding;
-use crate::channel::rtp::latch::Latch;
+use crate::channel::rtp::inbound::Inbound;
 use crate::channel::rtp::pacer::Pacer;
 use crate::channel::rtp::ports::PortPool;
 use crate::channel::rtp::sender::RtpSender;
@@ -79,8 +79,8 @@ pub struct AnsweredLeg {
     pub negotiated: Negotiated,
     /// Where the agent's phone signals from (its media offers are checked against it).
     pub source: std::net::IpAddr,
-    /// Which source the agent's RTP is taken from, and where it goes.
-    pub latch: Latch,
+    /// Which of the agent's packets are taken, and where its media goes.
+    pub inbound: Inbound,
     /// Where kefu's stream to the agent stands.
     pub line: Line,
     pub answered_at: Instant,
@@ -213,7 +213,7 @@ async fn ring(
     };
     let mut media = Briefing {
         negotiated: negotiated.clone(),
-        latch: Latch::new(negotiated.remote),
+        inbound: Inbound::new(&negotiated),
         pacer: Pacer::new(Instant::now()),
         sender: RtpSender::new(rand::random(), rand::random(), rand::random()),
         playout: Playout::default(),
@@ -254,7 +254,7 @@ async fn ring(
         socket,
         negotiated,
         source: spec.contact.source.ip(),
-        latch: media.latch,
+        inbound: media.inbound,
         line,
         answered_at: Instant::now(),
     }))
@@ -289,7 +289,7 @@ enum Decision {
 /// The answered agent leg while the agent hears the summary.
 struct Briefing {
     negotiated: Negotiated,
-    latch: Latch,
+    inbound: Inbound,
     pacer: Pacer,
     sender: RtpSender,
     playout: Playout,
@@ -419,7 +419,7 @@ impl Briefing {
         if let Ok(n) = self
             .sender
             .build(self.negotiated.payload_type, slot, &payload, &mut packet)
-            && let Err(e) = socket.send_to(&packet[..n], self.latch.target()).await
+            && let Err(e) = socket.send_to(&packet[..n], self.inbound.target()).await
         {
             tracing::debug!(error = %e, "RTP to the agent failed");
         }
@@ -427,20 +427,16 @@ impl Briefing {
     }
 
     fn receive(&mut self, packet: &[u8], from: SocketAddr, digits: &mut Vec<char>) {
-        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+        // Only the agent's phone may speak or press keys on this leg.
+        let Some(admitted) = self.inbound.admit(packet, from) else {
             return;
         };
-        // Only the agent's phone may speak or press keys on this leg.
-        if !self.latch.accept(from, rtp.sequence_number().into()) {
-            crate::metrics::metrics().rtp_refused.inc();
-            return;
-        }
-        let pt = rtp.payload_type();
-        if Some(pt) == self.negotiated.telephone_event {
+        let rtp = admitted.rtp;
+        if admitted.event {
             if let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload()) {
                 digits.push(d);
             }
-        } else if pt == self.negotiated.payload_type && self.negotiated.telephone_event.is_none() {
+        } else if self.negotiated.telephone_event.is_none() {
             let mut pcm = [0i16; 480];
             let n = rtp.payload().len().min(pcm.len());
             self.negotiated

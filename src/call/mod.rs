@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::rtp::FRAME_MILLIS;
 use crate::channel::rtp::clock::{ClockStream, MediaClock, Outgoing};
+use crate::channel::rtp::inbound::Inbound;
 use crate::channel::rtp::jitter::JitterBuffer;
-use crate::channel::rtp::latch::Latch;
 use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
 use crate::channel::rtp::sender::RtpSender;
 use crate::channel::rtp::socket::RtpSocket;
@@ -404,8 +404,9 @@ const SLOT: usize = 1500;
 struct Media {
     negotiated: Negotiated,
     remote: SocketAddr,
-    /// Which source the caller's RTP is taken from ([`Latch`]); `remote` follows it.
-    latch: Latch,
+    /// Which of the caller's packets are taken ([`Inbound`]); `remote` follows its
+    /// believed source.
+    inbound: Inbound,
     /// The outgoing stream, paced and sent by the shared clock.
     out: ClockStream,
     receiver: RtpReceiver,
@@ -472,7 +473,7 @@ impl Media {
         Self {
             negotiated: s.negotiated.clone(),
             remote: s.negotiated.remote,
-            latch: Latch::new(s.negotiated.remote),
+            inbound: Inbound::new(&s.negotiated),
             out: MediaClock::shared().stream(outgoing, clock_socket),
             receiver: RtpReceiver::default(),
             jitter: JitterBuffer::new(3),
@@ -1019,10 +1020,8 @@ impl Media {
         mode: DtmfMode,
         record: &mut CallRecord,
     ) {
-        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
-            return; // not RTP (or RTCP on a shared port)
-        };
-        let Some((accepted, is_event)) = self.track_caller(&rtp, from, arrived) else {
+        // Not RTP (or RTCP on a shared port), not the caller's media: dropped.
+        let Some((rtp, accepted, is_event)) = self.track_caller(packet, from, arrived) else {
             return;
         };
         let now = self.last_heard;
@@ -1071,32 +1070,24 @@ impl Media {
     }
 
     /// A packet from the caller's socket: None unless it is the caller's media (the
-    /// codec or telephone-event, from the source the [`Latch`] believes); otherwise
+    /// codec or telephone-event, from the source [`Inbound`] believes); otherwise
     /// follows the believed source (symmetric RTP: answer where the media really
     /// comes from, behind NAT), keeps the stream statistics, and says whether the
     /// packet is new and whether it is an event.
-    fn track_caller(
+    fn track_caller<'a>(
         &mut self,
-        rtp: &rtp_rs::RtpReader<'_>,
+        packet: &'a [u8],
         from: SocketAddr,
         arrived: Instant,
-    ) -> Option<(Accepted, bool)> {
-        let pt = rtp.payload_type();
-        let is_event = Some(pt) == self.negotiated.telephone_event;
-        if !is_event && pt != self.negotiated.payload_type {
-            return None;
-        }
-        if !self.latch.accept(from, rtp.sequence_number().into()) {
-            crate::metrics::metrics().rtp_refused.inc();
-            return None;
-        }
-        let target = self.latch.target();
+    ) -> Option<(rtp_rs::RtpReader<'a>, Accepted, bool)> {
+        let admitted = self.inbound.admit(packet, from)?;
+        let (rtp, is_event) = (admitted.rtp, admitted.event);
+        let target = self.inbound.target();
         if target != self.remote {
             tracing::debug!(sdp = %self.negotiated.remote, actual = %target, "RTP source latched");
             self.remote = target;
             self.out.lock().remote = target;
         }
-        crate::metrics::metrics().rtp_in.inc();
         let now = arrived;
         self.last_heard = now;
         let arrival = now.saturating_duration_since(self.media_start).as_micros() as u64
@@ -1109,7 +1100,7 @@ impl Media {
             arrival,
             now,
         );
-        Some((accepted, is_event))
+        Some((rtp, accepted, is_event))
     }
 
     /// Passes what the listener noticed to the interpreter.
@@ -1247,10 +1238,9 @@ impl Media {
                 );
                 if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
                     let was_sending = self.negotiated.direction.sends();
-                    if n.remote != self.negotiated.remote {
-                        self.latch.resignal(n.remote);
-                        self.remote = self.latch.target();
-                    }
+                    // New payload types at once; a new address is learned afresh.
+                    self.inbound.renegotiated(n);
+                    self.remote = self.inbound.target();
                     tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
                     self.negotiated = n.clone();
                     let mut out = self.out.lock();

@@ -7,6 +7,7 @@
 //! which holds every stream's sender state.
 
 pub mod clock;
+pub mod inbound;
 pub mod jitter;
 pub mod latch;
 pub mod pacer;
