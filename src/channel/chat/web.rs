@@ -212,27 +212,35 @@ impl Sockets {
     }
 }
 
+type Events = tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>;
+type Pushed =
+    Result<crate::dialogue::conversations::Event, tokio::sync::broadcast::error::RecvError>;
+
+/// Sends one pushed turn to the client; false when the socket or the conversation
+/// is gone. A client too slow for the push buffer misses turns (it can re-read the
+/// history) and is told so in the log.
+async fn forward(socket: &mut WebSocket, event: Pushed, id: &str) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    match event {
+        Ok(e) => match serde_json::to_string(&e) {
+            Ok(json) => socket.send(Message::Text(json.into())).await.is_ok(),
+            Err(_) => true,
+        },
+        Err(RecvError::Lagged(n)) => {
+            tracing::warn!(conversation = %crate::log_id(id), missed = n, "WebSocket client too slow; it can re-read the history");
+            true
+        }
+        Err(RecvError::Closed) => false,
+    }
+}
+
 /// Pushes the conversation's turns to a client that only listens (the agent
 /// desk); whatever the client sends is ignored.
-pub async fn push_turns(
-    mut socket: WebSocket,
-    id: String,
-    mut events: tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>,
-) {
-    use tokio::sync::broadcast::error::RecvError;
+pub async fn push_turns(mut socket: WebSocket, id: String, mut events: Events) {
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(e) => {
-                    let Ok(json) = serde_json::to_string(&e) else { continue };
-                    if socket.send(Message::Text(json.into())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(conversation = %crate::log_id(&id), missed = n, "desk too slow; it can re-read the history");
-                }
-                Err(RecvError::Closed) => return,
+            event = events.recv() => if !forward(&mut socket, event, &id).await {
+                return;
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -247,22 +255,12 @@ async fn pump(
     s: &TextChannels,
     id: String,
     client: std::net::IpAddr,
-    mut events: tokio::sync::broadcast::Receiver<crate::dialogue::conversations::Event>,
+    mut events: Events,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(e) => {
-                    let Ok(json) = serde_json::to_string(&e) else { continue };
-                    if socket.send(Message::Text(json.into())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(conversation = %crate::log_id(&id), missed = n, "web chat client too slow; it can re-read the history");
-                }
-                Err(RecvError::Closed) => return,
+            event = events.recv() => if !forward(&mut socket, event, &id).await {
+                return;
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(t))) => {
