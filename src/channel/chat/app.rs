@@ -139,24 +139,19 @@ async fn link(
         .iter()
         .find(|i| !matches!(i.kind, IdentityKind::App | IdentityKind::Web))
     {
-        let (kind, how) = match bad.kind {
-            IdentityKind::Wechat => (
-                "wechat",
-                "WeChat ids are linked only by WeChat's own signed messages",
-            ),
-            _ => (
-                if bad.kind == IdentityKind::Sms {
-                    "sms"
-                } else {
-                    "phone"
-                },
-                "a number is linked only by proof: POST /api/v1/conversations/{id}/phone, \
-                 then /phone/confirm with the code texted to it",
-            ),
+        let kind = serde_json::to_value(bad.kind).unwrap_or_default();
+        let how = if bad.kind == IdentityKind::Wechat {
+            "WeChat ids are linked only by WeChat's own signed messages"
+        } else {
+            "a number is linked only by proof: POST /api/v1/conversations/{id}/phone, \
+             then /phone/confirm with the code texted to it"
         };
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("cannot link a {kind} identity here: {how}"),
+            format!(
+                "cannot link a {} identity here: {how}",
+                kind.as_str().unwrap_or_default()
+            ),
         ));
     }
     let first = &req.identities[0];

@@ -172,13 +172,13 @@ pub async fn bind(
     .await;
     transport.add_transport(conn.into());
     // TCP is accepted by kefu, not the stack, so that it passes the same guard.
-    let tcp = match config.sip_tcp {
-        true => Some(
-            tokio::net::TcpListener::bind(local)
-                .await
-                .with_context(|| format!("cannot bind SIP/TCP on {local}"))?,
-        ),
-        false => None,
+    let tcp = if config.sip_tcp {
+        let listener = tokio::net::TcpListener::bind(local)
+            .await
+            .with_context(|| format!("cannot bind SIP/TCP on {local}"))?;
+        Some(listener)
+    } else {
+        None
     };
     let endpoint = EndpointBuilder::new()
         .with_user_agent(concat!("kefu/", env!("CARGO_PKG_VERSION")))

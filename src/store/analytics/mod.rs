@@ -7,6 +7,10 @@
 //! the questions the knowledge base could not answer, grouped so staff can add
 //! them.
 //!
+//! Here: the report's types and its SQL; `cluster` groups unanswered questions by
+//! meaning, `export` writes the tables as CSV and the report as Markdown, `daily`
+//! writes each finished day's report to disk.
+//!
 //! Definitions (the dashboard and `kefu report` show exactly these):
 //! - A *contact* is a conversation (any channel) or an answered call without one
 //!   (a call that only used the keypad); its day is the UTC day it started. It is
@@ -34,6 +38,14 @@ use sqlx::Row;
 
 use super::{Store, ms};
 use crate::agents::center::Stay;
+
+mod cluster;
+mod daily;
+mod export;
+
+pub use cluster::{CLUSTER_THRESHOLD, Embed, cluster};
+pub use daily::daily;
+pub use export::{CHANNELS, TABLES};
 
 /// Matches below this confidence count as unanswered.
 pub const UNANSWERED_BELOW: f32 = 0.5;
@@ -230,48 +242,6 @@ impl Report {
         }
         self
     }
-}
-
-/// Embeds texts (L2-normalised), for clustering unanswered questions by meaning.
-pub type Embed = std::sync::Arc<dyn Fn(&[&str]) -> anyhow::Result<Vec<Vec<f32>>> + Send + Sync>;
-
-/// Unanswered questions at least this similar (cosine of multilingual-e5-small
-/// embeddings) are one cluster: paraphrases of one question score above it,
-/// different questions about the same thing below: measured, paraphrases score
-/// 0.945–0.994 ("do you sell kayaks" / "can I buy a kayak from you"), while
-/// "do you sell kayaks" / "do you rent kayaks" scores 0.924 and "… kayaks" /
-/// "… bicycles" 0.891 (`tests/semantic.rs` checks these clusters).
-pub const CLUSTER_THRESHOLD: f32 = 0.93;
-
-/// Merges groups of unanswered questions that ask the same thing in other words:
-/// `vectors[i]` is the L2-normalised sentence embedding of `groups[i].question`.
-/// Groups are taken most asked first; each joins the first cluster whose leader
-/// (its most asked question) is at least `threshold` similar (cosine), or leads
-/// a new one. Deterministic for the same input.
-pub fn cluster(groups: Vec<Unanswered>, vectors: &[Vec<f32>], threshold: f32) -> Vec<Unanswered> {
-    let mut groups: Vec<(Unanswered, &Vec<f32>)> = groups.into_iter().zip(vectors).collect();
-    groups.sort_by(|(a, _), (b, _)| b.count.cmp(&a.count).then(a.question.cmp(&b.question)));
-    let mut clusters: Vec<(&Vec<f32>, Unanswered)> = Vec::new();
-    for (g, v) in groups {
-        let home = clusters
-            .iter_mut()
-            .find(|(leader, _)| leader.iter().zip(v).map(|(x, y)| x * y).sum::<f32>() >= threshold);
-        match home {
-            Some((_, c)) => {
-                c.count += g.count;
-                c.phrasings += g.phrasings;
-                for e in g.examples {
-                    if c.examples.len() < EXAMPLES + 2 && !c.examples.contains(&e) {
-                        c.examples.push(e);
-                    }
-                }
-            }
-            None => clusters.push((v, g)),
-        }
-    }
-    let mut merged: Vec<Unanswered> = clusters.into_iter().map(|(_, c)| c).collect();
-    merged.sort_by(|a, b| b.count.cmp(&a.count).then(a.question.cmp(&b.question)));
-    merged
 }
 
 /// A contact: a conversation, or an answered call without one.
@@ -697,318 +667,9 @@ impl Store {
     }
 }
 
-/// The channels a report can be limited to.
-pub const CHANNELS: &[&str] = &["phone", "web", "wechat", "sms", "app"];
-
-/// The report's tables, by the names the dashboard and `kefu report --table` use.
-pub const TABLES: &[&str] = &[
-    "days",
-    "times",
-    "reasons",
-    "queues",
-    "agents",
-    "input",
-    "asr_confidence",
-    "intents",
-    "trend",
-    "unanswered",
-];
-
-/// A row of the times table.
-#[derive(Serialize)]
-struct TimeRow<'a> {
-    measure: &'a str,
-    by: &'a str,
-    count: usize,
-    p50_ms: Option<f64>,
-    p90_ms: Option<f64>,
-}
-
-/// A row of the unanswered table (its examples joined).
-#[derive(Serialize)]
-struct UnansweredRow<'a> {
-    question: std::borrow::Cow<'a, str>,
-    count: usize,
-    phrasings: usize,
-    examples: String,
-}
-
-/// Customers' words made inert for a spreadsheet: a cell starting with `=`, `+`,
-/// `-`, `@`, a tab or a carriage return would be run as a formula by Excel or
-/// LibreOffice (CSV injection), so it gets a leading `'`, as OWASP advises.
-fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        std::borrow::Cow::Owned(format!("'{cell}"))
-    } else {
-        std::borrow::Cow::Borrowed(cell)
-    }
-}
-
-/// CSV with `header` first (also for a table without rows).
-fn csv_of<T: Serialize>(header: &str, rows: impl IntoIterator<Item = T>) -> anyhow::Result<String> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(header.split(','))?;
-    for r in rows {
-        w.serialize(r)?;
-    }
-    Ok(String::from_utf8(w.into_inner()?)?)
-}
-
-impl Report {
-    /// One of [`TABLES`] as CSV (with a header row); None for an unknown name.
-    pub fn csv(&self, table: &str) -> Option<anyhow::Result<String>> {
-        Some(match table {
-            "days" => csv_of(
-                "day,channel,conversations,automated,handed_over,automation_rate",
-                &self.days,
-            ),
-            "times" => csv_of("measure,by,count,p50_ms,p90_ms", self.time_rows()),
-            "reasons" => csv_of("reason,count", &self.transfer_reasons),
-            "queues" => csv_of(
-                "queue,stays,answered,abandoned,timed_out,abandonment_rate,avg_wait_ms,avg_handle_ms",
-                &self.queues,
-            ),
-            "agents" => csv_of("agent,answered,avg_wait_ms,avg_handle_ms", &self.agents),
-            "input" => csv_of("calls,keys_only,speech_only,both,neither", [&self.input]),
-            "asr_confidence" => csv_of("from,to,count", &self.asr_confidence),
-            "intents" => csv_of("intent,count", &self.top_intents),
-            "trend" => csv_of("day,intent,count", &self.intent_trend),
-            "unanswered" => csv_of(
-                "question,count,phrasings,examples",
-                self.unanswered.iter().map(|u| UnansweredRow {
-                    question: inert(&u.question),
-                    count: u.count,
-                    phrasings: u.phrasings,
-                    examples: inert(&u.examples.join(" / ")).into_owned(),
-                }),
-            ),
-            _ => return None,
-        })
-    }
-
-    fn time_rows(&self) -> [TimeRow<'_>; 4] {
-        let row = |measure, by, p: &Percentiles| TimeRow {
-            measure,
-            by,
-            count: p.count,
-            p50_ms: p.p50_ms,
-            p90_ms: p.p90_ms,
-        };
-        [
-            row("first_response", "bot", &self.first_response.bot),
-            row("first_response", "human", &self.first_response.human),
-            row("resolution", "bot", &self.resolution.bot),
-            row("resolution", "human", &self.resolution.human),
-        ]
-    }
-
-    /// Clusters the unanswered questions by meaning with `embed` (left grouped by
-    /// wording when it fails).
-    pub fn cluster_with(&mut self, embed: &Embed) {
-        let questions: Vec<&str> = self
-            .unanswered
-            .iter()
-            .map(|u| u.question.as_str())
-            .collect();
-        match embed(&questions) {
-            Ok(v) => self.cluster_unanswered(&v, CLUSTER_THRESHOLD),
-            Err(e) => tracing::warn!(
-                error = format!("{e:#}"),
-                "cannot cluster unanswered questions"
-            ),
-        }
-    }
-
-    /// Merges unanswered groups that ask the same thing in other words
-    /// ([`cluster`]); `vectors[i]` embeds `unanswered[i].question`.
-    pub fn cluster_unanswered(&mut self, vectors: &[Vec<f32>], threshold: f32) {
-        if vectors.len() == self.unanswered.len() {
-            self.unanswered = cluster(std::mem::take(&mut self.unanswered), vectors, threshold);
-        }
-    }
-
-    /// The whole report as Markdown.
-    pub fn markdown(&self) -> String {
-        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
-        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
-        let mut out = format!(
-            "# kefu report {} to {}{}\n\nContacts: {}, resolved without a person: {} ({}), \
-             handed over: {} ({}).\n\n\
-             | measure | by | count | p50 | p90 |\n|---|---|---|---|---|\n",
-            self.from,
-            self.to,
-            self.channel
-                .as_deref()
-                .map_or(String::new(), |c| format!(" ({c})")),
-            self.conversations,
-            self.automated,
-            pct(self.automation_rate),
-            self.handed_over,
-            pct(self.transfer_rate),
-        );
-        for t in self.time_rows() {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                t.measure,
-                t.by,
-                t.count,
-                ms(t.p50_ms),
-                ms(t.p90_ms)
-            ));
-        }
-        out.push_str(
-            "\n| day | channel | contacts | automated | handed over | automation |\n|---|---|---|---|---|---|\n",
-        );
-        for d in &self.days {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
-                d.day,
-                d.channel,
-                d.conversations,
-                d.automated,
-                d.handed_over,
-                pct(Some(d.automation_rate))
-            ));
-        }
-        out.push_str("\n## Why customers were handed over\n\n| reason | times |\n|---|---|\n");
-        for c in &self.transfer_reasons {
-            out.push_str(&format!("| {} | {} |\n", c.key, c.count));
-        }
-        out.push_str(
-            "\n## Queues\n\n| queue | customers | answered | abandoned | timed out | abandonment | avg wait | avg handle |\n\
-             |---|---|---|---|---|---|---|---|\n",
-        );
-        for q in &self.queues {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                q.queue,
-                q.stays,
-                q.answered,
-                q.abandoned,
-                q.timed_out,
-                pct(Some(q.abandonment_rate)),
-                ms(q.avg_wait_ms),
-                ms(q.avg_handle_ms)
-            ));
-        }
-        out.push_str("\n| agent | answered | avg wait | avg handle |\n|---|---|---|---|\n");
-        for a in &self.agents {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                a.agent,
-                a.answered,
-                ms(a.avg_wait_ms),
-                ms(a.avg_handle_ms)
-            ));
-        }
-        let i = &self.input;
-        out.push_str(&format!(
-            "\n## Calls\n\n{} answered calls: keys only {}, speech only {}, both {}, neither {}.\n\n\
-             | recognizer confidence | utterances |\n|---|---|\n",
-            i.calls, i.keys_only, i.speech_only, i.both, i.neither
-        ));
-        for b in &self.asr_confidence {
-            out.push_str(&format!("| {:.1}–{:.1} | {} |\n", b.from, b.to, b.count));
-        }
-        out.push_str("\n## Hot topics\n\n| intent | questions |\n|---|---|\n");
-        for c in &self.top_intents {
-            out.push_str(&format!("| {} | {} |\n", c.key, c.count));
-        }
-        out.push_str(
-            "\n## Unanswered questions\n\n| question | times | as asked |\n|---|---|---|\n",
-        );
-        for u in &self.unanswered {
-            out.push_str(&format!(
-                "| {} | {} | {} |\n",
-                u.question.replace('|', "/"),
-                u.count,
-                u.examples.join(" / ").replace('|', "/")
-            ));
-        }
-        out
-    }
-}
-
-/// Writes the report of each finished UTC day to `dir` (`DAY.md` and `DAY.json`):
-/// yesterday's at start if it is missing, then each day shortly after midnight,
-/// until `stop`.
-pub async fn daily(
-    store: Store,
-    dir: std::path::PathBuf,
-    embed: Option<Embed>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        let now = Utc::now();
-        let yesterday = now.date_naive() - chrono::Duration::days(1);
-        if let Err(e) = write_day(&store, &dir, yesterday, embed.as_ref()).await {
-            tracing::warn!(error = format!("{e:#}"), day = %yesterday, "cannot write the daily report");
-        }
-        // Five minutes past the next UTC midnight.
-        let next = (now.date_naive() + chrono::Duration::days(1))
-            .and_hms_opt(0, 5, 0)
-            .unwrap_or_default()
-            .and_utc();
-        let wait = (next - now)
-            .to_std()
-            .unwrap_or(std::time::Duration::from_secs(3600));
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-/// The report of `day`, unless it is already written (atomically: a temporary
-/// file renamed into place).
-async fn write_day(
-    store: &Store,
-    dir: &std::path::Path,
-    day: NaiveDate,
-    embed: Option<&Embed>,
-) -> anyhow::Result<()> {
-    let md = dir.join(format!("{day}.md"));
-    if md.exists() {
-        return Ok(());
-    }
-    let mut r = store.analytics(day, day, None).await?;
-    if let Some(embed) = embed {
-        let embed = embed.clone();
-        r = tokio::task::spawn_blocking(move || {
-            r.cluster_with(&embed);
-            r
-        })
-        .await?;
-    }
-    // Files on disk are outside the store's sealing, erasure and retention: they
-    // carry counts only (the unanswered questions' words stay behind the API).
-    let r = r.without_customer_words();
-    tokio::fs::create_dir_all(dir)
-        .await
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    for (path, text) in [
-        (
-            dir.join(format!("{day}.json")),
-            serde_json::to_string_pretty(&r)?,
-        ),
-        (md, r.markdown()),
-    ] {
-        let tmp = path.with_extension("tmp");
-        tokio::fs::write(&tmp, text)
-            .await
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    tracing::info!(%day, dir = %dir.display(), "daily report written");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::export::inert;
     use super::*;
 
     #[test]
