@@ -26,18 +26,7 @@ use crate::watch::{Reloaded, Schedule};
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     open_files_for(config.max_calls);
-    std::fs::create_dir_all(&config.data)
-        .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
-    // Customers' data lives here (database, reports, recordings, caches): for kefu's
-    // own user only, whatever mode it was made with.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) =
-            std::fs::set_permissions(&config.data, std::fs::Permissions::from_mode(0o700))
-        {
-            tracing::warn!(dir = %config.data.display(), error = %e, "cannot make the data directory private");
-        }
-    }
+    private_data_dir(&config.data)?;
     // The store first: with encryption on and no key, nothing else starts.
     let url = config.database_url();
     let store = config.open_store().await?;
@@ -50,78 +39,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(config.data.join("tts-cache")),
     );
     let prompts = Arc::new(PromptCache::with_speaker(Arc::new(speaker)));
-    let registry = {
-        let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
-        tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?
-    }
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "dialplans in {} are invalid:\n{e}",
-            config.dialplans.display()
-        )
-    })?;
-    tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
-    // Speech recognition is loaded when a plan listens; a missing model stops start-up
-    // here, with the set-up script named, rather than failing a caller later.
-    let speech = if registry.plans.iter().any(|p| p.listens()) {
-        let (models, model, workers) = (
-            crate::speech::ModelDir(config.models.clone()),
-            config.asr_model.clone(),
-            config.asr_workers,
-        );
-        let runtime = tokio::task::spawn_blocking(move || {
-            crate::speech::SpeechRuntime::load(&models, &model, workers)
-        })
-        .await?
-        .context("cannot start speech recognition for the dialplans' listen nodes")?;
-        tracing::info!(model = %config.asr_model, workers = config.asr_workers, "speech recognition ready");
-        Some(runtime)
-    } else {
-        None
-    };
-    // Voices that speak `ask` nodes' answers load now, not on a caller's first question.
-    let voices: Vec<(Option<String>, String)> = registry
-        .plans
-        .iter()
-        .filter(|p| p.asks())
-        .map(|p| (p.voice.clone(), p.language.clone()))
-        .collect();
-    if !voices.is_empty() {
-        let p = prompts.clone();
-        tokio::task::spawn_blocking(move || {
-            for (voice, language) in voices {
-                if let Err(e) = p.prepare_voice(voice.as_deref(), &language) {
-                    tracing::error!(error = %e, %language, "cannot load the voice for spoken answers");
-                }
-            }
-        })
-        .await?;
-    }
-    // The notices a saturated recogniser has nodes say come when the machine is
-    // busiest: they are rendered now, in the background, not on first use.
-    let notices: Vec<(Option<String>, String)> = registry
-        .plans
-        .iter()
-        .filter(|p| p.listens())
-        .map(|p| (p.voice.clone(), p.language.clone()))
-        .collect();
-    if !notices.is_empty() {
-        let p = prompts.clone();
-        tokio::task::spawn_blocking(move || {
-            for (voice, language) in notices {
-                let zh = language.starts_with("zh");
-                let lang = if zh { "zh" } else { "en" };
-                for ask in [false, true] {
-                    let text = crate::dialplan::actions::busy_notice(zh, ask);
-                    for sentence in crate::speech::tts::sentences(text) {
-                        if let Err(e) = p.say(voice.as_deref(), lang, &sentence) {
-                            tracing::warn!(error = %e, "cannot render the busy notice ahead");
-                        }
-                    }
-                }
-            }
-        });
-    }
+    let registry = load_dialplans(&config, &audio, &prompts).await?;
+    let speech = load_speech(&config, &registry).await?;
+    warm_voices(&prompts, &registry).await?;
     let live = LiveDialplans::new(registry);
     let encoder = if config.semantic {
         let (models, cache) = (
@@ -148,17 +68,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
-    {
-        // The queue ledger: every finished stay goes to the store (analytics).
-        let (mut ledger, store) = (center.ledger(), store.clone());
-        tokio::spawn(async move {
-            while let Some(stay) = ledger.recv().await {
-                if let Err(e) = store.record_stay(&stay).await {
-                    tracing::warn!(error = format!("{e:#}"), item = %stay.item, "cannot record a queue stay");
-                }
-            }
-        });
-    }
     // Unanswered questions are clustered by meaning with the re-ranker's model.
     let embed: Option<crate::store::analytics::Embed> = encoder.clone().map(|e| {
         Arc::new(move |texts: &[&str]| {
@@ -186,22 +95,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let stop = CancellationToken::new();
-    {
-        let (c, stop) = (center.clone(), stop.clone());
-        tokio::spawn(async move { c.run(stop).await });
-        // Chats nobody took within the queue's maximum wait are told so.
-        let (c, text) = (center.clone(), text.clone());
-        tokio::spawn(async move {
-            loop {
-                c.timed_out().await;
-                for item in c.take_timed_out() {
-                    if let Err(e) = text.queue_gave_up(&item).await {
-                        tracing::warn!(conversation = %crate::log_id(&item), reason = %e.reason, "cannot tell the customer the queue gave up");
-                    }
-                }
-            }
-        });
-    }
+    run_queues(&center, &store, &text, &stop);
     let hangup_all = CancellationToken::new();
     let gate = Arc::new(CallGate::default());
     tokio::spawn(give_memory_back(gate.clone(), stop.clone()));
@@ -261,6 +155,169 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
     tokio::spawn(sip.clone().run(incoming));
+    watch_and_keep(
+        &config,
+        Watched {
+            live,
+            audio,
+            prompts,
+            kb,
+            encoder,
+            reloads,
+        },
+        &store,
+        &url,
+        embed,
+        &stop,
+    );
+    // Ready once SIP is bound and dialplans are live.
+    health.sip_ready.store(true, Ordering::Release);
+
+    shutdown_signal().await;
+    drain(&gate, &hangup_all, config.drain_timeout).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes the data directory, for kefu's own user only: customers' data lives there
+/// (database, reports, recordings, caches), whatever mode it was made with.
+fn private_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
+    if let Err(e) = std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %data.display(), error = %e, "cannot make the data directory private");
+    }
+    Ok(())
+}
+
+/// Every dialplan, checked (start-up stops on the first invalid one).
+async fn load_dialplans(
+    config: &Config,
+    audio: &AudioRoot,
+    prompts: &Arc<PromptCache>,
+) -> anyhow::Result<crate::dialplan::Registry> {
+    let registry = {
+        let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
+        tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "dialplans in {} are invalid:\n{e}",
+            config.dialplans.display()
+        )
+    })?;
+    tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
+    Ok(registry)
+}
+
+/// Speech recognition, loaded when a plan listens: a missing model stops start-up
+/// here, with the set-up script named, rather than failing a caller later.
+async fn load_speech(
+    config: &Config,
+    registry: &crate::dialplan::Registry,
+) -> anyhow::Result<Option<Arc<crate::speech::SpeechRuntime>>> {
+    let speech = if registry.plans.iter().any(|p| p.listens()) {
+        let (models, model, workers) = (
+            crate::speech::ModelDir(config.models.clone()),
+            config.asr_model.clone(),
+            config.asr_workers,
+        );
+        let runtime = tokio::task::spawn_blocking(move || {
+            crate::speech::SpeechRuntime::load(&models, &model, workers)
+        })
+        .await?
+        .context("cannot start speech recognition for the dialplans' listen nodes")?;
+        tracing::info!(model = %config.asr_model, workers = config.asr_workers, "speech recognition ready");
+        Some(runtime)
+    } else {
+        None
+    };
+    Ok(speech)
+}
+
+/// Loads the voices that speak `ask` nodes' answers now, not on a caller's first
+/// question, and renders the busy notices in the background.
+async fn warm_voices(
+    prompts: &Arc<PromptCache>,
+    registry: &crate::dialplan::Registry,
+) -> anyhow::Result<()> {
+    // The (voice, language) of the plans `keep` picks.
+    let voices_of =
+        |keep: fn(&crate::dialplan::Dialplan) -> bool| -> Vec<(Option<String>, String)> {
+            registry
+                .plans
+                .iter()
+                .filter(|p| keep(p))
+                .map(|p| (p.voice.clone(), p.language.clone()))
+                .collect()
+        };
+    let voices = voices_of(crate::dialplan::Dialplan::asks);
+    if !voices.is_empty() {
+        let p = prompts.clone();
+        tokio::task::spawn_blocking(move || {
+            for (voice, language) in voices {
+                if let Err(e) = p.prepare_voice(voice.as_deref(), &language) {
+                    tracing::error!(error = %e, %language, "cannot load the voice for spoken answers");
+                }
+            }
+        })
+        .await?;
+    }
+    // The notices a saturated recogniser has nodes say come when the machine is
+    // busiest: they are rendered now, in the background, not on first use.
+    let notices = voices_of(crate::dialplan::Dialplan::listens);
+    if !notices.is_empty() {
+        let p = prompts.clone();
+        tokio::task::spawn_blocking(move || {
+            for (voice, language) in notices {
+                let zh = language.starts_with("zh");
+                let lang = if zh { "zh" } else { "en" };
+                for ask in [false, true] {
+                    let text = crate::dialplan::actions::busy_notice(zh, ask);
+                    for sentence in crate::speech::tts::sentences(text) {
+                        if let Err(e) = p.say(voice.as_deref(), lang, &sentence) {
+                            tracing::warn!(error = %e, "cannot render the busy notice ahead");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// What the watchers keep live.
+struct Watched {
+    live: LiveDialplans,
+    audio: AudioRoot,
+    prompts: Arc<PromptCache>,
+    kb: LiveKb,
+    encoder: Option<Arc<Encoder>>,
+    reloads: tokio::sync::mpsc::Sender<Reloaded>,
+}
+
+/// The background work until `stop`: dialplan and knowledge-base reloads, backups,
+/// the daily report files and retention.
+fn watch_and_keep(
+    config: &Config,
+    w: Watched,
+    store: &crate::store::Store,
+    url: &str,
+    embed: Option<crate::store::analytics::Embed>,
+    stop: &CancellationToken,
+) {
+    let Watched {
+        live,
+        audio,
+        prompts,
+        kb,
+        encoder,
+        reloads,
+    } = w;
     tokio::spawn(reload::watch(
         live,
         config.dialplans.clone(),
@@ -291,7 +348,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .unwrap_or_else(|| config.data.join("backups"));
         tokio::spawn(crate::store::backup::schedule(
             store.clone(),
-            url.clone(),
+            url.to_string(),
             dir,
             every,
             config.backup_keep,
@@ -311,13 +368,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    // Ready once SIP is bound and dialplans are live.
-    health.sip_ready.store(true, Ordering::Release);
+}
 
-    shutdown_signal().await;
-    tracing::info!(active = gate.active(), drain_timeout = ?config.drain_timeout, "shutting down: no new calls, draining live ones");
+/// Draining: no new calls; live ones end by themselves within `timeout`, or are
+/// hung up.
+async fn drain(gate: &CallGate, hangup_all: &CancellationToken, timeout: std::time::Duration) {
+    tracing::info!(active = gate.active(), drain_timeout = ?timeout, "shutting down: no new calls, draining live ones");
     gate.start_draining();
-    if tokio::time::timeout(config.drain_timeout, gate.tracker.wait())
+    if tokio::time::timeout(timeout, gate.tracker.wait())
         .await
         .is_err()
     {
@@ -328,11 +386,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         hangup_all.cancel();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gate.tracker.wait()).await;
     }
-    stop.cancel();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// Runs the agent queues until `stop`: the ledger of finished stays goes to the
+/// store (analytics), and chats nobody took within a queue's maximum wait are told
+/// so.
+fn run_queues(
+    center: &Arc<crate::agents::center::Center>,
+    store: &crate::store::Store,
+    text: &Arc<TextChannels>,
+    stop: &CancellationToken,
+) {
+    let (mut ledger, store) = (center.ledger(), store.clone());
+    tokio::spawn(async move {
+        while let Some(stay) = ledger.recv().await {
+            if let Err(e) = store.record_stay(&stay).await {
+                tracing::warn!(error = format!("{e:#}"), item = %stay.item, "cannot record a queue stay");
+            }
+        }
+    });
+    let (c, stop) = (center.clone(), stop.clone());
+    tokio::spawn(async move { c.run(stop).await });
+    let (c, text) = (center.clone(), text.clone());
+    tokio::spawn(async move {
+        loop {
+            c.timed_out().await;
+            for item in c.take_timed_out() {
+                if let Err(e) = text.queue_gave_up(&item).await {
+                    tracing::warn!(conversation = %crate::log_id(&item), reason = %e.reason, "cannot tell the customer the queue gave up");
+                }
+            }
+        }
+    });
 }
 
 /// Notes the knowledge base and dialplans this server started with.
