@@ -27,9 +27,10 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// How logs name a conversation (or a queue item): its first 8 characters. A
-/// conversation's whole id is the customer's proof on the public chat routes, so it
-/// never goes into a log line; 32 bits are enough to follow one through the logs.
+/// How logs name a conversation (or a queue item): its first 8 characters. The
+/// whole id, with its web chat key (`channel::chat::proof`), opens the customer's
+/// side of a conversation, so the id stays out of log lines as well; 32 bits are
+/// enough to follow one through the logs.
 pub fn log_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }

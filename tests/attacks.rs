@@ -358,8 +358,8 @@ fn customer_data_on_disk_is_private() {
     assert!(seen > 0, "kefu wrote nothing under {}", s.data().display());
 }
 
-/// A conversation's id is the customer's proof on the public chat routes: the logs
-/// name it by its first 8 characters only, so reading logs gives no way in.
+/// A conversation's id (with its key) opens the customer's side of a web chat: the
+/// logs name it by its first 8 characters only, so a reader of the logs holds neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_carry_a_whole_conversation_id() {
     let s = Server::start_with(
