@@ -1,4 +1,8 @@
-//! Scripted callers for the dialplan interpreter, in virtual time.
+//! Scripted callers for the whole call session (`kefu::call::session`), in virtual
+//! time: the caller's keys arrive as RFC 4733 RTP packets, time passes with the
+//! caller's 20 ms silence frames, and the session's actions are what is checked.
+//! The voice activity detector is the script's (`talk` and `say` are what the ears
+//! notice next); recognition answers with the script's text.
 //!
 //! Each `tests/scripts/*.script` file is one conversation with a dialplan, written as
 //! what the caller does (`>` lines) and what kefu must answer (`<` lines), in order:
@@ -15,9 +19,17 @@
 //! > talk / > say TEXT / > asr-busy     # at a listen or ask node: speech starts, is
 //!                                      # heard, or recognition is unavailable
 //! > no-agent                           # after a transfer: nobody took the call
+//! > agent                              # after a transfer: an agent took it
+//! > announce                           # the queue says the caller's place
+//! > quiet 40s                          # time passes and the caller sends nothing
+//! > reinvite sendonly                  # the caller holds (sendrecv: resumes)
+//! > refer-answer 603 | notify 200      # a blind transfer's REFER and NOTIFY
+//! > dial-out answered | dial-out failed WHY
+//! > hangup                             # the caller hangs up
 //! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
 //! < record | stop-recording | note QUEUE: TEXT | blind-transfer TO
 //! < say TEXT                           # an ask node speaks the dialogue core's answer
+//! < announce | media DIRECTION | dial-out TO | bridge | end REASON
 //! = path welcome main_menu ...         # nodes visited so far
 //! = var NAME VALUE                     # a call variable
 //! = finished                           # the interpreter has ended the call
@@ -25,16 +37,24 @@
 //!
 //! Every output must be expected, in order, before the next `>` or `=` line. A comment
 //! after a line starts with two spaces and `#`. A second `call` starts a new call.
+//!
+//! `UPDATE_EXPECT=1 cargo test --test interpreter` rewrites the `<` lines of every
+//! script to what the session now does (checks and actions stay as written); read
+//! the diff before committing it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use kefu::call::EndReason;
+use kefu::call::session::{self, Action, Ears, Event, Noticed, Queued, Session};
+use kefu::call::transfer::TransferLog;
 use kefu::dialogue::Matcher;
-use kefu::dialplan::{AudioRoot, Dialplan, Input, Interpreter, Moment, Output, load_dir};
-use kefu::media::prompt::PromptCache;
+use kefu::dialplan::{AudioRoot, Dialplan, Interpreter, Moment, load_dir};
+use kefu::media::prompt::{Prompt, PromptCache};
 
 /// One cache for every script: prompts are converted once.
 /// The demo knowledge base, for `ask` nodes.
@@ -61,13 +81,99 @@ fn prompts() -> &'static PromptCache {
     })
 }
 
+/// Where the caller's phone sends from (the SDP names it: no latching).
+const PHONE: &str = "127.0.0.1:40000";
+/// The caller's phone offers PCMU and telephone-event.
+fn offer(direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na={direction}\r\n"
+    )
+}
+
+/// The audio of an answer's sentences (the harness renders them, not the TTS).
+const ANSWER: &str = "(answer)";
+const FRAME: Duration = Duration::from_millis(20);
+
+/// What the ears notice next: the script says when the caller talks.
+type Heard = Arc<Mutex<VecDeque<Noticed>>>;
+
+struct ScriptedEars(Heard);
+
+impl Ears for ScriptedEars {
+    fn restart(&mut self, _language: &str) {}
+
+    fn push(&mut self, _pcm: &[i16], out: &mut Vec<Noticed>) {
+        out.extend(self.0.lock().unwrap().drain(..));
+    }
+}
+
+/// The caller's phone: RTP with its own sequence and timestamps.
+struct Phone {
+    seq: u16,
+    timestamp: u32,
+}
+
+impl Phone {
+    fn packet(&mut self, payload_type: u8, marker: bool, payload: &[u8], advance: bool) -> Vec<u8> {
+        let mut p = vec![0x80, payload_type | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&self.timestamp.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        if advance {
+            self.timestamp = self.timestamp.wrapping_add(160);
+        }
+        p
+    }
+
+    /// One 20 ms PCMU frame (0xff: silence; else a loud square wave).
+    fn frame(&mut self, loud: bool) -> Vec<u8> {
+        let payload: Vec<u8> = (0..160)
+            .map(|i| match (loud, (i / 10) % 2) {
+                (false, _) => 0xff,
+                (true, 0) => 0x20,
+                (true, _) => 0xa0,
+            })
+            .collect();
+        self.packet(0, false, &payload, true)
+    }
+
+    /// The packets of one key press (RFC 4733: a start, then three ends).
+    fn key(&mut self, key: char) -> Vec<Vec<u8>> {
+        let event = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            'A'..='D' => key as u8 - b'A' + 12,
+            _ => panic!("no such key {key}"),
+        };
+        let mut packets = vec![self.packet(101, true, &[event, 10, 0, 160], false)];
+        for _ in 0..3 {
+            packets.push(self.packet(101, false, &[event, 0x80 | 10, 3, 32], false));
+        }
+        self.timestamp = self.timestamp.wrapping_add(800);
+        packets
+    }
+}
+
 struct Script {
     file: PathBuf,
     audio: PathBuf,
-    interpreter: Option<Interpreter>,
+    session: Option<Session>,
     now: Moment,
     pending: VecDeque<String>,
     plans_dir: Option<PathBuf>,
+    heard: Heard,
+    phone: Phone,
+    /// An answer is being spoken: its sentences are rendered at `done`.
+    speaking: bool,
+    /// What the ears gave to recognition, waiting for the script's words.
+    recognising: bool,
+    /// UPDATE_EXPECT: the script as it should read.
+    update: Option<Vec<String>>,
 }
 
 impl Script {
@@ -75,66 +181,133 @@ impl Script {
         panic!("{}:{}: {msg}", self.file.display(), line);
     }
 
-    fn interp(&mut self, line: usize) -> &mut Interpreter {
-        if self.interpreter.is_none() {
+    fn session(&mut self, line: usize) -> &mut Session {
+        if self.session.is_none() {
             self.fail(line, "no `call` line before this");
         }
-        self.interpreter.as_mut().unwrap()
+        self.session.as_mut().unwrap()
     }
 
-    fn render(&self, output: Output) -> String {
-        match output {
-            Output::Play(prompts) => {
-                let names: Vec<String> = prompts
-                    .iter()
-                    .map(|p| {
-                        p.path()
-                            .strip_prefix(&self.audio)
-                            .unwrap_or(p.path())
-                            .display()
-                            .to_string()
-                    })
-                    .collect();
+    fn interp(&mut self, line: usize) -> &Interpreter {
+        self.session(line).interpreter()
+    }
+
+    fn path_of(&self, p: &Prompt) -> String {
+        p.path()
+            .strip_prefix(&self.audio)
+            .unwrap_or(p.path())
+            .display()
+            .to_string()
+    }
+
+    /// The line an action reads as; None for those the harness answers itself.
+    fn render(&mut self, action: Action) -> Option<String> {
+        Some(match action {
+            Action::Play(prompts) => {
+                self.speaking = false;
+                if prompts.iter().any(|p| p.path() == Path::new(ANSWER)) {
+                    return None;
+                }
+                let names: Vec<String> = prompts.iter().map(|p| self.path_of(p)).collect();
                 format!("play {}", names.join(", "))
             }
-            Output::StopPlayback => "stop".into(),
-            Output::Transfer { queue } => format!("transfer {queue}"),
-            Output::BlindTransfer { to } => format!("blind-transfer {to}"),
-            Output::Record => "record".to_string(),
-            Output::StopRecording => "stop-recording".to_string(),
-            Output::Note { text, queue } => format!("note {queue}: {text}"),
-            Output::Hangup { reason } => format!("hangup {reason}"),
-            Output::Listen { language } => format!("listen {language}"),
-            Output::StopListening => "stop-listening".into(),
-            Output::Say { text, .. } => format!("say {text}"),
-        }
+            Action::Append(_) => return None,
+            Action::StopPlayback => {
+                self.speaking = false;
+                "stop".into()
+            }
+            Action::Speak { text, .. } => {
+                self.speaking = true;
+                format!("say {text}")
+            }
+            Action::Announce(p) => format!("announce {}", self.path_of(&p)),
+            Action::Listen { language } => format!("listen {language}"),
+            Action::StopListening => {
+                self.recognising = false;
+                "stop-listening".into()
+            }
+            Action::Recognise { .. } => {
+                self.recognising = true;
+                return None;
+            }
+            Action::Remote(to) => format!("remote {to}"),
+            Action::Media(n) => format!("media {}", format!("{:?}", n.direction).to_lowercase()),
+            Action::Queue { queue, .. } => format!("transfer {queue}"),
+            Action::Refer { to } => format!("blind-transfer {to}"),
+            Action::DialOut { to } => format!("dial-out {to}"),
+            Action::Bridge => "bridge".into(),
+            Action::Note { text, queue } => format!("note {queue}: {text}"),
+            Action::Record => "record".into(),
+            Action::Keep(_) => "stop-recording".into(),
+            Action::End(EndReason::Plan(reason)) => format!("hangup {reason}"),
+            Action::End(reason) => format!("end {reason}"),
+        })
     }
 
     fn drain(&mut self, line: usize) {
-        while let Some(out) = self.interp(line).poll_output() {
-            let text = self.render(out);
-            self.pending.push_back(text);
+        while let Some(action) = self.session(line).poll_action() {
+            if let Some(text) = self.render(action) {
+                self.pending.push_back(text);
+            }
         }
     }
 
-    fn feed(&mut self, line: usize, input: Input) {
+    fn feed(&mut self, line: usize, event: Event<'_>) {
         let now = self.now;
-        self.interp(line).handle(input, now);
+        self.session(line).handle(event, now);
         self.drain(line);
     }
 
-    /// Advances virtual time, firing each timer at its deadline.
-    fn wait(&mut self, line: usize, d: Duration) {
+    fn send(&mut self, line: usize, packet: &[u8]) {
+        let from: SocketAddr = PHONE.parse().unwrap();
+        let at = self.now.mono;
+        self.feed(line, Event::Rtp { packet, from, at });
+    }
+
+    /// Advances virtual time to `until`: the session's timers fire at their
+    /// deadlines, and the phone sends a silence frame every 20 ms unless `quiet`.
+    fn wait(&mut self, line: usize, d: Duration, quiet: bool) {
         let until = self.now.mono + d;
+        let mut next_frame = self.now.mono + FRAME;
         loop {
-            let due = self.interp(line).poll_timeout().filter(|t| *t <= until);
-            let Some(due) = due else { break };
-            let step = due.saturating_duration_since(self.now.mono);
-            self.now = self.now.after(step);
-            self.feed(line, Input::Timer);
+            let timer = self.session(line).poll_timeout();
+            let step = [Some(next_frame), timer, Some(until)]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > self.now.mono || *t == until)
+                .min()
+                .unwrap_or(until)
+                .min(until);
+            let ahead = step.saturating_duration_since(self.now.mono);
+            self.now = self.now.after(ahead);
+            if step == next_frame {
+                next_frame += FRAME;
+                if !quiet {
+                    let frame = self.phone.frame(false);
+                    self.send(line, &frame);
+                }
+            }
+            self.feed(line, Event::Tick);
+            if self.now.mono >= until {
+                break;
+            }
         }
-        let rest = until.saturating_duration_since(self.now.mono);
-        self.now = self.now.after(rest);
+    }
+
+    /// The caller's voice as the ears notice it, carried by one loud frame.
+    fn notice(&mut self, line: usize, noticed: Noticed) {
+        self.heard.lock().unwrap().push_back(noticed);
+        // A few frames: after a key the reorder buffer waits out the events' gap in
+        // the sequence numbers before it decodes voice again.
+        for _ in 0..5 {
+            if self.heard.lock().unwrap().is_empty() {
+                return;
+            }
+            let frame = self.phone.frame(true);
+            self.send(line, &frame);
+        }
+        // Nobody was listening: the caller spoke to no one.
+        self.heard.lock().unwrap().clear();
     }
 
     fn call(&mut self, line: usize, args: &str) {
@@ -175,8 +348,25 @@ impl Script {
             mono: Instant::now(),
             wall,
         };
-        self.interpreter =
-            Some(Interpreter::new(plan, vars, self.now).with_dialogue(demo_kb(), topic));
+        let config = session::Config {
+            negotiated: kefu::media::sdp::negotiate(offer("sendrecv").as_bytes())
+                .unwrap_or_else(|e| self.fail(line, format!("offer: {e}"))),
+            dtmf: Default::default(),
+            rtp_timeout: Duration::from_secs(30),
+            local_rtp: "127.0.0.1:20000".parse().unwrap(),
+            peer: "127.0.0.1".parse().unwrap(),
+            session_id: 1,
+            sdp_version: 1,
+            caller: vars.get("caller").cloned().unwrap_or_default(),
+            language: plan.language.clone(),
+        };
+        let interpreter = Interpreter::new(plan, vars, self.now).with_dialogue(demo_kb(), topic);
+        let heard = self.heard.clone();
+        let ears: session::MakeEars =
+            Box::new(move |_: &str| -> Box<dyn Ears> { Box::new(ScriptedEars(heard.clone())) });
+        self.session = Some(Session::new(config, interpreter, Some(ears), self.now.mono));
+        self.speaking = false;
+        self.recognising = false;
     }
 
     fn act(&mut self, line: usize, action: &str) {
@@ -184,49 +374,109 @@ impl Script {
             self.fail(line, format!("unexpected output before this: `{extra}`"));
         }
         let (verb, arg) = action.split_once(' ').unwrap_or((action, ""));
+        let arg = arg.trim();
         match verb {
-            "start" => {
-                let now = self.now;
-                self.interp(line).start(now);
-                self.drain(line);
+            "start" => self.feed(line, Event::Start),
+            "done" => {
+                if self.speaking {
+                    // The answer's one sentence is rendered and sent, then plays out.
+                    let sentence = Arc::new(Prompt::from_samples(ANSWER.into(), vec![0; 800]));
+                    self.feed(line, Event::Sentence(sentence));
+                    self.feed(line, Event::AnswerRendered);
+                }
+                self.feed(line, Event::PlayoutEnded);
             }
-            "done" => self.feed(line, Input::PlaybackDone),
-            "talk" => self.feed(line, Input::SpeechStarted),
-            "say" => self.feed(
-                line,
-                Input::Heard {
-                    text: arg.trim().to_string(),
-                    confidence: 0.9,
-                },
-            ),
-            "asr-busy" => self.feed(line, Input::AsrUnavailable),
-            "no-agent" => self.feed(line, Input::NoAgent),
-            "key" => {
-                for c in arg.trim().chars() {
-                    self.feed(line, Input::Digit(c));
+            "talk" => self.notice(line, Noticed::SpeechStarted),
+            "say" => {
+                self.notice(line, Noticed::Utterance(vec![0.1; 800]));
+                if std::mem::take(&mut self.recognising) {
+                    let heard = kefu::speech::Transcript {
+                        text: arg.to_string(),
+                        language: String::new(),
+                        confidence: 0.9,
+                        no_speech: 0.0,
+                        audio_ms: 100,
+                        decode_ms: 1,
+                    };
+                    self.feed(line, Event::Heard(Ok(heard)));
                 }
             }
-            "wait" => {
-                let d = humantime::parse_duration(arg.trim())
-                    .unwrap_or_else(|e| self.fail(line, format!("bad duration: {e}")));
-                self.wait(line, d);
+            "asr-busy" => self.feed(line, Event::RecognitionRefused),
+            "no-agent" => self.feed(line, Event::Queue(Queued::TimedOut(TransferLog::default()))),
+            "agent" => self.feed(line, Event::Queue(Queued::Answered(TransferLog::default()))),
+            "announce" => {
+                let place = Arc::new(Prompt::from_samples("position.wav".into(), vec![0; 800]));
+                self.feed(line, Event::Queue(Queued::Announce(place)));
             }
+            "key" => {
+                for c in arg.chars() {
+                    for packet in self.phone.key(c) {
+                        self.send(line, &packet);
+                    }
+                }
+            }
+            "wait" | "quiet" => {
+                let d = humantime::parse_duration(arg)
+                    .unwrap_or_else(|e| self.fail(line, format!("bad duration: {e}")));
+                self.wait(line, d, verb == "quiet");
+            }
+            "reinvite" => {
+                let now = self.now;
+                let decision = self.session(line).reoffer(offer(arg).as_bytes(), now);
+                if let kefu::call::reoffer::Reoffer::Refused(why) = decision {
+                    self.pending.push_back(format!("refused {why}"));
+                }
+                self.drain(line);
+            }
+            "refer-answer" => {
+                let code = arg
+                    .parse()
+                    .unwrap_or_else(|_| self.fail(line, "a status code"));
+                self.feed(line, Event::ReferAnswered(Ok(code)));
+            }
+            "notify" => {
+                let body = format!("SIP/2.0 {arg}\r\n");
+                self.feed(line, Event::Notify(body.as_bytes()));
+            }
+            "dial-out" => match arg.split_once(' ').unwrap_or((arg, "")) {
+                ("answered", _) => self.feed(line, Event::DialOut(Ok(()))),
+                ("failed", why) => self.feed(line, Event::DialOut(Err(why.to_string()))),
+                _ => self.fail(line, "dial-out answered | dial-out failed WHY"),
+            },
+            "hangup" => self.feed(line, Event::Gone(EndReason::CallerHangup)),
             other => self.fail(line, format!("unknown action `{other}`")),
         }
     }
 
-    fn expect_output(&mut self, line: usize, want: &str) {
-        match self.pending.pop_front() {
+    fn expect_output(&mut self, line: usize, raw: &str, want: &str) {
+        let got = self.pending.pop_front();
+        if let Some(update) = self.update.as_mut() {
+            // A line still true keeps its comment; a changed one is rewritten.
+            match got {
+                Some(got) if got == want => update.push(raw.to_string()),
+                Some(got) => update.push(format!("< {got}")),
+                None => {}
+            }
+            return;
+        }
+        match got {
             Some(got) if got == want => {}
             Some(got) => self.fail(line, format!("expected `{want}`, got `{got}`")),
             None => self.fail(line, format!("expected `{want}`, got nothing")),
         }
     }
 
-    fn check(&mut self, line: usize, what: &str) {
+    /// Before a `>`, `=` or `call` line: every output must have been expected.
+    fn settle(&mut self, line: usize) {
+        if let Some(update) = self.update.as_mut() {
+            update.extend(self.pending.drain(..).map(|got| format!("< {got}")));
+        }
         if let Some(extra) = self.pending.front() {
             self.fail(line, format!("unexpected output before this: `{extra}`"));
         }
+    }
+
+    fn check(&mut self, line: usize, what: &str) {
         let (verb, arg) = what.split_once(' ').unwrap_or((what, ""));
         match verb {
             "path" => {
@@ -258,46 +508,79 @@ impl Script {
                     self.fail(line, "the call has ended");
                 }
             }
+            "keys" => {
+                let got = self.session(line).digits.clone();
+                if got != arg.trim() {
+                    self.fail(line, format!("keys are `{got}`"));
+                }
+            }
             other => self.fail(line, format!("unknown check `{other}`")),
         }
     }
 }
 
 fn run_script(file: &Path, root: &Path) {
+    run_script_as(file, root, false);
+}
+
+/// Runs one script; with `update`, rewrites its `<` lines to what happened.
+fn run_script_as(file: &Path, root: &Path, update: bool) {
     let text = std::fs::read_to_string(file).unwrap();
     let mut s = Script {
         file: file.to_path_buf(),
         audio: root.join("audio"),
-        interpreter: None,
+        session: None,
         now: Moment::now(),
         pending: VecDeque::new(),
         plans_dir: None,
+        heard: Heard::default(),
+        phone: Phone {
+            seq: 1000,
+            timestamp: 8000,
+        },
+        speaking: false,
+        recognising: false,
+        update: update.then(Vec::new),
     };
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let body = raw.split("  #").next().unwrap_or("").trim();
-        if body.is_empty() || body.starts_with('#') {
+        if let Some(rest) = body.strip_prefix("< ") {
+            s.expect_output(line, raw, rest.trim());
+            continue;
+        }
+        let acts = !(body.is_empty() || body.starts_with('#') || body.starts_with("plans "));
+        if acts {
+            s.settle(line);
+        }
+        if let Some(update) = s.update.as_mut() {
+            update.push(raw.to_string());
+        }
+        if !acts {
+            if let Some(rest) = body.strip_prefix("plans ") {
+                s.plans_dir = Some(root.join(rest.trim()));
+            }
             continue;
         }
         if let Some(rest) = body.strip_prefix("> ") {
             s.act(line, rest.trim());
-        } else if let Some(rest) = body.strip_prefix("< ") {
-            s.expect_output(line, rest.trim());
         } else if let Some(rest) = body.strip_prefix("= ") {
             s.check(line, rest.trim());
-        } else if let Some(rest) = body.strip_prefix("plans ") {
-            s.plans_dir = Some(root.join(rest.trim()));
         } else if let Some(rest) = body.strip_prefix("call ") {
             s.call(line, rest);
         } else {
             s.fail(line, format!("cannot read `{body}`"));
         }
     }
-    if let Some(extra) = s.pending.front() {
-        s.fail(
-            text.lines().count(),
-            format!("unexpected output at the end: `{extra}`"),
-        );
+    s.settle(text.lines().count());
+    if let Some(lines) = s.update.take() {
+        // Blank lines and comments that ended the file stay where they were.
+        let mut out = lines.join("\n");
+        out.push('\n');
+        if out != text {
+            std::fs::write(file, out).unwrap();
+            eprintln!("UPDATE_EXPECT: rewrote {}", file.display());
+        }
     }
 }
 
@@ -313,9 +596,10 @@ fn scripted_callers() {
         .collect();
     files.sort();
     assert!(files.len() >= 8, "expected the scripted callers in {dir:?}");
+    let update = std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1");
     let failed: Vec<String> = files
         .iter()
-        .filter(|f| std::panic::catch_unwind(|| run_script(f, root)).is_err())
+        .filter(|f| std::panic::catch_unwind(|| run_script_as(f, root, update)).is_err())
         .map(|f| f.display().to_string())
         .collect();
     assert!(failed.is_empty(), "scripts failed (see above): {failed:?}");

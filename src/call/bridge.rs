@@ -10,9 +10,10 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
 
 use super::leg::AnsweredLeg;
-use super::record::CallRecord;
+use super::pump::Pump;
 use super::recorder::Recorder;
-use super::{CallSetup, EndReason, Media, Step, reoffer};
+use super::session::Action;
+use super::{CallSetup, EndReason, reoffer};
 use crate::channel::rtp::receiver::Accepted;
 use crate::dialogue::engine::Speaker;
 use crate::media::relay::LegMedia;
@@ -37,24 +38,17 @@ enum Side {
     Agent,
 }
 
-impl Media {
+impl Pump {
     /// Relays between the caller and the agent until either hangs up; returns the
     /// call's end reason.
-    pub(super) async fn bridge(
-        &mut self,
-        s: &mut CallSetup,
-        mut leg: AnsweredLeg,
-        record: &mut CallRecord,
-        session_id: u64,
-        sdp_version: &mut u64,
-    ) -> EndReason {
+    pub(super) async fn bridge(&mut self, s: &mut CallSetup, mut leg: AnsweredLeg) -> EndReason {
         let agent = leg.agent.clone();
-        tracing::info!(%agent, caller_codec = self.negotiated.law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
+        tracing::info!(%agent, caller_codec = self.session.negotiated().law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
         // The bridge continues the caller's stream from where the clock left it.
         self.out.stop();
         let queue = self
-            .transfer_log
-            .as_ref()
+            .session
+            .transfer_log()
             .map(|t| t.queue.clone())
             .unwrap_or_default();
         let mut recorder = s
@@ -73,13 +67,13 @@ impl Media {
         };
         let mut sent_to_caller = 0;
         let mut to_agent = Relay::new(
-            leg_media(&self.negotiated),
+            leg_media(self.session.negotiated()),
             leg_media(&leg.negotiated),
             leg.line,
         );
         let mut to_caller = Relay::new(
             leg_media(&leg.negotiated),
-            leg_media(&self.negotiated),
+            leg_media(self.session.negotiated()),
             caller_line,
         );
         // The live transcript: the call's conversation (the one its `ask` nodes
@@ -90,7 +84,7 @@ impl Media {
         let ears = || {
             s.speech
                 .as_ref()
-                .map(|runtime| super::hearing::Hearing::new(runtime.clone(), &s.plan.language))
+                .map(|runtime| super::hearing::Transcribing::new(runtime.clone(), &s.plan.language))
         };
         let (mut caller_ears, mut agent_ears) = (ears(), ears());
         let mut agent_media = leg.inbound.clone();
@@ -163,8 +157,8 @@ impl Media {
                             to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
                         {
                             tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
-                            if self.negotiated.direction.sends() {
-                                match s.socket.send_to(&out[..n], self.remote).await {
+                            if self.session.negotiated().direction.sends() {
+                                match s.socket.send_to(&out[..n], self.session.remote()).await {
                                     Ok(_) => {
                                         metrics.rtp_out.inc();
                                         sent_to_caller += 1;
@@ -183,11 +177,12 @@ impl Media {
                         Some(DialogState::Terminated(_, r)) => break (Side::Caller, EndReason::from(&r)),
                         None => break (Side::Caller, EndReason::DialogGone),
                         other => {
-                            let before = leg_media(&self.negotiated);
-                            if let Step::End(r) = self.dialog_event(other, s, record, session_id, sdp_version).await {
+                            let before = leg_media(self.session.negotiated());
+                            self.dialog_event(other).await;
+                            if let Some(r) = self.bridged_actions() {
                                 break (Side::Caller, r);
                             }
-                            let now = leg_media(&self.negotiated);
+                            let now = leg_media(self.session.negotiated());
                             if now != before {
                                 to_agent.renegotiated(now, leg_media(&leg.negotiated));
                                 to_caller.renegotiated(leg_media(&leg.negotiated), now);
@@ -202,6 +197,7 @@ impl Media {
                         Some(DialogState::Updated(_, req, handle)) => {
                             // The agent's phone holds, resumes or changes codec:
                             // answered as the caller's re-INVITE is.
+                            let (session_id, sdp_version) = self.session.sdp_session();
                             let decision = match agent_local {
                                 Some(local) => reoffer::reoffer(&leg.negotiated, &req.body, leg.source, local, session_id, sdp_version),
                                 None => reoffer::Reoffer::Refused("the agent's media socket has no address".into()),
@@ -209,7 +205,7 @@ impl Media {
                             if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
                                 agent_media.renegotiated(n);
                                 leg.negotiated = n.clone();
-                                let me = leg_media(&self.negotiated);
+                                let me = leg_media(self.session.negotiated());
                                 to_agent.renegotiated(me, leg_media(&leg.negotiated));
                                 to_caller.renegotiated(leg_media(&leg.negotiated), me);
                             }
@@ -223,9 +219,10 @@ impl Media {
                     },
                     _ = check.tick() => {
                         let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
-                        let caller_listens = self.negotiated.direction != sdp::Direction::Inactive
-                            && self.negotiated.direction != sdp::Direction::SendOnly;
-                        if caller_listens && quiet(self.last_heard) {
+                        let direction = self.session.negotiated().direction;
+                        let caller_listens = direction != sdp::Direction::Inactive
+                            && direction != sdp::Direction::SendOnly;
+                        if caller_listens && quiet(self.session.last_heard()) {
                             tracing::warn!("no RTP from the caller while bridged; hanging up");
                             break (Side::Caller, EndReason::RtpTimeout);
                         }
@@ -254,7 +251,7 @@ impl Media {
         s.staff.center.finish(&s.call_id, &agent);
         let talked = leg.answered_at.elapsed();
         tracing::info!(%agent, talk_s = talked.as_secs(), to_agent = to_agent.relayed, to_caller = to_caller.relayed, dropped = to_agent.dropped + to_caller.dropped, %reason, "bridged call ended");
-        if let Some(log) = self.transfer_log.as_mut() {
+        if let Some(log) = self.session.transfer_log() {
             log.talk_ms = Some(talked.as_millis() as u64);
             log.relayed_to_agent = to_agent.relayed;
             log.relayed_to_caller = to_caller.relayed;
@@ -271,11 +268,16 @@ impl Media {
     /// transcript; returns its id, which the call record then keeps.
     fn go_live(&mut self, s: &CallSetup) -> String {
         let conversations = &s.dialogue.conversations;
-        let conversation = self.interpreter.conversation().cloned().unwrap_or_else(|| {
-            let lang = crate::dialogue::Lang::from_code(&s.plan.language)
-                .unwrap_or(crate::dialogue::Lang::En);
-            crate::dialogue::Conversation::new(crate::dialogue::Medium::Voice, lang)
-        });
+        let conversation = self
+            .session
+            .interpreter()
+            .conversation()
+            .cloned()
+            .unwrap_or_else(|| {
+                let lang = crate::dialogue::Lang::from_code(&s.plan.language)
+                    .unwrap_or(crate::dialogue::Lang::En);
+                crate::dialogue::Conversation::new(crate::dialogue::Medium::Voice, lang)
+            });
         let id = conversations.live(
             crate::dialogue::conversations::Channel::Phone,
             &s.caller_identity(),
@@ -291,8 +293,25 @@ impl Media {
     /// new caller media to relay (the address is latched and the statistics kept
     /// as before the bridge).
     fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
-        self.track_caller(packet, from, Instant::now())
-            .is_some_and(|(_, accepted, _)| !matches!(accepted, Accepted::Stale))
+        let fresh = self
+            .session
+            .track_caller(packet, from, Instant::now())
+            .is_some_and(|(_, accepted, _)| !matches!(accepted, Accepted::Stale));
+        // A new source is used as it is (`session.remote()`); nothing else to do.
+        while self.session.poll_action().is_some() {}
+        fresh
+    }
+
+    /// What the session asks for after a dialog request in the bridge: the media
+    /// it renegotiated are read from it; Some when the call is over.
+    fn bridged_actions(&mut self) -> Option<EndReason> {
+        let mut ended = None;
+        while let Some(action) = self.session.poll_action() {
+            if let Action::End(reason) = action {
+                ended = Some(reason);
+            }
+        }
+        ended
     }
 }
 
@@ -302,7 +321,7 @@ fn tap(
     pcm: &mut Vec<i16>,
     recorder: Option<&mut Recorder>,
     channel: usize,
-    ears: Option<&mut super::hearing::Hearing>,
+    ears: Option<&mut super::hearing::Transcribing>,
 ) {
     if pcm.is_empty() {
         return;
@@ -311,9 +330,7 @@ fn tap(
         r.push(channel, pcm, Instant::now());
     }
     if let Some(h) = ears {
-        // Barge-in and "recognition busy" mean nothing during a bridge.
-        let mut ignored = Vec::new();
-        h.push(pcm, &mut ignored);
+        h.push(pcm);
     }
     pcm.clear();
 }

@@ -1,76 +1,48 @@
-//! A call's ears while a `listen` node is active: caller audio (8 kHz) → Silero VAD
-//! in 32 ms chunks → endpointing → utterances submitted to the shared recognition
-//! pool. The transcript comes back on a channel the call task awaits.
+//! A call's ears: caller audio (8 kHz) → Silero VAD in 32 ms chunks → endpointing
+//! ([`Hearing`], the session's [`Ears`]); utterances go to the shared recognition
+//! pool ([`recognise`]) and the transcript comes back on a channel the call task
+//! awaits.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::session::{Ears, Noticed};
 use crate::dialogue::{Lang, Matcher};
 
 use crate::speech::endpoint::{EndpointConfig, Endpointer, Event};
 use crate::speech::vad::{CHUNK, SileroVad};
 use crate::speech::{AsrError, Language, SpeechRuntime, Transcript};
 
-/// What the call should tell the interpreter.
-#[derive(Debug, PartialEq)]
-pub enum Heard {
-    SpeechStarted,
-    /// Recognition could not take the utterance (saturated or failed).
-    Unavailable,
-}
-
 pub type Pending = oneshot::Receiver<Result<Transcript, AsrError>>;
 
+/// Voice activity detection and endpointing over a caller's audio: the session's
+/// [`Ears`].
 pub struct Hearing {
-    runtime: Arc<SpeechRuntime>,
     vad: SileroVad,
     endpointer: Endpointer,
     chunk: Vec<f32>,
-    language: Language,
-    /// The utterance being recognised, if any.
-    pub pending: Option<Pending>,
-    /// When the last utterance ended, for latency logs.
-    pub utterance_end: Option<std::time::Instant>,
-    /// The knowledge base an `ask` node answers from, when it re-ranks semantically.
-    matcher: Option<Arc<Matcher>>,
 }
 
 impl Hearing {
-    pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Self {
-        let vad = runtime.vad();
-        let language = language.parse().unwrap_or(Language::Auto);
+    pub fn new(runtime: &SpeechRuntime) -> Self {
         Self {
-            runtime,
-            vad,
+            vad: runtime.vad(),
             endpointer: Endpointer::new(EndpointConfig::default()),
             chunk: Vec::with_capacity(CHUNK),
-            language,
-            pending: None,
-            utterance_end: None,
-            matcher: None,
         }
     }
+}
 
-    /// Transcripts for `matcher` (an `ask` node's knowledge base) arrive with what
-    /// matching needs from the sentence-embedding model already computed, on a
-    /// blocking thread, so the call task never runs the model.
-    pub fn with_matcher(mut self, matcher: Option<Arc<Matcher>>) -> Self {
-        self.matcher = matcher.filter(|m| m.is_semantic());
-        self
-    }
-
+impl Ears for Hearing {
     /// Starts over for a new question (same call, same VAD session).
-    pub fn restart(&mut self, language: &str) {
+    fn restart(&mut self, _language: &str) {
         self.vad.reset();
         self.endpointer.reset();
         self.chunk.clear();
-        self.pending = None;
-        self.language = language.parse().unwrap_or(Language::Auto);
     }
 
-    /// Feeds decoded caller audio; returns what the interpreter must hear now.
-    pub fn push(&mut self, pcm: &[i16], out: &mut Vec<Heard>) {
+    fn push(&mut self, pcm: &[i16], out: &mut Vec<Noticed>) {
         for &s in pcm {
             self.chunk.push(f32::from(s) / 32768.0);
             if self.chunk.len() < CHUNK {
@@ -92,45 +64,73 @@ impl Hearing {
             match event {
                 Some(Event::SpeechStarted { onset_ms }) => {
                     tracing::debug!(onset_ms, "caller started speaking");
-                    out.push(Heard::SpeechStarted);
+                    out.push(Noticed::SpeechStarted);
                 }
                 Some(Event::Utterance {
                     audio, end_ms, cut, ..
                 }) => {
                     tracing::debug!(end_ms, cut, samples = audio.len(), "utterance ended");
-                    self.submit(audio, out);
+                    out.push(Noticed::Utterance(audio));
                 }
                 None => {}
             }
         }
     }
+}
 
-    fn submit(&mut self, audio: Vec<f32>, out: &mut Vec<Heard>) {
-        if self.pending.is_some() {
-            // Still recognising the previous utterance: this one is a continuation the
-            // caller added; keep the first answer (a later turn will hear the rest).
-            return;
+/// Sends an utterance (8 kHz) to the shared recognition pool. For `matcher` (an
+/// `ask` node's knowledge base, when it re-ranks semantically) the transcript
+/// arrives with what matching needs from the sentence-embedding model already
+/// computed, on a blocking thread, so the call task never runs the model.
+pub fn recognise(
+    runtime: &SpeechRuntime,
+    audio: &[f32],
+    language: &str,
+    matcher: Option<&Arc<Matcher>>,
+) -> Result<Pending, String> {
+    let wide = crate::media::wav::resample(audio, 8000, 16_000)
+        .map_err(|e| format!("cannot resample the utterance: {e}"))?;
+    let language = language.parse().unwrap_or(Language::Auto);
+    let rx = runtime
+        .asr
+        .submit(wide, language)
+        .map_err(|e| format!("speech recognition refused the utterance: {e}"))?;
+    Ok(match matcher.filter(|m| m.is_semantic()) {
+        Some(m) => warmed(rx, m.clone()),
+        None => rx,
+    })
+}
+
+/// A bridged leg's ears: its utterances recognised one at a time for the live
+/// transcript (barge-in means nothing during a bridge).
+pub struct Transcribing {
+    hearing: Hearing,
+    runtime: Arc<SpeechRuntime>,
+    language: String,
+    pub pending: Option<Pending>,
+}
+
+impl Transcribing {
+    pub fn new(runtime: Arc<SpeechRuntime>, language: &str) -> Self {
+        Self {
+            hearing: Hearing::new(&runtime),
+            runtime,
+            language: language.to_string(),
+            pending: None,
         }
-        let wide = match crate::media::wav::resample(&audio, 8000, 16_000) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot resample the utterance");
-                out.push(Heard::Unavailable);
-                return;
-            }
-        };
-        match self.runtime.asr.submit(wide, self.language) {
-            Ok(rx) => {
-                let rx = match &self.matcher {
-                    Some(m) => warmed(rx, m.clone()),
-                    None => rx,
-                };
-                self.pending = Some(rx);
-                self.utterance_end = Some(std::time::Instant::now());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "speech recognition refused the utterance");
-                out.push(Heard::Unavailable);
+    }
+
+    pub fn push(&mut self, pcm: &[i16]) {
+        let mut noticed = Vec::new();
+        self.hearing.push(pcm, &mut noticed);
+        for n in noticed {
+            if let Noticed::Utterance(audio) = n
+                && self.pending.is_none()
+            {
+                match recognise(&self.runtime, &audio, &self.language, None) {
+                    Ok(rx) => self.pending = Some(rx),
+                    Err(e) => tracing::debug!(error = %e, "no transcript for an utterance"),
+                }
             }
         }
     }

@@ -1,0 +1,1056 @@
+//! The call as a sans-I/O state machine: typed [`Event`]s in, each with the time,
+//! and [`Action`]s out. The session decides everything a call decides (which
+//! packets are the caller's, keys, what the listener noticed, the answer being
+//! spoken and barge-in, the plan's timers, hold by re-INVITE, the media timeout,
+//! waiting for an agent, a blind transfer's fallback, the end); the call task
+//! (`call::pump`) only moves packets, dialog requests, rendered sentences,
+//! transcripts and queue news in, and carries the actions out.
+//!
+//! Tests drive it in virtual time with no sockets, no models and no sleeps
+//! (`tests/interpreter.rs` runs the scripted callers through it).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::EndReason;
+use super::recorder::Recorder;
+use super::reoffer::{self, Reoffer};
+use super::transfer::TransferLog;
+use crate::channel::rtp::FRAME_MILLIS;
+use crate::channel::rtp::inbound::Inbound;
+use crate::channel::rtp::jitter::JitterBuffer;
+use crate::channel::rtp::receiver::{Accepted, RtpReceiver};
+use crate::dialplan::{Input, Interpreter, Moment, Output};
+use crate::media::dtmf::DtmfMode;
+use crate::media::dtmf::inband::ToneDetector;
+use crate::media::dtmf::rfc4733::EventReceiver;
+use crate::media::prompt::Prompt;
+use crate::media::sdp::{Direction, Negotiated};
+use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
+
+/// How long the caller's side may take to report a blind transfer's outcome.
+const NOTIFY_WAIT: Duration = Duration::from_secs(30);
+/// A listener whose caller sends nothing for this long is fed silence (phones with
+/// silence suppression send no RTP while quiet; an utterance must still end).
+const QUIET_FILL: Duration = Duration::from_millis(60);
+const FRAME: Duration = Duration::from_millis(FRAME_MILLIS);
+
+/// What a listener noticed in the caller's audio.
+#[derive(Debug, PartialEq)]
+pub enum Noticed {
+    SpeechStarted,
+    /// An utterance ended: its audio (8 kHz, −1..1), to be recognised.
+    Utterance(Vec<f32>),
+}
+
+/// A call's ears while a `listen` or `ask` node is active: voice activity detection
+/// and endpointing over the caller's 8 kHz audio (`call::hearing::Hearing`).
+pub trait Ears: Send {
+    /// Starts over for a new question in `language`.
+    fn restart(&mut self, language: &str);
+    /// Feeds decoded caller audio; pushes what it noticed.
+    fn push(&mut self, pcm: &[i16], out: &mut Vec<Noticed>);
+}
+
+/// Makes the ears for a language the first time the plan listens; None when speech
+/// recognition is not loaded (keys only).
+pub type MakeEars = Box<dyn FnMut(&str) -> Box<dyn Ears> + Send>;
+
+/// The fixed facts of a call's media, from its set-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub negotiated: Negotiated,
+    pub dtmf: DtmfMode,
+    /// A caller who sends no RTP for this long (and is not holding) has gone.
+    pub rtp_timeout: Duration,
+    /// Where kefu takes the caller's RTP (named in SDP answers).
+    pub local_rtp: SocketAddr,
+    /// Where the caller's signalling comes from: a new media address must be there.
+    pub peer: IpAddr,
+    pub session_id: u64,
+    /// The SDP version of the last answer sent.
+    pub sdp_version: u64,
+    pub caller: String,
+    /// The plan's language (the agent's summary is in it).
+    pub language: String,
+}
+
+/// Something that happened to the call.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The caller's ACK arrived: the plan starts.
+    Start,
+    /// A datagram on the caller's media port, and when it arrived.
+    Rtp {
+        packet: &'a [u8],
+        from: SocketAddr,
+        at: Instant,
+    },
+    /// Time passed: the plan's timers, a silent listener, the media timeout.
+    Tick,
+    /// A key sent as SIP INFO (already parsed).
+    InfoKey(char),
+    /// The transcript of the utterance last sent to recognition (or why none came).
+    Heard(Result<crate::speech::Transcript, String>),
+    /// Recognition would not take the utterance (saturated, or it failed).
+    RecognitionRefused,
+    /// The next sentence of the answer being spoken is rendered.
+    Sentence(Arc<Prompt>),
+    /// The answer could not be rendered further.
+    SentenceFailed(String),
+    /// Every sentence of the answer has been rendered.
+    AnswerRendered,
+    /// What was playing ran out (once per playout).
+    PlayoutEnded,
+    /// A NOTIFY in the dialog (a blind transfer's progress, as message/sipfrag).
+    Notify(&'a [u8]),
+    /// The answer to the REFER of a blind transfer: its status, or why none came.
+    ReferAnswered(Result<u16, String>),
+    /// The blind transfer's dial-out leg: answered, or why not.
+    DialOut(Result<(), String>),
+    /// News of the caller waiting for an agent.
+    Queue(Queued),
+    /// The dialog ended (the caller hung up, the stack gave up, shutdown).
+    Gone(EndReason),
+}
+
+/// News of a caller waiting for an agent.
+#[derive(Debug)]
+pub enum Queued {
+    /// The queues are full: the caller could not wait.
+    Full,
+    /// Say this (the caller's place), then the hold music.
+    Announce(Arc<Prompt>),
+    /// Nobody took the call in time (the hold music has stopped).
+    TimedOut(TransferLog),
+    /// An agent took the call.
+    Answered(TransferLog),
+}
+
+/// What the call task must do.
+#[derive(Debug)]
+pub enum Action {
+    /// Replace what plays (and any answer still rendering) with these.
+    Play(Vec<Arc<Prompt>>),
+    /// Play this after what is queued (the next sentence of an answer).
+    Append(Arc<Prompt>),
+    /// Stop what plays (and any answer still rendering) at once.
+    StopPlayback,
+    /// Stop what plays and render `text`, sentence by sentence ([`Event::Sentence`]).
+    Speak { text: String, language: String },
+    /// Play this, then the hold music.
+    Announce(Arc<Prompt>),
+    /// The listener is on (`language`).
+    Listen { language: String },
+    /// The listener is off: a transcript still to come is not wanted.
+    StopListening,
+    /// Recognise this utterance (8 kHz) and report it as [`Event::Heard`].
+    Recognise { audio: Vec<f32>, language: String },
+    /// Send to the caller here from now on (symmetric RTP: where they send from).
+    Remote(SocketAddr),
+    /// The media were renegotiated (hold, resume, codec): send accordingly.
+    Media(Negotiated),
+    /// Queue the caller for an agent of `queue`, with the agent's summary.
+    Queue {
+        queue: String,
+        summary: String,
+        reason: String,
+    },
+    /// Ask the caller's side to call `to` itself (SIP REFER).
+    Refer { to: String },
+    /// Call `to` and bridge it once answered.
+    DialOut { to: String },
+    /// An agent (or a blind transfer's target) answered: bridge the call.
+    Bridge,
+    /// Add a line to the call's ticket (opened for `queue` if the call has none).
+    Note { text: String, queue: String },
+    /// A `record` node started recording the caller.
+    Record,
+    /// Store this recording (a `record` node's voicemail; nothing when empty).
+    Keep(Recorder),
+    /// The call is over: hang up (unless the caller did) and record `EndReason`.
+    End(EndReason),
+}
+
+/// An answer being spoken: sentences arrive while earlier ones play.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    None,
+    Rendering {
+        received: usize,
+        /// Its audio ran out before the next sentence arrived: the answer's end
+        /// is reported when the last sentence has played.
+        starved: bool,
+    },
+}
+
+/// A blind transfer in progress.
+#[derive(Debug)]
+struct Blind {
+    target: String,
+    /// Until when the caller's side may report (after the REFER was accepted).
+    deadline: Option<Instant>,
+    dialing: bool,
+}
+
+/// The call's state, between the caller's ACK and the bridge or the end.
+pub struct Session {
+    config: Config,
+    negotiated: Negotiated,
+    remote: SocketAddr,
+    /// Which of the caller's packets are taken; `remote` follows its source.
+    inbound: Inbound,
+    receiver: RtpReceiver,
+    jitter: JitterBuffer<Vec<u8>>,
+    /// The receiver's restart count the jitter buffer was filled under.
+    restarts: u32,
+    events: EventReceiver,
+    tones: ToneDetector,
+    interpreter: Interpreter,
+    make_ears: Option<MakeEars>,
+    ears: Option<Box<dyn Ears>>,
+    listening: bool,
+    /// The language the listener hears in.
+    hearing_in: String,
+    /// An utterance is with recognition (and when it ended, for the latency log).
+    recognising: Option<Instant>,
+    answer: Answer,
+    /// Something plays (as far as the actions sent say).
+    playing: bool,
+    media_start: Instant,
+    /// Last time the caller was heard from (RTP or a renegotiation).
+    last_heard: Instant,
+    /// Silence fed to the listener up to here (see [`QUIET_FILL`]).
+    quiet_fed: Instant,
+    recording: Option<Recorder>,
+    waiting: bool,
+    blind: Option<Blind>,
+    transfer: Option<TransferLog>,
+    ended: bool,
+    actions: VecDeque<Action>,
+    /// Keys pressed, and how each came.
+    pub digits: String,
+    pub digit_sources: Vec<&'static str>,
+    /// What the caller said, with recognition's confidence.
+    pub utterances: Vec<String>,
+    pub asr_confidence: Vec<f32>,
+}
+
+impl Session {
+    /// A confirmed call about to run `interpreter`; `make_ears` gives it ears when
+    /// the plan first listens (None: speech recognition is not loaded).
+    pub fn new(
+        config: Config,
+        interpreter: Interpreter,
+        make_ears: Option<MakeEars>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            negotiated: config.negotiated.clone(),
+            remote: config.negotiated.remote,
+            inbound: Inbound::new(&config.negotiated),
+            receiver: RtpReceiver::default(),
+            jitter: JitterBuffer::new(3),
+            restarts: 0,
+            events: EventReceiver::default(),
+            tones: ToneDetector::default(),
+            interpreter,
+            make_ears,
+            ears: None,
+            listening: false,
+            hearing_in: config.language.clone(),
+            recognising: None,
+            answer: Answer::None,
+            playing: false,
+            media_start: now,
+            last_heard: now,
+            quiet_fed: now,
+            recording: None,
+            waiting: false,
+            blind: None,
+            transfer: None,
+            ended: false,
+            actions: VecDeque::new(),
+            digits: String::new(),
+            digit_sources: Vec::new(),
+            utterances: Vec::new(),
+            asr_confidence: Vec::new(),
+            config,
+        }
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the session next needs an [`Event::Tick`] (besides the pump's regular
+    /// reads): the plan's timer or a blind transfer's deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let blind = self.blind.as_ref().and_then(|b| b.deadline);
+        match (self.interpreter.poll_timeout(), blind) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles one event at `now`.
+    pub fn handle(&mut self, event: Event<'_>, now: Moment) {
+        if self.ended {
+            return;
+        }
+        match event {
+            Event::Start => self.interpreter.start(now),
+            Event::Rtp { packet, from, at } => self.rtp(packet, from, at, now),
+            Event::Tick => self.tick(now),
+            Event::InfoKey(d) => {
+                if self.config.dtmf.accepts_info() {
+                    self.digit(d, "info", now);
+                } else {
+                    tracing::info!(mode = ?self.config.dtmf, "SIP INFO key ignored by this trunk's DTMF mode");
+                }
+            }
+            Event::Heard(result) => self.heard(result, now),
+            Event::RecognitionRefused => {
+                self.recognising = None;
+                if self.listening {
+                    self.interpreter.handle(Input::AsrUnavailable, now);
+                }
+            }
+            Event::Sentence(prompt) => self.sentence(prompt),
+            Event::SentenceFailed(e) => {
+                tracing::error!(error = %e, "cannot speak the answer");
+                self.answer_rendered(now);
+            }
+            Event::AnswerRendered => self.answer_rendered(now),
+            Event::PlayoutEnded => {
+                self.playing = false;
+                match &mut self.answer {
+                    Answer::Rendering { starved, .. } => *starved = true,
+                    Answer::None => self.interpreter.handle(Input::PlaybackDone, now),
+                }
+            }
+            Event::Notify(body) => self.notified(body),
+            Event::ReferAnswered(answer) => self.refer_answered(answer, now),
+            Event::DialOut(outcome) => self.dial_out_ended(outcome, now),
+            Event::Queue(q) => self.queued(q, now),
+            Event::Gone(reason) => self.end(reason),
+        }
+        self.apply_outputs(now);
+    }
+
+    /// A re-INVITE or UPDATE (hold, resume, a new codec or address): the decision,
+    /// to send on its transaction; accepted media follow as [`Action::Media`].
+    pub fn reoffer(&mut self, offer: &[u8], now: Moment) -> Reoffer {
+        let decision = reoffer::reoffer(
+            &self.negotiated,
+            offer,
+            self.config.peer,
+            self.config.local_rtp,
+            self.config.session_id,
+            &mut self.config.sdp_version,
+        );
+        if let Reoffer::Accepted { negotiated: n, .. } = &decision {
+            // New payload types at once; a new address is learned afresh.
+            self.inbound.renegotiated(n);
+            self.remote = self.inbound.target();
+            tracing::info!(codec = n.law.encoding_name(), direction = ?n.direction, "media renegotiated");
+            self.negotiated = n.clone();
+            let mut media = n.clone();
+            media.remote = self.remote;
+            self.actions.push_back(Action::Media(media));
+            self.last_heard = now.mono;
+        }
+        decision
+    }
+
+    /// Whether a NOTIFY in the dialog is expected (a blind transfer is under way).
+    pub fn expects_notify(&self) -> bool {
+        self.blind.is_some()
+    }
+
+    /// Ends a `record` node's message early (the call is ending): kept as
+    /// [`Action::Keep`].
+    pub fn stop_recording(&mut self) {
+        if let Some(r) = self.recording.take() {
+            self.actions.push_back(Action::Keep(r));
+        }
+    }
+
+    /// A packet from the caller's port: None unless it is the caller's media (the
+    /// codec or telephone-event, from the source [`Inbound`] believes); otherwise
+    /// follows the believed source (symmetric RTP), keeps the stream statistics,
+    /// and says whether the packet is new and whether it is an event.
+    pub fn track_caller<'a>(
+        &mut self,
+        packet: &'a [u8],
+        from: SocketAddr,
+        at: Instant,
+    ) -> Option<(rtp_rs::RtpReader<'a>, Accepted, bool)> {
+        let admitted = self.inbound.admit(packet, from)?;
+        let (rtp, is_event) = (admitted.rtp, admitted.event);
+        let target = self.inbound.target();
+        if target != self.remote {
+            tracing::debug!(sdp = %self.negotiated.remote, actual = %target, "RTP source latched");
+            self.remote = target;
+            self.actions.push_back(Action::Remote(target));
+        }
+        self.last_heard = at;
+        let arrival = at.saturating_duration_since(self.media_start).as_micros() as u64
+            * u64::from(SAMPLE_RATE)
+            / 1_000_000;
+        let accepted = self.receiver.receive(
+            rtp.ssrc(),
+            rtp.sequence_number().into(),
+            rtp.timestamp(),
+            arrival,
+            at,
+        );
+        Some((rtp, accepted, is_event))
+    }
+
+    /// The SDP session id, and the version counter every answer (on either leg)
+    /// counts up.
+    pub fn sdp_session(&mut self) -> (u64, &mut u64) {
+        (self.config.session_id, &mut self.config.sdp_version)
+    }
+
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    pub fn receiver(&self) -> &RtpReceiver {
+        &self.receiver
+    }
+
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interpreter
+    }
+
+    /// The transfer's story so far (a queue or a blind transfer), for the record.
+    pub fn transfer_log(&mut self) -> Option<&mut TransferLog> {
+        self.transfer.as_mut()
+    }
+
+    pub fn take_transfer_log(&mut self) -> Option<TransferLog> {
+        self.transfer.take()
+    }
+
+    fn rtp(&mut self, packet: &[u8], from: SocketAddr, at: Instant, now: Moment) {
+        // Not RTP (or RTCP on a shared port), not the caller's media: dropped.
+        let Some((rtp, accepted, is_event)) = self.track_caller(packet, from, at) else {
+            return;
+        };
+        let mode = self.config.dtmf;
+        let mut digits: Vec<(char, &'static str)> = Vec::new();
+        if is_event {
+            // Events bypass the reorder buffer: their timestamp identifies the press.
+            if mode.accepts_rfc4733(true)
+                && let Some(d) = self.events.receive(rtp.timestamp(), rtp.payload())
+            {
+                digits.push((d, "rfc4733"));
+            }
+        } else if let Accepted::Packet(seq) = accepted {
+            let inband = mode.accepts_inband(self.negotiated.telephone_event.is_some());
+            // Voice is only ordered and decoded when something listens to it.
+            if !(self.listening || self.recording.is_some() || inband) {
+                return;
+            }
+            if self.receiver.restarts != self.restarts {
+                self.restarts = self.receiver.restarts;
+                self.jitter = JitterBuffer::new(3);
+            }
+            self.jitter.push(seq, rtp.payload().to_vec());
+            let mut noticed = Vec::new();
+            while let Some((_, payload)) = self.jitter.pop() {
+                let mut pcm = [0i16; 480];
+                let n = payload.len().min(pcm.len());
+                self.negotiated.law.decode(&payload[..n], &mut pcm[..n]);
+                if inband {
+                    self.tones.push(&pcm[..n], |d| digits.push((d, "inband")));
+                }
+                if self.listening
+                    && let Some(ears) = self.ears.as_mut()
+                {
+                    ears.push(&pcm[..n], &mut noticed);
+                }
+                if let Some(r) = self.recording.as_mut() {
+                    r.push(0, &pcm[..n], at);
+                }
+            }
+            self.notice(noticed, now);
+        }
+        for (d, source) in digits {
+            self.digit(d, source, now);
+        }
+    }
+
+    fn tick(&mut self, now: Moment) {
+        if self
+            .interpreter
+            .poll_timeout()
+            .is_some_and(|t| t <= now.mono)
+        {
+            self.interpreter.handle(Input::Timer, now);
+        }
+        if let Some(b) = self.blind.as_mut()
+            && b.deadline.is_some_and(|t| t <= now.mono)
+        {
+            b.deadline = None;
+            tracing::info!("no outcome of the REFER in time; dialling out");
+            self.dial_out();
+        }
+        self.feed_quiet(now);
+        // A caller whose media has stopped (and who is not holding) has gone.
+        let receives = matches!(
+            self.negotiated.direction,
+            Direction::SendRecv | Direction::RecvOnly
+        );
+        if receives && now.mono.saturating_duration_since(self.last_heard) > self.config.rtp_timeout
+        {
+            tracing::warn!(timeout = ?self.config.rtp_timeout, "no RTP from the caller; hanging up");
+            self.end(EndReason::RtpTimeout);
+        }
+    }
+
+    /// Silence for a listener whose caller sends none, for the time that passed.
+    fn feed_quiet(&mut self, now: Moment) {
+        if !self.listening || now.mono.saturating_duration_since(self.last_heard) <= QUIET_FILL {
+            return;
+        }
+        let quiet_since = self.last_heard.max(self.quiet_fed);
+        let Some(ears) = self.ears.as_mut() else {
+            return;
+        };
+        let frames =
+            now.mono.saturating_duration_since(quiet_since).as_millis() / FRAME.as_millis();
+        let mut noticed = Vec::new();
+        for _ in 0..frames {
+            ears.push(&[0i16; FRAME_SAMPLES], &mut noticed);
+        }
+        self.quiet_fed = quiet_since + FRAME * frames as u32;
+        self.notice(noticed, now);
+    }
+
+    /// Passes what the listener noticed on: speech starting to the plan (barge-in),
+    /// an utterance to recognition (one at a time: a continuation the caller adds
+    /// while the first is recognised is left for a later turn).
+    fn notice(&mut self, noticed: Vec<Noticed>, now: Moment) {
+        for n in noticed {
+            match n {
+                Noticed::SpeechStarted => self.interpreter.handle(Input::SpeechStarted, now),
+                Noticed::Utterance(audio) => {
+                    if self.recognising.is_some() {
+                        continue;
+                    }
+                    self.recognising = Some(now.mono);
+                    self.actions.push_back(Action::Recognise {
+                        audio,
+                        language: self.hearing_in.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn heard(&mut self, result: Result<crate::speech::Transcript, String>, now: Moment) {
+        let ended = self.recognising.take();
+        if !self.listening {
+            return;
+        }
+        match result {
+            Ok(t) => {
+                tracing::info!(
+                    chars = t.text.chars().count(),
+                    confidence = t.confidence,
+                    audio_ms = t.audio_ms,
+                    decode_ms = t.decode_ms,
+                    latency_ms =
+                        ended.map(|e| now.mono.saturating_duration_since(e).as_millis() as u64),
+                    "caller said"
+                );
+                self.utterances.push(t.text.clone());
+                self.asr_confidence.push(t.confidence);
+                self.interpreter.handle(
+                    Input::Heard {
+                        text: t.text,
+                        confidence: t.confidence,
+                    },
+                    now,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "speech recognition failed");
+                self.interpreter.handle(Input::AsrUnavailable, now);
+            }
+        }
+    }
+
+    fn digit(&mut self, d: char, source: &'static str, now: Moment) {
+        tracing::debug!(source, "key pressed");
+        self.digits.push(d);
+        self.digit_sources.push(source);
+        self.interpreter.handle(Input::Digit(d), now);
+    }
+
+    fn sentence(&mut self, prompt: Arc<Prompt>) {
+        let Answer::Rendering { received, starved } = &mut self.answer else {
+            return; // replaced meanwhile
+        };
+        if *received == 0 {
+            self.actions.push_back(Action::Play(vec![prompt]));
+        } else {
+            self.actions.push_back(Action::Append(prompt));
+        }
+        *received += 1;
+        *starved = false;
+        self.playing = true;
+    }
+
+    /// No more sentences: if their audio already ran out, the answer is over.
+    fn answer_rendered(&mut self, now: Moment) {
+        let Answer::Rendering { received, starved } = self.answer else {
+            return;
+        };
+        self.answer = Answer::None;
+        if starved || (received == 0 && !self.playing) {
+            self.interpreter.handle(Input::PlaybackDone, now);
+        }
+    }
+
+    fn apply_outputs(&mut self, now: Moment) {
+        while !self.ended
+            && let Some(out) = self.interpreter.poll_output()
+        {
+            match out {
+                Output::Play(prompts) => {
+                    self.answer = Answer::None;
+                    self.playing = !prompts.is_empty();
+                    self.actions.push_back(Action::Play(prompts));
+                }
+                Output::StopPlayback => {
+                    self.answer = Answer::None;
+                    self.playing = false;
+                    self.actions.push_back(Action::StopPlayback);
+                }
+                Output::Say { text, language } => {
+                    self.playing = false;
+                    self.answer = Answer::Rendering {
+                        received: 0,
+                        starved: false,
+                    };
+                    self.actions.push_back(Action::Speak { text, language });
+                }
+                Output::Listen { language } => self.listen(language, now),
+                Output::StopListening => {
+                    self.listening = false;
+                    self.recognising = None;
+                    self.actions.push_back(Action::StopListening);
+                }
+                Output::Transfer { queue } => self.start_transfer(queue),
+                Output::BlindTransfer { to } => self.start_blind(to),
+                Output::Record => {
+                    self.recording = Some(Recorder::new(
+                        1,
+                        crate::dialplan::actions::record::MAX_LENGTH,
+                        now.mono,
+                    ));
+                    self.actions.push_back(Action::Record);
+                }
+                Output::StopRecording => self.stop_recording(),
+                Output::Note { text, queue } => {
+                    self.actions.push_back(Action::Note { text, queue })
+                }
+                Output::Hangup { reason } => self.end(EndReason::Plan(reason)),
+            }
+        }
+    }
+
+    fn listen(&mut self, language: String, now: Moment) {
+        match (self.ears.as_mut(), self.make_ears.as_mut()) {
+            (Some(ears), _) => ears.restart(&language),
+            (None, Some(make)) => self.ears = Some(make(&language)),
+            (None, None) => {
+                tracing::warn!(
+                    "a listen node was reached but speech recognition is not loaded (it loads at start when a plan listens); keys only"
+                );
+                self.interpreter.handle(Input::AsrUnavailable, now);
+                return;
+            }
+        }
+        self.recognising = None;
+        self.listening = true;
+        self.quiet_fed = now.mono;
+        self.hearing_in.clone_from(&language);
+        self.actions.push_back(Action::Listen { language });
+    }
+
+    /// Queues the caller for an agent with a summary of what the call learnt.
+    fn start_transfer(&mut self, queue: String) {
+        let language = self.config.language.clone();
+        let lang = crate::dialogue::Lang::from_code(&language);
+        let conversation = self.interpreter.conversation();
+        let customer_turns = || {
+            conversation
+                .into_iter()
+                .flat_map(|c| c.history.iter().rev())
+                .filter(|t| t.speaker == crate::dialogue::engine::Speaker::Customer)
+        };
+        let topic = customer_turns().find_map(|t| t.intent.clone()).map(|id| {
+            self.interpreter
+                .matcher()
+                .and_then(|m| m.kb.intent(&id))
+                .zip(lang)
+                .map(|(i, l)| i.title.best(l).to_string())
+                .unwrap_or_else(|| id.replace(['_', '-'], " "))
+        });
+        let said = self
+            .utterances
+            .last()
+            .cloned()
+            .or_else(|| customer_turns().next().map(|t| t.text.clone()));
+        let collected: Vec<(String, String)> = self
+            .interpreter
+            .vars()
+            .iter()
+            .filter(|(k, v)| {
+                !matches!(
+                    k.as_str(),
+                    "caller" | "called" | "queue" | "handover_reason"
+                ) && !v.is_empty()
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let summary = super::leg::summary_text(
+            &language,
+            &self.config.caller,
+            topic.as_deref(),
+            said.as_deref(),
+            &collected,
+        );
+        // The ask node's hand-over says why; otherwise the caller chose it in a menu.
+        let reason = self
+            .interpreter
+            .vars()
+            .get("handover_reason")
+            .cloned()
+            .unwrap_or_else(|| "menu".into());
+        self.waiting = true;
+        self.actions.push_back(Action::Queue {
+            queue,
+            summary,
+            reason,
+        });
+    }
+
+    fn queued(&mut self, q: Queued, now: Moment) {
+        if !self.waiting {
+            return;
+        }
+        match q {
+            Queued::Full => {
+                tracing::warn!("cannot queue the caller (the queues are full)");
+                self.waiting = false;
+                self.interpreter.handle(Input::NoAgent, now);
+            }
+            Queued::Announce(p) => {
+                self.playing = true;
+                self.actions.push_back(Action::Announce(p));
+            }
+            Queued::TimedOut(log) => {
+                self.waiting = false;
+                self.transfer = Some(log);
+                // The pump stopped the hold music when the caller left the queue.
+                self.playing = false;
+                self.interpreter.handle(Input::NoAgent, now);
+            }
+            Queued::Answered(log) => {
+                self.waiting = false;
+                self.transfer = Some(log);
+                self.actions.push_back(Action::Bridge);
+            }
+        }
+    }
+
+    fn start_blind(&mut self, to: String) {
+        tracing::info!("blind transfer requested; sending REFER");
+        self.transfer = Some(TransferLog {
+            target: Some(to.clone()),
+            method: Some("refer"),
+            ..TransferLog::default()
+        });
+        self.blind = Some(Blind {
+            target: to.clone(),
+            deadline: None,
+            dialing: false,
+        });
+        self.actions.push_back(Action::Refer { to });
+    }
+
+    fn refer_answered(&mut self, answer: Result<u16, String>, now: Moment) {
+        let Some(b) = self.blind.as_mut() else {
+            return;
+        };
+        match answer {
+            // Accepted: the outcome comes in NOTIFYs.
+            Ok(code) if (200..300).contains(&code) => b.deadline = Some(now.mono + NOTIFY_WAIT),
+            other => {
+                let why = match other {
+                    Ok(code) => format!("REFER answered {code}"),
+                    Err(e) => e,
+                };
+                tracing::info!(%why, "the caller's side will not transfer; dialling out");
+                self.dial_out();
+            }
+        }
+    }
+
+    /// A NOTIFY about the REFER (sipfrag of the transfer's progress): a 2xx means
+    /// the target answered and kefu leaves; a failure dials out instead.
+    fn notified(&mut self, body: &[u8]) {
+        if self.blind.is_none() {
+            return;
+        }
+        let Some(code) = super::blind::sipfrag_status(body) else {
+            return;
+        };
+        match code {
+            100..=199 => {}
+            200..=299 => {
+                tracing::info!("the caller's side transferred the call");
+                self.blind = None;
+                self.end(EndReason::Referred);
+            }
+            _ => {
+                tracing::info!(
+                    code,
+                    "the caller's side could not reach the target; dialling out"
+                );
+                self.dial_out();
+            }
+        }
+    }
+
+    /// Calls the target and bridges it once answered.
+    fn dial_out(&mut self) {
+        let Some(b) = self.blind.as_mut() else {
+            return;
+        };
+        b.deadline = None;
+        if b.dialing {
+            return;
+        }
+        b.dialing = true;
+        if let Some(log) = self.transfer.as_mut() {
+            log.method = Some("dial-out");
+        }
+        self.actions.push_back(Action::DialOut {
+            to: b.target.clone(),
+        });
+    }
+
+    fn dial_out_ended(&mut self, outcome: Result<(), String>, now: Moment) {
+        if !self.blind.as_ref().is_some_and(|b| b.dialing) {
+            return;
+        }
+        self.blind = None;
+        match outcome {
+            Ok(()) => {
+                if let Some(log) = self.transfer.as_mut() {
+                    log.agent = log.target.clone();
+                }
+                self.actions.push_back(Action::Bridge);
+            }
+            Err(why) => {
+                tracing::info!(%why, "blind transfer failed");
+                if let Some(log) = self.transfer.as_mut() {
+                    log.tried
+                        .push((log.target.clone().unwrap_or_default(), why));
+                }
+                self.interpreter.handle(Input::NoAgent, now);
+            }
+        }
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.listening = false;
+        self.answer = Answer::None;
+        // A message being recorded when the call ended is kept.
+        self.stop_recording();
+        self.actions.push_back(Action::End(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialplan::{AudioRoot, load_text};
+    use crate::media::prompt::PromptCache;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    const PLAN: &str = r#"
+[dialplan]
+name = "session unit"
+numbers = ["1"]
+language = "en"
+start = "ask"
+
+[nodes.ask]
+type = "listen"
+prompt = "en/main-menu.wav"
+timeout = "60s"
+max_failures = 3
+on_failure = "bye"
+
+[nodes.ask.options]
+1 = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+    /// Ears that count the frames they were fed.
+    struct Counting(Arc<Mutex<usize>>);
+
+    impl Ears for Counting {
+        fn restart(&mut self, _language: &str) {}
+        fn push(&mut self, pcm: &[i16], _out: &mut Vec<Noticed>) {
+            *self.0.lock().unwrap() += pcm.len() / FRAME_SAMPLES;
+        }
+    }
+
+    fn session(frames: Arc<Mutex<usize>>, t0: Moment) -> Session {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let plan = load_text(
+            std::path::Path::new("unit.toml"),
+            PLAN,
+            &AudioRoot(root.join("audio")),
+            &PromptCache::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+                     a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+        let config = Config {
+            negotiated: crate::media::sdp::negotiate(offer.as_bytes()).unwrap(),
+            dtmf: DtmfMode::Auto,
+            rtp_timeout: Duration::from_secs(30),
+            local_rtp: "127.0.0.1:20000".parse().unwrap(),
+            peer: "127.0.0.1".parse().unwrap(),
+            session_id: 7,
+            sdp_version: 1,
+            caller: "10086".into(),
+            language: "en".into(),
+        };
+        let interpreter = Interpreter::new(plan, BTreeMap::new(), t0);
+        let make: MakeEars =
+            Box::new(move |_: &str| -> Box<dyn Ears> { Box::new(Counting(frames.clone())) });
+        Session::new(config, interpreter, Some(make), t0.mono)
+    }
+
+    fn actions(s: &mut Session) -> Vec<Action> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 9]);
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    }
+
+    #[test]
+    fn a_quiet_caller_is_heard_as_silence_for_the_time_that_passed() {
+        let frames = Arc::new(Mutex::new(0));
+        let t0 = Moment::now();
+        let mut s = session(frames.clone(), t0);
+        s.handle(Event::Start, t0);
+        let first = actions(&mut s);
+        assert!(matches!(first[0], Action::Listen { .. }), "{first:?}");
+        // Ticks at any rate: silence for the time since the caller was last heard.
+        for ms in [50, 120, 130, 400] {
+            s.handle(Event::Tick, t0.after(Duration::from_millis(ms)));
+        }
+        assert_eq!(*frames.lock().unwrap(), 400 / 20);
+        // Media from the caller: no silence is made up for it.
+        let from = "127.0.0.1:40000".parse().unwrap();
+        let at = t0.after(Duration::from_millis(420));
+        s.handle(
+            Event::Rtp {
+                packet: &rtp(1),
+                from,
+                at: at.mono,
+            },
+            at,
+        );
+        s.handle(Event::Tick, t0.after(Duration::from_millis(460)));
+        assert_eq!(*frames.lock().unwrap(), 400 / 20 + 1);
+    }
+
+    #[test]
+    fn media_follow_the_source_and_a_held_caller_is_not_timed_out() {
+        let t0 = Moment::now();
+        let mut s = session(Arc::default(), t0);
+        s.handle(Event::Start, t0);
+        actions(&mut s);
+        // Symmetric RTP: kefu answers where the caller really sends from.
+        let nat: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        for seq in 1..=5 {
+            s.handle(
+                Event::Rtp {
+                    packet: &rtp(seq),
+                    from: nat,
+                    at: t0.mono,
+                },
+                t0,
+            );
+        }
+        assert!(
+            actions(&mut s)
+                .iter()
+                .any(|a| matches!(a, Action::Remote(r) if *r == nat))
+        );
+        // On hold (inactive: the phone sends nothing): 40 s without media end nothing.
+        let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    m=audio 40000 RTP/AVP 0\r\na=inactive\r\n";
+        let decision = s.reoffer(hold.as_bytes(), t0);
+        assert!(matches!(decision, Reoffer::Accepted { .. }));
+        let media = actions(&mut s);
+        assert!(
+            matches!(&media[..], [Action::Media(n)] if n.direction == Direction::Inactive),
+            "{media:?}"
+        );
+        let later = t0.after(Duration::from_secs(40));
+        s.handle(Event::Tick, later);
+        assert!(!actions(&mut s).iter().any(|a| matches!(a, Action::End(_))));
+        // Resumed, and silent for longer than the time-out: gone.
+        let resume = hold.replace("inactive", "sendrecv");
+        s.reoffer(resume.as_bytes(), later);
+        s.handle(Event::Tick, later.after(Duration::from_secs(31)));
+        assert!(
+            actions(&mut s)
+                .iter()
+                .any(|a| matches!(a, Action::End(EndReason::RtpTimeout)))
+        );
+        // Over: nothing more happens.
+        s.handle(Event::InfoKey('1'), later.after(Duration::from_secs(32)));
+        assert!(actions(&mut s).is_empty());
+    }
+}
