@@ -381,7 +381,8 @@ impl Config {
         Self::default().merge(file)
     }
 
-    fn merge(mut self, f: FileConfig) -> anyhow::Result<Self> {
+    fn merge(mut self, mut f: FileConfig) -> anyhow::Result<Self> {
+        self.merge_messaging(&mut f)?;
         macro_rules! take {
             ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
         }
@@ -419,32 +420,6 @@ impl Config {
         self.embed_cache = f.embed_cache.or(self.embed_cache);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
-        }
-        self.wechat_token = f.wechat_token.or(self.wechat_token);
-        self.wechat_appid = f.wechat_appid.or(self.wechat_appid);
-        self.wechat_secret = f.wechat_secret.or(self.wechat_secret);
-        if let Some(key) = f.wechat_aes_key {
-            if self.wechat_appid.is_none() {
-                bail!("`wechat_aes_key` needs `wechat_appid` (safe mode checks the AppID)");
-            }
-            encoding_aes_key(&key).map_err(anyhow::Error::msg)?;
-            self.wechat_aes_key = Some(key);
-        }
-        if let Some(api) = f.wechat_api {
-            if !(api.starts_with("https://") || api.starts_with("http://")) {
-                bail!("`wechat_api` must be an http(s) URL");
-            }
-            self.wechat_api = api;
-        }
-        self.sms_outbound_url = f.sms_outbound_url.or(self.sms_outbound_url);
-        self.sms_number = f.sms_number.or(self.sms_number);
-        self.sms_inbound_token = f.sms_inbound_token.or(self.sms_inbound_token);
-        if self
-            .sms_inbound_token
-            .as_ref()
-            .is_some_and(|t| t.len() < 16 || t.len() > 256)
-        {
-            bail!("`sms_inbound_token` must be 16 to 256 characters");
         }
         if let Some(r) = f.rtp_ports {
             self.rtp_ports = parse_range(&r)?;
@@ -513,50 +488,41 @@ impl Config {
             if name.is_empty() || self.queues.iter().any(|c| c.name == name) {
                 bail!("[[queue]] names must be present and distinct: {name:?}");
             }
-            let mut c = crate::agents::queue::QueueConfig::named(&name);
-            let field = |f: &str| format!("[[queue]] {name}: `{f}`");
-            if let Some(s) = q.strategy {
-                c.strategy = s;
-            }
-            if let Some(t) = q.max_wait {
-                c.max_wait = duration(&field("max_wait"), &t)?;
-            }
-            if let Some(t) = q.ring_timeout {
-                c.ring_timeout = duration(&field("ring_timeout"), &t)?;
-            }
-            if let Some(t) = q.wrap_up {
-                c.wrap_up = duration(&field("wrap_up"), &t)?;
-            }
-            if let Some(t) = q.announce_every {
-                c.announce_every = match t.as_str() {
-                    "off" | "never" => None,
-                    t => Some(duration(&field("announce_every"), t)?),
-                };
-            }
-            if let Some(h) = q.hold_music {
-                let path = std::path::Path::new(&h);
-                if h.is_empty()
-                    || path.is_absolute()
-                    || path
-                        .components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    bail!(
-                        "{}: a WAV file under audio/, like \"hold.wav\"",
-                        field("hold_music")
-                    );
-                }
-                c.hold_music = h;
-            }
-            c.record = q.record.unwrap_or(false);
-            if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
-                bail!(
-                    "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"
-                );
-            }
+            let c = queue_config(q)?;
             self.queues.push(c);
         }
         Ok(self)
+    }
+
+    /// The WeChat and SMS settings of `f` (taken out of it).
+    fn merge_messaging(&mut self, f: &mut FileConfig) -> anyhow::Result<()> {
+        self.wechat_token = f.wechat_token.take().or(self.wechat_token.take());
+        self.wechat_appid = f.wechat_appid.take().or(self.wechat_appid.take());
+        self.wechat_secret = f.wechat_secret.take().or(self.wechat_secret.take());
+        if let Some(key) = f.wechat_aes_key.take() {
+            if self.wechat_appid.is_none() {
+                bail!("`wechat_aes_key` needs `wechat_appid` (safe mode checks the AppID)");
+            }
+            encoding_aes_key(&key).map_err(anyhow::Error::msg)?;
+            self.wechat_aes_key = Some(key);
+        }
+        if let Some(api) = f.wechat_api.take() {
+            if !(api.starts_with("https://") || api.starts_with("http://")) {
+                bail!("`wechat_api` must be an http(s) URL");
+            }
+            self.wechat_api = api;
+        }
+        self.sms_outbound_url = f.sms_outbound_url.take().or(self.sms_outbound_url.take());
+        self.sms_number = f.sms_number.take().or(self.sms_number.take());
+        self.sms_inbound_token = f.sms_inbound_token.take().or(self.sms_inbound_token.take());
+        if self
+            .sms_inbound_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16 || t.len() > 256)
+        {
+            bail!("`sms_inbound_token` must be 16 to 256 characters");
+        }
+        Ok(())
     }
 
     /// The database URL: `database`, or the SQLite file in the data directory.
@@ -602,6 +568,53 @@ impl Config {
             .find(|t| t.addresses.contains(&source))
             .map_or((self.dtmf, None), |t| (t.dtmf, Some(t.name.as_str())))
     }
+}
+
+/// One `[[queue]]` of the file, checked.
+fn queue_config(q: QueueFile) -> anyhow::Result<crate::agents::queue::QueueConfig> {
+    let name = q.name.trim().to_string();
+    let mut c = crate::agents::queue::QueueConfig::named(&name);
+    let field = |f: &str| format!("[[queue]] {name}: `{f}`");
+    if let Some(s) = q.strategy {
+        c.strategy = s;
+    }
+    if let Some(t) = q.max_wait {
+        c.max_wait = duration(&field("max_wait"), &t)?;
+    }
+    if let Some(t) = q.ring_timeout {
+        c.ring_timeout = duration(&field("ring_timeout"), &t)?;
+    }
+    if let Some(t) = q.wrap_up {
+        c.wrap_up = duration(&field("wrap_up"), &t)?;
+    }
+    if let Some(t) = q.announce_every {
+        c.announce_every = match t.as_str() {
+            "off" | "never" => None,
+            t => Some(duration(&field("announce_every"), t)?),
+        };
+    }
+    if let Some(h) = q.hold_music {
+        let path = std::path::Path::new(&h);
+        if h.is_empty()
+            || path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            bail!(
+                "{}: a WAV file under audio/, like \"hold.wav\"",
+                field("hold_music")
+            );
+        }
+        c.hold_music = h;
+    }
+    c.record = q.record.unwrap_or(false);
+    if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
+        bail!(
+            "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"
+        );
+    }
+    Ok(c)
 }
 
 pub fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {

@@ -43,21 +43,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let speech = load_speech(&config, &registry).await?;
     warm_voices(&prompts, &registry).await?;
     let live = LiveDialplans::new(registry);
-    let encoder = if config.semantic {
-        let (models, cache) = (
-            config.models.clone(),
-            config
-                .embed_cache
-                .clone()
-                .unwrap_or_else(|| config.data.join("embeddings.bin")),
-        );
-        let encoder =
-            tokio::task::spawn_blocking(move || open_encoder(&models, Some(&cache))).await??;
-        Some(encoder)
-    } else {
-        tracing::info!("semantic re-ranker off (`semantic = false`): matching by words only");
-        None
-    };
+    let encoder = load_encoder(&config).await?;
     let kb = load_kb(&config.kb, encoder.clone()).await?;
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
@@ -81,18 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store.clone(),
         center.clone(),
     ));
-    // What is live at start is recorded like any later reload.
-    let (reloads, reloads_rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(record_reloads(store.clone(), reloads_rx));
-    for (what, described) in [
-        ("kb", crate::dialogue::reload::describe(&kb.current())),
-        ("dialplans", reload::describe(&live.current())),
-    ] {
-        let _ = reloads.try_send(Reloaded {
-            what,
-            outcome: Ok(described),
-        });
-    }
+    let reloads = reloads_recorded(&store, &kb, &live);
 
     let stop = CancellationToken::new();
     run_queues(&center, &store, &text, &stop);
@@ -104,36 +79,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ..Health::default()
     });
 
-    let http = tokio::net::TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("cannot bind HTTP on {}", config.http))?;
-    tracing::info!(addr = %http.local_addr()?, "HTTP listening");
-    let http_stop = stop.clone();
-    let ops = Arc::new(api::Ops {
-        store: store.clone(),
-        access: Arc::new(crate::http::routes::Access {
-            store: store.clone(),
-            throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::default()),
-            secure_cookies: config.secure_cookies,
-            session_ttl: config.session_ttl,
-            trusted_proxies: config.trusted_proxies.clone(),
-            budgets: text.budgets.clone(),
-        }),
-        kb: kb.clone(),
-        kb_dir: config.kb.clone(),
-        conversations: conversations.clone(),
-        text: text.clone(),
-        center: center.clone(),
-        embed: embed.clone(),
-        routes: std::sync::OnceLock::new(),
-    });
-    let (router, _) = api::router(health.clone(), text, ops);
-    let http_task = tokio::spawn(crate::http::listen::serve(
-        http,
-        router,
-        config.http_limits,
-        http_stop,
-    ));
+    let call_service = text.service.clone();
+    let http_task = start_http(
+        &config,
+        health.clone(),
+        Shared {
+            store: &store,
+            kb: &kb,
+            conversations: &conversations,
+            text,
+            center: &center,
+            embed: &embed,
+        },
+        stop.clone(),
+    )
+    .await?;
 
     let (sip, incoming) = sip::bind(
         config.clone(),
@@ -149,6 +109,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             prompts: prompts.clone(),
             conversations,
             store: store.clone(),
+            service: call_service,
         }),
         center.clone(),
     )
@@ -180,6 +141,96 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where reloads are reported (and recorded in the store); what is live at start
+/// is recorded like any later reload.
+fn reloads_recorded(
+    store: &crate::store::Store,
+    kb: &LiveKb,
+    live: &LiveDialplans,
+) -> tokio::sync::mpsc::Sender<Reloaded> {
+    let (reloads, reloads_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(record_reloads(store.clone(), reloads_rx));
+    for (what, described) in [
+        ("kb", crate::dialogue::reload::describe(&kb.current())),
+        ("dialplans", reload::describe(&live.current())),
+    ] {
+        let _ = reloads.try_send(Reloaded {
+            what,
+            outcome: Ok(described),
+        });
+    }
+    reloads
+}
+
+/// The semantic re-ranker's encoder (its example embeddings cached on disk), or
+/// None when `semantic = false`.
+async fn load_encoder(config: &Config) -> anyhow::Result<Option<Arc<Encoder>>> {
+    if !config.semantic {
+        tracing::info!("semantic re-ranker off (`semantic = false`): matching by words only");
+        return Ok(None);
+    }
+    let (models, cache) = (
+        config.models.clone(),
+        config
+            .embed_cache
+            .clone()
+            .unwrap_or_else(|| config.data.join("embeddings.bin")),
+    );
+    let encoder =
+        tokio::task::spawn_blocking(move || open_encoder(&models, Some(&cache))).await??;
+    Ok(Some(encoder))
+}
+
+/// What the HTTP API shares with the rest of the server.
+struct Shared<'a> {
+    store: &'a crate::store::Store,
+    kb: &'a LiveKb,
+    conversations: &'a Arc<Conversations>,
+    text: Arc<TextChannels>,
+    center: &'a Arc<crate::agents::center::Center>,
+    embed: &'a Option<crate::store::analytics::Embed>,
+}
+
+/// Binds the HTTP address and serves the API, the pages and the chat channels
+/// until `stop`.
+async fn start_http(
+    config: &Config,
+    health: Arc<Health>,
+    shared: Shared<'_>,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let text = shared.text;
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP on {}", config.http))?;
+    tracing::info!(addr = %http.local_addr()?, "HTTP listening");
+    let ops = Arc::new(api::Ops {
+        store: shared.store.clone(),
+        access: Arc::new(crate::http::routes::Access {
+            store: shared.store.clone(),
+            throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::default()),
+            secure_cookies: config.secure_cookies,
+            session_ttl: config.session_ttl,
+            trusted_proxies: config.trusted_proxies.clone(),
+            budgets: text.budgets.clone(),
+        }),
+        kb: shared.kb.clone(),
+        kb_dir: config.kb.clone(),
+        conversations: shared.conversations.clone(),
+        text: text.clone(),
+        center: shared.center.clone(),
+        embed: shared.embed.clone(),
+        routes: std::sync::OnceLock::new(),
+    });
+    let (router, _) = api::router(health, text, ops);
+    Ok(tokio::spawn(crate::http::listen::serve(
+        http,
+        router,
+        config.http_limits,
+        stop,
+    )))
 }
 
 /// Makes the data directory, for kefu's own user only: customers' data lives there

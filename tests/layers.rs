@@ -93,7 +93,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["agents", "media", "source", "store"]),
     // Persistence depends on the domain's types, never the reverse.
     ("store", &["agents", "dialogue", "metrics"]),
-    ("agents", &["auth"]),
+    ("agents", &["auth", "dialogue"]),
     ("auth", &[]),
     ("dialplan", &["dialogue", "media", "source", "watch"]),
     ("dialogue", &["metrics", "source", "watch"]),

@@ -509,6 +509,25 @@ impl Center {
     }
 }
 
+/// Conversations handed to a person wait here.
+impl crate::dialogue::service::Desk for Center {
+    fn enqueue(
+        &self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        summary: &str,
+        channel: crate::dialogue::conversations::Channel,
+        reason: String,
+    ) -> bool {
+        let origin = Origin {
+            channel: channel.name().to_string(),
+            reason,
+        };
+        Center::enqueue(self, item, queue, needs, summary, origin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

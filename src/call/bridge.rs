@@ -32,6 +32,20 @@ fn leg_media(n: &sdp::Negotiated) -> LegMedia {
     }
 }
 
+/// The bridge's state the relay loop works on.
+struct Bridged {
+    leg: AnsweredLeg,
+    to_agent: Relay,
+    to_caller: Relay,
+    recorder: Option<Recorder>,
+    caller_ears: Option<super::hearing::Transcribing>,
+    agent_ears: Option<super::hearing::Transcribing>,
+    agent_media: crate::channel::rtp::inbound::Inbound,
+    agent_heard: Instant,
+    agent_local: Option<std::net::SocketAddr>,
+    sent_to_caller: u64,
+}
+
 /// How the bridge ended, for the record.
 enum Side {
     Caller,
@@ -41,7 +55,7 @@ enum Side {
 impl Pump {
     /// Relays between the caller and the agent until either hangs up; returns the
     /// call's end reason.
-    pub(super) async fn bridge(&mut self, s: &mut CallSetup, mut leg: AnsweredLeg) -> EndReason {
+    pub(super) async fn bridge(&mut self, s: &mut CallSetup, leg: AnsweredLeg) -> EndReason {
         let agent = leg.agent.clone();
         tracing::info!(%agent, caller_codec = self.session.negotiated().law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
         // The bridge continues the caller's stream from where the clock left it.
@@ -51,7 +65,7 @@ impl Pump {
             .transfer_log()
             .map(|t| t.queue.clone())
             .unwrap_or_default();
-        let mut recorder = s
+        let recorder = s
             .staff
             .center
             .queue_config(&queue)
@@ -65,17 +79,6 @@ impl Pump {
                 timestamp: out.sender.timestamp_for_slot(out.pacer.next_slot()),
             }
         };
-        let mut sent_to_caller = 0;
-        let mut to_agent = Relay::new(
-            leg_media(self.session.negotiated()),
-            leg_media(&leg.negotiated),
-            leg.line,
-        );
-        let mut to_caller = Relay::new(
-            leg_media(&leg.negotiated),
-            leg_media(self.session.negotiated()),
-            caller_line,
-        );
         // The live transcript: the call's conversation (the one its `ask` nodes
         // held, or a new one) is made live for the desk, and each leg gets ears
         // when recognition is loaded.
@@ -86,154 +89,33 @@ impl Pump {
                 .as_ref()
                 .map(|runtime| super::hearing::Transcribing::new(runtime.clone(), &s.plan.language))
         };
-        let (mut caller_ears, mut agent_ears) = (ears(), ears());
-        let mut agent_media = leg.inbound.clone();
-        let mut agent_heard = Instant::now();
-        let agent_local = leg.socket.local_addr().ok();
-        let mut caller_buf = vec![0u8; 2048];
-        let mut agent_buf = vec![0u8; 2048];
-        let mut out = vec![0u8; 12 + MAX_PAYLOAD];
-        let mut pcm = Vec::with_capacity(MAX_PAYLOAD);
-        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut b = Bridged {
+            to_agent: Relay::new(
+                leg_media(self.session.negotiated()),
+                leg_media(&leg.negotiated),
+                leg.line,
+            ),
+            to_caller: Relay::new(
+                leg_media(&leg.negotiated),
+                leg_media(self.session.negotiated()),
+                caller_line,
+            ),
+            recorder,
+            caller_ears: ears(),
+            agent_ears: ears(),
+            agent_media: leg.inbound.clone(),
+            agent_heard: Instant::now(),
+            agent_local: leg.socket.local_addr().ok(),
+            sent_to_caller: 0,
+            leg,
+        };
         let metrics = crate::metrics::metrics();
         metrics.bridged_active.inc();
         // Relaying forwards each packet as it arrives: the caller's socket goes back
         // on the reactor (the IVR polled it at its frame tick).
         let (ended_by, reason) = match s.socket.reactor_mode() {
             Err(e) => (Side::Caller, EndReason::RtpSocket(e.to_string())),
-            Ok(()) => loop {
-                tokio::select! {
-                    t = async {
-                        match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                            Some(rx) => rx.await,
-                            None => std::future::pending().await,
-                        }
-                    }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                        if let Some(h) = caller_ears.as_mut() {
-                            h.pending = None;
-                        }
-                        transcribed(s, &conversation, Speaker::Customer, t);
-                    }
-                    t = async {
-                        match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                            Some(rx) => rx.await,
-                            None => std::future::pending().await,
-                        }
-                    }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                        if let Some(h) = agent_ears.as_mut() {
-                            h.pending = None;
-                        }
-                        transcribed(s, &conversation, Speaker::Agent, t);
-                    }
-                    received = s.socket.recv_from(&mut caller_buf) => {
-                        let Ok((len, from)) = received else { continue };
-                        let packet = &caller_buf[..len];
-                        if !self.caller_packet(packet, from) {
-                            continue;
-                        }
-                        let want_pcm = recorder.is_some() || caller_ears.is_some();
-                        if let Relayed::Audio(n) | Relayed::Event(n) =
-                            to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
-                        {
-                            tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
-                            match leg.socket.send_to(&out[..n], agent_media.target()).await {
-                                Ok(_) => {
-                                    metrics.rtp_out.inc();
-                                }
-                                Err(e) => tracing::debug!(error = %e, "RTP to the agent failed"),
-                            }
-                        }
-                    }
-                    received = leg.socket.recv_from(&mut agent_buf) => {
-                        let Ok((len, from)) = received else { continue };
-                        let packet = &agent_buf[..len];
-                        // Only the agent's phone: answered where it sends from.
-                        if agent_media.admit(packet, from).is_none() {
-                            continue;
-                        }
-                        agent_heard = Instant::now();
-                        let want_pcm = recorder.is_some() || agent_ears.is_some();
-                        if let Relayed::Audio(n) | Relayed::Event(n) =
-                            to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
-                        {
-                            tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
-                            if self.session.negotiated().direction.sends() {
-                                match s.socket.send_to(&out[..n], self.session.remote()).await {
-                                    Ok(_) => {
-                                        metrics.rtp_out.inc();
-                                        sent_to_caller += 1;
-                                    }
-                                    Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
-                                }
-                            }
-                        }
-                    }
-                    state = s.states.recv() => match state {
-                        Some(DialogState::Info(_, req, handle)) => {
-                            // A key sent as SIP INFO goes on to the agent the same way.
-                            let _ = handle.reply(StatusCode::OK).await;
-                            forward_info(&leg.dialog, &req);
-                        }
-                        Some(DialogState::Terminated(_, r)) => break (Side::Caller, EndReason::from(&r)),
-                        None => break (Side::Caller, EndReason::DialogGone),
-                        other => {
-                            let before = leg_media(self.session.negotiated());
-                            self.dialog_event(other).await;
-                            if let Some(r) = self.bridged_actions() {
-                                break (Side::Caller, r);
-                            }
-                            let now = leg_media(self.session.negotiated());
-                            if now != before {
-                                to_agent.renegotiated(now, leg_media(&leg.negotiated));
-                                to_caller.renegotiated(leg_media(&leg.negotiated), now);
-                            }
-                        }
-                    },
-                    state = leg.states.recv() => match state {
-                        Some(DialogState::Info(_, req, handle)) => {
-                            let _ = handle.reply(StatusCode::OK).await;
-                            forward_info(&s.dialog, &req);
-                        }
-                        Some(DialogState::Updated(_, req, handle)) => {
-                            // The agent's phone holds, resumes or changes codec:
-                            // answered as the caller's re-INVITE is.
-                            let (session_id, sdp_version) = self.session.sdp_session();
-                            let decision = match agent_local {
-                                Some(local) => reoffer::reoffer(&leg.negotiated, &req.body, leg.source, local, session_id, sdp_version),
-                                None => reoffer::Reoffer::Refused("the agent's media socket has no address".into()),
-                            };
-                            if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
-                                agent_media.renegotiated(n);
-                                leg.negotiated = n.clone();
-                                let me = leg_media(self.session.negotiated());
-                                to_agent.renegotiated(me, leg_media(&leg.negotiated));
-                                to_caller.renegotiated(leg_media(&leg.negotiated), me);
-                            }
-                            reoffer::respond(&handle, &decision).await;
-                        }
-                        Some(DialogState::Options(_, _, handle)) => {
-                            let _ = handle.reply(StatusCode::OK).await;
-                        }
-                        Some(DialogState::Terminated(..)) | None => break (Side::Agent, EndReason::AgentHangup),
-                        Some(_) => {}
-                    },
-                    _ = check.tick() => {
-                        let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
-                        let direction = self.session.negotiated().direction;
-                        let caller_listens = direction != sdp::Direction::Inactive
-                            && direction != sdp::Direction::SendOnly;
-                        if caller_listens && quiet(self.session.last_heard()) {
-                            tracing::warn!("no RTP from the caller while bridged; hanging up");
-                            break (Side::Caller, EndReason::RtpTimeout);
-                        }
-                        if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
-                            tracing::warn!(%agent, "no RTP from the agent while bridged; hanging up");
-                            break (Side::Agent, EndReason::AgentRtpTimeout);
-                        }
-                    }
-                    _ = s.hangup_all.cancelled() => break (Side::Caller, EndReason::Shutdown),
-                }
-            },
+            Ok(()) => self.relay(s, &mut b, &conversation).await,
         };
         // The side that did not hang up is hung up.
         let caller_gone = matches!(ended_by, Side::Caller) && reason.caller_left();
@@ -241,27 +123,247 @@ impl Pump {
             tracing::debug!(error = %e, "BYE to the caller failed");
         }
         if !matches!(ended_by, Side::Agent)
-            && let Err(e) = leg.dialog.bye().await
+            && let Err(e) = b.leg.dialog.bye().await
         {
             tracing::debug!(error = %e, "BYE to the agent failed");
         }
         metrics.bridged_active.dec();
-        self.out.lock().sender.packets += sent_to_caller;
-        s.dialog_layer.remove_dialog(&leg.dialog.id());
+        self.out.lock().sender.packets += b.sent_to_caller;
+        s.dialog_layer.remove_dialog(&b.leg.dialog.id());
         s.staff.center.finish(&s.call_id, &agent);
-        let talked = leg.answered_at.elapsed();
-        tracing::info!(%agent, talk_s = talked.as_secs(), to_agent = to_agent.relayed, to_caller = to_caller.relayed, dropped = to_agent.dropped + to_caller.dropped, %reason, "bridged call ended");
+        let talked = b.leg.answered_at.elapsed();
+        tracing::info!(%agent, talk_s = talked.as_secs(), to_agent = b.to_agent.relayed, to_caller = b.to_caller.relayed, dropped = b.to_agent.dropped + b.to_caller.dropped, %reason, "bridged call ended");
         if let Some(log) = self.session.transfer_log() {
             log.talk_ms = Some(talked.as_millis() as u64);
-            log.relayed_to_agent = to_agent.relayed;
-            log.relayed_to_caller = to_caller.relayed;
+            log.relayed_to_agent = b.to_agent.relayed;
+            log.relayed_to_caller = b.to_caller.relayed;
         }
-        if let Some(r) = recorder
+        if let Some(r) = b.recorder.take()
             && !r.is_empty()
         {
             self.keep_recording(s, r, "call");
         }
         reason
+    }
+
+    /// The relay loop: until either side hangs up (or goes quiet); who ended it,
+    /// and why.
+    async fn relay(
+        &mut self,
+        s: &mut CallSetup,
+        b: &mut Bridged,
+        conversation: &str,
+    ) -> (Side, EndReason) {
+        let Bridged {
+            leg,
+            to_agent,
+            to_caller,
+            recorder,
+            caller_ears,
+            agent_ears,
+            agent_media,
+            agent_heard,
+            agent_local,
+            sent_to_caller,
+        } = b;
+        let metrics = crate::metrics::metrics();
+        let mut caller_buf = vec![0u8; 2048];
+        let mut agent_buf = vec![0u8; 2048];
+        let mut out = vec![0u8; 12 + MAX_PAYLOAD];
+        let mut pcm = Vec::with_capacity(MAX_PAYLOAD);
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                t = async {
+                    match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                    if let Some(h) = caller_ears.as_mut() {
+                        h.pending = None;
+                    }
+                    transcribed(s, conversation, Speaker::Customer, t);
+                }
+                t = async {
+                    match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
+                    if let Some(h) = agent_ears.as_mut() {
+                        h.pending = None;
+                    }
+                    transcribed(s, conversation, Speaker::Agent, t);
+                }
+                received = s.socket.recv_from(&mut caller_buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    let packet = &caller_buf[..len];
+                    if !self.caller_packet(packet, from) {
+                        continue;
+                    }
+                    let want_pcm = recorder.is_some() || caller_ears.is_some();
+                    if let Relayed::Audio(n) | Relayed::Event(n) =
+                        to_agent.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                    {
+                        tap(&mut pcm, recorder.as_mut(), 0, caller_ears.as_mut());
+                        match leg.socket.send_to(&out[..n], agent_media.target()).await {
+                            Ok(_) => {
+                                metrics.rtp_out.inc();
+                            }
+                            Err(e) => tracing::debug!(error = %e, "RTP to the agent failed"),
+                        }
+                    }
+                }
+                received = leg.socket.recv_from(&mut agent_buf) => {
+                    let Ok((len, from)) = received else { continue };
+                    let packet = &agent_buf[..len];
+                    // Only the agent's phone: answered where it sends from.
+                    if agent_media.admit(packet, from).is_none() {
+                        continue;
+                    }
+                    *agent_heard = Instant::now();
+                    let want_pcm = recorder.is_some() || agent_ears.is_some();
+                    if let Relayed::Audio(n) | Relayed::Event(n) =
+                        to_caller.relay(packet, &mut out, want_pcm.then_some(&mut pcm))
+                    {
+                        tap(&mut pcm, recorder.as_mut(), 1, agent_ears.as_mut());
+                        if self.session.negotiated().direction.sends() {
+                            match s.socket.send_to(&out[..n], self.session.remote()).await {
+                                Ok(_) => {
+                                    metrics.rtp_out.inc();
+                                    *sent_to_caller += 1;
+                                }
+                                Err(e) => tracing::debug!(error = %e, "RTP to the caller failed"),
+                            }
+                        }
+                    }
+                }
+                state = s.states.recv() => match state {
+                    Some(DialogState::Info(_, req, handle)) => {
+                        // A key sent as SIP INFO goes on to the agent the same way.
+                        let _ = handle.reply(StatusCode::OK).await;
+                        forward_info(&leg.dialog, &req);
+                    }
+                    Some(DialogState::Terminated(_, r)) => return (Side::Caller, EndReason::from(&r)),
+                    None => return (Side::Caller, EndReason::DialogGone),
+                    other => {
+                        if let Some(r) = self.caller_dialog(other, leg, to_agent, to_caller).await {
+                            return (Side::Caller, r);
+                        }
+                    }
+                },
+                state = leg.states.recv() => {
+                    if let Some(ended) = self.agent_dialog(s, state, leg, to_agent, to_caller, agent_media, *agent_local).await {
+                        return ended;
+                    }
+                }
+                _ = check.tick() => {
+                    if let Some(ended) = self.quiet_leg(s, *agent_heard, leg) {
+                        return ended;
+                    }
+                }
+                _ = s.hangup_all.cancelled() => return (Side::Caller, EndReason::Shutdown),
+            }
+        }
+    }
+
+    /// A leg that went quiet (not on hold) while bridged: who, and why it ends.
+    fn quiet_leg(
+        &self,
+        s: &CallSetup,
+        agent_heard: Instant,
+        leg: &AnsweredLeg,
+    ) -> Option<(Side, EndReason)> {
+        let quiet = |since: Instant| since.elapsed() > s.rtp_timeout;
+        let direction = self.session.negotiated().direction;
+        let caller_listens =
+            direction != sdp::Direction::Inactive && direction != sdp::Direction::SendOnly;
+        if caller_listens && quiet(self.session.last_heard()) {
+            tracing::warn!("no RTP from the caller while bridged; hanging up");
+            return Some((Side::Caller, EndReason::RtpTimeout));
+        }
+        if quiet(agent_heard) && leg.negotiated.direction != sdp::Direction::Inactive {
+            tracing::warn!(agent = %leg.agent, "no RTP from the agent while bridged; hanging up");
+            return Some((Side::Agent, EndReason::AgentRtpTimeout));
+        }
+        None
+    }
+
+    /// Another request in the caller's dialog (a re-INVITE: the relays follow the
+    /// caller's new media); Some when it ended the call.
+    async fn caller_dialog(
+        &mut self,
+        state: Option<DialogState>,
+        leg: &AnsweredLeg,
+        to_agent: &mut Relay,
+        to_caller: &mut Relay,
+    ) -> Option<EndReason> {
+        let before = leg_media(self.session.negotiated());
+        self.dialog_event(state).await;
+        if let Some(r) = self.bridged_actions() {
+            return Some(r);
+        }
+        let now = leg_media(self.session.negotiated());
+        if now != before {
+            to_agent.renegotiated(now, leg_media(&leg.negotiated));
+            to_caller.renegotiated(leg_media(&leg.negotiated), now);
+        }
+        None
+    }
+
+    /// A request or change in the agent's dialog; Some when the bridge is over.
+    #[allow(clippy::too_many_arguments)]
+    async fn agent_dialog(
+        &mut self,
+        s: &CallSetup,
+        state: Option<DialogState>,
+        leg: &mut AnsweredLeg,
+        to_agent: &mut Relay,
+        to_caller: &mut Relay,
+        agent_media: &mut crate::channel::rtp::inbound::Inbound,
+        agent_local: Option<std::net::SocketAddr>,
+    ) -> Option<(Side, EndReason)> {
+        match state {
+            Some(DialogState::Info(_, req, handle)) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                forward_info(&s.dialog, &req);
+            }
+            Some(DialogState::Updated(_, req, handle)) => {
+                // The agent's phone holds, resumes or changes codec:
+                // answered as the caller's re-INVITE is.
+                let (session_id, sdp_version) = self.session.sdp_session();
+                let decision = match agent_local {
+                    Some(local) => reoffer::reoffer(
+                        &leg.negotiated,
+                        &req.body,
+                        leg.source,
+                        local,
+                        session_id,
+                        sdp_version,
+                    ),
+                    None => {
+                        reoffer::Reoffer::Refused("the agent's media socket has no address".into())
+                    }
+                };
+                if let reoffer::Reoffer::Accepted { negotiated: n, .. } = &decision {
+                    agent_media.renegotiated(n);
+                    leg.negotiated = n.clone();
+                    let me = leg_media(self.session.negotiated());
+                    to_agent.renegotiated(me, leg_media(&leg.negotiated));
+                    to_caller.renegotiated(leg_media(&leg.negotiated), me);
+                }
+                reoffer::respond(&handle, &decision).await;
+            }
+            Some(DialogState::Options(_, _, handle)) => {
+                let _ = handle.reply(StatusCode::OK).await;
+            }
+            Some(DialogState::Terminated(..)) | None => {
+                return Some((Side::Agent, EndReason::AgentHangup));
+            }
+            Some(_) => {}
+        }
+        None
     }
 
     /// Makes the call's conversation live (pushed to subscribers) for the bridge's

@@ -124,6 +124,40 @@ pub async fn run(
     }
 }
 
+/// The INVITE to the agent's phone (or a dial-out's target): from the caller's
+/// number, to where its REGISTER came from (phones behind NAT too).
+fn invite_option(spec: &LegSpec, dialer: &Dialer, offer: String) -> Result<InviteOption, String> {
+    let callee = rsipstack::sip::Uri::try_from(spec.contact.contact.as_str())
+        .map_err(|e| format!("bad contact: {e}"))?;
+    let from_user = if spec.caller.is_empty() {
+        "kefu"
+    } else {
+        spec.caller.as_str()
+    };
+    let uri = |user: &str| {
+        rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.local).as_str())
+            .map_err(|e| format!("bad local URI: {e}"))
+    };
+    let transport = if spec.contact.transport == "tcp" {
+        rsipstack::sip::transport::Transport::Tcp
+    } else {
+        rsipstack::sip::transport::Transport::Udp
+    };
+    Ok(InviteOption {
+        caller: uri(from_user).or_else(|_| uri("kefu"))?,
+        callee,
+        // Where the REGISTER came from: reaches phones behind NAT too.
+        destination: Some(rsipstack::transport::SipAddr {
+            r#type: Some(transport),
+            addr: spec.contact.source.into(),
+        }),
+        content_type: Some("application/sdp".into()),
+        offer: Some(offer.into_bytes()),
+        contact: uri("kefu")?,
+        ..InviteOption::default()
+    })
+}
+
 /// The leg up to the agent's decision: Some(leg) when taken, None when the caller's
 /// task hung it up, Err(why) when the agent passed.
 async fn ring(
@@ -142,35 +176,7 @@ async fn ring(
         .map_err(|e| format!("rtp-socket: {e}"))?;
     let session_id: u64 = rand::random::<u32>().into();
     let offer = sdp::offer(local_rtp, session_id, 1);
-    let callee = rsipstack::sip::Uri::try_from(spec.contact.contact.as_str())
-        .map_err(|e| format!("bad contact: {e}"))?;
-    let from_user = if spec.caller.is_empty() {
-        "kefu"
-    } else {
-        spec.caller.as_str()
-    };
-    let uri = |user: &str| {
-        rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.local).as_str())
-            .map_err(|e| format!("bad local URI: {e}"))
-    };
-    let transport = if spec.contact.transport == "tcp" {
-        rsipstack::sip::transport::Transport::Tcp
-    } else {
-        rsipstack::sip::transport::Transport::Udp
-    };
-    let option = InviteOption {
-        caller: uri(from_user).or_else(|_| uri("kefu"))?,
-        callee,
-        // Where the REGISTER came from: reaches phones behind NAT too.
-        destination: Some(rsipstack::transport::SipAddr {
-            r#type: Some(transport),
-            addr: spec.contact.source.into(),
-        }),
-        content_type: Some("application/sdp".into()),
-        offer: Some(offer.into_bytes()),
-        contact: uri("kefu")?,
-        ..InviteOption::default()
-    };
+    let option = invite_option(spec, dialer, offer)?;
     let (state_tx, mut states) = dialer.dialog_layer.new_dialog_state_channel();
     let (dialog, mut invite) = dialer
         .dialog_layer

@@ -80,6 +80,8 @@ pub struct CallDialogue {
     pub conversations: Arc<crate::dialogue::conversations::Conversations>,
     /// Where the call record and the call's conversation are kept.
     pub store: crate::store::Store,
+    /// The conversation service the text channels use too: who the caller is.
+    pub service: Arc<crate::store::ConversationService>,
 }
 
 impl CallDialogue {
@@ -88,22 +90,6 @@ impl CallDialogue {
             crate::dialogue::conversations::IdentityKind::Phone,
             caller,
         )
-    }
-
-    /// The customer `identity` is filed under: the one the live conversations
-    /// know (linked in the store too), else the store's (created if new).
-    async fn customer_of(
-        store: &crate::store::Store,
-        conversations: &crate::dialogue::conversations::Conversations,
-        identity: &crate::dialogue::conversations::Identity,
-    ) -> anyhow::Result<String> {
-        Ok(match conversations.customer_if_known(identity) {
-            Some(c) => {
-                store.link(&c, identity).await?;
-                c
-            }
-            None => store.customer_for(identity).await?,
-        })
     }
 }
 
@@ -167,10 +153,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
     let customer = if s.caller.is_empty() && record.transfer.is_none() {
         None
     } else {
-        Some(
-            CallDialogue::customer_of(store, &s.dialogue.conversations, &s.caller_identity())
-                .await?,
-        )
+        Some(s.dialogue.service.file_under(&s.caller_identity()).await?)
     };
     let conversation = match (&record.conversation, &customer) {
         (Some(id), Some(customer)) => Some(crate::store::TurnsWrite {
@@ -236,32 +219,37 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
+/// Answers the call (after ringing, when the plan asks for it) and waits for the
+/// caller's ACK: where kefu takes the caller's RTP and the SDP session id, or why
+/// the call ended first.
+async fn answer(
+    s: &mut CallSetup,
+    record: &mut CallRecord,
+) -> Result<(SocketAddr, u64), EndReason> {
     let local_rtp = match s.socket.local_addr() {
         Ok(a) => a,
-        Err(e) => return EndReason::RtpSocket(e.to_string()),
+        Err(e) => return Err(EndReason::RtpSocket(e.to_string())),
     };
     // Ring first when the dialplan asks for it; the caller may give up (CANCEL).
     if !s.plan.answer_after.is_zero() {
         if let Err(e) = s.dialog.ringing(None, None) {
-            return EndReason::SipError(e.to_string());
+            return Err(EndReason::SipError(e.to_string()));
         }
         let until = tokio::time::Instant::now() + s.plan.answer_after;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
                 state = s.states.recv() => match state {
-                    Some(DialogState::Terminated(_, r)) => return EndReason::from(&r),
-                    None => return EndReason::DialogGone,
+                    Some(DialogState::Terminated(_, r)) => return Err(EndReason::from(&r)),
+                    None => return Err(EndReason::DialogGone),
                     Some(_) => {}
                 },
-                _ = s.hangup_all.cancelled() => return EndReason::Shutdown,
+                _ = s.hangup_all.cancelled() => return Err(EndReason::Shutdown),
             }
         }
     }
     let session_id: u64 = rand::random::<u32>().into();
-    let sdp_version = 1;
-    let answer = sdp::answer(local_rtp, &s.negotiated, session_id, sdp_version);
+    let answer = sdp::answer(local_rtp, &s.negotiated, session_id, 1);
     let sdp_header = || {
         vec![Header::Other(
             "Content-Type".into(),
@@ -272,33 +260,34 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
         .dialog
         .accept(Some(sdp_header()), Some(answer.into_bytes()))
     {
-        return EndReason::SipError(e.to_string());
+        return Err(EndReason::SipError(e.to_string()));
     }
     record.answer_at = Some(chrono::Utc::now());
     // Media starts when the caller's ACK confirms the dialog.
     let ack_deadline = tokio::time::Instant::now() + Duration::from_secs(32);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(ack_deadline) => return EndReason::NoAck,
+            _ = tokio::time::sleep_until(ack_deadline) => return Err(EndReason::NoAck),
             state = s.states.recv() => match state {
-                Some(DialogState::Confirmed(..)) => break,
-                Some(DialogState::Terminated(_, r)) => return EndReason::from(&r),
-                None => return EndReason::DialogGone,
+                Some(DialogState::Confirmed(..)) => return Ok((local_rtp, session_id)),
+                Some(DialogState::Terminated(_, r)) => return Err(EndReason::from(&r)),
+                None => return Err(EndReason::DialogGone),
                 Some(_) => {}
             },
         }
     }
+}
 
+async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
+    let (local_rtp, session_id) = match answer(s, record).await {
+        Ok(answered) => answered,
+        Err(reason) => return reason,
+    };
     if s.plan.asks() && !s.caller.is_empty() {
         // A caller the store knows resumes their open topic: remember who they are.
         let id = CallDialogue::identity(&s.caller);
-        let c = &s.dialogue.conversations;
-        if c.customer_if_known(&id).is_none() {
-            match s.dialogue.store.find_customer(&id).await {
-                Ok(Some(customer)) => c.adopt(&id, &customer),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot look the caller up"),
-            }
+        if let Err(e) = s.dialogue.service.recognise(&id).await {
+            tracing::warn!(error = %e, "cannot look the caller up");
         }
     }
     // The IVR reads the socket at its own pace and the shared clock sends from it.
@@ -310,16 +299,21 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
         Ok(socket) => socket,
         Err(e) => return EndReason::RtpSocket(e.to_string()),
     };
-    let mut pump = Pump::new(
-        session(s, local_rtp, session_id, sdp_version),
-        outgoing(s, clock_socket),
-    );
+    let mut pump = Pump::new(session(s, local_rtp, session_id), outgoing(s, clock_socket));
     let reason = match pump.run(s).await {
         Ended::Reason(r) => r,
         Ended::Bridge(leg) => pump.bridge(s, *leg).await,
     };
     // A message being recorded when the caller hung up is kept.
     pump.finish(s);
+    fill_record(&mut pump, s, record);
+    reason
+}
+
+/// What the call did, for its record: keys, words, media statistics, prompts, the
+/// plan's path and variables, the transfer, and the conversation (kept live for a
+/// bridged call, recorded now otherwise).
+fn fill_record(pump: &mut Pump, s: &CallSetup, record: &mut CallRecord) {
     let waited = pump.waiting.take().map(|w| w.log.clone());
     let session = &mut pump.session;
     record.transfer = session.take_transfer_log().or(waited);
@@ -374,12 +368,11 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
             ));
         }
     }
-    reason
 }
 
 /// The call's session: the plan's interpreter (talking with the dialogue core when
 /// the plan has `ask` nodes, resuming the caller's open topic) and its ears.
-fn session(s: &CallSetup, local_rtp: SocketAddr, session_id: u64, sdp_version: u64) -> Session {
+fn session(s: &CallSetup, local_rtp: SocketAddr, session_id: u64) -> Session {
     let vars = BTreeMap::from([
         ("caller".to_string(), s.caller.clone()),
         ("called".to_string(), s.called.clone()),
@@ -405,7 +398,8 @@ fn session(s: &CallSetup, local_rtp: SocketAddr, session_id: u64, sdp_version: u
         local_rtp,
         peer: s.source.ip(),
         session_id,
-        sdp_version,
+        // The version of the first answer (`answer`).
+        sdp_version: 1,
         caller: s.caller.clone(),
         language: s.plan.language.clone(),
     };

@@ -17,7 +17,7 @@ use super::blind::{self, Dialing, ReferAnswer};
 use super::leg::{AnsweredLeg, LegEvent};
 use super::recorder::Recorder;
 use super::session::{Action, Event, Queued, Session};
-use super::{CallDialogue, CallSetup, EndReason, hearing, reoffer, transfer};
+use super::{CallSetup, EndReason, hearing, reoffer, transfer};
 use crate::channel::rtp::FRAME_MILLIS;
 use crate::channel::rtp::clock::{ClockStream, MediaClock};
 use crate::dialplan::Moment;
@@ -161,15 +161,7 @@ impl Pump {
                     }
                 }, if dialing.is_some() => {
                     dialing = None;
-                    let outcome = match leg {
-                        Some((_, LegEvent::Accept(leg))) => {
-                            self.answered = Some(leg);
-                            Ok(())
-                        }
-                        Some((_, LegEvent::Declined(why))) => Err(why),
-                        None => Err("dial-out ended".into()),
-                    };
-                    self.session.handle(Event::DialOut(outcome), Moment::now());
+                    self.dialled(leg);
                 }
                 happened = async {
                     match waiting.as_mut() {
@@ -183,15 +175,9 @@ impl Pump {
                         None => std::future::pending().await,
                     }
                 }, if rendering.is_some() => {
-                    let event = match sentence {
-                        Some(Ok(prompt)) => Event::Sentence(prompt),
-                        Some(Err(e)) => Event::SentenceFailed(e),
-                        None => Event::AnswerRendered,
-                    };
-                    if !matches!(event, Event::Sentence(_)) {
+                    if !self.rendered(sentence) {
                         rendering = None;
                     }
-                    self.session.handle(event, Moment::now());
                 }
                 heard = async {
                     match pending.as_mut() {
@@ -221,6 +207,31 @@ impl Pump {
             self.refer = refer;
             self.dialing = dialing;
         }
+    }
+
+    /// The blind transfer's dial-out leg reported (None: it ended unheard).
+    fn dialled(&mut self, leg: Option<(String, LegEvent)>) {
+        let outcome = match leg {
+            Some((_, LegEvent::Accept(leg))) => {
+                self.answered = Some(leg);
+                Ok(())
+            }
+            Some((_, LegEvent::Declined(why))) => Err(why),
+            None => Err("dial-out ended".into()),
+        };
+        self.session.handle(Event::DialOut(outcome), Moment::now());
+    }
+
+    /// The next sentence of the answer (None: all were rendered); whether more may
+    /// come.
+    fn rendered(&mut self, sentence: Option<Result<Arc<Prompt>, String>>) -> bool {
+        let (event, more) = match sentence {
+            Some(Ok(prompt)) => (Event::Sentence(prompt), true),
+            Some(Err(e)) => (Event::SentenceFailed(e), false),
+            None => (Event::AnswerRendered, false),
+        };
+        self.session.handle(event, Moment::now());
+        more
     }
 
     /// Carries out the session's actions; Some once the IVR part is over.
@@ -459,9 +470,9 @@ impl Pump {
         }
         let seconds = r.duration().as_secs_f32();
         let ticket = self.ticket.clone();
-        let (store, conversations, identity, call_id) = (
+        let (store, service, identity, call_id) = (
             s.dialogue.store.clone(),
-            s.dialogue.conversations.clone(),
+            s.dialogue.service.clone(),
             s.caller_identity(),
             s.call_id.clone(),
         );
@@ -471,7 +482,8 @@ impl Pump {
                 Ok(Err(e)) => return tracing::error!(error = %e, "cannot encode the recording"),
                 Err(e) => return tracing::error!(error = %e, "recording task failed"),
             };
-            let customer = CallDialogue::customer_of(&store, &conversations, &identity)
+            let customer = service
+                .file_under(&identity)
                 .await
                 .map_err(|e| {
                     tracing::warn!(

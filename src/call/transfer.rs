@@ -17,7 +17,7 @@ use super::leg::{self, AnsweredLeg, Dialer, LegCommand, LegEvent, LegSpec};
 use crate::agents::Phones;
 use crate::agents::center::{Center, ItemEvent};
 use crate::agents::queue::Answer;
-use crate::dialogue::conversations::{Conversations, Identity};
+use crate::dialogue::conversations::Identity;
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::store::Store;
 
@@ -58,7 +58,7 @@ impl Ticket {
     pub(super) fn open(s: &CallSetup, identity: Identity, queue: &str, subject: &str) -> Self {
         Self(open_ticket(
             s.dialogue.store.clone(),
-            s.dialogue.conversations.clone(),
+            s.dialogue.service.clone(),
             identity,
             s.call_id.clone(),
             queue.to_string(),
@@ -380,7 +380,7 @@ pub fn position_text(language: &str, n: usize) -> String {
 
 fn open_ticket(
     store: Store,
-    conversations: Arc<Conversations>,
+    service: Arc<crate::store::ConversationService>,
     identity: Identity,
     call_id: String,
     queue: String,
@@ -389,8 +389,7 @@ fn open_ticket(
     let (tx, mut rx) = mpsc::channel::<TicketChange>(16);
     tokio::spawn(async move {
         let opened = async {
-            let customer =
-                super::CallDialogue::customer_of(&store, &conversations, &identity).await?;
+            let customer = service.file_under(&identity).await?;
             store
                 .open_ticket(&customer, None, Some(&call_id), &queue, &subject)
                 .await

@@ -39,6 +39,17 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The channel's name in records and reports ("phone", "web", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Phone => "phone",
+            Channel::Web => "web",
+            Channel::Wechat => "wechat",
+            Channel::Sms => "sms",
+            Channel::App => "app",
+        }
+    }
+
     pub fn medium(self) -> Medium {
         match self {
             Channel::Phone => Medium::Voice,

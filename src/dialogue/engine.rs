@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::kb::{Intent, KnowledgeBase, Medium};
 use super::matcher::{Matcher, Outcome, Scored};
-use super::text::{Lang, normalize};
+use super::replies::{join_sentences, pick_option, yes_or_no};
+use super::text::Lang;
 
 /// Unusable answers to a slot prompt before handing over to a person.
 const SLOT_TRIES: u32 = 3;
@@ -77,6 +78,14 @@ pub struct Reply {
     /// Other intents that scored, best first (for `kefu chat` and the API).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<(String, f32)>,
+}
+
+/// What a message did to a slot being collected.
+enum Filled<'k> {
+    Reply(Reply),
+    /// The slot was left (for this intent, when a new question left it), and
+    /// the ranking goes on to the new question.
+    Left(Option<&'k Intent>, Vec<(String, f32)>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -241,7 +250,7 @@ impl Conversation {
             .as_deref()
             .and_then(|id| kb.intent_index(id));
         let (outcome, ranked) = m.classify(text, self.lang, previous);
-        let candidates: Vec<(String, f32)> = ranked
+        let mut candidates: Vec<(String, f32)> = ranked
             .iter()
             .map(|s| (kb.intents[s.intent].id.clone(), s.score))
             .collect();
@@ -270,55 +279,12 @@ impl Conversation {
                 slot,
                 tries,
             } => {
-                if let Some(i) = kb.intent(&intent) {
-                    let today = now.with_timezone(&kb.timezone).date_naive();
-                    if let Some(value) = i.slots.get(slot).and_then(|s| s.kind.extract(text, today))
-                    {
-                        let name = i.slots[slot].name.clone();
-                        self.values.insert(name, value);
-                        return self.continue_intent(i, 1.0, candidates);
-                    }
-                    // A clear new question (or asking for a person) leaves the slot (the
-                    // customer can ask again; its values so far are kept), and so does
-                    // a question between two other intents, which is asked back.
-                    let other = |s: &Scored| kb.intents[s.intent].id != intent;
-                    let switches = match &outcome {
-                        Outcome::Answer(s) => other(s),
-                        Outcome::Clarify(a, b) => other(a) && other(b),
-                        Outcome::OutOfScope(_) => false,
-                    };
-                    if !switches && !wants_person {
-                        if tries + 1 >= SLOT_TRIES {
-                            return self.hand_over(
-                                kb.replies.give_up.best(self.lang).to_string(),
-                                &kb.default_queue,
-                                "slot_failed".into(),
-                                candidates,
-                            );
-                        }
-                        let s = &i.slots[slot];
-                        let ask = s
-                            .retry
-                            .get(self.lang)
-                            .unwrap_or(s.prompt.best(self.lang))
-                            .to_string();
-                        self.state = State::Filling {
-                            intent,
-                            slot,
-                            tries: tries + 1,
-                        };
-                        return Reply {
-                            text: ask,
-                            kind: ReplyKind::AskSlot,
-                            intent: Some(i.id.clone()),
-                            confidence: 1.0,
-                            handover: None,
-                            reason: None,
-                            candidates,
-                        };
-                    }
-                    if !wants_person {
-                        left = Some(i);
+                let filling = (intent, slot, tries);
+                match self.fill_slot(kb, filling, text, now, &outcome, wants_person, candidates) {
+                    Filled::Reply(reply) => return reply,
+                    Filled::Left(i, c) => {
+                        left = i;
+                        candidates = c;
                     }
                 }
             }
@@ -357,29 +323,7 @@ impl Conversation {
                 self.answer_intent(m, i, text, s.score, now, candidates)
             }
             Outcome::Clarify(a, b) => self.clarify(kb, a, b, candidates),
-            Outcome::OutOfScope(best) => {
-                self.misses += 1;
-                let confidence = best.map_or(0.0, |b| b.score);
-                if self.misses >= kb.thresholds.misses_before_handover {
-                    let mut r = self.hand_over(
-                        kb.replies.handover.best(self.lang).to_string(),
-                        &kb.default_queue,
-                        "not_understood".into(),
-                        candidates,
-                    );
-                    r.confidence = confidence;
-                    return r;
-                }
-                Reply {
-                    text: kb.replies.fallback.best(self.lang).to_string(),
-                    kind: ReplyKind::Fallback,
-                    intent: None,
-                    confidence,
-                    handover: None,
-                    reason: None,
-                    candidates,
-                }
-            }
+            Outcome::OutOfScope(best) => return self.not_understood(kb, best, candidates),
         };
         // The new question answered outright: offer to go back to the one it
         // interrupted.
@@ -398,6 +342,104 @@ impl Conversation {
             };
         }
         reply
+    }
+
+    /// A message while a slot is being collected: the value (and the intent goes
+    /// on), the slot asked again (or a person, after too many tries), or the slot
+    /// left for a clear new question (the intent left, to offer going back to).
+    #[allow(clippy::too_many_arguments)]
+    fn fill_slot<'k>(
+        &mut self,
+        kb: &'k KnowledgeBase,
+        (intent, slot, tries): (String, usize, u32),
+        text: &str,
+        now: DateTime<Utc>,
+        outcome: &Outcome,
+        wants_person: bool,
+        candidates: Vec<(String, f32)>,
+    ) -> Filled<'k> {
+        if let Some(i) = kb.intent(&intent) {
+            let today = now.with_timezone(&kb.timezone).date_naive();
+            if let Some(value) = i.slots.get(slot).and_then(|s| s.kind.extract(text, today)) {
+                let name = i.slots[slot].name.clone();
+                self.values.insert(name, value);
+                return Filled::Reply(self.continue_intent(i, 1.0, candidates));
+            }
+            // A clear new question (or asking for a person) leaves the slot (the
+            // customer can ask again; its values so far are kept), and so does
+            // a question between two other intents, which is asked back.
+            let other = |s: &Scored| kb.intents[s.intent].id != intent;
+            let switches = match outcome {
+                Outcome::Answer(s) => other(s),
+                Outcome::Clarify(a, b) => other(a) && other(b),
+                Outcome::OutOfScope(_) => false,
+            };
+            if !switches && !wants_person {
+                if tries + 1 >= SLOT_TRIES {
+                    return Filled::Reply(self.hand_over(
+                        kb.replies.give_up.best(self.lang).to_string(),
+                        &kb.default_queue,
+                        "slot_failed".into(),
+                        candidates,
+                    ));
+                }
+                let s = &i.slots[slot];
+                let ask = s
+                    .retry
+                    .get(self.lang)
+                    .unwrap_or(s.prompt.best(self.lang))
+                    .to_string();
+                self.state = State::Filling {
+                    intent,
+                    slot,
+                    tries: tries + 1,
+                };
+                return Filled::Reply(Reply {
+                    text: ask,
+                    kind: ReplyKind::AskSlot,
+                    intent: Some(i.id.clone()),
+                    confidence: 1.0,
+                    handover: None,
+                    reason: None,
+                    candidates,
+                });
+            }
+            if !wants_person {
+                return Filled::Left(Some(i), candidates);
+            }
+        }
+        Filled::Left(None, candidates)
+    }
+
+    /// A message the knowledge base does not cover: the fallback, or a person
+    /// after too many misses in a row.
+    fn not_understood(
+        &mut self,
+        kb: &KnowledgeBase,
+        best: Option<Scored>,
+        candidates: Vec<(String, f32)>,
+    ) -> Reply {
+        self.misses += 1;
+        let confidence = best.map_or(0.0, |b| b.score);
+        if self.misses >= kb.thresholds.misses_before_handover {
+            let mut r = self.hand_over(
+                kb.replies.handover.best(self.lang).to_string(),
+                &kb.default_queue,
+                "not_understood".into(),
+                candidates,
+            );
+            r.confidence = confidence;
+            return r;
+        }
+        Reply {
+            text: kb.replies.fallback.best(self.lang).to_string(),
+            kind: ReplyKind::Fallback,
+            intent: None,
+            confidence,
+            handover: None,
+            reason: None,
+            candidates,
+        }
     }
 
     /// The greeting intent's text (what "no, something else" gets, too).
@@ -544,139 +586,6 @@ impl Conversation {
             reason: Some(reason),
             candidates,
         }
-    }
-}
-
-/// Two sentences as one reply: a space between them unless the first ends in Chinese
-/// punctuation.
-fn join_sentences(first: &str, second: &str) -> String {
-    let first = first.trim_end();
-    if first.is_empty() {
-        return second.to_string();
-    }
-    let gap = if first.ends_with(|c: char| "。！？；".contains(c)) {
-        ""
-    } else {
-        " "
-    };
-    format!("{first}{gap}{second}")
-}
-
-/// Which of two offered intents the customer chose: by position ("the first", "2",
-/// "后者") or by the matcher ranking one of them first.
-fn pick_option(
-    text: &str,
-    options: &[String; 2],
-    ranked: &[Scored],
-    kb: &KnowledgeBase,
-) -> Option<String> {
-    let t = normalize(text);
-    let first = [
-        "1",
-        "one",
-        "first",
-        "the first",
-        "first one",
-        "the first one",
-        "former",
-        "第一",
-        "第一个",
-        "前者",
-        "前面那个",
-        "一",
-    ];
-    let second = [
-        "2",
-        "two",
-        "second",
-        "the second",
-        "second one",
-        "the second one",
-        "latter",
-        "第二",
-        "第二个",
-        "后者",
-        "后面那个",
-        "二",
-    ];
-    if first.contains(&t.as_str()) {
-        return Some(options[0].clone());
-    }
-    if second.contains(&t.as_str()) {
-        return Some(options[1].clone());
-    }
-    ranked
-        .iter()
-        .map(|s| &kb.intents[s.intent].id)
-        .find(|id| options.contains(id))
-        .filter(|_| {
-            ranked
-                .first()
-                .is_some_and(|s| s.score >= kb.thresholds.clarify)
-        })
-        .cloned()
-}
-
-fn yes_or_no(text: &str) -> Option<bool> {
-    let t = normalize(text);
-    let yes = [
-        "yes",
-        "yeah",
-        "yep",
-        "yes please",
-        "right",
-        "correct",
-        "that's right",
-        "sure",
-        "是",
-        "是的",
-        "对",
-        "对的",
-        "嗯",
-        "好",
-        "好的",
-        "没错",
-        "是啊",
-    ];
-    let no = [
-        "no",
-        "nope",
-        "no thanks",
-        "not really",
-        "something else",
-        "不是",
-        "不",
-        "没有",
-        "不用",
-        "不对",
-        "别的事",
-    ];
-    // Politeness and particles around the answer ("no thanks", "不用了", "好的谢谢").
-    let mut t = t.as_str();
-    loop {
-        let before = t;
-        for tail in [
-            " please",
-            " thanks",
-            " thank you",
-            "谢谢",
-            "了",
-            "啊",
-            "吧",
-            "呀",
-        ] {
-            t = t.strip_suffix(tail).unwrap_or(t).trim_end();
-        }
-        if t == before {
-            break;
-        }
-    }
-    if yes.contains(&t) {
-        Some(true)
-    } else if no.contains(&t) {
-        Some(false)
-    } else {
-        None
     }
 }
 

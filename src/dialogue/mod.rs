@@ -1,7 +1,9 @@
 //! The dialogue core every channel shares: the knowledge base (`kb`), text analysis
 //! (`text`, and Mandarin sound-alikes in `homophone`), intent matching with calibrated confidence (`matcher`), slots, and the
 //! per-conversation state machine (`engine`). Nothing here does I/O or reads a clock;
-//! `reload` (the file watcher) and `conversations` (the shared live set) are the edges.
+//! `reload` (the file watcher), `conversations` (the shared live set) and `service`
+//! (the one conversation service every channel uses; the store and the agents'
+//! desk behind two ports) are the edges.
 
 pub mod calibrate;
 pub mod conversations;
@@ -11,7 +13,9 @@ pub mod homophone;
 pub mod kb;
 pub mod matcher;
 pub mod reload;
+mod replies;
 pub mod semantic;
+pub mod service;
 pub mod slots;
 pub mod text;
 

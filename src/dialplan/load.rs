@@ -107,6 +107,96 @@ fn number_span(text: &str, number: &str) -> std::ops::Range<usize> {
     text.find(&quoted).map_or(0..0, |i| i..i + quoted.len())
 }
 
+/// One `[nodes.NAME]` table; None when it has errors (reported to `cx.src`).
+fn parse_node(
+    cx: &mut Cx<'_, '_>,
+    key: &toml::Spanned<std::borrow::Cow<'_, str>>,
+    value: &toml::Spanned<DeValue<'_>>,
+) -> Option<Node> {
+    let node_name = key.get_ref();
+    let DeValue::Table(table) = value.get_ref() else {
+        cx.src.error(
+            value.span(),
+            format!("node `{node_name}` must be a table: [nodes.{node_name}]"),
+        );
+        return None;
+    };
+    let what = format!("node `{node_name}`");
+    let mut f = Fields::new(what, key.span(), table);
+    let Some(kind) = f.required_string(cx.src, "type") else {
+        f.finish(cx.src, &["type"]);
+        return None;
+    };
+    if !actions::TYPES.contains(&kind.get_ref().as_str()) {
+        cx.src.error(
+            kind.span(),
+            format!(
+                "unknown node type `{}`; expected one of: {}",
+                kind.get_ref(),
+                actions::TYPES.join(", ")
+            ),
+        );
+        return None;
+    }
+    let action = Action::parse(kind.get_ref(), &mut f, cx);
+    f.finish(cx.src, Action::fields(kind.get_ref()));
+    Some(Node {
+        name: node_name.to_string(),
+        action: action?,
+    })
+}
+
+/// Every node must be reachable from `start`: an orphan is almost always a typo.
+/// `names` and `spans` are the nodes' in file order, as `nodes` are.
+fn check_reachable(
+    src: &mut Source<'_>,
+    nodes: &[Node],
+    names: &[String],
+    spans: &[std::ops::Range<usize>],
+    start: usize,
+) {
+    let mut seen = vec![false; nodes.len()];
+    let mut queue = VecDeque::from([start]);
+    while let Some(id) = queue.pop_front() {
+        if std::mem::replace(&mut seen[id], true) {
+            continue;
+        }
+        queue.extend(nodes[id].action.targets());
+    }
+    for ((name, span), seen) in names.iter().zip(spans).zip(seen) {
+        if !seen {
+            src.error(
+                span.clone(),
+                format!(
+                    "node `{name}` is unreachable from start node `{}`",
+                    names[start]
+                ),
+            );
+        }
+    }
+}
+
+/// The plan's spoken digits 0 to 9 (`digits`: a directory of 0.wav … 9.wav).
+fn load_digits(
+    src: &mut Source<'_>,
+    prompts: &PromptCache,
+    dir: &std::path::Path,
+    span: std::ops::Range<usize>,
+) -> Option<Vec<std::sync::Arc<crate::media::prompt::Prompt>>> {
+    let mut out = Vec::with_capacity(10);
+    for n in 0..10 {
+        let path = dir.join(format!("{n}.wav"));
+        match prompts.get(&path) {
+            Ok(p) => out.push(p),
+            Err(e) => src.error(
+                span.clone(),
+                format!("digit prompt {}: {e}", path.display()),
+            ),
+        }
+    }
+    (out.len() == 10).then_some(out)
+}
+
 /// Parses and validates one file; `None` when it has errors (reported to `src`).
 fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) -> Option<Dialplan> {
     let text = src.text;
@@ -155,15 +245,8 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
     h.finish(src, PLAN_FIELDS);
 
     let digit_prompts = digits_dir.and_then(|d| {
-        let mut out = Vec::with_capacity(10);
-        for n in 0..10 {
-            let path = audio.resolve(d.get_ref()).join(format!("{n}.wav"));
-            match prompts.get(&path) {
-                Ok(p) => out.push(p),
-                Err(e) => src.error(d.span(), format!("digit prompt {}: {e}", path.display())),
-            }
-        }
-        (out.len() == 10).then_some(out)
+        let dir = audio.resolve(d.get_ref());
+        load_digits(src, prompts, &dir, d.span())
     });
 
     let mut nodes = Vec::with_capacity(node_names.len());
@@ -180,38 +263,8 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
         .as_ref()
         .and_then(|s| cx.target_value(s, "start"));
     for (key, value) in nodes_table.iter() {
-        let node_name = key.get_ref();
-        let DeValue::Table(table) = value.get_ref() else {
-            cx.src.error(
-                value.span(),
-                format!("node `{node_name}` must be a table: [nodes.{node_name}]"),
-            );
-            continue;
-        };
-        let what = format!("node `{node_name}`");
-        let mut f = Fields::new(what, key.span(), table);
-        let Some(kind) = f.required_string(cx.src, "type") else {
-            f.finish(cx.src, &["type"]);
-            continue;
-        };
-        if !actions::TYPES.contains(&kind.get_ref().as_str()) {
-            cx.src.error(
-                kind.span(),
-                format!(
-                    "unknown node type `{}`; expected one of: {}",
-                    kind.get_ref(),
-                    actions::TYPES.join(", ")
-                ),
-            );
-            continue;
-        }
-        let action = Action::parse(kind.get_ref(), &mut f, &mut cx);
-        f.finish(cx.src, Action::fields(kind.get_ref()));
-        if let Some(action) = action {
-            nodes.push(Node {
-                name: node_name.to_string(),
-                action,
-            });
+        if let Some(node) = parse_node(&mut cx, key, value) {
+            nodes.push(node);
         }
     }
     let src = cx.src;
@@ -220,29 +273,8 @@ fn parse_plan(src: &mut Source<'_>, audio: &AudioRoot, prompts: &PromptCache) ->
     }
     let start = start?;
 
-    // Every node must be reachable from `start`: an orphan is almost always a typo.
-    let mut seen = vec![false; nodes.len()];
-    let mut queue = VecDeque::from([start]);
-    while let Some(id) = queue.pop_front() {
-        if std::mem::replace(&mut seen[id], true) {
-            continue;
-        }
-        queue.extend(nodes[id].action.targets());
-    }
-    for (key, _) in nodes_table.iter() {
-        if let Some(id) = node_names.iter().position(|n| n == key.get_ref())
-            && !seen[id]
-        {
-            src.error(
-                key.span(),
-                format!(
-                    "node `{}` is unreachable from start node `{}`",
-                    key.get_ref(),
-                    node_names[start]
-                ),
-            );
-        }
-    }
+    let spans: Vec<_> = nodes_table.iter().map(|(key, _)| key.span()).collect();
+    check_reachable(src, &nodes, &node_names, &spans, start);
     if !src.diagnostics.is_empty() {
         return None;
     }

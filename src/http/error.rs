@@ -70,6 +70,23 @@ impl From<ConversationError> for ApiError {
     }
 }
 
+impl From<crate::dialogue::service::ServiceError> for ApiError {
+    fn from(e: crate::dialogue::service::ServiceError) -> Self {
+        use crate::dialogue::service::ServiceError;
+        match e {
+            ServiceError::Conversation(e) => e.into(),
+            // The customer gets no reply they could lose.
+            ServiceError::NotRecorded(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot record a message");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the message could not be recorded; please send it again",
+                )
+            }
+        }
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::new(r.status(), format!("bad JSON body: {}", r.body_text()))

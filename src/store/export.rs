@@ -240,6 +240,52 @@ fn int(r: &sqlx::any::AnyRow, i: usize) -> anyhow::Result<Value> {
 }
 
 impl Store {
+    /// The turns of the period, with their words opened when `with_text`.
+    async fn turns_table(
+        &self,
+        start: i64,
+        end: i64,
+        from: NaiveDate,
+        with_text: bool,
+    ) -> anyhow::Result<Table> {
+        let p = self.pool();
+        let mut turns = Table::new("turns", TURNS);
+        for r in sqlx::query(
+            "SELECT conversation_id, seq, at_ms, speaker, channel, intent, confidence, latency_us, \
+             text, key_id FROM turns WHERE at_ms >= $1 AND at_ms < $2 \
+             ORDER BY conversation_id, seq",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(p)
+        .await
+        .context("cannot read turns")?
+        {
+            let at: i64 = r.try_get(2)?;
+            let words = if with_text {
+                let sealed: Vec<u8> = r.try_get(8)?;
+                Some(self.sealer().open(r.try_get(9)?, "turns.text", &sealed)?)
+            } else {
+                None
+            };
+            turns.push(
+                day_of(at, from),
+                vec![
+                    text(&r, 0)?,
+                    int(&r, 1)?,
+                    int(&r, 2)?,
+                    text(&r, 3)?,
+                    text(&r, 4)?,
+                    text(&r, 5)?,
+                    Value::Real(r.try_get::<Option<f64>, _>(6)?),
+                    int(&r, 7)?,
+                    Value::Text(words),
+                ],
+            );
+        }
+        Ok(turns)
+    }
+
     /// Writes the UTC days `from` to `to` (both included) under `dir`; a day's
     /// files are replaced if they exist (each is written to a temporary name and
     /// renamed).
@@ -286,41 +332,7 @@ impl Store {
         }
         tables.push(conversations);
 
-        let mut turns = Table::new("turns", TURNS);
-        for r in sqlx::query(
-            "SELECT conversation_id, seq, at_ms, speaker, channel, intent, confidence, latency_us, \
-             text, key_id FROM turns WHERE at_ms >= $1 AND at_ms < $2 \
-             ORDER BY conversation_id, seq",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(p)
-        .await
-        .context("cannot read turns")?
-        {
-            let at: i64 = r.try_get(2)?;
-            let words = if with_text {
-                let sealed: Vec<u8> = r.try_get(8)?;
-                Some(self.sealer().open(r.try_get(9)?, "turns.text", &sealed)?)
-            } else {
-                None
-            };
-            turns.push(
-                day_of(at, from),
-                vec![
-                    text(&r, 0)?,
-                    int(&r, 1)?,
-                    int(&r, 2)?,
-                    text(&r, 3)?,
-                    text(&r, 4)?,
-                    text(&r, 5)?,
-                    Value::Real(r.try_get::<Option<f64>, _>(6)?),
-                    int(&r, 7)?,
-                    Value::Text(words),
-                ],
-            );
-        }
-        tables.push(turns);
+        tables.push(self.turns_table(start, end, from, with_text).await?);
 
         let mut calls = Table::new("calls", CALLS);
         for r in sqlx::query(

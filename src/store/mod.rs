@@ -242,13 +242,7 @@ pub struct TurnsWrite {
 }
 
 pub fn channel_name(c: Channel) -> &'static str {
-    match c {
-        Channel::Phone => "phone",
-        Channel::Web => "web",
-        Channel::Wechat => "wechat",
-        Channel::Sms => "sms",
-        Channel::App => "app",
-    }
+    c.name()
 }
 
 pub fn identity_kind_name(k: IdentityKind) -> &'static str {
@@ -572,6 +566,57 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// The conversation service as kefu runs it: on this store, with the agents'
+/// center as its desk.
+pub type ConversationService =
+    crate::dialogue::service::Service<Store, std::sync::Arc<crate::agents::center::Center>>;
+
+/// The store keeps what the conversation service changes.
+impl crate::dialogue::service::Records for Store {
+    async fn customer_for(&self, identity: &Identity) -> anyhow::Result<String> {
+        Store::customer_for(self, identity).await
+    }
+
+    async fn find_customer(&self, identity: &Identity) -> anyhow::Result<Option<String>> {
+        Store::find_customer(self, identity).await
+    }
+
+    async fn link(&self, customer: &str, identity: &Identity) -> anyhow::Result<()> {
+        Store::link(self, customer, identity).await
+    }
+
+    async fn record(
+        &self,
+        a: &crate::dialogue::conversations::Appended,
+        latency_us: Option<i64>,
+    ) -> anyhow::Result<()> {
+        self.record_turns(TurnsWrite {
+            conversation: a.conversation.clone(),
+            channel: a.channel,
+            customer: a.customer.clone(),
+            call_id: None,
+            started: a.created,
+            updated: a.updated,
+            first_seq: a.first_seq,
+            turns: a.turns.clone(),
+            latency_us,
+        })
+        .await
+    }
+
+    async fn open_ticket(
+        &self,
+        customer: &str,
+        conversation: &str,
+        queue: &str,
+        subject: &str,
+    ) -> anyhow::Result<()> {
+        Store::open_ticket(self, customer, Some(conversation), None, queue, subject)
+            .await
+            .map(|_| ())
     }
 }
 

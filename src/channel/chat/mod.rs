@@ -25,12 +25,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 
 use crate::config::Config;
-use crate::dialogue::conversations::{Appended, Channel, Conversations, Identity};
+use crate::dialogue::conversations::{Channel, Conversations, Identity};
 use crate::dialogue::reload::LiveKb;
+use crate::dialogue::service::Service;
 use crate::dialogue::{Lang, Reply};
 pub use crate::http::ApiError;
 use crate::http::routes::Table;
-use crate::store::{Store, TurnsWrite};
+use crate::store::Store;
 
 /// The largest request body a text channel accepts.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -66,6 +67,8 @@ pub struct TextChannels {
     pub sockets: web::Sockets,
     /// The web chat customer's keys to their conversations.
     pub keys: proof::ChatKeys,
+    /// The conversation service every channel uses.
+    pub service: Arc<crate::store::ConversationService>,
 }
 
 impl TextChannels {
@@ -90,8 +93,6 @@ impl TextChannels {
             _ => None,
         };
         Self {
-            kb,
-            conversations,
             wechat_out,
             wechat_token: config.wechat_token.clone(),
             wechat_cipher: config
@@ -109,6 +110,14 @@ impl TextChannels {
             trusted_proxies: config.trusted_proxies.clone(),
             sockets: web::Sockets::default(),
             keys: proof::ChatKeys::new(store.sealer().clone()),
+            service: Arc::new(Service {
+                kb: kb.clone(),
+                conversations: conversations.clone(),
+                records: store.clone(),
+                desk: center.clone(),
+            }),
+            kb,
+            conversations,
             store,
             center,
         }
@@ -117,26 +126,13 @@ impl TextChannels {
     /// The customer an identity belongs to: remembered, else found in the store
     /// (where a new one is created).
     pub async fn customer(&self, identity: &Identity) -> Result<String, ApiError> {
-        if let Some(c) = self.conversations.customer_if_known(identity) {
-            return Ok(c);
-        }
-        let c = self
-            .store
-            .customer_for(identity)
-            .await
-            .map_err(not_recorded)?;
-        self.conversations.adopt(identity, &c);
-        Ok(c)
+        Ok(self.service.customer(identity).await?)
     }
 
     /// Makes `identity` (and any customer it belonged to) part of `customer`, in the
     /// store and among the live conversations; returns the customer.
     pub async fn link(&self, customer: &str, identity: &Identity) -> Result<String, ApiError> {
-        self.store
-            .link(customer, identity)
-            .await
-            .map_err(not_recorded)?;
-        Ok(self.conversations.link_to(customer, identity))
+        Ok(self.service.link(customer, identity).await?)
     }
 
     /// Starts a conversation and stores its greeting: (conversation, customer, greeting).
@@ -146,87 +142,26 @@ impl TextChannels {
         identity: &Identity,
         lang: Lang,
     ) -> Result<(String, String, Reply), ApiError> {
-        self.customer(identity).await?;
-        let m = self.kb.current();
-        let (reply, appended) =
-            self.conversations
-                .open(&m, channel, identity, lang, chrono::Utc::now());
-        self.save(&appended, None).await?;
-        self.conversations.publish(&appended);
-        Ok((appended.conversation, appended.customer, reply))
+        let s = self.service.start(channel, identity, lang).await?;
+        Ok((s.conversation, s.customer, s.greeting))
     }
 
     /// The customer's message: the reply, once both are committed to the store (and
     /// only then pushed to the conversation's subscribers).
     pub async fn message(&self, id: &str, text: &str) -> Result<Reply, ApiError> {
-        let started = std::time::Instant::now();
-        self.warm(text).await;
-        let m = self.kb.current();
-        let (reply, appended) = self
-            .conversations
-            .respond(&m, id, text, chrono::Utc::now())?;
-        crate::metrics::Metrics::observe(
-            &crate::metrics::metrics().match_seconds,
-            started.elapsed(),
-        );
-        let latency = i64::try_from(started.elapsed().as_micros()).ok();
-        self.save(&appended, latency).await?;
-        self.conversations.publish(&appended);
-        if let Some(queue) = &reply.handover {
-            let reason = reply.reason.clone().unwrap_or_else(|| "intent".into());
-            self.hand_over(&appended, queue, text, reason).await;
-        }
-        Ok(reply)
-    }
-
-    /// A conversation the engine handed to a person: a ticket is opened and the
-    /// conversation waits in the queue (agents with the customer's language first,
-    /// in skills-based queues).
-    async fn hand_over(&self, a: &Appended, queue: &str, said: &str, reason: String) {
-        if let Err(e) = self
-            .store
-            .open_ticket(&a.customer, Some(&a.conversation), None, queue, said)
-            .await
-        {
-            tracing::error!(error = format!("{e:#}"), conversation = %crate::log_id(&a.conversation), "cannot open a ticket");
-        }
-        let lang = Lang::detect(said).code().to_string();
-        let origin = crate::agents::center::Origin {
-            channel: crate::store::channel_name(a.channel).to_string(),
-            reason,
-        };
-        if !self
-            .center
-            .enqueue(&a.conversation, queue, &[lang], said, origin)
-        {
-            tracing::warn!(conversation = %crate::log_id(&a.conversation), %queue, "cannot queue the conversation (already waiting, or the queues are full)");
-        }
+        Ok(self.service.message(id, text).await?)
     }
 
     /// Tells the customer nobody was free within the queue's maximum wait: their
     /// ticket stays open for an agent to answer later, here.
     pub async fn queue_gave_up(&self, id: &str) -> Result<(), ApiError> {
-        let appended = self.conversations.notice(
-            id,
-            |lang| match lang {
-                Lang::Zh => "抱歉，客服人员暂时都在忙。您的问题已经记录下来，我们会尽快在这里回复您。".into(),
-                Lang::En => "Sorry, all our agents are still busy. Your request is recorded, and a person will reply here as soon as they can.".into(),
-            },
-            chrono::Utc::now(),
-        )?;
-        self.save(&appended, None).await?;
-        self.conversations.publish(&appended);
-        Ok(())
+        Ok(self.service.queue_gave_up(id).await?)
     }
 
     /// An agent's message: stored, then pushed to the customer (web chat and app
     /// subscribers), and texted to an SMS customer through the gateway.
     pub async fn agent_message(&self, id: &str, text: &str) -> Result<(), ApiError> {
-        let appended = self
-            .conversations
-            .agent_message(id, text, chrono::Utc::now())?;
-        self.save(&appended, None).await?;
-        self.conversations.publish(&appended);
+        let appended = self.service.agent_reply(id, text).await?;
         if appended.channel == Channel::Sms
             && let Some(url) = &self.sms_outbound_url
             && let Some(to) = self
@@ -268,33 +203,10 @@ impl TextChannels {
         Ok(())
     }
 
-    async fn save(&self, a: &Appended, latency_us: Option<i64>) -> Result<(), ApiError> {
-        self.store
-            .record_turns(TurnsWrite {
-                conversation: a.conversation.clone(),
-                channel: a.channel,
-                customer: a.customer.clone(),
-                call_id: None,
-                started: a.created,
-                updated: a.updated,
-                first_seq: a.first_seq,
-                turns: a.turns.clone(),
-                latency_us,
-            })
-            .await
-            .map_err(not_recorded)
-    }
-
-    /// Runs what matching `text` needs from the sentence-embedding model (a few
-    /// milliseconds of CPU, when the words alone are not conclusive) on a blocking
-    /// thread, so the reply that follows does not hold up the async runtime.
+    /// Runs what matching `text` needs from the sentence-embedding model on a
+    /// blocking thread (see `dialogue::service::Service::warm`).
     pub async fn warm(&self, text: &str) {
-        let m = self.kb.current();
-        if !m.is_semantic() {
-            return;
-        }
-        let text = text.to_string();
-        let _ = tokio::task::spawn_blocking(move || m.warm(&text, Lang::detect(&text))).await;
+        self.service.warm(text).await;
     }
 }
 
@@ -308,15 +220,6 @@ pub fn router(table: &mut Table, state: Arc<TextChannels>) -> Router {
     r.build()
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// The store refused a write: the customer gets no reply they could lose.
-fn not_recorded(e: anyhow::Error) -> ApiError {
-    tracing::error!(error = format!("{e:#}"), "cannot record a message");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the message could not be recorded; please send it again",
-    )
 }
 
 /// The history of a conversation (web chat and the app API).

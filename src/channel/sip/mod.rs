@@ -414,18 +414,21 @@ impl SipService {
         }
     }
 
-    async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
-        let invite_at = chrono::Utc::now();
-        let (source, _) = origin(&tx, self.local);
+    /// A call slot for the INVITE on `tx`, or None once it was refused (403 from
+    /// a source that is neither a trunk nor an agent, 503 at the call limit or
+    /// while draining).
+    async fn enter(self: &Arc<Self>, tx: &mut Transaction) -> rsipstack::Result<Option<CallSlot>> {
+        let (source, _) = origin(tx, self.local);
         if !self.admits(source.ip()) {
             tracing::warn!(%source, "INVITE refused: not from a configured trunk or agent");
             crate::metrics::metrics().calls_refused.inc();
-            return Self::reject(
-                &mut tx,
+            Self::reject(
+                tx,
                 StatusCode::Forbidden,
                 "calls are taken from the configured trunks only",
             )
-            .await;
+            .await?;
+            return Ok(None);
         }
         let Some(slot) = self.gate.try_enter(self.config.max_calls) else {
             let why = if self.gate.is_draining() {
@@ -439,8 +442,18 @@ impl SipService {
                 "INVITE refused with 503"
             );
             crate::metrics::metrics().calls_refused.inc();
-            return Self::reject(&mut tx, StatusCode::ServiceUnavailable, why).await;
+            Self::reject(tx, StatusCode::ServiceUnavailable, why).await?;
+            return Ok(None);
         };
+        Ok(Some(slot))
+    }
+
+    async fn new_call(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
+        let invite_at = chrono::Utc::now();
+        let Some(slot) = self.enter(&mut tx).await? else {
+            return Ok(());
+        };
+        let (source, _) = origin(&tx, self.local);
         let called = tx.original.uri.user().unwrap_or_default().to_string();
         let feature = FEATURE_CODES
             .iter()

@@ -45,27 +45,8 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
         .headers()
         .map_err(|e| vec![err(1, format!("cannot read the header row: {e}"))])?
         .clone();
-    let mut index = BTreeMap::new();
+    let index = columns(path, &headers)?;
     let mut problems = Vec::new();
-    for (i, h) in headers.iter().enumerate() {
-        match COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(h.trim())) {
-            Some(c) => {
-                index.insert(*c, i);
-            }
-            None => problems.push(Diagnostic {
-                file: path.to_path_buf(),
-                line: 1,
-                col: i + 1,
-                message: format!("unknown column {h:?}; expected: {}", COLUMNS.join(", ")),
-            }),
-        }
-    }
-    if !index.contains_key("id") {
-        problems.push(err(1, "the header row needs an `id` column".into()));
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
     let mut entries: Vec<(String, Entry)> = Vec::new();
     for record in reader.records() {
         let record = match record {
@@ -141,9 +122,48 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    Ok(to_toml(path, &entries))
+}
+
+/// Which column each known header is in; the header row's problems otherwise.
+fn columns(
+    path: &Path,
+    headers: &csv::StringRecord,
+) -> Result<BTreeMap<&'static str, usize>, Vec<Diagnostic>> {
+    let mut index = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        match COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(h.trim())) {
+            Some(c) => {
+                index.insert(*c, i);
+            }
+            None => problems.push(Diagnostic {
+                file: path.to_path_buf(),
+                line: 1,
+                col: i + 1,
+                message: format!("unknown column {h:?}; expected: {}", COLUMNS.join(", ")),
+            }),
+        }
+    }
+    if !index.contains_key("id") {
+        problems.push(Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+            message: "the header row needs an `id` column".into(),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(index)
+}
+
+/// The knowledge-base file (TOML) of the imported intents.
+fn to_toml(path: &Path, entries: &[(String, Entry)]) -> String {
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut out = format!("# Imported from {} by `kefu kb import`.\n", path.display());
-    for (id, e) in &entries {
+    for (id, e) in entries {
         out.push_str(&format!("\n[intents.{}]\n", q(id)));
         for (key, col) in [
             ("title.en", "title_en"),
@@ -181,7 +201,7 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
             out.push_str("]\n");
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
