@@ -12,8 +12,8 @@
 //! 2. Capacity: N callers ask "Where is my order?" in the same 20 ms; the rest hit
 //!    the bounded recognition pool and are asked again or offered the keys:
 //!    degraded, never hung. `KEFU_VOICE_CALLERS` (default `1,4,8,12,16`) and
-//!    `KEFU_VOICE_MODELS` (`model:workers`, or `shipped` for kefu as it ships:
-//!    `base-q8_0` with 1 worker; default `shipped,tiny.en-q8_0:2`).
+//!    `KEFU_VOICE_MODELS` (`model:workers`, or `default` for the model kefu
+//!    ships, `base-q8_0`; default `default:2,tiny.en-q8_0:2`).
 //!
 //! Run: `cargo bench --bench voice` (needs `deploy/setup.sh`); under `cargo test` it
 //! takes one turn and one pair of callers as a smoke run. Figures go to

@@ -257,8 +257,8 @@ impl Pump {
                     prompts.extend(out.hold.clone());
                     out.play(prompts);
                 }
-                Action::Listen { .. } => {}
-                Action::StopListening => self.pending = None,
+                // A new question: a transcript still coming answers the old one.
+                Action::Listen { .. } | Action::StopListening => self.pending = None,
                 Action::Recognise { audio, language } => {
                     let matcher = self.session.interpreter().matcher();
                     let submitted = match &s.speech {

@@ -143,7 +143,8 @@ pub enum Action {
     Speak { text: String, language: String },
     /// Play this, then the hold music.
     Announce(Arc<Prompt>),
-    /// The listener is on (`language`).
+    /// The listener is on (`language`), for a new question: a transcript still
+    /// coming for an earlier one is not wanted.
     Listen { language: String },
     /// The listener is off: a transcript still to come is not wanted.
     StopListening,
