@@ -265,3 +265,97 @@ fn the_scan_reads_paths_as_rust_does() {
     let paths: Vec<String> = crate_paths(text).into_iter().map(|(_, p)| p).collect();
     assert_eq!(paths, ["store::Store", "lock", "media::g711::Law"]);
 }
+
+/// The longest source file and function the code keeps (a file past these wants
+/// splitting by concern; a function, named steps).
+const MAX_FILE_LINES: usize = 800;
+const MAX_FN_LINES: usize = 120;
+
+/// Functions in `text` longer than `MAX_FN_LINES`: (first line, name, lines). A
+/// function runs from its `fn` line to the first line after it that closes a block
+/// at the `fn` line's indentation (rustfmt's layout).
+fn long_functions(text: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let head = [
+            "pub ",
+            "pub(crate) ",
+            "pub(super) ",
+            "async ",
+            "const ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(trimmed, |t, p| t.strip_prefix(p).unwrap_or(t));
+        let head = head.strip_prefix("async ").unwrap_or(head);
+        let Some(rest) = head.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // A function on one line is short.
+        if trimmed.ends_with('}') {
+            continue;
+        }
+        // A declaration without a body (in a trait) ends in `;` before any `{`.
+        let signature_end = lines[i..]
+            .iter()
+            .find(|l| l.trim_end().ends_with(';') || l.trim_end().ends_with('{'));
+        if signature_end.is_some_and(|l| l.trim_end().ends_with(';')) {
+            continue;
+        }
+        let close = " ".repeat(indent) + "}";
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| l.starts_with(&close) && l.len() == close.len())
+            .map_or(lines.len(), |p| i + 1 + p);
+        let n = end - i + 1;
+        if n > MAX_FN_LINES {
+            out.push((i + 1, name, n));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_source_file_or_function_is_too_long() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let shown = file.strip_prefix(&src).unwrap().display().to_string();
+        let n = text.lines().count();
+        if n > MAX_FILE_LINES {
+            problems.push(format!("src/{shown}: {n} lines (at most {MAX_FILE_LINES})"));
+        }
+        for (line, name, n) in long_functions(&text) {
+            problems.push(format!(
+                "src/{shown}:{line}: fn {name} is {n} lines (at most {MAX_FN_LINES})"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_length_scan_finds_a_long_function() {
+    let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
+    let text =
+        format!("fn short() {{\n}}\nfn one() -> u8 {{ 1 }}\n\npub async fn long() {{\n{body}}}\n");
+    let found = long_functions(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "long");
+    assert_eq!(found[0].2, MAX_FN_LINES + 2);
+    let nested = format!("impl X {{\n    fn inner() {{\n{body}    }}\n}}\n");
+    assert_eq!(long_functions(&nested).len(), 1);
+    // A trait's declarations have no body to measure.
+    let declared = format!("trait T {{\n    fn f(\n        &self,\n    ) -> u8;\n}}\n{nested}");
+    assert_eq!(long_functions(&declared).len(), 1);
+}

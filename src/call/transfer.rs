@@ -388,13 +388,10 @@ fn open_ticket(
 ) -> mpsc::Sender<TicketChange> {
     let (tx, mut rx) = mpsc::channel::<TicketChange>(16);
     tokio::spawn(async move {
-        let opened = async {
-            let customer = service.file_under(&identity).await?;
-            store
-                .open_ticket(&customer, None, Some(&call_id), &queue, &subject)
-                .await
-        }
-        .await;
+        let about = crate::dialogue::service::TicketFor::Call(&call_id);
+        let opened = service
+            .open_ticket(&identity, about, &queue, &subject)
+            .await;
         if let Err(e) = opened {
             tracing::error!(error = format!("{e:#}"), "cannot open the call's ticket");
             return;

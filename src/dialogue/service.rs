@@ -42,14 +42,22 @@ pub trait Records: Send + Sync {
         appended: &Appended,
         latency_us: Option<i64>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Opens a ticket for a conversation handed to a person.
+    /// Opens a ticket for a conversation or a call handed to a person.
     fn open_ticket(
         &self,
         customer: &str,
-        conversation: &str,
+        about: TicketFor<'_>,
         queue: &str,
         subject: &str,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// What a ticket is about: a text conversation, or a call (whose conversation is
+/// recorded when it ends).
+#[derive(Clone, Copy, Debug)]
+pub enum TicketFor<'a> {
+    Conversation(&'a str),
+    Call(&'a str),
 }
 
 /// Where conversations handed to a person wait for an agent.
@@ -222,9 +230,10 @@ impl<R: Records, D: Desk> Service<R, D> {
     /// conversation waits in the queue (agents with the customer's language first,
     /// in skills-based queues).
     async fn hand_over(&self, a: &Appended, queue: &str, said: &str, reason: String) {
+        let about = TicketFor::Conversation(&a.conversation);
         if let Err(e) = self
             .records
-            .open_ticket(&a.customer, &a.conversation, queue, said)
+            .open_ticket(&a.customer, about, queue, said)
             .await
         {
             tracing::error!(error = format!("{e:#}"), conversation = %crate::log_id(&a.conversation), "cannot open a ticket");
@@ -236,6 +245,23 @@ impl<R: Records, D: Desk> Service<R, D> {
         {
             tracing::warn!(conversation = %crate::log_id(&a.conversation), %queue, "cannot queue the conversation (already waiting, or the queues are full)");
         }
+    }
+
+    /// Opens the ticket of a hand-over for the customer behind `identity` (filed
+    /// as [`Service::file_under`] does); returns the customer.
+    pub async fn open_ticket(
+        &self,
+        identity: &Identity,
+        about: TicketFor<'_>,
+        queue: &str,
+        subject: &str,
+    ) -> Result<String, ServiceError> {
+        let customer = self.file_under(identity).await?;
+        self.records
+            .open_ticket(&customer, about, queue, subject)
+            .await
+            .map_err(ServiceError::NotRecorded)?;
+        Ok(customer)
     }
 
     /// Tells the customer nobody was free within the queue's maximum wait: their

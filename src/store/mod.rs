@@ -610,11 +610,16 @@ impl crate::dialogue::service::Records for Store {
     async fn open_ticket(
         &self,
         customer: &str,
-        conversation: &str,
+        about: crate::dialogue::service::TicketFor<'_>,
         queue: &str,
         subject: &str,
     ) -> anyhow::Result<()> {
-        Store::open_ticket(self, customer, Some(conversation), None, queue, subject)
+        use crate::dialogue::service::TicketFor;
+        let (conversation, call) = match about {
+            TicketFor::Conversation(c) => (Some(c), None),
+            TicketFor::Call(c) => (None, Some(c)),
+        };
+        Store::open_ticket(self, customer, conversation, call, queue, subject)
             .await
             .map(|_| ())
     }
