@@ -21,7 +21,9 @@
 //! Every output must be expected, in order, before the next `>` or `=` line.
 //! `UPDATE_EXPECT=1 cargo test --test conversations` rewrites the `<` lines.
 
-use std::collections::VecDeque;
+#[path = "common/expect.rs"]
+mod expect;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,8 +44,7 @@ struct Chat {
     customer: Option<String>,
     previous_customer: Option<String>,
     pushes: Option<broadcast::Receiver<kefu::dialogue::conversations::Event>>,
-    pending: VecDeque<String>,
-    update: Option<Vec<String>>,
+    expect: expect::Expect,
 }
 
 impl Chat {
@@ -65,7 +66,8 @@ impl Chat {
         };
         while let Ok(e) = rx.try_recv() {
             if e.turn.speaker == kefu::dialogue::engine::Speaker::Agent {
-                self.pending
+                self.expect
+                    .pending
                     .push_back(format!("pushed agent: {}", e.turn.text));
             }
         }
@@ -91,13 +93,13 @@ impl Chat {
                     .message(&id, arg)
                     .await
                     .unwrap_or_else(|e| self.fail(line, e));
-                self.pending.push_back(if reply.text.is_empty() {
+                self.expect.pending.push_back(if reply.text.is_empty() {
                     "no reply (a person has it)".to_string()
                 } else {
                     format!("reply {}", reply.text)
                 });
                 if let Some(queue) = self.waiting(&id).filter(|_| !was_waiting) {
-                    self.pending.push_back(format!("queued {queue}"));
+                    self.expect.pending.push_back(format!("queued {queue}"));
                 }
             }
             "agent" => {
@@ -115,7 +117,7 @@ impl Chat {
                     .unwrap_or_else(|e| self.fail(line, e));
                 let history = self.service.conversations.history(&id).unwrap_or_default();
                 if let Some(t) = history.last() {
-                    self.pending.push_back(format!("notice {}", t.text));
+                    self.expect.pending.push_back(format!("notice {}", t.text));
                 }
             }
             other => self.fail(line, format!("unknown action `{other}`")),
@@ -150,7 +152,8 @@ impl Chat {
         self.previous_customer = self.customer.take();
         self.customer = Some(started.customer);
         self.conversation = Some(started.conversation);
-        self.pending
+        self.expect
+            .pending
             .push_back(format!("reply {}", started.greeting.text));
     }
 
@@ -170,32 +173,6 @@ impl Chat {
                 }
             }
             other => self.fail(line, format!("unknown check `{other}`")),
-        }
-    }
-
-    fn expect_output(&mut self, line: usize, raw: &str, want: &str) {
-        let got = self.pending.pop_front();
-        if let Some(update) = self.update.as_mut() {
-            match got {
-                Some(got) if got == want => update.push(raw.to_string()),
-                Some(got) => update.push(format!("< {got}")),
-                None => {}
-            }
-            return;
-        }
-        match got {
-            Some(got) if got == want => {}
-            Some(got) => self.fail(line, format!("expected `{want}`, got `{got}`")),
-            None => self.fail(line, format!("expected `{want}`, got nothing")),
-        }
-    }
-
-    fn settle(&mut self, line: usize) {
-        if let Some(update) = self.update.as_mut() {
-            update.extend(self.pending.drain(..).map(|got| format!("< {got}")));
-        }
-        if let Some(extra) = self.pending.front() {
-            self.fail(line, format!("unexpected output before this: `{extra}`"));
         }
     }
 }
@@ -226,24 +203,23 @@ async fn run_chat(file: &Path, update: bool) {
         customer: None,
         previous_customer: None,
         pushes: None,
-        pending: VecDeque::new(),
-        update: update.then(Vec::new),
+        expect: expect::Expect::new(update),
     };
     let text = std::fs::read_to_string(file).unwrap();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let body = raw.split("  #").next().unwrap_or("").trim();
         if let Some(rest) = body.strip_prefix("< ") {
-            c.expect_output(line, raw, rest.trim());
+            if let Err(e) = c.expect.expect(raw, rest.trim()) {
+                c.fail(line, e);
+            }
             continue;
         }
         let acts = !(body.is_empty() || body.starts_with('#'));
-        if acts {
-            c.settle(line);
+        if acts && let Err(e) = c.expect.settle() {
+            c.fail(line, e);
         }
-        if let Some(update) = c.update.as_mut() {
-            update.push(raw.to_string());
-        }
+        c.expect.keep(raw);
         if !acts {
             continue;
         }
@@ -257,14 +233,10 @@ async fn run_chat(file: &Path, update: bool) {
             c.fail(line, format!("cannot read `{body}`"));
         }
     }
-    c.settle(text.lines().count());
-    if let Some(lines) = c.update.take() {
-        let mut out = lines.join("\n");
-        out.push('\n');
-        if out != text {
-            std::fs::write(file, out).unwrap();
-        }
+    if let Err(e) = c.expect.settle() {
+        c.fail(text.lines().count(), e);
     }
+    c.expect.finish(file, &text);
 }
 
 #[tokio::test]
@@ -278,7 +250,7 @@ async fn scripted_chats() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "expected scripted chats in {dir:?}");
-    let update = std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1");
+    let update = expect::update_requested();
     for f in &files {
         run_chat(f, update).await;
     }

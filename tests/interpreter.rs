@@ -42,6 +42,9 @@
 //! script to what the session now does (checks and actions stay as written); read
 //! the diff before committing it.
 
+#[path = "common/expect.rs"]
+mod expect;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -164,7 +167,8 @@ struct Script {
     audio: PathBuf,
     session: Option<Session>,
     now: Moment,
-    pending: VecDeque<String>,
+    /// What happened, checked against the `<` lines (and UPDATE_EXPECT).
+    expect: expect::Expect,
     plans_dir: Option<PathBuf>,
     heard: Heard,
     phone: Phone,
@@ -172,8 +176,6 @@ struct Script {
     speaking: bool,
     /// What the ears gave to recognition, waiting for the script's words.
     recognising: bool,
-    /// UPDATE_EXPECT: the script as it should read.
-    update: Option<Vec<String>>,
 }
 
 impl Script {
@@ -247,7 +249,7 @@ impl Script {
     fn drain(&mut self, line: usize) {
         while let Some(action) = self.session(line).poll_action() {
             if let Some(text) = self.render(action) {
-                self.pending.push_back(text);
+                self.expect.pending.push_back(text);
             }
         }
     }
@@ -370,9 +372,6 @@ impl Script {
     }
 
     fn act(&mut self, line: usize, action: &str) {
-        if let Some(extra) = self.pending.front() {
-            self.fail(line, format!("unexpected output before this: `{extra}`"));
-        }
         let (verb, arg) = action.split_once(' ').unwrap_or((action, ""));
         let arg = arg.trim();
         match verb {
@@ -424,7 +423,7 @@ impl Script {
                 let now = self.now;
                 let decision = self.session(line).reoffer(offer(arg).as_bytes(), now);
                 if let kefu::call::reoffer::Reoffer::Refused(why) = decision {
-                    self.pending.push_back(format!("refused {why}"));
+                    self.expect.pending.push_back(format!("refused {why}"));
                 }
                 self.drain(line);
             }
@@ -445,34 +444,6 @@ impl Script {
             },
             "hangup" => self.feed(line, Event::Gone(EndReason::CallerHangup)),
             other => self.fail(line, format!("unknown action `{other}`")),
-        }
-    }
-
-    fn expect_output(&mut self, line: usize, raw: &str, want: &str) {
-        let got = self.pending.pop_front();
-        if let Some(update) = self.update.as_mut() {
-            // A line still true keeps its comment; a changed one is rewritten.
-            match got {
-                Some(got) if got == want => update.push(raw.to_string()),
-                Some(got) => update.push(format!("< {got}")),
-                None => {}
-            }
-            return;
-        }
-        match got {
-            Some(got) if got == want => {}
-            Some(got) => self.fail(line, format!("expected `{want}`, got `{got}`")),
-            None => self.fail(line, format!("expected `{want}`, got nothing")),
-        }
-    }
-
-    /// Before a `>`, `=` or `call` line: every output must have been expected.
-    fn settle(&mut self, line: usize) {
-        if let Some(update) = self.update.as_mut() {
-            update.extend(self.pending.drain(..).map(|got| format!("< {got}")));
-        }
-        if let Some(extra) = self.pending.front() {
-            self.fail(line, format!("unexpected output before this: `{extra}`"));
         }
     }
 
@@ -531,7 +502,7 @@ fn run_script_as(file: &Path, root: &Path, update: bool) {
         audio: root.join("audio"),
         session: None,
         now: Moment::now(),
-        pending: VecDeque::new(),
+        expect: expect::Expect::new(update),
         plans_dir: None,
         heard: Heard::default(),
         phone: Phone {
@@ -540,22 +511,21 @@ fn run_script_as(file: &Path, root: &Path, update: bool) {
         },
         speaking: false,
         recognising: false,
-        update: update.then(Vec::new),
     };
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let body = raw.split("  #").next().unwrap_or("").trim();
         if let Some(rest) = body.strip_prefix("< ") {
-            s.expect_output(line, raw, rest.trim());
+            if let Err(e) = s.expect.expect(raw, rest.trim()) {
+                s.fail(line, e);
+            }
             continue;
         }
         let acts = !(body.is_empty() || body.starts_with('#') || body.starts_with("plans "));
-        if acts {
-            s.settle(line);
+        if acts && let Err(e) = s.expect.settle() {
+            s.fail(line, e);
         }
-        if let Some(update) = s.update.as_mut() {
-            update.push(raw.to_string());
-        }
+        s.expect.keep(raw);
         if !acts {
             if let Some(rest) = body.strip_prefix("plans ") {
                 s.plans_dir = Some(root.join(rest.trim()));
@@ -572,16 +542,10 @@ fn run_script_as(file: &Path, root: &Path, update: bool) {
             s.fail(line, format!("cannot read `{body}`"));
         }
     }
-    s.settle(text.lines().count());
-    if let Some(lines) = s.update.take() {
-        // Blank lines and comments that ended the file stay where they were.
-        let mut out = lines.join("\n");
-        out.push('\n');
-        if out != text {
-            std::fs::write(file, out).unwrap();
-            eprintln!("UPDATE_EXPECT: rewrote {}", file.display());
-        }
+    if let Err(e) = s.expect.settle() {
+        s.fail(text.lines().count(), e);
     }
+    s.expect.finish(file, &text);
 }
 
 #[test]
@@ -596,7 +560,7 @@ fn scripted_callers() {
         .collect();
     files.sort();
     assert!(files.len() >= 8, "expected the scripted callers in {dir:?}");
-    let update = std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1");
+    let update = expect::update_requested();
     let failed: Vec<String> = files
         .iter()
         .filter(|f| std::panic::catch_unwind(|| run_script_as(f, root, update)).is_err())
