@@ -159,7 +159,7 @@ async fn link(
     for other in &req.identities[1..] {
         s.link(&customer, other).await?;
     }
-    let identities = s.conversations.identities_of(&customer);
+    let identities = s.service.conversations.identities_of(&customer);
     Ok(Json(CustomerView {
         customer,
         identities,
@@ -170,7 +170,7 @@ async fn customer(
     State(s): State<Arc<TextChannels>>,
     Path(id): Path<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
-    let identities = s.conversations.identities_of(&id);
+    let identities = s.service.conversations.identities_of(&id);
     if identities.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -40,8 +40,6 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// What the text channels share.
 pub struct TextChannels {
-    pub kb: LiveKb,
-    pub conversations: Arc<Conversations>,
     pub wechat_token: Option<String>,
     /// Safe mode's key, when `wechat_aes_key` is set.
     pub wechat_cipher: Option<wechat_aes::Cipher>,
@@ -111,13 +109,11 @@ impl TextChannels {
             sockets: web::Sockets::default(),
             keys: proof::ChatKeys::new(store.sealer().clone()),
             service: Arc::new(Service {
-                kb: kb.clone(),
-                conversations: conversations.clone(),
+                kb,
+                conversations,
                 records: store.clone(),
                 desk: center.clone(),
             }),
-            kb,
-            conversations,
             store,
             center,
         }
@@ -165,6 +161,7 @@ impl TextChannels {
         if appended.channel == Channel::Sms
             && let Some(url) = &self.sms_outbound_url
             && let Some(to) = self
+                .service
                 .conversations
                 .identities_of(&appended.customer)
                 .into_iter()
@@ -187,6 +184,7 @@ impl TextChannels {
                 ));
             };
             if let Some(to) = self
+                .service
                 .conversations
                 .identities_of(&appended.customer)
                 .into_iter()
@@ -224,7 +222,7 @@ pub fn router(table: &mut Table, state: Arc<TextChannels>) -> Router {
 
 /// The history of a conversation (web chat and the app API).
 pub async fn read_history(s: &TextChannels, id: String) -> Result<Json<web::History>, ApiError> {
-    let turns = s.conversations.history(&id)?;
+    let turns = s.service.conversations.history(&id)?;
     Ok(Json(web::History {
         conversation: id,
         turns,

@@ -98,7 +98,7 @@ async fn inbound(
     let body = message_text(field(&form, &["Body", "body", "text"]).unwrap_or(""))?;
     let identity = Identity::new(IdentityKind::Sms, from);
     let now = Utc::now();
-    let id = match s.conversations.find_recent(
+    let id = match s.service.conversations.find_recent(
         Channel::Sms,
         &identity,
         Duration::hours(SESSION_GAP_HOURS),

@@ -153,7 +153,7 @@ async fn send_code(
     body: Result<Json<PhoneRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CodeSent>), ApiError> {
     let Json(req) = body?;
-    s.conversations.get(&id)?;
+    s.service.conversations.get(&id)?;
     let now = Utc::now();
     let phone = SlotKind::Phone
         .extract(&req.phone, now.date_naive())
@@ -196,7 +196,7 @@ async fn send_code(
         crate::lock(&s.verifications.pending).remove(&id);
         return Err(e);
     }
-    let name = s.kb.current().kb.name.clone();
+    let name = s.service.kb.current().kb.name.clone();
     let text = format!(
         "{name}: your verification code is {code}. It expires in {CODE_LIFETIME_MINUTES} minutes."
     );
@@ -249,7 +249,7 @@ async fn confirm(
     body: Result<Json<ConfirmRequest>, JsonRejection>,
 ) -> Result<Json<Linked>, ApiError> {
     let Json(req) = body?;
-    let entry = s.conversations.get(&id)?;
+    let entry = s.service.conversations.get(&id)?;
     let customer = crate::lock(&entry).customer.clone();
     let now = Utc::now();
     let phone = {
@@ -286,7 +286,7 @@ async fn confirm(
     let customer = s
         .link(&customer, &Identity::new(IdentityKind::Phone, phone))
         .await?;
-    let identities = s.conversations.identities_of(&customer);
+    let identities = s.service.conversations.identities_of(&customer);
     tracing::info!(conversation = %crate::log_id(&id), customer = %customer, "phone number verified and linked");
     Ok(Json(Linked {
         customer,

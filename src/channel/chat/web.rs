@@ -155,7 +155,7 @@ async fn socket(
 ) -> Result<Response, ApiError> {
     s.keys
         .check(&id, super::proof::given(&headers, uri.query()))?;
-    let entry = s.conversations.get(&id)?;
+    let entry = s.service.conversations.get(&id)?;
     let client = crate::http::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
     let slot = s.sockets.open(client)?;
     let events = crate::lock(&entry).subscribe();

@@ -181,7 +181,7 @@ async fn receive(
     }
     let identity = Identity::new(IdentityKind::Wechat, &msg.from_user_name);
     let now = Utc::now();
-    let recent = s.conversations.find_recent(
+    let recent = s.service.conversations.find_recent(
         Channel::Wechat,
         &identity,
         Duration::minutes(SESSION_GAP_MINUTES),
