@@ -241,10 +241,6 @@ pub struct TurnsWrite {
     pub latency_us: Option<i64>,
 }
 
-pub fn channel_name(c: Channel) -> &'static str {
-    c.name()
-}
-
 pub fn identity_kind_name(k: IdentityKind) -> &'static str {
     match k {
         IdentityKind::Phone => "phone",

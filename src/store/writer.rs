@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Sealer, TurnsWrite, channel_name, find_identity, identity_kind_name, ms, new_id, speaker_name,
-};
+use super::{Sealer, TurnsWrite, find_identity, identity_kind_name, ms, new_id, speaker_name};
 use crate::dialogue::conversations::Identity;
 
 /// Jobs committed together at most.
@@ -296,7 +294,7 @@ async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow
          ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms, customer_id = excluded.customer_id",
     )
     .bind(t.conversation.as_str())
-    .bind(channel_name(t.channel))
+    .bind(t.channel.name())
     .bind(t.customer.as_str())
     .bind(t.call_id.clone())
     .bind(ms(t.started))
@@ -314,7 +312,7 @@ async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow
         .bind((t.first_seq + i) as i64)
         .bind(ms(turn.at))
         .bind(speaker_name(turn.speaker))
-        .bind(channel_name(t.channel))
+        .bind(t.channel.name())
         .bind(sealer.seal("turns.text", &turn.text))
         .bind(turn.intent.clone())
         .bind(turn.confidence.map(f64::from))

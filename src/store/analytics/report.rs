@@ -117,7 +117,6 @@ impl Store {
     /// agents.
     async fn stays(&self, start: i64, end: i64, only: &str) -> anyhow::Result<Stays> {
         let p = self.pool();
-        // Queue stays: hand-over reasons, people's times, queues and agents.
         let rows = sqlx::query(
             "SELECT s.queue, s.reason, s.agent, s.channel, s.enqueued_ms, s.answered_ms, s.ended_ms, s.outcome, \
              (SELECT MIN(t.at_ms) FROM turns t WHERE t.conversation_id = s.item AND t.speaker = 'agent' \
