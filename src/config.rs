@@ -75,6 +75,9 @@ pub struct FileConfig {
     /// Where example-question embeddings are kept between runs
     /// (default DATA/embeddings.bin).
     pub embed_cache: Option<PathBuf>,
+    /// Where rendered speech (text prompts, answers) is kept between runs
+    /// (default DATA/tts-cache).
+    pub tts_cache: Option<PathBuf>,
     /// The token set in the WeChat Official Account's server configuration.
     pub wechat_token: Option<String>,
     /// The account's AppID and AppSecret, for agents' answers (customer-service
@@ -274,6 +277,7 @@ pub struct Config {
     pub max_conversations: usize,
     pub semantic: bool,
     pub embed_cache: Option<PathBuf>,
+    pub tts_cache: Option<PathBuf>,
     pub wechat_token: Option<String>,
     pub wechat_appid: Option<String>,
     pub wechat_secret: Option<String>,
@@ -329,6 +333,7 @@ impl Default for Config {
             max_conversations: 10_000,
             semantic: true,
             embed_cache: None,
+            tts_cache: None,
             wechat_token: None,
             wechat_appid: None,
             wechat_secret: None,
@@ -418,6 +423,7 @@ impl Config {
             };
         }
         self.embed_cache = f.embed_cache.or(self.embed_cache);
+        self.tts_cache = f.tts_cache.or(self.tts_cache);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
         }

@@ -36,7 +36,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // kept under the data directory, so a restart does not synthesise them again.
     let speaker = crate::speech::tts::Speaker::new(
         crate::speech::ModelDir(config.models.clone()),
-        Some(config.data.join("tts-cache")),
+        Some(
+            config
+                .tts_cache
+                .clone()
+                .unwrap_or_else(|| config.data.join("tts-cache")),
+        ),
     );
     let prompts = Arc::new(PromptCache::with_speaker(Arc::new(speaker)));
     let registry = load_dialplans(&config, &audio, &prompts).await?;
@@ -369,6 +374,8 @@ fn watch_and_keep(
         encoder,
         reloads,
     } = w;
+    let (prompts_for_answers, live_for_answers, kb_for_answers) =
+        (prompts.clone(), live.clone(), kb.clone());
     tokio::spawn(reload::watch(
         live,
         config.dialplans.clone(),
@@ -391,6 +398,14 @@ fn watch_and_keep(
             stop: stop.clone(),
             report: Some(reloads),
         },
+    ));
+    // Known answers are rendered before a caller asks (and again after a reload).
+    tokio::spawn(crate::call::ahead::keep_rendered(
+        prompts_for_answers,
+        live_for_answers,
+        kb_for_answers,
+        config.reload_interval,
+        stop.clone(),
     ));
     if let Some(every) = config.backup_every {
         let dir = config

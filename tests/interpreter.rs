@@ -18,6 +18,9 @@
 //! > wait 5s                            # time passes; timers fire when due
 //! > talk / > say TEXT / > asr-busy     # at a listen or ask node: speech starts, is
 //!                                      # heard, or recognition is unavailable
+//! > pause / > heard TEXT               # the caller pauses; the words so far are
+//!                                      # recognised as TEXT (a draft)
+//! > resume / > end                     # they go on / the utterance is over
 //! > no-agent                           # after a transfer: nobody took the call
 //! > agent                              # after a transfer: an agent took it
 //! > announce                           # the queue says the caller's place
@@ -26,7 +29,7 @@
 //! > refer-answer 603 | notify 200      # a blind transfer's REFER and NOTIFY
 //! > dial-out answered | dial-out failed WHY
 //! > hangup                             # the caller hangs up
-//! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening
+//! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening | forget
 //! < record | stop-recording | note QUEUE: TEXT | blind-transfer TO
 //! < say TEXT                           # an ask node speaks the dialogue core's answer
 //! < announce | media DIRECTION | dial-out TO | bridge | end REASON
@@ -110,6 +113,8 @@ impl Ears for ScriptedEars {
     fn push(&mut self, _pcm: &[i16], out: &mut Vec<Noticed>) {
         out.extend(self.0.lock().unwrap().drain(..));
     }
+
+    fn end_turn(&mut self) {}
 }
 
 /// The caller's phone: RTP with its own sequence and timestamps.
@@ -231,6 +236,10 @@ impl Script {
             Action::Recognise { .. } => {
                 self.recognising = true;
                 return None;
+            }
+            Action::Forget => {
+                self.recognising = false;
+                "forget".into()
             }
             Action::Remote(to) => format!("remote {to}"),
             Action::Media(n) => format!("media {}", format!("{:?}", n.direction).to_lowercase()),
@@ -399,6 +408,32 @@ impl Script {
                     };
                     self.feed(line, Event::Heard(Ok(heard)));
                 }
+            }
+            // The caller pauses: the words so far go to recognition (answered by
+            // `heard`); `resume`: they go on; `end`: the endpointer's end of the
+            // utterance, with no new words.
+            "pause" => self.notice(
+                line,
+                Noticed::Paused {
+                    audio: vec![0.1; 800],
+                    quiet: Duration::from_millis(96),
+                },
+            ),
+            "resume" => self.notice(line, Noticed::Resumed),
+            "end" => self.notice(line, Noticed::Utterance(vec![0.1; 800])),
+            "heard" => {
+                if !std::mem::take(&mut self.recognising) {
+                    self.fail(line, "nothing is being recognised");
+                }
+                let heard = kefu::speech::Transcript {
+                    text: arg.to_string(),
+                    language: String::new(),
+                    confidence: 0.9,
+                    no_speech: 0.0,
+                    audio_ms: 100,
+                    decode_ms: 1,
+                };
+                self.feed(line, Event::Heard(Ok(heard)));
             }
             "asr-busy" => self.feed(line, Event::RecognitionRefused),
             "no-agent" => self.feed(line, Event::Queue(Queued::TimedOut(TransferLog::default()))),

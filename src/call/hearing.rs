@@ -22,13 +22,17 @@ pub struct Hearing {
     vad: SileroVad,
     endpointer: Endpointer,
     chunk: Vec<f32>,
+    /// The endpointer's pause (how long ago the caller went quiet when it reports one).
+    pause: std::time::Duration,
 }
 
 impl Hearing {
     pub fn new(runtime: &SpeechRuntime) -> Self {
+        let config = EndpointConfig::default();
         Self {
             vad: runtime.vad(),
-            endpointer: Endpointer::new(EndpointConfig::default()),
+            pause: config.pause,
+            endpointer: Endpointer::new(config),
             chunk: Vec::with_capacity(CHUNK),
         }
     }
@@ -40,6 +44,10 @@ impl Ears for Hearing {
         self.vad.reset();
         self.endpointer.reset();
         self.chunk.clear();
+    }
+
+    fn end_turn(&mut self) {
+        self.endpointer.reset();
     }
 
     fn push(&mut self, pcm: &[i16], out: &mut Vec<Noticed>) {
@@ -66,6 +74,14 @@ impl Ears for Hearing {
                     tracing::debug!(onset_ms, "caller started speaking");
                     out.push(Noticed::SpeechStarted);
                 }
+                Some(Event::Paused { audio, end_ms }) => {
+                    tracing::trace!(end_ms, "caller paused");
+                    out.push(Noticed::Paused {
+                        audio,
+                        quiet: self.pause,
+                    });
+                }
+                Some(Event::Resumed) => out.push(Noticed::Resumed),
                 Some(Event::Utterance {
                     audio, end_ms, cut, ..
                 }) => {
@@ -138,9 +154,14 @@ impl Transcribing {
 
 /// The transcript from `rx`, once `m` has prepared for matching it.
 fn warmed(rx: Pending, m: Arc<Matcher>) -> Pending {
-    let (tx, warmed) = oneshot::channel();
+    let (mut tx, warmed) = oneshot::channel();
     tokio::spawn(async move {
-        let Ok(heard) = rx.await else {
+        let heard = tokio::select! {
+            heard = rx => heard,
+            // Not wanted any more: dropping `rx` lets recognition skip it.
+            () = tx.closed() => return,
+        };
+        let Ok(heard) = heard else {
             return; // recognition gave up: dropping `tx` says so
         };
         if let Ok(t) = &heard {

@@ -5,6 +5,7 @@
 //! buffer, DTMF detectors, playout, interpreter) is a plain state machine; this task
 //! only moves packets, dialog events and time between them.
 
+pub mod ahead;
 mod blind;
 mod bridge;
 mod end;

@@ -258,8 +258,11 @@ impl Pump {
                     out.play(prompts);
                 }
                 // A new question: a transcript still coming answers the old one.
-                Action::Listen { .. } | Action::StopListening => self.pending = None,
+                Action::Listen { .. } | Action::StopListening | Action::Forget => {
+                    self.pending = None
+                }
                 Action::Recognise { audio, language } => {
+                    self.pending = None;
                     let matcher = self.session.interpreter().matcher();
                     let submitted = match &s.speech {
                         Some(runtime) => hearing::recognise(runtime, &audio, &language, matcher),

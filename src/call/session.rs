@@ -41,6 +41,14 @@ const FRAME: Duration = Duration::from_millis(FRAME_MILLIS);
 #[derive(Debug, PartialEq)]
 pub enum Noticed {
     SpeechStarted,
+    /// The caller has been quiet for `quiet` after speech: the utterance so far
+    /// (8 kHz, −1..1), which is all of it unless they go on.
+    Paused {
+        audio: Vec<f32>,
+        quiet: Duration,
+    },
+    /// The caller went on after a pause.
+    Resumed,
     /// An utterance ended: its audio (8 kHz, −1..1), to be recognised.
     Utterance(Vec<f32>),
 }
@@ -52,6 +60,8 @@ pub trait Ears: Send {
     fn restart(&mut self, language: &str);
     /// Feeds decoded caller audio; pushes what it noticed.
     fn push(&mut self, pcm: &[i16], out: &mut Vec<Noticed>);
+    /// The turn was taken at a pause: the utterance being heard is over.
+    fn end_turn(&mut self);
 }
 
 /// Makes the ears for a language the first time the plan listens; None when speech
@@ -148,8 +158,11 @@ pub enum Action {
     Listen { language: String },
     /// The listener is off: a transcript still to come is not wanted.
     StopListening,
-    /// Recognise this utterance (8 kHz) and report it as [`Event::Heard`].
+    /// Recognise this utterance (8 kHz) and report it as [`Event::Heard`]; any
+    /// recognition still in flight is not wanted any more.
     Recognise { audio: Vec<f32>, language: String },
+    /// The recognition in flight is not wanted any more (the caller went on).
+    Forget,
     /// Send to the caller here from now on (symmetric RTP: where they send from).
     Remote(SocketAddr),
     /// The media were renegotiated (hold, resume, codec): send accordingly.
@@ -216,8 +229,8 @@ pub struct Session {
     listening: bool,
     /// The language the listener hears in.
     hearing_in: String,
-    /// An utterance is with recognition (and when it ended, for the latency log).
-    recognising: Option<Instant>,
+    /// The caller's utterance and recognition ([`turn`]).
+    turn: Turn,
     answer: Answer,
     /// Something plays (as far as the actions sent say).
     playing: bool,
@@ -263,7 +276,7 @@ impl Session {
             ears: None,
             listening: false,
             hearing_in: config.language.clone(),
-            recognising: None,
+            turn: Turn::Idle,
             answer: Answer::None,
             playing: false,
             media_start: now,
@@ -289,13 +302,14 @@ impl Session {
     }
 
     /// When the session next needs an [`Event::Tick`] (besides the pump's regular
-    /// reads): the plan's timer or a blind transfer's deadline.
+    /// reads): the plan's timer, a blind transfer's deadline, or when a whole
+    /// request's turn may be taken.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let blind = self.blind.as_ref().and_then(|b| b.deadline);
-        match (self.interpreter.poll_timeout(), blind) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.interpreter.poll_timeout(), blind, self.turn.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Handles one event at `now`.
@@ -314,13 +328,8 @@ impl Session {
                     tracing::info!(mode = ?self.config.dtmf, "SIP INFO key ignored by this trunk's DTMF mode");
                 }
             }
-            Event::Heard(result) => self.heard(result, now),
-            Event::RecognitionRefused => {
-                self.recognising = None;
-                if self.listening {
-                    self.interpreter.handle(Input::AsrUnavailable, now);
-                }
-            }
+            Event::Heard(result) => self.recognised(result, now),
+            Event::RecognitionRefused => self.refused(now),
             Event::Sentence(prompt) => self.sentence(prompt),
             Event::SentenceFailed(e) => {
                 tracing::error!(error = %e, "cannot speak the answer");
@@ -340,6 +349,7 @@ impl Session {
             Event::Queue(q) => self.queued(q, now),
             Event::Gone(reason) => self.end(reason),
         }
+        self.take_if_complete(now);
         self.apply_outputs(now);
     }
 
@@ -545,55 +555,14 @@ impl Session {
     }
 
     /// Passes what the listener noticed on: speech starting to the plan (barge-in),
-    /// an utterance to recognition (one at a time: a continuation the caller adds
-    /// while the first is recognised is left for a later turn).
+    /// pauses and utterances to the turn ([`turn`]).
     fn notice(&mut self, noticed: Vec<Noticed>, now: Moment) {
         for n in noticed {
             match n {
                 Noticed::SpeechStarted => self.interpreter.handle(Input::SpeechStarted, now),
-                Noticed::Utterance(audio) => {
-                    if self.recognising.is_some() {
-                        continue;
-                    }
-                    self.recognising = Some(now.mono);
-                    self.actions.push_back(Action::Recognise {
-                        audio,
-                        language: self.hearing_in.clone(),
-                    });
-                }
-            }
-        }
-    }
-
-    fn heard(&mut self, result: Result<crate::speech::Transcript, String>, now: Moment) {
-        let ended = self.recognising.take();
-        if !self.listening {
-            return;
-        }
-        match result {
-            Ok(t) => {
-                tracing::info!(
-                    chars = t.text.chars().count(),
-                    confidence = t.confidence,
-                    audio_ms = t.audio_ms,
-                    decode_ms = t.decode_ms,
-                    latency_ms =
-                        ended.map(|e| now.mono.saturating_duration_since(e).as_millis() as u64),
-                    "caller said"
-                );
-                self.utterances.push(t.text.clone());
-                self.asr_confidence.push(t.confidence);
-                self.interpreter.handle(
-                    Input::Heard {
-                        text: t.text,
-                        confidence: t.confidence,
-                    },
-                    now,
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "speech recognition failed");
-                self.interpreter.handle(Input::AsrUnavailable, now);
+                Noticed::Paused { audio, quiet } => self.paused(audio, quiet, now),
+                Noticed::Resumed => self.resumed(),
+                Noticed::Utterance(audio) => self.utterance_ended(audio, now),
             }
         }
     }
@@ -653,7 +622,7 @@ impl Session {
                 Output::Listen { language } => self.listen(language, now),
                 Output::StopListening => {
                     self.listening = false;
-                    self.recognising = None;
+                    self.turn = Turn::Idle;
                     self.actions.push_back(Action::StopListening);
                 }
                 Output::Transfer { queue } => self.start_transfer(queue),
@@ -687,7 +656,7 @@ impl Session {
                 return;
             }
         }
-        self.recognising = None;
+        self.turn = Turn::Idle;
         self.listening = true;
         self.quiet_fed = now.mono;
         self.hearing_in.clone_from(&language);
@@ -708,6 +677,9 @@ impl Session {
 }
 
 mod transfer;
+mod turn;
+
+use turn::Turn;
 
 #[cfg(test)]
 mod tests;

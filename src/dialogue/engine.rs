@@ -194,6 +194,11 @@ impl Conversation {
         self.push(now, Speaker::Bot, text, None, None);
     }
 
+    /// Whether the conversation waits for a slot's value (an order number…).
+    pub fn is_filling(&self) -> bool {
+        matches!(self.state, State::Filling { .. })
+    }
+
     /// The customer said `text`; returns the reply.
     pub fn respond(&mut self, m: &Matcher, text: &str, now: DateTime<Utc>) -> Reply {
         if text.chars().any(char::is_alphabetic) {

@@ -156,6 +156,27 @@ impl Run {
         Some(conversation.respond(matcher, text, now))
     }
 
+    /// Whether the dialogue would answer `text` outright (an answer, a hand-over, a
+    /// new question's first slot), not "do you mean…" or "sorry?", which a caller
+    /// still talking would rather finish first. Tried on a copy of the
+    /// conversation: nothing changes.
+    pub fn would_answer(&self, text: &str) -> bool {
+        let Some((matcher, conversation)) = self.dialogue.as_ref() else {
+            return false;
+        };
+        let filling = conversation.is_filling();
+        let reply = conversation.clone().respond(matcher, text, self.now.wall);
+        match reply.kind {
+            ReplyKind::Answer | ReplyKind::Handover | ReplyKind::Resume => true,
+            // A fresh question that needs a value; a value still being given may
+            // go on ("four, five… six").
+            ReplyKind::AskSlot => !filling,
+            ReplyKind::Greeting | ReplyKind::Clarify | ReplyKind::Fallback | ReplyKind::Queued => {
+                false
+            }
+        }
+    }
+
     /// Starts speaking `text`; returns false when there is nothing to say.
     pub fn say(&mut self, text: &str, language: &str) -> bool {
         if text.trim().is_empty() {
@@ -342,6 +363,15 @@ impl Interpreter {
     /// The knowledge base the call's conversation matches against, if it has one.
     pub fn matcher(&self) -> Option<&Arc<Matcher>> {
         self.run.dialogue.as_ref().map(|(m, _)| m)
+    }
+
+    /// Whether `text` is a whole request for the node the call is at (see
+    /// [`crate::dialplan::actions::Action::complete`]).
+    pub fn complete(&self, text: &str) -> bool {
+        !self.finished
+            && self.plan.nodes[self.current]
+                .action
+                .complete(&self.run, text)
     }
 
     /// The call's conversation with the dialogue core, if it has one.

@@ -470,6 +470,13 @@ fn worker(mut recognizer: Recognizer, rx: Arc<std::sync::Mutex<Receiver<Job>>>) 
         let waited = job.queued.elapsed();
         let m = crate::metrics::metrics();
         m.asr_queue.dec();
+        if job.reply.is_closed() {
+            // Not wanted any more (the caller went on after a pause, or hung up).
+            m.asr_requests
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome: "dropped" })
+                .inc();
+            continue;
+        }
         let started = Instant::now();
         let result = recognizer.transcribe(&job.audio, job.language);
         crate::metrics::Metrics::observe(&m.asr_decode_seconds, started.elapsed());

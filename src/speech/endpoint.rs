@@ -21,6 +21,9 @@ pub struct EndpointConfig {
     pub min_speech: Duration,
     /// Silence after speech that ends the utterance.
     pub trailing_silence: Duration,
+    /// Silence after speech that may be the end: the words so far are offered
+    /// ([`Event::Paused`]) so they can be recognised while the caller stays quiet.
+    pub pause: Duration,
     /// An utterance is cut here even if the caller goes on talking.
     pub max_utterance: Duration,
     /// Audio kept from before the onset, so the first syllable is not clipped.
@@ -34,6 +37,7 @@ impl Default for EndpointConfig {
             end_threshold: 0.35,
             min_speech: Duration::from_millis(96),
             trailing_silence: Duration::from_millis(600),
+            pause: Duration::from_millis(96),
             max_utterance: Duration::from_secs(15),
             pre_roll: Duration::from_millis(256),
         }
@@ -45,6 +49,12 @@ pub enum Event {
     /// Speech has lasted `min_speech`: stop any interruptible prompt. `onset_ms` is
     /// when it began, counted from the first chunk pushed.
     SpeechStarted { onset_ms: u64 },
+    /// The caller has been quiet for `pause` after speech: the utterance so far,
+    /// which is the whole utterance unless the caller goes on.
+    Paused { audio: Vec<f32>, end_ms: u64 },
+    /// The caller went on after a [`Event::Paused`]: what it offered is not the
+    /// whole utterance.
+    Resumed,
     /// The caller has finished (or hit `max_utterance`, then `cut` is true).
     Utterance {
         audio: Vec<f32>,
@@ -137,20 +147,25 @@ impl Endpointer {
                     None
                 }
             }
-            State::Speaking { silent } => {
+            State::Speaking { silent: before } => {
                 self.utterance.extend_from_slice(chunk);
                 let silent = if p < self.cfg.end_threshold {
-                    silent + 1
+                    before + 1
                 } else {
                     0
                 };
                 self.state = State::Speaking { silent };
                 let heard = (index + 1 - self.onset_chunk) * CHUNK_MS;
-                if silent >= chunks_for(self.cfg.trailing_silence) {
-                    // Keep ~100 ms of the trailing silence; Whisper needs no more.
-                    let drop =
-                        (silent.saturating_sub(3) as usize * CHUNK).min(self.utterance.len());
-                    let len = self.utterance.len() - drop;
+                let pause = chunks_for(self.cfg.pause);
+                if silent == 0 && before >= pause {
+                    Some(Event::Resumed)
+                } else if silent == pause && silent < chunks_for(self.cfg.trailing_silence) {
+                    Some(Event::Paused {
+                        audio: self.trimmed(silent).to_vec(),
+                        end_ms: (index + 1 - silent) * CHUNK_MS,
+                    })
+                } else if silent >= chunks_for(self.cfg.trailing_silence) {
+                    let len = self.trimmed(silent).len();
                     self.utterance.truncate(len);
                     Some(self.finish(index + 1 - silent, false))
                 } else if heard >= self.cfg.max_utterance.as_millis() as u64 {
@@ -160,6 +175,13 @@ impl Endpointer {
                 }
             }
         }
+    }
+
+    /// The utterance so far without all but ~100 ms of its `silent` trailing chunks
+    /// (Whisper needs no more).
+    fn trimmed(&self, silent: u64) -> &[f32] {
+        let drop = (silent.saturating_sub(3) as usize * CHUNK).min(self.utterance.len());
+        &self.utterance[..self.utterance.len() - drop]
     }
 
     fn maybe_started(&mut self) -> Option<Event> {
@@ -214,9 +236,21 @@ mod tests {
         let mut e = Endpointer::new(EndpointConfig::default());
         let probs = [silence(20), speech(40), silence(25)].concat();
         let events = run(&mut e, &probs);
-        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events.len(), 3, "{events:?}");
         // 96 ms of speech = 3 chunks: started on the third speech chunk.
         assert_eq!(events[0], (22, Event::SpeechStarted { onset_ms: 20 * 32 }));
+        // 96 ms of quiet after the last speech chunk (59): the words so far.
+        let (
+            at,
+            Event::Paused {
+                audio: draft,
+                end_ms,
+            },
+        ) = &events[1]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!((*at, *end_ms), (59 + 3, 60 * 32));
         // 600 ms of silence = 19 chunks after the last speech chunk (59).
         let (
             at,
@@ -226,7 +260,7 @@ mod tests {
                 end_ms,
                 cut,
             },
-        ) = &events[1]
+        ) = &events[2]
         else {
             panic!("{events:?}")
         };
@@ -236,6 +270,7 @@ mod tests {
         assert_eq!(audio.len(), (8 + 40 + 3) * CHUNK);
         assert_eq!(audio[0], 12.0, "pre-roll starts 8 chunks before the onset");
         assert_eq!(audio[audio.len() - 1], 62.0);
+        assert_eq!(draft, audio, "nothing was said after the pause");
     }
 
     #[test]
@@ -251,8 +286,26 @@ mod tests {
         let mut e = Endpointer::new(EndpointConfig::default());
         let probs = [speech(20), silence(10), speech(20), silence(20)].concat();
         let events = run(&mut e, &probs);
-        assert_eq!(events.len(), 2, "{events:?}");
-        assert!(matches!(events[1].1, Event::Utterance { end_ms, .. } if end_ms == 50 * 32));
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|(at, ev)| match ev {
+                Event::SpeechStarted { .. } => (*at, "started"),
+                Event::Paused { .. } => (*at, "paused"),
+                Event::Resumed => (*at, "resumed"),
+                Event::Utterance { .. } => (*at, "utterance"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (2, "started"),
+                (22, "paused"),
+                (30, "resumed"),
+                (52, "paused"),
+                (68, "utterance")
+            ]
+        );
+        assert!(matches!(events[4].1, Event::Utterance { end_ms, .. } if end_ms == 50 * 32));
     }
 
     #[test]
@@ -261,7 +314,9 @@ mod tests {
         // 0.4 is under the start threshold but over the end threshold.
         let probs = [speech(5), vec![0.4; 40], silence(20)].concat();
         let events = run(&mut e, &probs);
-        assert!(matches!(events[1].1, Event::Utterance { end_ms, .. } if end_ms == 45 * 32));
+        assert!(
+            matches!(events.last(), Some((_, Event::Utterance { end_ms, .. })) if *end_ms == 45 * 32)
+        );
     }
 
     #[test]

@@ -140,7 +140,24 @@ impl Voice {
             }
             Engine::Espeak { voice } => espeak(voice, text)?,
         };
-        resample(&samples, rate, RATE).map_err(|e| TtsError::Synth(e.to_string()))
+        let mut out = resample(&samples, rate, RATE).map_err(|e| TtsError::Synth(e.to_string()))?;
+        trim_leading_quiet(&mut out);
+        Ok(out)
+    }
+}
+
+/// Level (of full scale) under which a rendered sample counts as quiet.
+const QUIET_LEVEL: f32 = 0.01;
+/// Quiet kept before a sentence's first sound (8 kHz samples: 30 ms), so its onset
+/// is not clipped.
+const LEAD_KEPT: usize = 240;
+
+/// Drops the voices' own silence before the first sound (Piper starts with about
+/// a tenth of a second of it): a caller waiting for an answer hears it that much
+/// sooner. The quiet between sentences (at their ends) stays.
+fn trim_leading_quiet(samples: &mut Vec<f32>) {
+    if let Some(first) = samples.iter().position(|s| s.abs() > QUIET_LEVEL) {
+        samples.drain(..first.saturating_sub(LEAD_KEPT));
     }
 }
 
@@ -467,6 +484,21 @@ mod tests {
     fn characters_become_numbered_pinyin() {
         assert_eq!(to_pinyin("我要退货。"), "wo3 yao4 tui4 huo4 .");
         assert_eq!(to_pinyin("你们好，VIP"), "ni3 men5 hao3 ,VIP");
+    }
+
+    #[test]
+    fn leading_quiet_is_trimmed_to_a_short_lead() {
+        let mut s = vec![0.0; 2000];
+        s.extend([0.5, -0.5, 0.0, 0.0]);
+        trim_leading_quiet(&mut s);
+        assert_eq!(s.len(), LEAD_KEPT + 4);
+        assert_eq!(s[LEAD_KEPT], 0.5);
+        let mut short = vec![0.001, 0.3];
+        trim_leading_quiet(&mut short);
+        assert_eq!(short, [0.001, 0.3]);
+        let mut silent = vec![0.0; 100];
+        trim_leading_quiet(&mut silent);
+        assert_eq!(silent.len(), 100, "nothing to find: left as it is");
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "{}reload_interval = \"200ms\"\nembed_cache = {:?}\n{}{extra_config}\n",
+                "{}reload_interval = \"200ms\"\nembed_cache = {:?}\ntts_cache = {:?}\n{}{extra_config}\n",
                 // A test that needs many ports (a load benchmark) sets its own range.
                 if extra_config.contains("rtp_ports") {
                     String::new()
@@ -169,6 +169,9 @@ impl Server {
                 // One cache of example embeddings for every test server: each embeds
                 // the demo knowledge base once, not once per test.
                 repo().join("target/test-embeddings.bin"),
+                // And one of rendered speech: the demo's answers, rendered ahead at
+                // every start, are synthesised once for the whole suite.
+                repo().join("target/test-tts-cache"),
                 // The sentence-embedding model costs seconds of CPU at start, which
                 // would disturb the RTP timing tests running beside; tests of the
                 // dialogue over a server turn it on (`semantic = true`).

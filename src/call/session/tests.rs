@@ -35,6 +35,7 @@ impl Ears for Counting {
     fn push(&mut self, pcm: &[i16], _out: &mut Vec<Noticed>) {
         *self.0.lock().unwrap() += pcm.len() / FRAME_SAMPLES;
     }
+    fn end_turn(&mut self) {}
 }
 
 fn session(frames: Arc<Mutex<usize>>, t0: Moment) -> Session {

@@ -171,22 +171,28 @@ impl Listen {
         Flow::Stay
     }
 
+    /// Where the caller's words lead, if one of the keywords was said.
+    pub fn route(&self, text: &str) -> Option<NodeId> {
+        let said = text.to_lowercase();
+        if said.trim().is_empty() {
+            return None;
+        }
+        self.keywords
+            .iter()
+            .find(|(phrases, _)| phrases.iter().any(|p| said.contains(p.as_str())))
+            .map(|(_, target)| *target)
+    }
+
     pub fn heard(&self, run: &mut Run, text: &str, confidence: f32) -> Flow {
         run.vars.insert(self.variable.clone(), text.to_string());
         run.vars.insert(
             format!("{}_confidence", self.variable),
             format!("{confidence:.2}"),
         );
-        let said = text.to_lowercase();
-        if !said.trim().is_empty()
-            && let Some((_, target)) = self
-                .keywords
-                .iter()
-                .find(|(phrases, _)| phrases.iter().any(|p| said.contains(p.as_str())))
-        {
+        if let Some(target) = self.route(text) {
             run.stop_playback();
             run.clear_timer();
-            return Flow::Next(*target);
+            return Flow::Next(target);
         }
         if run.is_playing() {
             // Noise or chatter while a prompt that cannot be interrupted plays.

@@ -322,6 +322,16 @@ impl Action {
         }
     }
 
+    /// Whether `text` is a whole request for this node, so the caller's turn may be
+    /// taken without waiting out the usual silence. Changes nothing.
+    pub fn complete(&self, run: &Run, text: &str) -> bool {
+        match self {
+            Action::Listen(a) => a.route(text).is_some(),
+            Action::Ask(_) => run.would_answer(text),
+            _ => false,
+        }
+    }
+
     pub fn asr_unavailable(&self, run: &mut Run) -> Flow {
         match self {
             Action::Listen(a) => a.asr_unavailable(run),
