@@ -60,7 +60,14 @@ fn main() {
         audio.len()
     );
     println!("model          threads  p50 ms  p95 ms  RTF");
-    let names: &[&str] = if bench {
+    let only = std::env::var("KEFU_ASR_MODELS").ok();
+    let only: Vec<&str> = only
+        .as_deref()
+        .map(|o| o.split(',').collect())
+        .unwrap_or_default();
+    let names: &[&str] = if !only.is_empty() {
+        &only
+    } else if bench {
         &["tiny.en-q8_0", "tiny.en", "base-q8_0", "base"]
     } else {
         &["tiny.en-q8_0"]

@@ -212,6 +212,12 @@ fn sequential(
     for (id, q, turn) in asked {
         if reached.get(&id).map(String::as_str) == Some(QUESTIONS[q].1) {
             understood += 1;
+        } else if std::env::var_os("KEFU_VOICE_LOG").is_some() {
+            println!(
+                "not understood: {:?} reached {:?}",
+                QUESTIONS[q].0,
+                reached.get(&id)
+            );
         }
         match turn {
             Some(t) => times.push(t),
@@ -291,6 +297,14 @@ fn main() {
         common::nearest_rank(&mut times, 0.0),
         common::nearest_rank(&mut times, 1.0),
     );
+    if std::env::var_os("KEFU_VOICE_LOG").is_some() {
+        // Where the time went, turn by turn, as the server logged it.
+        for line in server.logs() {
+            if line.contains("caller said") || line.contains("answer speaking") {
+                println!("{line}");
+            }
+        }
+    }
     drop(server);
 
     let callers: Vec<usize> = std::env::var("KEFU_VOICE_CALLERS")

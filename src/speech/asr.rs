@@ -164,8 +164,14 @@ const CTX_PER_SECOND: usize = 50;
 /// The whole 30 s window.
 const FULL_CTX: usize = 1500;
 /// Extra context beyond the audio (4 s of silence): a tighter window makes Whisper
-/// repeat itself (measured: 64 → 26 % WER, 200 → 2.5 %, full window 1 % on tiny.en).
+/// repeat itself (measured without timestamp tokens: 64 → 26 % WER, 200 → 2.5 %,
+/// full window 1 % on tiny.en). Mandarin keeps it: at 100 the synthetic Mandarin
+/// set's CER went from 66 % to 124 % (repetitions).
 const CTX_MARGIN: usize = 200;
+/// English needs far less (with timestamp tokens on): base q8_0 on the 25 English
+/// telephone prompts, 1.5 % WER at 200, 1.0 % at 100, 50 and 20; about a third
+/// less decoding for a short question (benches/RESULTS.md, issue 23).
+const CTX_MARGIN_EN: usize = 50;
 
 /// An initial prompt that steers Whisper to Simplified Chinese with punctuation.
 const ZH_PROMPT: &str = "以下是普通话的句子。";
@@ -188,7 +194,12 @@ impl Recognizer {
             audio
         };
         let seconds = samples.len() as f32 / SAMPLE_RATE as f32;
-        let ctx = ((seconds * CTX_PER_SECOND as f32).ceil() as usize + CTX_MARGIN).min(FULL_CTX);
+        let margin = if language == Language::En {
+            CTX_MARGIN_EN
+        } else {
+            CTX_MARGIN
+        };
+        let ctx = ((seconds * CTX_PER_SECOND as f32).ceil() as usize + margin).min(FULL_CTX);
         let mut t = self.decode(samples, language, ctx)?;
         if ctx < FULL_CTX && is_repetitive(&t.text) {
             // A shortened window occasionally makes Whisper loop on one phrase; the
