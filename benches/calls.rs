@@ -1,7 +1,7 @@
 //! How many callers can talk at the same instant and still be understood in time:
 //! N SIPp calls (loopback only, bounded) each stream the same spoken request into a
-//! `listen` node at once; the server's log gives end-of-utterance → transcript for
-//! every call. Real time holds while the latency stays near the single-caller one.
+//! `listen` node at once; the server's log gives the caller's pause → words taken
+//! (`after_ms`) for every call. Real time holds while the latency stays near the single-caller one.
 //!
 //! Run: `cargo bench --bench calls` (needs `deploy/setup.sh`). Figures go to
 //! benches/RESULTS.md.
@@ -73,11 +73,19 @@ fn run(model: &str, workers: usize, callers: usize, dir: &Path, scenario: &Path)
         .status();
     let ok = out.is_ok_and(|s| s.success());
     let logs = server.logs();
+    if std::env::var_os("KEFU_CALLS_LOG").is_some() {
+        for l in logs
+            .iter()
+            .filter(|l| l.contains("caller") || l.contains("utterance"))
+        {
+            println!("{l}");
+        }
+    }
     let mut latencies: Vec<u64> = logs
         .iter()
         .filter(|l| l.contains("caller said"))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["latency_ms"].as_u64())
+        .filter_map(|v| v["after_ms"].as_u64())
         .collect();
     latencies.sort_unstable();
     let routed = server

@@ -32,18 +32,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = config.open_store().await?;
     tracing::info!(database = %crate::store::redact(&url), encrypted = store.sealer().encrypted(), "store open");
     let audio = AudioRoot(config.audio.clone());
-    // Text prompts are spoken by the TTS; voices load on first use and renders are
-    // kept under the data directory, so a restart does not synthesise them again.
-    let speaker = crate::speech::tts::Speaker::new(
-        crate::speech::ModelDir(config.models.clone()),
-        Some(
-            config
-                .tts_cache
-                .clone()
-                .unwrap_or_else(|| config.data.join("tts-cache")),
-        ),
-    );
-    let prompts = Arc::new(PromptCache::with_speaker(Arc::new(speaker)));
+    let prompts = Arc::new(spoken_prompts(&config));
     let registry = load_dialplans(&config, &audio, &prompts).await?;
     let speech = load_speech(&config, &registry).await?;
     warm_voices(&prompts, &registry).await?;
@@ -268,6 +257,21 @@ async fn load_dialplans(
     })?;
     tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
     Ok(registry)
+}
+
+/// Prompts, with text spoken by the TTS: voices load on first use and renders are
+/// kept in `tts_cache` (default under the data directory), so a restart does not
+/// synthesise them again.
+fn spoken_prompts(config: &Config) -> PromptCache {
+    let cache = config
+        .tts_cache
+        .clone()
+        .unwrap_or_else(|| config.data.join("tts-cache"));
+    let speaker = crate::speech::tts::Speaker::new(
+        crate::speech::ModelDir(config.models.clone()),
+        Some(cache),
+    );
+    PromptCache::with_speaker(Arc::new(speaker))
 }
 
 /// Speech recognition, loaded when a plan listens: a missing model stops start-up

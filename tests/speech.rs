@@ -469,8 +469,28 @@ fn a_saturated_pool_refuses_at_once_and_finishes_what_it_took() {
         pool.submit(audio.clone(), Language::Zh).is_err(),
         "tiny.en cannot do Mandarin"
     );
+    // A draft (the words up to a pause) takes only spare capacity: refused while
+    // an utterance waits.
+    assert!(matches!(
+        pool.submit_spare(audio.clone(), Language::En),
+        Err(AsrError::Busy(_))
+    ));
+    // A job nobody waits for any more is skipped, and the rest still finish (one
+    // worker, in order: the job queued after it is done once it was passed over).
+    let unwanted = taken.pop().unwrap();
+    drop(unwanted);
+    let mut after = None;
+    while after.is_none() {
+        after = pool.submit(audio.clone(), Language::En).ok();
+        std::thread::yield_now();
+    }
+    taken.extend(after);
     for rx in taken {
         let t = rt.block_on(rx).unwrap().unwrap();
         assert!(t.text.to_lowercase().contains("password"), "{t:?}");
     }
+    // All done: a draft is taken again.
+    let draft = pool.submit_spare(audio.clone(), Language::En).unwrap();
+    let t = rt.block_on(draft).unwrap().unwrap();
+    assert!(t.text.to_lowercase().contains("password"), "{t:?}");
 }

@@ -94,7 +94,8 @@ impl Ears for Hearing {
     }
 }
 
-/// Sends an utterance (8 kHz) to the shared recognition pool. For `matcher` (an
+/// Sends an utterance (8 kHz) to the shared recognition pool (a `draft` only when
+/// it has spare capacity). For `matcher` (an
 /// `ask` node's knowledge base, when it re-ranks semantically) the transcript
 /// arrives with what matching needs from the sentence-embedding model already
 /// computed, on a blocking thread, so the call task never runs the model.
@@ -103,14 +104,17 @@ pub fn recognise(
     audio: &[f32],
     language: &str,
     matcher: Option<&Arc<Matcher>>,
+    draft: bool,
 ) -> Result<Pending, String> {
     let wide = crate::media::wav::resample(audio, 8000, 16_000)
         .map_err(|e| format!("cannot resample the utterance: {e}"))?;
     let language = language.parse().unwrap_or(Language::Auto);
-    let rx = runtime
-        .asr
-        .submit(wide, language)
-        .map_err(|e| format!("speech recognition refused the utterance: {e}"))?;
+    let submitted = if draft {
+        runtime.asr.submit_spare(wide, language)
+    } else {
+        runtime.asr.submit(wide, language)
+    };
+    let rx = submitted.map_err(|e| format!("speech recognition refused the utterance: {e}"))?;
     Ok(match matcher.filter(|m| m.is_semantic()) {
         Some(m) => warmed(rx, m.clone()),
         None => rx,
@@ -143,7 +147,7 @@ impl Transcribing {
             if let Noticed::Utterance(audio) = n
                 && self.pending.is_none()
             {
-                match recognise(&self.runtime, &audio, &self.language, None) {
+                match recognise(&self.runtime, &audio, &self.language, None, false) {
                     Ok(rx) => self.pending = Some(rx),
                     Err(e) => tracing::debug!(error = %e, "no transcript for an utterance"),
                 }

@@ -261,11 +261,17 @@ impl Pump {
                 Action::Listen { .. } | Action::StopListening | Action::Forget => {
                     self.pending = None
                 }
-                Action::Recognise { audio, language } => {
+                Action::Recognise {
+                    audio,
+                    language,
+                    draft,
+                } => {
                     self.pending = None;
                     let matcher = self.session.interpreter().matcher();
                     let submitted = match &s.speech {
-                        Some(runtime) => hearing::recognise(runtime, &audio, &language, matcher),
+                        Some(runtime) => {
+                            hearing::recognise(runtime, &audio, &language, matcher, draft)
+                        }
                         None => Err("speech recognition is not loaded".into()),
                     };
                     match submitted {

@@ -159,8 +159,13 @@ pub enum Action {
     /// The listener is off: a transcript still to come is not wanted.
     StopListening,
     /// Recognise this utterance (8 kHz) and report it as [`Event::Heard`]; any
-    /// recognition still in flight is not wanted any more.
-    Recognise { audio: Vec<f32>, language: String },
+    /// recognition still in flight is not wanted any more. A `draft` (the words
+    /// up to a pause) is recognised only with spare capacity.
+    Recognise {
+        audio: Vec<f32>,
+        language: String,
+        draft: bool,
+    },
     /// The recognition in flight is not wanted any more (the caller went on).
     Forget,
     /// Send to the caller here from now on (symmetric RTP: where they send from).

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -168,10 +169,12 @@ const FULL_CTX: usize = 1500;
 /// full window 1 % on tiny.en). Mandarin keeps it: at 100 the synthetic Mandarin
 /// set's CER went from 66 % to 124 % (repetitions).
 const CTX_MARGIN: usize = 200;
-/// English needs far less (with timestamp tokens on): base q8_0 on the 25 English
-/// telephone prompts, 1.5 % WER at 200, 1.0 % at 100, 50 and 20; about a third
-/// less decoding for a short question (benches/RESULTS.md, issue 23).
-const CTX_MARGIN_EN: usize = 50;
+/// English needs less (with timestamp tokens on): base q8_0 on the 25 English
+/// telephone prompts, 1.5 % WER at 200, 1.0 % at 100, 50 and 20. On the voice
+/// bench's spoken questions 50 misheard "shipping" where 100 and 200 did not, so
+/// 100: about a fifth less decoding for a short question (benches/RESULTS.md,
+/// issue 23).
+const CTX_MARGIN_EN: usize = 100;
 
 /// An initial prompt that steers Whisper to Simplified Chinese with punctuation.
 const ZH_PROMPT: &str = "以下是普通话的句子。";
@@ -396,6 +399,8 @@ fn clean(text: &str, confidence: f32, no_speech: f32) -> String {
 pub struct AsrPool {
     tx: SyncSender<Job>,
     queue: usize,
+    /// Jobs queued and not yet taken by a worker.
+    waiting: Arc<AtomicUsize>,
     pub model: Arc<WhisperModel>,
 }
 
@@ -416,15 +421,36 @@ impl AsrPool {
     ) -> Result<Self, AsrError> {
         let (tx, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(std::sync::Mutex::new(rx));
+        let waiting = Arc::new(AtomicUsize::new(0));
         for i in 0..workers.max(1) {
             let recognizer = model.recognizer(threads)?;
-            let rx = rx.clone();
+            let (rx, waiting) = (rx.clone(), waiting.clone());
             std::thread::Builder::new()
                 .name(format!("asr-{i}"))
-                .spawn(move || worker(recognizer, rx))
+                .spawn(move || worker(recognizer, rx, waiting))
                 .map_err(|e| AsrError::Whisper(format!("cannot start worker: {e}")))?;
         }
-        Ok(Self { tx, queue, model })
+        Ok(Self {
+            tx,
+            queue,
+            waiting,
+            model,
+        })
+    }
+
+    /// Queues a draft (the words up to a pause, which may not be all of them)
+    /// only when no other utterance waits: drafts use spare capacity and never
+    /// delay a caller's finished utterance. Busy otherwise.
+    pub fn submit_spare(
+        &self,
+        audio: Vec<f32>,
+        language: Language,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting > 0 {
+            return Err(AsrError::Busy(waiting));
+        }
+        self.submit(audio, language)
     }
 
     /// Queues an utterance; the answer arrives on the returned channel.
@@ -442,18 +468,23 @@ impl AsrPool {
             queued: Instant::now(),
         };
         let m = crate::metrics::metrics();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(job) {
             Ok(()) => {
                 m.asr_queue.inc();
                 Ok(rx)
             }
             Err(TrySendError::Full(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 m.asr_requests
                     .get_or_create(&crate::metrics::OutcomeLabel { outcome: "busy" })
                     .inc();
                 Err(AsrError::Busy(self.queue))
             }
-            Err(TrySendError::Disconnected(_)) => Err(AsrError::Stopped),
+            Err(TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(AsrError::Stopped)
+            }
         }
     }
 
@@ -469,7 +500,11 @@ impl AsrPool {
     }
 }
 
-fn worker(mut recognizer: Recognizer, rx: Arc<std::sync::Mutex<Receiver<Job>>>) {
+fn worker(
+    mut recognizer: Recognizer,
+    rx: Arc<std::sync::Mutex<Receiver<Job>>>,
+    waiting: Arc<AtomicUsize>,
+) {
     loop {
         let job = match rx.lock() {
             Ok(guard) => match guard.recv() {
@@ -479,6 +514,7 @@ fn worker(mut recognizer: Recognizer, rx: Arc<std::sync::Mutex<Receiver<Job>>>) 
             Err(_) => return,
         };
         let waited = job.queued.elapsed();
+        waiting.fetch_sub(1, Ordering::Relaxed);
         let m = crate::metrics::metrics();
         m.asr_queue.dec();
         if job.reply.is_closed() {

@@ -66,6 +66,7 @@ impl Session {
         self.actions.push_back(Action::Recognise {
             audio,
             language: self.hearing_in.clone(),
+            draft: true,
         });
     }
 
@@ -99,6 +100,7 @@ impl Session {
                 self.actions.push_back(Action::Recognise {
                     audio,
                     language: self.hearing_in.clone(),
+                    draft: false,
                 });
             }
         }
