@@ -107,6 +107,18 @@ type Heard = Arc<Mutex<VecDeque<Noticed>>>;
 
 struct ScriptedEars(Heard);
 
+/// What recognition answers for the script's words.
+fn transcript(text: &str) -> kefu::speech::Transcript {
+    kefu::speech::Transcript {
+        text: text.to_string(),
+        language: String::new(),
+        confidence: 0.9,
+        no_speech: 0.0,
+        audio_ms: 100,
+        decode_ms: 1,
+    }
+}
+
 impl Ears for ScriptedEars {
     fn restart(&mut self, _language: &str) {}
 
@@ -398,14 +410,7 @@ impl Script {
             "say" => {
                 self.notice(line, Noticed::Utterance(vec![0.1; 800]));
                 if std::mem::take(&mut self.recognising) {
-                    let heard = kefu::speech::Transcript {
-                        text: arg.to_string(),
-                        language: String::new(),
-                        confidence: 0.9,
-                        no_speech: 0.0,
-                        audio_ms: 100,
-                        decode_ms: 1,
-                    };
+                    let heard = transcript(arg);
                     self.feed(line, Event::Heard(Ok(heard)));
                 }
             }
@@ -425,14 +430,7 @@ impl Script {
                 if !std::mem::take(&mut self.recognising) {
                     self.fail(line, "nothing is being recognised");
                 }
-                let heard = kefu::speech::Transcript {
-                    text: arg.to_string(),
-                    language: String::new(),
-                    confidence: 0.9,
-                    no_speech: 0.0,
-                    audio_ms: 100,
-                    decode_ms: 1,
-                };
+                let heard = transcript(arg);
                 self.feed(line, Event::Heard(Ok(heard)));
             }
             "asr-busy" => self.feed(line, Event::RecognitionRefused),
