@@ -3,7 +3,8 @@
 //! `listen` node at once; the server's log gives the caller's pause → words taken
 //! (`after_ms`) for every call. Real time holds while the latency stays near the single-caller one.
 //!
-//! Run: `cargo bench --bench calls` (needs `deploy/setup.sh`). Figures go to
+//! Run: `cargo bench --bench calls` (needs `deploy/setup.sh`); `KEFU_CALLS_LOG=1`
+//! also prints the server's lines about each caller's words. Figures go to
 //! benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -72,6 +73,8 @@ fn run(model: &str, workers: usize, callers: usize, dir: &Path, scenario: &Path)
         .stderr(Stdio::null())
         .status();
     let ok = out.is_ok_and(|s| s.success());
+    // The call records are written as the calls end, after SIPp has seen the BYE.
+    server.wait_no_calls();
     let logs = server.logs();
     if std::env::var_os("KEFU_CALLS_LOG").is_some() {
         for l in logs
@@ -99,7 +102,7 @@ fn run(model: &str, workers: usize, callers: usize, dir: &Path, scenario: &Path)
             .copied()
     };
     println!(
-        "{model}, {workers} worker(s), {callers} callers at once: end of utterance → transcript p50 {:?} ms, max {:?} ms; {routed}/{callers} routed by their words{}",
+        "{model}, {workers} worker(s), {callers} callers at once: pause → words taken p50 {:?} ms, max {:?} ms; {routed}/{callers} routed by their words{}",
         pct(0.5),
         latencies.last(),
         if ok { "" } else { " (SIPp reported failures)" }
