@@ -305,17 +305,9 @@ async fn warm_voices(
     prompts: &Arc<PromptCache>,
     registry: &crate::dialplan::Registry,
 ) -> anyhow::Result<()> {
-    // The (voice, language) of the plans `keep` picks.
-    let voices_of =
-        |keep: fn(&crate::dialplan::Dialplan) -> bool| -> Vec<(Option<String>, String)> {
-            registry
-                .plans
-                .iter()
-                .filter(|p| keep(p))
-                .map(|p| (p.voice.clone(), p.language.clone()))
-                .collect()
-        };
-    let voices = voices_of(crate::dialplan::Dialplan::asks);
+    // The voices `ask` nodes answer in (the same pairs their answers are rendered
+    // ahead in).
+    let voices = crate::call::ahead::voices(registry);
     if !voices.is_empty() {
         let p = prompts.clone();
         tokio::task::spawn_blocking(move || {
@@ -329,7 +321,12 @@ async fn warm_voices(
     }
     // The notices a saturated recogniser has nodes say come when the machine is
     // busiest: they are rendered now, in the background, not on first use.
-    let notices = voices_of(crate::dialplan::Dialplan::listens);
+    let notices: Vec<(Option<String>, String)> = registry
+        .plans
+        .iter()
+        .filter(|p| p.listens())
+        .map(|p| (p.voice.clone(), p.language.clone()))
+        .collect();
     if !notices.is_empty() {
         let p = prompts.clone();
         tokio::task::spawn_blocking(move || {

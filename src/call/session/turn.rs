@@ -141,6 +141,8 @@ impl Session {
     pub(super) fn refused(&mut self, now: Moment) {
         let whole = match std::mem::take(&mut self.turn) {
             Turn::Drafting { ended, .. } => ended,
+            // Idle: a refusal of words the turn no longer tracks; saying so is the
+            // safe side.
             Turn::Final { .. } | Turn::Idle => true,
             Turn::Drafted { .. } => false,
         };
