@@ -25,6 +25,11 @@ const ANSWERS: &[(&str, &str)] = &[
         "I am sorry, I did not understand that. Could you say it again?",
     ),
     (
+        "kokoro-zh",
+        "我们的营业时间是周一到周五早上九点到晚上六点。周六上午十点到下午四点。还有什么可以帮您？",
+    ),
+    ("kokoro-zh", "您的订单已经发货，预计周五下午送达。"),
+    (
         "espeak-cmn",
         "我们的营业时间是周一到周五早上九点到晚上六点。周六上午十点到下午四点。还有什么可以帮您？",
     ),
@@ -40,9 +45,14 @@ fn main() {
     kefu::speech::tts::configure_espeak_data();
     let models = ModelDir(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
     init_onnx_runtime(&models.onnxruntime().expect("run deploy/models.sh")).expect("onnx runtime");
-    for name in ["en_US-joe-medium", "espeak-cmn"] {
+    for name in ["en_US-joe-medium", "kokoro-zh", "espeak-cmn"] {
         let voice = Voice::load(name, &models).expect("voice");
-        voice.synthesize("Warm up.").expect("warm-up");
+        let warm_up = if name.starts_with("en") {
+            "Warm up."
+        } else {
+            "你好。"
+        };
+        voice.synthesize(warm_up).expect("warm-up");
         let mut first = Vec::new();
         let (mut synth_s, mut audio_s) = (0.0, 0.0);
         for _round in 0..if bench { 3 } else { 1 } {

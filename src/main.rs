@@ -26,6 +26,24 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct SayArgs {
+    text: String,
+    /// Voice: en_US-joe-medium (Piper, English), kokoro-zh[:VOICE] (Kokoro, Mandarin),
+    /// espeak-cmn, espeak-en.
+    #[arg(long, default_value = "en_US-joe-medium")]
+    voice: String,
+    /// Output WAV file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also print the phonemes the text is read with (Kokoro voices).
+    #[arg(long)]
+    phonemes: bool,
+    /// Directory the set-up command fetched the models into.
+    #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+    models: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: SIP on --sip, health and API on --http.
@@ -133,18 +151,7 @@ enum Command {
         command: store_cli::CallsCommand,
     },
     /// Speak text with a TTS voice into an 8 kHz WAV file (as callers would hear it).
-    Say {
-        text: String,
-        /// Voice: en_US-joe-medium (Piper), espeak-cmn (Mandarin), espeak-en.
-        #[arg(long, default_value = "en_US-joe-medium")]
-        voice: String,
-        /// Output WAV file.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Directory the set-up command fetched the models into.
-        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
-        models: PathBuf,
-    },
+    Say(SayArgs),
 }
 
 #[derive(Subcommand)]
@@ -293,12 +300,7 @@ fn main() -> ExitCode {
     // Before any thread starts: it may set an environment variable.
     kefu::speech::tts::configure_espeak_data();
     match cli.command {
-        Command::Say {
-            text,
-            voice,
-            output,
-            models,
-        } => say(&text, &voice, &output, &ModelDir(models)),
+        Command::Say(args) => say(&args),
         Command::Transcribe {
             files,
             model,
@@ -446,13 +448,25 @@ fn transcribe(
     }
 }
 
-fn say(text: &str, voice: &str, output: &std::path::Path, models: &ModelDir) -> ExitCode {
+fn say(
+    SayArgs {
+        text,
+        voice,
+        output,
+        phonemes,
+        models,
+    }: &SayArgs,
+) -> ExitCode {
+    let models = &ModelDir(models.clone());
     use kefu::speech::tts::{Voice, sentences, write_wav};
     let run = || -> anyhow::Result<()> {
         kefu::speech::models::init_onnx_runtime(&models.onnxruntime()?)?;
         let voice = Voice::load(voice, models)?;
         let mut audio = Vec::new();
         for sentence in sentences(text) {
+            if *phonemes && let Some(p) = voice.phonemes(&sentence) {
+                println!("{p}");
+            }
             audio.extend(voice.synthesize(&sentence)?);
         }
         write_wav(output, &audio).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;

@@ -32,7 +32,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = config.open_store().await?;
     tracing::info!(database = %crate::store::redact(&url), encrypted = store.sealer().encrypted(), "store open");
     let audio = AudioRoot(config.audio.clone());
-    let prompts = Arc::new(spoken_prompts(&config));
+    let prompts = Arc::new(spoken_prompts(&config)?);
     let registry = load_dialplans(&config, &audio, &prompts).await?;
     let speech = load_speech(&config, &registry).await?;
     warm_voices(&prompts, &registry).await?;
@@ -262,7 +262,11 @@ async fn load_dialplans(
 /// Prompts, with text spoken by the TTS: voices load on first use and renders are
 /// kept in `tts_cache` (default under the data directory), so a restart does not
 /// synthesise them again.
-fn spoken_prompts(config: &Config) -> PromptCache {
+fn spoken_prompts(config: &Config) -> anyhow::Result<PromptCache> {
+    for (language, voice) in &config.voices {
+        crate::speech::tts::check_voice_name(voice)
+            .with_context(|| format!("kefu.toml [voices] {language}"))?;
+    }
     let cache = config
         .tts_cache
         .clone()
@@ -270,8 +274,9 @@ fn spoken_prompts(config: &Config) -> PromptCache {
     let speaker = crate::speech::tts::Speaker::new(
         crate::speech::ModelDir(config.models.clone()),
         Some(cache),
-    );
-    PromptCache::with_speaker(Arc::new(speaker))
+    )
+    .with_defaults(config.voices.clone());
+    Ok(PromptCache::with_speaker(Arc::new(speaker)))
 }
 
 /// Speech recognition, loaded when a plan listens: a missing model stops start-up

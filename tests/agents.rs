@@ -101,9 +101,14 @@ fn a_phone_registers_with_digest_and_a_wrong_password_is_throttled() {
     .concat();
     let (ok, out) = sipp(&server, &scenario(dir.path(), "ok", &body), "1001", &[]);
     assert!(ok, "SIPp:\n{out}\nkefu:\n{}", server.logs().join("\n"));
+    // The log is read from the server's output by another thread: wait for it.
+    assert!(
+        server.wait_log("phone unregistered", 0),
+        "{}",
+        server.logs().join("\n")
+    );
     let logs = server.logs().join("\n");
     assert!(logs.contains("phone registered"), "{logs}");
-    assert!(logs.contains("phone unregistered"), "{logs}");
 
     // The wrong password: challenged again each time; after five free failures the
     // sixth locks the address, and the seventh REGISTER is refused outright.

@@ -5,10 +5,12 @@
 
 pub mod asr;
 pub mod endpoint;
+pub mod kokoro;
 pub mod models;
 pub mod score;
 pub mod tts;
 pub mod vad;
+pub mod zh;
 
 pub use asr::{AsrError, AsrPool, Language, Recognizer, Transcript, WhisperModel};
 pub use models::{FETCH_SCRIPT, ModelDir, ModelError};

@@ -54,6 +54,21 @@ impl ModelDir {
         self.existing(Path::new(&format!("piper/{name}.onnx")))
     }
 
+    /// Kokoro-82M (int8 ONNX): the Mandarin voice.
+    pub fn kokoro_model(&self) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new("kokoro/kokoro-v1.0.int8.onnx"))
+    }
+
+    /// Kokoro's phoneme vocabulary.
+    pub fn kokoro_vocab(&self) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new("kokoro/vocab.json"))
+    }
+
+    /// Which syllable a polyphonic character takes in a word (pypinyin's table).
+    pub fn zh_phrases(&self) -> Result<PathBuf, ModelError> {
+        self.existing(Path::new("zh/pinyin_phrases.json"))
+    }
+
     /// The Silero voice activity model.
     pub fn silero_vad(&self) -> Result<PathBuf, ModelError> {
         self.existing(Path::new("vad/silero_vad.onnx"))
