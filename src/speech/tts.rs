@@ -190,9 +190,11 @@ impl Voice {
     }
 }
 
-/// Piper's phoneme length scale: a tenth slower than trained. On the 17 English
-/// demo prompts at 8 kHz the independent recogniser's word error rate was 0.056
-/// at 1.0, 0.035 at 1.1, 0.040 at 1.2 (a development figure, chosen on them).
+/// Piper's phoneme length scale: a tenth slower than trained, a telephone pace.
+/// On the 17 English demo prompts at 8 kHz the independent recogniser's word
+/// error rate was 0.045–0.056 at 1.0 (two renders), 0.035–0.056 at 1.1 (three),
+/// 0.040 at 1.2 (one): inside Piper's render-to-render variation, so this is a
+/// choice of pace, not a measured gain (benches/RESULTS.md).
 const PIPER_LENGTH: f32 = 1.1;
 
 /// Level (of full scale) under which a rendered sample counts as quiet.
