@@ -191,15 +191,7 @@ fn read_vocab(path: &Path) -> Result<HashMap<char, i64>, String> {
 
 /// A voice vector: little-endian float32, a whole number of 256-wide rows.
 fn read_style(path: &Path) -> Result<Vec<f32>, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ModelError::Missing {
-            path: path.to_path_buf(),
-        },
-        _ => ModelError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::unreadable(path, &e))?;
     let row = STYLE * 4;
     if bytes.is_empty() || !bytes.len().is_multiple_of(row) {
         return Err(ModelError::Corrupt {

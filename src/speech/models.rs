@@ -21,6 +21,21 @@ pub enum ModelError {
     Corrupt { path: PathBuf, reason: String },
 }
 
+impl ModelError {
+    /// A model file that could not be read: missing, or there but unreadable.
+    pub fn unreadable(path: &Path, e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Self::Missing {
+                path: path.to_path_buf(),
+            },
+            _ => Self::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
 /// Whisper models the set-up converts, by the name used in config and on the CLI.
 pub const WHISPER_MODELS: &[(&str, &str)] = &[
     ("base", "whisper/ggml-base.bin"),

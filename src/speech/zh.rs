@@ -50,15 +50,7 @@ impl Phrases {
     /// Reads the table: a JSON object of word → one list of readings per character,
     /// the first of which is used (`{"银行": [["yín"], ["háng"]]}`).
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ModelError::Missing {
-                path: path.to_path_buf(),
-            },
-            _ => ModelError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            },
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::unreadable(path, &e))?;
         let raw: HashMap<String, Vec<Vec<String>>> =
             serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
                 path: path.to_path_buf(),
