@@ -88,6 +88,10 @@ impl Kokoro {
             .map_err(|e| err(e.to_string()))?
             .with_inter_threads(1)
             .map_err(|e| err(e.to_string()))?
+            // It renders beside live calls (answers ahead, in the background): its
+            // threads sleep between runs instead of spinning on the cores calls need.
+            .with_intra_op_spinning(false)
+            .map_err(|e| err(e.to_string()))?
             .commit_from_file(&model)
             .map_err(|e| err(e.to_string()))?;
         Ok(Self {

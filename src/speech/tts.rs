@@ -329,7 +329,19 @@ fn entry_name(voice: &str, text: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{voice}-{h:016x}.wav")
+    // A voice may name a file ("kokoro-zh:/opt/voices/x.bin"): only safe characters
+    // go into the name (the hash covers the whole voice).
+    let readable: String = voice
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{readable}-{h:016x}.wav")
 }
 
 impl TtsCache {
@@ -574,6 +586,12 @@ mod tests {
         assert_eq!(entry_name("v", "hello"), entry_name("v", "hello"));
         assert_ne!(entry_name("v", "hello"), entry_name("v", "hello."));
         assert_ne!(entry_name("a", "bc"), entry_name("ab", "c"));
+        let named = entry_name("kokoro-zh:/opt/voices/zf_xiaobei.bin", "你好。");
+        assert!(
+            named.starts_with("kokoro-zh__opt_voices_zf_xiaobei.bin-"),
+            "{named}"
+        );
+        assert!(!named.contains('/'));
     }
 
     #[test]
