@@ -5,8 +5,9 @@
 //! tests/access.rs does for routes.
 //!
 //! A module is a top-level file or directory of src/; `channel` counts as its
-//! parts (`channel::sip`, `channel::chat`, `channel::rtp`). `crate::lock` and
-//! `crate::log_id` (helpers in lib.rs) may be used anywhere.
+//! parts (`channel::sip`, `channel::chat`, `channel::rtp`). `crate::lock`,
+//! `crate::log_id`, `crate::is_han` and `crate::jieba` (helpers in lib.rs) may be
+//! used anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -129,7 +130,7 @@ fn module_named(path: &str) -> Option<String> {
     let mut parts = path.split("::");
     let first = parts.next()?;
     match first {
-        "lock" | "log_id" => None,
+        "lock" | "log_id" | "is_han" | "jieba" => None,
         "channel" => match parts.next() {
             Some(second) if !second.is_empty() => Some(format!("channel::{second}")),
             _ => Some("channel".into()),

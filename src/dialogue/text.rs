@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use jieba_rs::Jieba;
 use rust_stemmers::{Algorithm, Stemmer};
 use unicode_normalization::UnicodeNormalization;
 
@@ -49,9 +48,7 @@ impl std::fmt::Display for Lang {
     }
 }
 
-pub fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
-}
+pub use crate::is_han;
 
 /// Full-width to half-width (NFKC), lower case, Traditional to Simplified Chinese,
 /// punctuation and symbols to spaces, runs of spaces to one.
@@ -81,7 +78,6 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
-static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 static STEMMER: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
 
 /// Words too common to tell one question from another. Kept short on purpose: "not",
@@ -130,7 +126,7 @@ pub fn terms(normalized: &str) -> Vec<String> {
 
 /// jieba's words of a run of Chinese characters.
 pub fn chinese_words(run: &str) -> Vec<String> {
-    JIEBA
+    crate::jieba()
         .cut(run, true)
         .into_iter()
         .map(|t| t.word.to_string())
@@ -144,7 +140,7 @@ fn chinese_terms(run: &str, out: &mut Vec<String>) {
             out.push(format!("#{}{}", pair[0], pair[1]));
         }
     }
-    for token in JIEBA.cut(run, true) {
+    for token in crate::jieba().cut(run, true) {
         if !STOP.contains(token.word) {
             out.push(token.word.to_string());
         }

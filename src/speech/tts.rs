@@ -51,13 +51,21 @@ pub fn default_voice(language: &str) -> &'static str {
     }
 }
 
+/// The voice vector a Kokoro voice name asks for: `kokoro-zh` → the default,
+/// `kokoro-zh:NAME` or `kokoro-zh:PATH` → that one; `None` for other voices.
+fn kokoro_vector(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("kokoro-zh")?;
+    match rest.strip_prefix(':') {
+        Some(vector) if !vector.is_empty() => Some(vector),
+        _ if rest.is_empty() || rest == ":" => Some(super::kokoro::DEFAULT_VOICE),
+        _ => None,
+    }
+}
+
 /// Whether a voice name is one [`Voice::load`] knows (the files are checked when it
 /// loads).
 pub fn check_voice_name(name: &str) -> Result<(), TtsError> {
-    let kokoro = name
-        .strip_prefix("kokoro-zh")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'));
-    if kokoro || VOICES.iter().any(|(n, _)| *n == name) {
+    if kokoro_vector(name).is_some() || VOICES.iter().any(|(n, _)| *n == name) {
         Ok(())
     } else {
         let names: Vec<&str> = VOICES.iter().map(|(n, _)| *n).collect();
@@ -110,22 +118,17 @@ pub fn configure_espeak_data() {
 impl Voice {
     /// Loads a voice by name; Piper and Kokoro voices need ONNX Runtime initialised.
     pub fn load(name: &str, models: &ModelDir) -> Result<Self, TtsError> {
-        let kokoro = name
-            .strip_prefix("kokoro-zh")
-            .filter(|rest| rest.is_empty() || rest.starts_with(':'));
+        check_voice_name(name)?;
         let engine = match name {
-            _ if kokoro.is_some() => {
-                let vector = kokoro
-                    .and_then(|rest| rest.strip_prefix(':'))
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or(super::kokoro::DEFAULT_VOICE);
+            _ if let Some(vector) = kokoro_vector(name) => {
                 Engine::Kokoro(Box::new(super::kokoro::Kokoro::load(models, vector)?))
             }
             "espeak-cmn" => Engine::Espeak {
                 voice: "cmn-latn-pinyin",
             },
             "espeak-en" => Engine::Espeak { voice: "en-us" },
-            _ if VOICES.iter().any(|(n, _)| *n == name) => {
+            // The rest of the known names are Piper voices.
+            _ => {
                 let model = models.piper_voice(name)?;
                 let config = PathBuf::from(format!("{}.json", model.display()));
                 if !config.is_file() {
@@ -137,10 +140,6 @@ impl Voice {
                         reason: e.to_string(),
                     })?;
                 Engine::Piper(Mutex::new(piper))
-            }
-            _ => {
-                let names: Vec<&str> = VOICES.iter().map(|(n, _)| *n).collect();
-                return Err(TtsError::UnknownVoice(name.into(), names.join(", ")));
             }
         };
         Ok(Self {
@@ -598,5 +597,13 @@ mod tests {
     fn unknown_voices_are_named() {
         let err = Voice::load("nope", &ModelDir(PathBuf::from("models"))).unwrap_err();
         assert!(err.to_string().contains("en_US-joe-medium"), "{err}");
+        assert_eq!(
+            kokoro_vector("kokoro-zh"),
+            Some(super::super::kokoro::DEFAULT_VOICE)
+        );
+        assert_eq!(kokoro_vector("kokoro-zh:jm_kumo"), Some("jm_kumo"));
+        assert_eq!(kokoro_vector("kokoro-zh:/v/x.bin"), Some("/v/x.bin"));
+        assert_eq!(kokoro_vector("kokoro-zhx"), None);
+        assert!(check_voice_name("kokoro-zhx").is_err());
     }
 }

@@ -10,15 +10,9 @@
 //! → ↗ ↓ ↘ after the syllable's vowel, nothing for the neutral tone, words
 //! separated by spaces.
 
+use super::models::ModelError;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::LazyLock;
-
-use jieba_rs::Jieba;
-
-use super::models::ModelError;
-
-static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 
 /// Readings a phone menu needs where the phrase table has a word's other sense:
 /// 重听 is "hard of hearing" (zhòng tīng) there, "listen again" (chóng tīng) in a
@@ -373,10 +367,6 @@ fn letter_ipa(c: char) -> Option<&'static str> {
         .then(|| NAMES[(c.to_ascii_lowercase() as u8 - b'a') as usize])
 }
 
-fn is_han(c: char) -> bool {
-    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}')
-}
-
 /// Text → phonemes. Unknown symbols are dropped; the result holds only characters
 /// of Kokoro's vocabulary (checked again when tokenised).
 pub fn phonemes(text: &str, phrases: &Phrases) -> String {
@@ -391,13 +381,13 @@ pub fn phonemes(text: &str, phrases: &Phrases) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if is_han(c) {
+        if crate::is_han(c) {
             let start = i;
-            while i < chars.len() && is_han(chars[i]) {
+            while i < chars.len() && crate::is_han(chars[i]) {
                 i += 1;
             }
             let run: String = chars[start..i].iter().collect();
-            for word in JIEBA.cut(&run, false) {
+            for word in crate::jieba().cut(&run, false) {
                 let mut ipa = String::new();
                 for syl in phrases.syllables(word.word).iter().filter_map(syllable_ipa) {
                     let before = if ipa.is_empty() { out.trim_end() } else { &ipa };
