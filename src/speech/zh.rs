@@ -456,12 +456,14 @@ pub fn read_numbers(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len() * 2);
     let mut i = 0;
+    // A currency sign before an amount is read after it: ¥128 → 一百二十八元.
+    let mut yuan = false;
     while i < chars.len() {
         if !chars[i].is_ascii_digit() {
-            out.push(match chars[i] {
-                '¥' | '￥' => '\u{0}',
-                c => c,
-            });
+            yuan = matches!(chars[i], '¥' | '￥');
+            if !yuan {
+                out.push(chars[i]);
+            }
             i += 1;
             continue;
         }
@@ -521,26 +523,9 @@ pub fn read_numbers(text: &str) -> String {
                 out.extend(fraction.bytes().map(|b| DIGITS[usize::from(b - b'0')]));
             }
         }
-    }
-    // A currency sign before an amount is read after it: ¥128 → 一百二十八元.
-    if out.contains('\u{0}') {
-        let mut moved = String::with_capacity(out.len());
-        let mut pending = false;
-        for c in out.chars() {
-            if c == '\u{0}' {
-                pending = true;
-                continue;
-            }
-            if pending && !(DIGITS.contains(&c) || "十百千万亿点两".contains(c)) {
-                moved.push('元');
-                pending = false;
-            }
-            moved.push(c);
+        if std::mem::take(&mut yuan) {
+            out.push('元');
         }
-        if pending {
-            moved.push('元');
-        }
-        out = moved;
     }
     out
 }
@@ -724,6 +709,7 @@ mod tests {
         );
         assert_eq!(read_numbers("共128元"), "共一百二十八元");
         assert_eq!(read_numbers("¥99.50"), "九十九点五零元");
+        assert_eq!(read_numbers("退款￥128已到账"), "退款一百二十八元已到账");
         assert_eq!(read_numbers("请按1，请按2"), "请按一，请按二");
         assert_eq!(read_numbers("2个工作日"), "两个工作日");
         assert_eq!(read_numbers("9:30到18:00"), "九点三十分到十八点");
