@@ -104,5 +104,45 @@ fn relay(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, g711, goertzel, rtp, relay);
+/// Silero VAD per 32 ms chunk, one ONNX run per chunk against one run for a
+/// batch of calls' chunks (the shipped model; needs `deploy/setup.sh`).
+fn vad(c: &mut Criterion) {
+    use kefu::speech::vad::{INPUT, Item, VadModel};
+    let models =
+        kefu::speech::ModelDir(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let (Ok(runtime), Ok(model)) = (models.onnxruntime(), models.silero_vad()) else {
+        println!("vad: no models (run deploy/setup.sh); skipped");
+        return;
+    };
+    let (Ok(()), Ok(model)) = (
+        kefu::speech::models::init_onnx_runtime(&runtime),
+        VadModel::load(&model, 1),
+    ) else {
+        println!("vad: the model does not load; skipped");
+        return;
+    };
+    // Speech-like input: a vowel-ish mix of tones.
+    let mut input = [0.0f32; INPUT];
+    for (i, x) in input.iter_mut().enumerate() {
+        let t = i as f32 / 8000.0;
+        *x = 0.2 * (t * 2.0 * std::f32::consts::PI * 220.0).sin()
+            + 0.1 * (t * 2.0 * std::f32::consts::PI * 660.0).sin();
+    }
+    let item = Item {
+        input,
+        state: [0.0; 256],
+        p: 0.0,
+    };
+    let mut g = c.benchmark_group("vad_chunks");
+    for batch in [1usize, 8, 32, 128] {
+        let mut items = vec![item.clone(); batch];
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_function(format!("batch_{batch}"), |b| {
+            b.iter(|| model.run_batch(black_box(&mut items)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, g711, goertzel, rtp, relay, vad);
 criterion_main!(benches);

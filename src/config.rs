@@ -41,7 +41,7 @@ pub struct FileConfig {
     pub models: Option<PathBuf>,
     /// Whisper model for `listen` nodes: base, base-q8_0, tiny.en, tiny.en-q8_0.
     pub asr_model: Option<String>,
-    /// Recognition worker threads (keep at most the number of cores).
+    /// Utterances recognised at once (default and most: one per core).
     pub asr_workers: Option<usize>,
     pub max_calls: Option<usize>,
     /// RTP port range, "20000-29999".
@@ -335,7 +335,7 @@ impl Default for Config {
             data: "data".into(),
             models: "models".into(),
             asr_model: "base-q8_0".into(),
-            asr_workers: 1,
+            asr_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_calls: 1000,
             rtp_ports: (20000, 29999),
             rtp_timeout: Duration::from_secs(60),

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub asr_requests: Family<OutcomeLabel, Counter>,
     pub asr_decode_seconds: Histogram,
     pub asr_queue: Gauge,
+    pub vad_batch: Histogram,
     pub tts_cache: Family<OutcomeLabel, Counter>,
     pub match_seconds: Histogram,
     pub semantic: Family<OutcomeLabel, Counter>,
@@ -71,6 +72,8 @@ impl Metrics {
             asr_requests: Family::default(),
             asr_decode_seconds: seconds(),
             asr_queue: Gauge::default(),
+            // 1 to 512 chunks.
+            vad_batch: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             tts_cache: Family::default(),
             match_seconds: seconds(),
             semantic: Family::default(),
@@ -125,6 +128,11 @@ impl Metrics {
             "asr_queue",
             "Utterances waiting for a recogniser",
             m.asr_queue.clone(),
+        );
+        registry.register(
+            "vad_batch_chunks",
+            "Calls' 32 ms chunks per voice-detector run (one run serves every call with a chunk waiting)",
+            m.vad_batch.clone(),
         );
         registry.register(
             "tts_cache",

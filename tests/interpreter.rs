@@ -253,6 +253,8 @@ impl Script {
                 self.recognising = false;
                 "forget".into()
             }
+            // The harness's ears settle what they hear themselves.
+            Action::Detect(_) => return None,
             Action::Remote(to) => format!("remote {to}"),
             Action::Media(n) => format!("media {}", format!("{:?}", n.direction).to_lowercase()),
             Action::Queue { queue, .. } => format!("transfer {queue}"),

@@ -175,26 +175,24 @@ impl Pump {
         loop {
             tokio::select! {
                 t = async {
-                    match caller_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                        Some(rx) => rx.await,
+                    match caller_ears.as_mut() {
+                        Some(h) => h.next().await,
                         None => std::future::pending().await,
                     }
-                }, if caller_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                    if let Some(h) = caller_ears.as_mut() {
-                        h.pending = None;
+                }, if caller_ears.as_ref().is_some_and(|h| h.busy()) => {
+                    if let Some(t) = t {
+                        transcribed(s, conversation, Speaker::Customer, t);
                     }
-                    transcribed(s, conversation, Speaker::Customer, t);
                 }
                 t = async {
-                    match agent_ears.as_mut().and_then(|h| h.pending.as_mut()) {
-                        Some(rx) => rx.await,
+                    match agent_ears.as_mut() {
+                        Some(h) => h.next().await,
                         None => std::future::pending().await,
                     }
-                }, if agent_ears.as_ref().is_some_and(|h| h.pending.is_some()) => {
-                    if let Some(h) = agent_ears.as_mut() {
-                        h.pending = None;
+                }, if agent_ears.as_ref().is_some_and(|h| h.busy()) => {
+                    if let Some(t) = t {
+                        transcribed(s, conversation, Speaker::Agent, t);
                     }
-                    transcribed(s, conversation, Speaker::Agent, t);
                 }
                 received = s.socket.recv_from(&mut caller_buf) => {
                     let Ok((len, from)) = received else { continue };
@@ -443,13 +441,10 @@ fn transcribed(
     s: &CallSetup,
     conversation: &str,
     speaker: Speaker,
-    t: Result<
-        Result<crate::speech::Transcript, crate::speech::AsrError>,
-        tokio::sync::oneshot::error::RecvError,
-    >,
+    t: Result<crate::speech::Transcript, String>,
 ) {
     match t {
-        Ok(Ok(t)) if !t.text.trim().is_empty() => {
+        Ok(t) if !t.text.trim().is_empty() => {
             tracing::info!(
                 ?speaker,
                 chars = t.text.chars().count(),
@@ -461,9 +456,8 @@ fn transcribed(
                 Err(e) => tracing::debug!(error = %e, "transcript line dropped"),
             }
         }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "no transcript for an utterance"),
-        Err(_) => {}
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "no transcript for an utterance"),
     }
 }
 

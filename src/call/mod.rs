@@ -387,10 +387,8 @@ fn session(s: &CallSetup, local_rtp: SocketAddr, session_id: u64) -> Session {
             .and_then(|customer| c.open_topic(&customer, chrono::Utc::now()));
         interpreter = interpreter.with_dialogue(s.dialogue.kb.current(), topic);
     }
-    let ears = s.speech.clone().map(|runtime| -> MakeEars {
-        Box::new(move |_language: &str| -> Box<dyn Ears> {
-            Box::new(hearing::Hearing::new(&runtime))
-        })
+    let ears = s.speech.is_some().then(|| -> MakeEars {
+        Box::new(move |_language: &str| -> Box<dyn Ears> { Box::new(hearing::Hearing::default()) })
     });
     let config = session::Config {
         negotiated: s.negotiated.clone(),

@@ -54,6 +54,8 @@ pub(super) struct Pump {
     rendering: Option<Sentences>,
     /// The utterance being recognised.
     pending: Option<hearing::Pending>,
+    /// The caller's audio with the voice detector.
+    detecting: Option<hearing::Detecting>,
     /// Waiting for an agent (a `transfer` node).
     pub(super) waiting: Option<transfer::Waiting>,
     /// A blind transfer's REFER, and its dial-out leg.
@@ -79,6 +81,7 @@ impl Pump {
             out,
             rendering: None,
             pending: None,
+            detecting: None,
             waiting: None,
             refer: None,
             dialing: None,
@@ -123,6 +126,7 @@ impl Pump {
                 reads.as_mut().reset(next_read.into());
             }
             let mut pending = self.pending.take();
+            let mut detecting = self.detecting.take();
             let mut rendering = self.rendering.take();
             let mut waiting = self.waiting.take();
             let mut refer = self.refer.take();
@@ -179,6 +183,20 @@ impl Pump {
                         rendering = None;
                     }
                 }
+                job = async {
+                    match detecting.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if detecting.is_some() => {
+                    detecting = None;
+                    let job = match job {
+                        Ok(Ok(job)) => Ok(Box::new(job)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("the voice detector stopped".into()),
+                    };
+                    self.session.handle(Event::Detected(job), Moment::now());
+                }
                 heard = async {
                     match pending.as_mut() {
                         Some(rx) => rx.await,
@@ -202,6 +220,7 @@ impl Pump {
             // Still waited on: kept for next time round (actions that replace them
             // are applied at the top of the loop).
             self.pending = pending;
+            self.detecting = detecting;
             self.rendering = rendering;
             self.waiting = waiting;
             self.refer = refer;
@@ -283,6 +302,13 @@ impl Pump {
                         }
                     }
                 }
+                Action::Detect(job) => match &s.speech {
+                    Some(runtime) => self.detecting = Some(runtime.detector.submit(*job)),
+                    None => self.session.handle(
+                        Event::Detected(Err("speech recognition is not loaded".into())),
+                        Moment::now(),
+                    ),
+                },
                 Action::Remote(remote) => self.out.lock().remote = remote,
                 Action::Media(n) => {
                     let mut out = self.out.lock();

@@ -58,8 +58,18 @@ pub enum Noticed {
 pub trait Ears: Send {
     /// Starts over for a new question in `language`.
     fn restart(&mut self, language: &str);
-    /// Feeds decoded caller audio; pushes what it noticed.
+    /// Feeds decoded caller audio; pushes what it noticed (ears that wait for
+    /// the voice detector notice it later, in [`Ears::detected`]).
     fn push(&mut self, pcm: &[i16], out: &mut Vec<Noticed>);
+    /// Audio waiting for the voice detector, taken to be run ([`Action::Detect`]);
+    /// None when none waits or a run is still out.
+    fn detect(&mut self) -> Option<crate::speech::vad::Job> {
+        None
+    }
+    /// The detector's answer for the audio [`Ears::detect`] gave; pushes what it
+    /// noticed.
+    fn detected(&mut self, _job: Result<crate::speech::vad::Job, String>, _out: &mut Vec<Noticed>) {
+    }
     /// The turn was taken at a pause: the utterance being heard is over.
     fn end_turn(&mut self);
 }
@@ -106,6 +116,8 @@ pub enum Event<'a> {
     Heard(Result<crate::speech::Transcript, String>),
     /// Recognition would not take the utterance (saturated, or it failed).
     RecognitionRefused,
+    /// The voice detector's answer for [`Action::Detect`]'s audio (or why none).
+    Detected(Result<Box<crate::speech::vad::Job>, String>),
     /// The next sentence of the answer being spoken is rendered.
     Sentence(Arc<Prompt>),
     /// The answer could not be rendered further.
@@ -168,6 +180,9 @@ pub enum Action {
     },
     /// The recognition in flight is not wanted any more (the caller went on).
     Forget,
+    /// Run the voice detector on the caller's audio and report it as
+    /// [`Event::Detected`] (batched with other calls' audio).
+    Detect(Box<crate::speech::vad::Job>),
     /// Send to the caller here from now on (symmetric RTP: where they send from).
     Remote(SocketAddr),
     /// The media were renegotiated (hold, resume, codec): send accordingly.
@@ -335,6 +350,16 @@ impl Session {
             }
             Event::Heard(result) => self.recognised(result, now),
             Event::RecognitionRefused => self.refused(now),
+            Event::Detected(job) => {
+                let mut noticed = Vec::new();
+                if self.listening
+                    && let Some(ears) = self.ears.as_mut()
+                {
+                    ears.detected(job.map(|j| *j), &mut noticed);
+                }
+                self.notice(noticed, now);
+                self.detect();
+            }
             Event::Sentence(prompt) => self.sentence(prompt),
             Event::SentenceFailed(e) => {
                 tracing::error!(error = %e, "cannot speak the answer");
@@ -506,6 +531,7 @@ impl Session {
                 }
             }
             self.notice(noticed, now);
+            self.detect();
         }
         for (d, source) in digits {
             self.digit(d, source, now);
@@ -557,6 +583,16 @@ impl Session {
         }
         self.quiet_fed = quiet_since + FRAME * frames as u32;
         self.notice(noticed, now);
+        self.detect();
+    }
+
+    /// Sends the audio the ears hold for the voice detector, if a run is due.
+    fn detect(&mut self) {
+        if self.listening
+            && let Some(job) = self.ears.as_mut().and_then(|e| e.detect())
+        {
+            self.actions.push_back(Action::Detect(Box::new(job)));
+        }
     }
 
     /// Passes what the listener noticed on: speech starting to the plan (barge-in),

@@ -24,6 +24,8 @@ pub struct SpeechRuntime {
     pub asr: AsrPool,
     /// The VAD model every listening call shares.
     pub vad: Arc<vad::VadModel>,
+    /// The voice detector's thread: every call's chunks, batched.
+    pub detector: vad::Detector,
 }
 
 impl std::fmt::Debug for SpeechRuntime {
@@ -34,23 +36,28 @@ impl std::fmt::Debug for SpeechRuntime {
     }
 }
 
+/// The longest a finished utterance may be expected to wait for a recogniser;
+/// past it the caller is asked at once to say it again or use the keys, which
+/// costs them more than this wait.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SpeechRuntime {
-    /// Loads the Whisper model `model` into a pool of `workers` recognisers, each
-    /// decoding with an equal share of the cores (one worker on two cores: two
-    /// threads, so a caller alone waits about 40 % less; never more threads than
-    /// cores in all, which ggml's spinning threads punish). Checks the VAD model and
-    /// ONNX Runtime. Any missing or corrupt file is an error naming the set-up
+    /// Loads the Whisper model `model` into a pool of `workers` recognisers
+    /// (at most one per core) sharing the cores' threads: a caller alone gets
+    /// every core, callers at once one each (never more threads than cores in
+    /// all, which ggml's spinning threads punish). Checks the VAD model and ONNX
+    /// Runtime. Any missing or corrupt file is an error naming the set-up
     /// script.
     pub fn load(models: &ModelDir, model: &str, workers: usize) -> anyhow::Result<Arc<Self>> {
         let whisper = Arc::new(WhisperModel::load(&models.whisper(model)?)?);
         models::init_onnx_runtime(&models.onnxruntime()?)?;
-        // One session per core: the calls' tasks run on that many threads.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Opening the sessions also proves the model file is usable.
-        let vad = vad::VadModel::load(&models.silero_vad()?, cores)?;
-        let threads = (cores / workers.max(1)).max(1);
-        let asr = AsrPool::start(whisper, workers, threads, workers * 2)?;
-        Ok(Arc::new(Self { asr, vad }))
+        // One session: the detector's thread runs every call's chunks in batches.
+        // Opening it also proves the model file is usable.
+        let vad = vad::VadModel::load(&models.silero_vad()?, 1)?;
+        let detector = vad::Detector::start(vad.clone())?;
+        let asr = AsrPool::start(whisper, workers, cores, MAX_WAIT)?;
+        Ok(Arc::new(Self { asr, vad, detector }))
     }
 
     /// A call's VAD (a fresh state on the shared model).

@@ -965,23 +965,27 @@ impl RawUa {
             if !m.starts_with(&format!("{method} ")) {
                 continue;
             }
-
-            let mut reply = String::from("SIP/2.0 200 OK\n");
-            for line in m.lines() {
-                let lower = line.to_ascii_lowercase();
-                if ["via:", "from:", "to:", "call-id:", "cseq:"]
-                    .iter()
-                    .any(|h| lower.starts_with(h))
-                {
-                    reply.push_str(line);
-                    reply.push('\n');
-                }
-            }
-            reply.push_str("Content-Length: 0\n\n");
-            self.send(&reply);
+            self.ok(&m);
             return;
         }
         panic!("no {method} from kefu");
+    }
+
+    /// Answers kefu's request `m` with 200 OK.
+    pub fn ok(&self, m: &str) {
+        let mut reply = String::from("SIP/2.0 200 OK\n");
+        for line in m.lines() {
+            let lower = line.to_ascii_lowercase();
+            if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                .iter()
+                .any(|h| lower.starts_with(h))
+            {
+                reply.push_str(line);
+                reply.push('\n');
+            }
+        }
+        reply.push_str("Content-Length: 0\n\n");
+        self.send(&reply);
     }
 
     /// The next `n` RTP packets kefu sends this UA (5 s at most for each):
