@@ -115,7 +115,8 @@ pub struct Local {
     pub buffer: String,
     /// Where to go once the words being spoken have been heard out.
     pub after_speech: Option<Flow>,
-    /// The caller was told speech cannot be taken right now (once per visit).
+    /// The caller was told speech cannot be taken right now (a `listen` node
+    /// tells it once per visit).
     pub busy_told: bool,
 }
 

@@ -1,5 +1,5 @@
-//! Whisper speech recognition of one finished utterance (16 kHz mono f32), and the
-//! bounded worker pool calls share.
+//! Whisper speech recognition of one finished utterance (16 kHz mono f32); the
+//! pool calls share is `speech::pool`.
 //!
 //! Tuned for short telephone utterances (measured, see benches/RESULTS.md):
 //! - the encoder's audio context is sized to the utterance instead of Whisper's fixed
@@ -7,15 +7,13 @@
 //! - greedy decoding with no temperature fallback (the fallback can turn one second of
 //!   audio into tens of seconds of decoding), and a token budget proportional to the
 //!   audio so a shortened context cannot loop on repeated output;
-//! - workers × threads never exceed the cores (ggml's threads spin while they
-//!   wait: oversubscribed, decodes took minutes); the server gives each worker
-//!   cores ÷ workers threads, so its one default worker decodes a caller alone
-//!   about 40 % faster on two cores (`SpeechRuntime::load`).
+//! - threads in use never exceed the cores (ggml's threads spin while they
+//!   wait: oversubscribed, decodes took minutes); the pool gives a caller alone
+//!   every core, about 40 % faster on two cores than one thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
@@ -160,22 +158,22 @@ pub struct Recognizer {
 }
 
 /// Whisper will not decode under a second of audio; shorter utterances are padded.
-const MIN_SAMPLES: usize = SAMPLE_RATE * 21 / 20;
+pub(super) const MIN_SAMPLES: usize = SAMPLE_RATE * 21 / 20;
 /// Encoder positions per second of audio (1500 for 30 s).
-const CTX_PER_SECOND: usize = 50;
+pub(super) const CTX_PER_SECOND: usize = 50;
 /// The whole 30 s window.
 const FULL_CTX: usize = 1500;
 /// Extra context beyond the audio (4 s of silence): a tighter window makes Whisper
 /// repeat itself (measured without timestamp tokens: 64 → 26 % WER, 200 → 2.5 %,
 /// full window 1 % on tiny.en). Mandarin keeps it: at 100 the synthetic Mandarin
 /// set's CER went from 66 % to 124 % (repetitions).
-const CTX_MARGIN: usize = 200;
+pub(super) const CTX_MARGIN: usize = 200;
 /// English needs less (with timestamp tokens on): base q8_0 on the 25 English
 /// telephone prompts, 1.5 % WER at 200, 1.0 % at 100, 50 and 20. On the voice
 /// bench's spoken questions 50 misheard "shipping" where 100 and 200 did not, so
 /// 100: about a fifth less decoding for a short question (benches/RESULTS.md,
 /// issue 23).
-const CTX_MARGIN_EN: usize = 100;
+pub(super) const CTX_MARGIN_EN: usize = 100;
 
 /// An initial prompt that steers Whisper to Simplified Chinese with punctuation.
 const ZH_PROMPT: &str = "以下是普通话的句子。";
@@ -426,372 +424,6 @@ fn clean(text: &str, confidence: f32, no_speech: f32) -> String {
     out
 }
 
-/// Seconds of Whisper's encoder window a decode pays for beyond its audio.
-fn margin_seconds(language: Language) -> f64 {
-    let margin = if language == Language::En {
-        CTX_MARGIN_EN
-    } else {
-        CTX_MARGIN
-    };
-    margin as f64 / CTX_PER_SECOND as f64
-}
-
-/// An utterance waiting longer than this goes before shorter ones.
-const AGE_FIRST: Duration = Duration::from_millis(1500);
-
-/// A draft is taken only when it would wait at most this long: it is worth
-/// decoding only while the caller may still be quiet when it is done.
-const DRAFT_WAIT: Duration = Duration::from_millis(400);
-
-/// Utterances waiting for recognition, and the cores free to decode them: the
-/// pool's scheduler, a plain state machine (time in, decisions out).
-///
-/// - **Admission by expected wait.** A finished utterance is taken when the
-///   work queued ahead of it, divided over the cores, is expected to take at
-///   most `max_wait`; otherwise it is refused at once ([`AsrError::Busy`]) and
-///   the call answers politely. The work ahead counts everything queued, so
-///   under sustained overload utterances are refused rather than left waiting. A draft (the words up to a pause, which are
-///   all of them for most callers) is taken only when no finished utterance
-///   waits and its own wait would be short ([`DRAFT_WAIT`]).
-/// - **Shortest first**, unless one has waited [`AGE_FIRST`]: then the oldest.
-///   A draft is ranked as a finished utterance: the caller usually waits for it.
-/// - **Threads by load.** A job alone takes every free core; with others
-///   waiting each takes one, which decodes about a third more in all
-///   (benches/RESULTS.md). Threads in use never exceed the cores.
-#[derive(Debug)]
-pub struct Board {
-    queue: Vec<Job>,
-    cores: usize,
-    free: usize,
-    /// Decodes that may run at once.
-    workers: usize,
-    running: usize,
-    /// Core-seconds one second of audio (with its margin) costs, learned.
-    cost: f64,
-    /// Estimated core-seconds of the decodes running.
-    running_cost: f64,
-    max_wait: Duration,
-}
-
-struct Job {
-    audio: Vec<f32>,
-    language: Language,
-    draft: bool,
-    /// Estimated core-seconds.
-    cost: f64,
-    reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
-    queued: Instant,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("draft", &self.draft)
-            .field("cost", &self.cost)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a worker takes: the job, its threads and its estimated cost.
-struct Taken {
-    job: Job,
-    threads: usize,
-}
-
-/// The most utterances waiting per core, whatever the estimate says.
-const QUEUE_PER_CORE: usize = 16;
-
-impl Board {
-    fn new(workers: usize, cores: usize, max_wait: Duration) -> Self {
-        let cores = cores.max(1);
-        Self {
-            queue: Vec::new(),
-            cores,
-            free: cores,
-            workers: workers.clamp(1, cores),
-            running: 0,
-            // base q8_0 on one thread: about 0.4 s for a 2 s question with its
-            // 2 s margin; learned from the first decodes on.
-            cost: 0.1,
-            running_cost: 0.0,
-            max_wait,
-        }
-    }
-
-    fn seconds(audio: usize, language: Language) -> f64 {
-        audio.max(MIN_SAMPLES) as f64 / SAMPLE_RATE as f64 + margin_seconds(language)
-    }
-
-    /// Takes `job` into the queue, or says why not.
-    fn admit(&mut self, job: Job) -> Result<(), (Job, AsrError)> {
-        let finals = self.queue.iter().filter(|j| !j.draft).count();
-        if self.queue.len() >= QUEUE_PER_CORE * self.cores {
-            let n = self.queue.len();
-            return Err((job, AsrError::Busy(n)));
-        }
-        // Everything queued (a shorter one arriving later may still go first,
-        // but never for longer than AGE_FIRST), and half of what runs.
-        let ahead: f64 = self.queue.iter().map(|j| j.cost).sum::<f64>() + self.running_cost / 2.0;
-        let wait = ahead / self.workers as f64;
-        let limit = if job.draft {
-            if finals > 0 {
-                return Err((job, AsrError::Busy(finals)));
-            }
-            DRAFT_WAIT.min(self.max_wait)
-        } else {
-            self.max_wait
-        };
-        if wait > limit.as_secs_f64() {
-            return Err((job, AsrError::Busy(finals)));
-        }
-        self.queue.push(job);
-        Ok(())
-    }
-
-    /// The next job to decode now, if a worker may start one; jobs nobody
-    /// waits for any more are dropped on the way (returned in `dropped`).
-    fn take(&mut self, now: Instant, dropped: &mut usize) -> Option<Taken> {
-        let before = self.queue.len();
-        self.queue.retain(|j| !j.reply.is_closed());
-        *dropped += before - self.queue.len();
-        if self.queue.is_empty() || self.free == 0 || self.running >= self.workers {
-            return None;
-        }
-        let oldest = self
-            .queue
-            .iter()
-            .enumerate()
-            .filter(|(_, j)| now.saturating_duration_since(j.queued) >= AGE_FIRST)
-            .min_by_key(|(_, j)| j.queued)
-            .map(|(i, _)| i);
-        let next = oldest.or_else(|| {
-            self.queue
-                .iter()
-                .enumerate()
-                .min_by(|(_, a), (_, b)| a.cost.total_cmp(&b.cost))
-                .map(|(i, _)| i)
-        })?;
-        let job = self.queue.swap_remove(next);
-        let threads = if self.queue.is_empty() && self.running == 0 {
-            self.free
-        } else {
-            1
-        };
-        self.free -= threads;
-        self.running += 1;
-        self.running_cost += job.cost;
-        Some(Taken { job, threads })
-    }
-
-    /// A decode of `seconds` (audio and margin) with `threads` took `took`.
-    fn done(&mut self, threads: usize, cost: f64, seconds: f64, took: Option<Duration>) {
-        self.free = (self.free + threads).min(self.cores);
-        self.running = self.running.saturating_sub(1);
-        self.running_cost = (self.running_cost - cost).max(0.0);
-        if let Some(took) = took
-            && seconds > 0.0
-        {
-            let observed = took.as_secs_f64() * threads as f64 / seconds;
-            self.cost = 0.8 * self.cost + 0.2 * observed;
-        }
-    }
-
-    fn cost_of(&self, audio: usize, language: Language) -> f64 {
-        self.cost * Self::seconds(audio, language)
-    }
-}
-
-/// The pool's shared state: the board under its lock, workers waiting on it.
-struct Shared {
-    board: std::sync::Mutex<Board>,
-    changed: std::sync::Condvar,
-    stopped: std::sync::atomic::AtomicBool,
-}
-
-/// Stops the workers when the last handle to the pool goes.
-struct Handle(Arc<Shared>);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.0.stopped.store(true, Ordering::Relaxed);
-        self.0.changed.notify_all();
-    }
-}
-
-/// Recognition requests from calls to a fixed set of worker threads, scheduled
-/// by [`Board`]: a refused utterance fails at once with [`AsrError::Busy`] so
-/// the call can ask again or offer the keys instead of waiting without end.
-#[derive(Clone)]
-pub struct AsrPool {
-    handle: Arc<Handle>,
-    pub model: Arc<WhisperModel>,
-}
-
-impl AsrPool {
-    /// Starts `workers` recognisers (at most `cores`) sharing `cores` threads;
-    /// an utterance is refused when it would wait more than `max_wait`.
-    pub fn start(
-        model: Arc<WhisperModel>,
-        workers: usize,
-        cores: usize,
-        max_wait: Duration,
-    ) -> Result<Self, AsrError> {
-        let board = Board::new(workers, cores, max_wait);
-        let shared = Arc::new(Shared {
-            board: std::sync::Mutex::new(board),
-            changed: std::sync::Condvar::new(),
-            stopped: std::sync::atomic::AtomicBool::new(false),
-        });
-        let workers = workers.clamp(1, cores.max(1));
-        for i in 0..workers {
-            let recognizer = model.recognizer(1)?;
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("asr-{i}"))
-                .spawn(move || worker(recognizer, &shared))
-                .map_err(|e| AsrError::Whisper(format!("cannot start worker: {e}")))?;
-        }
-        Ok(Self {
-            handle: Arc::new(Handle(shared)),
-            model,
-        })
-    }
-
-    /// Queues a draft (the words up to a pause, which may not be all of them)
-    /// only when no finished utterance waits and it would be decoded soon:
-    /// drafts never push a caller's finished utterance over its wait. Busy
-    /// otherwise.
-    pub fn submit_spare(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
-        self.queue(audio, language, true)
-    }
-
-    /// Queues an utterance; the answer arrives on the returned channel.
-    pub fn submit(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
-        self.queue(audio, language, false)
-    }
-
-    fn queue(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-        draft: bool,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
-        self.model.supports(language)?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let shared = &self.handle.0;
-        let m = crate::metrics::metrics();
-        let mut board = crate::lock(&shared.board);
-        let job = Job {
-            cost: board.cost_of(audio.len(), language),
-            audio,
-            language,
-            draft,
-            reply,
-            queued: Instant::now(),
-        };
-        match board.admit(job) {
-            Ok(()) => {
-                drop(board);
-                m.asr_queue.inc();
-                shared.changed.notify_one();
-                Ok(rx)
-            }
-            Err((_, e)) => {
-                m.asr_requests
-                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "busy" })
-                    .inc();
-                Err(e)
-            }
-        }
-    }
-
-    /// Recognises and waits (for the CLI and tests).
-    pub async fn transcribe(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-    ) -> Result<Transcript, AsrError> {
-        self.submit(audio, language)?
-            .await
-            .map_err(|_| AsrError::Stopped)?
-    }
-}
-
-fn worker(mut recognizer: Recognizer, shared: &Shared) {
-    let m = crate::metrics::metrics();
-    loop {
-        let Taken { job, threads } = {
-            let mut board = crate::lock(&shared.board);
-            loop {
-                if shared.stopped.load(Ordering::Relaxed) {
-                    return;
-                }
-                let mut dropped = 0;
-                let taken = board.take(Instant::now(), &mut dropped);
-                for _ in 0..dropped {
-                    // Not wanted any more (the caller went on, or hung up).
-                    m.asr_queue.dec();
-                    m.asr_requests
-                        .get_or_create(&crate::metrics::OutcomeLabel { outcome: "dropped" })
-                        .inc();
-                }
-                if let Some(taken) = taken {
-                    break taken;
-                }
-                board = match shared.changed.wait(board) {
-                    Ok(board) => board,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-            }
-        };
-        m.asr_queue.dec();
-        let waited = job.queued.elapsed();
-        let started = Instant::now();
-        recognizer.set_threads(threads);
-        let reply = &job.reply;
-        let result = recognizer.transcribe_unless(&job.audio, job.language, &|| reply.is_closed());
-        let took = started.elapsed();
-        let abandoned = job.reply.is_closed();
-        {
-            let mut board = crate::lock(&shared.board);
-            let seconds = Board::seconds(job.audio.len(), job.language);
-            board.done(threads, job.cost, seconds, result.is_ok().then_some(took));
-        }
-        shared.changed.notify_all();
-        crate::metrics::Metrics::observe(&m.asr_decode_seconds, took);
-        let outcome = match (&result, abandoned) {
-            (_, true) => "dropped",
-            (Ok(_), false) => "ok",
-            (Err(_), false) => "error",
-        };
-        m.asr_requests
-            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-            .inc();
-        if let Ok(t) = &result {
-            tracing::debug!(
-                audio_ms = t.audio_ms,
-                decode_ms = t.decode_ms,
-                waited_ms = waited.as_millis() as u64,
-                threads,
-                draft = job.draft,
-                "utterance recognised"
-            );
-        }
-        if waited > Duration::from_secs(3) {
-            tracing::warn!(waited = ?waited, "speech recognition queue is slow");
-        }
-        let _ = job.reply.send(result);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,124 +467,6 @@ mod tests {
             "Your message has been saved. Your message has been saved."
         ));
         assert!(!is_repetitive("我要查询订单"));
-    }
-
-    /// A job of `seconds` of English audio, and the receiver that keeps it wanted.
-    fn job(
-        board: &Board,
-        seconds: f64,
-        draft: bool,
-        queued: Instant,
-    ) -> (
-        Job,
-        tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>,
-    ) {
-        let audio = vec![0.0; (seconds * SAMPLE_RATE as f64) as usize];
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let cost = board.cost_of(audio.len(), Language::En);
-        let job = Job {
-            audio,
-            language: Language::En,
-            draft,
-            cost,
-            reply,
-            queued,
-        };
-        (job, rx)
-    }
-
-    #[test]
-    fn the_shortest_goes_first_and_alone_it_takes_every_core() {
-        let now = Instant::now();
-        let mut board = Board::new(2, 2, Duration::from_secs(3));
-        let mut keep = Vec::new();
-        for seconds in [4.0, 1.5, 2.5] {
-            let (j, rx) = job(&board, seconds, false, now);
-            board.admit(j).map_err(|(_, e)| e).unwrap();
-            keep.push(rx);
-        }
-        let mut dropped = 0;
-        // Others wait: one thread each, shortest first.
-        let first = board.take(now, &mut dropped).unwrap();
-        assert_eq!((first.job.audio.len(), first.threads), (24_000, 1));
-        let second = board.take(now, &mut dropped).unwrap();
-        assert_eq!((second.job.audio.len(), second.threads), (40_000, 1));
-        // Both cores busy: nothing more starts.
-        assert!(board.take(now, &mut dropped).is_none());
-        let seconds = Board::seconds(first.job.audio.len(), Language::En);
-        board.done(1, first.job.cost, seconds, Some(Duration::from_millis(350)));
-        let seconds = Board::seconds(second.job.audio.len(), Language::En);
-        board.done(
-            1,
-            second.job.cost,
-            seconds,
-            Some(Duration::from_millis(450)),
-        );
-        // The last one is alone: both cores.
-        let last = board.take(now, &mut dropped).unwrap();
-        assert_eq!((last.job.audio.len(), last.threads), (64_000, 2));
-        assert_eq!(dropped, 0);
-        // The learned cost moved towards what was observed (0.1 s per second).
-        assert!((board.cost - 0.1).abs() < 0.01, "{}", board.cost);
-    }
-
-    #[test]
-    fn an_old_utterance_goes_before_shorter_ones() {
-        let now = Instant::now();
-        let mut board = Board::new(1, 1, Duration::from_secs(30));
-        let (old, _a) = job(&board, 5.0, false, now);
-        board.admit(old).map_err(|(_, e)| e).unwrap();
-        let later = now + AGE_FIRST;
-        let (short, _b) = job(&board, 1.0, false, later);
-        board.admit(short).map_err(|(_, e)| e).unwrap();
-        let mut dropped = 0;
-        let next = board.take(later, &mut dropped).unwrap();
-        assert_eq!(next.job.audio.len(), 80_000);
-    }
-
-    #[test]
-    fn admission_is_by_the_expected_wait_and_drafts_only_when_soon() {
-        let now = Instant::now();
-        // One core; a 2 s question costs 0.1 × (2 + 2 margin) = 0.4 core-seconds.
-        let mut board = Board::new(1, 1, Duration::from_secs(1));
-        let mut keep = Vec::new();
-        let mut admitted = 0;
-        loop {
-            let (j, rx) = job(&board, 2.0, false, now);
-            match board.admit(j) {
-                Ok(()) => {
-                    admitted += 1;
-                    keep.push(rx);
-                }
-                Err((_, e)) => {
-                    assert!(matches!(e, AsrError::Busy(_)), "{e}");
-                    break;
-                }
-            }
-        }
-        // Waits of 0, 0.4, 0.8 s are within the second; 1.2 s is not.
-        assert_eq!(admitted, 3);
-        // A draft is refused while finished utterances wait.
-        let (d, _rx) = job(&board, 1.0, true, now);
-        assert!(board.admit(d).is_err());
-        // Nobody waits for them any more: dropped, not decoded.
-        keep.clear();
-        let mut dropped = 0;
-        assert!(board.take(now, &mut dropped).is_none());
-        assert_eq!(dropped, 3);
-        // Idle: a draft is taken, and runs with the free core.
-        let (d, _rx) = job(&board, 1.0, true, now);
-        board.admit(d).map_err(|(_, e)| e).unwrap();
-        let t = board.take(now, &mut dropped).unwrap();
-        assert!(t.job.draft);
-        // Another draft would start soon enough; a finished utterance waits too,
-        // and then no draft is taken.
-        let (d, _rx2) = job(&board, 1.0, true, now);
-        assert!(board.admit(d).is_ok());
-        let (f, _rx3) = job(&board, 1.0, false, now);
-        assert!(board.admit(f).is_ok());
-        let (d, _rx4) = job(&board, 1.0, true, now);
-        assert!(board.admit(d).is_err());
     }
 
     #[test]

@@ -7,13 +7,15 @@ pub mod asr;
 pub mod endpoint;
 pub mod kokoro;
 pub mod models;
+pub mod pool;
 pub mod score;
 pub mod tts;
 pub mod vad;
 pub mod zh;
 
-pub use asr::{AsrError, AsrPool, Language, Recognizer, Transcript, WhisperModel};
+pub use asr::{AsrError, Language, Recognizer, Transcript, WhisperModel};
 pub use models::{FETCH_SCRIPT, ModelDir, ModelError};
+pub use pool::AsrPool;
 
 use std::sync::Arc;
 

@@ -387,9 +387,12 @@ pub fn busy_notice(zh: bool, ask: bool) -> &'static str {
 /// Speech recognition refused the caller's utterance (saturated): the caller is
 /// told at once, in the node's language, instead of waiting out the node's
 /// timeout in silence: at a `listen` node to use the keypad, at an `ask` node to
-/// say it again or use the keypad. Once per visit to the node; true if said.
+/// say it again or use the keypad. At a `listen` node once per visit (the keys
+/// are the answer); at an `ask` node, where a caller asks question after
+/// question, each time (else a second refusal would leave them in silence).
+/// Never over something playing; true if said.
 pub fn tell_busy(run: &mut Run, language: &str, ask: bool) -> bool {
-    if run.local.busy_told || run.is_playing() {
+    if (run.local.busy_told && !ask) || run.is_playing() {
         return false;
     }
     run.local.busy_told = true;
