@@ -538,17 +538,6 @@ fn conversations(server: &Server, questions: &Arc<Vec<Vec<i16>>>, n: usize, secs
     let left = server.wait_calls_end(Duration::from_secs(40));
     assert_eq!(left, Some(0), "calls still in progress");
     if std::env::var_os("KEFU_VOICE_LOG").is_some() {
-        let (_, metrics) = server.get_metrics(&server.api_token());
-        for line in metrics.lines() {
-            if line.starts_with("kefu_asr_requests")
-                || line.starts_with("kefu_asr_decode_seconds_sum")
-                || line.starts_with("kefu_asr_decode_seconds_count")
-                || line.starts_with("kefu_vad_batch_chunks_sum")
-                || line.starts_with("kefu_vad_batch_chunks_count")
-            {
-                println!("{line}");
-            }
-        }
         for line in server.logs() {
             if ["caller said", "refused", "call ended"]
                 .iter()

@@ -180,17 +180,18 @@ impl VadState {
     /// probability is 0 and the model is not run), else the model's input with
     /// this call's state, to run and hand back to [`VadState::ran`].
     pub fn begin(&mut self, chunk: &[f32; CHUNK]) -> Option<Item> {
-        let mut input = [0.0; INPUT];
-        input[..CONTEXT].copy_from_slice(&self.context);
-        input[CONTEXT..].copy_from_slice(chunk);
-        self.context.copy_from_slice(&chunk[CHUNK - CONTEXT..]);
         if is_quiet(chunk) {
+            self.context.copy_from_slice(&chunk[CHUNK - CONTEXT..]);
             self.quiet += 1;
             if self.quiet == QUIET_RESET {
                 self.state = [0.0; STATE];
             }
             return None;
         }
+        let mut input = [0.0; INPUT];
+        input[..CONTEXT].copy_from_slice(&self.context);
+        input[CONTEXT..].copy_from_slice(chunk);
+        self.context.copy_from_slice(&chunk[CHUNK - CONTEXT..]);
         self.quiet = 0;
         Some(Item {
             input,
