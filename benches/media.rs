@@ -116,7 +116,7 @@ fn vad(c: &mut Criterion) {
     };
     let (Ok(()), Ok(model)) = (
         kefu::speech::models::init_onnx_runtime(&runtime),
-        VadModel::load(&model, 1),
+        VadModel::load(&model),
     ) else {
         println!("vad: the model does not load; skipped");
         return;

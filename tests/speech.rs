@@ -199,7 +199,7 @@ fn one_vad_model_serves_many_calls_each_with_its_own_state() {
 
     let dir = models();
     init_onnx_runtime(&dir.onnxruntime().unwrap()).unwrap();
-    let shared = VadModel::load(&dir.silero_vad().unwrap(), 1).unwrap();
+    let shared = VadModel::load(&dir.silero_vad().unwrap()).unwrap();
     let mut alone = SileroVad::load(&dir.silero_vad().unwrap()).unwrap();
     let (mut a, mut b) = (
         SileroVad::new(shared.clone()),
@@ -244,7 +244,7 @@ fn the_batching_detector_answers_each_call_as_its_own_model_would() {
 
     let dir = models();
     init_onnx_runtime(&dir.onnxruntime().unwrap()).unwrap();
-    let detector = Detector::start(VadModel::load(&dir.silero_vad().unwrap(), 1).unwrap()).unwrap();
+    let detector = Detector::start(VadModel::load(&dir.silero_vad().unwrap()).unwrap()).unwrap();
     let chunks = |file: &str| -> Vec<[f32; CHUNK]> {
         let audio = telephone_audio(&Path::new(SOUNDS).join(file));
         resample(&audio, SAMPLE_RATE as u32, 8000)

@@ -203,7 +203,10 @@ impl Transcribing {
     }
 
     pub fn push(&mut self, pcm: &[i16]) {
-        self.hearing.push(pcm, &mut Vec::new());
+        let mut noticed = Vec::new();
+        // Quiet audio is settled at once: the end of an utterance may be here.
+        self.hearing.push(pcm, &mut noticed);
+        self.hear(noticed);
         self.detect();
     }
 
@@ -218,45 +221,31 @@ impl Transcribing {
             detecting, pending, ..
         } = self;
         tokio::select! {
-            job = async {
-                match detecting.as_mut() {
-                    Some(rx) => rx.await,
-                    None => std::future::pending().await,
-                }
-            }, if detecting.is_some() => {
+            job = awaited(detecting.as_mut()), if detecting.is_some() => {
                 self.detecting = None;
-                let job = match job {
-                    Ok(Ok(job)) => Ok(job),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the voice detector stopped".into()),
-                };
                 let mut noticed = Vec::new();
-                self.hearing.detected(job, &mut noticed);
-                for n in noticed {
-                    if let Noticed::Utterance(audio) = n
-                        && self.pending.is_none()
-                    {
-                        match recognise(&self.runtime, &audio, &self.language, None, false) {
-                            Ok(rx) => self.pending = Some(rx),
-                            Err(e) => tracing::debug!(error = %e, "no transcript for an utterance"),
-                        }
-                    }
-                }
+                self.hearing.detected(detection(job), &mut noticed);
+                self.hear(noticed);
                 self.detect();
                 None
             }
-            heard = async {
-                match pending.as_mut() {
-                    Some(rx) => rx.await,
-                    None => std::future::pending().await,
-                }
-            }, if pending.is_some() => {
+            heard = awaited(pending.as_mut()), if pending.is_some() => {
                 self.pending = None;
-                Some(match heard {
-                    Ok(Ok(t)) => Ok(t),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("recognition gave up".into()),
-                })
+                Some(transcript(heard))
+            }
+        }
+    }
+
+    /// Sends a finished utterance to recognition, one at a time.
+    fn hear(&mut self, noticed: Vec<Noticed>) {
+        for n in noticed {
+            if let Noticed::Utterance(audio) = n
+                && self.pending.is_none()
+            {
+                match recognise(&self.runtime, &audio, &self.language, None, false) {
+                    Ok(rx) => self.pending = Some(rx),
+                    Err(e) => tracing::debug!(error = %e, "no transcript for an utterance"),
+                }
             }
         }
     }
@@ -267,6 +256,36 @@ impl Transcribing {
         {
             self.detecting = Some(self.runtime.detector.submit(job));
         }
+    }
+}
+
+/// What `f` gives, or never (a `select!` branch whose future may be absent).
+pub async fn awaited<F: std::future::Future + Unpin>(f: Option<&mut F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The detector's answer, or why none came.
+pub fn detection(
+    answer: Result<Result<Job, VadError>, oneshot::error::RecvError>,
+) -> Result<Job, String> {
+    match answer {
+        Ok(Ok(job)) => Ok(job),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the voice detector stopped".into()),
+    }
+}
+
+/// The recogniser's answer, or why none came.
+pub fn transcript(
+    answer: Result<Result<Transcript, AsrError>, oneshot::error::RecvError>,
+) -> Result<Transcript, String> {
+    match answer {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("recognition gave up".into()),
     }
 }
 
@@ -328,6 +347,25 @@ mod tests {
         assert_eq!(out, vec![Noticed::SpeechStarted]);
         let next = h.detect().expect("the chunk that waited");
         assert_eq!(next.chunks.len(), 1);
+    }
+
+    #[test]
+    fn the_end_of_an_utterance_in_quiet_audio_is_noticed_by_push() {
+        let mut h = Hearing::default();
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            h.push(&loud(), &mut out);
+        }
+        let job = h.detect().unwrap();
+        h.detected(answer(job, 0.9), &mut out);
+        out.clear();
+        // Digital silence after the words: settled here, no detector run.
+        h.push(&[0i16; CHUNK * 25], &mut out);
+        assert!(h.detect().is_none());
+        assert!(
+            matches!(out.last(), Some(Noticed::Utterance(audio)) if audio.len() >= CHUNK * 10),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -69,14 +69,6 @@ pub(super) struct Pump {
     pub(super) live_conversation: Option<String>,
 }
 
-/// What `f` gives, or never (a `select!` branch whose future may be absent).
-async fn awaited<F: std::future::Future + Unpin>(f: Option<&mut F>) -> F::Output {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
 /// When a pinned timer is due.
 fn due(sleep: &std::pin::Pin<&mut tokio::time::Sleep>) -> Instant {
     sleep.deadline().into_std()
@@ -156,7 +148,7 @@ impl Pump {
                     self.receive_queued(s, &mut buf);
                     self.session.handle(Event::Tick, Moment::now());
                 }
-                answer = awaited(refer.as_mut()), if refer.is_some() => {
+                answer = hearing::awaited(refer.as_mut()), if refer.is_some() => {
                     refer = None;
                     let answer = answer.unwrap_or_else(|_| Err("REFER task ended".into()));
                     self.session.handle(Event::ReferAnswered(answer), Moment::now());
@@ -186,17 +178,14 @@ impl Pump {
                         rendering = None;
                     }
                 }
-                job = awaited(detecting.as_mut()), if detecting.is_some() => {
+                job = hearing::awaited(detecting.as_mut()), if detecting.is_some() => {
                     detecting = None;
-                    self.detected(job);
+                    let job = hearing::detection(job).map(Box::new);
+                    self.session.handle(Event::Detected(job), Moment::now());
                 }
-                heard = awaited(pending.as_mut()), if pending.is_some() => {
+                heard = hearing::awaited(pending.as_mut()), if pending.is_some() => {
                     pending = None;
-                    let heard = match heard {
-                        Ok(Ok(t)) => Ok(t),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("recognition gave up".into()),
-                    };
+                    let heard = hearing::transcript(heard);
                     self.session.handle(Event::Heard(heard), Moment::now());
                 }
                 state = s.states.recv() => self.dialog_event(state).await,
@@ -214,22 +203,6 @@ impl Pump {
             self.refer = refer;
             self.dialing = dialing;
         }
-    }
-
-    /// The voice detector answered (or stopped).
-    fn detected(
-        &mut self,
-        job: Result<
-            Result<crate::speech::vad::Job, crate::speech::vad::VadError>,
-            oneshot::error::RecvError,
-        >,
-    ) {
-        let job = match job {
-            Ok(Ok(job)) => Ok(Box::new(job)),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the voice detector stopped".into()),
-        };
-        self.session.handle(Event::Detected(job), Moment::now());
     }
 
     /// The blind transfer's dial-out leg reported (None: it ended unheard).

@@ -19,13 +19,11 @@ pub use pool::AsrPool;
 
 use std::sync::Arc;
 
-/// What calls need to listen: the shared recognition pool and the VAD model, with
-/// VAD sessions opened ahead (opening one takes tens of milliseconds, which must not
-/// happen on a call's media task).
+/// What calls need to listen: the shared recognition pool and the voice
+/// detector, with its model session opened ahead (opening one takes tens of
+/// milliseconds, which must not happen on a call's media task).
 pub struct SpeechRuntime {
     pub asr: AsrPool,
-    /// The VAD model every listening call shares.
-    pub vad: Arc<vad::VadModel>,
     /// The voice detector's thread: every call's chunks, batched.
     pub detector: vad::Detector,
 }
@@ -56,14 +54,9 @@ impl SpeechRuntime {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // One session: the detector's thread runs every call's chunks in batches.
         // Opening it also proves the model file is usable.
-        let vad = vad::VadModel::load(&models.silero_vad()?, 1)?;
-        let detector = vad::Detector::start(vad.clone())?;
+        let vad = vad::VadModel::load(&models.silero_vad()?)?;
+        let detector = vad::Detector::start(vad)?;
         let asr = AsrPool::start(whisper, workers, cores, MAX_WAIT)?;
-        Ok(Arc::new(Self { asr, vad, detector }))
-    }
-
-    /// A call's VAD (a fresh state on the shared model).
-    pub fn vad(&self) -> vad::SileroVad {
-        vad::SileroVad::new(self.vad.clone())
+        Ok(Arc::new(Self { asr, detector }))
     }
 }

@@ -76,7 +76,7 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// What a worker takes: the job, its threads and its estimated cost.
+/// What a worker takes: the job and the threads it decodes with.
 struct Taken {
     job: Job,
     threads: usize,

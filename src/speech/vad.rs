@@ -33,27 +33,22 @@ const GATE_POWER: f32 = 0.002 * 0.002;
 /// model's would after a pause.
 const QUIET_RESET: u32 = 10;
 
-/// The Silero model, shared by every call: a few ONNX Runtime sessions (no more
-/// than there are cores to run them), each used by one call at a time for one
-/// chunk. A call's recurrent state stays with the call ([`SileroVad`]), so any
-/// session serves any call, and memory does not grow with calls.
+/// The Silero model: one ONNX Runtime session, run by the [`Detector`]'s thread
+/// for every call (or by a tool's [`SileroVad`]). A call's recurrent state stays
+/// with the call ([`VadState`]), so memory does not grow with calls.
 pub struct VadModel {
-    sessions: Vec<std::sync::Mutex<Session>>,
-    next: std::sync::atomic::AtomicUsize,
+    session: std::sync::Mutex<Session>,
 }
 
 impl std::fmt::Debug for VadModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VadModel")
-            .field("sessions", &self.sessions.len())
-            .finish()
+        f.debug_struct("VadModel").finish_non_exhaustive()
     }
 }
 
 impl VadModel {
-    /// Opens `sessions` sessions of the model; ONNX Runtime must have been
-    /// initialised.
-    pub fn load(model: &Path, sessions: usize) -> Result<std::sync::Arc<Self>, VadError> {
+    /// Opens the model; ONNX Runtime must have been initialised.
+    pub fn load(model: &Path) -> Result<std::sync::Arc<Self>, VadError> {
         if !model.is_file() {
             return Err(ModelError::Missing {
                 path: model.to_path_buf(),
@@ -64,39 +59,28 @@ impl VadModel {
             path: model.to_path_buf(),
             reason: e,
         };
-        let open = || -> Result<Session, VadError> {
-            Ok(Session::builder()
-                .map_err(|e| corrupt(e.to_string()))?
-                .with_intra_threads(1)
-                .map_err(|e| corrupt(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| corrupt(e.to_string()))?
-                .commit_from_file(model)
-                .map_err(|e| corrupt(e.to_string()))?)
-        };
-        let sessions = (0..sessions.max(1))
-            .map(|_| open().map(std::sync::Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        let session = Session::builder()
+            .map_err(|e| corrupt(e.to_string()))?
+            .with_intra_threads(1)
+            .map_err(|e| corrupt(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| corrupt(e.to_string()))?
+            .commit_from_file(model)
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(std::sync::Arc::new(Self {
-            sessions,
-            next: std::sync::atomic::AtomicUsize::new(0),
+            session: std::sync::Mutex::new(session),
         }))
     }
 
     /// Runs the model once for several calls' chunks (each with its context and
     /// its call's recurrent state, which it updates): one ONNX run whatever the
-    /// batch, so the runtime's fixed cost per run is shared. Takes a free
-    /// session, or waits for one.
+    /// batch, so the runtime's fixed cost per run is shared.
     pub fn run_batch(&self, items: &mut [Item]) -> Result<(), VadError> {
         if items.is_empty() {
             return Ok(());
         }
         let run = |e: ort::Error| VadError::Run(e.to_string());
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut session = (0..n)
-            .find_map(|i| self.sessions[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| crate::lock(&self.sessions[start % n]));
+        let mut session = crate::lock(&self.session);
         let b = items.len();
         let mut input = Vec::with_capacity(b * INPUT);
         let mut state = vec![0.0f32; b * STATE];
@@ -327,7 +311,7 @@ impl SileroVad {
 
     /// A VAD with a model of its own (one session), for tools and tests.
     pub fn load(model: &Path) -> Result<Self, VadError> {
-        Ok(Self::new(VadModel::load(model, 1)?))
+        Ok(Self::new(VadModel::load(model)?))
     }
 
     /// Forgets everything heard (a new call or a new question).
