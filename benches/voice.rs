@@ -23,9 +23,10 @@
 //!    thinks 1–3 s, asks the next. The questions are the eight of the ten that
 //!    neither a single caller is misheard on nor end the call (a hand-over).
 //!    Reports questions asked, understood (the call
-//!    record's customer turns reached the questions' intents, in order), turn
-//!    p50/p95 and kefu's CPU: the speaking callers kefu carries with every
-//!    utterance understood.
+//!    record's customer turns reached the questions' intents, in order), refused
+//!    (recognition saturated: the caller was asked to say it again), misheard
+//!    (the rest: recognised into other words), unanswered, turn p50/p95 and kefu's
+//!    CPU: the speaking callers kefu carries with every utterance recognised.
 //!
 //! Run: `cargo bench --bench voice` (needs `deploy/setup.sh`); under `cargo test` it
 //! takes one turn, one pair of callers and one 5 s conversation as a smoke run. Figures go to
@@ -446,6 +447,9 @@ impl Talker {
                     self.phase = Phase::Answer;
                 }
                 Phase::Answer if self.quiet >= 50 => self.phase = self.think(),
+                // kefu speaks again (the answer after "one moment", a re-prompt):
+                // a caller does not talk over it but hears it out.
+                Phase::Thinking(_) if voiced => self.phase = Phase::Answer,
                 _ => {}
             }
         }
@@ -483,6 +487,42 @@ fn turn_intents(server: &Server) -> HashMap<String, Vec<String>> {
             Some((r["call_id"].as_str()?.to_string(), intents))
         })
         .collect()
+}
+
+/// Which of a caller's answered questions a customer turn understood: the
+/// longest common subsequence of the questions' intents and the turns' (turns
+/// are `intent` or, when logging, `intent=words`).
+fn common_subsequence(questions: &Asked, turns: &[String]) -> Vec<bool> {
+    let wanted: Vec<Option<&str>> = questions
+        .iter()
+        .map(|(q, t)| t.map(|_| QUESTIONS[*q].1))
+        .collect();
+    let intent = |t: &String| t.split('=').next().unwrap_or("").to_string();
+    let got: Vec<String> = turns.iter().map(intent).collect();
+    let (n, m) = (wanted.len(), got.len());
+    let mut best = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            best[i][j] = if wanted[i] == Some(got[j].as_str()) {
+                best[i + 1][j + 1] + 1
+            } else {
+                best[i + 1][j].max(best[i][j + 1])
+            };
+        }
+    }
+    let mut matched = vec![false; n];
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if wanted[i] == Some(got[j].as_str()) {
+            matched[i] = true;
+            (i, j) = (i + 1, j + 1);
+        } else if best[i + 1][j] >= best[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    matched
 }
 
 /// `n` callers in conversation for `secs`; prints what they lived through and
@@ -548,35 +588,43 @@ fn conversations(server: &Server, questions: &Arc<Vec<Vec<i16>>>, n: usize, secs
         }
     }
     let reached = turn_intents(server);
-    let (mut turns, mut asked, mut understood, mut unanswered) = (Vec::new(), 0, 0, 0);
+    let (mut turns, mut asked, mut understood, mut unanswered) =
+        (Vec::new(), 0usize, 0usize, 0usize);
     for (id, questions) in &heard {
         let intents = reached.get(id).cloned().unwrap_or_default();
-        let mut at = 0;
-        for (q, turn) in questions {
-            asked += 1;
-            let Some(t) = turn else {
-                unanswered += 1;
-                continue;
-            };
-            let reached = |i: &String| i.split('=').next() == Some(QUESTIONS[*q].1);
-            match intents[at.min(intents.len())..].iter().position(reached) {
-                Some(k) => {
+        asked += questions.len();
+        unanswered += questions.iter().filter(|(_, t)| t.is_none()).count();
+        // Questions and turns are in the same order, but a refused question has
+        // no turn: the understood ones are the longest common subsequence of the
+        // questions' intents and the turns'.
+        let matched = common_subsequence(questions, &intents);
+        for (k, (q, turn)) in questions.iter().enumerate() {
+            match turn {
+                Some(t) if matched[k] => {
                     understood += 1;
                     turns.push(*t);
-                    at += k + 1;
                 }
-                None if std::env::var_os("KEFU_VOICE_LOG").is_some() => {
+                Some(_) if std::env::var_os("KEFU_VOICE_LOG").is_some() => {
                     println!(
                         "{id}: {:?} not understood (turns {intents:?})",
                         QUESTIONS[*q].0
                     );
                 }
-                None => {}
+                _ => {}
             }
         }
     }
+    // A question not understood was refused (the caller heard "say it again") or
+    // misheard (recognised, but into other words).
+    let refused = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("no recognition for the utterance"))
+        .count();
+    let misheard = asked - understood - unanswered.min(asked - understood);
+    let misheard = misheard.saturating_sub(refused);
     println!(
-        "{n} callers talking for {secs} s over noise {noise}: {asked} questions, {understood} understood, {unanswered} unanswered within 10 s; voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; kefu used {:.2} cores",
+        "{n} callers talking for {secs} s over noise {noise}: {asked} questions, {understood} understood, {refused} refused, {misheard} misheard, {unanswered} unanswered within 10 s; voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; kefu used {:.2} cores",
         common::nearest_rank(&mut turns, 0.5),
         common::nearest_rank(&mut turns, 0.95),
         common::nearest_rank(&mut turns, 1.0),

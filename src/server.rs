@@ -324,8 +324,8 @@ async fn warm_voices(
         })
         .await?;
     }
-    // The notices a saturated recogniser has nodes say come when the machine is
-    // busiest: they are rendered now, in the background, not on first use.
+    // The notices a saturated or queued recogniser has nodes say come when the
+    // machine is busiest: they are rendered now, in the background, not on first use.
     let notices: Vec<(Option<String>, String)> = registry
         .plans
         .iter()
@@ -338,8 +338,9 @@ async fn warm_voices(
             for (voice, language) in notices {
                 let zh = language.starts_with("zh");
                 let lang = if zh { "zh" } else { "en" };
-                for ask in [false, true] {
-                    let text = crate::dialplan::actions::busy_notice(zh, ask);
+                let hold_on = crate::dialplan::actions::hold_on_notice(zh);
+                let busy = [false, true].map(|ask| crate::dialplan::actions::busy_notice(zh, ask));
+                for text in busy.into_iter().chain([hold_on]) {
                     for sentence in crate::speech::tts::sentences(text) {
                         if let Err(e) = p.say(voice.as_deref(), lang, &sentence) {
                             tracing::warn!(error = %e, "cannot render the busy notice ahead");

@@ -18,6 +18,7 @@
 //! > wait 5s                            # time passes; timers fire when due
 //! > talk / > say TEXT / > asr-busy     # at a listen or ask node: speech starts, is
 //!                                      # heard, or recognition is unavailable
+//! > asr-late                           # the utterance is queued: its words come late
 //! > pause / > heard TEXT               # the caller pauses; the words so far are
 //!                                      # recognised as TEXT (a draft)
 //! > resume / > end                     # they go on / the utterance is over
@@ -436,6 +437,7 @@ impl Script {
                 self.feed(line, Event::Heard(Ok(heard)));
             }
             "asr-busy" => self.feed(line, Event::RecognitionRefused),
+            "asr-late" => self.feed(line, Event::RecognitionDelayed),
             "no-agent" => self.feed(line, Event::Queue(Queued::TimedOut(TransferLog::default()))),
             "agent" => self.feed(line, Event::Queue(Queued::Answered(TransferLog::default()))),
             "announce" => {

@@ -271,9 +271,23 @@ impl Pump {
                         None => Err("speech recognition is not loaded".into()),
                     };
                     match submitted {
-                        Ok(rx) => self.pending = Some(rx),
+                        Ok(rx) => {
+                            self.pending = Some(rx);
+                            let late = s.speech.as_ref().is_some_and(|r| {
+                                r.asr.expected_wait() > crate::speech::HOLD_ON_AFTER
+                            });
+                            if late && !draft {
+                                self.session
+                                    .handle(Event::RecognitionDelayed, Moment::now());
+                            }
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "no recognition for the utterance");
+                            // A draft waits for spare capacity: its refusal is routine.
+                            if draft {
+                                tracing::debug!(error = %e, "no recognition for the draft");
+                            } else {
+                                tracing::warn!(error = %e, "no recognition for the utterance");
+                            }
                             self.session
                                 .handle(Event::RecognitionRefused, Moment::now());
                         }

@@ -32,9 +32,12 @@ use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// How long the caller's side may take to report a blind transfer's outcome.
 const NOTIFY_WAIT: Duration = Duration::from_secs(30);
-/// A listener whose caller sends nothing for this long is fed silence (phones with
-/// silence suppression send no RTP while quiet; an utterance must still end).
-const QUIET_FILL: Duration = Duration::from_millis(60);
+/// A listener whose caller sends nothing for this long is fed silence for all of
+/// that time (phones with silence suppression send no RTP while quiet; an
+/// utterance must still end). A shorter gap is taken for packet loss, not for
+/// quiet: the words on either side of it stay one utterance (a 200 ms burst of
+/// loss mid-sentence once ended the turn early, on a "whole request" half-said).
+const QUIET_FILL: Duration = Duration::from_millis(250);
 const FRAME: Duration = Duration::from_millis(FRAME_MILLIS);
 
 /// What a listener noticed in the caller's audio.
@@ -116,6 +119,9 @@ pub enum Event<'a> {
     Heard(Result<crate::speech::Transcript, String>),
     /// Recognition would not take the utterance (saturated, or it failed).
     RecognitionRefused,
+    /// Recognition took the whole utterance but its transcript is expected late
+    /// (a queue of other callers' words ahead of it).
+    RecognitionDelayed,
     /// The voice detector's answer for [`Action::Detect`]'s audio (or why none).
     Detected(Result<Box<crate::speech::vad::Job>, String>),
     /// The next sentence of the answer being spoken is rendered.
@@ -350,6 +356,11 @@ impl Session {
             }
             Event::Heard(result) => self.recognised(result, now),
             Event::RecognitionRefused => self.refused(now),
+            Event::RecognitionDelayed => {
+                if self.listening {
+                    self.interpreter.handle(Input::RecognitionDelayed, now);
+                }
+            }
             Event::Detected(job) => {
                 let mut noticed = Vec::new();
                 if self.listening

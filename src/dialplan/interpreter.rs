@@ -49,6 +49,8 @@ pub enum Input {
     Heard { text: String, confidence: f32 },
     /// While listening: speech recognition is saturated or unavailable; keys still work.
     AsrUnavailable,
+    /// While listening: the caller's words will be recognised, but late.
+    RecognitionDelayed,
     /// Everything asked for with [`Output::Play`] has been played.
     PlaybackDone,
     /// The deadline from [`Interpreter::poll_timeout`] has passed.
@@ -397,6 +399,7 @@ impl Interpreter {
             Input::SpeechStarted => action.speech_started(&mut self.run),
             Input::Heard { text, confidence } => action.heard(&mut self.run, &text, confidence),
             Input::AsrUnavailable => action.asr_unavailable(&mut self.run),
+            Input::RecognitionDelayed => action.recognition_delayed(&mut self.run),
             Input::PlaybackDone => {
                 if !self.run.playing {
                     return;

@@ -37,9 +37,15 @@ impl std::fmt::Debug for SpeechRuntime {
 }
 
 /// The longest a finished utterance may be expected to wait for a recogniser;
-/// past it the caller is asked at once to say it again or use the keys, which
-/// costs them more than this wait.
-pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// past it the caller is asked at once to say it again or use the keys. A
+/// refused caller says it again within seconds, so refusing early only adds
+/// work: a caller who waits longer than [`HOLD_ON_AFTER`] hears "one moment"
+/// instead, and only a queue this long refuses.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// A whole utterance expected back later than this (queued behind other
+/// callers' words) has its caller told "one moment" meanwhile.
+pub const HOLD_ON_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl SpeechRuntime {
     /// Loads the Whisper model `model` into a pool of `workers` recognisers

@@ -106,6 +106,14 @@ impl Board {
         audio.max(MIN_SAMPLES) as f64 / SAMPLE_RATE as f64 + margin_seconds(language)
     }
 
+    /// Expected seconds before a job queued now starts: everything queued (a
+    /// shorter one arriving later may still go first, but never for longer than
+    /// AGE_FIRST), and half of what runs, shared by the workers.
+    fn wait(&self) -> f64 {
+        let ahead: f64 = self.queue.iter().map(|j| j.cost).sum::<f64>() + self.running_cost / 2.0;
+        ahead / self.workers as f64
+    }
+
     /// Takes `job` into the queue, or says why not.
     fn admit(&mut self, job: Job) -> Result<(), (Job, AsrError)> {
         let finals = self.queue.iter().filter(|j| !j.draft).count();
@@ -113,10 +121,7 @@ impl Board {
             let n = self.queue.len();
             return Err((job, AsrError::Busy(n)));
         }
-        // Everything queued (a shorter one arriving later may still go first,
-        // but never for longer than AGE_FIRST), and half of what runs.
-        let ahead: f64 = self.queue.iter().map(|j| j.cost).sum::<f64>() + self.running_cost / 2.0;
-        let wait = ahead / self.workers as f64;
+        let wait = self.wait();
         let limit = if job.draft {
             if finals > 0 {
                 return Err((job, AsrError::Busy(finals)));
@@ -295,6 +300,13 @@ impl AsrPool {
                 Err(e)
             }
         }
+    }
+
+    /// How long the utterance just queued is expected to take to come back:
+    /// what is queued (itself included) and half of what runs.
+    pub fn expected_wait(&self) -> Duration {
+        let wait = crate::lock(&self.handle.0.board).wait();
+        Duration::from_secs_f64(wait.clamp(0.0, 3600.0))
     }
 
     /// Recognises and waits (for the CLI and tests).

@@ -1089,6 +1089,11 @@ pub fn spoken_frames(text: &str, dir: &Path) -> Vec<[u8; 160]> {
         .into_samples::<i16>()
         .map(Result::unwrap)
         .collect();
+    pcmu_frames(&samples)
+}
+
+/// 8 kHz samples as 20 ms µ-law frames (the last one padded with silence).
+pub fn pcmu_frames(samples: &[i16]) -> Vec<[u8; 160]> {
     samples
         .chunks(160)
         .map(|c| {

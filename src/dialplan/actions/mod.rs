@@ -340,6 +340,15 @@ impl Action {
         }
     }
 
+    pub fn recognition_delayed(&self, run: &mut Run) -> Flow {
+        match self {
+            Action::Listen(a) => tell_hold_on(run, &a.language),
+            Action::Ask(a) => tell_hold_on(run, &a.language),
+            _ => {}
+        }
+        Flow::Stay
+    }
+
     pub fn playback_done(&self, run: &mut Run) -> Flow {
         match self {
             Action::Play(a) => Flow::Next(a.next),
@@ -382,6 +391,28 @@ pub fn busy_notice(zh: bool, ask: bool) -> &'static str {
         (false, false) => "Sorry, I can't take spoken answers right now. Please use your keypad.",
         (false, true) => "Sorry, I missed that. Please say it again, or use your keypad.",
     }
+}
+
+/// What [`tell_hold_on`] says, in Mandarin or English.
+pub fn hold_on_notice(zh: bool) -> &'static str {
+    if zh {
+        "请稍等。"
+    } else {
+        "One moment, please."
+    }
+}
+
+/// The caller's words are queued behind other callers' and will be answered
+/// late: they hear that they were heard, so they wait for the answer instead
+/// of saying it again (which would cost a second recognition and lengthen the
+/// queue for everyone). Never over something playing; the node's phase and
+/// timers are left as they are (the answer clears them).
+pub fn tell_hold_on(run: &mut Run, language: &str) {
+    if run.is_playing() {
+        return;
+    }
+    let zh = language.starts_with("zh");
+    run.say(hold_on_notice(zh), if zh { "zh" } else { "en" });
 }
 
 /// Speech recognition refused the caller's utterance (saturated): the caller is
