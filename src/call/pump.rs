@@ -273,10 +273,11 @@ impl Pump {
                     match submitted {
                         Ok(rx) => {
                             self.pending = Some(rx);
-                            let late = s.speech.as_ref().is_some_and(|r| {
-                                r.asr.expected_wait() > crate::speech::HOLD_ON_AFTER
-                            });
-                            if late && !draft {
+                            let late = !draft
+                                && s.speech.as_ref().is_some_and(|r| {
+                                    r.asr.expected_wait() > crate::speech::HOLD_ON_AFTER
+                                });
+                            if late {
                                 self.session
                                     .handle(Event::RecognitionDelayed, Moment::now());
                             }

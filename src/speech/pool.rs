@@ -417,6 +417,28 @@ mod tests {
     }
 
     #[test]
+    fn the_expected_wait_counts_the_queue_and_half_of_what_runs() {
+        let now = Instant::now();
+        let mut board = Board::new(2, 2, Duration::from_secs(4));
+        assert_eq!(board.wait(), 0.0);
+        let mut keep = Vec::new();
+        let mut costs = Vec::new();
+        for seconds in [2.0, 3.0, 1.0] {
+            let (j, rx) = job(&board, seconds, false, now);
+            costs.push(j.cost);
+            board.admit(j).map_err(|(_, e)| e).unwrap();
+            keep.push(rx);
+        }
+        let all: f64 = costs.iter().sum();
+        assert!((board.wait() - all / 2.0).abs() < 1e-9);
+        // The shortest starts: half of its cost still counts, shared by 2 workers.
+        let mut dropped = 0;
+        let running = board.take(now, &mut dropped).unwrap();
+        let expected = (all - running.job.cost / 2.0) / 2.0;
+        assert!((board.wait() - expected).abs() < 1e-9, "{}", board.wait());
+    }
+
+    #[test]
     fn the_shortest_goes_first_and_alone_it_takes_every_core() {
         let now = Instant::now();
         let mut board = Board::new(2, 2, Duration::from_secs(3));
