@@ -16,8 +16,8 @@
 //!    ships, `base-q8_0`; default `default:2,tiny.en-q8_0:2`).
 //!
 //! 3. Conversations (`KEFU_VOICE_TALKERS`, a list of caller counts, e.g.
-//!    `8,16,32`; none by default): N callers, their calls started over the first
-//!    4 s, each on a line with noise (`KEFU_VOICE_NOISE`, RMS in 16-bit units,
+//!    `8,16,32`; none by default): N callers, their calls started evenly over the
+//!    first `KEFU_VOICE_RAMP` seconds (default 4: nearly together), each on a line with noise (`KEFU_VOICE_NOISE`, RMS in 16-bit units,
 //!    default 100, about −50 dBFS) asks question after question for
 //!    `KEFU_VOICE_TALK_SECS` (default 60): speaks, waits for the answer to end,
 //!    thinks 1–3 s, asks the next. The questions are the eight of the ten that
@@ -527,10 +527,16 @@ fn common_subsequence(questions: &Asked, turns: &[String]) -> Vec<bool> {
 
 /// `n` callers in conversation for `secs`; prints what they lived through and
 /// what kefu spent.
-fn conversations(server: &Server, questions: &Arc<Vec<Vec<i16>>>, n: usize, secs: u64, noise: f64) {
+fn conversations(
+    server: &Server,
+    questions: &Arc<Vec<Vec<i16>>>,
+    n: usize,
+    (ramp, secs): (Duration, u64),
+    noise: f64,
+) {
     let begin = Instant::now();
     let cpu = common::cpu_time(server.pid());
-    let until = begin + Duration::from_secs(4 + secs);
+    let until = begin + ramp + Duration::from_secs(secs);
     let last_voiced: Vec<usize> = questions
         .iter()
         .map(|q| {
@@ -553,7 +559,7 @@ fn conversations(server: &Server, questions: &Arc<Vec<Vec<i16>>>, n: usize, secs
         late = late.max(Instant::now().saturating_duration_since(next));
         next += Duration::from_millis(20);
         while talkers.len() < n
-            && begin.elapsed() >= Duration::from_millis((4000 * talkers.len() / n.max(1)) as u64)
+            && begin.elapsed() >= ramp.mul_f64(talkers.len() as f64 / n.max(1) as f64)
         {
             let t0 = Instant::now();
             talkers.push(Talker::call(server.sip, talkers.len()));
@@ -624,7 +630,7 @@ fn conversations(server: &Server, questions: &Arc<Vec<Vec<i16>>>, n: usize, secs
     let misheard = asked - understood - unanswered.min(asked - understood);
     let misheard = misheard.saturating_sub(refused);
     println!(
-        "{n} callers talking for {secs} s over noise {noise}: {asked} questions, {understood} understood, {refused} refused, {misheard} misheard, {unanswered} unanswered within 10 s; voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; kefu used {:.2} cores",
+        "{n} callers (started over {ramp:?}) talking for {secs} s over noise {noise}: {asked} questions, {understood} understood, {refused} refused, {misheard} misheard, {unanswered} unanswered within 10 s; voice turn p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; kefu used {:.2} cores",
         common::nearest_rank(&mut turns, 0.5),
         common::nearest_rank(&mut turns, 0.95),
         common::nearest_rank(&mut turns, 1.0),
@@ -652,7 +658,13 @@ fn main() {
         at_once(&server, &speech[1], 2, "smoke");
         drop(server);
         let server = start(dir.path(), None);
-        conversations(&server, &pcm(&speech), 1, 5, 100.0);
+        conversations(
+            &server,
+            &pcm(&speech),
+            1,
+            (Duration::from_secs(4), 5),
+            100.0,
+        );
         return;
     }
     let turns: usize = std::env::var("KEFU_VOICE_TURNS")
@@ -741,12 +753,13 @@ fn talking(dir: &Path, speech: &[Arc<Vec<[u8; 160]>>]) {
     };
     let secs = env("KEFU_VOICE_TALK_SECS", 60.0).clamp(5.0, 600.0) as u64;
     let noise = env("KEFU_VOICE_NOISE", 100.0).clamp(0.0, 3000.0);
+    let ramp = Duration::from_secs_f64(env("KEFU_VOICE_RAMP", 4.0).clamp(0.0, 120.0));
     let questions = pcm(speech);
     for n in counts
         .split(',')
         .filter_map(|s| s.trim().parse::<usize>().ok())
     {
         let server = start(dir, None);
-        conversations(&server, &questions, n.clamp(1, 200), secs, noise);
+        conversations(&server, &questions, n.clamp(1, 200), (ramp, secs), noise);
     }
 }
