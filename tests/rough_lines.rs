@@ -290,31 +290,20 @@ fn a_caller_who_never_stops_talking_is_cut_and_answered() {
     ends_with_a_clean_question(&mut caller, &question);
     let r = caller.hang_up(&server);
     let turns = customer_turns(&r);
+    let Some(((last, _), endless)) = turns.split_last() else {
+        panic!("no customer turn at all: {r}");
+    };
+    assert_eq!(last, "shipping_cost", "{turns:?}");
     // 33 s of speech: cut at 15 s and 30 s, the rest ended by silence.
     assert!(
-        (2..=4).contains(&(turns.len() - 1)),
+        (2..=4).contains(&endless.len()),
         "the endless speech should make 2–4 turns (cut at the 15 s limit): {turns:?}"
     );
     assert!(
-        turns[..turns.len() - 1]
-            .iter()
-            .any(|(intent, _)| intent == "opening_hours"),
+        endless.iter().any(|(intent, _)| intent == "opening_hours"),
         "what the caller kept saying was not understood: {turns:?}"
     );
-    assert_eq!(
-        turns.last().map(|t| t.0.as_str()),
-        Some("shipping_cost"),
-        "{turns:?}"
-    );
-    let cut = server
-        .logs()
-        .iter()
-        .filter(|l| l.contains("utterance ended") && l.contains("\"cut\":true"))
-        .count();
-    eprintln!(
-        "endless speech: {} turns {turns:?}; {cut} cut in the log",
-        turns.len()
-    );
+    eprintln!("endless speech: {} turns {turns:?}", turns.len());
 }
 
 /// Ten seconds of music, then ten of loud noise, on the line: whatever kefu makes
