@@ -187,6 +187,7 @@ fn start(dir: &Path, model: Option<(&str, &str)>) -> Server {
         common::repo().join("dialplans/kb").display()
     );
     let trunk = "[[trunk]]\nname = \"bench\"\naddresses = [\"127.0.0.1\"]\n";
+
     match model {
         None => Server::start_shipped(Some(dir), &format!("{kb}{trunk}")),
         Some((model, workers)) => Server::start_shipped(
@@ -194,6 +195,31 @@ fn start(dir: &Path, model: Option<(&str, &str)>) -> Server {
             &format!("{kb}asr_model = \"{model}\"\nasr_workers = {workers}\n{trunk}"),
         ),
     }
+}
+
+/// Waits until the server has rendered its answers ahead: at a first start, with
+/// nothing in the suite's speech cache (target/test-tts-cache, kept between runs
+/// as a server's data directory keeps it between restarts), that is a minute of
+/// paced synthesis beside the calls; the runs measure a server in its steady state.
+fn settled(server: &Server) {
+    let begin = Instant::now();
+    while begin.elapsed() < Duration::from_secs(300) {
+        if server
+            .logs()
+            .iter()
+            .any(|l| l.contains("answers rendered ahead"))
+        {
+            if begin.elapsed() > Duration::from_secs(2) {
+                println!(
+                    "(waited {:?} for the answers to be rendered ahead)",
+                    begin.elapsed()
+                );
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("(the answers were not rendered ahead within 300 s)");
 }
 
 /// The intent the customer's turn of each call reached, by call id.
@@ -584,6 +610,11 @@ fn conversations(
     let left = server.wait_calls_end(Duration::from_secs(40));
     assert_eq!(left, Some(0), "calls still in progress");
     if std::env::var_os("KEFU_VOICE_LOG").is_some() {
+        // All of it, to read afterwards (KEFU_TEST_LOG sets what is logged).
+        let all = common::repo().join("target/voice-talking.log");
+        if let Err(e) = std::fs::write(&all, server.logs().join("\n")) {
+            println!("cannot write {}: {e}", all.display());
+        }
         for line in server.logs() {
             if ["caller said", "refused", "call ended"]
                 .iter()
@@ -706,6 +737,7 @@ fn main() {
 /// Section 1: `turns` turns, one caller at a time, kefu as it ships.
 fn turns_alone(dir: &Path, speech: &[Arc<Vec<[u8; 160]>>], turns: usize) {
     let server = start(dir, None);
+    settled(&server);
     let (mut times, understood, silent) = sequential(&server, speech, turns);
     println!(
         "shipped defaults, one caller at a time: {turns} turns, {understood} understood, voice turn p50 {:.0} ms, p95 {:.0} ms, min {:.0} ms, max {:.0} ms; {silent} heard nothing within 10 s",
@@ -760,6 +792,7 @@ fn talking(dir: &Path, speech: &[Arc<Vec<[u8; 160]>>]) {
         .filter_map(|s| s.trim().parse::<usize>().ok())
     {
         let server = start(dir, None);
+        settled(&server);
         conversations(&server, &questions, n.clamp(1, 200), (ramp, secs), noise);
     }
 }

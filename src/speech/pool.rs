@@ -54,6 +54,8 @@ pub struct Board {
     cost: f64,
     /// Estimated core-seconds of the decodes running.
     running_cost: f64,
+    /// Whether `cost` has been learned from a one-thread decode yet.
+    measured_alone: bool,
     max_wait: Duration,
 }
 
@@ -82,6 +84,11 @@ struct Taken {
     threads: usize,
 }
 
+/// How much faster a decode on several threads is than on one (base q8_0 on
+/// this project's 2-core machine, `cargo bench --bench asr`: p50 409 ms on one
+/// thread, 279 ms on two).
+const PARALLEL_SPEEDUP: f64 = 1.47;
+
 /// The most utterances waiting per core, whatever the estimate says.
 const QUEUE_PER_CORE: usize = 16;
 
@@ -98,6 +105,7 @@ impl Board {
             // 2 s margin; learned from the first decodes on.
             cost: 0.1,
             running_cost: 0.0,
+            measured_alone: false,
             max_wait,
         }
     }
@@ -177,12 +185,25 @@ impl Board {
         self.free = (self.free + threads).min(self.cores);
         self.running = self.running.saturating_sub(1);
         self.running_cost = (self.running_cost - cost).max(0.0);
-        if let Some(took) = took
-            && seconds > 0.0
-        {
-            let observed = took.as_secs_f64() * threads as f64 / seconds;
-            self.cost = 0.8 * self.cost + 0.2 * observed;
-        }
+        let Some(took) = took.filter(|_| seconds > 0.0) else {
+            return;
+        };
+        // The cost is learned from one-thread decodes, the only kind there is
+        // when a queue forms. A decode on several threads says little about it:
+        // the threads wait for each other, and for anything else on the cores
+        // (measured: 1.2 s for 1.8 s of speech on 2 busy cores, 0.26 s on idle
+        // ones), which made the estimate double and the pool refuse callers it
+        // had time for. Until a one-thread decode is seen (an idle server), a
+        // multi-thread one stands in, at the measured speed-up.
+        let observed = if threads == 1 {
+            self.measured_alone = true;
+            took.as_secs_f64() / seconds
+        } else if !self.measured_alone {
+            took.as_secs_f64() * PARALLEL_SPEEDUP / seconds
+        } else {
+            return;
+        };
+        self.cost = 0.8 * self.cost + 0.2 * observed;
     }
 
     fn cost_of(&self, audio: usize, language: Language) -> f64 {
@@ -293,7 +314,16 @@ impl AsrPool {
                 shared.changed.notify_one();
                 Ok(rx)
             }
-            Err((_, e)) => {
+            Err((job, e)) => {
+                tracing::debug!(
+                    draft = job.draft,
+                    audio_ms = job.audio.len() as u64 * 1000 / SAMPLE_RATE as u64,
+                    queued = board.queue.len(),
+                    running = board.running,
+                    expected_wait_ms = (board.wait() * 1000.0) as u64,
+                    cost = board.cost,
+                    "recognition refused"
+                );
                 m.asr_requests
                     .get_or_create(&crate::metrics::OutcomeLabel { outcome: "busy" })
                     .inc();
@@ -356,11 +386,12 @@ fn worker(mut recognizer: Recognizer, shared: &Shared) {
         let result = recognizer.transcribe_unless(&job.audio, job.language, &|| reply.is_closed());
         let took = started.elapsed();
         let abandoned = job.reply.is_closed();
-        {
+        let (cost, queued) = {
             let mut board = crate::lock(&shared.board);
             let seconds = Board::seconds(job.audio.len(), job.language);
             board.done(threads, job.cost, seconds, result.is_ok().then_some(took));
-        }
+            (board.cost, board.queue.len())
+        };
         shared.changed.notify_all();
         crate::metrics::Metrics::observe(&m.asr_decode_seconds, took);
         let outcome = match (&result, abandoned) {
@@ -378,6 +409,8 @@ fn worker(mut recognizer: Recognizer, shared: &Shared) {
                 waited_ms = waited.as_millis() as u64,
                 threads,
                 draft = job.draft,
+                cost,
+                queued,
                 "utterance recognised"
             );
         }
@@ -471,6 +504,23 @@ mod tests {
         assert_eq!(dropped, 0);
         // The learned cost moved towards what was observed (0.1 s per second).
         assert!((board.cost - 0.1).abs() < 0.01, "{}", board.cost);
+    }
+
+    #[test]
+    fn the_cost_is_learned_from_one_thread_decodes() {
+        let mut board = Board::new(2, 2, Duration::from_secs(4));
+        // Idle: a two-thread decode stands in, at the measured speed-up.
+        board.done(2, 0.0, 4.0, Some(Duration::from_millis(272)));
+        let expected = 0.8 * 0.1 + 0.2 * (0.272 * PARALLEL_SPEEDUP / 4.0);
+        assert!((board.cost - expected).abs() < 1e-9, "{}", board.cost);
+        for _ in 0..30 {
+            board.done(1, 0.0, 4.0, Some(Duration::from_millis(400)));
+        }
+        assert!((board.cost - 0.1).abs() < 0.001, "{}", board.cost);
+        // Once one-thread decodes are measured, a slow two-thread one (its
+        // threads waiting on busy cores) does not move the estimate.
+        board.done(2, 0.0, 4.0, Some(Duration::from_millis(1200)));
+        assert!((board.cost - 0.1).abs() < 0.001, "{}", board.cost);
     }
 
     #[test]
