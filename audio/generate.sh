@@ -13,20 +13,24 @@ say() { # lang voice file text
   mkdir -p "$1/$(dirname "$3")"
   "$kefu" say --models ../models --voice "$2" -o "$1/$3" "$4" >/dev/null
 }
-say en en_US-joe-medium welcome.wav "Welcome to Sunrise Outfitters."
-say en en_US-joe-medium main-menu.wav "For order status, press 1. For opening hours, press 2. To speak to a person, press 0."
+# "Sun Rise": as one word Piper's "Sunrise" was heard as "Summary's" in 2 of 4 renders
+# (benches/RESULTS.md, issue 23); as two, in none of 8.
+say en en_US-joe-medium welcome.wav "Welcome to Sun Rise Outfitters."
+# Menus say the key first ("Press 2 for opening hours"): "For opening hours, press 2"
+# was heard as "for opening our express" in 7 of 8 renders, this way round in none.
+say en en_US-joe-medium main-menu.wav "Press 1 for order status. Press 2 for opening hours. Press 0 to speak to a person."
 say en en_US-joe-medium invalid.wav "Sorry, that is not a valid choice."
 say en en_US-joe-medium no-input.wav "Sorry, I did not hear a choice."
 say en en_US-joe-medium enter-order.wav "Please enter your six digit order number."
 say en en_US-joe-medium order-invalid.wav "That is not a valid order number. Order numbers have six digits."
 say en en_US-joe-medium order-is.wav "Order number"
 say en en_US-joe-medium order-next.wav "Our team will text its status to the phone number on the order within one working day."
-say en en_US-joe-medium hours.wav "We are open Monday to Friday, nine a.m. to six p.m., and Saturday, ten a.m. to four p.m., Beijing time."
-say en en_US-joe-medium more.wav "To hear the menu again, press 9. To end the call, press the hash key."
+say en en_US-joe-medium hours.wav "We are open Monday to Friday from nine a.m. to six p.m. On Saturday, we are open from ten a.m. to four p.m., Beijing time."
+say en en_US-joe-medium more.wav "Press 9 to hear the menu again. Press the hash key to end the call."
 say en en_US-joe-medium transfer.wav "Please hold while we connect you to an agent."
 say en en_US-joe-medium no-agent.wav "Sorry, no agent can take your call right now."
 say en en_US-joe-medium closed.wav "Our agents are available during opening hours."
-say en en_US-joe-medium leave-message.wav "To leave a message, press 1. To have us call you back, press 2."
+say en en_US-joe-medium leave-message.wav "Press 1 to leave a message. Press 2 to have us call you back."
 say en en_US-joe-medium record-message.wav "Please leave your message after the tone. Press the hash key when you are done."
 say en en_US-joe-medium message-saved.wav "Thank you. Your message has been saved, and we will get back to you."
 say en en_US-joe-medium callback.wav "Thank you. We will call you back at this number as soon as an agent is free."
