@@ -564,8 +564,19 @@ fn speak(s: &CallSetup, text: String, language: String) -> Sentences {
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        for (n, sentence) in crate::speech::tts::sentences(&text).iter().enumerate() {
-            let spoken = prompts.say_private(voice.as_deref(), &language, sentence);
+        // What was rendered ahead is said whole; the rest (a customer's values in
+        // it) in pieces that come sooner.
+        let pieces = crate::speech::tts::sentences(&text)
+            .into_iter()
+            .flat_map(|sentence| {
+                if prompts.rendered(voice.as_deref(), &language, &sentence) {
+                    vec![sentence]
+                } else {
+                    crate::speech::tts::clauses(&sentence)
+                }
+            });
+        for (n, sentence) in pieces.enumerate() {
+            let spoken = prompts.say_private(voice.as_deref(), &language, &sentence);
             if n == 0 {
                 tracing::info!(
                     first_sentence_ms = started.elapsed().as_millis() as u64,

@@ -101,6 +101,12 @@ pub trait TextRenderer: Send + Sync + std::fmt::Debug {
 
     /// Loads the voice now, so the first text spoken on a call does not wait for it.
     fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String>;
+
+    /// Whether `text` is rendered already and held in memory (rendered ahead, or
+    /// said before), so speaking it costs no synthesis.
+    fn rendered(&self, _voice: Option<&str>, _language: &str, _text: &str) -> bool {
+        false
+    }
 }
 
 impl PromptCache {
@@ -156,6 +162,14 @@ impl PromptCache {
             PathBuf::from(format!("say:{text}")),
             samples,
         )))
+    }
+
+    /// Whether `text` is rendered already and held in memory (see
+    /// [`TextRenderer::rendered`]).
+    pub fn rendered(&self, voice: Option<&str>, language: &str, text: &str) -> bool {
+        self.speaker
+            .as_ref()
+            .is_some_and(|s| s.rendered(voice, language, text))
     }
 
     /// Loads a voice ahead of its first use on a call (for `ask` nodes' answers).

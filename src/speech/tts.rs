@@ -277,6 +277,50 @@ pub fn to_pinyin(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A Chinese sentence longer than this (characters) is rendered live clause by
+/// clause.
+const LONG_ZH: usize = 16;
+/// The shortest clause rendered on its own (about 1.5 s of speech).
+const CLAUSE_ZH: usize = 6;
+
+/// The pieces a sentence rendered live (one carrying a customer's values) is
+/// spoken in: a long Chinese sentence in its clauses (cut after ，：where both
+/// sides keep [`CLAUSE_ZH`] characters), because the Mandarin voice renders at
+/// about a third of real time (a 6 s sentence took 2.5 s before its first
+/// sound); any other sentence whole. Sentences rendered ahead stay whole: cut at
+/// a clause, a menu's last digit is said as an ending and misheard more
+/// (benches/RESULTS.md, issue 23).
+pub fn clauses(sentence: &str) -> Vec<String> {
+    let chars: Vec<char> = sentence.chars().collect();
+    if chars.len() <= LONG_ZH || !chars.iter().any(|&c| is_cjk(c)) {
+        return vec![sentence.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        let cut = matches!(c, '，' | '：' | ',')
+            && i + 1 - start >= CLAUSE_ZH
+            && chars.len() - (i + 1) >= CLAUSE_ZH;
+        if cut {
+            out.push(
+                chars[start..=i]
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string(),
+            );
+            start = i + 1;
+        }
+    }
+    out.push(chars[start..].iter().collect::<String>().trim().to_string());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn is_cjk(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+}
+
 /// Splits an answer into sentences (keeping their punctuation), for rendering the
 /// first one while the rest wait. Handles Chinese and Western punctuation.
 pub fn sentences(text: &str) -> Vec<String> {
@@ -362,6 +406,12 @@ impl TtsCache {
     /// written to the disk cache, where nothing could erase or expire it.
     pub fn get_private(&self, voice: &Voice, text: &str) -> Result<Arc<Vec<f32>>, TtsError> {
         self.get_with(voice, text, false)
+    }
+
+    /// Whether `text` in `voice` is held in memory.
+    pub fn in_memory(&self, voice: &Voice, text: &str) -> bool {
+        let key = (voice.name.clone(), text.to_string());
+        self.memory.lock().is_ok_and(|m| m.contains_key(&key))
     }
 
     fn get_with(&self, voice: &Voice, text: &str, disk: bool) -> Result<Arc<Vec<f32>>, TtsError> {
@@ -519,6 +569,12 @@ impl crate::media::prompt::TextRenderer for Speaker {
         let voice = self.choose(voice, language);
         self.voice(voice).map(|_| ()).map_err(|e| e.to_string())
     }
+
+    fn rendered(&self, voice: Option<&str>, language: &str, text: &str) -> bool {
+        let voice = self.choose(voice, language);
+        self.voice(voice)
+            .is_ok_and(|v| self.cache.in_memory(&v, text))
+    }
 }
 
 /// Writes 8 kHz 16-bit mono, atomically (temp file + rename).
@@ -557,6 +613,32 @@ mod tests {
             ["您好。", "营业时间是早上九点到晚上六点！", "还有问题吗？"]
         );
         assert!(sentences("  ").is_empty());
+    }
+
+    #[test]
+    fn long_chinese_sentences_are_rendered_live_clause_by_clause() {
+        assert_eq!(
+            clauses("您的订单123456已经发货，预计明天下午送到，请保持电话畅通。"),
+            [
+                "您的订单123456已经发货，",
+                "预计明天下午送到，",
+                "请保持电话畅通。"
+            ]
+        );
+        // Short ones stay whole, and no clause is left shorter than six characters.
+        assert_eq!(
+            clauses("您好，请问有什么可以帮您？"),
+            ["您好，请问有什么可以帮您？"]
+        );
+        assert_eq!(
+            clauses("好的，我们的营业时间是周一到周五早上九点到晚上六点。"),
+            ["好的，我们的营业时间是周一到周五早上九点到晚上六点。"]
+        );
+        // English sentences are not cut: that voice renders at a twentieth of real time.
+        assert_eq!(
+            clauses("Your order 123456 has shipped, and it should arrive tomorrow afternoon."),
+            ["Your order 123456 has shipped, and it should arrive tomorrow afternoon."]
+        );
     }
 
     #[test]
