@@ -188,3 +188,72 @@ fn an_answer_keeps_rendering_while_its_sentences_play() {
     s.handle(Event::AnswerRendered, t0);
     assert_eq!(s.answer, Answer::None);
 }
+
+/// Ears that notice what the test queued, at the next frame they are fed.
+struct Scripted(Arc<Mutex<Vec<Noticed>>>);
+
+impl Ears for Scripted {
+    fn restart(&mut self, _language: &str) {}
+    fn push(&mut self, _pcm: &[i16], out: &mut Vec<Noticed>) {
+        out.append(&mut self.0.lock().unwrap());
+    }
+    fn end_turn(&mut self) {}
+}
+
+#[test]
+fn what_a_caller_says_while_recognition_runs_is_their_next_turn() {
+    let t0 = Moment::now();
+    let mut s = session(Arc::default(), t0);
+    let queued: Arc<Mutex<Vec<Noticed>>> = Arc::default();
+    let ears = queued.clone();
+    s.make_ears = Some(Box::new(move |_: &str| -> Box<dyn Ears> {
+        Box::new(Scripted(ears.clone()))
+    }));
+    s.handle(Event::Start, t0);
+    actions(&mut s);
+    let from = "127.0.0.1:40000".parse().unwrap();
+    let mut seq = 0;
+    let mut say = |s: &mut Session, audio: Vec<f32>, ms: u64| {
+        queued.lock().unwrap().push(Noticed::Utterance(audio));
+        seq += 1;
+        let at = t0.after(Duration::from_millis(ms));
+        s.handle(
+            Event::Rtp {
+                packet: &rtp(seq),
+                from,
+                at: at.mono,
+            },
+            at,
+        );
+        s.handle(Event::Tick, t0.after(Duration::from_millis(ms + 40)));
+        actions(s)
+    };
+    let recognise = |a: &[Action]| {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Recognise { audio, draft, .. } => Some((audio[0], *draft)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = say(&mut s, vec![0.1; 16_000], 1000);
+    assert_eq!(recognise(&first), [(0.1, false)], "{first:?}");
+    // Two more while the first is recognised: the latest waits its turn.
+    assert!(recognise(&say(&mut s, vec![0.2; 16_000], 2000)).is_empty());
+    assert!(recognise(&say(&mut s, vec![0.3; 16_000], 3000)).is_empty());
+    let transcript = crate::speech::Transcript {
+        text: "hello".into(),
+        language: "en".into(),
+        confidence: 0.9,
+        no_speech: 0.0,
+        audio_ms: 1000,
+        decode_ms: 300,
+    };
+    s.handle(
+        Event::Heard(Ok(transcript)),
+        t0.after(Duration::from_millis(3500)),
+    );
+    let next = actions(&mut s);
+    assert_eq!(recognise(&next), [(0.3, false)], "{next:?}");
+    assert_eq!(s.utterances, ["hello"]);
+}

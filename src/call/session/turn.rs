@@ -35,8 +35,12 @@ pub(super) enum Turn {
         transcript: Transcript,
         complete: bool,
     },
-    /// The whole utterance is being recognised; it ended at `ended`.
-    Final { ended: Instant },
+    /// The whole utterance is being recognised; it ended at `ended`. `next`: what
+    /// the caller said meanwhile (and when it ended), recognised after it.
+    Final {
+        ended: Instant,
+        next: Option<(Vec<f32>, Instant)>,
+    },
 }
 
 impl Turn {
@@ -92,25 +96,45 @@ impl Session {
                     ended: true,
                 }
             }
-            // One at a time: what the caller adds while the first is recognised
-            // is left for a later turn.
-            turn @ Turn::Final { .. } => self.turn = turn,
-            Turn::Idle => {
-                self.turn = Turn::Final { ended: now.mono };
-                self.actions.push_back(Action::Recognise {
-                    audio,
-                    language: self.hearing_in.clone(),
-                    draft: false,
-                });
+            // One at a time: what the caller says while the first is recognised
+            // (a caller waiting for an answer asks something else, or again) is
+            // recognised next; of several, the latest.
+            Turn::Final { ended, next } => {
+                if next.is_some() {
+                    tracing::debug!("a later utterance replaces one waiting for recognition");
+                }
+                self.turn = Turn::Final {
+                    ended,
+                    next: Some((audio, now.mono)),
+                };
             }
+            Turn::Idle => self.recognise_whole(audio, now.mono),
         }
+    }
+
+    fn recognise_whole(&mut self, audio: Vec<f32>, ended: Instant) {
+        self.turn = Turn::Final { ended, next: None };
+        self.actions.push_back(Action::Recognise {
+            audio,
+            language: self.hearing_in.clone(),
+            draft: false,
+        });
     }
 
     /// Recognition answered for the draft or the whole utterance.
     pub(super) fn recognised(&mut self, result: Result<Transcript, String>, now: Moment) {
         match std::mem::take(&mut self.turn) {
             Turn::Idle | Turn::Drafted { .. } => {} // forgotten meanwhile
-            Turn::Final { ended } => self.take(result, ended, now),
+            Turn::Final { ended, next } => {
+                self.take(result, ended, now);
+                // Still listening: what the caller said meanwhile is their next turn.
+                if let Some((audio, ended)) = next
+                    && self.listening
+                    && matches!(self.turn, Turn::Idle)
+                {
+                    self.recognise_whole(audio, ended);
+                }
+            }
             Turn::Drafting {
                 quiet_since,
                 ended: true,
