@@ -300,7 +300,9 @@ fn sipp_asks_a_question_and_hears_the_answer_with_the_shipped_defaults() {
 }
 
 fn asks_and_hears(shipped: bool) {
-    let (_server, r, _dir) = ask_call("What time do you close?", shipped);
+    // "today": Piper renders differ from run to run, and tiny.en heard a bare
+    // "What time do you close?" as "…do you quote?" in about one run in seven.
+    let (_server, r, _dir) = ask_call("What time do you close today?", shipped);
     let turns = r["dialogue"]
         .as_array()
         .unwrap_or_else(|| panic!("no dialogue in {r}"));
