@@ -18,6 +18,8 @@ have libclang-dev || need+=(libclang-dev)
 # piper-rs builds espeak-ng, which needs libsonic (else it tries to fetch it).
 have libsonic-dev || need+=(libsonic-dev)
 have espeak-ng-data || need+=(espeak-ng-data)
+# Browser calls speak Opus: the opus crate links Debian's libopus.
+have libopus-dev || need+=(libopus-dev pkg-config)
 # Web pages are tested in Debian's Chromium, driven by playwright-core from npm.
 command -v chromium >/dev/null || need+=(chromium)
 # A Chinese font, so the pages (and their screenshots) show Chinese, not boxes.

@@ -74,6 +74,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let call_service = text.service.clone();
+    // Browser calls: answered over HTTP, placed with the SIP edge's resources once
+    // it is bound.
+    let webrtc = crate::channel::webrtc::WebRtcEdge::new(config.webrtc.clone())?;
+    let calls = Arc::new(crate::channel::webrtc::routes::Calls {
+        edge: webrtc.clone(),
+        text: text.clone(),
+    });
     let http_task = start_http(
         &config,
         health.clone(),
@@ -82,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             kb: &kb,
             conversations: &conversations,
             text,
+            calls,
             center: &center,
             embed: &embed,
         },
@@ -109,6 +117,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
+    webrtc.attach(sip.clone());
     tokio::spawn(sip.clone().run(incoming));
     watch_and_keep(
         &config,
@@ -183,6 +192,7 @@ struct Shared<'a> {
     kb: &'a LiveKb,
     conversations: &'a Arc<Conversations>,
     text: Arc<TextChannels>,
+    calls: Arc<crate::channel::webrtc::routes::Calls>,
     center: &'a Arc<crate::agents::center::Center>,
     embed: &'a Option<crate::store::analytics::Embed>,
 }
@@ -218,7 +228,7 @@ async fn start_http(
         embed: shared.embed.clone(),
         routes: std::sync::OnceLock::new(),
     });
-    let (router, _) = api::router(health, text, ops);
+    let (router, _) = api::router(health, text, shared.calls, ops);
     Ok(tokio::spawn(crate::http::listen::serve(
         http,
         router,

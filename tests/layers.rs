@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "call",
             "channel::chat",
             "channel::sip",
+            "channel::webrtc",
             "config",
             "dialogue",
             "dialplan",
@@ -46,6 +47,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "channel::chat",
             "channel::sip",
+            "channel::webrtc",
             "dialogue",
             "http",
             "metrics",
@@ -67,6 +69,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "metrics",
             "speech",
             "store",
+        ],
+    ),
+    // Browsers' calls: answered over HTTP for a chat's customer, placed as calls
+    // with the SIP edge's resources.
+    (
+        "channel::webrtc",
+        &[
+            "auth",
+            "call",
+            "channel::chat",
+            "channel::rtp",
+            "channel::sip",
+            "config",
+            "dialogue",
+            "dialplan",
+            "http",
+            "media",
         ],
     ),
     (

@@ -56,6 +56,7 @@ pub struct Ops {
 pub fn router(
     health: Arc<Health>,
     text: Arc<crate::channel::chat::TextChannels>,
+    calls: Arc<crate::channel::webrtc::routes::Calls>,
     ops: Arc<Ops>,
 ) -> (Router, Vec<RouteSpec>) {
     let mut table = Table::new(ops.access.clone());
@@ -73,6 +74,7 @@ pub fn router(
         .build()
         .with_state(health);
     let chat = crate::channel::chat::router(&mut table, text);
+    let browser_calls = crate::channel::webrtc::routes::router(&mut table, calls);
     let r = table.routes();
     let r = session::routes(r);
     let r = kb::routes(r);
@@ -85,6 +87,7 @@ pub fn router(
     let router = Router::new()
         .merge(health_routes)
         .merge(chat)
+        .merge(browser_calls.layer(DefaultBodyLimit::max(MAX_BODY)))
         .merge(ops_routes.layer(DefaultBodyLimit::max(MAX_BODY)))
         .layer(axum::middleware::from_fn(count_status))
         .layer(axum::middleware::from_fn(security_headers));

@@ -51,10 +51,15 @@ pub(super) fn sipfrag_status(body: &[u8]) -> Option<u16> {
 pub(super) fn refer(s: &CallSetup, to: &str) -> oneshot::Receiver<ReferAnswer> {
     let uri = target_uri(to, s.source);
     let (tx, rx) = oneshot::channel();
-    let dialog = s.dialog.clone();
+    let dialog = s.signal.dialog().cloned();
     let refer_to = format!("<{uri}>");
     let referred_by = format!("<sip:kefu@{}>", s.staff.dialer.local);
     tokio::spawn(async move {
+        let Some(dialog) = dialog else {
+            // The session then dials the target out and bridges it.
+            let _ = tx.send(Err("a browser's call cannot be referred".into()));
+            return;
+        };
         let headers = vec![Header::Other("Referred-By".into(), referred_by)];
         let answer = match dialog
             .refer(

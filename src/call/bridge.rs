@@ -12,6 +12,7 @@ use rsipstack::sip::{Header, StatusCode};
 use super::leg::AnsweredLeg;
 use super::pump::Pump;
 use super::recorder::Recorder;
+use super::signal::FromCaller;
 use super::session::Action;
 use super::{CallSetup, EndReason, reoffer};
 use crate::channel::rtp::receiver::Accepted;
@@ -119,7 +120,7 @@ impl Pump {
         };
         // The side that did not hang up is hung up.
         let caller_gone = matches!(ended_by, Side::Caller) && reason.caller_left();
-        if !caller_gone && let Err(e) = s.dialog.bye().await {
+        if !caller_gone && let Err(e) = s.signal.bye().await {
             tracing::debug!(error = %e, "BYE to the caller failed");
         }
         if !matches!(ended_by, Side::Agent)
@@ -237,15 +238,16 @@ impl Pump {
                         }
                     }
                 }
-                state = s.states.recv() => match state {
-                    Some(DialogState::Info(_, req, handle)) => {
+                from = s.signal.next() => match from {
+                    FromCaller::Left(reason) => return (Side::Caller, reason),
+                    FromCaller::Dialog(Some(DialogState::Info(_, req, handle))) => {
                         // A key sent as SIP INFO goes on to the agent the same way.
                         let _ = handle.reply(StatusCode::OK).await;
                         forward_info(&leg.dialog, &req);
                     }
-                    Some(DialogState::Terminated(_, r)) => return (Side::Caller, EndReason::from(&r)),
-                    None => return (Side::Caller, EndReason::DialogGone),
-                    other => {
+                    FromCaller::Dialog(Some(DialogState::Terminated(_, r))) => return (Side::Caller, EndReason::from(&r)),
+                    FromCaller::Dialog(None) => return (Side::Caller, EndReason::DialogGone),
+                    FromCaller::Dialog(other) => {
                         if let Some(r) = self.caller_dialog(other, leg, to_agent, to_caller).await {
                             return (Side::Caller, r);
                         }
@@ -325,7 +327,11 @@ impl Pump {
         match state {
             Some(DialogState::Info(_, req, handle)) => {
                 let _ = handle.reply(StatusCode::OK).await;
-                forward_info(&s.dialog, &req);
+                match s.signal.dialog() {
+                    Some(dialog) => forward_info(dialog, &req),
+                    // A browser hears keys from the agent's side in the audio only.
+                    None => tracing::debug!("a key from the agent is not sent to a browser"),
+                }
             }
             Some(DialogState::Updated(_, req, handle)) => {
                 // The agent's phone holds, resumes or changes codec:

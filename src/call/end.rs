@@ -40,12 +40,18 @@ pub enum EndReason {
     RtpSocket(String),
     /// Another dialog end the SIP stack reports (its name, lower case).
     Dialog(String),
+    /// A browser's peer connection failed or closed without hanging up (the
+    /// connection's state, lower case).
+    BrowserGone(String),
 }
 
 impl EndReason {
     /// Whether the caller's side already ended the dialog, so there is no BYE to send.
     pub fn caller_left(&self) -> bool {
-        matches!(self, Self::CallerHangup | Self::Cancelled)
+        matches!(
+            self,
+            Self::CallerHangup | Self::Cancelled | Self::BrowserGone(_)
+        )
     }
 
     /// The call was handed on to a blind transfer's target.
@@ -72,6 +78,7 @@ impl fmt::Display for EndReason {
             Self::Shutdown => "shutdown",
             Self::SipError(e) => return write!(f, "sip-error: {e}"),
             Self::RtpSocket(e) => return write!(f, "rtp-socket: {e}"),
+            Self::BrowserGone(state) => return write!(f, "browser-{state}"),
         };
         f.write_str(name)
     }

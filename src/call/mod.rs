@@ -16,6 +16,7 @@ pub mod record;
 pub mod recorder;
 pub mod reoffer;
 pub mod session;
+pub mod signal;
 pub mod transfer;
 
 pub use end::EndReason;
@@ -26,9 +27,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog::DialogState;
 use rsipstack::dialog::dialog_layer::DialogLayer;
-use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::Header;
 use tokio_util::sync::CancellationToken;
 
@@ -61,14 +61,17 @@ pub struct CallSetup {
     pub dtmf: DtmfMode,
     pub rtp_timeout: Duration,
     pub audio_root: PathBuf,
-    pub dialog: InviteDialog,
-    pub states: DialogStateReceiver,
+    /// The caller's signalling: a SIP dialog or a browser's peer connection.
+    pub signal: signal::Signal,
     pub hangup_all: CancellationToken,
     pub speech: Option<Arc<crate::speech::SpeechRuntime>>,
     pub dialogue: Arc<CallDialogue>,
     pub dialog_layer: Arc<DialogLayer>,
     /// The queues and agents' phones, for `transfer` nodes.
     pub staff: Arc<transfer::Staff>,
+    /// Who the caller is when not their number: a browser's call comes from the
+    /// chat's customer (their web identity).
+    pub customer: Option<crate::dialogue::conversations::Identity>,
 }
 
 /// What `ask` nodes need: the live knowledge base (a call keeps the version it
@@ -99,13 +102,20 @@ impl CallSetup {
     /// reaches a person (a ticket, a transcript, a message) is a customer of
     /// their own, for this call.
     fn caller_identity(&self) -> crate::dialogue::conversations::Identity {
-        if self.caller.is_empty() {
+        self.known_identity().unwrap_or_else(|| {
             crate::dialogue::conversations::Identity::new(
                 crate::dialogue::conversations::IdentityKind::Phone,
                 format!("anonymous:{}", self.call_id),
             )
-        } else {
-            CallDialogue::identity(&self.caller)
+        })
+    }
+
+    /// Who the caller is known as: a browser's customer, or a caller's number.
+    fn known_identity(&self) -> Option<crate::dialogue::conversations::Identity> {
+        match (&self.customer, self.caller.is_empty()) {
+            (Some(customer), _) => Some(customer.clone()),
+            (None, false) => Some(CallDialogue::identity(&self.caller)),
+            (None, true) => None,
         }
     }
 }
@@ -138,7 +148,9 @@ pub async fn run(mut s: CallSetup) {
     m.rtp_lost.inc_by(record.rtp_lost);
     record.end_reason = reason;
     record.end_at = Some(chrono::Utc::now());
-    s.dialog_layer.remove_dialog(&s.dialog.id());
+    if let Some(dialog) = s.signal.dialog() {
+        s.dialog_layer.remove_dialog(&dialog.id());
+    }
     if let Err(e) = store_call(&s, &record).await {
         tracing::error!(call_id = %s.call_id, error = format!("{e:#}"), "cannot store the call record");
     }
@@ -151,7 +163,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
     let store = &s.dialogue.store;
     // An anonymous call is filed under a customer only when it reached a person
     // (its ticket and transcript are under that customer).
-    let customer = if s.caller.is_empty() && record.transfer.is_none() {
+    let customer = if s.known_identity().is_none() && record.transfer.is_none() {
         None
     } else {
         Some(s.dialogue.service.file_under(&s.caller_identity()).await?)
@@ -231,16 +243,23 @@ async fn answer(
         Ok(a) => a,
         Err(e) => return Err(EndReason::RtpSocket(e.to_string())),
     };
+    let session_id: u64 = rand::random::<u32>().into();
+    let signal::Signal::Sip { dialog, states } = &mut s.signal else {
+        // A browser's call was answered (its peer connection connected) before
+        // the call started.
+        record.answer_at = Some(chrono::Utc::now());
+        return Ok((local_rtp, session_id));
+    };
     // Ring first when the dialplan asks for it; the caller may give up (CANCEL).
     if !s.plan.answer_after.is_zero() {
-        if let Err(e) = s.dialog.ringing(None, None) {
+        if let Err(e) = dialog.ringing(None, None) {
             return Err(EndReason::SipError(e.to_string()));
         }
         let until = tokio::time::Instant::now() + s.plan.answer_after;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
-                state = s.states.recv() => match state {
+                state = states.recv() => match state {
                     Some(DialogState::Terminated(_, r)) => return Err(EndReason::from(&r)),
                     None => return Err(EndReason::DialogGone),
                     Some(_) => {}
@@ -249,7 +268,6 @@ async fn answer(
             }
         }
     }
-    let session_id: u64 = rand::random::<u32>().into();
     let answer = sdp::answer(local_rtp, &s.negotiated, session_id, 1);
     let sdp_header = || {
         vec![Header::Other(
@@ -257,8 +275,7 @@ async fn answer(
             "application/sdp".into(),
         )]
     };
-    if let Err(e) = s
-        .dialog
+    if let Err(e) = dialog
         .accept(Some(sdp_header()), Some(answer.into_bytes()))
     {
         return Err(EndReason::SipError(e.to_string()));
@@ -269,7 +286,7 @@ async fn answer(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(ack_deadline) => return Err(EndReason::NoAck),
-            state = s.states.recv() => match state {
+            state = states.recv() => match state {
                 Some(DialogState::Confirmed(..)) => return Ok((local_rtp, session_id)),
                 Some(DialogState::Terminated(_, r)) => return Err(EndReason::from(&r)),
                 None => return Err(EndReason::DialogGone),
@@ -284,9 +301,10 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
         Ok(answered) => answered,
         Err(reason) => return reason,
     };
-    if s.plan.asks() && !s.caller.is_empty() {
+    if s.plan.asks()
+        && let Some(id) = s.known_identity()
+    {
         // A caller the store knows resumes their open topic: remember who they are.
-        let id = CallDialogue::identity(&s.caller);
         if let Err(e) = s.dialogue.service.recognise(&id).await {
             tracing::warn!(error = %e, "cannot look the caller up");
         }
@@ -359,10 +377,10 @@ fn fill_record(pump: &mut Pump, s: &CallSetup, record: &mut CallRecord) {
     {
         record.dialogue = c.history.clone();
         record.dialogue_first_seq = (c.said as usize).saturating_sub(c.history.len());
-        if !s.caller.is_empty() {
+        if let Some(id) = s.known_identity() {
             record.conversation = Some(s.dialogue.conversations.record(
                 crate::dialogue::conversations::Channel::Phone,
-                &CallDialogue::identity(&s.caller),
+                &id,
                 c.clone(),
                 s.invite_at,
                 chrono::Utc::now(),
@@ -382,8 +400,9 @@ fn session(s: &CallSetup, local_rtp: SocketAddr, session_id: u64) -> Session {
     // Only plans with `ask` nodes talk with the dialogue core.
     if s.plan.asks() {
         let c = &s.dialogue.conversations;
-        let topic = c
-            .customer_if_known(&CallDialogue::identity(&s.caller))
+        let topic = s
+            .known_identity()
+            .and_then(|id| c.customer_if_known(&id))
             .and_then(|customer| c.open_topic(&customer, chrono::Utc::now()));
         interpreter = interpreter.with_dialogue(s.dialogue.kb.current(), topic);
     }

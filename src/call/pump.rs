@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::blind::{self, Dialing, ReferAnswer};
 use super::leg::{AnsweredLeg, LegEvent};
 use super::recorder::Recorder;
+use super::signal::FromCaller;
 use super::session::{Action, Event, Queued, Session};
 use super::{CallSetup, EndReason, hearing, reoffer, transfer};
 use crate::channel::rtp::FRAME_MILLIS;
@@ -188,7 +189,10 @@ impl Pump {
                     let heard = hearing::transcript(heard);
                     self.session.handle(Event::Heard(heard), Moment::now());
                 }
-                state = s.states.recv() => self.dialog_event(state).await,
+                from = s.signal.next() => match from {
+                    FromCaller::Dialog(state) => self.dialog_event(state).await,
+                    FromCaller::Left(reason) => self.session.handle(Event::Gone(reason), Moment::now()),
+                },
                 () = &mut timer, if deadline.is_some() => {
                     self.session.handle(Event::Tick, Moment::now());
                 }
@@ -334,7 +338,7 @@ impl Pump {
                 Action::Keep(r) => self.keep_recording(s, r, "voicemail"),
                 Action::End(reason) => {
                     if !reason.caller_left()
-                        && let Err(e) = s.dialog.bye().await
+                        && let Err(e) = s.signal.bye().await
                     {
                         tracing::debug!(error = %e, "BYE failed");
                     }

@@ -90,7 +90,7 @@ impl CallGate {
         self.draining.load(Ordering::Acquire)
     }
 
-    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<CallSlot> {
+    pub fn try_enter(self: &Arc<Self>, limit: usize) -> Option<CallSlot> {
         if self.is_draining() {
             return None;
         }
@@ -251,6 +251,11 @@ fn origin(tx: &Transaction, local: SocketAddr) -> (SocketAddr, &'static str) {
 impl SipService {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The dialog layer calls' agent legs and dial-outs go through.
+    pub fn dialog_layer(&self) -> Arc<DialogLayer> {
+        self.dialog_layer.clone()
     }
 
     /// Whether an INVITE from this address is taken: see [`Config::trunk_admits`];
@@ -539,13 +544,16 @@ impl SipService {
             dtmf,
             rtp_timeout: self.config.rtp_timeout,
             audio_root: self.config.audio.clone(),
-            dialog: dialog.clone(),
-            states: state_rx,
+            signal: call::signal::Signal::Sip {
+                dialog: dialog.clone(),
+                states: state_rx,
+            },
             hangup_all: self.hangup_all.clone(),
             speech: self.speech.clone(),
             dialogue: self.dialogue.clone(),
             dialog_layer: self.dialog_layer.clone(),
             staff: self.staff.clone(),
+            customer: None,
         };
         // The dialog answers retransmissions, CANCEL and the ACK on its transaction.
         let mut invite_dialog = dialog;

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::media::dtmf::DtmfMode;
 
+pub mod webrtc;
+
 /// `[voices]`: languages checked here; the voices' names when the server starts
 /// (`server::spoken_prompts`), which knows the speech module.
 fn voices(
@@ -141,6 +143,8 @@ pub struct FileConfig {
     pub trunks: Vec<Trunk>,
     #[serde(default, rename = "queue")]
     pub queues: Vec<QueueFile>,
+    /// Browser calls.
+    pub webrtc: Option<webrtc::WebRtcFile>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -320,6 +324,7 @@ pub struct Config {
     pub retention_days: Option<u32>,
     pub trunks: Vec<Trunk>,
     pub queues: Vec<crate::agents::queue::QueueConfig>,
+    pub webrtc: webrtc::WebRtc,
 }
 
 impl Default for Config {
@@ -373,6 +378,7 @@ impl Default for Config {
             retention_days: None,
             trunks: Vec::new(),
             queues: Vec::new(),
+            webrtc: webrtc::WebRtc::default(),
         }
     }
 }
@@ -485,6 +491,9 @@ impl Config {
             }
         }
         self.trunks = f.trunks;
+        if let Some(w) = f.webrtc.take() {
+            self.webrtc = self.webrtc.clone().merge(w)?;
+        }
         if let Some(open) = f.sip_open {
             self.sip_open = open;
         }
