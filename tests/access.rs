@@ -43,6 +43,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/chat/conversations/{id}/messages", "public"),
     ("POST", "/api/chat/conversations/{id}/messages", "public"),
     ("GET", "/api/chat/conversations/{id}/ws", "public"),
+    // Browser calls: the chat's key is the proof, as for its messages.
+    ("GET", "/api/chat/call", "public"),
+    ("POST", "/api/chat/conversations/{id}/calls", "public"),
+    ("DELETE", "/api/chat/conversations/{id}/calls/{call}", "public"),
     ("GET", "/wechat", "public"),
     ("POST", "/wechat", "public"),
     ("POST", "/sms/inbound", "public"),

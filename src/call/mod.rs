@@ -275,9 +275,7 @@ async fn answer(
             "application/sdp".into(),
         )]
     };
-    if let Err(e) = dialog
-        .accept(Some(sdp_header()), Some(answer.into_bytes()))
-    {
+    if let Err(e) = dialog.accept(Some(sdp_header()), Some(answer.into_bytes())) {
         return Err(EndReason::SipError(e.to_string()));
     }
     record.answer_at = Some(chrono::Utc::now());

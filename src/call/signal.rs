@@ -53,13 +53,16 @@ impl Signal {
         match self {
             Signal::Sip { states, .. } => FromCaller::Dialog(states.recv().await),
             Signal::Browser(b) => {
-                // Seen once: later calls wait for ever, as a quiet dialog does.
-                let Some(gone) = b.gone.take() else {
+                // Cancel-safe (the pump selects on this): the receiver stays until
+                // it has answered; seen once, later calls wait for ever, as a quiet
+                // dialog does.
+                let Some(gone) = b.gone.as_mut() else {
                     return std::future::pending().await;
                 };
                 let why = gone
                     .await
                     .unwrap_or_else(|_| EndReason::BrowserGone("edge-ended".into()));
+                b.gone = None;
                 FromCaller::Left(why)
             }
         }

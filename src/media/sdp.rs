@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(n.law, Law::Pcma);
         assert_eq!(n.payload_type, 8);
         assert_eq!(n.telephone_event, Some(101));
-        assert_eq!(n.remote, "10.0.0.5:4000".parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(
+            n.remote,
+            "10.0.0.5:4000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(n.direction, Direction::SendRecv);
         let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7, 1);
         assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");

@@ -312,9 +312,7 @@ mod tests {
         let mut heard = Vec::new();
         for seq in 0..50u16 {
             let pcm = tone(160, usize::from(seq) * 160);
-            let out = to_browser
-                .translate(&call_packet(seq, &pcm))
-                .unwrap();
+            let out = to_browser.translate(&call_packet(seq, &pcm)).unwrap();
             assert_eq!(out.header.payload_type, 111);
             assert_eq!(out.header.timestamp, u32::from(seq) * 960);
             assert!(out.payload.len() < 160, "Opus is smaller than G.711");
@@ -333,7 +331,10 @@ mod tests {
         };
         let sent = rms(&tone(4000, 0));
         let got = rms(&heard[4000..]);
-        assert!((got / sent - 1.0).abs() < 0.25, "sent {sent:.0}, heard {got:.0}");
+        assert!(
+            (got / sent - 1.0).abs() < 0.25,
+            "sent {sent:.0}, heard {got:.0}"
+        );
     }
 
     #[test]
@@ -343,10 +344,7 @@ mod tests {
             payload_type: 0,
         };
         let p = call_packet(3, &tone(160, 0));
-        let out = ToBrowser::new(pcmu)
-            .unwrap()
-            .translate(&p)
-            .unwrap();
+        let out = ToBrowser::new(pcmu).unwrap().translate(&p).unwrap();
         assert_eq!(out.payload, p.payload);
         let back = ToCall::new(Offered {
             audio: vec![pcmu],

@@ -16,6 +16,7 @@ pub mod routes;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use webrtc::api::API;
 use webrtc::api::APIBuilder;
@@ -77,6 +78,9 @@ pub struct WebRtcEdge {
 
 impl WebRtcEdge {
     pub fn new(settings: WebRtc) -> anyhow::Result<Arc<Self>> {
+        // DTLS verifies with rustls, whose process default must be named when two
+        // back ends are linked; another part may have named it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut media = MediaEngine::default();
         for (mime, clock, channels, fmtp, pt) in [
             (MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111),
@@ -104,10 +108,21 @@ impl WebRtcEdge {
         let mut engine = SettingEngine::default();
         let (low, high) = settings.udp_ports;
         engine.set_udp_network(UDPNetwork::Ephemeral(EphemeralUDP::new(low, high)?));
+        // A browser that vanishes (a closed tab, a lost network) ends its call
+        // within 15 s: 5 s without a packet is "disconnected", 10 s more "failed".
+        engine.set_ice_timeouts(
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(2)),
+        );
         // A browser on this machine (and the tests) reaches kefu over loopback.
         engine.set_include_loopback_candidate(true);
         if !settings.public_ips.is_empty() {
-            let ips = settings.public_ips.iter().map(ToString::to_string).collect();
+            let ips = settings
+                .public_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             engine.set_nat_1to1_ips(ips, RTCIceCandidateType::Host);
         }
         let api = APIBuilder::new()
@@ -131,7 +146,11 @@ impl WebRtcEdge {
     }
 
     /// Answers a browser's offer and starts its call once connected.
-    pub async fn call(self: &Arc<Self>, caller: Caller, offer: String) -> Result<Answered, CallError> {
+    pub async fn call(
+        self: &Arc<Self>,
+        caller: Caller,
+        offer: String,
+    ) -> Result<Answered, CallError> {
         if !self.settings.enabled {
             return Err(CallError::Unavailable("browser calls are off".into()));
         }
@@ -240,7 +259,7 @@ pub fn offered(offer: &str) -> Result<Offered, CallError> {
     }
     if offered.preferred().is_none() {
         return Err(bad(
-            "the offer's audio has none of Opus, PCMU or PCMA".into(),
+            "the offer's audio has none of Opus, PCMU or PCMA".into()
         ));
     }
     Ok(offered)
@@ -261,7 +280,10 @@ mod tests {
     #[test]
     fn a_browsers_offer_gives_its_codecs_and_keys() {
         let o = offered(CHROMIUM).unwrap();
-        assert_eq!(o.preferred(), Some(BrowserCodec::Opus { payload_type: 111 }));
+        assert_eq!(
+            o.preferred(),
+            Some(BrowserCodec::Opus { payload_type: 111 })
+        );
         assert_eq!(o.audio.len(), 3);
         assert_eq!(o.events, vec![(110, 48_000), (126, 8_000)]);
     }

@@ -166,8 +166,7 @@ async fn connect_media(
             let _ = track_tx.send(track).await;
         })
     }));
-    let offer = RTCSessionDescription::offer(offer).map_err(bad)?;
-    pc.set_remote_description(offer).await.map_err(bad)?;
+    // kefu's track first: the offer's audio section then sends as well as receives.
     let sender = pc
         .add_track(track.clone() as Arc<dyn webrtc::track::track_local::TrackLocal + Send + Sync>)
         .await
@@ -177,6 +176,8 @@ async fn connect_media(
         let mut buf = vec![0u8; 1500];
         while sender.read(&mut buf).await.is_ok() {}
     });
+    let offer = RTCSessionDescription::offer(offer).map_err(bad)?;
+    pc.set_remote_description(offer).await.map_err(bad)?;
     let answer = pc.create_answer(None).await.map_err(bad)?;
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(answer).await.map_err(failed)?;

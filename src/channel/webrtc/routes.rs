@@ -88,9 +88,10 @@ async fn call(
     uri: Uri,
     body: Result<Json<Offer>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    s.text
-        .keys
-        .check(&id, crate::channel::chat::proof::given(&headers, uri.query()))?;
+    s.text.keys.check(
+        &id,
+        crate::channel::chat::proof::given(&headers, uri.query()),
+    )?;
     let Json(offer) = body?;
     if offer.kind != "offer" {
         return Err(ApiError::bad_request("`type` must be \"offer\""));
@@ -141,9 +142,10 @@ async fn hang_up(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<StatusCode, ApiError> {
-    s.text
-        .keys
-        .check(&id, crate::channel::chat::proof::given(&headers, uri.query()))?;
+    s.text.keys.check(
+        &id,
+        crate::channel::chat::proof::given(&headers, uri.query()),
+    )?;
     if s.edge.hang_up(&id, &call) {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -1,0 +1,66 @@
+// Calls the hotline from kefu's chat widget in headless Chromium (Debian's
+// /usr/bin/chromium): a fake microphone plays FILE.wav, the page clicks the call
+// button, listens to what kefu plays (the level of the remote track, measured in
+// the page), presses KEYS on the widget's keypad (RTCDTMFSender, RFC 4733) and
+// hangs up. The waits are bounds for a stuck page, not targets.
+// Usage: node call.mjs http://127.0.0.1:PORT FILE.wav KEYS SHOT.png
+import { chromium } from 'playwright-core';
+
+const [base, wav, keys, shot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: [
+    '--no-sandbox',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`,
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+try {
+  const page = await browser.newPage();
+  await page.goto(`${base}/chat?lang=en`);
+  await page.locator('.turn.bot').first().waitFor({ timeout: 15000 });
+  await page.locator('#call').waitFor({ state: 'visible', timeout: 15000 });
+  const clicked = Date.now();
+  await page.click('#call');
+  await page.waitForFunction(() => window.kefuCall.state === 'connected', null, { timeout: 20000 });
+  const connectedMs = Date.now() - clicked;
+  await page.waitForFunction(() => document.getElementById('remote').srcObject, null, { timeout: 5000 })
+    .catch(async (e) => {
+      const sdp = await page.evaluate(() => window.kefuCall.pc.remoteDescription.sdp);
+      throw new Error(`no remote track; kefu's answer:\n${sdp}\n${e}`);
+    });
+  // The loudest the remote audio gets, sampled every 50 ms for `ms`.
+  const level = (ms) => page.evaluate((ms) => new Promise((done) => {
+    const stream = document.getElementById('remote').srcObject;
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    let peak = 0, firstAt = null;
+    const started = performance.now();
+    const timer = setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      const rms = Math.sqrt(buf.reduce((a, x) => a + x * x, 0) / buf.length);
+      if (rms > 0.01 && firstAt === null) firstAt = performance.now() - started;
+      peak = Math.max(peak, rms);
+    }, 50);
+    setTimeout(() => { clearInterval(timer); ctx.close(); done({ peak, firstAt }); }, ms);
+  }), ms);
+  const greeting = await level(2500);
+  for (const k of keys) {
+    await page.click(`#keys button[data-key="${k}"]`);
+    await sleep(400);
+  }
+  const afterKeys = await level(1500);
+  const call = await page.evaluate(() => window.kefuCall.id);
+  await page.screenshot({ path: shot });
+  const hungUp = page.waitForResponse((r) => r.request().method() === 'DELETE', { timeout: 5000 });
+  await page.click('#call');
+  const hangUpStatus = (await hungUp).status();
+  console.log(JSON.stringify({ connectedMs, call, greeting, afterKeys, hangUpStatus }));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,163 @@
+//! Browser calls: the chat widget in Debian's headless Chromium calls the hotline
+//! over WebRTC (ICE, DTLS-SRTP, Opus), hears the greeting, presses a key with
+//! RTCDTMFSender and is routed by the same dialplan a SIP caller gets; the call
+//! record says so. Bad offers get a 4xx with the reason.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{Server, browser, dtmf_plans, repo, strings};
+
+/// A quiet microphone: low noise, so the call hears a live line.
+fn microphone(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("mic.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..48_000 * 10 {
+        w.write_sample(((i as u64 * 7919) % 61) as i16 - 30)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+fn server() -> Server {
+    Server::start_with(
+        Some(&dtmf_plans()),
+        &format!(
+            "kb = \"{}\"\n[webrtc]\nnumber = \"kefu-en\"\nmax_per_client = 2\nconnect_timeout = \"2s\"\n",
+            repo().join("dialplans/kb").display()
+        ),
+    )
+}
+
+#[test]
+fn the_widget_calls_hears_the_greeting_and_is_routed_by_a_key() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let mic = microphone(dir.path());
+    let (seen, _) = browser(&s, "call.mjs", &[mic.to_str().unwrap(), "2"], "webrtc-call");
+    eprintln!(
+        "call button → connected: {} ms ({seen})",
+        seen["connectedMs"]
+    );
+    assert!(
+        seen["greeting"]["peak"].as_f64().unwrap() > 0.02,
+        "the greeting is heard in the page: {seen}"
+    );
+    let call_id = seen["call"].as_str().expect("a call id").to_string();
+    let r = s.record(&call_id);
+    assert_eq!(r["transport"], "webrtc", "{r}");
+    assert_eq!(r["digits"], "2", "{r}");
+    assert!(
+        strings(&r["path"]).contains(&"opening_hours".to_string()),
+        "{r}"
+    );
+    assert_eq!(r["end_reason"], "caller-hangup", "{r}");
+    assert!(r["rtp_received"].as_u64().unwrap() > 50, "{r}");
+    assert!(r["rtp_sent"].as_u64().unwrap() > 50, "{r}");
+}
+
+/// A raw HTTP request; the status and body.
+fn http(s: &Server, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let mut c = TcpStream::connect(s.http).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn bad_offers_get_a_reason_and_the_server_stays_up() {
+    let s = server();
+    let json = "Content-Type: application/json\r\n";
+    let (status, body) = http(
+        &s,
+        "POST",
+        "/api/chat/conversations",
+        json,
+        "{\"lang\":\"en\"}",
+    );
+    assert_eq!(status, 201, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (id, key) = (
+        started["conversation"].as_str().unwrap(),
+        started["key"].as_str().unwrap(),
+    );
+    let path = format!("/api/chat/conversations/{id}/calls");
+    let keyed = format!("{json}X-Kefu-Key: {key}\r\n");
+    let offer = |sdp: &str| serde_json::json!({"type": "offer", "sdp": sdp}).to_string();
+    let video = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 AA\r\n";
+    for (headers, body, want, reason) in [
+        (json.to_string(), offer(video), 403, "key"),
+        (keyed.clone(), offer("not sdp"), 400, "not SDP"),
+        (keyed.clone(), offer(video), 400, "no audio"),
+        (
+            keyed.clone(),
+            "{\"type\":\"answer\",\"sdp\":\"\"}".into(),
+            400,
+            "offer",
+        ),
+        (keyed.clone(), "{".into(), 400, ""),
+        (keyed.clone(), offer(&"a".repeat(20_000)), 400, "bytes"),
+    ] {
+        let (status, answer) = http(&s, "POST", &path, &headers, &body);
+        assert_eq!(status, want, "{answer}");
+        assert!(answer.contains(reason), "{answer}");
+    }
+    let (status, _) = http(&s, "DELETE", &format!("{path}/webrtc-nope"), &keyed, "");
+    assert_eq!(status, 404);
+
+    // Offers from a "browser" that never connects: answered, then dropped when
+    // ICE and DTLS do not come within connect_timeout (2 s here); the client's
+    // limit (2) holds meanwhile and is given back after.
+    let silent = offer(&format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n\
+         a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n\
+         a=fingerprint:sha-256 {}\r\na=setup:actpass\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n",
+        ["AB"; 32].join(":")
+    ));
+    for _ in 0..2 {
+        let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
+        assert_eq!(status, 201, "{answer}");
+        assert!(answer.contains("a=fingerprint"), "{answer}");
+    }
+    let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
+    assert_eq!(status, 429, "{answer}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
+    assert_eq!(
+        status, 201,
+        "the limit is given back after the time-out: {answer}"
+    );
+    assert!(
+        s.logs()
+            .iter()
+            .filter(|l| l.contains("browser call not connected"))
+            .count()
+            >= 2,
+        "the dropped calls are logged"
+    );
+    let (status, body) = http(&s, "GET", "/api/chat/call", "", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"enabled\":true"), "{body}");
+}
