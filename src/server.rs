@@ -219,6 +219,7 @@ async fn start_http(
             session_ttl: config.session_ttl,
             trusted_proxies: config.trusted_proxies.clone(),
             budgets: text.budgets.clone(),
+            widget: config.widget.clone(),
         }),
         kb: shared.kb.clone(),
         kb_dir: config.kb.clone(),

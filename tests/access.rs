@@ -39,6 +39,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/kb/drafts", "admin supervisor integrator"),
     ("POST", "/api/kb/drafts", "admin supervisor"),
     ("GET", "/chat", "public"),
+    ("GET", "/widget.js", "public"),
     ("POST", "/api/chat/conversations", "public"),
     ("GET", "/api/chat/conversations/{id}/messages", "public"),
     ("POST", "/api/chat/conversations/{id}/messages", "public"),
@@ -46,7 +47,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // Browser calls: the chat's key is the proof, as for its messages.
     ("GET", "/api/chat/call", "public"),
     ("POST", "/api/chat/conversations/{id}/calls", "public"),
-    ("DELETE", "/api/chat/conversations/{id}/calls/{call}", "public"),
+    (
+        "DELETE",
+        "/api/chat/conversations/{id}/calls/{call}",
+        "public",
+    ),
     ("GET", "/wechat", "public"),
     ("POST", "/wechat", "public"),
     ("POST", "/sms/inbound", "public"),

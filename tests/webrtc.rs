@@ -161,3 +161,36 @@ fn bad_offers_get_a_reason_and_the_server_stays_up() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"enabled\":true"), "{body}");
 }
+
+#[test]
+fn the_snippet_puts_the_widget_on_an_allowed_site_only() {
+    let port = common::free_port();
+    let s = Server::start_with(
+        Some(&dtmf_plans()),
+        &format!(
+            "kb = \"{}\"\n[widget]\nallowed_origins = [\"http://localhost:{port}\"]\n",
+            repo().join("dialplans/kb").display()
+        ),
+    );
+    let (seen, _) = browser(&s, "embed.mjs", &[&port.to_string()], "widget-embedded");
+    assert!(
+        seen["greeting"].as_str().unwrap().starts_with("Hello"),
+        "{seen}"
+    );
+    assert!(
+        seen["answer"]
+            .as_str()
+            .unwrap()
+            .contains("9 a.m. to 9 p.m."),
+        "{seen}"
+    );
+    assert_eq!(seen["callButton"], true, "{seen}");
+    assert_eq!(seen["allowedApi"], 201, "{seen}");
+    assert_eq!(seen["refusedFrame"], true, "{seen}");
+    assert!(
+        seen["otherApi"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{seen}"
+    );
+}

@@ -90,47 +90,11 @@ pub fn router(
         .merge(browser_calls.layer(DefaultBodyLimit::max(MAX_BODY)))
         .merge(ops_routes.layer(DefaultBodyLimit::max(MAX_BODY)))
         .layer(axum::middleware::from_fn(count_status))
-        .layer(axum::middleware::from_fn(security_headers));
+        .layer(axum::middleware::from_fn_with_state(
+            ops.access.clone(),
+            crate::http::embed::headers,
+        ));
     (router, specs)
-}
-
-/// What the pages may load and do: only this server's own scripts, styles, images
-/// and connections (the pages' own inline scripts included), no plugins, and no
-/// framing by other sites.
-const CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
-    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-/// The chat widget is meant to be embedded in the customer's own site.
-const CSP_WIDGET: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
-    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors *";
-
-/// Headers every answer carries: no MIME sniffing, no referrer, the content policy
-/// (and no framing, except the chat widget).
-async fn security_headers(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
-    let widget = req.uri().path() == "/chat";
-    let mut r = next.run(req).await;
-    let h = r.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(if widget { CSP_WIDGET } else { CSP }),
-    );
-    if !widget {
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    }
-    r
 }
 
 /// Counts every HTTP answer by status code (for `/metrics`).

@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use crate::media::dtmf::DtmfMode;
 
+mod queue;
 pub mod webrtc;
+pub mod widget;
 
 /// `[voices]`: languages checked here; the voices' names when the server starts
 /// (`server::spoken_prompts`), which knows the speech module.
@@ -145,6 +147,8 @@ pub struct FileConfig {
     pub queues: Vec<QueueFile>,
     /// Browser calls.
     pub webrtc: Option<webrtc::WebRtcFile>,
+    /// The embeddable chat widget.
+    pub widget: Option<widget::WidgetFile>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -325,6 +329,7 @@ pub struct Config {
     pub trunks: Vec<Trunk>,
     pub queues: Vec<crate::agents::queue::QueueConfig>,
     pub webrtc: webrtc::WebRtc,
+    pub widget: widget::Widget,
 }
 
 impl Default for Config {
@@ -379,6 +384,7 @@ impl Default for Config {
             trunks: Vec::new(),
             queues: Vec::new(),
             webrtc: webrtc::WebRtc::default(),
+            widget: widget::Widget::default(),
         }
     }
 }
@@ -494,6 +500,9 @@ impl Config {
         if let Some(w) = f.webrtc.take() {
             self.webrtc = self.webrtc.clone().merge(w)?;
         }
+        if let Some(w) = f.widget.take() {
+            self.widget = widget::Widget::from_file(w)?;
+        }
         if let Some(open) = f.sip_open {
             self.sip_open = open;
         }
@@ -523,7 +532,7 @@ impl Config {
             if name.is_empty() || self.queues.iter().any(|c| c.name == name) {
                 bail!("[[queue]] names must be present and distinct: {name:?}");
             }
-            let c = queue_config(q)?;
+            let c = queue::queue_config(q)?;
             self.queues.push(c);
         }
         Ok(self)
@@ -603,53 +612,6 @@ impl Config {
             .find(|t| t.addresses.contains(&source))
             .map_or((self.dtmf, None), |t| (t.dtmf, Some(t.name.as_str())))
     }
-}
-
-/// One `[[queue]]` of the file, checked.
-fn queue_config(q: QueueFile) -> anyhow::Result<crate::agents::queue::QueueConfig> {
-    let name = q.name.trim().to_string();
-    let mut c = crate::agents::queue::QueueConfig::named(&name);
-    let field = |f: &str| format!("[[queue]] {name}: `{f}`");
-    if let Some(s) = q.strategy {
-        c.strategy = s;
-    }
-    if let Some(t) = q.max_wait {
-        c.max_wait = duration(&field("max_wait"), &t)?;
-    }
-    if let Some(t) = q.ring_timeout {
-        c.ring_timeout = duration(&field("ring_timeout"), &t)?;
-    }
-    if let Some(t) = q.wrap_up {
-        c.wrap_up = duration(&field("wrap_up"), &t)?;
-    }
-    if let Some(t) = q.announce_every {
-        c.announce_every = match t.as_str() {
-            "off" | "never" => None,
-            t => Some(duration(&field("announce_every"), t)?),
-        };
-    }
-    if let Some(h) = q.hold_music {
-        let path = std::path::Path::new(&h);
-        if h.is_empty()
-            || path.is_absolute()
-            || path
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            bail!(
-                "{}: a WAV file under audio/, like \"hold.wav\"",
-                field("hold_music")
-            );
-        }
-        c.hold_music = h;
-    }
-    c.record = q.record.unwrap_or(false);
-    if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
-        bail!(
-            "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"
-        );
-    }
-    Ok(c)
 }
 
 pub fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {

@@ -4,6 +4,7 @@
 //! and the listener with its connection caps and header and body timeouts
 //! (`listen`). It knows no route of its own.
 
+pub mod embed;
 pub mod error;
 pub mod listen;
 pub mod rate;

@@ -46,6 +46,8 @@ pub struct Access {
     /// What each client address may spend on the public routes (shared with the
     /// text channels' WebSocket).
     pub budgets: Arc<ClientBudgets>,
+    /// Which sites may embed the widget and call the chat API.
+    pub widget: crate::config::widget::Widget,
 }
 
 impl Access {

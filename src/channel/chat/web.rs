@@ -25,6 +25,7 @@ pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>>
     // The customer's side: the key given with the conversation is the proof
     // (`proof`); the id alone reaches staff and integrators.
     r.add(Get, "/chat", Public, widget)
+        .add(Get, "/widget.js", Public, embed_script)
         .add_spending(Post, "/api/chat/conversations", Spend::Conversation, start)
         .add(
             Get,
@@ -43,6 +44,23 @@ pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>>
 
 async fn widget() -> Html<&'static str> {
     Html(include_str!("widget.html"))
+}
+
+/// The one-line embedding: `<script src="https://KEFU/widget.js" async></script>`
+/// puts a help button on any page that opens the widget (chat and the call
+/// button) in a frame.
+async fn embed_script() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("widget.js"),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, Default)]
