@@ -65,6 +65,100 @@ fn the_widget_calls_hears_the_greeting_and_is_routed_by_a_key() {
     assert!(r["rtp_sent"].as_u64().unwrap() > 50, "{r}");
 }
 
+/// A plan whose first node answers questions from the demo knowledge base.
+const ASK: &str = r#"[dialplan]
+name = "ask"
+numbers = ["500"]
+language = "en"
+start = "question"
+
+[nodes.question]
+type = "ask"
+prompt = "en/main-menu.wav"
+timeout = "8s"
+max_failures = 1
+on_failure = "bye"
+on_handover = "bye"
+on_goodbye = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;
+
+/// The browser's microphone says `words` (Piper, via `kefu say`) after 1.5 s of
+/// quiet, then stays quiet (Chromium loops the file: 30 s of it).
+fn spoken_microphone(words: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let frames = common::spoken_frames(words, dir);
+    let mut pcm = vec![0i16; 8000 * 3 / 2];
+    for f in &frames {
+        let mut out = [0i16; 160];
+        kefu::media::g711::Law::Pcmu.decode(f, &mut out);
+        pcm.extend_from_slice(&out);
+    }
+    pcm.resize(8000 * 30, 0);
+    let path = dir.join("question.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for s in pcm {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+/// The visitor asks by voice from the widget: Opus from Chromium's fake
+/// microphone, through the gateway, VAD, Whisper and the dialogue core; the answer
+/// is spoken back, and the call is filed under the chat's customer.
+#[test]
+fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
+    let mic = spoken_microphone("What time do you close today?", dir.path());
+    let s = Server::start_with(
+        Some(dir.path()),
+        &format!(
+            "asr_model = \"tiny.en-q8_0\"\nkb = \"{}\"\n[webrtc]\nnumber = \"500\"\n",
+            repo().join("dialplans/kb").display()
+        ),
+    );
+    let (seen, _) = browser(
+        &s,
+        "call.mjs",
+        &[mic.to_str().unwrap(), "-", "9000"],
+        "webrtc-ask",
+    );
+    let r = s.record(seen["call"].as_str().expect("a call id"));
+    let turns = r["dialogue"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no dialogue in {r}"));
+    assert!(
+        turns[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("close"),
+        "{r}"
+    );
+    assert_eq!(turns[0]["intent"], "opening_hours", "{r}");
+    assert!(
+        common::strings(&r["prompts"])
+            .iter()
+            .any(|p| p.starts_with("say:")),
+        "the answer was spoken: {r}"
+    );
+    assert!(
+        seen["afterKeys"]["peak"].as_f64().unwrap() > 0.02,
+        "the page heard the answer: {seen}"
+    );
+    // Filed under the chat's customer: the same customer as the conversation.
+    assert!(r["conversation"].is_string(), "{r}");
+}
+
 /// A raw HTTP request; the status and body.
 fn http(s: &Server, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut c = TcpStream::connect(s.http).unwrap();

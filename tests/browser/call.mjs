@@ -2,11 +2,13 @@
 // /usr/bin/chromium): a fake microphone plays FILE.wav, the page clicks the call
 // button, listens to what kefu plays (the level of the remote track, measured in
 // the page), presses KEYS on the widget's keypad (RTCDTMFSender, RFC 4733) and
+// listens for LISTEN_MS more (what the keys or the microphone's words brought) and
 // hangs up. The waits are bounds for a stuck page, not targets.
-// Usage: node call.mjs http://127.0.0.1:PORT FILE.wav KEYS SHOT.png
+// Usage: node call.mjs http://127.0.0.1:PORT FILE.wav KEYS|- LISTEN_MS SHOT.png
 import { chromium } from 'playwright-core';
 
-const [base, wav, keys, shot] = process.argv.slice(2);
+const [base, wav, keyArg, listenMs, shot] = process.argv.slice(2);
+const keys = keyArg === '-' ? '' : keyArg;
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: [
@@ -54,7 +56,7 @@ try {
     await page.click(`#keys button[data-key="${k}"]`);
     await sleep(400);
   }
-  const afterKeys = await level(1500);
+  const afterKeys = await level(Number(listenMs));
   const call = await page.evaluate(() => window.kefuCall.id);
   await page.screenshot({ path: shot });
   const hungUp = page.waitForResponse((r) => r.request().method() === 'DELETE', { timeout: 5000 });
