@@ -85,11 +85,12 @@ on_goodbye = "bye"
 type = "hangup"
 "#;
 
-/// The browser's microphone says `words` (Piper, via `kefu say`) after 1.5 s of
-/// quiet, then stays quiet (Chromium loops the file: 30 s of it).
+/// The browser's microphone says `words` (Piper, via `kefu say`) after 3 s of
+/// quiet (the call is connected by then, even on a busy machine), then stays
+/// quiet (Chromium loops the file: 30 s of it).
 fn spoken_microphone(words: &str, dir: &std::path::Path) -> std::path::PathBuf {
     let frames = common::spoken_frames(words, dir);
-    let mut pcm = vec![0i16; 8000 * 3 / 2];
+    let mut pcm = vec![0i16; 8000 * 3];
     for f in &frames {
         let mut out = [0i16; 160];
         kefu::media::g711::Law::Pcmu.decode(f, &mut out);
@@ -129,7 +130,7 @@ fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
     let (seen, _) = browser(
         &s,
         "call.mjs",
-        &[mic.to_str().unwrap(), "-", "9000"],
+        &[mic.to_str().unwrap(), "-", "10000"],
         "webrtc-ask",
     );
     let r = s.record(seen["call"].as_str().expect("a call id"));
@@ -230,13 +231,37 @@ fn bad_offers_get_a_reason_and_the_server_stays_up() {
          a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n",
         ["AB"; 32].join(":")
     ));
+    let mut answer_of_first = String::new();
     for _ in 0..2 {
         let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
         assert_eq!(status, 201, "{answer}");
         assert!(answer.contains("a=fingerprint"), "{answer}");
+        answer_of_first = answer;
     }
     let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
     assert_eq!(status, 429, "{answer}");
+    // Trickled candidates: a malformed one is a 400; one for a call that is not
+    // there (or is another conversation's) a 404.
+    let live: serde_json::Value = serde_json::from_str(&answer_of_first).unwrap();
+    let trickle = format!("{path}/{}/candidates", live["call"].as_str().unwrap());
+    for (body, want) in [
+        ("{\"candidate\":\"not a candidate\"}".to_string(), 400),
+        (format!("{{\"candidate\":\"candidate:{}\"}}", "x".repeat(600)), 400),
+        ("{\"candidate\":\"candidate:1 1 udp 1 127.0.0.1 9 typ host\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}".to_string(), 204),
+        ("{\"candidate\":\"\"}".to_string(), 204),
+        ("{\"nope\":1}".to_string(), 422),
+    ] {
+        let (status, answer) = http(&s, "POST", &trickle, &keyed, &body);
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+    let (status, _) = http(
+        &s,
+        "POST",
+        &format!("{path}/webrtc-nope/candidates"),
+        &keyed,
+        "{\"candidate\":\"\"}",
+    );
+    assert_eq!(status, 404);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let (status, answer) = http(&s, "POST", &path, &keyed, &silent);
     assert_eq!(

@@ -43,6 +43,9 @@ pub enum CallError {
     /// The offer cannot be used (a 400).
     #[error("{0}")]
     Offer(String),
+    /// No such call in this conversation (a 404).
+    #[error("no such call in this conversation")]
+    NoSuchCall,
     /// Too many calls from this client (a 429).
     #[error("this client already has {0} calls; hang one up first")]
     TooMany(usize),
@@ -64,6 +67,18 @@ pub struct Answered {
     pub sdp: String,
 }
 
+/// A browser call as its conversation's routes reach it.
+struct LiveCall {
+    /// Only this conversation may hang it up or add candidates.
+    conversation: String,
+    /// Cancelled when the browser hangs up.
+    hung_up: tokio_util::sync::CancellationToken,
+    pc: Arc<webrtc::peer_connection::RTCPeerConnection>,
+}
+
+/// Longest candidate line taken (a real one is under 200 bytes).
+const MAX_CANDIDATE: usize = 512;
+
 /// The WebRTC edge.
 pub struct WebRtcEdge {
     pub settings: WebRtc,
@@ -72,8 +87,8 @@ pub struct WebRtcEdge {
     sip: OnceLock<Arc<SipService>>,
     /// Live browser calls by client address (the per-client limit).
     per_client: Mutex<HashMap<IpAddr, usize>>,
-    /// Live browser calls: who may hang each up (their conversation) and how.
-    calls: Mutex<HashMap<String, (String, tokio_util::sync::CancellationToken)>>,
+    /// Live browser calls by id.
+    calls: Mutex<HashMap<String, LiveCall>>,
 }
 
 impl WebRtcEdge {
@@ -168,12 +183,41 @@ impl WebRtcEdge {
     pub fn hang_up(&self, conversation: &str, call_id: &str) -> bool {
         let calls = crate::lock(&self.calls);
         match calls.get(call_id) {
-            Some((owner, hang_up)) if owner == conversation => {
-                hang_up.cancel();
+            Some(call) if call.conversation == conversation => {
+                call.hung_up.cancel();
                 true
             }
             _ => false,
         }
+    }
+
+    /// A candidate the browser gathered after its offer (trickle ICE); an empty
+    /// one says it has no more.
+    pub async fn candidate(
+        &self,
+        conversation: &str,
+        call_id: &str,
+        candidate: webrtc::ice_transport::ice_candidate::RTCIceCandidateInit,
+    ) -> Result<(), CallError> {
+        let line = &candidate.candidate;
+        if line.len() > MAX_CANDIDATE
+            || !(line.is_empty() || line.starts_with("candidate:"))
+            || line.chars().any(char::is_control)
+        {
+            return Err(CallError::Offer(format!(
+                "a candidate is `candidate:...` (at most {MAX_CANDIDATE} bytes), or empty for the end"
+            )));
+        }
+        let pc = {
+            let calls = crate::lock(&self.calls);
+            match calls.get(call_id) {
+                Some(call) if call.conversation == conversation => call.pc.clone(),
+                _ => return Err(CallError::NoSuchCall),
+            }
+        };
+        pc.add_ice_candidate(candidate)
+            .await
+            .map_err(|e| CallError::Offer(format!("the candidate cannot be used: {e}")))
     }
 
     /// Browser calls live now.

@@ -99,7 +99,11 @@ pub(super) async fn start(
     let hung_up = CancellationToken::new();
     crate::lock(&edge.calls).insert(
         call_id.clone(),
-        (caller.conversation.clone(), hung_up.clone()),
+        super::LiveCall {
+            conversation: caller.conversation.clone(),
+            hung_up: hung_up.clone(),
+            pc: pc.clone(),
+        },
     );
     let answer = media.answer.clone();
     let live = Live {

@@ -45,6 +45,12 @@ pub fn router(table: &mut Table, state: Arc<Calls>) -> Router {
             Public,
             hang_up,
         )
+        .add_spending(
+            Post,
+            "/api/chat/conversations/{id}/calls/{call}/candidates",
+            Spend::Message,
+            candidate,
+        )
         .build()
         .with_state(state)
 }
@@ -116,15 +122,7 @@ async fn call(
         client,
         conversation: id,
     };
-    let answered = s.edge.call(caller, offer.sdp).await.map_err(|e| match e {
-        CallError::Offer(why) => ApiError::bad_request(why),
-        CallError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-        CallError::Unavailable(why) => {
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
-            e.retry_after = Some(5);
-            e
-        }
-    })?;
+    let answered = s.edge.call(caller, offer.sdp).await.map_err(api_error)?;
     Ok((
         StatusCode::CREATED,
         Json(Answer {
@@ -134,6 +132,55 @@ async fn call(
         }),
     )
         .into_response())
+}
+
+fn api_error(e: CallError) -> ApiError {
+    match e {
+        CallError::Offer(why) => ApiError::bad_request(why),
+        CallError::NoSuchCall => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        CallError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        CallError::Unavailable(why) => {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+            e.retry_after = Some(5);
+            e
+        }
+    }
+}
+
+/// A trickled candidate, as the browser's `RTCIceCandidate.toJSON()` gives it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Candidate {
+    candidate: String,
+    sdp_mid: Option<String>,
+    #[serde(rename = "sdpMLineIndex")]
+    sdp_m_line_index: Option<u16>,
+    username_fragment: Option<String>,
+}
+
+async fn candidate(
+    State(s): State<Arc<Calls>>,
+    Path((id, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Json<Candidate>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    s.text.keys.check(
+        &id,
+        crate::channel::chat::proof::given(&headers, uri.query()),
+    )?;
+    let Json(c) = body?;
+    let init = webrtc::ice_transport::ice_candidate::RTCIceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_m_line_index,
+        username_fragment: c.username_fragment,
+    };
+    s.edge
+        .candidate(&id, &call, init)
+        .await
+        .map_err(api_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn hang_up(
