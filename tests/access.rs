@@ -48,6 +48,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/chat/call", "public"),
     ("POST", "/api/chat/conversations/{id}/calls", "public"),
     (
+        "POST",
+        "/api/chat/conversations/{id}/calls/{call}/candidates",
+        "public",
+    ),
+    (
         "DELETE",
         "/api/chat/conversations/{id}/calls/{call}",
         "public",
