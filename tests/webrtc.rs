@@ -156,8 +156,13 @@ fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
         seen["afterKeys"]["peak"].as_f64().unwrap() > 0.02,
         "the page heard the answer: {seen}"
     );
-    // Filed under the chat's customer: the same customer as the conversation.
+    // Filed under the chat's customer, and left in the chat it was made from.
     assert!(r["conversation"].is_string(), "{r}");
+    let transcript = seen["transcript"].as_str().unwrap();
+    assert!(
+        transcript.contains("You: ") && transcript.to_lowercase().contains("close"),
+        "{transcript}"
+    );
 }
 
 /// A raw HTTP request; the status and body.

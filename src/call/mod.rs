@@ -120,8 +120,8 @@ impl CallSetup {
     }
 }
 
-/// Runs the call to its end and emits its record.
-pub async fn run(mut s: CallSetup) {
+/// Runs the call to its end, stores and emits its record; the record.
+pub async fn run(mut s: CallSetup) -> CallRecord {
     let mut record = CallRecord {
         call_id: s.call_id.clone(),
         from: s.caller.clone(),
@@ -156,6 +156,7 @@ pub async fn run(mut s: CallSetup) {
     }
     // Logged once stored: a reader of the log finds the record in the store.
     record.emit();
+    record
 }
 
 /// Stores the call record and the call's conversation (sealed, see `store`).

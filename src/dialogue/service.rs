@@ -267,14 +267,22 @@ impl<R: Records, D: Desk> Service<R, D> {
     /// Tells the customer nobody was free within the queue's maximum wait: their
     /// ticket stays open for an agent to answer later, here.
     pub async fn queue_gave_up(&self, id: &str) -> Result<(), ServiceError> {
-        let appended = self.conversations.notice(
-            id,
-            |lang| match lang {
-                Lang::Zh => "抱歉，客服人员暂时都在忙。您的问题已经记录下来，我们会尽快在这里回复您。".into(),
-                Lang::En => "Sorry, all our agents are still busy. Your request is recorded, and a person will reply here as soon as they can.".into(),
-            },
-            Utc::now(),
-        )?;
+        self.notice(id, |lang| match lang {
+            Lang::Zh => "抱歉，客服人员暂时都在忙。您的问题已经记录下来，我们会尽快在这里回复您。".into(),
+            Lang::En => "Sorry, all our agents are still busy. Your request is recorded, and a person will reply here as soon as they can.".into(),
+        })
+        .await
+    }
+
+    /// A notice from kefu in the conversation (worded by `text` in the customer's
+    /// language), recorded and pushed like every turn: a call made from a chat
+    /// leaves its transcript here.
+    pub async fn notice(
+        &self,
+        id: &str,
+        text: impl FnOnce(Lang) -> String,
+    ) -> Result<(), ServiceError> {
+        let appended = self.conversations.notice(id, text, Utc::now())?;
         self.commit(&appended, None).await
     }
 

@@ -2,8 +2,8 @@
 // /usr/bin/chromium): a fake microphone plays FILE.wav, the page clicks the call
 // button, listens to what kefu plays (the level of the remote track, measured in
 // the page), presses KEYS on the widget's keypad (RTCDTMFSender, RFC 4733) and
-// listens for LISTEN_MS more (what the keys or the microphone's words brought) and
-// hangs up. The waits are bounds for a stuck page, not targets.
+// listens for LISTEN_MS more (what the keys or the microphone's words brought),
+// hangs up and waits for the call's transcript in the chat. The waits are bounds for a stuck page, not targets.
 // Usage: node call.mjs http://127.0.0.1:PORT FILE.wav KEYS|- LISTEN_MS SHOT.png
 import { chromium } from 'playwright-core';
 
@@ -62,7 +62,11 @@ try {
   const hungUp = page.waitForResponse((r) => r.request().method() === 'DELETE', { timeout: 5000 });
   await page.click('#call');
   const hangUpStatus = (await hungUp).status();
-  console.log(JSON.stringify({ connectedMs, call, greeting, afterKeys, hangUpStatus }));
+  // The call's transcript arrives in the chat (pushed over its WebSocket).
+  const ended = page.locator('.turn.bot', { hasText: 'Call ended' });
+  await ended.waitFor({ timeout: 15000 });
+  const transcript = await ended.textContent();
+  console.log(JSON.stringify({ connectedMs, call, greeting, afterKeys, hangUpStatus, transcript }));
 } finally {
   await browser.close();
 }

@@ -277,11 +277,48 @@ impl Live {
         let setup = self.setup(plan, call_socket, gateway_addr, gone_rx, ended.clone());
         let call = self.sip.gate.tracker.spawn(async move {
             let _slot = slot;
-            call::run(setup).await;
+            call::run(setup).await
         });
-        let _ = call.await;
+        let record = call.await;
         ended.cancel();
+        if let Ok(record) = record {
+            self.leave_transcript(&record).await;
+        }
         self.finish().await;
+    }
+
+    /// The call in the chat it was made from: its length and what was said, as a
+    /// notice the widget shows and the conversation's history keeps.
+    async fn leave_transcript(&self, record: &call::record::CallRecord) {
+        let seconds = match (record.answer_at, record.end_at) {
+            (Some(a), Some(e)) => (e - a).num_seconds().max(0),
+            _ => 0,
+        };
+        let turns = record.dialogue.clone();
+        let text = move |lang: crate::dialogue::text::Lang| {
+            use crate::dialogue::engine::Speaker;
+            let zh = lang == crate::dialogue::text::Lang::Zh;
+            let mut text = if zh {
+                format!("📞 通话结束 · {} 分 {} 秒", seconds / 60, seconds % 60)
+            } else {
+                format!("📞 Call ended · {} min {} s", seconds / 60, seconds % 60)
+            };
+            for t in &turns {
+                let who = match (t.speaker, zh) {
+                    (Speaker::Customer, true) => "您",
+                    (Speaker::Customer, false) => "You",
+                    (Speaker::Agent, true) => "客服",
+                    (Speaker::Agent, false) => "Agent",
+                    (Speaker::Bot, _) => "kefu",
+                };
+                text.push_str(&format!("\n{who}: {}", t.text));
+            }
+            text
+        };
+        let service = &self.sip.dialogue.service;
+        if let Err(e) = service.notice(&self.caller.conversation, text).await {
+            tracing::warn!(call_id = %self.call_id, error = %e, "the call's transcript was not left in its chat");
+        }
     }
 
     /// The call as the SIP edge would set it up, with the browser's customer as
