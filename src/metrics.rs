@@ -34,6 +34,8 @@ pub struct Metrics {
     pub rtp_out: Counter,
     pub rtp_lost: Counter,
     pub bridged_active: Gauge,
+    pub webrtc_calls: Family<OutcomeLabel, Counter>,
+    pub webrtc_active: Gauge,
     pub asr_requests: Family<OutcomeLabel, Counter>,
     pub asr_decode_seconds: Histogram,
     pub asr_queue: Gauge,
@@ -69,6 +71,8 @@ impl Metrics {
             rtp_out: Counter::default(),
             rtp_lost: Counter::default(),
             bridged_active: Gauge::default(),
+            webrtc_calls: Family::default(),
+            webrtc_active: Gauge::default(),
             asr_requests: Family::default(),
             asr_decode_seconds: seconds(),
             asr_queue: Gauge::default(),
@@ -113,6 +117,16 @@ impl Metrics {
             "bridged_calls_active",
             "Calls bridged to an agent or a transfer target",
             m.bridged_active.clone(),
+        );
+        registry.register(
+            "webrtc_calls",
+            "Browser calls answered, by outcome (connected, not-connected)",
+            m.webrtc_calls.clone(),
+        );
+        registry.register(
+            "webrtc_peers_active",
+            "Browsers' peer connections open (connecting or on a call)",
+            m.webrtc_active.clone(),
         );
         registry.register(
             "asr_requests",

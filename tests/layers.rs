@@ -86,6 +86,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "dialplan",
             "http",
             "media",
+            "metrics",
         ],
     ),
     (

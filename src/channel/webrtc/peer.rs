@@ -115,6 +115,7 @@ pub(super) async fn start(
         caller,
         _client: client,
     };
+    crate::metrics::metrics().webrtc_active.inc();
     tokio::spawn(live.run(media, slot, plan, call_socket, gateway));
     Ok(Answered {
         call_id,
@@ -235,6 +236,15 @@ impl Live {
             span.clone(),
         )
         .await;
+        let outcome = if connected.is_ok() {
+            "connected"
+        } else {
+            "not-connected"
+        };
+        crate::metrics::metrics()
+            .webrtc_calls
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
         if let Err(why) = connected {
             span.in_scope(|| tracing::info!(%why, "browser call not connected"));
             return self.finish().await;
@@ -371,6 +381,7 @@ impl Live {
     }
 
     async fn finish(self) {
+        crate::metrics::metrics().webrtc_active.dec();
         close(&self.pc).await;
         crate::lock(&self.edge.calls).remove(&self.call_id);
     }
