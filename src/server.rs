@@ -74,13 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let call_service = text.service.clone();
-    // Browser calls: answered over HTTP, placed with the SIP edge's resources once
-    // it is bound.
-    let webrtc = crate::channel::webrtc::WebRtcEdge::new(config.webrtc.clone())?;
-    let calls = Arc::new(crate::channel::webrtc::routes::Calls {
-        edge: webrtc.clone(),
-        text: text.clone(),
-    });
+    let (webrtc, calls) = browser_calls(&config, &text)?;
     let http_task = start_http(
         &config,
         health.clone(),
@@ -184,6 +178,23 @@ async fn load_encoder(config: &Config) -> anyhow::Result<Option<Arc<Encoder>>> {
     let encoder =
         tokio::task::spawn_blocking(move || open_encoder(&models, Some(&cache))).await??;
     Ok(Some(encoder))
+}
+
+/// Browser calls: answered over HTTP, placed with the SIP edge's resources once
+/// it is bound (`WebRtcEdge::attach`).
+fn browser_calls(
+    config: &Config,
+    text: &Arc<TextChannels>,
+) -> anyhow::Result<(
+    Arc<crate::channel::webrtc::WebRtcEdge>,
+    Arc<crate::channel::webrtc::routes::Calls>,
+)> {
+    let edge = crate::channel::webrtc::WebRtcEdge::new(config.webrtc.clone())?;
+    let calls = Arc::new(crate::channel::webrtc::routes::Calls {
+        edge: edge.clone(),
+        text: text.clone(),
+    });
+    Ok((edge, calls))
 }
 
 /// What the HTTP API shares with the rest of the server.
