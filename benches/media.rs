@@ -144,5 +144,52 @@ fn vad(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, g711, goertzel, rtp, relay, vad);
+/// The browser gateway per 20 ms frame: the call's µ-law to Opus (what kefu sends
+/// a browser) and Opus back to µ-law (what a browser sends the call).
+fn webrtc_gateway(c: &mut Criterion) {
+    use kefu::channel::webrtc::gateway::{BrowserCodec, Offered, ToBrowser, ToCall};
+    use webrtc::rtp::{header::Header, packet::Packet};
+    let opus = BrowserCodec::Opus { payload_type: 111 };
+    let speech: Vec<i16> = (0..160)
+        .map(|i| ((i as f32 * 0.3).sin() * 6000.0 + (i as f32 * 0.071).sin() * 3000.0) as i16)
+        .collect();
+    let mut ulaw = vec![0u8; 160];
+    kefu::media::g711::Law::Pcmu.encode(&speech, &mut ulaw);
+    let packet = |seq: u16, pt: u8, payload: Vec<u8>| Packet {
+        header: Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 1,
+            ..Header::default()
+        },
+        payload: payload.into(),
+    };
+    let mut to_browser = ToBrowser::new(opus).unwrap();
+    let mut seq = 0u16;
+    c.bench_function("webrtc_gateway_to_browser_opus_frame", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            to_browser.translate(&packet(seq, 0, ulaw.clone()))
+        })
+    });
+    let encoded = to_browser
+        .translate(&packet(0, 0, ulaw.clone()))
+        .unwrap()
+        .payload
+        .to_vec();
+    let mut to_call = ToCall::new(Offered {
+        audio: vec![opus],
+        events: vec![],
+    });
+    c.bench_function("webrtc_gateway_to_call_opus_frame", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            to_call.translate(&packet(seq, 111, encoded.clone()))
+        })
+    });
+}
+
+criterion_group!(benches, g711, goertzel, rtp, relay, vad, webrtc_gateway);
 criterion_main!(benches);

@@ -216,25 +216,6 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
     );
 }
 
-const ASK: &str = r#"[dialplan]
-name = "ask"
-numbers = ["500"]
-language = "en"
-start = "question"
-
-[nodes.question]
-type = "ask"
-prompt = "en/main-menu.wav"
-timeout = "3s"
-max_failures = 1
-on_failure = "bye"
-on_handover = "bye"
-on_goodbye = "bye"
-
-[nodes.bye]
-type = "hangup"
-"#;
-
 /// SIPp calls the `ask` plan and says `words`; returns the server and the record.
 /// With `shipped`, kefu runs its shipped defaults (the default Whisper model, the
 /// semantic re-ranker on); otherwise the small English model and words-only matching.
@@ -250,7 +231,7 @@ fn ask_call_with(
 ) -> (Server, serde_json::Value, tempfile::TempDir) {
     use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
+    std::fs::write(dir.path().join("ask.toml"), common::ASK_PLAN).unwrap();
     let payloads: Vec<Vec<u8>> = common::spoken_frames(words, dir.path())
         .iter()
         .map(|f| f.to_vec())

@@ -65,26 +65,6 @@ fn the_widget_calls_hears_the_greeting_and_is_routed_by_a_key() {
     assert!(r["rtp_sent"].as_u64().unwrap() > 50, "{r}");
 }
 
-/// A plan whose first node answers questions from the demo knowledge base.
-const ASK: &str = r#"[dialplan]
-name = "ask"
-numbers = ["500"]
-language = "en"
-start = "question"
-
-[nodes.question]
-type = "ask"
-prompt = "en/main-menu.wav"
-timeout = "8s"
-max_failures = 1
-on_failure = "bye"
-on_handover = "bye"
-on_goodbye = "bye"
-
-[nodes.bye]
-type = "hangup"
-"#;
-
 /// The browser's microphone says `words` (Piper, via `kefu say`) after 3 s of
 /// quiet (the call is connected by then, even on a busy machine), then stays
 /// quiet (Chromium loops the file: 30 s of it).
@@ -98,17 +78,7 @@ fn spoken_microphone(words: &str, dir: &std::path::Path) -> std::path::PathBuf {
     }
     pcm.resize(8000 * 30, 0);
     let path = dir.join("question.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for s in pcm {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(&path, 8000, pcm);
     path
 }
 
@@ -118,7 +88,7 @@ fn spoken_microphone(words: &str, dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ask.toml"), ASK).unwrap();
+    std::fs::write(dir.path().join("ask.toml"), common::ASK_PLAN).unwrap();
     let mic = spoken_microphone("What time do you close today?", dir.path());
     let s = Server::start_with(
         Some(dir.path()),

@@ -1105,3 +1105,24 @@ pub fn pcmu_frames(samples: &[i16]) -> Vec<[u8; 160]> {
         })
         .collect()
 }
+
+/// A plan whose first node answers questions from the demo knowledge base
+/// (number 500; English).
+pub const ASK_PLAN: &str = r#"[dialplan]
+name = "ask"
+numbers = ["500"]
+language = "en"
+start = "question"
+
+[nodes.question]
+type = "ask"
+prompt = "en/main-menu.wav"
+timeout = "3s"
+max_failures = 1
+on_failure = "bye"
+on_handover = "bye"
+on_goodbye = "bye"
+
+[nodes.bye]
+type = "hangup"
+"#;

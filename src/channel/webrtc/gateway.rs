@@ -213,8 +213,11 @@ impl ToBrowser {
             BrowserCodec::Opus { .. } => {
                 let mut e =
                     opus::Encoder::new(CALL_CLOCK, opus::Channels::Mono, opus::Application::Voip)?;
-                // Narrowband speech: 24 kb/s is transparent for it.
+                // Narrowband speech: 24 kb/s is transparent for it, and complexity
+                // 5 (as phones' WebRTC stacks use) halves the encoder's CPU, the
+                // largest part of a browser call's cost (benches/RESULTS.md).
                 e.set_bitrate(opus::Bitrate::Bits(24_000))?;
+                e.set_complexity(5)?;
                 Some(e)
             }
             BrowserCodec::G711 { .. } => None,
