@@ -10,21 +10,26 @@ use std::net::TcpStream;
 
 use common::{Server, browser, dtmf_plans, repo, strings};
 
-/// A quiet microphone: low noise, so the call hears a live line.
-fn microphone(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("mic.wav");
+/// Writes mono 16-bit `samples` at `rate` to `path` (a fake microphone's file).
+fn write_wav(path: &std::path::Path, rate: u32, samples: impl IntoIterator<Item = i16>) {
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: 48_000,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for i in 0..48_000 * 10 {
-        w.write_sample(((i as u64 * 7919) % 61) as i16 - 30)
-            .unwrap();
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(s).unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// A quiet microphone: low noise, so the call hears a live line.
+fn microphone(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("mic.wav");
+    let noise = (0..48_000u64 * 10).map(|i| ((i * 7919) % 61) as i16 - 30);
+    write_wav(&path, 48_000, noise);
     path
 }
 
