@@ -277,8 +277,13 @@ struct ServeArgs {
 }
 
 fn init_logs(format: LogFormat) {
+    // The WebRTC stack reports every state change of every peer connection at
+    // info, and routine closing at warn (ICE): kefu logs what matters itself.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,rsipstack=warn,ort=warn,whisper_rs=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,rsipstack=warn,ort=warn,whisper_rs=warn,webrtc=warn,webrtc_ice=error,\
+             webrtc_mdns=warn,dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn,interceptor=warn",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -213,8 +213,11 @@ impl Server {
             .arg(repo().join("models"))
             .env(
                 "KEFU_LOG",
-                std::env::var("KEFU_TEST_LOG")
-                    .unwrap_or_else(|_| "info,rsipstack=warn,ort=warn,whisper_rs=warn".into()),
+                std::env::var("KEFU_TEST_LOG").unwrap_or_else(|_| {
+                    "info,rsipstack=warn,ort=warn,whisper_rs=warn,webrtc=warn,webrtc_ice=error,\
+                     webrtc_mdns=warn,dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn,interceptor=warn"
+                        .into()
+                }),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
