@@ -48,14 +48,46 @@ fn the_widget_calls_hears_the_greeting_and_is_routed_by_a_key() {
     let s = server();
     let dir = tempfile::tempdir().unwrap();
     let mic = microphone(dir.path());
-    let (seen, _) = browser(&s, "call.mjs", &[mic.to_str().unwrap(), "2"], "webrtc-call");
-    eprintln!(
-        "call button → connected: {} ms ({seen})",
-        seen["connectedMs"]
+    let (seen, _) = browser(
+        &s,
+        "call.mjs",
+        &[mic.to_str().unwrap(), "2", "1500"],
+        "webrtc-call",
     );
+    eprintln!("call button → connected: {} ms", seen["connectedMs"]);
     assert!(
         seen["greeting"]["peak"].as_f64().unwrap() > 0.02,
-        "the greeting is heard in the page: {seen}"
+        "the greeting is heard in the page: {}",
+        seen["greeting"]["peak"]
+    );
+    // What the page heard, recognised by Whisper: the greeting's words.
+    let heard = dir.path().join("heard.wav");
+    let rate = seen["greeting"]["rate"].as_u64().unwrap() as u32;
+    let samples = seen["greeting"]["samples"].as_array().unwrap();
+    write_wav(
+        &heard,
+        rate,
+        samples.iter().map(|x| x.as_i64().unwrap() as i16),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args([
+            "transcribe",
+            "--model",
+            "tiny.en-q8_0",
+            "--language",
+            "en",
+            "--models",
+        ])
+        .arg(repo().join("models"))
+        .arg(&heard)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    eprintln!("the greeting as the browser heard it (Whisper tiny.en): {text:?}");
+    assert!(
+        text.contains("welcome") || text.contains("sunrise") || text.contains("outfitters"),
+        "the greeting as the browser heard it: {text:?} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let call_id = seen["call"].as_str().expect("a call id").to_string();
     let r = s.record(&call_id);
@@ -129,7 +161,8 @@ fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
     );
     assert!(
         seen["afterKeys"]["peak"].as_f64().unwrap() > 0.02,
-        "the page heard the answer: {seen}"
+        "the page heard the answer: {}",
+        seen["afterKeys"]
     );
     // Filed under the chat's customer, and left in the chat it was made from.
     assert!(r["conversation"].is_string(), "{r}");
