@@ -19,7 +19,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Server, repo};
@@ -56,29 +55,32 @@ type = "hangup"
 /// What one call saw.
 #[derive(Default)]
 struct Seen {
-    /// Offer posted → first audio packet from kefu.
+    /// When the offer was posted, then how long until kefu's first audio packet.
+    posted: Option<Instant>,
     first_audio: Option<Duration>,
-    packets: AtomicU64,
-    first_ts: AtomicU32,
-    last_ts: AtomicU32,
+    packets: u64,
+    first_ts: u32,
+    last_ts: u32,
 }
 
 impl Seen {
+    /// Audio packets owed by the RTP timestamps' span (20 ms of Opus each).
     fn owed(&self) -> u64 {
-        let span = self
-            .last_ts
-            .load(Ordering::Relaxed)
-            .wrapping_sub(self.first_ts.load(Ordering::Relaxed));
-        u64::from(span) / 960 + 1
+        u64::from(self.last_ts.wrapping_sub(self.first_ts)) / 960 + 1
+    }
+
+    fn packet(&mut self, timestamp: u32) {
+        if self.first_audio.is_none() {
+            self.first_audio = self.posted.map(|at| at.elapsed());
+            self.first_ts = timestamp;
+        }
+        self.packets += 1;
+        self.last_ts = timestamp;
     }
 }
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    common::nearest_rank(v, p)
 }
 
 /// One browser: a chat, an offer, the call; returns what it saw once `until`.
@@ -118,28 +120,13 @@ async fn browser(base: String, until: Instant) -> anyhow::Result<Arc<std::sync::
     ));
     pc.add_track(track.clone()).await?;
     let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
-    let posted = Arc::new(std::sync::Mutex::new(Instant::now()));
     {
-        let (seen, posted) = (seen.clone(), posted.clone());
+        let seen = seen.clone();
         pc.on_track(Box::new(move |remote, _, _| {
-            let (seen, posted) = (seen.clone(), posted.clone());
+            let seen = seen.clone();
             Box::pin(async move {
-                let mut first = true;
                 while let Ok((p, _)) = remote.read_rtp().await {
-                    let s = seen.lock().unwrap();
-                    if first {
-                        first = false;
-                        let at = *posted.lock().unwrap();
-                        drop(s);
-                        let mut s = seen.lock().unwrap();
-                        s.first_audio = Some(at.elapsed());
-                        s.first_ts.store(p.header.timestamp, Ordering::Relaxed);
-                        s.last_ts.store(p.header.timestamp, Ordering::Relaxed);
-                        s.packets.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    s.packets.fetch_add(1, Ordering::Relaxed);
-                    s.last_ts.store(p.header.timestamp, Ordering::Relaxed);
+                    seen.lock().unwrap().packet(p.header.timestamp);
                 }
             })
         }));
@@ -149,7 +136,7 @@ async fn browser(base: String, until: Instant) -> anyhow::Result<Arc<std::sync::
     pc.set_local_description(offer).await?;
     let _ = gathered.recv().await;
     let local = pc.local_description().await.expect("a local description");
-    *posted.lock().unwrap() = Instant::now();
+    seen.lock().unwrap().posted = Some(Instant::now());
     let answer: serde_json::Value = http
         .post(format!("{base}/api/chat/conversations/{id}/calls"))
         .header("x-kefu-key", &key)
@@ -257,7 +244,7 @@ fn run(n: usize, hold: Duration) -> usize {
         let s = s.lock().unwrap();
         if let Some(t) = s.first_audio {
             setup.push(t.as_secs_f64() * 1000.0);
-            shares.push(s.packets.load(Ordering::Relaxed) as f64 / s.owed() as f64);
+            shares.push(s.packets as f64 / s.owed() as f64);
         }
     }
     let (kefu, harness, window) = cpu;
@@ -269,8 +256,8 @@ fn run(n: usize, hold: Duration) -> usize {
     println!(
         "N = {n} browser calls, {hold:?} together: connected with audio {}/{n}; offer → first audio p50 {:.0} ms, p95 {:.0} ms",
         setup.len(),
-        percentile(&mut setup.clone(), 0.5),
-        percentile(&mut setup, 0.95)
+        common::nearest_rank(&mut setup.clone(), 0.5),
+        common::nearest_rank(&mut setup, 0.95)
     );
     println!(
         "  audio received / owed: mean {:.3} %, worst call {:.3} %, calls under 99 %: {short}",
