@@ -39,7 +39,11 @@ pub async fn headers(State(access): State<Arc<Access>>, req: Request, next: Next
         // A preflight: answered for allowed origins, refused for the rest.
         match &allowed {
             Some(_) => StatusCode::NO_CONTENT.into_response(),
-            None => (StatusCode::FORBIDDEN, "origin not allowed").into_response(),
+            None => super::ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this origin may not use the chat API ([widget] allowed_origins)",
+            )
+            .into_response(),
         }
     } else {
         next.run(req).await
