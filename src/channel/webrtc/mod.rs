@@ -219,11 +219,6 @@ impl WebRtcEdge {
             .await
             .map_err(|e| CallError::Offer(format!("the candidate cannot be used: {e}")))
     }
-
-    /// Browser calls live now.
-    pub fn live(&self) -> usize {
-        crate::lock(&self.calls).len()
-    }
 }
 
 /// One of a client's calls, given back when dropped.
