@@ -237,6 +237,7 @@ async fn start_http(
         conversations: shared.conversations.clone(),
         text: text.clone(),
         center: shared.center.clone(),
+        webrtc: shared.calls.edge.clone(),
         embed: shared.embed.clone(),
         routes: std::sync::OnceLock::new(),
     });

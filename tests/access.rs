@@ -151,6 +151,23 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "/api/agent/conversations/{id}/ws",
         "admin supervisor agent",
     ),
+    // Their own softphone on the desk.
+    ("POST", "/api/agent/softphone", "admin supervisor agent"),
+    (
+        "POST",
+        "/api/agent/softphone/calls",
+        "admin supervisor agent",
+    ),
+    (
+        "POST",
+        "/api/agent/softphone/calls/{call}/candidates",
+        "admin supervisor agent",
+    ),
+    (
+        "DELETE",
+        "/api/agent/softphone/calls/{call}",
+        "admin supervisor agent",
+    ),
     // The queues: supervisors and admins.
     ("GET", "/api/queues", "admin supervisor"),
 ];

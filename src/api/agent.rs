@@ -44,7 +44,7 @@ async fn desk() -> axum::response::Html<&'static str> {
 
 /// The agent the caller works as; made known to the queues (with their current
 /// queues and skills).
-async fn me(ops: &Ops, c: &Caller) -> Result<Agent, ApiError> {
+pub(super) async fn me(ops: &Ops, c: &Caller) -> Result<Agent, ApiError> {
     let not_agent = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -91,12 +91,33 @@ async fn set_state(
     }))
 }
 
+/// An offer as the desk shows it: ringing when the call rings on the desk's
+/// softphone (answer it there).
+#[derive(Serialize)]
+struct OfferView {
+    #[serde(flatten)]
+    offer: crate::agents::center::Offer,
+    ringing: bool,
+}
+
+/// What the agent is offered. Polling this also keeps the desk's softphone
+/// taking calls.
 async fn offers(
     State(ops): State<Arc<Ops>>,
     Extension(c): Extension<Caller>,
-) -> Result<Json<Vec<crate::agents::center::Offer>>, ApiError> {
+) -> Result<Json<Vec<OfferView>>, ApiError> {
     let agent = me(&ops, &c).await?;
-    Ok(Json(ops.center.offers(&agent.id)))
+    let ringing = ops.webrtc.desk_rings(&agent.id);
+    Ok(Json(
+        ops.center
+            .offers(&agent.id)
+            .into_iter()
+            .map(|offer| OfferView {
+                ringing: ringing.contains(&offer.item),
+                offer,
+            })
+            .collect(),
+    ))
 }
 
 /// The calls the agent is on now, with the conversation their live transcript

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod dashboard;
 pub mod kb;
 pub mod session;
+pub mod softphone;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ pub struct Ops {
     /// The text channels (an agent's reply goes out through them).
     pub text: Arc<crate::channel::chat::TextChannels>,
     pub center: Arc<crate::agents::center::Center>,
+    /// Browser calls: the desk's softphone.
+    pub webrtc: Arc<crate::channel::webrtc::WebRtcEdge>,
     /// Sentence embeddings for clustering unanswered questions (with the
     /// semantic re-ranker's model; None without it).
     pub embed: Option<crate::store::analytics::Embed>,
@@ -80,6 +83,7 @@ pub fn router(
     let r = kb::routes(r);
     let r = admin::routes(r);
     let r = agent::routes(r);
+    let r = softphone::routes(r);
     let r = dashboard::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();

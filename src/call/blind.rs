@@ -99,7 +99,7 @@ pub(super) fn dial_out(s: &CallSetup, to: &str) -> Dialing {
         };
         let spec = LegSpec {
             agent: target,
-            contact,
+            reach: leg::Reach::Phone(contact),
             caller,
             summary: None,
             language,

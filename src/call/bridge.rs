@@ -13,7 +13,7 @@ use super::leg::AnsweredLeg;
 use super::pump::Pump;
 use super::recorder::Recorder;
 use super::session::Action;
-use super::signal::FromCaller;
+use super::signal::FromPeer;
 use super::{CallSetup, EndReason, reoffer};
 use crate::channel::rtp::receiver::Accepted;
 use crate::dialogue::engine::Speaker;
@@ -123,14 +123,12 @@ impl Pump {
         if !caller_gone && let Err(e) = s.signal.bye().await {
             tracing::debug!(error = %e, "BYE to the caller failed");
         }
-        if !matches!(ended_by, Side::Agent)
-            && let Err(e) = b.leg.dialog.bye().await
-        {
-            tracing::debug!(error = %e, "BYE to the agent failed");
-        }
+        b.leg
+            .signal
+            .close(&s.dialog_layer, matches!(ended_by, Side::Agent))
+            .await;
         metrics.bridged_active.dec();
         self.out.lock().sender.packets += b.sent_to_caller;
-        s.dialog_layer.remove_dialog(&b.leg.dialog.id());
         s.staff.center.finish(&s.call_id, &agent);
         let talked = b.leg.answered_at.elapsed();
         tracing::info!(%agent, talk_s = talked.as_secs(), to_agent = b.to_agent.relayed, to_caller = b.to_caller.relayed, dropped = b.to_agent.dropped + b.to_caller.dropped, %reason, "bridged call ended");
@@ -239,21 +237,29 @@ impl Pump {
                     }
                 }
                 from = s.signal.next() => match from {
-                    FromCaller::Left(reason) => return (Side::Caller, reason),
-                    FromCaller::Dialog(Some(DialogState::Info(_, req, handle))) => {
+                    FromPeer::Left(reason) => return (Side::Caller, reason),
+                    FromPeer::Dialog(Some(DialogState::Info(_, req, handle))) => {
                         // A key sent as SIP INFO goes on to the agent the same way.
                         let _ = handle.reply(StatusCode::OK).await;
-                        forward_info(&leg.dialog, &req);
+                        match leg.signal.dialog() {
+                            Some(dialog) => forward_info(dialog, &req),
+                            // The desk's browser hears keys in the audio only.
+                            None => tracing::debug!("a SIP INFO key is not sent to a browser"),
+                        }
                     }
-                    FromCaller::Dialog(Some(DialogState::Terminated(_, r))) => return (Side::Caller, EndReason::from(&r)),
-                    FromCaller::Dialog(None) => return (Side::Caller, EndReason::DialogGone),
-                    FromCaller::Dialog(other) => {
+                    FromPeer::Dialog(Some(DialogState::Terminated(_, r))) => return (Side::Caller, EndReason::from(&r)),
+                    FromPeer::Dialog(None) => return (Side::Caller, EndReason::DialogGone),
+                    FromPeer::Dialog(other) => {
                         if let Some(r) = self.caller_dialog(other, leg, to_agent, to_caller).await {
                             return (Side::Caller, r);
                         }
                     }
                 },
-                state = leg.states.recv() => {
+                state = leg.signal.next() => {
+                    let state = match state {
+                        FromPeer::Dialog(state) => state,
+                        FromPeer::Left(_) => return (Side::Agent, EndReason::AgentHangup),
+                    };
                     if let Some(ended) = self.agent_dialog(s, state, leg, to_agent, to_caller, agent_media, *agent_local).await {
                         return ended;
                     }

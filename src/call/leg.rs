@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog::DialogState;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -20,6 +20,8 @@ use rsipstack::sip::prelude::HeadersExt;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::signal::{FromPeer, Signal};
+use super::softphone::Softphones;
 use crate::agents::registrar::Binding;
 use crate::channel::rtp::inbound::Inbound;
 use crate::channel::rtp::pacer::Pacer;
@@ -56,11 +58,23 @@ impl std::fmt::Debug for Dialer {
     }
 }
 
+/// Where an agent is reached.
+#[derive(Clone, Debug)]
+pub enum Reach {
+    /// Their SIP phone (registered, or a fixed URI), or a dial-out's target.
+    Phone(Binding),
+    /// The desk's browser (the softphone), rung as this item.
+    Desk {
+        softphones: Arc<Softphones>,
+        item: String,
+    },
+}
+
 /// One agent to call.
 #[derive(Clone, Debug)]
 pub struct LegSpec {
     pub agent: String,
-    pub contact: Binding,
+    pub reach: Reach,
     /// The caller's number, shown on the agent's phone as the From.
     pub caller: String,
     /// What the agent hears before taking the call; None for a blind transfer's
@@ -73,11 +87,12 @@ pub struct LegSpec {
 /// An answered agent leg, handed to the caller's task to bridge.
 pub struct AnsweredLeg {
     pub agent: String,
-    pub dialog: InviteDialog,
-    pub states: DialogStateReceiver,
+    /// The agent's phone's dialog, or the desk browser's line.
+    pub signal: Signal,
     pub socket: UdpSocket,
     pub negotiated: Negotiated,
-    /// Where the agent's phone signals from (its media offers are checked against it).
+    /// Where the agent's phone signals from (its media offers are checked against
+    /// it); the gateway's address for a desk's browser.
     pub source: std::net::IpAddr,
     /// Which of the agent's packets are taken, and where its media goes.
     pub inbound: Inbound,
@@ -126,8 +141,13 @@ pub async fn run(
 
 /// The INVITE to the agent's phone (or a dial-out's target): from the caller's
 /// number, to where its REGISTER came from (phones behind NAT too).
-fn invite_option(spec: &LegSpec, dialer: &Dialer, offer: String) -> Result<InviteOption, String> {
-    let callee = rsipstack::sip::Uri::try_from(spec.contact.contact.as_str())
+fn invite_option(
+    spec: &LegSpec,
+    contact: &Binding,
+    dialer: &Dialer,
+    offer: String,
+) -> Result<InviteOption, String> {
+    let callee = rsipstack::sip::Uri::try_from(contact.contact.as_str())
         .map_err(|e| format!("bad contact: {e}"))?;
     let from_user = if spec.caller.is_empty() {
         "kefu"
@@ -138,7 +158,7 @@ fn invite_option(spec: &LegSpec, dialer: &Dialer, offer: String) -> Result<Invit
         rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.local).as_str())
             .map_err(|e| format!("bad local URI: {e}"))
     };
-    let transport = if spec.contact.transport == "tcp" {
+    let transport = if contact.transport == "tcp" {
         rsipstack::sip::transport::Transport::Tcp
     } else {
         rsipstack::sip::transport::Transport::Udp
@@ -149,13 +169,21 @@ fn invite_option(spec: &LegSpec, dialer: &Dialer, offer: String) -> Result<Invit
         // Where the REGISTER came from: reaches phones behind NAT too.
         destination: Some(rsipstack::transport::SipAddr {
             r#type: Some(transport),
-            addr: spec.contact.source.into(),
+            addr: contact.source.into(),
         }),
         content_type: Some("application/sdp".into()),
         offer: Some(offer.into_bytes()),
         contact: uri("kefu")?,
         ..InviteOption::default()
     })
+}
+
+/// An agent's side once answered, before the decision: its signalling and media.
+struct Reached {
+    signal: Signal,
+    negotiated: Negotiated,
+    /// Where the agent's media offers may come from.
+    source: std::net::IpAddr,
 }
 
 /// The leg up to the agent's decision: Some(leg) when taken, None when the caller's
@@ -174,48 +202,22 @@ async fn ring(
     let local_rtp = socket
         .local_addr()
         .map_err(|e| format!("rtp-socket: {e}"))?;
-    let session_id: u64 = rand::random::<u32>().into();
-    let offer = sdp::offer(local_rtp, session_id, 1);
-    let option = invite_option(spec, dialer, offer)?;
-    let (state_tx, mut states) = dialer.dialog_layer.new_dialog_state_channel();
-    let (dialog, mut invite) = dialer
-        .dialog_layer
-        .do_invite_async(option, state_tx)
-        .map_err(|e| format!("cannot place the call: {e}"))?;
     let mut take = false;
-    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
-    let answer = loop {
-        tokio::select! {
-            r = &mut invite => match r {
-                Ok(Ok((_, Some(resp)))) if resp.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => break resp,
-                Ok(Ok((_, Some(resp)))) => return Err(format!("agent phone answered {}", resp.status_code)),
-                Ok(Ok((_, None))) => return Err("no answer from the agent's phone".into()),
-                Ok(Err(e)) => return Err(format!("INVITE failed: {e}")),
-                Err(e) => return Err(format!("INVITE task: {e}")),
-            },
-            // Provisional answers (ringing) need nothing from us.
-            _ = states.recv() => {}
-            cmd = commands.recv() => match cmd {
-                Some(LegCommand::Take) => take = true,
-                Some(LegCommand::Hangup) | None => {
-                    cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
-                    return Ok(None);
-                }
-            },
-            _ = tokio::time::sleep_until(ring_deadline) => {
-                cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
-                return Err("no answer".into());
-            }
+    let reached = match &spec.reach {
+        Reach::Phone(contact) => {
+            call_phone(spec, contact, dialer, local_rtp, commands, &mut take).await?
+        }
+        Reach::Desk { softphones, item } => {
+            ring_desk(spec, softphones, item, local_rtp, commands, &mut take).await?
         }
     };
-    let negotiated = match sdp::negotiate(&answer.body)
-        .and_then(|n| sdp::check_target(n.remote, spec.contact.source.ip()).map(|()| n))
-    {
-        Ok(n) => n,
-        Err(e) => {
-            hang_up(&dialog, &dialer.dialog_layer).await;
-            return Err(format!("agent phone's SDP answer: {e}"));
-        }
+    let Some(Reached {
+        mut signal,
+        negotiated,
+        source,
+    }) = reached
+    else {
+        return Ok(None);
     };
     let mut media = Briefing {
         negotiated: negotiated.clone(),
@@ -230,20 +232,18 @@ async fn ring(
     // otherwise the agent hears the summary and decides.
     if !take && spec.summary.is_some() {
         match media
-            .brief(spec, &socket, &mut states, commands, prompts)
+            .brief(spec, &socket, &mut signal, commands, prompts)
             .await
         {
             Decision::Take => {}
             Decision::Pass(why) => {
-                if why != "agent-hangup" {
-                    hang_up(&dialog, &dialer.dialog_layer).await;
-                } else {
-                    dialer.dialog_layer.remove_dialog(&dialog.id());
-                }
+                signal
+                    .close(&dialer.dialog_layer, why == "agent-hangup")
+                    .await;
                 return Err(why);
             }
             Decision::Withdrawn => {
-                hang_up(&dialog, &dialer.dialog_layer).await;
+                signal.close(&dialer.dialog_layer, false).await;
                 return Ok(None);
             }
         }
@@ -255,14 +255,113 @@ async fn ring(
     };
     Ok(Some(AnsweredLeg {
         agent: spec.agent.clone(),
-        dialog,
-        states,
+        signal,
         socket,
         negotiated,
-        source: spec.contact.source.ip(),
+        source,
         inbound: media.inbound,
         line,
         answered_at: Instant::now(),
+    }))
+}
+
+/// Calls the agent's SIP phone until it answers: its dialog and media, None when
+/// the caller's task hung the leg up first.
+async fn call_phone(
+    spec: &LegSpec,
+    contact: &Binding,
+    dialer: &Dialer,
+    local_rtp: SocketAddr,
+    commands: &mut mpsc::Receiver<LegCommand>,
+    take: &mut bool,
+) -> Result<Option<Reached>, String> {
+    let session_id: u64 = rand::random::<u32>().into();
+    let offer = sdp::offer(local_rtp, session_id, 1);
+    let option = invite_option(spec, contact, dialer, offer)?;
+    let (state_tx, mut states) = dialer.dialog_layer.new_dialog_state_channel();
+    let (dialog, mut invite) = dialer
+        .dialog_layer
+        .do_invite_async(option, state_tx)
+        .map_err(|e| format!("cannot place the call: {e}"))?;
+    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
+    let answer = loop {
+        tokio::select! {
+            r = &mut invite => match r {
+                Ok(Ok((_, Some(resp)))) if resp.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => break resp,
+                Ok(Ok((_, Some(resp)))) => return Err(format!("agent phone answered {}", resp.status_code)),
+                Ok(Ok((_, None))) => return Err("no answer from the agent's phone".into()),
+                Ok(Err(e)) => return Err(format!("INVITE failed: {e}")),
+                Err(e) => return Err(format!("INVITE task: {e}")),
+            },
+            // Provisional answers (ringing) need nothing from us.
+            _ = states.recv() => {}
+            cmd = commands.recv() => match cmd {
+                Some(LegCommand::Take) => *take = true,
+                Some(LegCommand::Hangup) | None => {
+                    cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
+                    return Ok(None);
+                }
+            },
+            _ = tokio::time::sleep_until(ring_deadline) => {
+                cancel(&dialog, &mut invite, &dialer.dialog_layer).await;
+                return Err("no answer".into());
+            }
+        }
+    };
+    let signal = Signal::Sip { dialog, states };
+    match sdp::negotiate(&answer.body)
+        .and_then(|n| sdp::check_target(n.remote, contact.source.ip()).map(|()| n))
+    {
+        Ok(negotiated) => Ok(Some(Reached {
+            signal,
+            negotiated,
+            source: contact.source.ip(),
+        })),
+        Err(e) => {
+            signal.close(&dialer.dialog_layer, false).await;
+            Err(format!("agent phone's SDP answer: {e}"))
+        }
+    }
+}
+
+/// Rings the agent's desk until its browser has picked up and connected: the
+/// browser's line, None when the caller's task hung the leg up first.
+async fn ring_desk(
+    spec: &LegSpec,
+    softphones: &Softphones,
+    item: &str,
+    local_rtp: SocketAddr,
+    commands: &mut mpsc::Receiver<LegCommand>,
+    take: &mut bool,
+) -> Result<Option<Reached>, String> {
+    let mut picked = softphones
+        .ring(&spec.agent, item, local_rtp, Instant::now())
+        .ok_or("the desk stopped taking calls")?;
+    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
+    let stop = || softphones.stop_ringing(&spec.agent, item);
+    let line = loop {
+        tokio::select! {
+            p = &mut picked => match p {
+                Ok(line) => break line,
+                Err(_) => return Err("the desk's browser did not connect".into()),
+            },
+            cmd = commands.recv() => match cmd {
+                Some(LegCommand::Take) => *take = true,
+                Some(LegCommand::Hangup) | None => {
+                    stop();
+                    return Ok(None);
+                }
+            },
+            _ = tokio::time::sleep_until(ring_deadline) => {
+                stop();
+                return Err("no answer".into());
+            }
+        }
+    };
+    Ok(Some(Reached {
+        source: line.negotiated.remote.ip(),
+        negotiated: line.negotiated,
+        signal: Signal::Browser(line.signal),
     }))
 }
 
@@ -276,13 +375,6 @@ async fn cancel(
     }
     // The INVITE transaction ends with 487 (or a 2xx the stack ends with a BYE).
     let _ = tokio::time::timeout(Duration::from_secs(5), invite).await;
-    layer.remove_dialog(&dialog.id());
-}
-
-async fn hang_up(dialog: &InviteDialog, layer: &DialogLayer) {
-    if let Err(e) = dialog.bye().await {
-        tracing::debug!(error = %e, "BYE to the agent failed");
-    }
     layer.remove_dialog(&dialog.id());
 }
 
@@ -308,7 +400,7 @@ impl Briefing {
         &mut self,
         spec: &LegSpec,
         socket: &UdpSocket,
-        states: &mut DialogStateReceiver,
+        signal: &mut Signal,
         commands: &mut mpsc::Receiver<LegCommand>,
         prompts: &Arc<PromptCache>,
     ) -> Decision {
@@ -374,9 +466,12 @@ impl Briefing {
                         self.receive(&buf[..len], from, &mut digits);
                     }
                 }
-                state = states.recv() => match state {
-                    Some(DialogState::Terminated(..)) | None => return Decision::Pass("agent-hangup".into()),
-                    Some(DialogState::Info(_, req, handle)) => {
+                state = signal.next() => match state {
+                    FromPeer::Left(_)
+                    | FromPeer::Dialog(Some(DialogState::Terminated(..)) | None) => {
+                        return Decision::Pass("agent-hangup".into());
+                    }
+                    FromPeer::Dialog(Some(DialogState::Info(_, req, handle))) => {
                         let content_type = req.header_value("Content-Type").unwrap_or_default();
                         let parsed = info_relay::parse_info(&content_type, &req.body);
                         let status = if parsed.is_ok() { StatusCode::OK } else { StatusCode::BadRequest };
@@ -387,14 +482,14 @@ impl Briefing {
                             digits.push(d);
                         }
                     }
-                    Some(DialogState::Options(_, _, handle)) => {
+                    FromPeer::Dialog(Some(DialogState::Options(_, _, handle))) => {
                         let _ = handle.reply(StatusCode::OK).await;
                     }
-                    Some(DialogState::Updated(_, _, handle)) => {
+                    FromPeer::Dialog(Some(DialogState::Updated(_, _, handle))) => {
                         // Nothing is renegotiated during the briefing.
                         let _ = handle.reply(StatusCode::NotAcceptableHere).await;
                     }
-                    Some(_) => {}
+                    FromPeer::Dialog(Some(_)) => {}
                 },
                 cmd = commands.recv() => match cmd {
                     Some(LegCommand::Take) => return Decision::Take,

@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod reoffer;
 pub mod session;
 pub mod signal;
+pub mod softphone;
 pub mod transfer;
 
 pub use end::EndReason;

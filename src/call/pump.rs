@@ -17,7 +17,7 @@ use super::blind::{self, Dialing, ReferAnswer};
 use super::leg::{AnsweredLeg, LegEvent};
 use super::recorder::Recorder;
 use super::session::{Action, Event, Queued, Session};
-use super::signal::FromCaller;
+use super::signal::FromPeer;
 use super::{CallSetup, EndReason, hearing, reoffer, transfer};
 use crate::channel::rtp::FRAME_MILLIS;
 use crate::channel::rtp::clock::{ClockStream, MediaClock};
@@ -190,8 +190,8 @@ impl Pump {
                     self.session.handle(Event::Heard(heard), Moment::now());
                 }
                 from = s.signal.next() => match from {
-                    FromCaller::Dialog(state) => self.dialog_event(state).await,
-                    FromCaller::Left(reason) => self.session.handle(Event::Gone(reason), Moment::now()),
+                    FromPeer::Dialog(state) => self.dialog_event(state).await,
+                    FromPeer::Left(reason) => self.session.handle(Event::Gone(reason), Moment::now()),
                 },
                 () = &mut timer, if deadline.is_some() => {
                     self.session.handle(Event::Tick, Moment::now());

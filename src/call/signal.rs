@@ -1,17 +1,19 @@
-//! How the caller's side of a call is signalled: a SIP dialog (a trunk's or a
-//! phone's INVITE), or a browser's peer connection (the WebRTC edge answered its
-//! offer over HTTP before the call started). The call task asks this for the
-//! caller's next request or departure and tells it to hang up; everything else
-//! (media, the session, the dialplan) is the same for both.
+//! How one side of a call is signalled: a SIP dialog (a trunk's or a phone's
+//! INVITE, or kefu's INVITE to an agent's phone), or a browser's peer connection
+//! (the WebRTC edge answered its offer over HTTP: a caller in the chat widget, or
+//! an agent's softphone on the desk). The call task asks this for the side's next
+//! request or departure and tells it to hang up; everything else (media, the
+//! session, the dialplan, the bridge) is the same for both.
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::EndReason;
 
-/// The caller's signalling.
+/// One side's signalling.
 pub enum Signal {
     Sip {
         dialog: InviteDialog,
@@ -36,10 +38,10 @@ impl BrowserSignal {
     }
 }
 
-/// What the caller's side did.
+/// What the other side did.
 // Moved once from the stack's channel to the pump: boxing it would buy nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum FromCaller {
+pub enum FromPeer {
     /// A request or change in the SIP dialog (None: the dialog is gone).
     Dialog(Option<DialogState>),
     /// The browser hung up or its connection failed.
@@ -47,11 +49,11 @@ pub enum FromCaller {
 }
 
 impl Signal {
-    /// The caller's next request or their departure. Never returns for a browser
+    /// The side's next request or its departure. Never returns for a browser
     /// that stays.
-    pub async fn next(&mut self) -> FromCaller {
+    pub async fn next(&mut self) -> FromPeer {
         match self {
-            Signal::Sip { states, .. } => FromCaller::Dialog(states.recv().await),
+            Signal::Sip { states, .. } => FromPeer::Dialog(states.recv().await),
             Signal::Browser(b) => {
                 // Cancel-safe (the pump selects on this): the receiver stays until
                 // it has answered; seen once, later calls wait for ever, as a quiet
@@ -63,12 +65,12 @@ impl Signal {
                     .await
                     .unwrap_or_else(|_| EndReason::BrowserGone("edge-ended".into()));
                 b.gone = None;
-                FromCaller::Left(why)
+                FromPeer::Left(why)
             }
         }
     }
 
-    /// Hangs the caller up: BYE on the dialog, or the peer connection closed.
+    /// Hangs the side up: BYE on the dialog, or the peer connection closed.
     pub async fn bye(&self) -> Result<(), String> {
         match self {
             Signal::Sip { dialog, .. } => dialog.bye().await.map_err(|e| e.to_string()),
@@ -84,6 +86,17 @@ impl Signal {
         match self {
             Signal::Sip { dialog, .. } => Some(dialog),
             Signal::Browser(_) => None,
+        }
+    }
+
+    /// Ends this side for good: hung up (unless it `left` by itself) and its
+    /// dialog forgotten by the stack.
+    pub async fn close(&self, layer: &DialogLayer, left: bool) {
+        if !left && let Err(e) = self.bye().await {
+            tracing::debug!(error = %e, "hanging up failed");
+        }
+        if let Some(dialog) = self.dialog() {
+            layer.remove_dialog(&dialog.id());
         }
     }
 }

@@ -13,7 +13,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::CallSetup;
-use super::leg::{self, AnsweredLeg, Dialer, LegCommand, LegEvent, LegSpec};
+use super::leg::{self, AnsweredLeg, Dialer, LegCommand, LegEvent, LegSpec, Reach};
+use super::softphone::Softphones;
 use crate::agents::Phones;
 use crate::agents::center::{Center, ItemEvent};
 use crate::agents::queue::Answer;
@@ -27,6 +28,8 @@ use crate::store::Store;
 pub struct Staff {
     pub center: Arc<Center>,
     pub phones: Arc<Phones>,
+    /// Agents who take calls on the desk's softphone.
+    pub softphones: Arc<Softphones>,
     pub dialer: Arc<Dialer>,
 }
 
@@ -117,6 +120,8 @@ pub struct Waiting {
     announcement: Option<oneshot::Receiver<Result<Arc<Prompt>, String>>>,
     /// An agent the center connected (accepted on the desk) before their leg did.
     desk_taken: Option<String>,
+    /// The center has let go of the item (it was taken on the desk).
+    connected: bool,
     ticket: Ticket,
     caller: String,
     summary: String,
@@ -163,6 +168,7 @@ impl Waiting {
             leg_rx,
             announcement: None,
             desk_taken: None,
+            connected: false,
             ticket,
             caller: s.caller.clone(),
             summary,
@@ -179,8 +185,14 @@ impl Waiting {
     /// Waits for the next thing that happens to the waiting caller.
     pub async fn next(&mut self) -> Happened {
         tokio::select! {
-            e = self.events.recv() => match e {
+            e = self.events.recv(), if !self.connected => match e {
                 Some(e) => self.queue_event(e),
+                // The center lets go of an item once an agent took it on the
+                // desk: their leg brings the call.
+                None if self.desk_taken.is_some() => {
+                    self.connected = true;
+                    Happened::Nothing
+                }
                 // The center dropped us (it should not): treat as a time-out.
                 None => self.timed_out(),
             },
@@ -252,8 +264,9 @@ impl Waiting {
         }
     }
 
-    /// Calls the agent's phone (looked up off the media loop); an agent with no
-    /// registered phone passes at once.
+    /// Rings the agent's desk when it takes calls in the browser, else calls the
+    /// agent's phone (looked up off the media loop); an agent with neither
+    /// passes at once.
     fn ring(&mut self, agent: String) {
         if self.log.first_invite_ms.is_none() {
             self.log.first_invite_ms = Some(self.started.elapsed().as_millis() as u64);
@@ -272,7 +285,20 @@ impl Waiting {
             self.prompts.clone(),
             self.leg_tx.clone(),
         );
+        let item = self.item.clone();
         tokio::spawn(async move {
+            if staff.softphones.is_on(&agent, Instant::now()) {
+                let softphones = staff.softphones.clone();
+                let spec = LegSpec {
+                    agent,
+                    reach: Reach::Desk { softphones, item },
+                    caller,
+                    summary: Some(summary),
+                    language,
+                    voice,
+                };
+                return leg::run(spec, staff.dialer.clone(), prompts, events, cmd_rx).await;
+            }
             let contact = match store.agent_by_id(&agent).await {
                 Ok(Some(a)) => {
                     let registered = crate::lock(&staff.phones.registrar)
@@ -299,7 +325,7 @@ impl Waiting {
             };
             let spec = LegSpec {
                 agent,
-                contact,
+                reach: Reach::Phone(contact),
                 caller,
                 summary: Some(summary),
                 language,
@@ -311,6 +337,22 @@ impl Waiting {
 
     async fn leg_event(&mut self, agent: String, e: LegEvent) -> Happened {
         match e {
+            LegEvent::Declined(why) if self.desk_taken.as_deref() == Some(agent.as_str()) => {
+                // Accepted on the desk, but their phone (or browser) did not take
+                // the call: the caller is not left on hold for ever.
+                tracing::warn!(%agent, %why, "the agent accepted on the desk but their leg failed");
+                self.legs.remove(&agent);
+                self.log.tried.push((agent.clone(), why.clone()));
+                self.staff.center.finish(&self.item, &agent);
+                self.desk_taken = None;
+                self.ticket.note(format!(
+                    "The agent accepted on the desk, but the call did not reach them ({why})."
+                ));
+                self.done = true;
+                self.log.timed_out = true;
+                self.hang_up_legs();
+                Happened::TimedOut
+            }
             LegEvent::Declined(why) => {
                 if self.legs.remove(&agent).is_some() {
                     self.log.tried.push((agent.clone(), why));
@@ -327,11 +369,10 @@ impl Waiting {
                     // Someone else took the caller first (ring-all), or the wait
                     // ended: this agent is hung up.
                     tracing::info!(%agent, "agent answered a call already taken");
-                    let l = answered;
-                    if let Err(e) = l.dialog.bye().await {
-                        tracing::debug!(error = %e, "BYE to the agent failed");
-                    }
-                    self.staff.dialer.dialog_layer.remove_dialog(&l.dialog.id());
+                    answered
+                        .signal
+                        .close(&self.staff.dialer.dialog_layer, false)
+                        .await;
                     return Happened::Nothing;
                 }
                 self.legs.remove(&agent);

@@ -209,6 +209,7 @@ pub async fn bind(
     let staff = Arc::new(crate::call::transfer::Staff {
         center,
         phones: phones.clone(),
+        softphones: Arc::default(),
         dialer: Arc::new(crate::call::leg::Dialer {
             dialog_layer: dialog_layer.clone(),
             local,

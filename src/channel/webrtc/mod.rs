@@ -8,7 +8,12 @@
 //! as a SIP caller's, with the chat's customer as the caller. The call starts once
 //! ICE and DTLS have connected; a browser that never gets there is dropped after
 //! `connect_timeout`, and every peer connection is closed when its call ends.
+//!
+//! The agent desk's softphone (`desk`) is the same peer connection and gateway
+//! on the other side of a warm transfer: the browser answers a call ringing on
+//! its desk, and its audio joins the agent leg instead of a call.
 
+pub mod desk;
 pub mod gateway;
 mod peer;
 pub mod routes;
@@ -46,6 +51,10 @@ pub enum CallError {
     /// No such call in this conversation (a 404).
     #[error("no such call in this conversation")]
     NoSuchCall,
+    /// The call the desk answers does not ring there (a 404): taken by someone
+    /// else, withdrawn, or the caller left.
+    #[error("this call is not ringing on your desk (taken, withdrawn or ended)")]
+    NotRinging,
     /// Too many calls from this client (a 429).
     #[error("this client already has {0} calls; hang one up first")]
     TooMany(usize),
@@ -67,10 +76,11 @@ pub struct Answered {
     pub sdp: String,
 }
 
-/// A browser call as its conversation's routes reach it.
+/// A browser's peer connection as its routes reach it.
 struct LiveCall {
-    /// Only this conversation may hang it up or add candidates.
-    conversation: String,
+    /// Only its owner may hang it up or add candidates: the chat conversation it
+    /// was made from, or the desk of the agent who answered (`desk::owner`).
+    owner: String,
     /// Cancelled when the browser hangs up.
     hung_up: tokio_util::sync::CancellationToken,
     pc: Arc<webrtc::peer_connection::RTCPeerConnection>,
@@ -179,11 +189,11 @@ impl WebRtcEdge {
         peer::start(self.clone(), sip, caller, offer, offered, client).await
     }
 
-    /// Hangs up a browser's call; false when `conversation` has no such call.
-    pub fn hang_up(&self, conversation: &str, call_id: &str) -> bool {
+    /// Hangs up a browser's call; false when `owner` has no such call.
+    pub fn hang_up(&self, owner: &str, call_id: &str) -> bool {
         let calls = crate::lock(&self.calls);
         match calls.get(call_id) {
-            Some(call) if call.conversation == conversation => {
+            Some(call) if call.owner == owner => {
                 call.hung_up.cancel();
                 true
             }
@@ -195,7 +205,7 @@ impl WebRtcEdge {
     /// one says it has no more.
     pub async fn candidate(
         &self,
-        conversation: &str,
+        owner: &str,
         call_id: &str,
         candidate: webrtc::ice_transport::ice_candidate::RTCIceCandidateInit,
     ) -> Result<(), CallError> {
@@ -211,7 +221,7 @@ impl WebRtcEdge {
         let pc = {
             let calls = crate::lock(&self.calls);
             match calls.get(call_id) {
-                Some(call) if call.conversation == conversation => call.pc.clone(),
+                Some(call) if call.owner == owner => call.pc.clone(),
                 _ => return Err(CallError::NoSuchCall),
             }
         };

@@ -37,7 +37,6 @@ pub(super) async fn start(
     offered: Offered,
     client: ClientSlot,
 ) -> Result<Answered, CallError> {
-    let unavailable = |e: webrtc::Error| CallError::Unavailable(format!("WebRTC: {e}"));
     let number = &edge.settings.number;
     let plan = sip.dialplans.current().lookup(number).ok_or_else(|| {
         CallError::Unavailable(format!("no dialplan answers {number:?} ([webrtc] number)"))
@@ -46,41 +45,10 @@ pub(super) async fn start(
         .gate
         .try_enter(sip.config.max_calls)
         .ok_or_else(|| CallError::Unavailable("call limit reached or shutting down".into()))?;
-    let codec = offered
-        .preferred()
-        .ok_or_else(|| CallError::Offer("no codec kefu speaks".into()))?;
-    let ice_servers = edge
-        .settings
-        .ice_servers
-        .iter()
-        .map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone(),
-            credential: s.credential.clone(),
-        })
-        .collect();
-    let pc = Arc::new(
-        edge.api
-            .new_peer_connection(RTCConfiguration {
-                ice_servers,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?,
-    );
-    let media = match connect_media(&pc, codec, offered, offer).await {
-        Ok(m) => m,
-        Err(e) => {
-            close(&pc).await;
-            return Err(e);
-        }
-    };
+    let (pc, media) = open(&edge, offered, offer).await?;
     // The call's own RTP port, and the gateway's socket that stands for the
     // browser on it.
-    let ip = match sip.local_addr().ip() {
-        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        ip => ip,
-    };
+    let ip = gateway_ip(&sip);
     let sockets = async {
         let call_socket = sip.ports.bind(ip).await.map_err(|e| e.to_string())?;
         let gateway = UdpSocket::bind(SocketAddr::new(ip, 0))
@@ -100,7 +68,7 @@ pub(super) async fn start(
     crate::lock(&edge.calls).insert(
         call_id.clone(),
         super::LiveCall {
-            conversation: caller.conversation.clone(),
+            owner: caller.conversation.clone(),
             hung_up: hung_up.clone(),
             pc: pc.clone(),
         },
@@ -123,14 +91,105 @@ pub(super) async fn start(
     })
 }
 
+/// Where the gateway's loopback socket lives: kefu's SIP address, or loopback
+/// when that is unspecified.
+pub(super) fn gateway_ip(sip: &SipService) -> IpAddr {
+    match sip.local_addr().ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
+/// A new peer connection with the offer answered (kefu's candidates gathered).
+pub(super) async fn open(
+    edge: &WebRtcEdge,
+    offered: Offered,
+    offer: String,
+) -> Result<(Arc<RTCPeerConnection>, Media), CallError> {
+    let codec = offered
+        .preferred()
+        .ok_or_else(|| CallError::Offer("no codec kefu speaks".into()))?;
+    let ice_servers = edge
+        .settings
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+        })
+        .collect();
+    let pc = Arc::new(
+        edge.api
+            .new_peer_connection(RTCConfiguration {
+                ice_servers,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| CallError::Unavailable(format!("WebRTC: {e}")))?,
+    );
+    match connect_media(&pc, codec, offered, offer).await {
+        Ok(m) => Ok((pc, m)),
+        Err(e) => {
+            close(&pc).await;
+            Err(e)
+        }
+    }
+}
+
 /// The peer connection's media, once the offer is answered.
-struct Media {
-    answer: String,
+pub(super) struct Media {
+    pub answer: String,
     track: Arc<TrackLocalStaticRTP>,
     codec: BrowserCodec,
     offered: Offered,
-    states: watch::Receiver<RTCPeerConnectionState>,
+    pub states: watch::Receiver<RTCPeerConnectionState>,
     remote: mpsc::Receiver<Arc<TrackRemote>>,
+}
+
+/// Joins a connected browser's audio to `peer`, a UDP socket on loopback (a
+/// call's RTP port, or an agent leg's) through the `gateway` socket, until
+/// `ended`; the receiver hears when the browser leaves (`hung_up`, or its
+/// connection failed).
+pub(super) fn join(
+    media: Media,
+    gateway: UdpSocket,
+    peer: SocketAddr,
+    hung_up: CancellationToken,
+    ended: CancellationToken,
+) -> Result<oneshot::Receiver<EndReason>, String> {
+    let gateway = Arc::new(gateway);
+    let to_call = ToCall::new(media.offered.clone());
+    let to_browser = ToBrowser::new(media.codec).map_err(|e| format!("no Opus encoder: {e}"))?;
+    tokio::spawn(inbound(
+        media.remote,
+        to_call,
+        gateway.clone(),
+        peer,
+        ended.clone(),
+    ));
+    tokio::spawn(outbound(
+        media.track.clone(),
+        to_browser,
+        (gateway, peer),
+        ended.clone(),
+    ));
+    let (gone_tx, gone_rx) = oneshot::channel();
+    tokio::spawn(departure(media.states.clone(), hung_up, ended, gone_tx));
+    Ok(gone_rx)
+}
+
+/// How the gateway's side looks to a call or agent leg: G.711 with RFC 4733
+/// events, from `gateway`.
+pub(super) fn gateway_media(gateway: SocketAddr) -> Negotiated {
+    Negotiated {
+        remote: gateway,
+        law: ToCall::LAW,
+        payload_type: ToCall::LAW.payload_type(),
+        telephone_event: Some(CALL_EVENT_PT),
+        direction: Direction::SendRecv,
+        ptime: 20,
+    }
 }
 
 /// Sets the offer, adds kefu's track, and gathers the answer.
@@ -202,7 +261,7 @@ async fn connect_media(
     })
 }
 
-async fn close(pc: &RTCPeerConnection) {
+pub(super) async fn close(pc: &RTCPeerConnection) {
     if let Err(e) = pc.close().await {
         tracing::debug!(error = %e, "closing a peer connection failed");
     }
@@ -236,15 +295,7 @@ impl Live {
             span.clone(),
         )
         .await;
-        let outcome = if connected.is_ok() {
-            "connected"
-        } else {
-            "not-connected"
-        };
-        crate::metrics::metrics()
-            .webrtc_calls
-            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-            .inc();
+        count_connection(connected.is_ok());
         if let Err(why) = connected {
             span.in_scope(|| tracing::info!(%why, "browser call not connected"));
             return self.finish().await;
@@ -255,35 +306,19 @@ impl Live {
         };
         let call_addr = SocketAddr::new(gateway_addr.ip(), call_addr.port());
         let ended = CancellationToken::new();
-        let gateway = Arc::new(gateway);
-        let to_call = ToCall::new(media.offered.clone());
-        let to_browser = match ToBrowser::new(media.codec) {
-            Ok(t) => t,
+        let gone_rx = match join(
+            media,
+            gateway,
+            call_addr,
+            self.hung_up.clone(),
+            ended.clone(),
+        ) {
+            Ok(gone) => gone,
             Err(e) => {
-                span.in_scope(|| tracing::error!(error = %e, "no Opus encoder"));
+                span.in_scope(|| tracing::error!(error = %e, "browser call not joined"));
                 return self.finish().await;
             }
         };
-        tokio::spawn(inbound(
-            media.remote,
-            to_call,
-            gateway.clone(),
-            call_addr,
-            ended.clone(),
-        ));
-        tokio::spawn(outbound(
-            media.track.clone(),
-            to_browser,
-            (gateway.clone(), call_addr),
-            ended.clone(),
-        ));
-        let (gone_tx, gone_rx) = oneshot::channel();
-        tokio::spawn(departure(
-            media.states.clone(),
-            self.hung_up.clone(),
-            ended.clone(),
-            gone_tx,
-        ));
         let setup = self.setup(plan, call_socket, gateway_addr, gone_rx, ended.clone());
         let call = self.sip.gate.tracker.spawn(async move {
             let _slot = slot;
@@ -358,14 +393,7 @@ impl Live {
             source: trunk,
             invite_at: chrono::Utc::now(),
             plan,
-            negotiated: Negotiated {
-                remote: gateway,
-                law: ToCall::LAW,
-                payload_type: ToCall::LAW.payload_type(),
-                telephone_event: Some(CALL_EVENT_PT),
-                direction: Direction::SendRecv,
-                ptime: 20,
-            },
+            negotiated: gateway_media(gateway),
             socket: crate::channel::rtp::socket::RtpSocket::new(call_socket),
             dtmf: crate::media::dtmf::DtmfMode::Rfc4733,
             rtp_timeout: sip.config.rtp_timeout,
@@ -387,8 +415,21 @@ impl Live {
     }
 }
 
+/// Counts a peer connection that connected, or did not.
+pub(super) fn count_connection(connected: bool) {
+    let outcome = if connected {
+        "connected"
+    } else {
+        "not-connected"
+    };
+    crate::metrics::metrics()
+        .webrtc_calls
+        .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+        .inc();
+}
+
 /// Waits until ICE and DTLS are up, the browser gives up, or `limit` passes.
-async fn connected(
+pub(super) async fn connected(
     states: &mut watch::Receiver<RTCPeerConnectionState>,
     hung_up: &CancellationToken,
     limit: Duration,

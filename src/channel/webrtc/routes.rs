@@ -69,21 +69,48 @@ async fn settings(State(s): State<Arc<Calls>>) -> Response {
     .into_response()
 }
 
+/// A browser's offer, as `RTCSessionDescription` serialises it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Offer {
-    /// "offer" (what `RTCSessionDescription` serialises to).
+pub struct Offer {
+    /// "offer".
     #[serde(rename = "type")]
     kind: String,
     sdp: String,
 }
 
+impl Offer {
+    /// The offer's SDP, if it is an offer of a sane size.
+    pub fn sdp(self) -> Result<String, ApiError> {
+        if self.kind != "offer" {
+            return Err(ApiError::bad_request("`type` must be \"offer\""));
+        }
+        if self.sdp.len() > MAX_OFFER {
+            return Err(ApiError::bad_request(format!(
+                "the offer is over {MAX_OFFER} bytes"
+            )));
+        }
+        Ok(self.sdp)
+    }
+}
+
+/// kefu's answer, with the call's id for candidates and hanging up.
 #[derive(Serialize)]
-struct Answer {
+pub struct Answer {
     call: String,
     #[serde(rename = "type")]
     kind: &'static str,
     sdp: String,
+}
+
+impl From<super::Answered> for Answer {
+    fn from(a: super::Answered) -> Self {
+        Self {
+            call: a.call_id,
+            kind: "answer",
+            sdp: a.sdp,
+        }
+    }
 }
 
 async fn call(
@@ -99,14 +126,7 @@ async fn call(
         crate::channel::chat::proof::given(&headers, uri.query()),
     )?;
     let Json(offer) = body?;
-    if offer.kind != "offer" {
-        return Err(ApiError::bad_request("`type` must be \"offer\""));
-    }
-    if offer.sdp.len() > MAX_OFFER {
-        return Err(ApiError::bad_request(format!(
-            "the offer is over {MAX_OFFER} bytes"
-        )));
-    }
+    let sdp = offer.sdp()?;
     // The call comes from the conversation's customer: their web identity.
     let conversations = &s.text.service.conversations;
     let entry = conversations.get(&id)?;
@@ -122,27 +142,23 @@ async fn call(
         client,
         conversation: id,
     };
-    let answered = s.edge.call(caller, offer.sdp).await.map_err(api_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Answer {
-            call: answered.call_id,
-            kind: "answer",
-            sdp: answered.sdp,
-        }),
-    )
-        .into_response())
+    let answered = s.edge.call(caller, sdp).await?;
+    Ok((StatusCode::CREATED, Json(Answer::from(answered))).into_response())
 }
 
-fn api_error(e: CallError) -> ApiError {
-    match e {
-        CallError::Offer(why) => ApiError::bad_request(why),
-        CallError::NoSuchCall => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-        CallError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-        CallError::Unavailable(why) => {
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
-            e.retry_after = Some(5);
-            e
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Offer(why) => ApiError::bad_request(why),
+            CallError::NoSuchCall | CallError::NotRinging => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            CallError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            CallError::Unavailable(why) => {
+                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+                e.retry_after = Some(5);
+                e
+            }
         }
     }
 }
@@ -150,12 +166,23 @@ fn api_error(e: CallError) -> ApiError {
 /// A trickled candidate, as the browser's `RTCIceCandidate.toJSON()` gives it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Candidate {
+pub struct Candidate {
     candidate: String,
     sdp_mid: Option<String>,
     #[serde(rename = "sdpMLineIndex")]
     sdp_m_line_index: Option<u16>,
     username_fragment: Option<String>,
+}
+
+impl From<Candidate> for webrtc::ice_transport::ice_candidate::RTCIceCandidateInit {
+    fn from(c: Candidate) -> Self {
+        Self {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_m_line_index,
+            username_fragment: c.username_fragment,
+        }
+    }
 }
 
 async fn candidate(
@@ -170,16 +197,7 @@ async fn candidate(
         crate::channel::chat::proof::given(&headers, uri.query()),
     )?;
     let Json(c) = body?;
-    let init = webrtc::ice_transport::ice_candidate::RTCIceCandidateInit {
-        candidate: c.candidate,
-        sdp_mid: c.sdp_mid,
-        sdp_mline_index: c.sdp_m_line_index,
-        username_fragment: c.username_fragment,
-    };
-    s.edge
-        .candidate(&id, &call, init)
-        .await
-        .map_err(api_error)?;
+    s.edge.candidate(&id, &call, c.into()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
