@@ -5,23 +5,14 @@
 // listens for LISTEN_MS more (what the keys or the microphone's words brought),
 // hangs up and waits for the call's transcript in the chat. The waits are bounds for a stuck page, not targets.
 // Usage: node call.mjs http://127.0.0.1:PORT FILE.wav KEYS|- LISTEN_MS SHOT.png
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [base, wav, keyArg, listenMs, shot] = process.argv.slice(2);
 const keys = keyArg === '-' ? '' : keyArg;
 if (!shot || Number.isNaN(Number(listenMs))) {
   throw new Error('usage: node call.mjs BASE FILE.wav KEYS|- LISTEN_MS SHOT.png');
 }
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch(wav);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 try {
   const page = await browser.newPage();

@@ -4,10 +4,10 @@
 // knowledge-base entry from an unanswered question in one click. A screenshot
 // of the dashboard is kept.
 // Usage: node dashboard.mjs http://127.0.0.1:PORT SUPERVISOR PASSWORD AGENT PASSWORD SCREENSHOT.png
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [base, supName, supPassword, agentName, agentPassword, shot] = process.argv.slice(2);
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const browser = await launch();
 const signIn = async (page, name, password) => {
   await page.goto(`${base}/dashboard`);
   await page.fill('#name', name);

@@ -3,10 +3,10 @@
 // accepts the offer, sees what the customer said, and replies; the customer's page
 // shows the reply (pushed over its WebSocket). A screenshot of the desk is kept.
 // Usage: node desk.mjs http://127.0.0.1:PORT NAME PASSWORD SCREENSHOT.png
-import { chromium } from 'playwright-core';
+import { deskSignIn, launch } from './chromium.mjs';
 
 const [base, name, password, shot] = process.argv.slice(2);
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const browser = await launch();
 try {
   const customer = await (await browser.newContext()).newPage();
   await customer.goto(`${base}/chat?lang=en`);
@@ -17,11 +17,7 @@ try {
   const handover = await customer.locator('.turn.bot').nth(1).textContent();
 
   const desk = await (await browser.newContext()).newPage();
-  await desk.goto(`${base}/desk`);
-  await desk.fill('#name', name);
-  await desk.fill('#password', password);
-  await desk.click('#signin button');
-  await desk.locator('#desk').waitFor({ state: 'visible', timeout: 5000 });
+  await deskSignIn(desk, base, name, password);
   await desk.click('#state');
   await desk.locator('#state.available').waitFor({ timeout: 5000 });
   await desk.locator('.offer .accept').first().waitFor({ timeout: 5000 });

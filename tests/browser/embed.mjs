@@ -6,7 +6,7 @@
 // chat API passes CORS; on the other, the frame is refused and CORS blocks.
 // Usage: node embed.mjs http://127.0.0.1:KEFU_PORT PORT SHOT.png
 import http from 'node:http';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [base, port, shot] = process.argv.slice(2);
 const page = `<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head>
@@ -16,7 +16,7 @@ const site = http.createServer((req, res) => {
   res.end(page);
 }).listen(Number(port), '127.0.0.1');
 await new Promise((r) => site.once('listening', r));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const browser = await launch();
 const apiCall = (p) => p.evaluate(async (base) => {
   try {
     const r = await fetch(`${base}/api/chat/conversations`, {

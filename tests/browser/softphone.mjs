@@ -6,29 +6,16 @@
 // transcript, and hangs up. Recordings are 16-bit samples at 16 kHz. The waits
 // are bounds for a stuck page, not targets.
 // Usage: node softphone.mjs http://127.0.0.1:PORT NAME PASSWORD FILE.wav SUMMARY_MS LISTEN_MS SHOT.png
-import { chromium } from 'playwright-core';
+import { deskSignIn, launch } from './chromium.mjs';
 
 const [base, name, password, wav, summaryMs, listenMs, shot] = process.argv.slice(2);
 if (!shot || Number.isNaN(Number(summaryMs)) || Number.isNaN(Number(listenMs))) {
   throw new Error('usage: node softphone.mjs BASE NAME PASSWORD FILE.wav SUMMARY_MS LISTEN_MS SHOT.png');
 }
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch(wav);
 try {
   const desk = await browser.newPage();
-  await desk.goto(`${base}/desk`);
-  await desk.fill('#name', name);
-  await desk.fill('#password', password);
-  await desk.click('#signin button');
-  await desk.locator('#desk').waitFor({ state: 'visible', timeout: 5000 });
+  await deskSignIn(desk, base, name, password);
   await desk.click('#softphone');
   await desk.locator('#softphone.on').waitFor({ timeout: 5000 });
   await desk.click('#state');

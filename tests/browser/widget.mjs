@@ -2,10 +2,10 @@
 // checks what a visitor sees: a greeting, an answer to a question, and the
 // conversation pushed over the WebSocket. The waits are bounds for a stuck page, not
 // targets: the time to the greeting is printed (greetingMs), not judged here. Usage: node widget.mjs http://127.0.0.1:PORT
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const base = process.argv[2];
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const browser = await launch();
 try {
   const page = await browser.newPage();
   const started = Date.now();

@@ -72,17 +72,7 @@ impl WebRtcEdge {
                 return Err(CallError::Unavailable(format!("no media port free: {e}")));
             }
         };
-        let call_id = format!("desk-{}", hex::encode(rand::random::<[u8; 10]>()));
-        let hung_up = CancellationToken::new();
-        crate::lock(&self.calls).insert(
-            call_id.clone(),
-            super::LiveCall {
-                owner: owner(agent),
-                hung_up: hung_up.clone(),
-                pc: pc.clone(),
-            },
-        );
-        crate::metrics::metrics().webrtc_active.inc();
+        let (call_id, hung_up) = self.register("desk", owner(agent), &pc);
         let sdp = media.answer.clone();
         tokio::spawn(run(
             self.clone(),

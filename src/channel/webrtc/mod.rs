@@ -189,6 +189,29 @@ impl WebRtcEdge {
         peer::start(self.clone(), sip, caller, offer, offered, client).await
     }
 
+    /// Registers a new peer connection for its owner's routes: its id (`prefix`
+    /// and random hex) and the token cancelled when the owner hangs up. The
+    /// connection's task removes it when done.
+    fn register(
+        &self,
+        prefix: &str,
+        owner: String,
+        pc: &Arc<webrtc::peer_connection::RTCPeerConnection>,
+    ) -> (String, tokio_util::sync::CancellationToken) {
+        let id = format!("{prefix}-{}", hex::encode(rand::random::<[u8; 10]>()));
+        let hung_up = tokio_util::sync::CancellationToken::new();
+        crate::lock(&self.calls).insert(
+            id.clone(),
+            LiveCall {
+                owner,
+                hung_up: hung_up.clone(),
+                pc: pc.clone(),
+            },
+        );
+        crate::metrics::metrics().webrtc_active.inc();
+        (id, hung_up)
+    }
+
     /// Hangs up a browser's call; false when `owner` has no such call.
     pub fn hang_up(&self, owner: &str, call_id: &str) -> bool {
         let calls = crate::lock(&self.calls);

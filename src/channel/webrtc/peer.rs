@@ -63,16 +63,7 @@ pub(super) async fn start(
             return Err(CallError::Unavailable(format!("no media port free: {e}")));
         }
     };
-    let call_id = format!("webrtc-{}", hex::encode(rand::random::<[u8; 10]>()));
-    let hung_up = CancellationToken::new();
-    crate::lock(&edge.calls).insert(
-        call_id.clone(),
-        super::LiveCall {
-            owner: caller.conversation.clone(),
-            hung_up: hung_up.clone(),
-            pc: pc.clone(),
-        },
-    );
+    let (call_id, hung_up) = edge.register("webrtc", caller.conversation.clone(), &pc);
     let answer = media.answer.clone();
     let live = Live {
         edge,
@@ -83,7 +74,6 @@ pub(super) async fn start(
         caller,
         _client: client,
     };
-    crate::metrics::metrics().webrtc_active.inc();
     tokio::spawn(live.run(media, slot, plan, call_socket, gateway));
     Ok(Answered {
         call_id,
