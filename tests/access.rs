@@ -44,6 +44,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/chat/conversations/{id}/messages", "public"),
     ("POST", "/api/chat/conversations/{id}/messages", "public"),
     ("GET", "/api/chat/conversations/{id}/ws", "public"),
+    // The customer's rating of their chat (the key is the proof).
+    ("POST", "/api/chat/conversations/{id}/rating", "public"),
     // Browser calls: the chat's key is the proof, as for its messages.
     ("GET", "/api/chat/call", "public"),
     ("POST", "/api/chat/conversations/{id}/calls", "public"),

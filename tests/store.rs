@@ -1339,3 +1339,56 @@ async fn sqlite_analytics_report_exact_values() {
 async fn postgres_analytics_report_exact_values() {
     analytics(postgres_db().await).await;
 }
+
+/// Ratings: one per conversation (the first stands), counted overall and for the
+/// queue and agent of the conversation's stay; a channel filter applies.
+async fn ratings(db: Db) {
+    let store = Store::open(&db.url, None).await.unwrap();
+    let now = Utc::now();
+    assert!(store.rate("c1", "web", 5, now).await.unwrap());
+    assert!(
+        !store.rate("c1", "web", 1, now).await.unwrap(),
+        "rated once"
+    );
+    assert!(store.rate("c2", "web", 2, now).await.unwrap());
+    assert!(store.rate("c3", "web", 9, now).await.is_err());
+    store
+        .record_stay(&kefu::agents::center::Stay {
+            item: "c2".into(),
+            queue: "support".into(),
+            channel: "web".into(),
+            reason: "menu".into(),
+            enqueued: now,
+            answered: Some(now),
+            agent: Some("ann".into()),
+            ended: now,
+            outcome: "answered",
+        })
+        .await
+        .unwrap();
+    let s = store.satisfaction(0, i64::MAX, "").await.unwrap();
+    assert_eq!(
+        (s.ratings, s.average, s.satisfied),
+        (2, Some(3.5), Some(0.5))
+    );
+    assert_eq!(s.scores, [0, 1, 0, 0, 1]);
+    let agents: Vec<(&str, i64, f64)> = s
+        .agents
+        .iter()
+        .map(|r| (r.key.as_str(), r.ratings, r.average))
+        .collect();
+    assert_eq!(agents, [("(bot)", 1, 5.0), ("ann", 1, 2.0)]);
+    assert_eq!(s.queues[1].key, "support");
+    let sms = store.satisfaction(0, i64::MAX, "sms").await.unwrap();
+    assert_eq!((sms.ratings, sms.average), (0, None));
+}
+
+#[tokio::test]
+async fn sqlite_counts_ratings() {
+    ratings(sqlite_db().await).await;
+}
+
+#[tokio::test]
+async fn postgres_counts_ratings() {
+    ratings(postgres_db().await).await;
+}

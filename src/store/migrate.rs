@@ -47,6 +47,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "kb_drafts",
         include_str!("migrations/sqlite/0007_kb_drafts.sql"),
     ),
+    (
+        8,
+        "ratings",
+        include_str!("migrations/sqlite/0008_ratings.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -79,6 +84,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "kb_drafts",
         include_str!("migrations/postgres/0007_kb_drafts.sql"),
+    ),
+    (
+        8,
+        "ratings",
+        include_str!("migrations/postgres/0008_ratings.sql"),
     ),
 ];
 

@@ -20,6 +20,7 @@ pub mod drafts;
 pub mod export;
 mod migrate;
 pub mod privacy;
+pub mod ratings;
 pub mod recordings;
 pub mod reports;
 pub mod retention;

@@ -1,6 +1,6 @@
 // Opens kefu's chat widget in headless Chromium (Debian's /usr/bin/chromium) and
-// checks what a visitor sees: a greeting, an answer to a question, and the
-// conversation pushed over the WebSocket. The waits are bounds for a stuck page, not
+// checks what a visitor sees: a greeting, an answer to a question, the
+// conversation pushed over the WebSocket, and the stars that rate the chat. The waits are bounds for a stuck page, not
 // targets: the time to the greeting is printed (greetingMs), not judged here. Usage: node widget.mjs http://127.0.0.1:PORT
 import { launch } from './chromium.mjs';
 
@@ -22,7 +22,13 @@ try {
   await answer.waitFor({ timeout: 15000 });
   const answerText = await answer.textContent();
   const visitor = await page.evaluate(() => localStorage.getItem('kefu-visitor'));
-  console.log(JSON.stringify({ greetingMs, greeting: greetingText, answer: answerText, visitor }));
+  // Asked and answered: the visitor rates the chat with the stars.
+  await page.locator('#rate').waitFor({ state: 'visible', timeout: 5000 });
+  await page.click('#rate button[data-score="5"]');
+  const thanks = page.locator('#rate', { hasText: 'Thank you' });
+  await thanks.waitFor({ timeout: 5000 });
+  const rated = await thanks.textContent();
+  console.log(JSON.stringify({ greetingMs, greeting: greetingText, answer: answerText, visitor, rated }));
 } finally {
   await browser.close();
 }

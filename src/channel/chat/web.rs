@@ -40,6 +40,12 @@ pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>>
             post_message,
         )
         .add(Get, "/api/chat/conversations/{id}/ws", Public, socket)
+        .add_spending(
+            Post,
+            "/api/chat/conversations/{id}/rating",
+            Spend::Message,
+            rate,
+        )
 }
 
 async fn widget() -> Html<&'static str> {
@@ -159,6 +165,59 @@ async fn post_message(
     s.keys
         .check(&id, super::proof::given(&headers, uri.query()))?;
     super::post_message(&s, &id, body).await
+}
+
+/// The customer's rating of the conversation: 1 to 5 stars.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rating {
+    score: u8,
+}
+
+#[derive(Serialize)]
+struct Rated {
+    conversation: String,
+    score: u8,
+}
+
+/// Rates the conversation once (the widget's stars after the bot or an agent
+/// answered); a second rating is a 409 and the first one stands.
+async fn rate(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    body: Result<Json<Rating>, JsonRejection>,
+) -> Result<(StatusCode, Json<Rated>), ApiError> {
+    s.keys
+        .check(&id, super::proof::given(&headers, uri.query()))?;
+    let Json(r) = body?;
+    if !(1..=5).contains(&r.score) {
+        return Err(ApiError::bad_request("`score` is 1 to 5"));
+    }
+    let stored = s
+        .store
+        .rate(&id, Channel::Web.name(), r.score, chrono::Utc::now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "cannot store a rating");
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+            e.retry_after = Some(5);
+            e
+        })?;
+    if !stored {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this conversation is rated already",
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(Rated {
+            conversation: id,
+            score: r.score,
+        }),
+    ))
 }
 
 /// Pushes every new turn of the conversation; text frames `{"text": "…"}` from the

@@ -193,6 +193,8 @@ pub struct Report {
     /// The top intents' questions per day.
     pub intent_trend: Vec<TrendRow>,
     pub unanswered: Vec<Unanswered>,
+    /// Customers' ratings (`store::ratings`).
+    pub satisfaction: crate::store::ratings::Satisfaction,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -485,6 +487,7 @@ mod tests {
             top_intents: Vec::new(),
             intent_trend: Vec::new(),
             unanswered,
+            satisfaction: Default::default(),
         }
     }
 

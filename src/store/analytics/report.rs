@@ -73,6 +73,7 @@ impl Store {
         let (queues, agents) = (stays.queues, stays.agents);
         let (top_intents, intent_trend) = self.topics(start, end, only, from).await?;
         let unanswered = self.unanswered(start, end, only).await?;
+        let satisfaction = self.satisfaction(start, end, only).await?;
 
         let handed_over = conversations - automated;
         let rate = |n: i64| (conversations > 0).then(|| n as f64 / conversations as f64);
@@ -110,6 +111,7 @@ impl Store {
             top_intents,
             intent_trend,
             unanswered,
+            satisfaction,
         })
     }
 
