@@ -19,10 +19,27 @@ const AGENT_PASSWORD: &str = "agent password 2026";
 
 /// A web chat: the visitor says `text`; returns the reply's kind.
 async fn chat(s: &Server, visitor: &str, text: &str) -> String {
+    rated_chat(s, visitor, text, None).await
+}
+
+/// A web chat the visitor then rates with `score` stars.
+async fn rated_chat(s: &Server, visitor: &str, text: &str, score: Option<u8>) -> String {
     let (conv, started) = s.start_chat(visitor).await;
-    let r = s
-        .say_in_chat(&conv, started["key"].as_str().unwrap(), text)
-        .await;
+    let key = started["key"].as_str().unwrap();
+    let r = s.say_in_chat(&conv, key, text).await;
+    if let Some(score) = score {
+        let rated = reqwest::Client::new()
+            .post(format!(
+                "http://{}/api/chat/conversations/{conv}/rating",
+                s.http
+            ))
+            .header("x-kefu-key", key)
+            .json(&serde_json::json!({ "score": score }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rated.status(), 201);
+    }
     r["kind"].as_str().unwrap().to_string()
 }
 
@@ -58,11 +75,11 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
     s.add_agent_user("wang", AGENT_PASSWORD, "Wang Fang", "1001");
 
     assert_eq!(
-        chat(&s, "v1", "What are your opening hours?").await,
+        rated_chat(&s, "v1", "What are your opening hours?", Some(5)).await,
         "answer"
     );
     assert_eq!(
-        chat(&s, "v2", "Do you sponsor marathon runners?").await,
+        rated_chat(&s, "v2", "Do you sponsor marathon runners?", Some(2)).await,
         "fallback"
     );
     assert_eq!(
@@ -134,6 +151,7 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
     assert_eq!(seen["kpis"]["contacts"], "5", "{seen}");
     assert_eq!(seen["kpis"]["automation"], "80.0 %", "{seen}");
     assert_eq!(seen["kpis"]["transfer"], "20.0 %", "{seen}");
+    assert_eq!(seen["kpis"]["satisfaction"], "3.5 / 5 · 50.0 %", "{seen}");
     // Every chart has its canvas; those with data have it drawn in the series'
     // colour (the confidence chart is empty: nobody spoke to the call).
     for (chart, v) in seen["charts"].as_object().unwrap() {
