@@ -260,3 +260,56 @@ async fn a_supervisor_reads_the_dashboard_and_drafts_an_entry() {
         "a real screenshot"
     );
 }
+
+/// The post-call survey over the wire: a caller keys 4 at a `collect` of one
+/// digit followed by `rate` (RFC 4733 over real RTP), and the report counts one
+/// phone rating of 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_rates_the_call_with_a_key() {
+    let plans = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("tests/scripts/plans/survey.toml"),
+        plans.path().join("survey.toml"),
+    )
+    .unwrap();
+    let s = Server::start_with(Some(plans.path()), "");
+    let ua = RawUa::new(s.sip);
+    ua.answered_call("survey-call", "800");
+    tokio::task::block_in_place(|| {
+        let rtp = ua.rtp.try_clone().unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let (_, kefu_media) = rtp.recv_from(&mut buf).unwrap();
+        let mut seq = 1;
+        common::phone::press(&rtp, 101, kefu_media, 4, &mut seq);
+        // kefu says goodbye and hangs up.
+        ua.answer_request("BYE", Duration::from_secs(15));
+    });
+    let token = {
+        let (ok, t, err) = s.kefu(&["tokens", "create", "reader", "--role", "auditor"]);
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{}/api/reports?channel=phone", s.http))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sat = &r["satisfaction"];
+        if sat["ratings"] == 1 {
+            assert_eq!(sat["scores"], serde_json::json!([0, 0, 0, 1, 0]), "{sat}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call's rating never reached the report: {sat}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -31,7 +31,7 @@
 //! > dial-out answered | dial-out failed WHY
 //! > hangup                             # the caller hangs up
 //! < stop | transfer QUEUE | hangup REASON | listen LANG | stop-listening | forget
-//! < record | stop-recording | note QUEUE: TEXT | blind-transfer TO
+//! < record | stop-recording | note QUEUE: TEXT | blind-transfer TO | rate SCORE
 //! < say TEXT                           # an ask node speaks the dialogue core's answer
 //! < announce | media DIRECTION | dial-out TO | bridge | end REASON
 //! = path welcome main_menu ...         # nodes visited so far
@@ -263,6 +263,7 @@ impl Script {
             Action::DialOut { to } => format!("dial-out {to}"),
             Action::Bridge => "bridge".into(),
             Action::Note { text, queue } => format!("note {queue}: {text}"),
+            Action::Rate { score } => format!("rate {score}"),
             Action::Record => "record".into(),
             Action::Keep(_) => "stop-recording".into(),
             Action::End(EndReason::Plan(reason)) => format!("hangup {reason}"),

@@ -241,11 +241,7 @@ impl Pump {
                     FromPeer::Dialog(Some(DialogState::Info(_, req, handle))) => {
                         // A key sent as SIP INFO goes on to the agent the same way.
                         let _ = handle.reply(StatusCode::OK).await;
-                        match leg.signal.dialog() {
-                            Some(dialog) => forward_info(dialog, &req),
-                            // The desk's browser hears keys in the audio only.
-                            None => tracing::debug!("a SIP INFO key is not sent to a browser"),
-                        }
+                        forward_info(leg.signal.dialog(), &req);
                     }
                     FromPeer::Dialog(Some(DialogState::Terminated(_, r))) => return (Side::Caller, EndReason::from(&r)),
                     FromPeer::Dialog(None) => return (Side::Caller, EndReason::DialogGone),
@@ -256,10 +252,6 @@ impl Pump {
                     }
                 },
                 state = leg.signal.next() => {
-                    let state = match state {
-                        FromPeer::Dialog(state) => state,
-                        FromPeer::Left(_) => return (Side::Agent, EndReason::AgentHangup),
-                    };
                     if let Some(ended) = self.agent_dialog(s, state, leg, to_agent, to_caller, agent_media, *agent_local).await {
                         return ended;
                     }
@@ -323,21 +315,22 @@ impl Pump {
     async fn agent_dialog(
         &mut self,
         s: &CallSetup,
-        state: Option<DialogState>,
+        state: FromPeer,
         leg: &mut AnsweredLeg,
         to_agent: &mut Relay,
         to_caller: &mut Relay,
         agent_media: &mut crate::channel::rtp::inbound::Inbound,
         agent_local: Option<std::net::SocketAddr>,
     ) -> Option<(Side, EndReason)> {
+        let state = match state {
+            FromPeer::Dialog(state) => state,
+            // The desk's browser hung up, or its connection failed.
+            FromPeer::Left(_) => return Some((Side::Agent, EndReason::AgentHangup)),
+        };
         match state {
             Some(DialogState::Info(_, req, handle)) => {
                 let _ = handle.reply(StatusCode::OK).await;
-                match s.signal.dialog() {
-                    Some(dialog) => forward_info(dialog, &req),
-                    // A browser hears keys from the agent's side in the audio only.
-                    None => tracing::debug!("a key from the agent is not sent to a browser"),
-                }
+                forward_info(s.signal.dialog(), &req);
             }
             Some(DialogState::Updated(_, req, handle)) => {
                 // The agent's phone holds, resumes or changes codec:
@@ -473,11 +466,16 @@ fn transcribed(
     }
 }
 
-/// Sends an INFO key on the other leg (off the media loop).
+/// Sends an INFO key on the other leg (off the media loop); a browser on the
+/// other side (no dialog) hears keys in the audio only.
 fn forward_info(
-    dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+    dialog: Option<&rsipstack::dialog::invite_dialog::InviteDialog>,
     req: &rsipstack::sip::Request,
 ) {
+    let Some(dialog) = dialog else {
+        tracing::debug!("a SIP INFO key is not sent to a browser");
+        return;
+    };
     let content_type = req.header_value("Content-Type").unwrap_or_default();
     let body = req.body.clone();
     let dialog = dialog.clone();

@@ -334,6 +334,7 @@ impl Pump {
                     });
                     ticket.note(text);
                 }
+                Action::Rate { score } => keep_rating(s, score),
                 Action::Record => tracing::debug!("recording the caller"),
                 Action::Keep(r) => self.keep_recording(s, r, "voicemail"),
                 Action::End(reason) => {
@@ -595,4 +596,20 @@ fn speak(s: &CallSetup, text: String, language: String) -> Sentences {
         }
     });
     rx
+}
+
+/// Stores the caller's rating of the call (a `rate` node), off the media loop; a
+/// call is rated once, like a chat.
+fn keep_rating(s: &CallSetup, score: u8) {
+    let (store, call_id) = (s.dialogue.store.clone(), s.call_id.clone());
+    tokio::spawn(async move {
+        match store
+            .rate(&call_id, "phone", score, chrono::Utc::now())
+            .await
+        {
+            Ok(true) => tracing::info!(score, "caller rated the call"),
+            Ok(false) => tracing::info!("the call was rated already; the first rating stands"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "cannot store the call's rating"),
+        }
+    });
 }

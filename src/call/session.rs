@@ -207,6 +207,8 @@ pub enum Action {
     Bridge,
     /// Add a line to the call's ticket (opened for `queue` if the call has none).
     Note { text: String, queue: String },
+    /// Keep the caller's rating of the call (a `rate` node).
+    Rate { score: u8 },
     /// A `record` node started recording the caller.
     Record,
     /// Store this recording (a `record` node's voicemail; nothing when empty).
@@ -691,6 +693,7 @@ impl Session {
                 Output::Note { text, queue } => {
                     self.actions.push_back(Action::Note { text, queue })
                 }
+                Output::Rate { score } => self.actions.push_back(Action::Rate { score }),
                 Output::Hangup { reason } => self.end(EndReason::Plan(reason)),
             }
         }

@@ -81,6 +81,8 @@ pub enum Output {
     StopRecording,
     /// Add this line to the call's ticket (opening one in `queue` if there is none).
     Note { text: String, queue: String },
+    /// The caller rated the call (1 to 5).
+    Rate { score: u8 },
     /// Start detecting and recognising the caller's speech in this language.
     Listen { language: String },
     /// Stop listening; drop any utterance in progress.

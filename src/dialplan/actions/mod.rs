@@ -11,6 +11,7 @@ pub mod listen;
 pub mod menu;
 pub mod note;
 pub mod play;
+pub mod rate;
 pub mod record;
 pub mod set;
 pub mod transfer;
@@ -39,13 +40,14 @@ pub enum Action {
     Transfer(transfer::Transfer),
     Record(record::Record),
     Note(note::Note),
+    Rate(rate::Rate),
     Hangup(hangup::Hangup),
 }
 
 /// The node types, as written in `type = "..."`.
 pub const TYPES: &[&str] = &[
     "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "ask", "transfer",
-    "record", "note", "hangup",
+    "record", "note", "rate", "hangup",
 ];
 
 /// One piece of a prompt: a file, or the digits of a variable read out one by one.
@@ -200,6 +202,7 @@ impl Action {
             "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
             "record" => Action::Record(record::Record::parse(f, cx)?),
             "note" => Action::Note(note::Note::parse(f, cx)?),
+            "rate" => Action::Rate(rate::Rate::parse(f, cx)?),
             "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
             _ => return None,
         })
@@ -220,6 +223,7 @@ impl Action {
             "transfer" => transfer::FIELDS,
             "record" => record::FIELDS,
             "note" => note::FIELDS,
+            "rate" => rate::FIELDS,
             "hangup" => hangup::FIELDS,
             _ => &[],
         }
@@ -263,6 +267,7 @@ impl Action {
             Action::Transfer(a) => a.next.into_iter().collect(),
             Action::Record(a) => vec![a.next],
             Action::Note(a) => vec![a.next],
+            Action::Rate(a) => [a.next].into_iter().chain(a.invalid).collect(),
             Action::Hangup(_) => Vec::new(),
         }
     }
@@ -289,6 +294,7 @@ impl Action {
             Action::Transfer(a) => a.enter(run),
             Action::Record(a) => a.enter(run),
             Action::Note(a) => a.enter(run),
+            Action::Rate(a) => a.enter(run),
             Action::Hangup(a) => a.enter(run),
         }
     }

@@ -1,6 +1,6 @@
--- Customer satisfaction: one rating (1 to 5) per conversation, given once (the
--- chat widget's stars). No personal data: the agent and queue it counts for are
--- the conversation's queue stays.
+-- Customer satisfaction: one rating (1 to 5) per conversation or call, given
+-- once (the chat widget's stars, a dialplan's `rate` node). No personal data:
+-- the agent and queue it counts for are the conversation's queue stays.
 CREATE TABLE ratings (
     conversation TEXT PRIMARY KEY,
     channel      TEXT NOT NULL,
