@@ -860,6 +860,57 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
             "Hi, Li here. What can I do for you?"
         )
     );
+    // Done: the customer is asked to rate by reply, replies "5", and is thanked;
+    // the rating reaches the report. A later "5" is an ordinary message.
+    let r = agent(&format!("/api/agent/conversations/{conv}/done"))
+        .json(&json!({"disposition": "solved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let sent = received.lock().unwrap().clone();
+    assert!(
+        sent.last().unwrap()["Body"].contains("1 to 5"),
+        "the question goes out by SMS: {sent:?}"
+    );
+    let text = |body: &'static str| {
+        c.post(url(&s, "/sms/inbound"))
+            .header("x-kefu-token", GATEWAY_SECRET)
+            .form(&[
+                ("From", "+8613900139000"),
+                ("To", "10690000"),
+                ("Body", body),
+            ])
+            .send()
+    };
+    let r: Value = text("5").await.unwrap().json().await.unwrap();
+    assert_eq!(r["parts"][0], "Thank you for your rating (5 of 5)!", "{r}");
+    let sent = received.lock().unwrap().clone();
+    assert!(
+        sent.last().unwrap()["Body"].contains("Thank you"),
+        "{sent:?}"
+    );
+    let r: Value = text("5").await.unwrap().json().await.unwrap();
+    assert!(
+        !r["parts"][0].as_str().unwrap_or_default().contains("rating"),
+        "asked once, rated once: {r}"
+    );
+    let token = {
+        let (ok, t, err) = s.kefu(&["tokens", "create", "reader", "--role", "auditor"]);
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let report: Value = c
+        .get(url(&s, "/api/reports?channel=sms"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["satisfaction"]["ratings"], 1, "{report}");
+    assert_eq!(report["satisfaction"]["average"], 5.0, "{report}");
 }
 
 /// Only the gateway (which knows `sms_inbound_token`) may post SMS; without a token

@@ -274,6 +274,10 @@ async fn done(
         .map_err(unavailable)?;
     if holds {
         ops.center.finish(&id, &agent.id);
+        // A WeChat or SMS customer is asked to rate the conversation by reply.
+        if let Err(e) = ops.text.ask_rating(&id).await {
+            tracing::warn!(error = %e.reason, "the rating question was not sent");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -57,6 +57,8 @@ pub enum ReplyKind {
     Resume,
     /// Already with a person: the message waits for them.
     Queued,
+    /// The customer's reply was their rating of the conversation (thanked).
+    Rated,
 }
 
 /// What the engine says back, and why.

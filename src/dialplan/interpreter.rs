@@ -176,9 +176,11 @@ impl Run {
             // A fresh question that needs a value; a value still being given may
             // go on ("four, five… six").
             ReplyKind::AskSlot => !filling,
-            ReplyKind::Greeting | ReplyKind::Clarify | ReplyKind::Fallback | ReplyKind::Queued => {
-                false
-            }
+            ReplyKind::Greeting
+            | ReplyKind::Clarify
+            | ReplyKind::Fallback
+            | ReplyKind::Queued
+            | ReplyKind::Rated => false,
         }
     }
 

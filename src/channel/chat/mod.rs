@@ -11,6 +11,7 @@
 pub mod app;
 pub mod proof;
 pub mod sms;
+pub mod survey;
 pub mod verify;
 pub mod web;
 pub mod wechat;
@@ -67,6 +68,8 @@ pub struct TextChannels {
     pub keys: proof::ChatKeys,
     /// The conversation service every channel uses.
     pub service: Arc<crate::store::ConversationService>,
+    /// Ratings asked for by reply (WeChat, SMS) and not yet given.
+    pub surveys: survey::Surveys,
 }
 
 impl TextChannels {
@@ -116,6 +119,7 @@ impl TextChannels {
             }),
             store,
             center,
+            surveys: survey::Surveys::default(),
         }
     }
 
@@ -145,7 +149,70 @@ impl TextChannels {
     /// The customer's message: the reply, once both are committed to the store (and
     /// only then pushed to the conversation's subscribers).
     pub async fn message(&self, id: &str, text: &str) -> Result<Reply, ApiError> {
+        if self.surveys.take(id, std::time::Instant::now())
+            && let Some(score) = survey::score_of(text)
+        {
+            return self.rated(id, score).await;
+        }
         Ok(self.service.message(id, text).await?)
+    }
+
+    /// An agent finished the conversation: a WeChat or SMS customer is asked to
+    /// rate it by reply (a web chat's widget shows its stars instead).
+    pub async fn ask_rating(&self, id: &str) -> Result<(), ApiError> {
+        let (channel, customer, lang) = {
+            // A call's wrap-up has no chat to ask in.
+            let Ok(entry) = self.service.conversations.get(id) else {
+                return Ok(());
+            };
+            let e = crate::lock(&entry);
+            (e.channel, e.customer.clone(), e.conversation.lang)
+        };
+        if !matches!(channel, Channel::Sms | Channel::Wechat) {
+            return Ok(());
+        }
+        self.service.notice(id, survey::question).await?;
+        self.deliver(channel, &customer, &survey::question(lang))
+            .await?;
+        self.surveys.asked(id, std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The customer's reply to the rating question: stored (once), thanked in
+    /// the conversation and as the channel's reply.
+    async fn rated(&self, id: &str, score: u8) -> Result<Reply, ApiError> {
+        let (channel, lang) = {
+            let entry = self.service.conversations.get(id)?;
+            let e = crate::lock(&entry);
+            (e.channel, e.conversation.lang)
+        };
+        match self
+            .store
+            .rate(id, channel.name(), score, chrono::Utc::now())
+            .await
+        {
+            Ok(true) => tracing::info!(
+                score,
+                channel = channel.name(),
+                "customer rated a conversation"
+            ),
+            Ok(false) => {
+                tracing::info!("the conversation was rated already; the first rating stands")
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "cannot store a rating"),
+        }
+        self.service
+            .notice(id, |lang| survey::thanks(lang, score))
+            .await?;
+        Ok(Reply {
+            text: survey::thanks(lang, score),
+            kind: crate::dialogue::ReplyKind::Rated,
+            intent: None,
+            confidence: 1.0,
+            handover: None,
+            reason: None,
+            candidates: Vec::new(),
+        })
     }
 
     /// Tells the customer nobody was free within the queue's maximum wait: their
@@ -158,12 +225,19 @@ impl TextChannels {
     /// subscribers), and texted to an SMS customer through the gateway.
     pub async fn agent_message(&self, id: &str, text: &str) -> Result<(), ApiError> {
         let appended = self.service.agent_reply(id, text).await?;
-        if appended.channel == Channel::Sms
+        self.deliver(appended.channel, &appended.customer, text)
+            .await
+    }
+
+    /// Sends `text` to `customer` where a push does not reach: by SMS through the
+    /// gateway, or as a WeChat customer-service message.
+    async fn deliver(&self, channel: Channel, customer: &str, text: &str) -> Result<(), ApiError> {
+        if channel == Channel::Sms
             && let Some(url) = &self.sms_outbound_url
             && let Some(to) = self
                 .service
                 .conversations
-                .identities_of(&appended.customer)
+                .identities_of(customer)
                 .into_iter()
                 .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Sms)
         {
@@ -176,7 +250,7 @@ impl TextChannels {
                 ));
             }
         }
-        if appended.channel == Channel::Wechat {
+        if channel == Channel::Wechat {
             let Some(sender) = &self.wechat_out else {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
@@ -186,7 +260,7 @@ impl TextChannels {
             if let Some(to) = self
                 .service
                 .conversations
-                .identities_of(&appended.customer)
+                .identities_of(customer)
                 .into_iter()
                 .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Wechat)
                 && let Err(e) = sender.send_text(&to.value, text).await
