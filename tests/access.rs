@@ -82,6 +82,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "/api/v1/conversations/{id}/messages",
         "admin integrator",
     ),
+    (
+        "POST",
+        "/api/v1/conversations/{id}/rating",
+        "admin integrator",
+    ),
     ("POST", "/api/v1/customers/link", "admin integrator"),
     (
         "POST",

@@ -706,10 +706,30 @@ async fn slot_filling_and_a_second_channel(s: Server) {
         .await
         .unwrap();
     assert_eq!(r.status(), 503, "no SMS gateway configured in this test");
+    // The app's user rates the conversation once; an unknown one is a 404.
+    for (conv, score, want) in [
+        (id, 0, 400),
+        ("no-such-conversation", 4, 404),
+        (id, 4, 201),
+        (id, 5, 409),
+    ] {
+        let r = api(&c, &s, &format!("/api/v1/conversations/{conv}/rating"))
+            .json(&json!({ "score": score }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            want,
+            "{conv} {score}: {}",
+            r.text().await.unwrap()
+        );
+    }
     let doc = get_json(&s, "/api/openapi.json").await;
     for path in [
         "/api/v1/conversations",
         "/api/v1/conversations/{id}/messages",
+        "/api/v1/conversations/{id}/rating",
         "/api/v1/customers/link",
         "/api/v1/conversations/{id}/phone",
         "/api/v1/conversations/{id}/phone/confirm",
@@ -892,7 +912,10 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
     );
     let r: Value = text("5").await.unwrap().json().await.unwrap();
     assert!(
-        !r["parts"][0].as_str().unwrap_or_default().contains("rating"),
+        !r["parts"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rating"),
         "asked once, rated once: {r}"
     );
     let token = {

@@ -32,6 +32,7 @@ pub fn routes(r: Routes<'_, Arc<TextChannels>>) -> Routes<'_, Arc<TextChannels>>
             Channels,
             message,
         )
+        .add(Post, "/api/v1/conversations/{id}/rating", Channels, rate)
         .add(Post, "/api/v1/customers/link", Channels, link)
         .add(Get, "/api/v1/customers/{id}", Channels, customer)
 }
@@ -92,6 +93,23 @@ async fn message(
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Json<Reply>, ApiError> {
     super::post_message(&s, &id, body).await
+}
+
+/// The app's user rates their conversation (1 to 5), once.
+async fn rate(
+    State(s): State<Arc<TextChannels>>,
+    Path(id): Path<String>,
+    body: Result<Json<super::web::Rating>, JsonRejection>,
+) -> Result<(StatusCode, Json<super::web::Rated>), ApiError> {
+    let Json(r) = body?;
+    s.rate(&id, r.score).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(super::web::Rated {
+            conversation: id,
+            score: r.score,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]

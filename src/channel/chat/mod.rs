@@ -157,6 +157,35 @@ impl TextChannels {
         Ok(self.service.message(id, text).await?)
     }
 
+    /// The customer's rating of a live conversation (1 to 5 stars), given once:
+    /// 400 outside 1 to 5, 404 for a conversation kefu does not have, 409 for a
+    /// second rating (the first stands).
+    pub async fn rate(&self, id: &str, score: u8) -> Result<(), ApiError> {
+        if !(1..=5).contains(&score) {
+            return Err(ApiError::bad_request("`score` is 1 to 5"));
+        }
+        let entry = self.service.conversations.get(id)?;
+        let channel = crate::lock(&entry).channel;
+        let stored = self
+            .store
+            .rate(id, channel.name(), score, chrono::Utc::now())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = format!("{e:#}"), "cannot store a rating");
+                let mut e =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+                e.retry_after = Some(5);
+                e
+            })?;
+        if !stored {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "this conversation is rated already",
+            ));
+        }
+        Ok(())
+    }
+
     /// An agent finished the conversation: a WeChat or SMS customer is asked to
     /// rate it by reply (a web chat's widget shows its stars instead).
     pub async fn ask_rating(&self, id: &str) -> Result<(), ApiError> {

@@ -170,14 +170,14 @@ async fn post_message(
 /// The customer's rating of the conversation: 1 to 5 stars.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Rating {
-    score: u8,
+pub struct Rating {
+    pub score: u8,
 }
 
 #[derive(Serialize)]
-struct Rated {
-    conversation: String,
-    score: u8,
+pub struct Rated {
+    pub conversation: String,
+    pub score: u8,
 }
 
 /// Rates the conversation once (the widget's stars after the bot or an agent
@@ -192,25 +192,7 @@ async fn rate(
     s.keys
         .check(&id, super::proof::given(&headers, uri.query()))?;
     let Json(r) = body?;
-    if !(1..=5).contains(&r.score) {
-        return Err(ApiError::bad_request("`score` is 1 to 5"));
-    }
-    let stored = s
-        .store
-        .rate(&id, Channel::Web.name(), r.score, chrono::Utc::now())
-        .await
-        .map_err(|e| {
-            tracing::error!(error = format!("{e:#}"), "cannot store a rating");
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
-            e.retry_after = Some(5);
-            e
-        })?;
-    if !stored {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "this conversation is rated already",
-        ));
-    }
+    s.rate(&id, r.score).await?;
     Ok((
         StatusCode::CREATED,
         Json(Rated {
