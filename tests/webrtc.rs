@@ -25,6 +25,15 @@ fn write_wav(path: &std::path::Path, rate: u32, samples: impl IntoIterator<Item 
     w.finalize().unwrap();
 }
 
+/// The tests that talk through Chromium's audio take turns: three of them at once
+/// on two cores starve Chromium's real-time audio, and what Whisper then hears
+/// is the machine's overload, not kefu's audio.
+fn one_call_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What Whisper (tiny.en, through `kefu transcribe`) hears in a WAV file, in
 /// lower case.
 fn whisper(wav: &std::path::Path) -> String {
@@ -69,6 +78,7 @@ fn server() -> Server {
 
 #[test]
 fn the_widget_calls_hears_the_greeting_and_is_routed_by_a_key() {
+    let _turn = one_call_at_a_time();
     let s = server();
     let dir = tempfile::tempdir().unwrap();
     let mic = microphone(dir.path());
@@ -134,6 +144,7 @@ fn spoken_microphone(words: &str, dir: &std::path::Path) -> std::path::PathBuf {
 /// is spoken back, and the call is filed under the chat's customer.
 #[test]
 fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
+    let _turn = one_call_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ask.toml"), common::ASK_PLAN).unwrap();
     let mic = spoken_microphone("What time do you close today?", dir.path());
@@ -411,6 +422,7 @@ fn decoded(frames: &[[u8; 160]]) -> Vec<i16> {
 /// was sent, and the desk shows both sides' words in the live transcript.
 #[test]
 fn the_desk_softphone_takes_a_warm_transferred_sip_call() {
+    let _turn = one_call_at_a_time();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

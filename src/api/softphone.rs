@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
@@ -70,18 +70,12 @@ struct PickUp {
 async fn pick_up(
     State(ops): State<Arc<Ops>>,
     Extension(c): Extension<Caller>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
     body: Result<Json<PickUp>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Answer>), ApiError> {
     let Json(req) = body?;
     let sdp = req.offer.sdp()?;
     let agent = me(&ops, &c).await?;
-    let client = ops.access.client_ip(peer.ip(), &headers);
-    let answered = ops
-        .webrtc
-        .pick_up(&agent.id, &req.item, client, sdp)
-        .await?;
+    let answered = ops.webrtc.pick_up(&agent.id, &req.item, sdp).await?;
     Ok((StatusCode::CREATED, Json(Answer::from(answered))))
 }
 

@@ -6,7 +6,7 @@
 //! agent's decision and bridges the caller; Opus to and from G.711 is the
 //! gateway's.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{self, Media};
-use super::{Answered, CallError, ClientSlot, WebRtcEdge, offered};
+use super::{Answered, CallError, WebRtcEdge, offered};
 use crate::call::signal::BrowserSignal;
 use crate::call::softphone::{Picked, Ring, Softphones};
 use crate::channel::sip::SipService;
@@ -55,13 +55,13 @@ impl WebRtcEdge {
         self: &Arc<Self>,
         agent: &str,
         item: &str,
-        client: IpAddr,
         offer: String,
     ) -> Result<Answered, CallError> {
         let offered = offered(&offer)?;
         let (sip, phones) = self.softphones()?;
         let sip = sip.clone();
-        let client = ClientSlot::take(self, client)?;
+        // Agents are signed in and answer only what rings for them, so no
+        // per-client limit: a contact center's desks share one public address.
         let ring = phones.pick_up(agent, item).ok_or(CallError::NotRinging)?;
         let (pc, media) = peer::open(self, offered, offer).await?;
         let ip = peer::gateway_ip(&sip);
@@ -81,7 +81,6 @@ impl WebRtcEdge {
             media,
             (gateway, ring),
             hung_up,
-            client,
         ));
         Ok(Answered { call_id, sdp })
     }
@@ -96,7 +95,6 @@ async fn run(
     mut media: Media,
     (gateway, ring): (UdpSocket, Ring),
     hung_up: CancellationToken,
-    _client: ClientSlot,
 ) {
     let span = tracing::info_span!("softphone", call_id = %call_id);
     let timeout = edge.settings.connect_timeout;
