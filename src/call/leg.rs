@@ -1,8 +1,10 @@
 //! The agent leg of a warm transfer: kefu calls the agent's registered phone (UAC
-//! INVITE), speaks the summary of the waiting caller with the TTS, and waits for
-//! the agent's answer: key 1 (or staying on the line after the summary) takes the
-//! call, key 2 or hanging up passes it on. A leg that is taken hands its dialog,
-//! socket and media state to the caller's task, which bridges the two.
+//! INVITE), or rings the desk's softphone and waits for the browser to pick up
+//! (`call::softphone`); then it speaks the summary of the waiting caller with the
+//! TTS and waits for the agent's answer: key 1, the desk's accept (or staying on
+//! the line after the summary) takes the call, key 2 or hanging up passes it on.
+//! A leg that is taken hands its signalling, socket and media state to the
+//! caller's task, which bridges the two.
 //!
 //! The caller's task runs one leg per agent offered (several with ring-all) and
 //! hangs a leg up by sending `LegCommand::Hangup` or dropping its command channel.
