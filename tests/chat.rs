@@ -1092,13 +1092,43 @@ async fn an_agent_answers_a_wechat_customer_through_the_customer_service_api() {
     .await
     .unwrap();
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
-    let sent = sent.lock().unwrap().clone();
     assert_eq!(
-        sent,
+        sent.lock().unwrap().clone(),
         [json!({
             "touser": "o_user_9",
             "msgtype": "text",
             "text": {"content": "您好，我是小李，请问有什么可以帮您？"}
         })]
+    );
+    // Done: the rating question goes out as a customer-service message, and a
+    // full-width "５" in reply is the rating, thanked in the passive reply.
+    let r = agent(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/done"),
+    )
+    .json(&json!({"disposition": "solved"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    let question = sent.lock().unwrap().last().cloned().unwrap();
+    let content = question["text"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("1 到 5") || content.contains("1 to 5"),
+        "{question}"
+    );
+    let q = wechat_query(chrono::Utc::now().timestamp(), "n10", WECHAT_TOKEN);
+    let reply = c
+        .post(url(&s, &format!("/wechat?{q}")))
+        .body(wechat_text("o_user_9", "５"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        reply.contains("5 分") || reply.contains("5 of 5"),
+        "the rating is thanked: {reply}"
     );
 }
