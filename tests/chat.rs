@@ -918,20 +918,7 @@ async fn an_agent_answers_an_sms_customer_by_sms() {
             .contains("rating"),
         "asked once, rated once: {r}"
     );
-    let token = {
-        let (ok, t, err) = s.kefu(&["tokens", "create", "reader", "--role", "auditor"]);
-        assert!(ok, "{err}");
-        t.trim().to_string()
-    };
-    let report: Value = c
-        .get(url(&s, "/api/reports?channel=sms"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = s.report("channel=sms").await;
     assert_eq!(report["satisfaction"]["ratings"], 1, "{report}");
     assert_eq!(report["satisfaction"]["average"], 5.0, "{report}");
 }

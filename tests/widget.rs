@@ -53,43 +53,11 @@ fn widget_greets_and_answers() {
     // The rating reaches the report (and the dashboard that draws it).
     let report = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(report_as_admin(&s));
+        .block_on(s.report(""));
     let sat = &report["satisfaction"];
     assert_eq!(sat["ratings"], 1, "{sat}");
     assert_eq!(sat["average"], 5.0, "{sat}");
     assert_eq!(sat["agents"][0]["key"], "(bot)", "{sat}");
-}
-
-/// Today's report, as an admin reads it.
-async fn report_as_admin(s: &Server) -> serde_json::Value {
-    if !s.kefu(&["users", "list"]).1.contains("boss") {
-        let (ok, _, err) = s.kefu_with_input(
-            &[
-                "users",
-                "add",
-                "boss",
-                "--role",
-                "admin",
-                "--password-stdin",
-            ],
-            "a long enough password\n",
-        );
-        assert!(ok, "{err}");
-    }
-    let (cookie, _) = s.sign_in("boss", "a long enough password").await;
-    let today = chrono::Utc::now().date_naive();
-    reqwest::Client::new()
-        .get(format!(
-            "http://{}/api/reports?from={today}&to={today}",
-            s.http
-        ))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// A chat is rated once, 1 to 5, with the chat's key: anything else is a 4xx
@@ -128,7 +96,7 @@ async fn a_chat_is_rated_once_with_its_key() {
         assert_eq!(status, want, "{body}: {text}");
         assert!(text.contains(reason), "{body}: {text}");
     }
-    let sat = &report_as_admin(&s).await["satisfaction"];
+    let sat = &s.report("").await["satisfaction"];
     assert_eq!(sat["ratings"], 1, "the first rating stands: {sat}");
     assert_eq!(sat["scores"], serde_json::json!([0, 1, 0, 0, 0]), "{sat}");
     assert_eq!(sat["satisfied"], 0.0, "{sat}");

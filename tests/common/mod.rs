@@ -96,6 +96,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
     token: std::sync::OnceLock<String>,
+    /// An auditor's token, for reading reports.
+    auditor: std::sync::OnceLock<String>,
     /// Stored call records read so far, by call id.
     stored: Mutex<std::collections::HashMap<String, serde_json::Value>>,
     /// The PostgreSQL database it stores in, if not SQLite; dropped after kefu.
@@ -238,6 +240,7 @@ impl Server {
             dir,
             logs,
             token: std::sync::OnceLock::new(),
+            auditor: std::sync::OnceLock::new(),
             stored: Mutex::default(),
             pg: None,
         };
@@ -403,6 +406,29 @@ impl Server {
                 out.trim().to_string()
             })
             .clone()
+    }
+
+    /// The supervisors' report (`GET /api/reports?QUERY`), read with an auditor's
+    /// token.
+    pub async fn report(&self, query: &str) -> serde_json::Value {
+        let token = self
+            .auditor
+            .get_or_init(|| {
+                let (ok, out, err) =
+                    self.kefu(&["tokens", "create", "report-reader", "--role", "auditor"]);
+                assert!(ok, "kefu tokens create: {err}");
+                out.trim().to_string()
+            })
+            .clone();
+        reqwest::Client::new()
+            .get(format!("http://{}/api/reports?{query}", self.http))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The call record the store holds for `call_id` (via `kefu calls show`), waiting
