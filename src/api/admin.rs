@@ -54,11 +54,7 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
 }
 
 pub(super) fn unavailable(e: anyhow::Error) -> ApiError {
-    tracing::error!(error = format!("{e:#}"), "store request failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store cannot answer right now; try again",
-    )
+    ApiError::store_unavailable(e)
 }
 
 async fn list_users(State(ops): State<Arc<Ops>>) -> Result<Json<Vec<User>>, ApiError> {

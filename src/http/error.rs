@@ -39,6 +39,17 @@ impl ApiError {
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason)
     }
+
+    /// 503: the store failed (logged here with its cause; the client is told to
+    /// try again, not why).
+    pub fn store_unavailable(e: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{e:#}"), "store request failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "the store cannot answer right now; try again".into(),
+            retry_after: Some(5),
+        }
+    }
 }
 
 #[derive(Serialize)]

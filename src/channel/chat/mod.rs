@@ -170,13 +170,7 @@ impl TextChannels {
             .store
             .rate(id, channel.name(), score, chrono::Utc::now())
             .await
-            .map_err(|e| {
-                tracing::error!(error = format!("{e:#}"), "cannot store a rating");
-                let mut e =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
-                e.retry_after = Some(5);
-                e
-            })?;
+            .map_err(ApiError::store_unavailable)?;
         if !stored {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -17,7 +17,6 @@ use super::peer::{self, Media};
 use super::{Answered, CallError, WebRtcEdge, offered};
 use crate::call::signal::BrowserSignal;
 use crate::call::softphone::{Picked, Ring, Softphones};
-use crate::channel::sip::SipService;
 
 /// Who may add candidates to, or hang up, a desk's peer connection: that agent.
 pub fn owner(agent: &str) -> String {
@@ -25,20 +24,13 @@ pub fn owner(agent: &str) -> String {
 }
 
 impl WebRtcEdge {
-    fn softphones(&self) -> Result<(&Arc<SipService>, &Arc<Softphones>), CallError> {
-        if !self.settings.enabled {
-            return Err(CallError::Unavailable("browser calls are off".into()));
-        }
-        let sip = self
-            .sip
-            .get()
-            .ok_or_else(|| CallError::Unavailable("starting; try again shortly".into()))?;
-        Ok((sip, &sip.staff.softphones))
+    fn softphones(&self) -> Result<&Softphones, CallError> {
+        Ok(&self.ready()?.staff.softphones)
     }
 
     /// The agent's desk takes calls in the browser (`on`), or stops.
     pub fn set_softphone(&self, agent: &str, on: bool) -> Result<(), CallError> {
-        self.softphones()?.1.set(agent, on, Instant::now());
+        self.softphones()?.set(agent, on, Instant::now());
         Ok(())
     }
 
@@ -46,7 +38,7 @@ impl WebRtcEdge {
     /// polls). Empty when browser calls are off.
     pub fn desk_rings(&self, agent: &str) -> Vec<String> {
         self.softphones()
-            .map(|(_, phones)| phones.touch(agent, Instant::now()))
+            .map(|phones| phones.touch(agent, Instant::now()))
             .unwrap_or_default()
     }
 
@@ -58,11 +50,14 @@ impl WebRtcEdge {
         offer: String,
     ) -> Result<Answered, CallError> {
         let offered = offered(&offer)?;
-        let (sip, phones) = self.softphones()?;
-        let sip = sip.clone();
+        let sip = self.ready()?.clone();
         // Agents are signed in and answer only what rings for them, so no
         // per-client limit: a contact center's desks share one public address.
-        let ring = phones.pick_up(agent, item).ok_or(CallError::NotRinging)?;
+        let ring = sip
+            .staff
+            .softphones
+            .pick_up(agent, item)
+            .ok_or(CallError::NotRinging)?;
         let (pc, media) = peer::open(self, offered, offer).await?;
         let ip = peer::gateway_ip(&sip);
         let gateway = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {

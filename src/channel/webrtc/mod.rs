@@ -176,15 +176,8 @@ impl WebRtcEdge {
         caller: Caller,
         offer: String,
     ) -> Result<Answered, CallError> {
-        if !self.settings.enabled {
-            return Err(CallError::Unavailable("browser calls are off".into()));
-        }
+        let sip = self.ready()?.clone();
         let offered = offered(&offer)?;
-        let sip = self
-            .sip
-            .get()
-            .cloned()
-            .ok_or_else(|| CallError::Unavailable("starting; try again shortly".into()))?;
         let client = ClientSlot::take(self, caller.client)?;
         peer::start(self.clone(), sip, caller, offer, offered, client).await
     }
@@ -210,6 +203,17 @@ impl WebRtcEdge {
         );
         crate::metrics::metrics().webrtc_active.inc();
         (id, hung_up)
+    }
+
+    /// The SIP edge browser calls are placed with, when browser calls are on and
+    /// the edge is bound.
+    fn ready(&self) -> Result<&Arc<SipService>, CallError> {
+        if !self.settings.enabled {
+            return Err(CallError::Unavailable("browser calls are off".into()));
+        }
+        self.sip
+            .get()
+            .ok_or_else(|| CallError::Unavailable("starting; try again shortly".into()))
     }
 
     /// Hangs up a browser's call; false when `owner` has no such call.
