@@ -1083,3 +1083,89 @@ async fn an_agent_at_a_fixed_uri_is_called_without_registering() {
         "{record}"
     );
 }
+
+/// The agent accepts on the desk while their phone rings, then the phone refuses
+/// (486): the caller is not left on hold for ever but goes on where the plan goes
+/// when nobody takes the call (the demo's voicemail menu), and the record says
+/// why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_accepted_on_the_desk_whose_phone_then_refuses_goes_on_in_the_plan() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\n",
+    );
+    add_agent_with_phone(&server, "dee", "3004", "support-en");
+    let phone = Phone::register(&server, "3004");
+    available(&server, "dee").await;
+
+    let caller = RawUa::new(server.sip);
+    let ok = caller.answered_call("desk-accept-refused", "4008002000");
+    let rtp_sock = caller.rtp.try_clone().unwrap();
+    rtp_sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (_, kefu_media) = rtp_sock.recv_from(&mut buf).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // The caller: quiet, key 0 (a person) at the menu, then quiet.
+    let sending = std::thread::spawn({
+        let (sock, stop) = (rtp_sock.try_clone().unwrap(), stop.clone());
+        move || {
+            let mut seq = 1u16;
+            for i in 0..3000usize {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                if i == 125 {
+                    press(&sock, 101, kefu_media, 0, &mut seq);
+                }
+                let _ = sock.send_to(
+                    &rtp(0, seq, 160 * i as u32, false, &[0xff; 160]),
+                    kefu_media,
+                );
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    let invite = tokio::task::block_in_place(|| phone.ringing(Duration::from_secs(20)));
+    phone.respond(&invite, "180 Ringing", "");
+    let (cookie, csrf) = server.sign_in("dee", "a long enough password").await;
+    let accepted = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/agent/offers/desk-accept-refused/accept",
+            server.http
+        ))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
+    phone.respond(&invite, "486 Busy Here", "");
+    assert!(
+        tokio::task::block_in_place(
+            || server.wait_log("the agent accepted on the desk but their leg failed", 0)
+        ),
+        "kefu never noticed the refused leg"
+    );
+    // The caller is at the plan's no-agent menu; they hang up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    caller.send(&caller.in_dialog(&ok, "BYE", 2, "z9hG4bK-desk-refused-bye"));
+    stop.store(true, Ordering::Relaxed);
+    sending.join().unwrap();
+    let record = common::only_record(&server);
+    assert!(
+        common::strings(&record["path"]).contains(&"no_agent".to_string()),
+        "{record}"
+    );
+    assert_eq!(record["transfer"]["timed_out"], true, "{record}");
+    let tried = &record["transfer"]["tried"][0];
+    assert!(
+        tried[0].is_string() && tried[1].as_str().unwrap().contains("486"),
+        "{record}"
+    );
+}
