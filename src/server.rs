@@ -48,6 +48,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
+    store
+        .slas()
+        .set(config.queues.iter().map(|q| (q.name.clone(), q.sla)));
     // Unanswered questions are clustered by meaning with the re-ranker's model.
     let embed: Option<crate::store::analytics::Embed> = encoder.clone().map(|e| {
         Arc::new(move |texts: &[&str]| {

@@ -129,6 +129,12 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/admin/customers/{id}", "admin"),
     // Their own tickets, state, offers and conversations: agents, supervisors, admins.
     ("GET", "/api/agent/tickets", "admin supervisor agent"),
+    // The service desk's tickets (the handlers keep agents to their own changes).
+    ("GET", "/tickets", "public"),
+    ("GET", "/api/tickets", "admin supervisor agent"),
+    ("GET", "/api/tickets/{num}", "admin supervisor agent"),
+    ("PATCH", "/api/tickets/{num}", "admin supervisor agent"),
+    ("POST", "/api/tickets/{num}/notes", "admin supervisor agent"),
     ("GET", "/desk", "public"),
     ("POST", "/api/agent/state", "admin supervisor agent"),
     ("GET", "/api/agent/offers", "admin supervisor agent"),

@@ -390,7 +390,7 @@ async fn handed_over_to_an_agent(server: Server) {
         "{got}"
     );
 
-    // Stored, and the ticket is the agent's (pending), its subject the request.
+    // Stored, and the ticket is the agent's (open), its subject the request.
     let tickets: Value = agent(reqwest::Method::GET, "/api/agent/tickets")
         .send()
         .await
@@ -399,7 +399,7 @@ async fn handed_over_to_an_agent(server: Server) {
         .await
         .unwrap();
     assert_eq!(tickets[0]["conversation"], conv.as_str(), "{tickets}");
-    assert_eq!(tickets[0]["status"], "pending");
+    assert_eq!(tickets[0]["status"], "open");
     assert_eq!(tickets[0]["subject"], "I want to talk to a person");
     let history: Value = c
         .get(format!("{base}/api/chat/conversations/{conv}/messages"))

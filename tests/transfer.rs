@@ -254,7 +254,7 @@ async fn a_sipp_caller_is_warm_transferred_to_a_registered_agent() {
         .await
         .unwrap();
     assert_eq!(tickets[0]["call"], call_id, "{tickets}");
-    assert_eq!(tickets[0]["status"], "pending", "{tickets}");
+    assert_eq!(tickets[0]["status"], "open", "{tickets}");
     assert_eq!(tickets[0]["queue"], "support-en", "{tickets}");
     let subject = tickets[0]["subject"].as_str().unwrap();
     assert!(

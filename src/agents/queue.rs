@@ -48,6 +48,8 @@ pub struct QueueConfig {
     pub hold_music: String,
     /// Whether calls bridged from this queue are recorded.
     pub record: bool,
+    /// Time to solve a ticket of normal priority.
+    pub sla: Duration,
 }
 
 impl QueueConfig {
@@ -63,6 +65,7 @@ impl QueueConfig {
             announce_every: Some(Duration::from_secs(60)),
             hold_music: "hold.wav".into(),
             record: false,
+            sla: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::agents::queue::{AgentState, AgentView, Answer, WaitingView};
 use crate::auth::Permission::{OwnWork, Public, Queues};
 use crate::http::routes::{Caller, Routes, Verb::*};
 use crate::store::agents::Agent;
+use crate::store::tickets::Status;
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
     r.add(Get, "/desk", Public, desk)
@@ -149,7 +150,7 @@ async fn accept(
         ));
     }
     if let Some(user) = &c.user_id
-        && let Err(e) = ops.store.assign_tickets(&id, user).await
+        && let Err(e) = ops.store.assign_tickets(&id, user, &c.actor()).await
     {
         tracing::error!(error = format!("{e:#}"), "cannot assign the ticket");
     }
@@ -238,12 +239,15 @@ async fn done(
         Err(JsonRejection::MissingJsonContentType(_)) => WrapUp::default(),
         Err(e) => return Err(e.into()),
     };
-    let status = wrap.disposition.as_deref().unwrap_or("solved");
-    if !matches!(status, "solved" | "pending") {
-        return Err(ApiError::bad_request(
-            "`disposition` must be \"solved\" or \"pending\"",
-        ));
-    }
+    let status = match wrap.disposition.as_deref().unwrap_or("solved") {
+        "solved" => Status::Solved,
+        "pending" => Status::Pending,
+        _ => {
+            return Err(ApiError::bad_request(
+                "`disposition` must be \"solved\" or \"pending\"",
+            ));
+        }
+    };
     let notes = wrap.notes.unwrap_or_default();
     if notes.chars().count() > 4000 {
         return Err(ApiError::bad_request(
@@ -269,7 +273,7 @@ async fn done(
         ));
     }
     ops.store
-        .wrap_up_tickets(&id, status, notes.trim())
+        .wrap_up_tickets(&id, status, notes.trim(), &c.actor())
         .await
         .map_err(unavailable)?;
     if holds {

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod kb;
 pub mod session;
 pub mod softphone;
+pub mod tickets;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +85,7 @@ pub fn router(
     let r = admin::routes(r);
     let r = agent::routes(r);
     let r = softphone::routes(r);
+    let r = tickets::routes(r);
     let r = dashboard::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();

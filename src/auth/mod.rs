@@ -65,7 +65,7 @@ impl Role {
             P::KbDraft => matches!(self, R::Admin | R::Supervisor),
             P::Reports => matches!(self, R::Admin | R::Supervisor | R::Auditor),
             P::CallRecords | P::Queues => matches!(self, R::Admin | R::Supervisor),
-            P::OwnWork => matches!(self, R::Admin | R::Supervisor | R::Agent),
+            P::OwnWork | P::Tickets => matches!(self, R::Admin | R::Supervisor | R::Agent),
             P::AuditLog => matches!(self, R::Admin | R::Auditor),
             P::Users | P::CustomerData => self == R::Admin,
         }
@@ -124,10 +124,13 @@ pub enum Permission {
     Users,
     /// Exporting or erasing one customer's data.
     CustomerData,
+    /// The service desk's tickets: the list and search, notes, changes (an agent
+    /// changes their own and takes unassigned ones; supervisors assign anyone's).
+    Tickets,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::Public,
         Permission::SignedIn,
         Permission::Channels,
@@ -141,6 +144,7 @@ impl Permission {
         Permission::AuditLog,
         Permission::Users,
         Permission::CustomerData,
+        Permission::Tickets,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +162,7 @@ impl Permission {
             Permission::AuditLog => "audit_log",
             Permission::Users => "users",
             Permission::CustomerData => "customer_data",
+            Permission::Tickets => "tickets",
         }
     }
 }

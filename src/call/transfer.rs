@@ -441,7 +441,10 @@ fn open_ticket(
             let done = match change {
                 TicketChange::Assign { agent } => match store.agent_by_id(&agent).await {
                     Ok(Some(a)) => match a.user_id {
-                        Some(user) => store.assign_tickets(&call_id, &user).await,
+                        Some(user) => {
+                            let actor = format!("agent:{}", a.name);
+                            store.assign_tickets(&call_id, &user, &actor).await
+                        }
                         None => Ok(()),
                     },
                     Ok(None) => Ok(()),

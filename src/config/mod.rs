@@ -170,6 +170,9 @@ pub struct QueueFile {
     pub hold_music: Option<String>,
     /// Record calls bridged from this queue (stored sealed), false by default.
     pub record: Option<bool>,
+    /// A ticket of normal priority from this queue is due within this, "1d" by
+    /// default (urgent: a sixth of it, high: half, low: three times).
+    pub sla: Option<String>,
 }
 
 /// A SIP peer known by its source addresses, with its own DTMF mode.

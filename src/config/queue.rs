@@ -45,6 +45,12 @@ pub(super) fn queue_config(q: QueueFile) -> anyhow::Result<crate::agents::queue:
         c.hold_music = h;
     }
     c.record = q.record.unwrap_or(false);
+    if let Some(t) = q.sla {
+        c.sla = duration(&field("sla"), &t)?;
+        if c.sla < Duration::from_secs(60) {
+            bail!("{}: at least a minute, like \"8h\" or \"2d\"", field("sla"));
+        }
+    }
     if c.ring_timeout < Duration::from_secs(5) || c.max_wait < c.ring_timeout {
         bail!(
             "[[queue]] {name}: `ring_timeout` must be at least 5s and `max_wait` at least `ring_timeout`"

@@ -52,6 +52,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ratings",
         include_str!("migrations/sqlite/0008_ratings.sql"),
     ),
+    (
+        9,
+        "ticket_desk",
+        include_str!("migrations/sqlite/0009_ticket_desk.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -89,6 +94,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "ratings",
         include_str!("migrations/postgres/0008_ratings.sql"),
+    ),
+    (
+        9,
+        "ticket_desk",
+        include_str!("migrations/postgres/0009_ticket_desk.sql"),
     ),
 ];
 

@@ -25,6 +25,9 @@ pub mod recordings;
 pub mod reports;
 pub mod retention;
 pub mod rotate;
+pub mod terms;
+pub mod ticket_list;
+pub mod tickets;
 pub mod writer;
 
 use std::path::Path;
@@ -202,6 +205,7 @@ pub struct Store {
     backend: Backend,
     sealer: Sealer,
     writes: mpsc::Sender<writer::Job>,
+    slas: Arc<tickets::Slas>,
 }
 
 impl std::fmt::Debug for Store {
@@ -308,6 +312,7 @@ impl Store {
             backend,
             sealer,
             writes,
+            slas: Arc::default(),
         })
     }
 
@@ -317,6 +322,11 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Each queue's SLA, for tickets' due dates.
+    pub fn slas(&self) -> &tickets::Slas {
+        &self.slas
     }
 
     pub fn sealer(&self) -> &Sealer {

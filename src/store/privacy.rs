@@ -49,7 +49,7 @@ impl Store {
         }
         let mut tickets = Vec::new();
         let rows = sqlx::query(
-            "SELECT id, status, subject, body, key_id, created_ms FROM tickets WHERE customer_id = $1 ORDER BY created_ms",
+            "SELECT id, status, subject, body, key_id, created_ms, num, priority FROM tickets WHERE customer_id = $1 ORDER BY created_ms",
         )
         .bind(customer)
         .fetch_all(self.pool())
@@ -58,7 +58,26 @@ impl Store {
             let key: i64 = r.try_get(4)?;
             let subject: Vec<u8> = r.try_get(2)?;
             let body: Vec<u8> = r.try_get(3)?;
+            let num: i64 = r.try_get(6)?;
+            let notes = sqlx::query(
+                "SELECT text, key_id, at_ms, author FROM ticket_notes WHERE ticket = $1 ORDER BY seq",
+            )
+            .bind(num)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|n| {
+                Ok(json!({
+                    "at": from_ms(n.try_get(2)?),
+                    "author": n.try_get::<String, _>(3)?,
+                    "text": self.sealer().open(n.try_get(1)?, "ticket_notes.text", &n.try_get::<Vec<u8>, _>(0)?)?,
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
             tickets.push(json!({
+                "num": num,
+                "priority": r.try_get::<String, _>(7)?,
+                "notes": notes,
                 "id": r.try_get::<String, _>(0)?,
                 "status": r.try_get::<String, _>(1)?,
                 "subject": self.sealer().open(key, "tickets.subject", &subject)?,
@@ -99,6 +118,8 @@ impl Store {
         let mut deleted = 0;
         for sql in [
             "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE customer_id = $1)",
+            "DELETE FROM ticket_notes WHERE ticket IN (SELECT num FROM tickets WHERE customer_id = $1)",
+            "DELETE FROM ticket_terms WHERE ticket IN (SELECT num FROM tickets WHERE customer_id = $1)",
             "DELETE FROM tickets WHERE customer_id = $1",
             "DELETE FROM recordings WHERE customer_id = $1",
             // Recordings of the customer's calls made before the caller was known.

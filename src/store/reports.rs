@@ -33,6 +33,8 @@ pub struct AuditRow {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct TicketView {
+    /// The number people say.
+    pub num: i64,
     pub id: String,
     pub customer: String,
     pub conversation: Option<String>,
@@ -140,7 +142,7 @@ impl Store {
     pub async fn tickets_of(&self, user_id: &str) -> anyhow::Result<Vec<TicketView>> {
         let rows = sqlx::query(
             "SELECT id, customer_id, conversation_id, queue, status, subject, key_id, \
-             created_ms, updated_ms, call_id, body FROM tickets WHERE assignee = $1 \
+             created_ms, updated_ms, call_id, body, num FROM tickets WHERE assignee = $1 \
              ORDER BY updated_ms DESC LIMIT 500",
         )
         .bind(user_id)
@@ -152,6 +154,7 @@ impl Store {
                 let body: Vec<u8> = r.try_get(10)?;
                 let key = r.try_get(6)?;
                 Ok(TicketView {
+                    num: r.try_get(11)?,
                     id: r.try_get(0)?,
                     customer: r.try_get(1)?,
                     conversation: r.try_get(2)?,

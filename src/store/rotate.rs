@@ -64,6 +64,12 @@ const TABLES: &[Table] = &[
         lookups: &[],
     },
     Table {
+        name: "ticket_notes",
+        pk: &[("ticket", Kind::Int), ("seq", Kind::Int)],
+        sealed: &["text"],
+        lookups: &[],
+    },
+    Table {
         name: "recordings",
         pk: &[("id", Kind::Text)],
         sealed: &["audio"],
@@ -125,6 +131,24 @@ pub async fn rotate(
         }
         out.tables.push((t.name, done));
     }
+    // The tickets' search index is keyed: hash every ticket's words again under
+    // the current key, so searches keep finding them once the old key is retired.
+    let mut done = 0u64;
+    let mut after = 0i64;
+    loop {
+        let mut tx = store.begin_write().await?;
+        let (n, last) = super::tickets::reindex_batch(&mut tx, sealer, after, batch.max(1)).await?;
+        tx.commit()
+            .await
+            .context("cannot commit a re-indexing batch")?;
+        if n == 0 {
+            break;
+        }
+        after = last;
+        done += n;
+        progress("ticket_terms", done);
+    }
+    out.tables.push(("ticket_terms", done));
     Ok(out)
 }
 

@@ -322,6 +322,15 @@ async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow
         .await
         .context("cannot store a turn")?;
     }
+    let said: Vec<&str> = t
+        .turns
+        .iter()
+        .filter(|turn| turn.speaker == crate::dialogue::engine::Speaker::Customer)
+        .map(|turn| turn.text.as_str())
+        .collect();
+    if !said.is_empty() {
+        super::tickets::customer_wrote(c, sealer, &t.conversation, &said, ms(t.updated)).await?;
+    }
     Ok(())
 }
 
