@@ -288,7 +288,7 @@ pub fn keys(cmd: KeysCommand) -> ExitCode {
             runtime()?.block_on(async {
                 let s = c.open_store().await?;
                 let done = kefu::store::rotate::rotate(&s, batch, |table, n| {
-                    eprintln!("{table}: {n} rows re-sealed");
+                    eprintln!("{table}: {n} rows done");
                 })
                 .await?;
                 let current = s.sealer().key_id();
@@ -301,8 +301,9 @@ pub fn keys(cmd: KeysCommand) -> ExitCode {
                 .await?;
                 s.close().await;
                 println!(
-                    "every stored value is now sealed with key {current} ({} rows re-sealed)",
-                    done.total()
+                    "every stored value is now sealed with key {current} ({} rows re-sealed, {} tickets re-indexed)",
+                    done.total(),
+                    done.reindexed
                 );
                 Ok(())
             })

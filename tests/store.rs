@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::Utc;
-use common::pg::PgDatabase;
+use common::pg::{Db, postgres_db, sqlite_db};
 use kefu::dialogue::conversations::{Channel, Identity, IdentityKind};
 use kefu::dialogue::engine::{Speaker, Turn};
 use kefu::store::crypto::Keyring;
@@ -15,31 +15,6 @@ use kefu::store::{Backend, Store, TurnsWrite};
 const PHONE: &str = "+8613812345678";
 const SENTENCE: &str = "My order 88231 never arrived at Lotus Road 12";
 const SENTENCE_ZH: &str = "我的订单没有送到莲花路十二号";
-
-/// A fresh, empty database of each kind: its URL, and what to drop afterwards.
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgDatabase>,
-}
-
-async fn sqlite_db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    Db {
-        url: kefu::store::sqlite_url(&dir.path().join("kefu.db")),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-async fn postgres_db() -> Db {
-    let pg = PgDatabase::create().await;
-    Db {
-        url: pg.url.clone(),
-        _dir: None,
-        _pg: Some(pg),
-    }
-}
 
 fn ring(ids: &[u16]) -> (String, Keyring) {
     let text: String = ids.iter().map(|&i| Keyring::new_line(i)).collect();
@@ -277,6 +252,7 @@ async fn rotation(db: Db) {
     // 7 conversations × 2 turns, the one identity and the draft were under key 1
     // (the ticket and the call were re-sealed whole when they were written).
     assert_eq!(done.total(), 7 * 2 + 1 + 1 + 1, "{done:?}");
+    assert_eq!(done.reindexed, 1, "the ticket's search index, under key 2");
     assert!(progress.contains(&("turns".into(), 3)), "{progress:?}");
     // Again: nothing left to do (a stopped rotation resumes the same way).
     assert_eq!(
@@ -296,6 +272,16 @@ async fn rotation(db: Db) {
         let turns = store.turns(&format!("old-{n}")).await.unwrap();
         assert_eq!(turns[0].text, format!("{SENTENCE}, call me on {PHONE}"));
     }
+    // The ticket is still found by its words with key 1 gone.
+    let found = store
+        .tickets(&kefu::store::ticket_list::Filter {
+            text: "refund 88231".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.tickets.len(), 1, "{found:?}");
     let customer = store
         .find_customer(&Identity::new(IdentityKind::Phone, PHONE))
         .await

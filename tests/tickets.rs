@@ -9,37 +9,13 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::pg::PgDatabase;
+use common::pg::{Db, postgres_db, sqlite_db};
 use kefu::dialogue::conversations::{Channel, Identity, IdentityKind};
 use kefu::dialogue::engine::{Speaker, Turn};
 use kefu::store::crypto::Keyring;
 use kefu::store::ticket_list::{Cursor, Due, Filter, Sort, Who};
 use kefu::store::tickets::{Change, Changed, Priority, Status};
 use kefu::store::{Store, TurnsWrite};
-
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgDatabase>,
-}
-
-async fn sqlite_db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    Db {
-        url: kefu::store::sqlite_url(&dir.path().join("kefu.db")),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-async fn postgres_db() -> Db {
-    let pg = PgDatabase::create().await;
-    Db {
-        url: pg.url.clone(),
-        _dir: None,
-        _pg: Some(pg),
-    }
-}
 
 fn turn(speaker: Speaker, text: &str) -> Turn {
     Turn {

@@ -93,6 +93,8 @@ enum Val {
 #[derive(Debug, Default)]
 pub struct Rotated {
     pub tables: Vec<(&'static str, u64)>,
+    /// Tickets whose search index was hashed again under the current key.
+    pub reindexed: u64,
 }
 
 impl Rotated {
@@ -146,9 +148,9 @@ pub async fn rotate(
         }
         after = last;
         done += n;
-        progress("ticket_terms", done);
+        progress("tickets' search index", done);
     }
-    out.tables.push(("ticket_terms", done));
+    out.reindexed = done;
     Ok(out)
 }
 

@@ -69,3 +69,28 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// A fresh, empty database of each kind: its URL, and what to drop afterwards.
+pub struct Db {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
+}
+
+pub async fn sqlite_db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    Db {
+        url: kefu::store::sqlite_url(&dir.path().join("kefu.db")),
+        _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+pub async fn postgres_db() -> Db {
+    let pg = PgDatabase::create().await;
+    Db {
+        url: pg.url.clone(),
+        _dir: None,
+        _pg: Some(pg),
+    }
+}
