@@ -135,6 +135,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/tickets/{num}", "admin supervisor agent"),
     ("PATCH", "/api/tickets/{num}", "admin supervisor agent"),
     ("POST", "/api/tickets/{num}/notes", "admin supervisor agent"),
+    ("POST", "/api/tickets/{num}/reply", "admin supervisor agent"),
+    ("GET", "/api/customers/{id}", "admin supervisor agent"),
+    (
+        "GET",
+        "/api/customers/{id}/interactions/{iid}",
+        "admin supervisor agent",
+    ),
     ("GET", "/desk", "public"),
     ("POST", "/api/agent/state", "admin supervisor agent"),
     ("GET", "/api/agent/offers", "admin supervisor agent"),

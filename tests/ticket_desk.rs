@@ -365,3 +365,141 @@ fn a_supervisor_filters_assigns_and_reassigns_on_the_tickets_page() {
         "a real screenshot"
     );
 }
+
+/// Reads the customer's socket until an agent's turn arrives: its text.
+async fn agent_turn(ws: &mut common::Ws) -> String {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("the agent's reply in time")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["speaker"] == "agent" {
+            return v["text"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_replies_on_a_ticket_and_sees_the_customer_behind_it() {
+    // One live conversation at a time: the second chat makes kefu forget the first.
+    let s = Server::start_with(None, "max_conversations = 1\n");
+    s.add_agent_user("wang", PASSWORD, "Wang Fang", "1001");
+    s.add_agent_user("li", PASSWORD, "Li Na", "1002");
+    let (conv, started, mut ws) = s
+        .handed_over_chat("visitor-ann", "I want to talk to a person")
+        .await;
+    let customer = started["customer"].as_str().unwrap().to_string();
+    let wang = As::new(&s, "wang").await;
+    let li = As::new(&s, "li").await;
+    for _ in 0..50 {
+        if !wang.nums("").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reply = |text: &str| Some(json!({ "text": text }));
+    // Only the ticket's agent replies.
+    let (st, _) = wang
+        .call(
+            Method::PATCH,
+            "/api/tickets/1",
+            Some(json!({"version": 0, "assignee": "wang"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, body) = li
+        .call(Method::POST, "/api/tickets/1/reply", reply("hi"))
+        .await;
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = wang
+        .call(Method::POST, "/api/tickets/1/reply", reply(""))
+        .await;
+    assert_eq!(st, 400, "{body}");
+
+    // Live: the customer's widget gets it at once; the ticket waits on them.
+    let (st, body) = wang
+        .call(
+            Method::POST,
+            "/api/tickets/1/reply",
+            reply("Your refund was approved today."),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["reach"], "live");
+    assert_eq!(body["ticket"]["status"], "pending");
+    assert_eq!(body["ticket"]["waiting"], true);
+    assert_eq!(agent_turn(&mut ws).await, "Your refund was approved today.");
+    // The customer answers: the ticket is open again.
+    let key = started["key"].as_str().unwrap();
+    s.say_in_chat(&conv, key, "Thank you, when will the money arrive?")
+        .await;
+    let (_, d) = wang.get("/api/tickets/1").await;
+    assert_eq!(d["status"], "open", "{d}");
+
+    // The customer on one screen: masked identity, the conversation, the ticket.
+    let (st, v) = wang.get(&format!("/api/customers/{customer}")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["identities"][0]["kind"], "web", "{v}");
+    assert_eq!(v["identities"][0]["value"], "vis****ann", "{v}");
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["interactions"][0]["id"], conv.as_str());
+    assert!(v["interactions"][0]["turns"].as_i64().unwrap() >= 5, "{v}");
+    assert_eq!(v["tickets"][0]["num"], 1);
+    let (st, t) = wang
+        .get(&format!("/api/customers/{customer}/interactions/{conv}"))
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let said: Vec<String> = t["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        said.contains(&"Your refund was approved today.".to_string()),
+        "{said:?}"
+    );
+    assert_eq!(
+        wang.get(&format!("/api/customers/{customer}/interactions/other"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(wang.get("/api/customers/nobody").await.0, 404);
+
+    // Later, once kefu has forgotten the conversation: stored as its next turn.
+    let (_other, _, _ws2) = s
+        .handed_over_chat("visitor-bob", "I want to talk to a person")
+        .await;
+    let (_, d) = wang.get("/api/tickets/1").await;
+    let (st, body) = wang
+        .call(
+            Method::POST,
+            "/api/tickets/1/reply",
+            reply("The money arrives on Monday."),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["reach"], "stored", "{body}");
+    assert_eq!(
+        body["ticket"]["version"].as_i64().unwrap(),
+        d["version"].as_i64().unwrap() + 1
+    );
+    let (_, t) = wang
+        .get(&format!("/api/customers/{customer}/interactions/{conv}"))
+        .await;
+    let last = t["turns"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["speaker"], "agent");
+    assert_eq!(last["text"], "The money arrives on Monday.");
+    let (_, d) = wang.get("/api/tickets/1").await;
+    let replies = d["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "ticket.reply")
+        .count();
+    assert_eq!(replies, 2, "{d}");
+}

@@ -135,6 +135,8 @@ async fn calls(
 struct Taken {
     conversation: String,
     history: Vec<crate::dialogue::engine::Turn>,
+    /// The conversation's ticket (its page shows the customer behind it).
+    ticket: Option<i64>,
 }
 
 async fn accept(
@@ -155,9 +157,17 @@ async fn accept(
         tracing::error!(error = format!("{e:#}"), "cannot assign the ticket");
     }
     let history = ops.conversations.history(&id).unwrap_or_default();
+    let ticket = ops.store.ticket_of_item(&id).await.unwrap_or_else(|e| {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot read the conversation's ticket"
+        );
+        None
+    });
     Ok(Json(Taken {
         conversation: id,
         history,
+        ticket,
     }))
 }
 

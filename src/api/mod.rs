@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod customers;
 pub mod dashboard;
 pub mod kb;
 pub mod session;
@@ -86,6 +87,7 @@ pub fn router(
     let r = agent::routes(r);
     let r = softphone::routes(r);
     let r = tickets::routes(r);
+    let r = customers::routes(r);
     let r = dashboard::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();

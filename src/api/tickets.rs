@@ -10,6 +10,9 @@
 //!   "assignee":"li.na"}` (`null` takes it from its assignee). A change names the
 //!   version it was made on; a ticket changed since answers 409 with the reason.
 //! - `POST /api/tickets/{num}/notes` `{"text":"…"}`: an internal note.
+//! - `POST /api/tickets/{num}/reply` `{"text":"…"}`: an answer to the customer on
+//!   the channel they used (`channel::chat::follow_up`); a ticket owed an answer
+//!   then waits on the customer.
 //!
 //! Supervisors and admins change any ticket. An agent changes the tickets they
 //! have, and takes an unassigned one for themselves; giving a ticket to someone
@@ -21,7 +24,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::admin::unavailable;
 use super::{ApiError, Ops};
@@ -38,6 +41,7 @@ pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
         .add(Get, "/api/tickets/{num}", Tickets, one)
         .add(Patch, "/api/tickets/{num}", Tickets, change)
         .add(Post, "/api/tickets/{num}/notes", Tickets, note)
+        .add(Post, "/api/tickets/{num}/reply", Tickets, reply)
 }
 
 /// The desk team's page: the list, one ticket, its changes and notes.
@@ -328,4 +332,48 @@ async fn note(
             format!("there is no ticket {num}"),
         )),
     }
+}
+
+#[derive(Serialize)]
+struct Replied {
+    /// live, sent or stored (see `channel::chat::follow_up::Reach`).
+    reach: crate::channel::chat::follow_up::Reach,
+    ticket: Detail,
+}
+
+async fn reply(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+    Path(num): Path<String>,
+    body: Result<Json<NoteBody>, JsonRejection>,
+) -> Result<Json<Replied>, ApiError> {
+    let num = number(&num)?;
+    let Json(b) = body?;
+    let text = crate::channel::chat::message_text(&b.text)?;
+    let current = detail(&ops, num).await?;
+    if c.role == Role::Agent && current.ticket.assignee.as_deref() != Some(c.name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "an agent replies on their own tickets; take it first",
+        ));
+    }
+    let Some(conversation) = &current.conversation else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this ticket is a call's with nothing said: follow it up by calling back",
+        ));
+    };
+    let reach = ops.text.reply_later(conversation, text).await?;
+    let how = serde_json::to_value(reach)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    ops.store
+        .ticket_replied(num, &c.actor(), &how)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(Replied {
+        reach,
+        ticket: detail(&ops, num).await?,
+    }))
 }

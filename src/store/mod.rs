@@ -16,6 +16,7 @@ pub mod agents;
 pub mod analytics;
 pub mod backup;
 pub mod crypto;
+pub mod customers;
 pub mod drafts;
 pub mod export;
 mod migrate;

@@ -139,7 +139,7 @@ pub async fn rotate(
     let mut after = 0i64;
     loop {
         let mut tx = store.begin_write().await?;
-        let (n, last) = super::tickets::reindex_batch(&mut tx, sealer, after, batch.max(1)).await?;
+        let (n, last) = reindex_batch(&mut tx, sealer, after, batch.max(1)).await?;
         tx.commit()
             .await
             .context("cannot commit a re-indexing batch")?;
@@ -233,4 +233,44 @@ async fn rotate_batch(
             .with_context(|| format!("cannot re-seal a row of {}", t.name))?;
     }
     Ok(rows.len() as u64)
+}
+
+/// Indexes again, under the current key, the tickets numbered after `after` (at
+/// most `batch`): (tickets done, the last number).
+async fn reindex_batch(
+    c: &mut AnyConnection,
+    sealer: &Sealer,
+    after: i64,
+    batch: usize,
+) -> anyhow::Result<(u64, i64)> {
+    let rows = sqlx::query(
+        "SELECT num, subject, key_id, conversation_id FROM tickets WHERE num > $1 ORDER BY num LIMIT $2",
+    )
+    .bind(after)
+    .bind(batch as i64)
+    .fetch_all(&mut *c)
+    .await
+    .context("cannot read tickets to index")?;
+    let mut last = after;
+    for r in &rows {
+        let num: i64 = r.try_get(0)?;
+        let subject = sealer.open(
+            r.try_get(2)?,
+            "tickets.subject",
+            &r.try_get::<Vec<u8>, _>(1)?,
+        )?;
+        let mut words = match r.try_get::<Option<String>, _>(3)? {
+            Some(conv) => super::tickets::customer_words(c, sealer, &conv).await?,
+            None => Vec::new(),
+        };
+        words.push(subject);
+        sqlx::query("DELETE FROM ticket_terms WHERE ticket = $1")
+            .bind(num)
+            .execute(&mut *c)
+            .await?;
+        let texts: Vec<&str> = words.iter().map(String::as_str).collect();
+        super::tickets::index(c, sealer, num, &texts).await?;
+        last = num;
+    }
+    Ok((rows.len() as u64, last))
 }

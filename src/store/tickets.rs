@@ -373,7 +373,7 @@ pub(super) async fn index(
 }
 
 /// What the customer wrote or said in a conversation (its first 500 turns).
-async fn customer_words(
+pub(super) async fn customer_words(
     c: &mut AnyConnection,
     sealer: &Sealer,
     conversation: &str,
@@ -389,46 +389,6 @@ async fn customer_words(
     rows.iter()
         .map(|r| sealer.open(r.try_get(1)?, "turns.text", &r.try_get::<Vec<u8>, _>(0)?))
         .collect()
-}
-
-/// Indexes again, under the current key, the tickets numbered after `after` (at
-/// most `batch`): (tickets done, the last number).
-pub(super) async fn reindex_batch(
-    c: &mut AnyConnection,
-    sealer: &Sealer,
-    after: i64,
-    batch: usize,
-) -> anyhow::Result<(u64, i64)> {
-    let rows = sqlx::query(
-        "SELECT num, subject, key_id, conversation_id FROM tickets WHERE num > $1 ORDER BY num LIMIT $2",
-    )
-    .bind(after)
-    .bind(batch as i64)
-    .fetch_all(&mut *c)
-    .await
-    .context("cannot read tickets to index")?;
-    let mut last = after;
-    for r in &rows {
-        let num: i64 = r.try_get(0)?;
-        let subject = sealer.open(
-            r.try_get(2)?,
-            "tickets.subject",
-            &r.try_get::<Vec<u8>, _>(1)?,
-        )?;
-        let mut words = match r.try_get::<Option<String>, _>(3)? {
-            Some(conv) => customer_words(c, sealer, &conv).await?,
-            None => Vec::new(),
-        };
-        words.push(subject);
-        sqlx::query("DELETE FROM ticket_terms WHERE ticket = $1")
-            .bind(num)
-            .execute(&mut *c)
-            .await?;
-        let texts: Vec<&str> = words.iter().map(String::as_str).collect();
-        index(c, sealer, num, &texts).await?;
-        last = num;
-    }
-    Ok((rows.len() as u64, last))
 }
 
 /// After a conversation's turns are written: what the customer said goes into its
@@ -570,6 +530,33 @@ impl Store {
         };
         tx.commit().await.context("cannot change the ticket")?;
         Ok(Changed::Done { version })
+    }
+
+    /// An agent replied to the customer on ticket `num` (`how`: live, sent,
+    /// stored): audited, and a ticket owed an answer now waits on the customer.
+    pub async fn ticket_replied(&self, num: i64, actor: &str, how: &str) -> anyhow::Result<()> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CURRENT} FROM tickets WHERE num = $1{}",
+            lock(self.backend())
+        )))
+        .bind(num)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot read the ticket")?;
+        let Some(row) = row else { return Ok(()) };
+        let cur = current_of(&row)?;
+        let now = ms(Utc::now());
+        audit(&mut tx, now, actor, "ticket.reply", num, how).await?;
+        if cur.status.owed() {
+            let change = Change {
+                status: Some(Status::Pending),
+                ..Change::default()
+            };
+            apply(&mut tx, self.slas(), &cur, &change, actor, now).await?;
+        }
+        tx.commit().await.context("cannot record the reply")?;
+        Ok(())
     }
 
     /// Adds an internal note (sealed) to ticket `num`: its number among the

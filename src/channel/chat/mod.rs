@@ -9,6 +9,7 @@
 //! 404, each with a reason.
 
 pub mod app;
+pub mod follow_up;
 pub mod proof;
 pub mod sms;
 pub mod survey;
@@ -255,13 +256,21 @@ impl TextChannels {
     /// Sends `text` to `customer` where a push does not reach: by SMS through the
     /// gateway, or as a WeChat customer-service message.
     async fn deliver(&self, channel: Channel, customer: &str, text: &str) -> Result<(), ApiError> {
+        let to = self.service.conversations.identities_of(customer);
+        self.deliver_to(channel, &to, text).await
+    }
+
+    /// Sends `text` by SMS or WeChat to the first of `to` of that kind.
+    async fn deliver_to(
+        &self,
+        channel: Channel,
+        to: &[Identity],
+        text: &str,
+    ) -> Result<(), ApiError> {
         if channel == Channel::Sms
             && let Some(url) = &self.sms_outbound_url
-            && let Some(to) = self
-                .service
-                .conversations
-                .identities_of(customer)
-                .into_iter()
+            && let Some(to) = to
+                .iter()
                 .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Sms)
         {
             let from = self.sms_number.clone().unwrap_or_default();
@@ -280,11 +289,8 @@ impl TextChannels {
                     "recorded, but WeChat answers need `wechat_appid` and `wechat_secret`",
                 ));
             };
-            if let Some(to) = self
-                .service
-                .conversations
-                .identities_of(customer)
-                .into_iter()
+            if let Some(to) = to
+                .iter()
                 .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Wechat)
                 && let Err(e) = sender.send_text(&to.value, text).await
             {

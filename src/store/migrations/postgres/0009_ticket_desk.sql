@@ -53,3 +53,7 @@ CREATE INDEX ticket_terms_ticket ON ticket_terms(ticket);
 
 -- A ticket's history is its audit entries (target `ticket:<num>`).
 CREATE INDEX audit_log_target ON audit_log(target, id);
+
+-- The customer on one screen: their calls and which conversation a call was.
+CREATE INDEX calls_customer ON calls(customer_id);
+CREATE INDEX conversations_call ON conversations(call_id);
