@@ -503,3 +503,32 @@ async fn an_agent_replies_on_a_ticket_and_sees_the_customer_behind_it() {
         .count();
     assert_eq!(replies, 2, "{d}");
 }
+
+#[test]
+fn a_reply_on_a_ticket_reaches_the_customers_widget() {
+    let s = Server::start(None);
+    s.add_agent_user("wang", PASSWORD, "Wang Fang", "1001");
+    let (seen, shot) = common::browser(&s, "ticket_reply.mjs", &["wang", PASSWORD], "ticket-reply");
+    assert_eq!(seen["replyStatus"], 200, "{seen}");
+    assert_eq!(
+        seen["widget"], "您好，退款已经批准，三个工作日内到账。",
+        "{seen}"
+    );
+    assert!(
+        seen["reach"].as_str().unwrap().contains("Delivered"),
+        "{seen}"
+    );
+    assert_eq!(seen["statusAfter"], "pending", "{seen}");
+    assert_eq!(seen["total"], "1", "{seen}");
+    let ids = common::strings(&seen["identities"]).join(" ");
+    assert!(
+        ids.starts_with("web: ") && ids.contains("****"),
+        "masked: {ids}"
+    );
+    let turns = common::strings(&seen["turns"]).join("\n");
+    assert!(turns.contains("customer: 我要转人工"), "{turns}");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+}
