@@ -39,6 +39,8 @@ const QUEUES: [&str; 6] = [
 const CHANNELS: [&str; 5] = ["phone", "web", "wechat", "sms", "app"];
 const AGENTS: usize = 40;
 const DAY: i64 = 86_400_000;
+/// Earlier conversations of the one customer whose panel is opened.
+const HEAVY: usize = 1000;
 
 /// splitmix64: a small, fast generator (reproducible data, no dependency).
 struct Rng(u64);
@@ -185,6 +187,7 @@ async fn fill(store: &Store, sizes: &Sizes) -> f64 {
                 if customer_turn { "customer" } else { "bot" },
                 channel,
                 sealer.seal("turns.text", &text),
+                customer_turn.then(|| INTENTS[rng.zipf(INTENTS.len())]),
             ));
         }
         let subject = said.last().cloned().unwrap_or_default();
@@ -251,6 +254,27 @@ async fn fill(store: &Store, sizes: &Sizes) -> f64 {
             }
         }
     }
+    // One customer with 1,000 earlier conversations (10 turns each).
+    for k in 0..HEAVY {
+        let conv = format!("h{k:05}");
+        let at = start + k as i64 * DAY / 2;
+        let channel = CHANNELS[k % CHANNELS.len()];
+        for j in 0..sizes.turns_per {
+            let customer_turn = j % 2 == 0;
+            let text = sentence(&mut rng, &vocab, k % 2 == 0, order_of(k));
+            rows.turns.push((
+                conv.clone(),
+                j as i64,
+                at + j as i64 * 20_000,
+                if customer_turn { "customer" } else { "bot" },
+                channel,
+                sealer.seal("turns.text", &text),
+                customer_turn.then(|| INTENTS[rng.zipf(INTENTS.len())]),
+            ));
+        }
+        rows.convs.push((conv, channel, "c0000000".into(), at));
+    }
+    rows.write(store, sealer).await;
     // The index: sorted, so that the B-trees fill in order.
     postings.sort_unstable();
     println!(
@@ -287,7 +311,24 @@ struct TicketRow {
     paused: Option<i64>,
 }
 
-type TurnRow = (String, i64, i64, &'static str, &'static str, Vec<u8>);
+type TurnRow = (
+    String,
+    i64,
+    i64,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    Option<&'static str>,
+);
+
+const INTENTS: [&str; 6] = [
+    "order_status",
+    "refund",
+    "delivery",
+    "account",
+    "opening_hours",
+    "human",
+];
 
 #[derive(Default)]
 struct Bulk {
@@ -369,11 +410,11 @@ impl Bulk {
         for chunk in std::mem::take(&mut self.turns).chunks(1000) {
             let sql = values(
                 "turns",
-                "conversation_id, seq, at_ms, speaker, channel, text, key_id",
+                "conversation_id, seq, at_ms, speaker, channel, text, key_id, intent",
                 chunk.len(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (c, seq, at, sp, ch, text) in chunk {
+            for (c, seq, at, sp, ch, text, intent) in chunk {
                 q = q
                     .bind(c.clone())
                     .bind(*seq)
@@ -381,7 +422,8 @@ impl Bulk {
                     .bind(*sp)
                     .bind(*ch)
                     .bind(text.clone())
-                    .bind(sealer.key_id());
+                    .bind(sealer.key_id())
+                    .bind(*intent);
             }
             q.execute(&mut *tx).await.unwrap();
         }
@@ -550,6 +592,28 @@ fn question(kind: usize, rng: &mut Rng, sizes: &Sizes, vocab: &[String]) -> (&'s
     }
 }
 
+/// Opening the panel of the customer with 1,000 earlier conversations.
+async fn customer_panel(store: &Store, each: usize) {
+    let mut lat = Vec::new();
+    let mut total = 0;
+    for _ in 0..each {
+        let t = Instant::now();
+        let v = store
+            .customer_view("c0000000", None)
+            .await
+            .unwrap()
+            .unwrap();
+        lat.push(t.elapsed());
+        total = v.total;
+    }
+    lat.sort();
+    println!(
+        "  the customer with {total} interactions, their panel: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+}
+
 async fn measure(store: &Store, sizes: &Sizes, each: usize) {
     let vocab = vocabulary();
     let mut rng = Rng(7);
@@ -621,6 +685,7 @@ async fn run(label: &str, url: &str, keys: Keyring, sizes: &Sizes, each: usize) 
     measure(&store, sizes, 5).await;
     println!("  measured:");
     measure(&store, sizes, each).await;
+    customer_panel(&store, each).await;
     store.close().await;
 }
 
