@@ -42,7 +42,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
     let conversations = Arc::new(Conversations::new(config.max_conversations));
-    if config.sms_outbound_url.is_some() && config.sms_inbound_token.is_none() {
+    if config.sms_out.is_some() && config.sms_inbound_token.is_none() {
         tracing::warn!(
             "SMS is on but `sms_inbound_token` is not set: anyone can post to /sms/inbound"
         );

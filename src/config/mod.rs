@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::media::dtmf::DtmfMode;
 
 mod queue;
+pub mod sms;
 pub mod webrtc;
 pub mod widget;
 
@@ -112,6 +113,10 @@ pub struct FileConfig {
     /// Where SMS replies are POSTed (form fields To, From, Body), in the style of
     /// common SMS gateways.
     pub sms_outbound_url: Option<String>,
+    /// Alibaba Cloud's SMS API instead of a gateway URL.
+    pub sms_aliyun: Option<sms::AliyunSms>,
+    /// Tencent Cloud's SMS API instead of a gateway URL.
+    pub sms_tencent: Option<sms::TencentSms>,
     /// The number SMS replies come from.
     pub sms_number: Option<String>,
     /// A secret the SMS gateway sends with every inbound message (`?token=` on the
@@ -312,7 +317,8 @@ pub struct Config {
     pub wechat_secret: Option<String>,
     pub wechat_aes_key: Option<String>,
     pub wechat_api: String,
-    pub sms_outbound_url: Option<String>,
+    /// How SMS messages are sent (a gateway URL or a cloud's SMS API).
+    pub sms_out: Option<sms::SmsOut>,
     pub sms_number: Option<String>,
     pub sms_inbound_token: Option<String>,
     pub secure_cookies: bool,
@@ -371,7 +377,7 @@ impl Default for Config {
             wechat_secret: None,
             wechat_aes_key: None,
             wechat_api: "https://api.weixin.qq.com".into(),
-            sms_outbound_url: None,
+            sms_out: None,
             sms_number: None,
             sms_inbound_token: None,
             secure_cookies: true,
@@ -559,7 +565,11 @@ impl Config {
             }
             self.wechat_api = api;
         }
-        self.sms_outbound_url = f.sms_outbound_url.take().or(self.sms_outbound_url.take());
+        let url = f.sms_outbound_url.take();
+        let (aliyun, tencent) = (f.sms_aliyun.take(), f.sms_tencent.take());
+        if url.is_some() || aliyun.is_some() || tencent.is_some() {
+            self.sms_out = sms::sms_out(url, aliyun, tencent)?;
+        }
         self.sms_number = f.sms_number.take().or(self.sms_number.take());
         self.sms_inbound_token = f.sms_inbound_token.take().or(self.sms_inbound_token.take());
         if self

@@ -12,6 +12,7 @@ pub mod app;
 pub mod follow_up;
 pub mod proof;
 pub mod sms;
+pub mod sms_cloud;
 pub mod survey;
 pub mod verify;
 pub mod web;
@@ -47,7 +48,8 @@ pub struct TextChannels {
     pub wechat_cipher: Option<wechat_aes::Cipher>,
     /// WeChat requests already received (replays are refused).
     pub wechat_seen: wechat::Seen,
-    pub sms_outbound_url: Option<String>,
+    /// How SMS messages are sent (a gateway URL, or a Chinese cloud's SMS API).
+    pub sms_out: Option<crate::config::sms::SmsOut>,
     pub sms_number: Option<String>,
     /// What the SMS gateway must send with inbound messages, if set.
     pub sms_inbound_token: Option<String>,
@@ -103,7 +105,7 @@ impl TextChannels {
                 .zip(config.wechat_appid.as_deref())
                 .and_then(|(key, appid)| wechat_aes::Cipher::new(key, appid).ok()),
             wechat_seen: wechat::Seen::default(),
-            sms_outbound_url: config.sms_outbound_url.clone(),
+            sms_out: config.sms_out.clone(),
             sms_number: config.sms_number.clone(),
             sms_inbound_token: config.sms_inbound_token.clone(),
             http,
@@ -268,14 +270,14 @@ impl TextChannels {
         text: &str,
     ) -> Result<(), ApiError> {
         if channel == Channel::Sms
-            && let Some(url) = &self.sms_outbound_url
+            && let Some(out) = &self.sms_out
             && let Some(to) = to
                 .iter()
                 .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Sms)
         {
             let from = self.sms_number.clone().unwrap_or_default();
             let parts = sms::sms_parts(text);
-            if let Err(e) = sms::send(&self.http, url, &to.value, &from, &parts).await {
+            if let Err(e) = sms_cloud::send(&self.http, out, &to.value, &from, &parts).await {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     format!("recorded, but the SMS gateway refused it: {e}"),

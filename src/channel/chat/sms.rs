@@ -118,8 +118,10 @@ async fn inbound(
         sms_parts(&reply.text)
     };
     let sender = s.sms_number.clone().unwrap_or_else(|| to.to_string());
-    let sent = match (&s.sms_outbound_url, parts.is_empty()) {
-        (Some(url), false) => send(&s.http, url, from, &sender, &parts).await.is_ok(),
+    let sent = match (&s.sms_out, parts.is_empty()) {
+        (Some(out), false) => super::sms_cloud::send(&s.http, out, from, &sender, &parts)
+            .await
+            .is_ok(),
         _ => false,
     };
     Ok(Json(SmsReply {

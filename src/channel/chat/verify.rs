@@ -158,10 +158,10 @@ async fn send_code(
     let phone = SlotKind::Phone
         .extract(&req.phone, now.date_naive())
         .ok_or_else(|| ApiError::bad_request("`phone` is not a phone number"))?;
-    let Some(url) = &s.sms_outbound_url else {
+    let Some(out) = &s.sms_out else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "phone verification needs an SMS gateway (`sms_outbound_url`)",
+            "phone verification needs a way to send SMS (`sms_outbound_url`, [sms_aliyun] or [sms_tencent])",
         ));
     };
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
@@ -201,7 +201,7 @@ async fn send_code(
         "{name}: your verification code is {code}. It expires in {CODE_LIFETIME_MINUTES} minutes."
     );
     let from = s.sms_number.clone().unwrap_or_default();
-    if let Err(e) = super::sms::send(&s.http, url, &phone, &from, &[text]).await {
+    if let Err(e) = super::sms_cloud::send(&s.http, out, &phone, &from, &[text]).await {
         crate::lock(&s.verifications.pending).remove(&id);
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
