@@ -61,6 +61,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/wechat", "public"),
     ("POST", "/wechat", "public"),
+    ("GET", "/wecom", "public"),
+    ("POST", "/wecom", "public"),
     ("POST", "/sms/inbound", "public"),
     ("GET", "/api/openapi.json", "public"),
     ("POST", "/api/chat/conversations/{id}/phone", "public"),

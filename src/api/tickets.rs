@@ -106,6 +106,7 @@ async fn customers(ops: &Ops, v: &str) -> Result<Vec<String>, ApiError> {
         IdentityKind::Wechat,
         IdentityKind::Web,
         IdentityKind::App,
+        IdentityKind::Wecom,
     ] {
         let id = Identity::new(kind, v);
         if let Some(c) = ops.store.find_customer(&id).await.map_err(unavailable)?

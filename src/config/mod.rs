@@ -12,6 +12,7 @@ use crate::media::dtmf::DtmfMode;
 mod queue;
 pub mod sms;
 pub mod webrtc;
+pub mod wecom;
 pub mod widget;
 
 /// `[voices]`: languages checked here; the voices' names when the server starts
@@ -154,6 +155,8 @@ pub struct FileConfig {
     pub webrtc: Option<webrtc::WebRtcFile>,
     /// The embeddable chat widget.
     pub widget: Option<widget::WidgetFile>,
+    /// WeCom customer service (微信客服).
+    pub wecom: Option<wecom::Wecom>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -339,6 +342,7 @@ pub struct Config {
     pub queues: Vec<crate::agents::queue::QueueConfig>,
     pub webrtc: webrtc::WebRtc,
     pub widget: widget::Widget,
+    pub wecom: Option<wecom::Wecom>,
 }
 
 impl Default for Config {
@@ -394,6 +398,7 @@ impl Default for Config {
             queues: Vec::new(),
             webrtc: webrtc::WebRtc::default(),
             widget: widget::Widget::default(),
+            wecom: None,
         }
     }
 }
@@ -511,6 +516,9 @@ impl Config {
         }
         if let Some(w) = f.widget.take() {
             self.widget = widget::Widget::from_file(w)?;
+        }
+        if let Some(w) = f.wecom.take() {
+            self.wecom = Some(w.checked()?);
         }
         if let Some(open) = f.sip_open {
             self.sip_open = open;

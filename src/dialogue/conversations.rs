@@ -36,6 +36,9 @@ pub enum Channel {
     Wechat,
     Sms,
     App,
+    /// WeCom customer service (微信客服): WeChat users writing to a company's
+    /// WeCom customer-service account.
+    Wecom,
 }
 
 impl Channel {
@@ -47,6 +50,7 @@ impl Channel {
             Channel::Wechat => "wechat",
             Channel::Sms => "sms",
             Channel::App => "app",
+            Channel::Wecom => "wecom",
         }
     }
 
@@ -54,7 +58,7 @@ impl Channel {
         match self {
             Channel::Phone => Medium::Voice,
             Channel::Sms => Medium::Sms,
-            Channel::Web | Channel::Wechat | Channel::App => Medium::Chat,
+            Channel::Web | Channel::Wechat | Channel::App | Channel::Wecom => Medium::Chat,
         }
     }
 }
@@ -74,6 +78,8 @@ pub enum IdentityKind {
     Web,
     App,
     Sms,
+    /// A WeCom customer-service customer's `external_userid`.
+    Wecom,
 }
 
 impl Identity {

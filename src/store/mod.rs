@@ -254,6 +254,7 @@ pub fn identity_kind_name(k: IdentityKind) -> &'static str {
         IdentityKind::Web => "web",
         IdentityKind::App => "app",
         IdentityKind::Sms => "sms",
+        IdentityKind::Wecom => "wecom",
     }
 }
 

@@ -35,6 +35,7 @@ fn channel_named(name: &str) -> Option<Channel> {
         Channel::Wechat,
         Channel::Sms,
         Channel::App,
+        Channel::Wecom,
     ]
     .into_iter()
     .find(|c| c.name() == name)
@@ -47,6 +48,7 @@ fn kind_named(name: &str) -> Option<IdentityKind> {
         IdentityKind::Web,
         IdentityKind::App,
         IdentityKind::Sms,
+        IdentityKind::Wecom,
     ]
     .into_iter()
     .find(|k| crate::store::identity_kind_name(*k) == name)
@@ -104,7 +106,7 @@ impl TextChannels {
             })
             .await
             .map_err(unavailable)?;
-        if !matches!(channel, Channel::Sms | Channel::Wechat) {
+        if !matches!(channel, Channel::Sms | Channel::Wechat | Channel::Wecom) {
             return Ok(Reach::Stored);
         }
         let to: Vec<Identity> = self

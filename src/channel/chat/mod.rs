@@ -19,6 +19,7 @@ pub mod web;
 pub mod wechat;
 pub mod wechat_aes;
 pub mod wechat_out;
+pub mod wecom;
 
 use std::sync::Arc;
 
@@ -61,6 +62,8 @@ pub struct TextChannels {
     /// Agents' answers to WeChat customers (customer-service messages), when the
     /// account's AppID and AppSecret are set.
     pub wechat_out: Option<wechat_out::WechatSender>,
+    /// WeCom customer service, when `[wecom]` is set.
+    pub wecom: Option<Arc<wecom::Wecom>>,
     /// What each client address may spend (the HTTP routes' budgets, shared).
     pub budgets: Arc<crate::http::rate::ClientBudgets>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
@@ -96,7 +99,14 @@ impl TextChannels {
             )),
             _ => None,
         };
+        let wecom = config.wecom.as_ref().and_then(|c| {
+            wecom::Wecom::new(http.clone(), c)
+                .map_err(|e| tracing::error!(error = %e, "WeCom is off"))
+                .ok()
+                .map(Arc::new)
+        });
         Self {
+            wecom,
             wechat_out,
             wechat_token: config.wechat_token.clone(),
             wechat_cipher: config
@@ -194,7 +204,7 @@ impl TextChannels {
             let e = crate::lock(&entry);
             (e.channel, e.customer.clone(), e.conversation.lang)
         };
-        if !matches!(channel, Channel::Sms | Channel::Wechat) {
+        if !matches!(channel, Channel::Sms | Channel::Wechat | Channel::Wecom) {
             return Ok(());
         }
         self.service.notice(id, survey::question).await?;
@@ -284,6 +294,19 @@ impl TextChannels {
                 ));
             }
         }
+        if channel == Channel::Wecom
+            && let Some(w) = &self.wecom
+            && let Some(to) = to
+                .iter()
+                .find(|i| i.kind == crate::dialogue::conversations::IdentityKind::Wecom)
+            && let Err(e) = w.send_text(&to.value, text).await
+        {
+            tracing::error!(error = %e, "WeCom refused an agent's answer");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("recorded, but WeCom refused it: {e}"),
+            ));
+        }
         if channel == Channel::Wechat {
             let Some(sender) = &self.wechat_out else {
                 return Err(ApiError::new(
@@ -317,6 +340,7 @@ pub fn router(table: &mut Table, state: Arc<TextChannels>) -> Router {
     let r = table.routes();
     let r = web::routes(r);
     let r = wechat::routes(r);
+    let r = wecom::routes(r);
     let r = sms::routes(r);
     let r = app::routes(r);
     let r = verify::routes(r);

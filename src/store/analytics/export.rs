@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Percentiles, Report};
 
 /// The channels a report can be limited to.
-pub const CHANNELS: &[&str] = &["phone", "web", "wechat", "sms", "app"];
+pub const CHANNELS: &[&str] = &["phone", "web", "wechat", "sms", "app", "wecom"];
 
 /// The report's tables, by the names the dashboard and `kefu report --table` use.
 pub const TABLES: &[&str] = &[
