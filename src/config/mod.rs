@@ -517,9 +517,6 @@ impl Config {
         if let Some(w) = f.widget.take() {
             self.widget = widget::Widget::from_file(w)?;
         }
-        if let Some(w) = f.wecom.take() {
-            self.wecom = Some(w.checked()?);
-        }
         if let Some(open) = f.sip_open {
             self.sip_open = open;
         }
@@ -555,8 +552,11 @@ impl Config {
         Ok(self)
     }
 
-    /// The WeChat and SMS settings of `f` (taken out of it).
+    /// The WeChat, WeCom and SMS settings of `f` (taken out of it).
     fn merge_messaging(&mut self, f: &mut FileConfig) -> anyhow::Result<()> {
+        if let Some(w) = f.wecom.take() {
+            self.wecom = Some(w.checked()?);
+        }
         self.wechat_token = f.wechat_token.take().or(self.wechat_token.take());
         self.wechat_appid = f.wechat_appid.take().or(self.wechat_appid.take());
         self.wechat_secret = f.wechat_secret.take().or(self.wechat_secret.take());
