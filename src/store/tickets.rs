@@ -493,6 +493,19 @@ impl Store {
         Ok(id)
     }
 
+    /// Ticket `num` as this write transaction reads it (locked on PostgreSQL).
+    async fn locked(&self, c: &mut AnyConnection, num: i64) -> anyhow::Result<Option<Current>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CURRENT} FROM tickets WHERE num = $1{}",
+            lock(self.backend())
+        )))
+        .bind(num)
+        .fetch_optional(&mut *c)
+        .await
+        .context("cannot read the ticket")?;
+        row.as_ref().map(current_of).transpose()
+    }
+
     /// Changes ticket `num` as its reader saw it at `version`.
     pub async fn change_ticket(
         &self,
@@ -502,18 +515,9 @@ impl Store {
         actor: &str,
     ) -> anyhow::Result<Changed> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CURRENT} FROM tickets WHERE num = $1{}",
-            lock(self.backend())
-        )))
-        .bind(num)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("cannot read the ticket")?;
-        let Some(row) = row else {
+        let Some(cur) = self.locked(&mut tx, num).await? else {
             return Ok(Changed::Missing);
         };
-        let cur = current_of(&row)?;
         if cur.version != version {
             return Ok(Changed::Stale {
                 version: cur.version,
@@ -536,16 +540,9 @@ impl Store {
     /// stored): audited, and a ticket owed an answer now waits on the customer.
     pub async fn ticket_replied(&self, num: i64, actor: &str, how: &str) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CURRENT} FROM tickets WHERE num = $1{}",
-            lock(self.backend())
-        )))
-        .bind(num)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("cannot read the ticket")?;
-        let Some(row) = row else { return Ok(()) };
-        let cur = current_of(&row)?;
+        let Some(cur) = self.locked(&mut tx, num).await? else {
+            return Ok(());
+        };
         let now = ms(Utc::now());
         audit(&mut tx, now, actor, "ticket.reply", num, how).await?;
         if cur.status.owed() {

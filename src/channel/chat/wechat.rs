@@ -100,7 +100,13 @@ fn check(s: &TextChannels, q: &Signed, encrypted: Option<&str>) -> Result<i64, A
         Some(e) => super::wechat_aes::msg_signature(token, ts, nonce, e),
         None => signature(token, ts, nonce),
     };
-    if !crate::auth::same_secret(&expected, &sig.to_ascii_lowercase()) {
+    signed_at(&expected, sig, ts)
+}
+
+/// Whether `given` is the `expected` signature and `ts` is near now (WeChat's and
+/// WeCom's callbacks alike): the timestamp.
+pub(super) fn signed_at(expected: &str, given: &str, ts: &str) -> Result<i64, ApiError> {
+    if !crate::auth::same_secret(expected, &given.to_ascii_lowercase()) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "bad signature"));
     }
     let ts: i64 = ts
