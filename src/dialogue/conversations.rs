@@ -78,7 +78,8 @@ pub enum IdentityKind {
     Web,
     App,
     Sms,
-    /// A WeCom customer-service customer's `external_userid`.
+    /// A WeCom customer-service customer: `OPEN_KFID:EXTERNAL_USERID` (the
+    /// account they write to, and who they are to it).
     Wecom,
 }
 

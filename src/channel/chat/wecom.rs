@@ -56,8 +56,6 @@ pub struct Wecom {
     /// Each customer-service account's cursor in its message stream.
     cursors: Mutex<HashMap<String, String>>,
     seen: std::sync::Mutex<(HashSet<String>, std::collections::VecDeque<String>)>,
-    /// The account each customer last wrote to (replies go back through it).
-    account_of: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Wecom {
@@ -81,7 +79,6 @@ impl Wecom {
             access: Mutex::new(None),
             cursors: Mutex::new(HashMap::new()),
             seen: std::sync::Mutex::default(),
-            account_of: std::sync::Mutex::default(),
         })
     }
 
@@ -161,16 +158,16 @@ impl Wecom {
         Err("WeCom kept refusing the access token".into())
     }
 
-    /// Sends `text` to customer `to` (their `external_userid`).
+    /// Sends `text` to the customer known as `to` (`OPEN_KFID:EXTERNAL_USERID`:
+    /// the account they wrote to and who they are).
     pub async fn send_text(&self, to: &str, text: &str) -> Result<(), String> {
-        let account = crate::lock(&self.account_of)
-            .get(to)
-            .cloned()
-            .ok_or("this customer's WeCom account is not known since kefu started")?;
+        let (account, user) = to
+            .split_once(':')
+            .ok_or("not a WeCom customer's identity (account:user)")?;
         self.call(
             "send_msg",
             &json!({
-                "touser": to,
+                "touser": user,
                 "open_kfid": account,
                 "msgtype": "text",
                 "text": { "content": text },
@@ -315,12 +312,13 @@ async fn pull(s: &TextChannels, token: &str, account: &str) -> Result<(), String
             else {
                 continue;
             };
-            crate::lock(&w.account_of).insert(user.to_string(), account.to_string());
             let text = match m["msgtype"].as_str() {
                 Some("text") => m["text"]["content"].as_str().unwrap_or_default(),
                 _ => "",
             };
-            let answer = match answer(s, user, text).await {
+            // A customer is known per account they write to: replies go back there.
+            let who = format!("{account}:{user}");
+            let answer = match answer(s, &who, text).await {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e.reason, "a WeCom message was not answered");
@@ -328,7 +326,7 @@ async fn pull(s: &TextChannels, token: &str, account: &str) -> Result<(), String
                 }
             };
             if !answer.is_empty()
-                && let Err(e) = w.send_text(user, &answer).await
+                && let Err(e) = w.send_text(&who, &answer).await
             {
                 tracing::error!(error = %e, "WeCom refused kefu's answer");
             }
@@ -344,12 +342,12 @@ async fn pull(s: &TextChannels, token: &str, account: &str) -> Result<(), String
 }
 
 /// The dialogue's answer to a customer's text (empty while a person has them).
-async fn answer(s: &TextChannels, user: &str, text: &str) -> Result<String, ApiError> {
+async fn answer(s: &TextChannels, who: &str, text: &str) -> Result<String, ApiError> {
     if text.trim().is_empty() {
         return Ok("抱歉，我暂时只能看懂文字消息，请用文字描述您的问题。Sorry, I can only read text messages for now.".into());
     }
     let text = super::message_text(text)?;
-    let identity = Identity::new(IdentityKind::Wecom, user);
+    let identity = Identity::new(IdentityKind::Wecom, who);
     let recent = s.service.conversations.find_recent(
         Channel::Wecom,
         &identity,
