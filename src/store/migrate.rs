@@ -57,6 +57,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ticket_desk",
         include_str!("migrations/sqlite/0009_ticket_desk.sql"),
     ),
+    (
+        10,
+        "ticket_lists",
+        include_str!("migrations/sqlite/0010_ticket_lists.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -99,6 +104,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "ticket_desk",
         include_str!("migrations/postgres/0009_ticket_desk.sql"),
+    ),
+    (
+        10,
+        "ticket_lists",
+        include_str!("migrations/postgres/0010_ticket_lists.sql"),
     ),
 ];
 

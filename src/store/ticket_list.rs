@@ -200,8 +200,11 @@ impl Store {
             Sort::Newest => "t.num DESC",
             Sort::Due => "t.due_ms ASC, t.num ASC",
         };
-        let from = match self.search_terms(&f.text).await? {
-            Search::None => "tickets t".to_string(),
+        // With a rare term, its postings (fewer than RARE) are read first, each
+        // joining its ticket; materialized, so that no planner walks the whole
+        // list looking for them (PostgreSQL 12+ and SQLite 3.35+ honour it).
+        let (with, from) = match self.search_terms(&f.text).await? {
+            Search::None => (String::new(), "tickets t"),
             Search::Nothing => {
                 return Ok(Page {
                     tickets: Vec::new(),
@@ -218,24 +221,25 @@ impl Store {
                 match driver {
                     Some(slots) => {
                         let l = q.list(slots.into_iter().map(Arg::I));
-                        q.conds.push(format!("p.term IN ({l})"));
-                        // The rare term's postings lead; each joins its ticket.
-                        "ticket_terms p CROSS JOIN tickets t".to_string()
+                        q.conds.push("t.num = p.ticket".into());
+                        (
+                            format!(
+                                "WITH p AS MATERIALIZED (SELECT ticket FROM ticket_terms WHERE term IN ({l})) "
+                            ),
+                            "p CROSS JOIN tickets t",
+                        )
                     }
-                    None => "tickets t".to_string(),
+                    None => (String::new(), "tickets t"),
                 }
             }
         };
-        if from.starts_with("ticket_terms") {
-            q.conds.push("t.num = p.ticket".into());
-        }
         let wh = if q.conds.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", q.conds.join(" AND "))
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM {from} LEFT JOIN users u ON u.id = t.assignee \
+            "{with}SELECT {COLUMNS} FROM {from} LEFT JOIN users u ON u.id = t.assignee \
              {wh} ORDER BY {order} LIMIT {}",
             limit + 1
         );
