@@ -11,8 +11,8 @@
 //! shows an attacker with the database which tickets share a word, never the word.
 //!
 //! How a search runs: each term's postings are counted up to [`RARE`]. A rare term
-//! drives the query (its postings, joined to their tickets, the other terms
-//! checked per ticket); when every term is common, the list's own order drives it
+//! drives the query (its tickets are read first, then looked up by number with
+//! the other terms checked per ticket); when every term is common, the list's own order drives it
 //! and each ticket is checked against the terms, which finds a page quickly since
 //! common terms match often.
 
@@ -200,11 +200,8 @@ impl Store {
             Sort::Newest => "t.num DESC",
             Sort::Due => "t.due_ms ASC, t.num ASC",
         };
-        // With a rare term, its postings (fewer than RARE) are read first, each
-        // joining its ticket; materialized, so that no planner walks the whole
-        // list looking for them (PostgreSQL 12+ and SQLite 3.35+ honour it).
-        let (with, from) = match self.search_terms(&f.text).await? {
-            Search::None => (String::new(), "tickets t"),
+        match self.search_terms(&f.text).await? {
+            Search::None => {}
             Search::Nothing => {
                 return Ok(Page {
                     tickets: Vec::new(),
@@ -212,34 +209,31 @@ impl Store {
                 });
             }
             Search::Terms { driver, rest } => {
+                if let Some(nums) = driver {
+                    if nums.is_empty() {
+                        return Ok(Page {
+                            tickets: Vec::new(),
+                            next: None,
+                        });
+                    }
+                    let l = q.list(nums.into_iter().map(Arg::I));
+                    q.conds.push(format!("t.num IN ({l})"));
+                }
                 for slots in rest {
                     let l = q.list(slots.into_iter().map(Arg::I));
                     q.conds.push(format!(
                         "EXISTS (SELECT 1 FROM ticket_terms x WHERE x.term IN ({l}) AND x.ticket = t.num)"
                     ));
                 }
-                match driver {
-                    Some(slots) => {
-                        let l = q.list(slots.into_iter().map(Arg::I));
-                        q.conds.push("t.num = p.ticket".into());
-                        (
-                            format!(
-                                "WITH p AS MATERIALIZED (SELECT ticket FROM ticket_terms WHERE term IN ({l})) "
-                            ),
-                            "p CROSS JOIN tickets t",
-                        )
-                    }
-                    None => (String::new(), "tickets t"),
-                }
             }
-        };
+        }
         let wh = if q.conds.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", q.conds.join(" AND "))
         };
         let sql = format!(
-            "{with}SELECT {COLUMNS} FROM {from} LEFT JOIN users u ON u.id = t.assignee \
+            "SELECT {COLUMNS} FROM tickets t LEFT JOIN users u ON u.id = t.assignee \
              {wh} ORDER BY {order} LIMIT {}",
             limit + 1
         );
@@ -405,7 +399,26 @@ impl Store {
         counted.sort_by_key(|(n, _)| *n);
         let lead = counted[0].0 < RARE;
         let mut rest: Vec<Vec<i64>> = counted.into_iter().map(|(_, s)| s).collect();
-        let driver = lead.then(|| rest.remove(0));
+        let mut driver = None;
+        if lead {
+            // The rare term's tickets, read first: the list then looks them up by
+            // number (a join left to the planner may walk the whole list instead).
+            let slots = rest.remove(0);
+            let l: Vec<String> = (1..=slots.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT ticket FROM ticket_terms WHERE term IN ({}) LIMIT {RARE}",
+                l.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for s in &slots {
+                q = q.bind(*s);
+            }
+            driver = Some(
+                q.fetch_all(self.pool())
+                    .await
+                    .context("cannot search tickets")?,
+            );
+        }
         Ok(Search::Terms { driver, rest })
     }
 }
@@ -479,7 +492,8 @@ enum Search {
     None,
     /// A word no ticket holds.
     Nothing,
-    /// `driver`: the rarest term's slots, when it is rare enough to lead.
+    /// `driver`: the tickets holding the rarest term, when it is rare enough
+    /// to lead; `rest`: the other terms' slots.
     Terms {
         driver: Option<Vec<i64>>,
         rest: Vec<Vec<i64>>,
