@@ -192,6 +192,25 @@ async fn the_ticket_api_filters_searches_and_refuses_what_it_must() {
     assert_eq!(body["assignee"], "wang");
     assert_eq!(wang.nums("assignee=me").await, [1]);
 
+    // ... and may give it back, and take it again.
+    let (st, body) = wang
+        .call(
+            Method::PATCH,
+            "/api/tickets/1",
+            patch(json!({"version": 1, "assignee": null})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "new", "given back: nobody has it");
+    let (st, body) = wang
+        .call(
+            Method::PATCH,
+            "/api/tickets/1",
+            patch(json!({"version": 2, "assignee": "wang"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+
     // The supervisor's change on the version before the agent's is refused.
     let (st, body) = boss
         .call(
@@ -214,12 +233,12 @@ async fn the_ticket_api_filters_searches_and_refuses_what_it_must() {
     let a = boss.call(
         Method::PATCH,
         "/api/tickets/1",
-        patch(json!({"version": 1, "assignee": "li"})),
+        patch(json!({"version": 3, "assignee": "li"})),
     );
     let b = boss2.call(
         Method::PATCH,
         "/api/tickets/1",
-        patch(json!({"version": 1, "priority": "urgent"})),
+        patch(json!({"version": 3, "priority": "urgent"})),
     );
     let ((sa, _), (sb, _)) = tokio::join!(a, b);
     let mut got = [sa, sb];
@@ -277,14 +296,23 @@ async fn the_ticket_api_filters_searches_and_refuses_what_it_must() {
         actions[2], "user:wang ticket.assign nobody → wang",
         "{actions:?}"
     );
+    // Given back and taken again: two statuses and two assignments.
+    assert_eq!(
+        actions[3], "user:wang ticket.status open → new",
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions[4], "user:wang ticket.assign wang → nobody",
+        "{actions:?}"
+    );
     assert_eq!(
         actions.len(),
-        5,
+        9,
         "one of the two supervisors' changes, and the note: {actions:?}"
     );
-    assert_eq!(actions[4], "user:boss ticket.note note 1", "{actions:?}");
+    assert_eq!(actions[8], "user:boss ticket.note note 1", "{actions:?}");
     assert_eq!(d["notes"][0]["text"], "checked");
-    assert_eq!(d["version"], 2);
+    assert_eq!(d["version"], 4);
 }
 
 #[test]

@@ -265,8 +265,9 @@ async fn change(
         let me = c.user_id.clone();
         let mine = current.ticket.assignee.as_deref() == Some(c.name.as_str());
         let taking = current.ticket.assignee.is_none() && assignee == Some(me.clone());
-        let gives_away = assignee.is_some() && assignee != Some(me);
-        if gives_away || !(mine || taking) {
+        // An agent may give their ticket back (null), never to someone else.
+        let to_another = matches!(&assignee, Some(Some(_))) && assignee != Some(me);
+        if to_another || !(mine || taking) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "an agent changes only their own tickets and takes unassigned ones; ask a supervisor to reassign",
