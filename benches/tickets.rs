@@ -122,6 +122,40 @@ fn sentence(rng: &mut Rng, vocab: &[String], zh: bool, order: u64) -> String {
     s
 }
 
+/// One generated conversation's turns (the customer's every other one, from
+/// the vocabulary) into `out`: what the customer said.
+fn conversation(
+    rng: &mut Rng,
+    vocab: &[String],
+    sealer: &Sealer,
+    (conv, at, channel): (&str, i64, &'static str),
+    (zh, order): (bool, u64),
+    turns: usize,
+    out: &mut Vec<TurnRow>,
+) -> Vec<String> {
+    let mut said = Vec::new();
+    for k in 0..turns {
+        let customer_turn = k % 2 == 0;
+        let text = if customer_turn {
+            let s = sentence(rng, vocab, zh, order);
+            said.push(s.clone());
+            s
+        } else {
+            "好的，我们正在为您处理。 We are on it.".to_string()
+        };
+        out.push((
+            conv.to_string(),
+            k as i64,
+            at + k as i64 * 20_000,
+            if customer_turn { "customer" } else { "bot" },
+            channel,
+            sealer.seal("turns.text", &text),
+            customer_turn.then(|| INTENTS[rng.zipf(INTENTS.len())]),
+        ));
+    }
+    said
+}
+
 struct Sizes {
     tickets: usize,
     turns_per: usize,
@@ -170,26 +204,15 @@ async fn fill(store: &Store, sizes: &Sizes) -> f64 {
         let order = order_of(num);
         let conv = format!("v{num:08}");
         let channel = CHANNELS[rng.zipf(CHANNELS.len())];
-        let mut said = Vec::new();
-        for k in 0..sizes.turns_per {
-            let customer_turn = k % 2 == 0;
-            let text = if customer_turn {
-                let s = sentence(&mut rng, &vocab, zh, order);
-                said.push(s.clone());
-                s
-            } else {
-                "好的，我们正在为您处理。 We are on it.".to_string()
-            };
-            rows.turns.push((
-                conv.clone(),
-                k as i64,
-                created + k as i64 * 20_000,
-                if customer_turn { "customer" } else { "bot" },
-                channel,
-                sealer.seal("turns.text", &text),
-                customer_turn.then(|| INTENTS[rng.zipf(INTENTS.len())]),
-            ));
-        }
+        let said = conversation(
+            &mut rng,
+            &vocab,
+            sealer,
+            (&conv, created, channel),
+            (zh, order),
+            sizes.turns_per,
+            &mut rows.turns,
+        );
         let subject = said.last().cloned().unwrap_or_default();
         let age = now - created;
         let status = if age > 30 * DAY {
@@ -259,19 +282,15 @@ async fn fill(store: &Store, sizes: &Sizes) -> f64 {
         let conv = format!("h{k:05}");
         let at = start + k as i64 * DAY / 2;
         let channel = CHANNELS[k % CHANNELS.len()];
-        for j in 0..sizes.turns_per {
-            let customer_turn = j % 2 == 0;
-            let text = sentence(&mut rng, &vocab, k % 2 == 0, order_of(k));
-            rows.turns.push((
-                conv.clone(),
-                j as i64,
-                at + j as i64 * 20_000,
-                if customer_turn { "customer" } else { "bot" },
-                channel,
-                sealer.seal("turns.text", &text),
-                customer_turn.then(|| INTENTS[rng.zipf(INTENTS.len())]),
-            ));
-        }
+        conversation(
+            &mut rng,
+            &vocab,
+            sealer,
+            (&conv, at, channel),
+            (k % 2 == 0, order_of(k)),
+            sizes.turns_per,
+            &mut rows.turns,
+        );
         rows.convs.push((conv, channel, "c0000000".into(), at));
     }
     rows.write(store, sealer).await;

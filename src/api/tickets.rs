@@ -100,14 +100,7 @@ async fn customers(ops: &Ops, v: &str) -> Result<Vec<String>, ApiError> {
         return Ok(vec![v.to_string()]);
     }
     let mut found = Vec::new();
-    for kind in [
-        IdentityKind::Phone,
-        IdentityKind::Sms,
-        IdentityKind::Wechat,
-        IdentityKind::Web,
-        IdentityKind::App,
-        IdentityKind::Wecom,
-    ] {
+    for kind in IdentityKind::ALL {
         let id = Identity::new(kind, v);
         if let Some(c) = ops.store.find_customer(&id).await.map_err(unavailable)?
             && !found.contains(&c)
@@ -366,12 +359,8 @@ async fn reply(
         ));
     };
     let reach = ops.text.reply_later(conversation, text).await?;
-    let how = serde_json::to_value(reach)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
     ops.store
-        .ticket_replied(num, &c.actor(), &how)
+        .ticket_replied(num, &c.actor(), reach.as_str())
         .await
         .map_err(unavailable)?;
     Ok(Json(Replied {

@@ -42,6 +42,20 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 6] = [
+        Channel::Phone,
+        Channel::Web,
+        Channel::Wechat,
+        Channel::Sms,
+        Channel::App,
+        Channel::Wecom,
+    ];
+
+    /// The channel a stored name stands for.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The channel's name in records and reports ("phone", "web", ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -81,6 +95,17 @@ pub enum IdentityKind {
     /// A WeCom customer-service customer: `OPEN_KFID:EXTERNAL_USERID` (the
     /// account they write to, and who they are to it).
     Wecom,
+}
+
+impl IdentityKind {
+    pub const ALL: [IdentityKind; 6] = [
+        IdentityKind::Phone,
+        IdentityKind::Wechat,
+        IdentityKind::Web,
+        IdentityKind::App,
+        IdentityKind::Sms,
+        IdentityKind::Wecom,
+    ];
 }
 
 impl Identity {

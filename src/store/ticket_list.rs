@@ -29,7 +29,7 @@ pub const RARE: i64 = 5000;
 /// Most tickets on one page.
 pub const MAX_PAGE: usize = 200;
 /// Most terms in one search.
-pub const MAX_TERMS: usize = 8;
+pub const MAX_SEARCH_TERMS: usize = 8;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Who {
@@ -156,9 +156,12 @@ pub struct Detail {
     pub history: Vec<Event>,
 }
 
+/// What a list row shows (`ticket_of` reads them by position).
 const COLUMNS: &str = "t.num, t.id, t.status, t.priority, t.queue, t.channel, u.name, \
      t.customer_id, t.subject, t.key_id, t.created_ms, t.updated_ms, t.due_ms, t.paused_ms, \
-     t.version, t.conversation_id, t.call_id, t.body";
+     t.version";
+/// What only one ticket's page adds (after `COLUMNS`).
+const DETAIL: &str = "t.conversation_id, t.call_id, t.body";
 
 enum Arg {
     I(i64),
@@ -273,7 +276,7 @@ impl Store {
     pub async fn ticket(&self, num: i64) -> anyhow::Result<Option<Detail>> {
         let now = ms(Utc::now());
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM tickets t LEFT JOIN users u ON u.id = t.assignee WHERE t.num = $1"
+            "SELECT {COLUMNS}, {DETAIL} FROM tickets t LEFT JOIN users u ON u.id = t.assignee WHERE t.num = $1"
         )))
         .bind(num)
         .fetch_optional(self.pool())
@@ -371,7 +374,7 @@ impl Store {
             return Ok(Search::None);
         }
         let mut counted = Vec::new();
-        for w in words.iter().take(MAX_TERMS) {
+        for w in words.iter().take(MAX_SEARCH_TERMS) {
             let slots: Vec<i64> = self
                 .sealer()
                 .lookups(terms::COLUMN, w)

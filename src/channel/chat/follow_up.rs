@@ -28,30 +28,21 @@ pub enum Reach {
     Stored,
 }
 
-fn channel_named(name: &str) -> Option<Channel> {
-    [
-        Channel::Phone,
-        Channel::Web,
-        Channel::Wechat,
-        Channel::Sms,
-        Channel::App,
-        Channel::Wecom,
-    ]
-    .into_iter()
-    .find(|c| c.name() == name)
+impl Reach {
+    /// As the API and the audit log name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Live => "live",
+            Reach::Sent => "sent",
+            Reach::Stored => "stored",
+        }
+    }
 }
 
 fn kind_named(name: &str) -> Option<IdentityKind> {
-    [
-        IdentityKind::Phone,
-        IdentityKind::Wechat,
-        IdentityKind::Web,
-        IdentityKind::App,
-        IdentityKind::Sms,
-        IdentityKind::Wecom,
-    ]
-    .into_iter()
-    .find(|k| crate::store::identity_kind_name(*k) == name)
+    IdentityKind::ALL
+        .into_iter()
+        .find(|k| crate::store::identity_kind_name(*k) == name)
 }
 
 fn unavailable(e: anyhow::Error) -> ApiError {
@@ -73,7 +64,7 @@ impl TextChannels {
                 format!("there is no conversation {id:?}"),
             ));
         };
-        let channel = channel_named(&channel).ok_or_else(|| {
+        let channel = Channel::named(&channel).ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::CONFLICT,
                 format!("conversation {id:?} is on an unknown channel {channel:?}"),
