@@ -42,11 +42,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
     let conversations = Arc::new(Conversations::new(config.max_conversations));
-    if config.sms_out.is_some() && config.sms_inbound_token.is_none() {
-        tracing::warn!(
-            "SMS is on but `sms_inbound_token` is not set: anyone can post to /sms/inbound"
-        );
-    }
+    warn_open_webhooks(&config);
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
     store
         .slas()
@@ -78,6 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let call_service = text.service.clone();
     let (webrtc, calls) = browser_calls(&config, &text)?;
+    let callbacks = callbacks(&config, &store);
     let http_task = start_http(
         &config,
         health.clone(),
@@ -87,6 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             conversations: &conversations,
             text,
             calls,
+            callbacks: callbacks.clone(),
             center: &center,
             embed: &embed,
         },
@@ -115,6 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
     webrtc.attach(sip.clone());
+    callbacks.attach(sip.staff.clone(), prompts.clone(), hangup_all.clone());
     tokio::spawn(sip.clone().run(incoming));
     watch_and_keep(
         &config,
@@ -200,6 +199,31 @@ fn browser_calls(
     Ok((edge, calls))
 }
 
+/// Says so at start when a webhook takes posts from anyone.
+fn warn_open_webhooks(config: &Config) {
+    if config.sms_out.is_some() && config.sms_inbound_token.is_none() {
+        tracing::warn!(
+            "SMS is on but `sms_inbound_token` is not set: anyone can post to /sms/inbound"
+        );
+    }
+}
+
+/// Calling customers back from tickets, through the first trunk (placed once
+/// the SIP edge is bound: `Callbacks::attach`).
+fn callbacks(
+    config: &Config,
+    store: &crate::store::Store,
+) -> Arc<crate::call::callback::Callbacks> {
+    let through = config.dial_out_trunk().and_then(|t| {
+        Some(crate::call::callback::Through {
+            name: t.name.clone(),
+            outbound: t.outbound()?,
+            caller_id: t.caller_id.clone().unwrap_or_else(|| "kefu".into()),
+        })
+    });
+    crate::call::callback::Callbacks::new(store.clone(), through, config.rtp_timeout)
+}
+
 /// What the HTTP API shares with the rest of the server.
 struct Shared<'a> {
     store: &'a crate::store::Store,
@@ -207,6 +231,7 @@ struct Shared<'a> {
     conversations: &'a Arc<Conversations>,
     text: Arc<TextChannels>,
     calls: Arc<crate::channel::webrtc::routes::Calls>,
+    callbacks: Arc<crate::call::callback::Callbacks>,
     center: &'a Arc<crate::agents::center::Center>,
     embed: &'a Option<crate::store::analytics::Embed>,
 }
@@ -241,6 +266,7 @@ async fn start_http(
         text: text.clone(),
         center: shared.center.clone(),
         webrtc: shared.calls.edge.clone(),
+        callbacks: shared.callbacks,
         embed: shared.embed.clone(),
         routes: std::sync::OnceLock::new(),
     });

@@ -138,6 +138,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PATCH", "/api/tickets/{num}", "admin supervisor agent"),
     ("POST", "/api/tickets/{num}/notes", "admin supervisor agent"),
     ("POST", "/api/tickets/{num}/reply", "admin supervisor agent"),
+    ("POST", "/api/tickets/{num}/call", "admin supervisor agent"),
+    ("GET", "/api/tickets/{num}/call", "admin supervisor agent"),
+    (
+        "DELETE",
+        "/api/tickets/{num}/call",
+        "admin supervisor agent",
+    ),
     ("GET", "/api/customers/{id}", "admin supervisor agent"),
     (
         "GET",

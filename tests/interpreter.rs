@@ -263,6 +263,7 @@ impl Script {
             Action::DialOut { to } => format!("dial-out {to}"),
             Action::Bridge => "bridge".into(),
             Action::Note { text, queue } => format!("note {queue}: {text}"),
+            Action::Callback { to, queue } => format!("callback {queue}: {to}"),
             Action::Rate { score } => format!("rate {score}"),
             Action::Record => "record".into(),
             Action::Keep(_) => "stop-recording".into(),

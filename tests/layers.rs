@@ -45,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "agents",
             "auth",
+            "call",
             "channel::chat",
             "channel::sip",
             "channel::webrtc",

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod callbacks;
 pub mod customers;
 pub mod dashboard;
 pub mod kb;
@@ -48,6 +49,8 @@ pub struct Ops {
     /// The text channels (an agent's reply goes out through them).
     pub text: Arc<crate::channel::chat::TextChannels>,
     pub center: Arc<crate::agents::center::Center>,
+    /// Calling customers back from tickets.
+    pub callbacks: Arc<crate::call::callback::Callbacks>,
     /// Browser calls: the desk's softphone.
     pub webrtc: Arc<crate::channel::webrtc::WebRtcEdge>,
     /// Sentence embeddings for clustering unanswered questions (with the
@@ -87,6 +90,7 @@ pub fn router(
     let r = agent::routes(r);
     let r = softphone::routes(r);
     let r = tickets::routes(r);
+    let r = callbacks::routes(r);
     let r = customers::routes(r);
     let r = dashboard::routes(r);
     let ops_routes = r.build().with_state(ops.clone());

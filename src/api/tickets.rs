@@ -3,7 +3,7 @@
 //!
 //! - `GET /tickets`: the page (it signs in like the desk).
 //! - `GET /api/tickets?status=new,open&queue=&channel=&assignee=me|none|<user>&priority=
-//!   &due=overdue|<RFC 3339 time>&customer=<customer id or phone, WeChat id…>&q=<words>
+//!   &due=overdue|<RFC 3339 time>&callback=waiting&customer=<customer id or phone, WeChat id…>&q=<words>
 //!   &sort=newest|due&after=<cursor>&limit=50`
 //! - `GET /api/tickets/{num}`: the ticket, its log, notes and history.
 //! - `PATCH /api/tickets/{num}` `{"version":3,"status":"pending","priority":"high",
@@ -63,6 +63,7 @@ struct ListQuery {
     assignee: Option<String>,
     priority: Option<String>,
     due: Option<String>,
+    callback: Option<String>,
     customer: Option<String>,
     q: Option<String>,
     sort: Option<String>,
@@ -157,6 +158,11 @@ async fn filter(ops: &Ops, c: &Caller, q: ListQuery) -> Result<Filter, ApiError>
                 .timestamp_millis(),
         ),
     };
+    f.callbacks = match value("callback", q.callback)?.as_deref() {
+        None => false,
+        Some("waiting") => true,
+        Some(v) => return Err(bad(format!("`callback` {v:?} is not \"waiting\""))),
+    };
     if let Some(v) = value("customer", q.customer)? {
         f.customers = Some(customers(ops, &v).await?);
     }
@@ -190,7 +196,7 @@ async fn list(
     Ok(Json(ops.store.tickets(&f).await.map_err(unavailable)?))
 }
 
-fn number(num: &str) -> Result<i64, ApiError> {
+pub(super) fn number(num: &str) -> Result<i64, ApiError> {
     num.trim_start_matches('#')
         .parse::<i64>()
         .ok()
@@ -203,7 +209,7 @@ fn number(num: &str) -> Result<i64, ApiError> {
         })
 }
 
-async fn detail(ops: &Ops, num: i64) -> Result<Detail, ApiError> {
+pub(super) async fn detail(ops: &Ops, num: i64) -> Result<Detail, ApiError> {
     ops.store
         .ticket(num)
         .await

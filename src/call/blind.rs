@@ -104,6 +104,7 @@ pub(super) fn dial_out(s: &CallSetup, to: &str) -> Dialing {
             summary: None,
             language,
             voice: None,
+            ring_for: leg::MAX_RING,
         };
         leg::run(spec, dialer, prompts, events_tx, cmd_rx).await;
     });

@@ -25,7 +25,7 @@ use crate::media::sdp;
 /// 38 MB in memory until the call ends).
 pub const MAX_RECORDING: Duration = Duration::from_secs(20 * 60);
 
-fn leg_media(n: &sdp::Negotiated) -> LegMedia {
+pub(super) fn leg_media(n: &sdp::Negotiated) -> LegMedia {
     LegMedia {
         law: n.law,
         payload_type: n.payload_type,
@@ -468,7 +468,7 @@ fn transcribed(
 
 /// Sends an INFO key on the other leg (off the media loop); a browser on the
 /// other side (no dialog) hears keys in the audio only.
-fn forward_info(
+pub(super) fn forward_info(
     dialog: Option<&rsipstack::dialog::invite_dialog::InviteDialog>,
     req: &rsipstack::sip::Request,
 ) {

@@ -40,7 +40,7 @@ use crate::media::sdp::{self, Negotiated};
 
 /// How long an agent's phone may ring before the leg gives up by itself (the
 /// queue's ring timeout normally withdraws the offer first).
-const MAX_RING: Duration = Duration::from_secs(120);
+pub const MAX_RING: Duration = Duration::from_secs(120);
 /// After the summary, an agent who stays on the line this long takes the call.
 pub const STAY_TO_ACCEPT: Duration = Duration::from_secs(5);
 
@@ -84,6 +84,8 @@ pub struct LegSpec {
     pub summary: Option<String>,
     pub language: String,
     pub voice: Option<String>,
+    /// How long the phone may ring before the leg gives up by itself.
+    pub ring_for: Duration,
 }
 
 /// An answered agent leg, handed to the caller's task to bridge.
@@ -285,7 +287,7 @@ async fn call_phone(
         .dialog_layer
         .do_invite_async(option, state_tx)
         .map_err(|e| format!("cannot place the call: {e}"))?;
-    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
+    let ring_deadline = tokio::time::Instant::now() + spec.ring_for;
     let answer = loop {
         tokio::select! {
             r = &mut invite => match r {
@@ -339,7 +341,7 @@ async fn ring_desk(
     let mut picked = softphones
         .ring(&spec.agent, item, local_rtp, Instant::now())
         .ok_or("the desk stopped taking calls")?;
-    let ring_deadline = tokio::time::Instant::now() + MAX_RING;
+    let ring_deadline = tokio::time::Instant::now() + spec.ring_for;
     let stop = || softphones.stop_ringing(&spec.agent, item);
     let line = loop {
         tokio::select! {
@@ -550,6 +552,25 @@ impl Briefing {
     }
 }
 
+/// What a leg's failure means to the person waiting for it: busy (486, 600),
+/// declined (603), no-answer (nobody picked up: the ring time ran out, 408,
+/// 480, 487), else failed (unreachable, refused, broken SDP).
+pub fn outcome_of(reason: &str) -> &'static str {
+    let code = reason
+        .split_once("answered ")
+        .and_then(|(_, rest)| rest.get(..3))
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(486 | 600) => "busy",
+        Some(603) => "declined",
+        Some(408 | 480 | 487) => "no-answer",
+        Some(_) => "failed",
+        None if reason.starts_with("no answer") => "no-answer",
+        None if reason == "declined" => "declined",
+        None => "failed",
+    }
+}
+
 /// Whether `text` is a SIP URI kefu can call (an agent's fixed address).
 pub fn check_uri(text: &str) -> Result<(), String> {
     if !text.starts_with("sip:") || text.len() > 200 {
@@ -649,6 +670,20 @@ pub fn summary_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_named_as_the_waiting_side_hears_them() {
+        assert_eq!(outcome_of("agent phone answered 486 Busy Here"), "busy");
+        assert_eq!(outcome_of("agent phone answered 603 Decline"), "declined");
+        assert_eq!(
+            outcome_of("agent phone answered 480 Temporarily Unavailable"),
+            "no-answer"
+        );
+        assert_eq!(outcome_of("agent phone answered 404 Not Found"), "failed");
+        assert_eq!(outcome_of("no answer"), "no-answer");
+        assert_eq!(outcome_of("no answer from the agent's phone"), "no-answer");
+        assert_eq!(outcome_of("INVITE failed: timeout"), "failed");
+    }
 
     #[test]
     fn summaries_say_who_why_and_what_was_collected() {

@@ -8,8 +8,10 @@
 pub mod ahead;
 mod blind;
 mod bridge;
+pub mod callback;
 mod end;
 mod hearing;
+mod join;
 pub mod leg;
 mod pump;
 pub mod record;

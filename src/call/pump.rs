@@ -334,6 +334,7 @@ impl Pump {
                     });
                     ticket.note(text);
                 }
+                Action::Callback { to, queue } => self.callback(s, &to, &queue),
                 Action::Rate { score } => keep_rating(s, score),
                 Action::Record => tracing::debug!("recording the caller"),
                 Action::Keep(r) => self.keep_recording(s, r, "voicemail"),
@@ -348,6 +349,20 @@ impl Pump {
             }
         }
         None
+    }
+
+    /// The caller asks to be called back on `to`: the call's ticket (opened in
+    /// `queue` if the call has none) goes on the desk's callback list.
+    fn callback(&mut self, s: &CallSetup, to: &str, queue: &str) {
+        let ticket = self.ticket.get_or_insert_with(|| {
+            let subject = if s.plan.language.starts_with("zh") {
+                "请求回电"
+            } else {
+                "Callback requested"
+            };
+            transfer::Ticket::open(s, s.caller_identity(), queue, subject)
+        });
+        ticket.callback(to);
     }
 
     /// Queues the caller for an agent, with the queue's hold music.

@@ -207,6 +207,8 @@ pub enum Action {
     Bridge,
     /// Add a line to the call's ticket (opened for `queue` if the call has none).
     Note { text: String, queue: String },
+    /// The caller asks to be called back on `to` (the ticket's callback).
+    Callback { to: String, queue: String },
     /// Keep the caller's rating of the call (a `rate` node).
     Rate { score: u8 },
     /// A `record` node started recording the caller.
@@ -692,6 +694,9 @@ impl Session {
                 Output::StopRecording => self.stop_recording(),
                 Output::Note { text, queue } => {
                     self.actions.push_back(Action::Note { text, queue })
+                }
+                Output::Callback { to, queue } => {
+                    self.actions.push_back(Action::Callback { to, queue })
                 }
                 Output::Rate { score } => self.actions.push_back(Action::Rate { score }),
                 Output::Hangup { reason } => self.end(EndReason::Plan(reason)),

@@ -47,8 +47,12 @@ pub enum Happened {
 
 /// Changes to the call's ticket, applied in order by one task.
 enum TicketChange {
-    Assign { agent: String },
+    Assign {
+        agent: String,
+    },
     Note(String),
+    /// The caller asked to be called back on this number.
+    Callback(String),
 }
 
 /// The call's ticket: opened on a task of its own, which then applies the changes
@@ -73,6 +77,19 @@ impl Ticket {
     pub fn note(&self, text: String) {
         if self.0.try_send(TicketChange::Note(text)).is_err() {
             tracing::warn!("the call's ticket is not keeping up; a note was dropped");
+        }
+    }
+
+    /// The caller asks to be called back on `to` (a call variable's value): the
+    /// ticket goes on the desk's callback list, or, when `to` is not a number
+    /// (an anonymous caller), it says so.
+    pub fn callback(&self, to: &str) {
+        let change = match crate::dialplan::actions::callback::number(to) {
+            Some(number) => TicketChange::Callback(number),
+            None => TicketChange::Note("Callback requested, but the number is unknown.".into()),
+        };
+        if self.0.try_send(change).is_err() {
+            tracing::warn!("the call's ticket is not keeping up; a callback was dropped");
         }
     }
 
@@ -287,37 +304,7 @@ impl Waiting {
         );
         let item = self.item.clone();
         tokio::spawn(async move {
-            if staff.softphones.is_on(&agent, Instant::now()) {
-                let softphones = staff.softphones.clone();
-                let spec = LegSpec {
-                    agent,
-                    reach: Reach::Desk { softphones, item },
-                    caller,
-                    summary: Some(summary),
-                    language,
-                    voice,
-                };
-                return leg::run(spec, staff.dialer.clone(), prompts, events, cmd_rx).await;
-            }
-            let contact = match store.agent_by_id(&agent).await {
-                Ok(Some(a)) => {
-                    let registered = crate::lock(&staff.phones.registrar)
-                        .contacts(&a.extension, Instant::now())
-                        .pop();
-                    match (registered, &a.contact_uri) {
-                        (Some(b), _) => Some(b),
-                        // No phone registered: the agent's fixed address.
-                        (None, Some(uri)) => leg::fixed_contact(uri, None).await,
-                        (None, None) => None,
-                    }
-                }
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "cannot look the agent up");
-                    None
-                }
-            };
-            let Some(contact) = contact else {
+            let Some(reach) = agent_reach(&staff, &store, &agent, &item).await else {
                 let _ = events
                     .send((agent, LegEvent::Declined("no phone registered".into())))
                     .await;
@@ -325,11 +312,12 @@ impl Waiting {
             };
             let spec = LegSpec {
                 agent,
-                reach: Reach::Phone(contact),
+                reach,
                 caller,
                 summary: Some(summary),
                 language,
                 voice,
+                ring_for: leg::MAX_RING,
             };
             leg::run(spec, staff.dialer.clone(), prompts, events, cmd_rx).await;
         });
@@ -409,6 +397,40 @@ impl Drop for Waiting {
     }
 }
 
+/// Where agent `agent` takes a call now: the desk's softphone when it is on
+/// (rung as `item`), else their registered phone, else their fixed address;
+/// None when they have none of these.
+pub(super) async fn agent_reach(
+    staff: &Staff,
+    store: &Store,
+    agent: &str,
+    item: &str,
+) -> Option<Reach> {
+    if staff.softphones.is_on(agent, Instant::now()) {
+        return Some(Reach::Desk {
+            softphones: staff.softphones.clone(),
+            item: item.to_string(),
+        });
+    }
+    let a = match store.agent_by_id(agent).await {
+        Ok(a) => a?,
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "cannot look the agent up");
+            return None;
+        }
+    };
+    let registered = crate::lock(&staff.phones.registrar)
+        .contacts(&a.extension, Instant::now())
+        .pop();
+    let contact = match (registered, &a.contact_uri) {
+        (Some(b), _) => Some(b),
+        // No phone registered: the agent's fixed address.
+        (None, Some(uri)) => leg::fixed_contact(uri, None).await,
+        (None, None) => None,
+    };
+    contact.map(Reach::Phone)
+}
+
 /// "You are caller number 2."
 pub fn position_text(language: &str, n: usize) -> String {
     match (language.starts_with("zh"), n) {
@@ -451,6 +473,9 @@ fn open_ticket(
                     Err(e) => Err(e),
                 },
                 TicketChange::Note(text) => store.note_tickets(&call_id, &text).await.map(|_| ()),
+                TicketChange::Callback(number) => {
+                    store.request_callback(&call_id, &number).await.map(|_| ())
+                }
             };
             if let Err(e) = done {
                 tracing::error!(error = format!("{e:#}"), "cannot update the call's ticket");

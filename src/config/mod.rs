@@ -191,6 +191,19 @@ pub struct Trunk {
     pub addresses: Vec<IpAddr>,
     #[serde(default)]
     pub dtmf: DtmfMode,
+    /// Where calls kefu places go (callbacks): "host:port"; by default the
+    /// first address, port 5060.
+    pub outbound: Option<SocketAddr>,
+    /// The number kefu calls from (the From of calls it places), "kefu" if unset.
+    pub caller_id: Option<String>,
+}
+
+impl Trunk {
+    /// Where calls kefu places through this trunk go.
+    pub fn outbound(&self) -> Option<SocketAddr> {
+        self.outbound
+            .or_else(|| self.addresses.first().map(|ip| SocketAddr::new(*ip, 5060)))
+    }
 }
 
 /// How much one source that is not a trunk may send (kefu.toml can change them).
@@ -625,6 +638,12 @@ impl Config {
         self.sip_open
             || self.trunks.is_empty()
             || self.trunks.iter().any(|t| t.addresses.contains(&source))
+    }
+
+    /// The trunk calls kefu places go through (callbacks): the first one
+    /// configured.
+    pub fn dial_out_trunk(&self) -> Option<&Trunk> {
+        self.trunks.first()
     }
 
     pub fn dtmf_for(&self, source: IpAddr) -> (DtmfMode, Option<&str>) {

@@ -81,6 +81,10 @@ pub enum Output {
     StopRecording,
     /// Add this line to the call's ticket (opening one in `queue` if there is none).
     Note { text: String, queue: String },
+    /// The caller asks to be called back on `to` (as interpolated; the call
+    /// checks it is a number): the call's ticket (opened in `queue` if there is
+    /// none) goes on the desk's callback list.
+    Callback { to: String, queue: String },
     /// The caller rated the call (1 to 5).
     Rate { score: u8 },
     /// Start detecting and recognising the caller's speech in this language.

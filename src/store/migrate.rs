@@ -62,6 +62,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ticket_lists",
         include_str!("migrations/sqlite/0010_ticket_lists.sql"),
     ),
+    (
+        11,
+        "callbacks",
+        include_str!("migrations/sqlite/0011_callbacks.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -109,6 +114,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "ticket_lists",
         include_str!("migrations/postgres/0010_ticket_lists.sql"),
+    ),
+    (
+        11,
+        "callbacks",
+        include_str!("migrations/postgres/0011_callbacks.sql"),
     ),
 ];
 

@@ -15,6 +15,7 @@ pub mod access;
 pub mod agents;
 pub mod analytics;
 pub mod backup;
+pub mod callbacks;
 pub mod crypto;
 pub mod customers;
 pub mod drafts;

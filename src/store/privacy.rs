@@ -74,8 +74,10 @@ impl Store {
                 }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+            let callback = self.callback(num).await?;
             tickets.push(json!({
                 "num": num,
+                "callback": callback,
                 "priority": r.try_get::<String, _>(7)?,
                 "notes": notes,
                 "id": r.try_get::<String, _>(0)?,
@@ -120,6 +122,7 @@ impl Store {
             "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE customer_id = $1)",
             "DELETE FROM ticket_notes WHERE ticket IN (SELECT num FROM tickets WHERE customer_id = $1)",
             "DELETE FROM ticket_terms WHERE ticket IN (SELECT num FROM tickets WHERE customer_id = $1)",
+            "DELETE FROM callbacks WHERE ticket IN (SELECT num FROM tickets WHERE customer_id = $1)",
             "DELETE FROM tickets WHERE customer_id = $1",
             "DELETE FROM recordings WHERE customer_id = $1",
             // Recordings of the customer's calls made before the caller was known.

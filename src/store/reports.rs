@@ -82,13 +82,14 @@ impl Store {
         .try_get(0)?;
         let calls = sqlx::query(
             "SELECT end_reason, COUNT(*) FROM calls WHERE invite_ms >= $1 \
-             GROUP BY end_reason ORDER BY end_reason",
+             AND transport <> 'callback' GROUP BY end_reason ORDER BY end_reason",
         )
         .bind(t)
         .fetch_all(p)
         .await?;
         let transferred: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM calls WHERE invite_ms >= $1 AND transfer IS NOT NULL",
+            "SELECT COUNT(*) FROM calls WHERE invite_ms >= $1 AND transfer IS NOT NULL \
+             AND transport <> 'callback'",
         )
         .bind(t)
         .fetch_one(p)

@@ -70,6 +70,12 @@ const TABLES: &[Table] = &[
         lookups: &[],
     },
     Table {
+        name: "callbacks",
+        pk: &[("ticket", Kind::Int)],
+        sealed: &["number"],
+        lookups: &[],
+    },
+    Table {
         name: "recordings",
         pk: &[("id", Kind::Text)],
         sealed: &["audio"],

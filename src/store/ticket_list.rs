@@ -89,6 +89,8 @@ pub struct Filter {
     pub due: Due,
     /// Customer ids (one person may be several, under several identities).
     pub customers: Option<Vec<String>>,
+    /// Only tickets with a callback still to make.
+    pub callbacks: bool,
     /// Search words (each must match).
     pub text: String,
     pub sort: Sort,
@@ -154,6 +156,8 @@ pub struct Detail {
     pub log: String,
     pub notes: Vec<Note>,
     pub history: Vec<Event>,
+    /// A callback asked for or made (the number masked).
+    pub callback: Option<super::callbacks::Callback>,
 }
 
 /// What a list row shows (`ticket_of` reads them by position).
@@ -335,6 +339,7 @@ impl Store {
             log,
             notes,
             history,
+            callback: self.callback(num).await?,
         }))
     }
 
@@ -448,6 +453,12 @@ fn filter_into(f: &Filter, now: i64, q: &mut Sql) -> bool {
             let a = q.arg(Arg::S(id.clone()));
             q.conds.push(format!("t.assignee = {a}"));
         }
+    }
+    if f.callbacks {
+        q.conds.push(
+            // Led by the few callbacks waiting (a partial index), not the tickets.
+            "t.num IN (SELECT cb.ticket FROM callbacks cb WHERE cb.done_ms IS NULL)".into(),
+        );
     }
     if let Some(p) = f.priority {
         let a = q.arg(Arg::S(p.as_str().into()));

@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod branch;
+pub mod callback;
 pub mod collect;
 pub mod goto;
 pub mod hangup;
@@ -40,6 +41,7 @@ pub enum Action {
     Transfer(transfer::Transfer),
     Record(record::Record),
     Note(note::Note),
+    Callback(callback::Callback),
     Rate(rate::Rate),
     Hangup(hangup::Hangup),
 }
@@ -47,7 +49,7 @@ pub enum Action {
 /// The node types, as written in `type = "..."`.
 pub const TYPES: &[&str] = &[
     "play", "menu", "collect", "goto", "set", "branch", "hours", "listen", "ask", "transfer",
-    "record", "note", "rate", "hangup",
+    "record", "note", "callback", "rate", "hangup",
 ];
 
 /// One piece of a prompt: a file, or the digits of a variable read out one by one.
@@ -202,6 +204,7 @@ impl Action {
             "transfer" => Action::Transfer(transfer::Transfer::parse(f, cx)?),
             "record" => Action::Record(record::Record::parse(f, cx)?),
             "note" => Action::Note(note::Note::parse(f, cx)?),
+            "callback" => Action::Callback(callback::Callback::parse(f, cx)?),
             "rate" => Action::Rate(rate::Rate::parse(f, cx)?),
             "hangup" => Action::Hangup(hangup::Hangup::parse(f, cx)?),
             _ => return None,
@@ -223,6 +226,7 @@ impl Action {
             "transfer" => transfer::FIELDS,
             "record" => record::FIELDS,
             "note" => note::FIELDS,
+            "callback" => callback::FIELDS,
             "rate" => rate::FIELDS,
             "hangup" => hangup::FIELDS,
             _ => &[],
@@ -267,6 +271,7 @@ impl Action {
             Action::Transfer(a) => a.next.into_iter().collect(),
             Action::Record(a) => vec![a.next],
             Action::Note(a) => vec![a.next],
+            Action::Callback(a) => vec![a.next],
             Action::Rate(a) => [a.next].into_iter().chain(a.invalid).collect(),
             Action::Hangup(_) => Vec::new(),
         }
@@ -294,6 +299,7 @@ impl Action {
             Action::Transfer(a) => a.enter(run),
             Action::Record(a) => a.enter(run),
             Action::Note(a) => a.enter(run),
+            Action::Callback(a) => a.enter(run),
             Action::Rate(a) => a.enter(run),
             Action::Hangup(a) => a.enter(run),
         }

@@ -343,7 +343,8 @@ impl Store {
                 "SELECT k.call_id, k.invite_ms, k.answer_ms, k.end_ms, k.transfer, \
                  (SELECT COUNT(*) FROM tickets t WHERE t.call_id = k.call_id), \
                  k.keys, k.utterances, k.asr_confidence \
-                 FROM calls k WHERE k.invite_ms >= $1 AND k.invite_ms < $2 AND k.answer_ms IS NOT NULL",
+                 FROM calls k WHERE k.invite_ms >= $1 AND k.invite_ms < $2 AND k.answer_ms IS NOT NULL \
+                 AND k.transport <> 'callback'",
             )
             .bind(start)
             .bind(end)

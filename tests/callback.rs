@@ -1,0 +1,372 @@
+//! Follow-up calls over real SIP and RTP: a SIPp caller nobody answered asks to
+//! be called back at the demo's no-agent menu; the ticket is on the desk's list
+//! of callbacks; the agent clicks to call: kefu rings the agent's registered
+//! phone, then dials the customer through the trunk (a raw UA at the trunk's
+//! address). The first try finds the customer busy, the second is answered and
+//! the two talk (audio checked both ways, transcoded); the outcome of each try
+//! is on the ticket, and the call is in the customer's history.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::phone::{
+    Phone, add_agent_with_phone, always_open_plans, frame, header, rtp, sdp_target, transcode,
+};
+use common::{RawUa, Server, Step, caller_scenario, sipp};
+use kefu::media::g711::Law;
+use serde_json::Value;
+
+struct Desk {
+    http: SocketAddr,
+    cookie: String,
+    csrf: String,
+}
+
+impl Desk {
+    async fn sign_in(server: &Server, user: &str) -> Self {
+        let (cookie, csrf) = server.sign_in(user, "a long enough password").await;
+        Self {
+            http: server.http,
+            cookie,
+            csrf,
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.http))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    async fn call(&self, num: i64) -> (u16, Value) {
+        self.send(reqwest::Method::POST, &format!("/api/tickets/{num}/call"))
+            .await
+    }
+
+    /// The ticket once its callback has `tries` tries (10 s at most).
+    async fn tried(&self, num: i64, tries: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, t) = self.get(&format!("/api/tickets/{num}")).await;
+            if t["callback"]["tries"] == tries || Instant::now() > deadline {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The customer's phone at the trunk: answers with PCMU (the agent's phone
+/// speaks PCMA, so kefu transcodes), telephone-event 101.
+fn answer_pcmu(customer: &Phone, invite: &str) {
+    customer.respond(invite, "180 Ringing", "");
+    let sdp = format!(
+        "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        customer.ua.rtp.local_addr().unwrap().port()
+    );
+    customer.respond(invite, "200 OK", &sdp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(m) = customer.ua.recv(deadline - Instant::now())
+            && m.starts_with("ACK ")
+        {
+            return;
+        }
+    }
+    panic!("kefu did not ACK the customer's 200 OK");
+}
+
+/// Sends `frames` from `sock` to `to` every 20 ms on a thread.
+fn send_frames(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    pt: u8,
+    frames: Vec<Vec<u8>>,
+) -> std::thread::JoinHandle<()> {
+    let sock = sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for (i, f) in frames.iter().enumerate() {
+            let p = rtp(pt, 100 + i as u16, 4000 + 160 * i as u32, i == 0, f);
+            if sock.send_to(&p, to).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// How many of the packets `sock` receives within 20 s carry one of `expected`.
+fn count_received(sock: &UdpSocket, expected: HashSet<Vec<u8>>, want: usize) -> usize {
+    let mut matched = 0;
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while Instant::now() < deadline && matched < want {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && n == 172
+            && expected.contains(&buf[12..n])
+        {
+            matched += 1;
+        }
+    }
+    matched
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_callback_is_called_back_through_the_trunk() {
+    // The customer's phone, reached through the trunk.
+    let customer_sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let customer_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let trunk = customer_sip.local_addr().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        &format!(
+            "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"5s\"\n\n\
+             [[trunk]]\nname = \"carrier\"\naddresses = [\"127.0.0.1\"]\noutbound = \"{trunk}\"\ncaller_id = \"4008002000\"\n"
+        ),
+    );
+    let customer = Phone {
+        ua: RawUa {
+            sock: customer_sip,
+            server: server.sip,
+            rtp: customer_rtp,
+        },
+        extension: "customer".into(),
+    };
+    // Li has a phone but is not available: nobody takes the call.
+    add_agent_with_phone(&server, "li", "2001", "support-en");
+    add_agent_with_phone(&server, "wang", "2002", "support-en");
+    let li_phone = Phone::register(&server, "2001");
+
+    // Key 0 at the menu, 5 s of hold, then key 2 at the no-agent menu: "call me
+    // back".
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = caller_scenario(
+        dir.path(),
+        "callback",
+        true,
+        &[
+            Step::Pause(2500),
+            Step::Rfc4733('0'),
+            Step::Pause(7500),
+            Step::Rfc4733('2'),
+            Step::Pause(4000),
+        ],
+    );
+    let (ok, out) = sipp(&server, &scenario, "4008002000", &[]);
+    assert!(ok, "SIPp:\n{out}\nkefu:\n{}", server.logs().join("\n"));
+    let record = common::only_record(&server);
+    assert_eq!(
+        common::strings(&record["path"]),
+        [
+            "welcome",
+            "main_menu",
+            "agent_hours",
+            "agent",
+            "no_agent",
+            "callback",
+            "callback_said",
+            "goodbye"
+        ],
+        "{record}"
+    );
+
+    // The ticket is on the desk's list of callbacks to make.
+    let li = Desk::sign_in(&server, "li").await;
+    let mut waiting = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (status, page) = li.get("/api/tickets?callback=waiting").await;
+        assert_eq!(status, 200, "{page}");
+        if page["tickets"].as_array().is_some_and(|t| t.len() == 1) {
+            waiting = page;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let num = waiting["tickets"][0]["num"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no callback to make: {waiting}"));
+    let (_, ticket) = li.get(&format!("/api/tickets/{num}")).await;
+    assert_eq!(ticket["callback"]["number"], "138****000", "{ticket}");
+    assert_eq!(ticket["callback"]["tries"], 0, "{ticket}");
+    assert!(ticket["callback"]["done"].is_null(), "{ticket}");
+    assert!(
+        ticket["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["action"] == "ticket.callback-requested" && h["detail"] == "138****000"),
+        "{ticket}"
+    );
+
+    // Bad requests say why.
+    let (status, body) = li.call(999_999).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = li.send(reqwest::Method::POST, "/api/tickets/x1/call").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a ticket number"),
+        "{body}"
+    );
+    let (status, body) = li.get(&format!("/api/tickets/{num}/call")).await;
+    assert_eq!(status, 404, "nothing in progress yet: {body}");
+    // Wang's phone is not registered and his desk takes no calls.
+    let wang = Desk::sign_in(&server, "wang").await;
+    let (status, body) = wang.call(num).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("phone is not registered"),
+        "{body}"
+    );
+
+    // First try: Li's phone rings with the customer's number, Li answers, the
+    // customer's phone is busy. Li's phone is hung up; the callback stays to make.
+    let (status, body) = li.call(num).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["stage"], "ringing-agent", "{body}");
+    let (status, body) = li.call(num).await;
+    assert_eq!(status, 409, "one call per ticket: {body}");
+    let invite = li_phone.ringing(Duration::from_secs(10));
+    assert!(
+        header(&invite, "From").unwrap().contains("13800138000"),
+        "{invite}"
+    );
+    li_phone.answer(&invite);
+    let to_customer = customer.ringing(Duration::from_secs(10));
+    assert!(
+        to_customer.starts_with("INVITE sip:13800138000@"),
+        "{to_customer}"
+    );
+    assert!(
+        header(&to_customer, "From").unwrap().contains("4008002000"),
+        "{to_customer}"
+    );
+    customer.respond(&to_customer, "486 Busy Here", "");
+    li_phone.ua.answer_request("BYE", Duration::from_secs(10));
+    let t = li.tried(num, 1).await;
+    assert_eq!(t["callback"]["outcome"], "busy", "{t}");
+    assert!(t["callback"]["done"].is_null(), "{t}");
+    assert_eq!(t["assignee"], "li", "calling back took the ticket: {t}");
+    let (_, page) = li.get("/api/tickets?callback=waiting").await;
+    assert_eq!(page["tickets"][0]["num"], num, "still to call: {page}");
+    // Wang may not call Li's ticket now.
+    let (status, body) = wang.call(num).await;
+    assert_eq!(status, 403, "{body}");
+
+    // Second try: answered; agent and customer hear each other.
+    let (status, body) = li.call(num).await;
+    assert_eq!(status, 202, "{body}");
+    let invite = li_phone.ringing(Duration::from_secs(10));
+    li_phone.answer(&invite);
+    let to_customer = customer.ringing(Duration::from_secs(10));
+    answer_pcmu(&customer, &to_customer);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, p) = li.get(&format!("/api/tickets/{num}/call")).await;
+        if p["stage"] == "talking" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never talking: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let li_frames: Vec<Vec<u8>> = (0..150).map(|i| frame(i, 0x21)).collect();
+    let customer_frames: Vec<Vec<u8>> = (0..150).map(|i| frame(i, 0x6c)).collect();
+    let at_customer: HashSet<Vec<u8>> = li_frames
+        .iter()
+        .map(|f| transcode(Law::Pcma, Law::Pcmu, f))
+        .collect();
+    let at_li: HashSet<Vec<u8>> = customer_frames
+        .iter()
+        .map(|f| transcode(Law::Pcmu, Law::Pcma, f))
+        .collect();
+    let sending = [
+        send_frames(&li_phone.ua.rtp, sdp_target(&invite), 8, li_frames),
+        send_frames(
+            &customer.ua.rtp,
+            sdp_target(&to_customer),
+            0,
+            customer_frames,
+        ),
+    ];
+    let customer_heard = std::thread::spawn({
+        let sock = customer.ua.rtp.try_clone().unwrap();
+        move || count_received(&sock, at_customer, 120)
+    });
+    let li_heard = count_received(&li_phone.ua.rtp, at_li, 120);
+    let customer_heard = customer_heard.join().unwrap();
+    for s in sending {
+        s.join().unwrap();
+    }
+    assert!(
+        li_heard >= 120 && customer_heard >= 120,
+        "frames across: customer→agent {li_heard}, agent→customer {customer_heard} of 150; kefu:\n{}",
+        server.logs().join("\n")
+    );
+    // The customer hangs up; kefu hangs Li's phone up.
+    customer.hang_up(&to_customer);
+    li_phone.ua.answer_request("BYE", Duration::from_secs(10));
+
+    let t = li.tried(num, 2).await;
+    assert_eq!(t["callback"]["outcome"], "answered", "{t}");
+    assert!(!t["callback"]["done"].is_null(), "{t}");
+    let history: Vec<String> = t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["action"] == "ticket.callback")
+        .map(|h| format!("{} {}", h["actor"], h["detail"]))
+        .collect();
+    assert_eq!(history.len(), 2, "{t}");
+    assert!(history[0].contains("busy 138****000"), "{history:?}");
+    assert!(
+        history[1].contains("answered 138****000: talked 0m"),
+        "{history:?}"
+    );
+    let (status, _) = li.get(&format!("/api/tickets/{num}/call")).await;
+    assert_eq!(status, 404);
+    let (_, page) = li.get("/api/tickets?callback=waiting").await;
+    assert_eq!(page["tickets"].as_array().unwrap().len(), 0, "{page}");
+
+    // The customer's history holds both callback calls beside the first call.
+    let customer_id = t["customer"].as_str().unwrap();
+    let (status, view) = li.get(&format!("/api/customers/{customer_id}")).await;
+    assert_eq!(status, 200, "{view}");
+    let callbacks = view["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&format!("callback-{num}-")))
+        })
+        .count();
+    assert_eq!(callbacks, 2, "{view}");
+    // ... and the day's report counts callers, not callbacks.
+    let report = server.report("channel=phone").await;
+    assert_eq!(report["conversations"], 1, "{report}");
+}
