@@ -12,6 +12,7 @@ use chrono::Utc;
 use common::pg::{Db, postgres_db, sqlite_db};
 use kefu::dialogue::conversations::{Channel, Identity, IdentityKind};
 use kefu::dialogue::engine::{Speaker, Turn};
+use kefu::store::callbacks::Tried;
 use kefu::store::crypto::Keyring;
 use kefu::store::ticket_list::{Cursor, Due, Filter, Sort, Who};
 use kefu::store::tickets::{Change, Changed, Priority, Status};
@@ -497,4 +498,139 @@ async fn sqlite_tickets_as_a_desk_team_uses_them() {
 #[tokio::test]
 async fn postgres_tickets_as_a_desk_team_uses_them() {
     desk(postgres_db().await).await;
+}
+
+/// Callbacks on a ticket: asked for by a call, on the desk's list until a try
+/// reaches the customer, each try in the history, gone with the customer.
+async fn callbacks(db: Db) {
+    let keys = Keyring::parse(&Keyring::new_line(1), "test").unwrap();
+    let store = Store::open(&db.url, Some(keys)).await.unwrap();
+    let alice = wrote(
+        &store,
+        "c1",
+        Channel::Phone,
+        "+8613800000001",
+        "Where is my parcel",
+        0,
+    )
+    .await;
+    store
+        .open_ticket(
+            &alice,
+            None,
+            Some("call-9"),
+            "support",
+            "Callback requested",
+        )
+        .await
+        .unwrap();
+    let waiting = || Filter {
+        callbacks: true,
+        ..all()
+    };
+    // Before anything is asked: no callback, and the customer's own number.
+    assert!(store.callback(1).await.unwrap().is_none());
+    assert_eq!(nums(&store, waiting()).await, Vec::<i64>::new());
+    assert_eq!(
+        store.callee(1).await.unwrap().unwrap().number,
+        "+8613800000001"
+    );
+    assert!(store.callee(77).await.unwrap().is_none());
+
+    assert_eq!(
+        store
+            .request_callback("call-9", "+8613900000009")
+            .await
+            .unwrap(),
+        1
+    );
+    let callee = store.callee(1).await.unwrap().unwrap();
+    assert_eq!(callee.number, "+8613900000009");
+    assert_eq!(callee.customer, alice);
+    assert_eq!(callee.subject, "Callback requested");
+    assert_eq!(nums(&store, waiting()).await, [1]);
+    let cb = store.callback(1).await.unwrap().unwrap();
+    assert_eq!((cb.number.as_str(), cb.tries), ("+86139****0009", 0));
+
+    let busy = Tried {
+        outcome: "busy".into(),
+        ring_ms: 3_000,
+        talk_ms: None,
+        ended: None,
+    };
+    store
+        .callback_tried(1, &callee.number, "user:li.na", &busy)
+        .await
+        .unwrap();
+    assert_eq!(nums(&store, waiting()).await, [1], "still to call");
+    let answered = Tried {
+        outcome: "answered".into(),
+        ring_ms: 5_000,
+        talk_ms: Some(61_000),
+        ended: Some("the customer hung up".into()),
+    };
+    store
+        .callback_tried(1, &callee.number, "user:li.na", &answered)
+        .await
+        .unwrap();
+    assert_eq!(nums(&store, waiting()).await, Vec::<i64>::new());
+    let d = store.ticket(1).await.unwrap().unwrap();
+    let cb = d.callback.unwrap();
+    assert_eq!((cb.tries, cb.outcome.as_deref()), (2, Some("answered")));
+    assert!(cb.done.is_some() && cb.tried.is_some());
+    let tries: Vec<(String, String)> = d
+        .history
+        .iter()
+        .filter(|e| e.action.starts_with("ticket.callback"))
+        .map(|e| (e.actor.clone(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        tries,
+        [
+            ("kefu".to_string(), "+86139****0009".to_string()),
+            (
+                "user:li.na".to_string(),
+                "busy +86139****0009 after 0m 03s".to_string()
+            ),
+            (
+                "user:li.na".to_string(),
+                "answered +86139****0009: talked 1m 01s, the customer hung up".to_string()
+            ),
+        ]
+    );
+    // Asked again: back on the list, the tries kept. A call with no open
+    // ticket asks for nothing.
+    store
+        .request_callback("call-9", "+8613900000009")
+        .await
+        .unwrap();
+    assert_eq!(nums(&store, waiting()).await, [1]);
+    assert_eq!(store.callback(1).await.unwrap().unwrap().tries, 2);
+    assert_eq!(store.request_callback("call-x", "10086").await.unwrap(), 0);
+
+    // The number is sealed: not in the database in the clear.
+    if let Some(file) = db.url.strip_prefix("sqlite://") {
+        let path = file.split('?').next().unwrap();
+        for f in [path.to_string(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            assert!(
+                !bytes.windows(13).any(|w| w == b"8613900000009"),
+                "the callback number is readable in {f}"
+            );
+        }
+    }
+    // Erasing the customer takes the callback too.
+    store.erase_customer(&alice, "user:admin").await.unwrap();
+    assert!(store.callback(1).await.unwrap().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_callbacks_wait_on_the_desk_until_one_reaches_the_customer() {
+    callbacks(sqlite_db().await).await;
+}
+
+#[tokio::test]
+async fn postgres_callbacks_wait_on_the_desk_until_one_reaches_the_customer() {
+    callbacks(postgres_db().await).await;
 }
