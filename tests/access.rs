@@ -155,6 +155,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/agent/state", "admin supervisor agent"),
     ("GET", "/api/agent/offers", "admin supervisor agent"),
     ("GET", "/api/agent/calls", "admin supervisor agent"),
+    ("GET", "/api/agent/callback", "admin supervisor agent"),
     (
         "POST",
         "/api/agent/offers/{id}/accept",

@@ -7,6 +7,8 @@
 //! - `GET /api/tickets/{num}/call`: the stage of the call in progress (404 once
 //!   it ended: the ticket then shows how, in its callback and history).
 //! - `DELETE /api/tickets/{num}/call`: hangs it up.
+//! - `GET /api/agent/callback`: the callback the signed-in agent is on (null
+//!   when none); the desk answers it on its softphone while it rings there.
 //!
 //! An agent calls back on their own tickets and takes an unassigned one by
 //! calling; supervisors and admins who are agents too call on any ticket.
@@ -16,20 +18,49 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use serde::Serialize;
 
 use super::admin::unavailable;
 use super::agent::me;
 use super::{ApiError, Ops};
-use crate::auth::Permission::Tickets;
+use crate::auth::Permission::{OwnWork, Tickets};
 use crate::auth::Role;
 use crate::call::callback::{Order, Progress, Refused};
 use crate::http::routes::{Caller, Routes, Verb::*};
 use crate::store::tickets::{Change, Changed, Status};
 
 pub fn routes(r: Routes<'_, Arc<Ops>>) -> Routes<'_, Arc<Ops>> {
-    r.add(Post, "/api/tickets/{num}/call", Tickets, call)
+    r.add(Get, "/api/agent/callback", OwnWork, mine)
+        .add(Post, "/api/tickets/{num}/call", Tickets, call)
         .add(Get, "/api/tickets/{num}/call", Tickets, progress)
         .add(Delete, "/api/tickets/{num}/call", Tickets, hang_up)
+}
+
+/// The callback the signed-in agent is on, for the desk: `ringing` when it
+/// rings on the desk's softphone now (the desk answers it: the agent asked for
+/// the call).
+#[derive(Serialize)]
+struct Mine {
+    ticket: i64,
+    item: String,
+    ringing: bool,
+    #[serde(flatten)]
+    progress: Progress,
+}
+
+async fn mine(
+    State(ops): State<Arc<Ops>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Json<Option<Mine>>, ApiError> {
+    let agent = me(&ops, &c).await?;
+    Ok(Json(ops.callbacks.of_agent(&agent.id).map(
+        |(ticket, item, progress)| Mine {
+            ticket,
+            ringing: ops.webrtc.desk_rings(&agent.id).contains(&item),
+            item,
+            progress,
+        },
+    )))
 }
 
 fn none_now(num: i64) -> ApiError {

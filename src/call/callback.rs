@@ -166,6 +166,21 @@ impl Callbacks {
         })
     }
 
+    /// The callback agent `agent` is on now: (ticket, the item it rings as on
+    /// the desk, its progress).
+    pub fn of_agent(&self, agent: &str) -> Option<(i64, String, Progress)> {
+        crate::lock(&self.live)
+            .iter()
+            .find(|(_, l)| l.agent == agent)
+            .map(|(ticket, l)| {
+                let progress = Progress {
+                    stage: l.stage,
+                    seconds: l.since.elapsed().as_secs(),
+                };
+                (*ticket, item(*ticket), progress)
+            })
+    }
+
     /// The agent on the callback in progress on `ticket`.
     pub fn agent_of(&self, ticket: i64) -> Option<String> {
         crate::lock(&self.live)
@@ -221,7 +236,7 @@ impl Callbacks {
                 },
             );
         }
-        let item = format!("callback-{}", order.ticket);
+        let item = item(order.ticket);
         let Some(reach) = agent_reach(&wired.staff, &self.store, &order.agent, &item).await else {
             crate::lock(&self.live).remove(&order.ticket);
             return Err(Refused::NoPhone);
@@ -405,6 +420,11 @@ impl Callbacks {
             }
         }
     }
+}
+
+/// How a ticket's callback rings on the desk's softphone.
+fn item(ticket: i64) -> String {
+    format!("callback-{ticket}")
 }
 
 /// A request on the agent's leg while the customer's phone rings: answered (no

@@ -606,6 +606,45 @@ async fn resolve(uri: &str) -> Option<SocketAddr> {
         .next()
 }
 
+/// The written line for the desk's offer and the call's ticket: who, why,
+/// what they said and what the IVR collected, as the summary has it, but with
+/// numbers as digits and no keys to press.
+pub fn subject_text(
+    language: &str,
+    caller: &str,
+    topic: Option<&str>,
+    said: Option<&str>,
+    collected: &[(String, String)],
+) -> String {
+    let zh = language.starts_with("zh");
+    let mut s = match (zh, caller.is_empty()) {
+        (true, false) => format!("来电 {caller}"),
+        (true, true) => "来电（号码未知）".to_string(),
+        (false, false) => format!("Call from {caller}"),
+        (false, true) => "Call from an unknown number".to_string(),
+    };
+    if let Some(t) = topic {
+        s.push_str(&if zh {
+            format!("，咨询{t}")
+        } else {
+            format!(" about {t}")
+        });
+    }
+    if let Some(said) = said.filter(|x| !x.trim().is_empty()) {
+        let said: String = said.trim().chars().take(120).collect();
+        s.push_str(&if zh {
+            format!("：“{said}”")
+        } else {
+            format!(": \"{said}\"")
+        });
+    }
+    for (name, value) in collected.iter().take(5) {
+        let value: String = value.chars().take(40).collect();
+        s.push_str(&format!(" · {}: {value}", name.replace('_', " ")));
+    }
+    s
+}
+
 /// What the agent hears about the caller before taking the call: who, why, what
 /// they said last and what the IVR collected, then the keys.
 pub fn summary_text(
@@ -698,6 +737,20 @@ mod tests {
             s,
             "Call from 1 0 0 8 6. About: refund status. They said: where is my refund. \
              order number: 2 3 4 5 6 7. Press 1 to take the call, or 2 to pass it on."
+        );
+        assert_eq!(
+            subject_text(
+                "en",
+                "10086",
+                Some("refund status"),
+                Some("where is my refund"),
+                &[("order_number".into(), "234567".into())],
+            ),
+            "Call from 10086 about refund status: \"where is my refund\" · order number: 234567"
+        );
+        assert_eq!(
+            subject_text("zh", "", Some("退款"), Some("我的退款呢"), &[]),
+            "来电（号码未知），咨询退款：“我的退款呢”"
         );
         let zh = summary_text("zh", "", None, None, &[]);
         assert!(

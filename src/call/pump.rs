@@ -320,8 +320,9 @@ impl Pump {
                 Action::Queue {
                     queue,
                     summary,
+                    subject,
                     reason,
-                } => self.queue(s, &queue, summary, reason),
+                } => self.queue(s, &queue, [summary, subject], reason),
                 Action::Refer { to } => self.refer = Some(blind::refer(s, &to)),
                 Action::DialOut { to } => self.dialing = Some(blind::dial_out(s, &to)),
                 Action::Bridge => match self.answered.take() {
@@ -366,7 +367,8 @@ impl Pump {
     }
 
     /// Queues the caller for an agent, with the queue's hold music.
-    fn queue(&mut self, s: &CallSetup, queue: &str, summary: String, reason: String) {
+    /// `told`: what the agent hears, and what the desk and the ticket say.
+    fn queue(&mut self, s: &CallSetup, queue: &str, told: [String; 2], reason: String) {
         let config = s.staff.center.queue_config(queue);
         let hold = match s
             .dialogue
@@ -379,7 +381,7 @@ impl Pump {
                 None
             }
         };
-        match transfer::Waiting::start(s, queue, summary, reason) {
+        match transfer::Waiting::start(s, queue, told, reason) {
             Some(w) => {
                 // The clock loops it after whatever plays, while the caller waits.
                 self.out.lock().hold = hold;

@@ -196,7 +196,10 @@ pub enum Action {
     /// Queue the caller for an agent of `queue`, with the agent's summary.
     Queue {
         queue: String,
+        /// What the agent hears before taking the call.
         summary: String,
+        /// What the desk's offer and the ticket's subject say (written).
+        subject: String,
         reason: String,
     },
     /// Ask the caller's side to call `to` itself (SIP REFER).

@@ -151,15 +151,16 @@ pub struct Waiting {
 impl Waiting {
     /// Queues the caller (matching agents with the plan's language in
     /// skills-based queues) and opens their ticket; None if the queues are full.
-    /// `summary` is what the agent hears, the desk's offer and the ticket's
-    /// subject.
+    /// `told`: the summary the agent hears, and the subject the desk's offer
+    /// and the ticket show.
     /// `reason` is why the caller wants a person (`agents::center::Origin`).
     pub(super) fn start(
         s: &CallSetup,
         queue: &str,
-        summary: String,
+        told: [String; 2],
         reason: String,
     ) -> Option<Self> {
+        let [summary, subject] = told;
         let needs = [s.plan.language.clone()];
         let origin = crate::agents::center::Origin {
             channel: "phone".into(),
@@ -168,10 +169,10 @@ impl Waiting {
         let events = s
             .staff
             .center
-            .enqueue_watched(&s.call_id, queue, &needs, &summary, origin)?;
+            .enqueue_watched(&s.call_id, queue, &needs, &subject, origin)?;
         let started = Instant::now();
         tracing::info!(%queue, "caller waiting for an agent");
-        let ticket = Ticket::open(s, s.caller_identity(), queue, &summary);
+        let ticket = Ticket::open(s, s.caller_identity(), queue, &subject);
         let (leg_tx, leg_rx) = mpsc::channel(32);
         Some(Self {
             item: s.call_id.clone(),

@@ -113,7 +113,7 @@ impl Store {
                SELECT id, channel, call_id, started_ms, updated_ms FROM conversations \
                 WHERE customer_id = $1 AND started_ms < $2 \
                UNION ALL \
-               SELECT l.call_id, 'phone', l.call_id, COALESCE(l.invite_ms, 0), COALESCE(l.end_ms, l.invite_ms, 0) \
+               SELECT l.call_id, CASE WHEN l.transport = 'callback' THEN 'callback' ELSE 'phone' END, l.call_id, COALESCE(l.invite_ms, 0), COALESCE(l.end_ms, l.invite_ms, 0) \
                  FROM calls l WHERE l.customer_id = $1 AND COALESCE(l.invite_ms, 0) < $2 \
                  AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.call_id = l.call_id) \
              ) i ORDER BY started_ms DESC LIMIT $3",

@@ -40,13 +40,9 @@ impl Session {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let summary = crate::call::leg::summary_text(
-            &language,
-            &self.config.caller,
-            topic.as_deref(),
-            said.as_deref(),
-            &collected,
-        );
+        let (caller, topic, said) = (&self.config.caller, topic.as_deref(), said.as_deref());
+        let summary = crate::call::leg::summary_text(&language, caller, topic, said, &collected);
+        let subject = crate::call::leg::subject_text(&language, caller, topic, said, &collected);
         // The ask node's hand-over says why; otherwise the caller chose it in a menu.
         let reason = self
             .interpreter
@@ -58,6 +54,7 @@ impl Session {
         self.actions.push_back(Action::Queue {
             queue,
             summary,
+            subject,
             reason,
         });
     }
