@@ -382,6 +382,21 @@ impl Center {
         })
     }
 
+    /// The agent is busy outside the queues (a callback they placed): offered
+    /// nothing until `release`. True when they were available.
+    pub fn occupy(&self, agent: &str) -> bool {
+        lock(&self.inner).queues.occupy(agent)
+    }
+
+    /// The agent `occupy` made busy is done: wrap-up as `queue` sets it, then
+    /// offers again.
+    pub fn release(&self, agent: &str, queue: &str) {
+        self.with(|i, now| {
+            let e = i.queues.finish(agent, queue, now);
+            i.apply(e);
+        });
+    }
+
     /// A bridged call's transcript goes to `conversation` (the desk follows it).
     pub fn attach(&self, item: &str, conversation: &str) {
         let mut inner = lock(&self.inner);

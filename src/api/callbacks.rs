@@ -111,6 +111,7 @@ async fn call(
         agent: agent.id.clone(),
         actor: c.actor(),
         callee,
+        queue: ticket.queue.clone().unwrap_or_default(),
     };
     let stage = ops.callbacks.place(order).await.map_err(refused)?;
     // Calling an unassigned ticket back takes it.

@@ -90,6 +90,8 @@ pub struct Order {
     /// Who the ticket's history names (the signed-in user).
     pub actor: String,
     pub callee: Callee,
+    /// The ticket's queue: its wrap-up follows the call.
+    pub queue: String,
 }
 
 struct Live {
@@ -242,21 +244,18 @@ impl Callbacks {
             return Err(Refused::NoPhone);
         };
         let this = self.clone();
+        let center = wired.staff.center.clone();
         tokio::spawn(async move {
             let invite = chrono::Utc::now();
+            // No queue offers while on the callback (an agent who was available).
+            let occupied = center.occupy(&order.agent);
             let (tried, relayed) = this.call(&order, reach, &through, &hang_up).await;
-            tracing::info!(ticket = order.ticket, outcome = %tried.outcome, ring_ms = tried.ring_ms, talk_ms = ?tried.talk_ms, "callback ended");
-            let number = &order.callee.number;
-            if let Err(e) = this
-                .store
-                .callback_tried(order.ticket, number, &order.actor, &tried)
-                .await
-            {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "cannot record the callback's outcome"
-                );
+            if occupied {
+                center.release(&order.agent, &order.queue);
             }
+            tracing::info!(ticket = order.ticket, outcome = %tried.outcome, ring_ms = tried.ring_ms, talk_ms = ?tried.talk_ms, "callback ended");
+            // The call record first, then the outcome on the ticket, then the
+            // call is over: a desk that sees it end finds both.
             let record = CallRecord {
                 order: &order,
                 through: &through,
@@ -268,6 +267,17 @@ impl Callbacks {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "cannot store the callback's call record"
+                );
+            }
+            let number = &order.callee.number;
+            if let Err(e) = this
+                .store
+                .callback_tried(order.ticket, number, &order.actor, &tried)
+                .await
+            {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot record the callback's outcome"
                 );
             }
             crate::lock(&this.live).remove(&order.ticket);
