@@ -272,6 +272,23 @@ async fn a_requested_callback_is_called_back_through_the_trunk() {
         header(&to_customer, "From").unwrap().contains("4008002000"),
         "{to_customer}"
     );
+    // Li hears ringback meanwhile (450 Hz, on Li's PCMA line).
+    let ringback = li_phone.collect(Duration::from_secs(5), |got| got.len() >= 25);
+    let loud = ringback
+        .iter()
+        .filter(|p| {
+            let mut pcm = [0i16; 160];
+            p.len() == 172 && {
+                Law::Pcma.decode(&p[12..], &mut pcm);
+                pcm.iter().any(|s| s.abs() > 3000)
+            }
+        })
+        .count();
+    assert!(
+        loud >= 20,
+        "{loud} of {} packets carry the ringback",
+        ringback.len()
+    );
     customer.respond(&to_customer, "486 Busy Here", "");
     li_phone.ua.answer_request("BYE", Duration::from_secs(10));
     let t = li.tried(num, 1).await;

@@ -391,8 +391,23 @@ impl Callbacks {
         wired: &Wired,
         spec: LegSpec,
         hang_up: &CancellationToken,
-        mut waiting: Option<&mut AnsweredLeg>,
+        waiting: Option<&mut AnsweredLeg>,
     ) -> Result<Box<AnsweredLeg>, &'static str> {
+        // The agent on the line hears ringback meanwhile.
+        let (mut signal, mut ringback) = match waiting {
+            Some(w) => (
+                Some(&mut w.signal),
+                Some(Ringing::new(
+                    &w.socket,
+                    &mut w.line,
+                    &w.inbound,
+                    &w.negotiated,
+                )),
+            ),
+            None => (None, None),
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let (events_tx, mut events) = mpsc::channel(4);
         let (commands, commands_rx) = mpsc::channel(4);
         tokio::spawn(leg::run(
@@ -413,8 +428,8 @@ impl Callbacks {
                     None => Err("failed"),
                 },
                 from = async {
-                    match waiting.as_deref_mut() {
-                        Some(w) => w.signal.next().await,
+                    match signal.as_deref_mut() {
+                        Some(s) => s.next().await,
                         None => std::future::pending().await,
                     }
                 } => {
@@ -423,10 +438,71 @@ impl Callbacks {
                         return Err("agent-hung-up");
                     }
                 }
+                _ = tick.tick(), if ringback.is_some() => {
+                    if let Some(r) = ringback.as_mut() {
+                        r.send().await;
+                    }
+                }
                 _ = hang_up.cancelled() => {
                     let _ = commands.send(LegCommand::Hangup).await;
                     return Err("cancelled");
                 }
+            }
+        }
+    }
+}
+
+/// Ringback to the agent on the line while the customer's phone rings, on the
+/// agent leg's own stream (its `line` moves on, so the joined call continues it).
+struct Ringing<'a> {
+    socket: &'a tokio::net::UdpSocket,
+    line: &'a mut crate::media::relay::Line,
+    to: SocketAddr,
+    law: crate::media::g711::Law,
+    payload_type: u8,
+    tone: crate::media::tone::Ringback,
+    first: bool,
+}
+
+impl<'a> Ringing<'a> {
+    fn new(
+        socket: &'a tokio::net::UdpSocket,
+        line: &'a mut crate::media::relay::Line,
+        inbound: &crate::channel::rtp::inbound::Inbound,
+        negotiated: &crate::media::sdp::Negotiated,
+    ) -> Self {
+        Self {
+            socket,
+            line,
+            to: inbound.target(),
+            law: negotiated.law,
+            payload_type: negotiated.payload_type,
+            tone: crate::media::tone::Ringback::default(),
+            first: true,
+        }
+    }
+
+    async fn send(&mut self) {
+        let pcm = self.tone.next_frame();
+        let mut payload = [0u8; crate::media::FRAME_SAMPLES];
+        self.law.encode(&pcm, &mut payload);
+        let mut packet = [0u8; 12 + crate::media::FRAME_SAMPLES];
+        let built = rtp_rs::RtpPacketBuilder::new()
+            .payload_type(self.payload_type)
+            .ssrc(self.line.ssrc)
+            .sequence(rtp_rs::Seq::from(self.line.seq))
+            .timestamp(self.line.timestamp)
+            .marked(std::mem::take(&mut self.first))
+            .payload(&payload)
+            .build_into(&mut packet);
+        if let Ok(n) = built {
+            self.line.seq = self.line.seq.wrapping_add(1);
+            self.line.timestamp = self
+                .line
+                .timestamp
+                .wrapping_add(crate::media::FRAME_SAMPLES as u32);
+            if let Err(e) = self.socket.send_to(&packet[..n], self.to).await {
+                tracing::debug!(error = %e, "ringback to the agent failed");
             }
         }
     }

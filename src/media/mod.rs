@@ -9,6 +9,7 @@ pub mod playout;
 pub mod prompt;
 pub mod relay;
 pub mod sdp;
+pub mod tone;
 pub mod wav;
 
 /// Samples per second of narrowband telephony audio (G.711).
