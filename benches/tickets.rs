@@ -669,8 +669,206 @@ async fn measure(store: &Store, sizes: &Sizes, each: usize) {
     );
 }
 
+/// A question as the tickets page asks it over HTTP (`GET /api/tickets?…`).
+fn query_of(f: &Filter) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let mut q = vec![format!("limit={}", f.limit)];
+    let mut put =
+        |k: &str, v: &str| q.push(format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)));
+    if !f.status.is_empty() {
+        let s: Vec<&str> = f.status.iter().map(|s| s.as_str()).collect();
+        put("status", &s.join(","));
+    }
+    if let Some(v) = &f.queue {
+        put("queue", v);
+    }
+    if let Some(v) = &f.channel {
+        put("channel", v);
+    }
+    if let Who::User(id) = &f.assignee {
+        // The API names users; the generator's u0007 is agent7.
+        put(
+            "assignee",
+            &format!("agent{}", id[1..].parse::<usize>().unwrap()),
+        );
+    }
+    if f.due == Due::Overdue {
+        put("due", "overdue");
+    }
+    if let Some(c) = f.customers.as_ref().and_then(|c| c.first()) {
+        put("customer", c);
+    }
+    if !f.text.is_empty() {
+        put("q", &f.text);
+    }
+    if f.sort == Sort::Due {
+        put("sort", "due");
+    }
+    if let Some(c) = f.after {
+        put("after", &c.text());
+    }
+    q.join("&")
+}
+
+/// A free loopback port (UDP and TCP) for the server the HTTP pass starts.
+fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The same questions over HTTP, on the wire as the tickets page asks them: a
+/// kefu server (this build's binary) on the same database and key, a
+/// supervisor's session; each time is from the request to the last byte of
+/// the JSON page.
+async fn over_http(url: &str, keys: &std::path::Path, sizes: &Sizes, each: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let plans = dir.path().join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::write(
+        plans.join("bench.toml"),
+        "[dialplan]\nname = \"bench\"\ndefault = true\nlanguage = \"en\"\nstart = \"bye\"\n\n\
+         [nodes.bye]\ntype = \"hangup\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("kefu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = {url:?}\nkey_file = {keys:?}\nsemantic = false\nrtp_ports = \"41000-41010\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let kefu = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"));
+        c.args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(&data);
+        c
+    };
+    let mut add = kefu(&[
+        "users",
+        "add",
+        "bench-sup",
+        "--role",
+        "supervisor",
+        "--password-stdin",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    add.wait().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let sip = format!("127.0.0.1:{}", free_port());
+    let mut server = kefu(&["serve", "--http", &http, "--sip", &sip])
+        .arg("--dialplans")
+        .arg(&plans)
+        .arg("--audio")
+        .arg(repo.join("audio"))
+        .arg("--models")
+        .arg(repo.join("models"))
+        .env("KEFU_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{http}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "the server did not start");
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "the server exited at start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client
+        .post(format!("{base}/api/login"))
+        .json(&serde_json::json!({"name": "bench-sup", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let t = Instant::now();
+            let r = client
+                .get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.bytes().await.unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            (t.elapsed(), body.len())
+        }
+    };
+    let vocab = vocabulary();
+    for (pass, n) in [("warm-up", 5), ("measured", each)] {
+        let mut rng = Rng(7);
+        let mut all = Vec::new();
+        for kind in 0..10 {
+            for _ in 0..n {
+                let (_, f) = question(kind, &mut rng, sizes, &vocab);
+                all.push(get(format!("{base}/api/tickets?{}", query_of(&f))).await.0);
+            }
+        }
+        all.sort();
+        if pass == "measured" {
+            println!(
+                "  over HTTP, all {} questions: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                all.len(),
+                pct(&all, 0.5),
+                pct(&all, 0.99),
+                pct(&all, 1.0)
+            );
+        }
+    }
+    let mut lat = Vec::new();
+    for _ in 0..each {
+        lat.push(get(format!("{base}/api/customers/c0000000")).await.0);
+    }
+    lat.sort();
+    println!(
+        "  over HTTP, the customer's panel: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// The database's key, kept next to it so a filled database can be reused.
-fn keyring(file: &PathBuf) -> Keyring {
+fn keyring(file: &std::path::Path) -> Keyring {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(_) => {
@@ -682,9 +880,9 @@ fn keyring(file: &PathBuf) -> Keyring {
     Keyring::parse(&text, "bench").unwrap()
 }
 
-async fn run(label: &str, url: &str, keys: Keyring, sizes: &Sizes, each: usize) {
+async fn run(label: &str, url: &str, key_file: &std::path::Path, sizes: &Sizes, each: usize) {
     println!("{label}:");
-    let store = Store::open(url, Some(keys)).await.unwrap();
+    let store = Store::open(url, Some(keyring(key_file))).await.unwrap();
     let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
         .fetch_one(store.pool())
         .await
@@ -706,6 +904,7 @@ async fn run(label: &str, url: &str, keys: Keyring, sizes: &Sizes, each: usize) 
     measure(&store, sizes, each).await;
     customer_panel(&store, each).await;
     store.close().await;
+    over_http(url, key_file, sizes, each).await;
 }
 
 fn main() {
@@ -740,7 +939,7 @@ fn main() {
             run(
                 "SQLite (WAL, encrypted)",
                 &kefu::store::sqlite_url(&dir.join("tickets.db")),
-                keyring(&dir.join("sqlite.keys")),
+                &dir.join("sqlite.keys"),
                 &sizes,
                 each,
             )
@@ -771,7 +970,7 @@ fn main() {
             run(
                 "PostgreSQL (local, encrypted)",
                 &url,
-                keyring(&dir.join("postgres.keys")),
+                &dir.join("postgres.keys"),
                 &sizes,
                 each,
             )
