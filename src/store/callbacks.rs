@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::customers::mask;
-use super::tickets::target;
+use super::tickets::audit;
 use super::{Store, from_ms, ms};
 
 /// A ticket's callback as the desk shows it.
@@ -75,25 +75,14 @@ impl Tried {
     }
 }
 
-async fn audit(
-    c: &mut sqlx::AnyConnection,
-    now: i64,
-    actor: &str,
-    action: &str,
-    num: i64,
-    detail: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(now)
-    .bind(actor)
-    .bind(action)
-    .bind(target(num))
-    .bind(detail)
-    .execute(&mut *c)
-    .await
-    .context("cannot append to the audit log")?;
+/// The ticket changed now (its place in the newest-first list).
+async fn touched(c: &mut sqlx::AnyConnection, num: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE tickets SET updated_ms = $1 WHERE num = $2")
+        .bind(now)
+        .bind(num)
+        .execute(&mut *c)
+        .await
+        .context("cannot update the ticket")?;
     Ok(())
 }
 
@@ -125,11 +114,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .context("cannot record the callback")?;
-            sqlx::query("UPDATE tickets SET updated_ms = $1 WHERE num = $2")
-                .bind(now)
-                .bind(num)
-                .execute(&mut *tx)
-                .await?;
+            touched(&mut tx, num, now).await?;
             audit(
                 &mut tx,
                 now,
@@ -238,11 +223,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context("cannot record the callback")?;
-        sqlx::query("UPDATE tickets SET updated_ms = $1 WHERE num = $2")
-            .bind(now)
-            .bind(num)
-            .execute(&mut *tx)
-            .await?;
+        touched(&mut tx, num, now).await?;
         let detail = tried.describe(number);
         audit(&mut tx, now, actor, "ticket.callback", num, &detail).await?;
         tx.commit().await.context("cannot record the callback")?;

@@ -209,7 +209,7 @@ pub fn target(num: i64) -> String {
     format!("ticket:{num}")
 }
 
-async fn audit(
+pub(super) async fn audit(
     c: &mut AnyConnection,
     now: i64,
     actor: &str,
