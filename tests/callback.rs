@@ -238,6 +238,25 @@ async fn a_requested_callback_is_called_back_through_the_trunk() {
     );
     let (status, body) = li.get(&format!("/api/tickets/{num}/call")).await;
     assert_eq!(status, 404, "nothing in progress yet: {body}");
+    // A web chat's customer left no number: nothing to dial.
+    let _chat = server
+        .handed_over_chat("v-callback", "I want to talk to a person")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let web = loop {
+        let (_, page) = li.get("/api/tickets?channel=web").await;
+        if let Some(n) = page["tickets"][0]["num"].as_i64() {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no web ticket: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (status, body) = li.call(web).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no number"),
+        "{body}"
+    );
     // Wang's phone is not registered and his desk takes no calls.
     let wang = Desk::sign_in(&server, "wang").await;
     let (status, body) = wang.call(num).await;
@@ -308,13 +327,17 @@ async fn a_requested_callback_is_called_back_through_the_trunk() {
     li_phone.answer(&invite);
     let to_customer = customer.ringing(Duration::from_secs(10));
     answer_pcmu(&customer, &to_customer);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (_, p) = li.get(&format!("/api/tickets/{num}/call")).await;
         if p["stage"] == "talking" {
             break;
         }
-        assert!(Instant::now() < deadline, "never talking: {p}");
+        assert!(
+            Instant::now() < deadline,
+            "never talking: {p}; kefu:\n{}",
+            server.logs().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let li_frames: Vec<Vec<u8>> = (0..150).map(|i| frame(i, 0x21)).collect();

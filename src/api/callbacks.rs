@@ -73,7 +73,9 @@ fn none_now(num: i64) -> ApiError {
 fn refused(r: Refused) -> ApiError {
     let status = match r {
         Refused::Starting | Refused::NoTrunk => StatusCode::SERVICE_UNAVAILABLE,
-        Refused::TicketBusy | Refused::AgentBusy | Refused::NoPhone => StatusCode::CONFLICT,
+        Refused::TicketBusy | Refused::AgentBusy | Refused::NoPhone | Refused::BadNumber => {
+            StatusCode::CONFLICT
+        }
     };
     ApiError::new(status, r.to_string())
 }

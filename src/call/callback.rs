@@ -65,6 +65,8 @@ pub enum Refused {
     /// The agent has no phone registered, no fixed address, and the desk's
     /// softphone is off.
     NoPhone,
+    /// The number on the ticket is not one a trunk can dial.
+    BadNumber,
 }
 
 impl std::fmt::Display for Refused {
@@ -74,6 +76,7 @@ impl std::fmt::Display for Refused {
             Refused::NoTrunk => "no [[trunk]] is configured to call customers through",
             Refused::TicketBusy => "this ticket is being called back already",
             Refused::AgentBusy => "you are on another callback",
+            Refused::BadNumber => "the number on this ticket cannot be dialled",
             Refused::NoPhone => {
                 "your phone is not registered and the desk's softphone is off: turn one on"
             }
@@ -216,9 +219,12 @@ impl Callbacks {
 
     /// Places the callback: rings the agent now, and the customer once the
     /// agent answers; the outcome goes on the ticket when it ends.
-    pub async fn place(self: &Arc<Self>, order: Order) -> Result<Stage, Refused> {
+    pub async fn place(self: &Arc<Self>, mut order: Order) -> Result<Stage, Refused> {
         let wired = self.wired.get().ok_or(Refused::Starting)?;
         let through = self.trunk.clone().ok_or(Refused::NoTrunk)?;
+        // Whatever the store holds (a caller's From), only a phone number is dialled.
+        order.callee.number = crate::dialplan::actions::callback::number(&order.callee.number)
+            .ok_or(Refused::BadNumber)?;
         let hang_up = wired.hangup_all.child_token();
         {
             let mut live = crate::lock(&self.live);
@@ -317,6 +323,7 @@ impl Callbacks {
         };
         let agent = match self.leg(wired, agent_spec, hang_up, None).await {
             Ok(leg) => leg,
+            Err("cancelled") => return (ended("cancelled"), (0, 0)),
             Err(outcome) => return (ended(&format!("agent-{outcome}")), (0, 0)),
         };
         let mut agent = *agent;
