@@ -1170,3 +1170,119 @@ async fn a_call_accepted_on_the_desk_whose_phone_then_refuses_goes_on_in_the_pla
         "{record}"
     );
 }
+
+/// The demo's survey after the agent: the agent hangs up first, the caller is
+/// not hung up but asked to rate the call, presses 4, hears the thanks and is
+/// hung up. The rating counts for the agent and the queue on the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_agent_hangs_up_the_caller_rates_the_call() {
+    use std::sync::mpsc;
+    let plans = tempfile::tempdir().unwrap();
+    common::phone::always_open_plans_with_survey(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\n",
+    );
+    add_agent_with_phone(&server, "li", "2001", "support-en");
+    available(&server, "li").await;
+    let phone = Phone::register(&server, "2001");
+
+    // The caller sends silence and presses the keys it is told to.
+    let caller = RawUa::new(server.sip);
+    caller.answered_call("survey-after-agent", "4008002000");
+    let caller_rtp = caller.rtp.try_clone().unwrap();
+    let mut buf = [0u8; 2048];
+    caller_rtp
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (_, kefu_media) = caller_rtp.recv_from(&mut buf).unwrap();
+    let (keys, pressed) = mpsc::channel::<u8>();
+    let sending = std::thread::spawn({
+        let sock = caller_rtp.try_clone().unwrap();
+        move || {
+            let mut seq = 1u16;
+            for i in 0..3000u32 {
+                match pressed.try_recv() {
+                    Ok(key) => press(&sock, 101, kefu_media, key, &mut seq),
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Empty) => {}
+                }
+                let p = rtp(0, seq, 160 * i, false, &[0xff; 160]);
+                seq = seq.wrapping_add(1);
+                if sock.send_to(&p, kefu_media).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    keys.send(0).unwrap();
+
+    // Li takes the call with key 1, then hangs up first.
+    let invite = phone.ringing(Duration::from_secs(20));
+    phone.answer(&invite);
+    phone.collect(Duration::from_secs(10), |got| got.len() >= 25);
+    let mut seq = 1;
+    phone.press(sdp_target(&invite), 1, &mut seq);
+    phone.collect(Duration::from_secs(5), |got| got.len() >= 50);
+    phone.hang_up(&invite);
+
+    // The caller stays on: the survey's question plays (no BYE), key 4, thanks,
+    // then kefu hangs up.
+    let asked = Instant::now();
+    let mut heard = 0;
+    caller_rtp
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while heard < 50 && asked.elapsed() < Duration::from_secs(10) {
+        if let Ok((n, _)) = caller_rtp.recv_from(&mut buf)
+            && n == 172
+        {
+            let mut pcm = [0i16; 160];
+            Law::Pcmu.decode(&buf[12..n], &mut pcm);
+            if pcm.iter().any(|s| s.abs() > 2000) {
+                heard += 1;
+            }
+        }
+    }
+    assert!(
+        heard >= 50,
+        "the caller heard {heard} frames of the survey's question"
+    );
+    keys.send(4).unwrap();
+    caller.answer_request("BYE", Duration::from_secs(20));
+    drop(keys);
+    sending.join().unwrap();
+
+    let record = common::only_record(&server);
+    let path = common::strings(&record["path"]);
+    assert!(
+        path.ends_with(&[
+            "agent".into(),
+            "survey".into(),
+            "rated".into(),
+            "thanks".into()
+        ]),
+        "{record}"
+    );
+    assert!(record["transfer"]["agent"].is_string(), "{record}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sat = server.report("channel=phone").await["satisfaction"].clone();
+        if sat["ratings"] == 1 {
+            assert_eq!(sat["scores"], serde_json::json!([0, 0, 0, 1, 0]), "{sat}");
+            assert_eq!(sat["queues"][0]["key"], "support-en", "{sat}");
+            assert_ne!(
+                sat["agents"][0]["key"], "(bot)",
+                "rated for the agent: {sat}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rating never reached the report: {sat}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

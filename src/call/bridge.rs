@@ -55,8 +55,13 @@ enum Side {
 
 impl Pump {
     /// Relays between the caller and the agent until either hangs up; returns the
-    /// call's end reason.
-    pub(super) async fn bridge(&mut self, s: &mut CallSetup, leg: AnsweredLeg) -> EndReason {
+    /// call's end reason, or None when the agent hung up first and the caller
+    /// goes on in the plan (the transfer node's `after`: a survey).
+    pub(super) async fn bridge(
+        &mut self,
+        s: &mut CallSetup,
+        leg: AnsweredLeg,
+    ) -> Option<EndReason> {
         let agent = leg.agent.clone();
         tracing::info!(%agent, caller_codec = self.session.negotiated().law.encoding_name(), agent_codec = leg.negotiated.law.encoding_name(), "caller and agent bridged");
         // The bridge continues the caller's stream from where the clock left it.
@@ -118,9 +123,15 @@ impl Pump {
             Err(e) => (Side::Caller, EndReason::RtpSocket(e.to_string())),
             Ok(()) => self.relay(s, &mut b, &conversation).await,
         };
-        // The side that did not hang up is hung up.
+        // The side that did not hang up is hung up, unless the caller goes on.
+        let goes_on = matches!(ended_by, Side::Agent)
+            && reason == EndReason::AgentHangup
+            && self.session.goes_on_after_agent();
         let caller_gone = matches!(ended_by, Side::Caller) && reason.caller_left();
-        if !caller_gone && let Err(e) = s.signal.bye().await {
+        if !goes_on
+            && !caller_gone
+            && let Err(e) = s.signal.bye().await
+        {
             tracing::debug!(error = %e, "BYE to the caller failed");
         }
         b.leg
@@ -142,7 +153,22 @@ impl Pump {
         {
             self.keep_recording(s, r, "call");
         }
-        reason
+        if !goes_on {
+            return Some(reason);
+        }
+        // Back to the IVR: the socket read at the frame tick, the clock sending
+        // on from where the bridge's stream to the caller stands.
+        if let Err(e) = s.socket.poll_mode() {
+            return Some(EndReason::RtpSocket(e.to_string()));
+        }
+        let line = b.to_caller.line();
+        self.out.resume(
+            crate::channel::rtp::clock::MediaClock::shared(),
+            line.seq,
+            line.timestamp,
+        );
+        tracing::info!(%agent, "the agent hung up; the caller goes on in the plan");
+        None
     }
 
     /// The relay loop: until either side hangs up (or goes quiet); who ended it,

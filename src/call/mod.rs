@@ -321,9 +321,22 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
         Err(e) => return EndReason::RtpSocket(e.to_string()),
     };
     let mut pump = Pump::new(session(s, local_rtp, session_id), outgoing(s, clock_socket));
-    let reason = match pump.run(s).await {
-        Ended::Reason(r) => r,
-        Ended::Bridge(leg) => pump.bridge(s, *leg).await,
+    let mut ended = pump.run(s, true).await;
+    let reason = loop {
+        match ended {
+            Ended::Reason(r) => break r,
+            Ended::Bridge(leg) => match pump.bridge(s, *leg).await {
+                Some(r) => break r,
+                // The agent hung up first and the plan goes on (a survey).
+                None => {
+                    pump.session.handle(
+                        session::Event::AgentLeft,
+                        crate::dialplan::interpreter::Moment::now(),
+                    );
+                    ended = pump.run(s, false).await;
+                }
+            },
+        }
     };
     // A message being recorded when the caller hung up is kept.
     pump.finish(s);

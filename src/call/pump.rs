@@ -92,11 +92,15 @@ impl Pump {
         }
     }
 
-    pub(super) async fn run(&mut self, s: &mut CallSetup) -> Ended {
-        self.session.handle(Event::Start, Moment::now());
+    /// Runs the IVR part until it ends or bridges; `first`: the call starts
+    /// here (else it goes on after a bridge, the stream already sending).
+    pub(super) async fn run(&mut self, s: &mut CallSetup, first: bool) -> Ended {
+        if first {
+            self.session.handle(Event::Start, Moment::now());
+        }
         let mut buf = vec![0u8; BATCH * SLOT];
         let ends = self.out.ends();
-        let mut sending = false;
+        let mut sending = !first;
         // The read timer and the session's timer are two timers reset in place, and
         // the shutdown signal one registration, for the whole call: creating them
         // anew each turn of the loop was a measurable share of a call's CPU.

@@ -142,6 +142,9 @@ pub enum Event<'a> {
     Queue(Queued),
     /// The dialog ended (the caller hung up, the stack gave up, shutdown).
     Gone(EndReason),
+    /// The bridged agent hung up first; the caller goes on in the plan (the
+    /// transfer node's `after`).
+    AgentLeft,
 }
 
 /// News of a caller waiting for an agent.
@@ -345,6 +348,12 @@ impl Session {
             .min()
     }
 
+    /// Whether the caller goes on in the plan when the bridged agent hangs up
+    /// first.
+    pub fn goes_on_after_agent(&self) -> bool {
+        self.interpreter.goes_on_after_agent()
+    }
+
     /// Handles one event at `now`.
     pub fn handle(&mut self, event: Event<'_>, now: Moment) {
         if self.ended {
@@ -396,6 +405,11 @@ impl Session {
             Event::DialOut(outcome) => self.dial_out_ended(outcome, now),
             Event::Queue(q) => self.queued(q, now),
             Event::Gone(reason) => self.end(reason),
+            Event::AgentLeft => {
+                // The bridge played nothing of the plan's; it starts afresh.
+                self.playing = false;
+                self.interpreter.handle(Input::AgentLeft, now);
+            }
         }
         self.take_if_complete(now);
         self.apply_outputs(now);

@@ -55,6 +55,9 @@ pub enum Input {
     PlaybackDone,
     /// The deadline from [`Interpreter::poll_timeout`] has passed.
     Timer,
+    /// The bridged agent (or blind transfer's target) hung up first and the
+    /// caller is still on the line.
+    AgentLeft,
     /// After [`Output::Transfer`]: no agent took the call within the queue's
     /// maximum wait (or the queues are full).
     NoAgent,
@@ -386,6 +389,12 @@ impl Interpreter {
     }
 
     /// The call's conversation with the dialogue core, if it has one.
+    /// Whether the caller goes on in the plan when a bridged agent hangs up
+    /// first (the transfer node has `after`).
+    pub fn goes_on_after_agent(&self) -> bool {
+        !self.finished && self.plan.nodes[self.current].action.goes_on_after_agent()
+    }
+
     pub fn conversation(&self) -> Option<&Conversation> {
         self.run.dialogue.as_ref().map(|(_, c)| c)
     }
@@ -416,6 +425,7 @@ impl Interpreter {
                 action.playback_done(&mut self.run)
             }
             Input::NoAgent => action.no_agent(&mut self.run),
+            Input::AgentLeft => action.agent_left(),
             Input::Timer => match self.run.deadline {
                 Some(d) if d <= now.mono => {
                     self.run.deadline = None;

@@ -13,13 +13,35 @@ use super::{RawUa, Server};
 pub const PHONE_SECRET: &str = "agent-phone-secret";
 
 /// The demo plans, with agents available at any hour (the demo's own hours would
-/// make the test depend on the time of day).
+/// make the test depend on the time of day), and no survey after the agent: the
+/// caller is hung up with the agent.
 pub fn always_open_plans(dir: &Path) {
+    open_plans(dir, false);
+}
+
+/// The demo plans open at any hour, with the survey after the agent.
+pub fn always_open_plans_with_survey(dir: &Path) {
+    open_plans(dir, true);
+}
+
+fn open_plans(dir: &Path, survey: bool) {
     for lang in ["en", "zh"] {
         let name = format!("demo-{lang}.toml");
         let text = std::fs::read_to_string(super::repo().join("dialplans").join(&name)).unwrap();
         let open = "open = [\"mon-fri 09:00-18:00\", \"sat 10:00-16:00\"]";
         assert!(text.contains(open), "the demo's opening hours moved");
+        let after = "after = \"survey\"\n";
+        assert!(text.contains(after), "the demo's survey moved");
+        let text = if survey {
+            text
+        } else {
+            // The survey's nodes go too (an unreachable node is an error).
+            let (start, end) = (
+                text.find("[nodes.survey]").unwrap(),
+                text.find("[nodes.goodbye]").unwrap(),
+            );
+            format!("{}{}", &text[..start], &text[end..]).replace(after, "")
+        };
         std::fs::write(
             dir.join(&name),
             text.replace(open, "open = [\"daily 00:00-24:00\"]")

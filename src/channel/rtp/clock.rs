@@ -183,6 +183,19 @@ impl ClockStream {
         clock.schedule(deadline, self.0.clone());
     }
 
+    /// Sends again after a bridge carried the stream on: from the bridge's next
+    /// sequence number and timestamp, the first frame due now.
+    pub fn resume(&self, clock: &MediaClock, seq: u16, timestamp: u32) {
+        let deadline = {
+            let mut o = self.lock();
+            o.sender.continue_at(seq, timestamp);
+            o.pacer = Pacer::new(Instant::now());
+            o.pacer.deadline()
+        };
+        self.0.closed.store(false, Ordering::Release);
+        clock.schedule(deadline, self.0.clone());
+    }
+
     /// A waiter for the end of a playout that does not hold the stream itself.
     pub fn ends(&self) -> PlayoutEnds {
         PlayoutEnds(self.0.clone())

@@ -46,6 +46,15 @@ impl RtpSender {
         self.marker_pending = true;
     }
 
+    /// Continues the stream from a line another sender carried on (a bridge):
+    /// the next packet has `seq`, slot 0 has `timestamp`, and a new talkspurt
+    /// begins.
+    pub fn continue_at(&mut self, seq: u16, timestamp: u32) {
+        self.seq = seq;
+        self.timestamp_base = timestamp;
+        self.marker_pending = true;
+    }
+
     /// RTP timestamp of a 20 ms slot of the stream clock.
     pub fn timestamp_for_slot(&self, slot: u64) -> u32 {
         self.timestamp_base

@@ -268,7 +268,7 @@ impl Action {
                 .chain([a.on_handover])
                 .chain(a.on_goodbye)
                 .collect(),
-            Action::Transfer(a) => a.next.into_iter().collect(),
+            Action::Transfer(a) => a.next.into_iter().chain(a.after).collect(),
             Action::Record(a) => vec![a.next],
             Action::Note(a) => vec![a.next],
             Action::Callback(a) => vec![a.next],
@@ -372,6 +372,19 @@ impl Action {
             Action::Hangup(_) => Flow::Hangup(hangup::REASON.into()),
             _ => Flow::Stay,
         }
+    }
+
+    /// The agent a `transfer` node bridged hung up; the caller is still there.
+    pub fn agent_left(&self) -> Flow {
+        match self {
+            Action::Transfer(a) => a.agent_left(),
+            _ => Flow::Stay,
+        }
+    }
+
+    /// Whether the caller goes on in the plan when the agent hangs up first.
+    pub fn goes_on_after_agent(&self) -> bool {
+        matches!(self, Action::Transfer(a) if a.after.is_some())
     }
 
     /// Nobody took the call a `transfer` node queued.

@@ -11,13 +11,16 @@
 //! call came in on) the call asks the caller's side to transfer itself (SIP REFER)
 //! and, where that is refused, calls the number and bridges it. A transfer that
 //! fails goes on at `next` the same way.
+//!
+//! With `after`, a caller whose agent (or dial-out target) hangs up first is not
+//! hung up: the plan goes on at `after` (a post-call survey).
 
 use super::{Cx, PromptItem};
 use crate::dialplan::NodeId;
 use crate::dialplan::interpreter::{Flow, Output, Run};
 use crate::source::Fields;
 
-pub const FIELDS: &[&str] = &["type", "queue", "to", "prompt", "next"];
+pub const FIELDS: &[&str] = &["type", "queue", "to", "prompt", "next", "after"];
 
 /// Where a transfer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct Transfer {
     pub target: Target,
     pub prompt: Option<Vec<PromptItem>>,
     pub next: Option<NodeId>,
+    /// Where the caller goes when the other side hangs up first.
+    pub after: Option<NodeId>,
 }
 
 impl Transfer {
@@ -70,10 +75,12 @@ impl Transfer {
         };
         let prompt = cx.prompt(f, "prompt");
         let next = cx.target(f, "next");
+        let after = cx.target(f, "after");
         Some(Self {
             target,
             prompt,
             next,
+            after,
         })
     }
 
@@ -88,6 +95,14 @@ impl Transfer {
             run.play(p);
         }
         Flow::Stay
+    }
+
+    /// The agent (or target) hung up and the caller stayed: on at `after`.
+    pub fn agent_left(&self) -> Flow {
+        match self.after {
+            Some(n) => Flow::Next(n),
+            None => Flow::Hangup("agent-hangup".into()),
+        }
     }
 
     pub fn no_agent(&self) -> Flow {
