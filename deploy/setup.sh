@@ -33,9 +33,18 @@ have asterisk-core-sounds-en || need+=(asterisk-core-sounds-en)
 # these binaries (no system service). pg_dump/pg_restore back up a PostgreSQL store.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_dump >/dev/null || need+=(postgresql-client)
+# Running on several machines: Kamailio in front (deploy/kamailio), and systemd's
+# unit checker for deploy/kefu.service (tests/deploy.rs checks both).
+command -v kamailio >/dev/null || need+=(kamailio)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+# The package starts Kamailio with its sample configuration where systemd runs:
+# kefu's demo wants port 5060, and deploy/kamailio is set up by hand.
+if printf '%s\n' "${need[@]}" | grep -qx kamailio && command -v systemctl >/dev/null; then
+  $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null || { echo "kefu needs Rust (cargo); install it with rustup" >&2; exit 1; }
 # playwright-core for the browser tests (the browser itself is Debian's chromium).

@@ -197,6 +197,15 @@ fn sigterm_drains_live_calls() {
     let b = RawUa::new(server.sip);
     b.send(&b.invite("drain-b", "z9hG4bK-db", "kefu-en"));
     b.expect_status(503, Duration::from_secs(5));
+    // A load balancer's OPTIONS probe hears it too (and sends no new calls).
+    let probe = RawUa::new(server.sip);
+    probe.send(&format!(
+        "OPTIONS sip:{srv} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe;rport\nFrom: <sip:balancer@{me}>;tag=p1\nTo: <sip:{srv}>\nCall-ID: probe-1\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        srv = server.sip,
+        me = probe.local()
+    ));
+    let refused = probe.expect_status(503, Duration::from_secs(5));
+    assert!(refused.contains("Retry-After:"), "{refused}");
     // The live call goes on until the caller hangs up (its audio keeps coming
     // after the refusal above); then kefu exits.
     a.rtp_packets(10);

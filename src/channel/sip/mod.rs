@@ -296,6 +296,16 @@ impl SipService {
         }
         let result = match method {
             Method::Invite if !has_to_tag => self.new_call(tx).await,
+            // A draining node says so to the load balancer's probes, which then
+            // send it no new calls (its live calls go on).
+            Method::Options if self.gate.is_draining() => {
+                tx.reply_with(
+                    StatusCode::ServiceUnavailable,
+                    vec![Header::Other("Retry-After".into(), "60".into())],
+                    None,
+                )
+                .await
+            }
             Method::Options => {
                 tx.reply_with(
                     StatusCode::OK,
