@@ -7,12 +7,13 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, free_port, wait_udp_bound};
+use common::{Server, free_port, sipp_to, wait_udp_bound};
 
 /// A caller through the balancer: INVITE, the 200's Record-Route kept as the
 /// route set (SIPp's `rrs`), ACK and, after a moment, BYE along it.
@@ -121,34 +122,6 @@ fn kamailio(dir: &Path, port: u16, nodes: &[&Server]) -> Balancer {
     balancer
 }
 
-/// One SIPp call through the balancer; whether it went through.
-fn call(balancer: u16, scenario: &Path) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("sipp")
-        .arg(format!("127.0.0.1:{balancer}"))
-        .arg("-sf")
-        .arg(scenario)
-        .args(["-s", "kefu-en", "-m", "1", "-l", "1", "-i", "127.0.0.1"])
-        .args(["-p", &free_port().to_string()])
-        .args(["-mp", &common::free_ports(4).to_string()])
-        .args([
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-trace_err",
-            "-nostdin",
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("SIPp is installed by deploy/setup.sh");
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-    }
-    (out.status.success(), text)
-}
-
 /// The calls a node has finished (its call records in the log).
 fn finished(node: &Server) -> usize {
     node.summaries().len()
@@ -162,12 +135,13 @@ fn calls_through_kamailio_survive_a_node_killed() {
     let scenario = dir.path().join("call.xml");
     std::fs::write(&scenario, CALL).unwrap();
     let port = free_port();
-    let _balancer = kamailio(dir.path(), port, &[&a, &b]);
+    let _kamailio = kamailio(dir.path(), port, &[&a, &b]);
+    let balancer: SocketAddr = ([127, 0, 0, 1], port).into();
 
     // Round the nodes: four calls, two each, every one answered and ended by
     // its BYE (which reached the node through Kamailio's Record-Route).
     for i in 0..4 {
-        let (ok, out) = call(port, &scenario);
+        let (ok, out) = sipp_to(balancer, &scenario, "kefu-en", &[]);
         assert!(ok, "call {i} through Kamailio:\n{out}");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -186,7 +160,7 @@ fn calls_through_kamailio_survive_a_node_killed() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     for i in 0..4 {
-        let (ok, out) = call(port, &scenario);
+        let (ok, out) = sipp_to(balancer, &scenario, "kefu-en", &[]);
         assert!(ok, "call {i} after node A died:\n{out}");
     }
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -21,10 +21,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::join;
+use super::join::{self, Ending, Side};
 use super::leg::{self, AnsweredLeg, LegCommand, LegEvent, LegSpec, Reach};
 use super::signal::FromPeer;
 use super::transfer::{Staff, agent_reach};
+use crate::channel::rtp::sender::RtpSender;
 use crate::media::prompt::PromptCache;
 use crate::store::Store;
 use crate::store::callbacks::{Callee, Tried};
@@ -373,12 +374,12 @@ impl Callbacks {
             hang_up.clone(),
         )
         .await;
-        let ended = match (joined.ended_by, joined.reason) {
-            (Some(join::Side::A), "hangup") => "the agent hung up",
-            (Some(join::Side::B), "hangup") => "the customer hung up",
-            (Some(join::Side::A), _) => "the agent's line went quiet",
-            (Some(join::Side::B), _) => "the customer's line went quiet",
-            (None, _) => "hung up from the desk",
+        let ended = match joined.ending {
+            Ending::HungUp(Side::A) => "the agent hung up",
+            Ending::HungUp(Side::B) => "the customer hung up",
+            Ending::Quiet(Side::A) => "the agent's line went quiet",
+            Ending::Quiet(Side::B) => "the customer's line went quiet",
+            Ending::Stopped => "hung up from the desk",
         };
         let tried = Tried {
             outcome: "answered".into(),
@@ -468,7 +469,9 @@ struct Ringing<'a> {
     law: crate::media::g711::Law,
     payload_type: u8,
     tone: crate::media::tone::Ringback,
-    first: bool,
+    /// The stream from where the leg's line stood, a new talkspurt.
+    sender: RtpSender,
+    slot: u64,
 }
 
 impl<'a> Ringing<'a> {
@@ -480,12 +483,13 @@ impl<'a> Ringing<'a> {
     ) -> Self {
         Self {
             socket,
-            line,
             to: inbound.target(),
             law: negotiated.law,
             payload_type: negotiated.payload_type,
             tone: crate::media::tone::Ringback::default(),
-            first: true,
+            sender: RtpSender::new(line.ssrc, line.seq, line.timestamp),
+            slot: 0,
+            line,
         }
     }
 
@@ -494,23 +498,18 @@ impl<'a> Ringing<'a> {
         let mut payload = [0u8; crate::media::FRAME_SAMPLES];
         self.law.encode(&pcm, &mut payload);
         let mut packet = [0u8; 12 + crate::media::FRAME_SAMPLES];
-        let built = rtp_rs::RtpPacketBuilder::new()
-            .payload_type(self.payload_type)
-            .ssrc(self.line.ssrc)
-            .sequence(rtp_rs::Seq::from(self.line.seq))
-            .timestamp(self.line.timestamp)
-            .marked(std::mem::take(&mut self.first))
-            .payload(&payload)
-            .build_into(&mut packet);
-        if let Ok(n) = built {
-            self.line.seq = self.line.seq.wrapping_add(1);
-            self.line.timestamp = self
-                .line
-                .timestamp
-                .wrapping_add(crate::media::FRAME_SAMPLES as u32);
-            if let Err(e) = self.socket.send_to(&packet[..n], self.to).await {
-                tracing::debug!(error = %e, "ringback to the agent failed");
-            }
+        let Ok(n) = self
+            .sender
+            .build(self.payload_type, self.slot, &payload, &mut packet)
+        else {
+            return;
+        };
+        // The line moves on, so the joined call continues the stream.
+        self.slot += 1;
+        self.line.seq = self.sender.next_seq();
+        self.line.timestamp = self.sender.timestamp_for_slot(self.slot);
+        if let Err(e) = self.socket.send_to(&packet[..n], self.to).await {
+            tracing::debug!(error = %e, "ringback to the agent failed");
         }
     }
 }

@@ -27,14 +27,20 @@ pub enum Side {
     B,
 }
 
-/// How the joined call ended.
+/// Who ended the joined call, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    HungUp(Side),
+    /// No RTP from this side for the RTP timeout.
+    Quiet(Side),
+    /// kefu ended it (`stop`: the desk hung up, or shutdown).
+    Stopped,
+}
+
+/// How the joined call went.
 #[derive(Debug)]
 pub struct Joined {
-    /// The side that ended it (hung up, went quiet); None when kefu did
-    /// (`stop`, shutdown).
-    pub ended_by: Option<Side>,
-    /// Why: hangup, rtp-timeout, stopped.
-    pub reason: &'static str,
+    pub ending: Ending,
     pub talk: Duration,
     /// RTP packets relayed to A and to B.
     pub to_a: u64,
@@ -86,15 +92,14 @@ pub async fn join(
     let (mut a, mut b) = (Joint::new(a, from_b), Joint::new(b, from_a));
     let metrics = crate::metrics::metrics();
     metrics.bridged_active.inc();
-    let (ended_by, reason) = relay(&mut a, &mut b, rtp_timeout, &stop).await;
+    let ending = relay(&mut a, &mut b, rtp_timeout, &stop).await;
     for (side, j) in [(Side::A, &a), (Side::B, &b)] {
-        let left = ended_by == Some(side) && reason == "hangup";
+        let left = ending == Ending::HungUp(side);
         j.leg.signal.close(layer, left).await;
     }
     metrics.bridged_active.dec();
     Joined {
-        ended_by,
-        reason,
+        ending,
         talk: started.elapsed(),
         to_a: a.relay.relayed,
         to_b: b.relay.relayed,
@@ -106,7 +111,7 @@ async fn relay(
     b: &mut Joint,
     rtp_timeout: Duration,
     stop: &CancellationToken,
-) -> (Option<Side>, &'static str) {
+) -> Ending {
     let (mut buf_a, mut buf_b) = (vec![0u8; 2048], vec![0u8; 2048]);
     let mut out = vec![0u8; 12 + MAX_PAYLOAD];
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -124,25 +129,25 @@ async fn relay(
             }
             from = a.leg.signal.next() => {
                 if signalled(from, a, b).await {
-                    return (Some(Side::A), "hangup");
+                    return Ending::HungUp(Side::A);
                 }
             }
             from = b.leg.signal.next() => {
                 if signalled(from, b, a).await {
-                    return (Some(Side::B), "hangup");
+                    return Ending::HungUp(Side::B);
                 }
             }
             _ = check.tick() => {
                 if a.quiet(rtp_timeout) {
                     tracing::warn!(leg = %a.leg.agent, "no RTP on a joined leg; hanging up");
-                    return (Some(Side::A), "rtp-timeout");
+                    return Ending::Quiet(Side::A);
                 }
                 if b.quiet(rtp_timeout) {
                     tracing::warn!(leg = %b.leg.agent, "no RTP on a joined leg; hanging up");
-                    return (Some(Side::B), "rtp-timeout");
+                    return Ending::Quiet(Side::B);
                 }
             }
-            _ = stop.cancelled() => return (None, "stopped"),
+            _ = stop.cancelled() => return Ending::Stopped,
         }
     }
 }

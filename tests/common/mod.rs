@@ -673,9 +673,14 @@ pub fn cpu_time(pid: u32) -> Duration {
 
 /// Runs SIPp once against the server with a scenario file; returns (exit ok, output).
 pub fn sipp(server: &Server, scenario: &Path, service: &str, extra: &[&str]) -> (bool, String) {
+    sipp_to(server.sip, scenario, service, extra)
+}
+
+/// One SIPp call of `scenario` to `to` (a kefu, or a proxy in front of one).
+pub fn sipp_to(to: SocketAddr, scenario: &Path, service: &str, extra: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("sipp")
-        .arg(server.sip.to_string())
+        .arg(to.to_string())
         .arg("-sf")
         .arg(scenario)
         .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
