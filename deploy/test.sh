@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh
+# An independent OpenAI-compatible speech server, for the remote-speech tests.
+deploy/speech-server.sh
 # A PostgreSQL server for the store and server tests: the one at KEFU_TEST_POSTGRES if it
 # answers, else a private cluster this script starts now and stops when it exits.
 source deploy/test-postgres.sh

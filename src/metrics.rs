@@ -23,6 +23,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Speech over the network: which API ("transcription", "speech") and what came of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpeechLabel {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub calls_started: Counter,
@@ -41,6 +48,10 @@ pub struct Metrics {
     pub asr_queue: Gauge,
     pub vad_batch: Histogram,
     pub tts_cache: Family<OutcomeLabel, Counter>,
+    /// Requests kefu made of remote speech services.
+    pub speech_remote: Family<SpeechLabel, Counter>,
+    /// Requests kefu's own speech API answered.
+    pub speech_served: Family<SpeechLabel, Counter>,
     pub match_seconds: Histogram,
     pub semantic: Family<OutcomeLabel, Counter>,
     pub http_responses: Family<StatusLabel, Counter>,
@@ -74,6 +85,8 @@ impl Metrics {
             webrtc_calls: Family::default(),
             webrtc_active: Gauge::default(),
             asr_requests: Family::default(),
+            speech_remote: Family::default(),
+            speech_served: Family::default(),
             asr_decode_seconds: seconds(),
             asr_queue: Gauge::default(),
             // 1 to 512 chunks.
@@ -153,6 +166,7 @@ impl Metrics {
             "Sentences asked of speech synthesis, by cache outcome (memory, disk, rendered)",
             m.tts_cache.clone(),
         );
+        m.register_speech(&mut registry);
         registry.register(
             "semantic_rerank",
             "Messages whose words were not conclusive, by what the re-ranker did: used (compared by meaning), busy (the model was busy: matched by words alone), failed",
@@ -174,6 +188,20 @@ impl Metrics {
             m.db_commit_seconds.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Speech over the network, both ways.
+    fn register_speech(&self, registry: &mut Registry) {
+        registry.register(
+            "speech_remote",
+            "Requests to remote speech services, by kind (transcription, speech) and outcome (ok, failed, timeout; fallback: done by the local model instead)",
+            self.speech_remote.clone(),
+        );
+        registry.register(
+            "speech_served",
+            "Requests to kefu's own speech API (/v1/audio/...), by kind and outcome (ok, busy, refused)",
+            self.speech_served.clone(),
+        );
     }
 
     /// The metrics in the Prometheus (OpenMetrics) text format.

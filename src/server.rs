@@ -32,10 +32,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = config.open_store().await?;
     tracing::info!(database = %crate::store::redact(&url), encrypted = store.sealer().encrypted(), "store open");
     let audio = AudioRoot(config.audio.clone());
-    let prompts = Arc::new(spoken_prompts(&config)?);
-    let registry = load_dialplans(&config, &audio, &prompts).await?;
-    let speech = load_speech(&config, &registry).await?;
-    warm_voices(&prompts, &registry).await?;
+    let (prompts, speaker, registry, speech) = plans_and_speech(&config, &audio).await?;
     let live = LiveDialplans::new(registry);
     let encoder = load_encoder(&config).await?;
     let kb = load_kb(&config.kb, encoder.clone()).await?;
@@ -87,6 +84,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             callbacks: callbacks.clone(),
             center: &center,
             embed: &embed,
+            speech: api::speech::Engines {
+                recognition: speech.clone(),
+                synthesis: speaker,
+            },
         },
         stop.clone(),
     )
@@ -234,6 +235,7 @@ struct Shared<'a> {
     callbacks: Arc<crate::call::callback::Callbacks>,
     center: &'a Arc<crate::agents::center::Center>,
     embed: &'a Option<crate::store::analytics::Embed>,
+    speech: api::speech::Engines,
 }
 
 /// Binds the HTTP address and serves the API, the pages and the chat channels
@@ -268,6 +270,7 @@ async fn start_http(
         webrtc: shared.calls.edge.clone(),
         callbacks: shared.callbacks,
         embed: shared.embed.clone(),
+        speech: shared.speech,
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health, text, shared.calls, ops);
@@ -311,10 +314,53 @@ async fn load_dialplans(
     Ok(registry)
 }
 
+/// Speech (the remote services, the voices, recognition) and the dialplans,
+/// whose text prompts are spoken at load; the answers' voices warmed.
+async fn plans_and_speech(
+    config: &Config,
+    audio: &AudioRoot,
+) -> anyhow::Result<(
+    Arc<PromptCache>,
+    Arc<crate::speech::tts::Speaker>,
+    crate::dialplan::Registry,
+    Option<Arc<crate::speech::SpeechRuntime>>,
+)> {
+    let services = speech_services(config)?;
+    let (prompts, speaker) = spoken_prompts(config, &services)?;
+    let prompts = Arc::new(prompts);
+    let registry = load_dialplans(config, audio, &prompts).await?;
+    let speech = load_speech(config, &registry, &services).await?;
+    warm_voices(&prompts, &registry).await?;
+    Ok((prompts, speaker, registry, speech))
+}
+
+/// The remote speech services of `[[speech_service]]`, by name.
+fn speech_services(config: &Config) -> anyhow::Result<crate::speech::remote::Services> {
+    config
+        .speech_services
+        .iter()
+        .map(|s| {
+            let service = crate::speech::remote::Service::new(crate::speech::remote::Settings {
+                name: s.name.clone(),
+                url: s.url.clone(),
+                api_key: s.api_key.clone(),
+                timeout: s.timeout,
+                transcription_model: s.transcription_model.clone(),
+                speech_model: s.speech_model.clone(),
+            })?;
+            tracing::info!(service = %s.name, url = %s.url, timeout = ?s.timeout, "remote speech service");
+            Ok((s.name.clone(), service))
+        })
+        .collect()
+}
+
 /// Prompts, with text spoken by the TTS: voices load on first use and renders are
 /// kept in `tts_cache` (default under the data directory), so a restart does not
-/// synthesise them again.
-fn spoken_prompts(config: &Config) -> anyhow::Result<PromptCache> {
+/// synthesise them again. Also returns the speaker, which the speech API uses.
+fn spoken_prompts(
+    config: &Config,
+    services: &crate::speech::remote::Services,
+) -> anyhow::Result<(PromptCache, Arc<crate::speech::tts::Speaker>)> {
     for (language, voice) in &config.voices {
         crate::speech::tts::check_voice_name(voice)
             .with_context(|| format!("kefu.toml [voices] {language}"))?;
@@ -323,37 +369,48 @@ fn spoken_prompts(config: &Config) -> anyhow::Result<PromptCache> {
         .tts_cache
         .clone()
         .unwrap_or_else(|| config.data.join("tts-cache"));
-    let speaker = crate::speech::tts::Speaker::new(
-        crate::speech::ModelDir(config.models.clone()),
-        Some(cache),
-    )
-    .with_defaults(config.voices.clone());
-    Ok(PromptCache::with_speaker(Arc::new(speaker)))
+    let speaker = Arc::new(
+        crate::speech::tts::Speaker::new(
+            crate::speech::ModelDir(config.models.clone()),
+            Some(cache),
+        )
+        .with_defaults(config.voices.clone())
+        .with_services(services.clone()),
+    );
+    Ok((PromptCache::with_speaker(speaker.clone()), speaker))
 }
 
-/// Speech recognition, loaded when a plan listens: a missing model stops start-up
-/// here, with the set-up script named, rather than failing a caller later.
+/// Speech recognition, loaded when a plan listens or the node serves the speech
+/// API: a missing model stops start-up here, with the set-up script named,
+/// rather than failing a caller later. Languages `[recognition]` sends to a
+/// remote service go there first.
 async fn load_speech(
     config: &Config,
     registry: &crate::dialplan::Registry,
+    services: &crate::speech::remote::Services,
 ) -> anyhow::Result<Option<Arc<crate::speech::SpeechRuntime>>> {
-    let speech = if registry.plans.iter().any(|p| p.listens()) {
-        let (models, model, workers) = (
-            crate::speech::ModelDir(config.models.clone()),
-            config.asr_model.clone(),
-            config.asr_workers,
-        );
-        let runtime = tokio::task::spawn_blocking(move || {
-            crate::speech::SpeechRuntime::load(&models, &model, workers)
-        })
-        .await?
-        .context("cannot start speech recognition for the dialplans' listen nodes")?;
-        tracing::info!(model = %config.asr_model, workers = config.asr_workers, "speech recognition ready");
-        Some(runtime)
-    } else {
-        None
-    };
-    Ok(speech)
+    if !config.serve_speech && !registry.plans.iter().any(|p| p.listens()) {
+        return Ok(None);
+    }
+    let mut remote = std::collections::HashMap::new();
+    for (language, service) in &config.recognition {
+        let language = language.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        if let Some(s) = services.get(service) {
+            remote.insert(language, s.clone());
+        }
+    }
+    let (models, model, workers) = (
+        crate::speech::ModelDir(config.models.clone()),
+        config.asr_model.clone(),
+        config.asr_workers,
+    );
+    let runtime = tokio::task::spawn_blocking(move || {
+        crate::speech::SpeechRuntime::load(&models, &model, workers, remote)
+    })
+    .await?
+    .context("cannot start speech recognition for the dialplans' listen nodes")?;
+    tracing::info!(model = %config.asr_model, workers = config.asr_workers, remote = ?config.recognition, serve = config.serve_speech, "speech recognition ready");
+    Ok(Some(runtime))
 }
 
 /// Loads the voices that speak `ask` nodes' answers now, not on a caller's first

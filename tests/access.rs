@@ -109,6 +109,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/kb", "admin supervisor integrator"),
     ("POST", "/api/v1/kb/match", "admin supervisor integrator"),
     ("PUT", "/api/v1/kb/files/{name}", "admin integrator"),
+    // Recognition and synthesis as a service, for other nodes and programs.
+    ("POST", "/v1/audio/transcriptions", "admin integrator"),
+    ("POST", "/v1/audio/speech", "admin integrator"),
     // Users and tokens: admins only.
     ("GET", "/api/admin/users", "admin"),
     ("POST", "/api/admin/users", "admin"),

@@ -220,50 +220,7 @@ fn sipp_streams_a_spoken_request_and_is_routed() {
 /// With `shipped`, kefu runs its shipped defaults (the default Whisper model, the
 /// semantic re-ranker on); otherwise the small English model and words-only matching.
 fn ask_call(words: &str, shipped: bool) -> (Server, serde_json::Value, tempfile::TempDir) {
-    ask_call_with(words, shipped, "")
-}
-
-/// [`ask_call`] with more settings for the server.
-fn ask_call_with(
-    words: &str,
-    shipped: bool,
-    settings: &str,
-) -> (Server, serde_json::Value, tempfile::TempDir) {
-    use common::{Step, caller_scenario, only_record, repo, sipp, write_rtp_pcap};
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ask.toml"), common::ASK_PLAN).unwrap();
-    let payloads: Vec<Vec<u8>> = common::spoken_frames(words, dir.path())
-        .iter()
-        .map(|f| f.to_vec())
-        .collect();
-    let pcap = dir.path().join("question.pcap");
-    write_rtp_pcap(&pcap, &payloads, 0, 3000);
-    let kb = format!(
-        "kb = \"{}\"\n{settings}",
-        repo().join("dialplans/kb").display()
-    );
-    let server = if shipped {
-        Server::start_shipped(Some(dir.path()), &kb)
-    } else {
-        Server::start_with(
-            Some(dir.path()),
-            &format!("asr_model = \"tiny.en-q8_0\"\n{kb}"),
-        )
-    };
-    let scenario = caller_scenario(
-        dir.path(),
-        "spoken_question",
-        true,
-        &[Step::Pause(1000), Step::Pcap(pcap)],
-    );
-    let (ok, out) = sipp(&server, &scenario, "500", &[]);
-    assert!(
-        ok,
-        "SIPp failed:\n{out}\nserver:\n{}",
-        server.logs().join("\n")
-    );
-    let r = only_record(&server);
-    (server, r, dir)
+    common::ask_call_with(words, shipped, "")
 }
 
 /// An `ask` node over a real call: SIPp speaks a question, Whisper hears it, the
@@ -374,7 +331,7 @@ fn sms_gateway() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
 #[test]
 fn a_topic_raised_on_the_phone_is_offered_in_web_chat() {
     let (gateway, sent) = sms_gateway();
-    let (server, r, _dir) = ask_call_with(
+    let (server, r, _dir) = common::ask_call_with(
         "I want to make a complaint.",
         false,
         &format!("sms_outbound_url = \"http://{gateway}/send\"\n"),

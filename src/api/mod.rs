@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod kb;
 pub mod session;
 pub mod softphone;
+pub mod speech;
 pub mod tickets;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct Ops {
     /// Sentence embeddings for clustering unanswered questions (with the
     /// semantic re-ranker's model; None without it).
     pub embed: Option<crate::store::analytics::Embed>,
+    /// Recognition and synthesis for the speech API (`speech`).
+    pub speech: speech::Engines,
     /// The route table, filled once every route is added.
     pub routes: OnceLock<Vec<RouteSpec>>,
 }
@@ -93,6 +96,7 @@ pub fn router(
     let r = callbacks::routes(r);
     let r = customers::routes(r);
     let r = dashboard::routes(r);
+    let r = speech::routes(r);
     let ops_routes = r.build().with_state(ops.clone());
     let specs = table.into_specs();
     let _ = ops.routes.set(specs.clone());

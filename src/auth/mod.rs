@@ -60,7 +60,7 @@ impl Role {
         use Role as R;
         match p {
             P::Public | P::SignedIn => true,
-            P::Channels | P::KbWrite => matches!(self, R::Admin | R::Integrator),
+            P::Channels | P::KbWrite | P::Speech => matches!(self, R::Admin | R::Integrator),
             P::KbRead => matches!(self, R::Admin | R::Supervisor | R::Integrator),
             P::KbDraft => matches!(self, R::Admin | R::Supervisor),
             P::Reports => matches!(self, R::Admin | R::Supervisor | R::Auditor),
@@ -127,10 +127,13 @@ pub enum Permission {
     /// The service desk's tickets: the list and search, notes, changes (an agent
     /// changes their own and takes unassigned ones; supervisors assign anyone's).
     Tickets,
+    /// Recognition and synthesis as a service (`/v1/audio/...`), for other
+    /// kefu nodes and programs.
+    Speech,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::Public,
         Permission::SignedIn,
         Permission::Channels,
@@ -145,6 +148,7 @@ impl Permission {
         Permission::Users,
         Permission::CustomerData,
         Permission::Tickets,
+        Permission::Speech,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -163,6 +167,7 @@ impl Permission {
             Permission::Users => "users",
             Permission::CustomerData => "customer_data",
             Permission::Tickets => "tickets",
+            Permission::Speech => "speech",
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::media::dtmf::DtmfMode;
 
 mod queue;
 pub mod sms;
+pub mod speech;
 pub mod webrtc;
 pub mod wecom;
 pub mod widget;
@@ -157,6 +158,13 @@ pub struct FileConfig {
     pub widget: Option<widget::WidgetFile>,
     /// WeCom customer service (微信客服).
     pub wecom: Option<wecom::Wecom>,
+    /// Remote speech engines (`[[speech_service]]`).
+    #[serde(default, rename = "speech_service")]
+    pub speech_services: Vec<speech::SpeechServiceFile>,
+    /// Which service hears each language (`[recognition]`).
+    pub recognition: Option<std::collections::BTreeMap<String, String>>,
+    /// Serve `/v1/audio/*` from this node's models, loading them even if no plan listens.
+    pub serve_speech: Option<bool>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -356,6 +364,10 @@ pub struct Config {
     pub webrtc: webrtc::WebRtc,
     pub widget: widget::Widget,
     pub wecom: Option<wecom::Wecom>,
+    pub speech_services: Vec<speech::SpeechService>,
+    /// Language → the service that hears it first (only remote ones).
+    pub recognition: std::collections::BTreeMap<String, String>,
+    pub serve_speech: bool,
 }
 
 impl Default for Config {
@@ -412,6 +424,9 @@ impl Default for Config {
             webrtc: webrtc::WebRtc::default(),
             widget: widget::Widget::default(),
             wecom: None,
+            speech_services: Vec::new(),
+            recognition: Default::default(),
+            serve_speech: false,
         }
     }
 }
@@ -446,6 +461,7 @@ impl Config {
 
     fn merge(mut self, mut f: FileConfig) -> anyhow::Result<Self> {
         self.merge_messaging(&mut f)?;
+        self.merge_speech(&mut f)?;
         macro_rules! take {
             ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
         }
@@ -482,7 +498,6 @@ impl Config {
         }
         self.embed_cache = f.embed_cache.or(self.embed_cache);
         self.tts_cache = f.tts_cache.or(self.tts_cache);
-        self.voices.extend(voices(f.voices)?);
         if self.asr_workers == 0 {
             bail!("`asr_workers` must be at least 1");
         }
@@ -673,120 +688,4 @@ pub fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_overrides_defaults_and_reports_positions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kefu.toml");
-        std::fs::write(
-            &path,
-            "sip = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\ndtmf = \"info\"\nasr_model = \"tiny.en-q8_0\"\nasr_workers = 2\n\n[[trunk]]\nname = \"carrier\"\naddresses = [\"10.0.0.1\"]\ndtmf = \"rfc4733\"\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.sip.port(), 5070);
-        assert_eq!(c.http.port(), 8080);
-        assert_eq!(c.rtp_ports, (30000, 30100));
-        assert_eq!((c.asr_model.as_str(), c.asr_workers), ("tiny.en-q8_0", 2));
-        assert_eq!(
-            c.dtmf_for("10.0.0.1".parse().unwrap()),
-            (DtmfMode::Rfc4733, Some("carrier"))
-        );
-        assert_eq!(c.dtmf_for("10.0.0.2".parse().unwrap()).0, DtmfMode::Info);
-
-        std::fs::write(&path, "sip = \"127.0.0.1:5070\"\nmax_cals = 5\n").unwrap();
-        let err = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("kefu.toml:2:1"), "{err}");
-        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
-    }
-
-    #[test]
-    fn voices_by_language() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kefu.toml");
-        std::fs::write(&path, "[voices]\nzh = \"kokoro-zh:jm_kumo\"\n").unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.voices["zh"], "kokoro-zh:jm_kumo");
-        std::fs::write(&path, "[voices]\nfr = \"espeak-en\"\n").unwrap();
-        let err = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("unknown language \"fr\""), "{err}");
-    }
-
-    #[test]
-    fn store_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kefu.toml");
-        std::fs::write(&path, "data = \"/srv/kefu\"\n").unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.database_url(), "sqlite:///srv/kefu/kefu.db?mode=rwc");
-        assert_eq!(c.key_path(), PathBuf::from("/srv/kefu/kefu.keys"));
-        assert_eq!(c.backup_every, Some(Duration::from_secs(86400)));
-        std::fs::write(
-            &path,
-            "database = \"postgres://kefu@db/kefu\"\nencryption = false\nbackup_every = \"off\"\nretention_days = 30\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.database_url(), "postgres://kefu@db/kefu");
-        assert!(c.keyring().unwrap().is_none());
-        assert_eq!((c.backup_every, c.retention_days), (None, Some(30)));
-        std::fs::write(&path, "backup_every = \"daily\"\n").unwrap();
-        let e = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(e.contains("backup_every"), "{e}");
-    }
-
-    #[test]
-    fn access_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kefu.toml");
-        let c = Config::load(Some(&path)).err();
-        assert!(c.is_some(), "an explicit missing file is an error");
-        std::fs::write(&path, "secure_cookies = false\nsession_ttl = \"30m\"\n").unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert!(!c.secure_cookies);
-        assert_eq!(c.session_ttl, Duration::from_secs(1800));
-        std::fs::write(&path, "session_ttl = \"5s\"\n").unwrap();
-        assert!(Config::load(Some(&path)).is_err());
-        // Plaintext tokens in the settings are refused with the way forward.
-        std::fs::write(&path, "api_tokens = [\"secret\"]\n").unwrap();
-        let e = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(e.contains("kefu tokens create"), "{e}");
-    }
-
-    #[test]
-    fn queues() {
-        use crate::agents::queue::Strategy;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kefu.toml");
-        std::fs::write(
-            &path,
-            "[[queue]]\nname = \"billing\"\nstrategy = \"skills\"\nmax_wait = \"2m\"\nwrap_up = \"30s\"\nannounce_every = \"off\"\n\n[[queue]]\nname = \"vip\"\nstrategy = \"ring-all\"\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&path)).unwrap();
-        assert_eq!(c.queues.len(), 2);
-        let b = &c.queues[0];
-        assert_eq!(
-            (b.strategy, b.max_wait, b.wrap_up, b.announce_every),
-            (
-                Strategy::Skills,
-                Duration::from_secs(120),
-                Duration::from_secs(30),
-                None
-            )
-        );
-        assert_eq!(c.queues[1].strategy, Strategy::RingAll);
-        assert_eq!(c.queues[1].ring_timeout, Duration::from_secs(20));
-        for bad in [
-            "[[queue]]\nname = \"a\"\nstrategy = \"random\"\n",
-            "[[queue]]\nname = \"a\"\nring_timeout = \"1s\"\n",
-            "[[queue]]\nname = \"a\"\n[[queue]]\nname = \"a\"\n",
-            "[[queue]]\nname = \"a\"\nmax_wait = \"soon\"\n",
-        ] {
-            std::fs::write(&path, bad).unwrap();
-            assert!(Config::load(Some(&path)).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -18,7 +18,65 @@ pub enum WavError {
 
 /// Reads a WAV file as mono samples in -1..1, with its sample rate.
 pub fn read_mono(path: &Path) -> Result<(Vec<f32>, u32), WavError> {
-    let reader = hound::WavReader::open(path)?;
+    mono(hound::WavReader::open(path)?)
+}
+
+/// Reads WAV bytes (an upload, a speech service's answer) as mono samples in
+/// -1..1, with their sample rate. A WAV written as a stream, with placeholder
+/// sizes in its header (0 or 0xFFFFFFFF), is read to its end.
+pub fn decode_mono(bytes: &[u8]) -> Result<(Vec<f32>, u32), WavError> {
+    let mut fixed;
+    let mut bytes = bytes;
+    if let Some(data) = streamed_data_chunk(bytes) {
+        fixed = bytes.to_vec();
+        let total = u32::try_from(fixed.len() - 8).unwrap_or(u32::MAX);
+        let len = u32::try_from(fixed.len() - data - 8).unwrap_or(u32::MAX);
+        fixed[4..8].copy_from_slice(&total.to_le_bytes());
+        fixed[data + 4..data + 8].copy_from_slice(&len.to_le_bytes());
+        bytes = &fixed;
+    }
+    mono(hound::WavReader::new(std::io::Cursor::new(bytes))?)
+}
+
+/// Where the `data` chunk starts when the header's sizes are placeholders
+/// that do not match the bytes; None for a well-formed file.
+fn streamed_data_chunk(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if id == b"data" {
+            let rest = bytes.len() - at - 8;
+            let placeholder = len as usize > rest || (len == 0 && rest > 0);
+            return placeholder.then_some(at);
+        }
+        at = at.checked_add(8 + len as usize + (len as usize & 1))?;
+    }
+    None
+}
+
+/// Mono 16-bit PCM WAV bytes at `rate` (for uploads to a speech service and the
+/// answers of kefu's own).
+pub fn encode_pcm16(samples: &[f32], rate: u32) -> Result<Vec<u8>, WavError> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::with_capacity(44 + samples.len() * 2));
+    let mut w = hound::WavWriter::new(&mut out, spec)?;
+    for &s in samples {
+        w.write_sample((s * 32767.0).clamp(-32768.0, 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    Ok(out.into_inner())
+}
+
+fn mono<R: std::io::Read>(reader: hound::WavReader<R>) -> Result<(Vec<f32>, u32), WavError> {
     let spec = reader.spec();
     if spec.channels == 0 || spec.sample_rate == 0 {
         return Err(WavError::Format("zero channels or sample rate".into()));
@@ -102,5 +160,28 @@ mod tests {
             let out = resample(&input, 22050, 8000).unwrap();
             assert_eq!(out.len(), (len * 8000).div_ceil(22050), "length {len}");
         }
+    }
+
+    #[test]
+    fn wav_bytes_round_trip_and_streamed_headers_are_read_to_the_end() {
+        let tone: Vec<f32> = (0..1600).map(|i| (i as f32 * 0.1).sin() * 0.5).collect();
+        let bytes = encode_pcm16(&tone, 16_000).unwrap();
+        let (back, rate) = decode_mono(&bytes).unwrap();
+        assert_eq!(rate, 16_000);
+        assert_eq!(back.len(), tone.len());
+        assert!(back.iter().zip(&tone).all(|(a, b)| (a - b).abs() < 1e-3));
+        // A stream's header: sizes unknown when it was written.
+        let mut streamed = bytes.clone();
+        streamed[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        streamed[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_mono(&streamed).unwrap().0.len(), tone.len());
+        let mut zeros = bytes;
+        zeros[4..8].copy_from_slice(&0u32.to_le_bytes());
+        zeros[40..44].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(decode_mono(&zeros).unwrap().0.len(), tone.len());
+        // Not a WAV, or cut inside its header: an error, never a panic.
+        assert!(decode_mono(b"ID3\x04 an mp3").is_err());
+        assert!(decode_mono(b"RIFF").is_err());
+        assert!(decode_mono(&[]).is_err());
     }
 }

@@ -25,7 +25,7 @@ use super::models::{ModelError, check_ggml};
 pub const SAMPLE_RATE: usize = 16_000;
 
 /// Language to recognise, per dialplan node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Zh,

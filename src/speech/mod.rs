@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod kokoro;
 pub mod models;
 pub mod pool;
+pub mod remote;
 pub mod score;
 pub mod tts;
 pub mod vad;
@@ -54,7 +55,13 @@ impl SpeechRuntime {
     /// all, which ggml's spinning threads punish). Checks the VAD model and ONNX
     /// Runtime. Any missing or corrupt file is an error naming the set-up
     /// script.
-    pub fn load(models: &ModelDir, model: &str, workers: usize) -> anyhow::Result<Arc<Self>> {
+    /// `remote`: languages heard by a remote service first.
+    pub fn load(
+        models: &ModelDir,
+        model: &str,
+        workers: usize,
+        remote: std::collections::HashMap<Language, Arc<remote::Service>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let whisper = Arc::new(WhisperModel::load(&models.whisper(model)?)?);
         models::init_onnx_runtime(&models.onnxruntime()?)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -62,7 +69,7 @@ impl SpeechRuntime {
         // Opening it also proves the model file is usable.
         let vad = vad::VadModel::load(&models.silero_vad()?)?;
         let detector = vad::Detector::start(vad)?;
-        let asr = AsrPool::start(whisper, workers, cores, MAX_WAIT)?;
+        let asr = AsrPool::start(whisper, workers, cores, MAX_WAIT)?.with_remote(remote);
         Ok(Arc::new(Self { asr, detector }))
     }
 }

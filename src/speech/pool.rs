@@ -1,6 +1,7 @@
 //! The recognition pool: finished utterances and drafts from calls, scheduled
 //! onto a fixed set of Whisper recognisers by [`Board`], a plain state machine.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,6 +10,10 @@ use super::asr::{
     AsrError, CTX_MARGIN, CTX_MARGIN_EN, CTX_PER_SECOND, Language, MIN_SAMPLES, Recognizer,
     SAMPLE_RATE, Transcript, WhisperModel,
 };
+use super::remote::{self, Service};
+
+/// Where a transcript will arrive.
+pub type Pending = tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>;
 
 /// Seconds of Whisper's encoder window a decode pays for beyond its audio.
 fn margin_seconds(language: Language) -> f64 {
@@ -235,6 +240,9 @@ impl Drop for Handle {
 pub struct AsrPool {
     handle: Arc<Handle>,
     pub model: Arc<WhisperModel>,
+    /// Languages recognised by a remote service first (kefu.toml's
+    /// `[recognition]`); the local workers hear them when it fails.
+    remote: Arc<HashMap<Language, Arc<Service>>>,
 }
 
 impl AsrPool {
@@ -264,36 +272,104 @@ impl AsrPool {
         Ok(Self {
             handle: Arc::new(Handle(shared)),
             model,
+            remote: Arc::default(),
         })
+    }
+
+    /// Sends these languages' utterances to remote services first.
+    pub fn with_remote(mut self, routes: HashMap<Language, Arc<Service>>) -> Self {
+        self.remote = Arc::new(routes);
+        self
+    }
+
+    /// The service a language's utterances go to first, if any.
+    pub fn remote_for(&self, language: Language) -> Option<&Arc<Service>> {
+        self.remote.get(&language)
     }
 
     /// Queues a draft (the words up to a pause, which may not be all of them)
     /// only when no finished utterance waits and it would be decoded soon:
     /// drafts never push a caller's finished utterance over its wait. Busy
     /// otherwise.
-    pub fn submit_spare(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
+    pub fn submit_spare(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
         self.queue(audio, language, true)
     }
 
     /// Queues an utterance; the answer arrives on the returned channel.
-    pub fn submit(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
+    pub fn submit(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
         self.queue(audio, language, false)
     }
 
-    fn queue(
+    fn queue(&self, audio: Vec<f32>, language: Language, draft: bool) -> Result<Pending, AsrError> {
+        if let Some(service) = self.remote.get(&language).cloned()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let pool = self.clone();
+            runtime.spawn(async move {
+                pool.remote(service, audio, language, draft, reply).await;
+            });
+            return Ok(rx);
+        }
+        self.queue_local(audio, language, draft)
+    }
+
+    /// An utterance heard by a remote service; by the local workers when the
+    /// service fails or is late (a draft only if they have spare time).
+    async fn remote(
+        self,
+        service: Arc<Service>,
+        audio: Vec<f32>,
+        language: Language,
+        draft: bool,
+        mut reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
+    ) {
+        let heard = tokio::select! {
+            heard = service.transcribe(&audio, language) => heard,
+            () = reply.closed() => {
+                remote::count("transcription", "dropped");
+                return;
+            }
+        };
+        let error = match heard {
+            Ok(transcript) => {
+                remote::count("transcription", "ok");
+                let _ = reply.send(Ok(transcript));
+                return;
+            }
+            Err(e) => e,
+        };
+        remote::count("transcription", error.outcome());
+        tracing::warn!(error = %error, draft, "remote recognition failed; the local model hears the utterance");
+        let local = match self.queue_local(audio, language, draft) {
+            Ok(local) => local,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        remote::count("transcription", "fallback");
+        tokio::select! {
+            heard = local => {
+                let _ = reply.send(heard.unwrap_or(Err(AsrError::Stopped)));
+            }
+            // Dropping `local` tells the worker nobody waits.
+            () = reply.closed() => {}
+        }
+    }
+
+    /// An utterance for this process's own workers (kefu's speech API serves
+    /// these, never forwarding).
+    pub fn submit_local(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
+        self.queue_local(audio, language, false)
+    }
+
+    fn queue_local(
         &self,
         audio: Vec<f32>,
         language: Language,
         draft: bool,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>, AsrError> {
+    ) -> Result<Pending, AsrError> {
         self.model.supports(language)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let shared = &self.handle.0;

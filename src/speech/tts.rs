@@ -65,7 +65,10 @@ fn kokoro_vector(name: &str) -> Option<&str> {
 /// Whether a voice name is one [`Voice::load`] knows (the files are checked when it
 /// loads).
 pub fn check_voice_name(name: &str) -> Result<(), TtsError> {
-    if kokoro_vector(name).is_some() || VOICES.iter().any(|(n, _)| *n == name) {
+    if kokoro_vector(name).is_some()
+        || remote_voice(name).is_some()
+        || VOICES.iter().any(|(n, _)| *n == name)
+    {
         Ok(())
     } else {
         let names: Vec<&str> = VOICES.iter().map(|(n, _)| *n).collect();
@@ -76,7 +79,20 @@ pub fn check_voice_name(name: &str) -> Result<(), TtsError> {
 enum Engine {
     Piper(Mutex<piper_rs::Piper>),
     Kokoro(Box<super::kokoro::Kokoro>),
-    Espeak { voice: &'static str },
+    Espeak {
+        voice: &'static str,
+    },
+    /// A remote speech service's voice (`remote:SERVICE:VOICE`).
+    Remote {
+        service: Arc<super::remote::Service>,
+        voice: String,
+    },
+}
+
+/// A remote voice's name, `remote:SERVICE:VOICE`, as (service, voice).
+pub fn remote_voice(name: &str) -> Option<(&str, &str)> {
+    let (service, voice) = name.strip_prefix("remote:")?.split_once(':')?;
+    (!service.is_empty() && !voice.is_empty()).then_some((service, voice))
 }
 
 /// A loaded voice; synthesis is serialised per voice.
@@ -148,6 +164,12 @@ impl Voice {
         })
     }
 
+    /// Whether a remote service speaks this voice (a local one stands in when it
+    /// fails).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.engine, Engine::Remote { .. })
+    }
+
     /// The phonemes a text is read with, for voices that read phonemes kefu makes
     /// (Kokoro); `None` for the others.
     pub fn phonemes(&self, text: &str) -> Option<String> {
@@ -182,6 +204,14 @@ impl Voice {
                 espeak(voice, &to_pinyin(text))?
             }
             Engine::Espeak { voice } => espeak(voice, text)?,
+            Engine::Remote { service, voice } => {
+                let spoken = service.speak_blocking(voice, text);
+                super::remote::count(
+                    "speech",
+                    spoken.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
+                );
+                spoken.map_err(|e| TtsError::Synth(e.to_string()))?
+            }
         };
         let mut out = resample(&samples, rate, RATE).map_err(|e| TtsError::Synth(e.to_string()))?;
         trim_leading_quiet(&mut out);
@@ -229,21 +259,8 @@ fn espeak(voice: &str, text: &str) -> Result<(Vec<f32>, u32), TtsError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let mut wav = out.stdout;
-    // espeak-ng streams its WAV with placeholder sizes; fix them so hound can read it.
-    if wav.len() >= 44 && &wav[0..4] == b"RIFF" && &wav[36..40] == b"data" {
-        let total = (wav.len() - 8) as u32;
-        let data = (wav.len() - 44) as u32;
-        wav[4..8].copy_from_slice(&total.to_le_bytes());
-        wav[40..44].copy_from_slice(&data.to_le_bytes());
-    }
-    let reader = hound::WavReader::new(std::io::Cursor::new(wav))
-        .map_err(|e| TtsError::Synth(format!("espeak-ng output: {e}")))?;
-    let rate = reader.spec().sample_rate;
-    let samples = reader
-        .into_samples::<i16>()
-        .map(|s| s.map(|v| f32::from(v) / 32768.0))
-        .collect::<Result<Vec<f32>, _>>()
+    // espeak-ng streams its WAV with placeholder sizes, which `decode_mono` reads.
+    let (samples, rate) = crate::media::wav::decode_mono(&out.stdout)
         .map_err(|e| TtsError::Synth(format!("espeak-ng output: {e}")))?;
     Ok((samples, rate))
 }
@@ -474,6 +491,8 @@ pub struct Speaker {
     voices: Mutex<HashMap<String, Arc<Voice>>>,
     /// Voices by language where a plan names none (kefu.toml's `[voices]`).
     defaults: std::collections::BTreeMap<String, String>,
+    /// Remote speech services by name, for `remote:SERVICE:VOICE` voices.
+    services: HashMap<String, Arc<super::remote::Service>>,
 }
 
 impl Speaker {
@@ -484,7 +503,14 @@ impl Speaker {
             cache: TtsCache::new(cache_dir, 4096),
             voices: Mutex::new(HashMap::new()),
             defaults: Default::default(),
+            services: HashMap::new(),
         }
+    }
+
+    /// The remote services `remote:SERVICE:VOICE` voices name.
+    pub fn with_services(mut self, services: HashMap<String, Arc<super::remote::Service>>) -> Self {
+        self.services = services;
+        self
     }
 
     /// The voices used for a language where a plan names none, instead of
@@ -501,9 +527,39 @@ impl Speaker {
             .unwrap_or_else(|| default_voice(language))
     }
 
+    /// The local voice that speaks for a remote one when its service fails: the
+    /// language's configured voice if local, else the built-in default.
+    fn fallback<'a>(&'a self, language: &str) -> &'a str {
+        self.defaults
+            .get(language)
+            .map(String::as_str)
+            .filter(|v| remote_voice(v).is_none())
+            .unwrap_or_else(|| default_voice(language))
+    }
+
     pub fn voice(&self, name: &str) -> Result<Arc<Voice>, TtsError> {
         if let Some(v) = self.voices.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(v);
+        }
+        if let Some((service, voice)) = remote_voice(name) {
+            let Some(service) = self.services.get(service) else {
+                let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+                return Err(TtsError::UnknownVoice(
+                    name.into(),
+                    format!("no [[speech_service]] named {service:?} (services: {known:?})"),
+                ));
+            };
+            let voice = Arc::new(Voice {
+                name: name.into(),
+                engine: Engine::Remote {
+                    service: service.clone(),
+                    voice: voice.into(),
+                },
+            });
+            if let Ok(mut m) = self.voices.lock() {
+                m.insert(name.to_string(), voice.clone());
+            }
+            return Ok(voice);
         }
         if !name.starts_with("espeak-") {
             super::models::init_onnx_runtime(&self.models.onnxruntime()?)?;
@@ -517,22 +573,43 @@ impl Speaker {
 
     /// Renders a whole text, sentence by sentence (each sentence cached on its own).
     pub fn speak(&self, voice: &str, text: &str) -> Result<Vec<f32>, TtsError> {
-        self.speak_with(voice, text, true)
+        self.speak_with(voice, text, true, None)
     }
 
     /// Speaks text that may carry a customer's words: memory cache only.
     pub fn speak_private(&self, voice: &str, text: &str) -> Result<Vec<f32>, TtsError> {
-        self.speak_with(voice, text, false)
+        self.speak_with(voice, text, false, None)
     }
 
-    fn speak_with(&self, voice: &str, text: &str, disk: bool) -> Result<Vec<f32>, TtsError> {
+    /// Renders `text`; a sentence a remote voice fails to speak is spoken by the
+    /// `fallback` voice (cached under that voice, so the remote one is asked
+    /// again next time).
+    fn speak_with(
+        &self,
+        voice: &str,
+        text: &str,
+        disk: bool,
+        fallback: Option<&str>,
+    ) -> Result<Vec<f32>, TtsError> {
         let voice = self.voice(voice)?;
+        let get = |voice: &Voice, s: &str| {
+            if disk {
+                self.cache.get(voice, s)
+            } else {
+                self.cache.get_private(voice, s)
+            }
+        };
         let mut out = Vec::new();
         for s in sentences(text) {
-            let samples = if disk {
-                self.cache.get(&voice, &s)?
-            } else {
-                self.cache.get_private(&voice, &s)?
+            let samples = match get(&voice, &s) {
+                Ok(samples) => samples,
+                Err(e) if voice.is_remote() && fallback.is_some() => {
+                    let local = self.voice(fallback.unwrap_or_default())?;
+                    tracing::warn!(voice = %voice.name, fallback = %local.name, error = %e, "remote speech failed; a local voice speaks the sentence");
+                    super::remote::count("speech", "fallback");
+                    get(&local, &s)?
+                }
+                Err(e) => return Err(e),
             };
             out.extend(samples.iter());
         }
@@ -550,7 +627,9 @@ fn to_pcm16(audio: &[f32]) -> Vec<i16> {
 impl crate::media::prompt::TextRenderer for Speaker {
     fn render(&self, voice: Option<&str>, language: &str, text: &str) -> Result<Vec<i16>, String> {
         let voice = self.choose(voice, language);
-        let audio = self.speak(voice, text).map_err(|e| e.to_string())?;
+        let audio = self
+            .speak_with(voice, text, true, Some(self.fallback(language)))
+            .map_err(|e| e.to_string())?;
         Ok(to_pcm16(&audio))
     }
 
@@ -561,13 +640,22 @@ impl crate::media::prompt::TextRenderer for Speaker {
         text: &str,
     ) -> Result<Vec<i16>, String> {
         let voice = self.choose(voice, language);
-        let audio = self.speak_private(voice, text).map_err(|e| e.to_string())?;
+        let audio = self
+            .speak_with(voice, text, false, Some(self.fallback(language)))
+            .map_err(|e| e.to_string())?;
         Ok(to_pcm16(&audio))
     }
 
     fn prepare(&self, voice: Option<&str>, language: &str) -> Result<(), String> {
-        let voice = self.choose(voice, language);
-        self.voice(voice).map(|_| ()).map_err(|e| e.to_string())
+        let voice = self
+            .voice(self.choose(voice, language))
+            .map_err(|e| e.to_string())?;
+        if voice.is_remote() {
+            // The stand-in, loaded before a call needs it.
+            self.voice(self.fallback(language))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn rendered(&self, voice: Option<&str>, language: &str, text: &str) -> bool {

@@ -161,7 +161,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "{}reload_interval = \"200ms\"\nembed_cache = {:?}\ntts_cache = {:?}\n{}{extra_config}\n",
+                "{}reload_interval = \"200ms\"\nembed_cache = {:?}\n{}{}{extra_config}\n",
                 // A test that needs many ports (a load benchmark) sets its own range.
                 if extra_config.contains("rtp_ports") {
                     String::new()
@@ -172,8 +172,13 @@ impl Server {
                 // the demo knowledge base once, not once per test.
                 repo().join("target/test-embeddings.bin"),
                 // And one of rendered speech: the demo's answers, rendered ahead at
-                // every start, are synthesised once for the whole suite.
-                repo().join("target/test-tts-cache"),
+                // every start, are synthesised once for the whole suite (unless the
+                // test names its own).
+                if extra_config.contains("tts_cache") {
+                    String::new()
+                } else {
+                    format!("tts_cache = {:?}\n", repo().join("target/test-tts-cache"))
+                },
                 // The sentence-embedding model costs seconds of CPU at start, which
                 // would disturb the RTP timing tests running beside; tests of the
                 // dialogue over a server turn it on (`semantic = true`).
@@ -1160,3 +1165,49 @@ on_goodbye = "bye"
 [nodes.bye]
 type = "hangup"
 "#;
+
+/// SIPp calls the `ask` plan ([`ASK_PLAN`], number 500) and says `words`;
+/// returns the server, the call's record and the plan's directory. With
+/// `shipped`, kefu runs its shipped defaults (the default Whisper model, the
+/// semantic re-ranker); otherwise the small English model and words-only
+/// matching. `settings` go into kefu.toml.
+pub fn ask_call_with(
+    words: &str,
+    shipped: bool,
+    settings: &str,
+) -> (Server, serde_json::Value, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ask.toml"), ASK_PLAN).unwrap();
+    let payloads: Vec<Vec<u8>> = spoken_frames(words, dir.path())
+        .iter()
+        .map(|f| f.to_vec())
+        .collect();
+    let pcap = dir.path().join("question.pcap");
+    write_rtp_pcap(&pcap, &payloads, 0, 3000);
+    let kb = format!(
+        "kb = \"{}\"\n{settings}",
+        repo().join("dialplans/kb").display()
+    );
+    let server = if shipped {
+        Server::start_shipped(Some(dir.path()), &kb)
+    } else {
+        Server::start_with(
+            Some(dir.path()),
+            &format!("asr_model = \"tiny.en-q8_0\"\n{kb}"),
+        )
+    };
+    let scenario = caller_scenario(
+        dir.path(),
+        "spoken_question",
+        true,
+        &[Step::Pause(1000), Step::Pcap(pcap)],
+    );
+    let (ok, out) = sipp(&server, &scenario, "500", &[]);
+    assert!(
+        ok,
+        "SIPp failed:\n{out}\nserver:\n{}",
+        server.logs().join("\n")
+    );
+    let r = only_record(&server);
+    (server, r, dir)
+}
