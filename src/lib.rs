@@ -8,6 +8,7 @@ pub mod auth;
 pub mod budget;
 pub mod call;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod dialogue;
 pub mod dialplan;

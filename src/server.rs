@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
     webrtc.attach(sip.clone());
     callbacks.attach(sip.staff.clone(), prompts.clone(), hangup_all.clone());
+    join_cluster(&config, &store, &sip, &stop).await?;
     tokio::spawn(sip.clone().run(incoming));
     watch_and_keep(
         &config,
@@ -223,6 +224,31 @@ fn callbacks(
         })
     });
     crate::call::callback::Callbacks::new(store.clone(), through, config.rtp_timeout)
+}
+
+/// With `cluster_node`: shares the agents with the other nodes on the database
+/// (`crate::cluster`), and rings no agent another node holds.
+async fn join_cluster(
+    config: &Config,
+    store: &crate::store::Store,
+    sip: &Arc<sip::SipService>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(node) = &config.cluster_node else {
+        return Ok(());
+    };
+    let cluster = crate::cluster::Cluster::join(
+        node,
+        &config.database_url(),
+        store.clone(),
+        sip.staff.center.clone(),
+        sip.staff.phones.clone(),
+        stop.clone(),
+    )
+    .await
+    .context("cannot join the cluster")?;
+    let _ = sip.staff.claims.set(cluster);
+    Ok(())
 }
 
 /// What the HTTP API shares with the rest of the server.

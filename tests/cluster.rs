@@ -169,3 +169,134 @@ fn calls_through_kamailio_survive_a_node_killed() {
     }
     assert_eq!(finished(&b), 6, "node B took every call after A died");
 }
+
+/// Two nodes of one cluster (`cluster_node`) on one PostgreSQL database with
+/// one key.
+fn cluster_pair(plans: &Path, keys: &Path, db: &common::pg::PgDatabase) -> (Server, Server) {
+    let node = |name: &str| {
+        Server::start_with(
+            Some(plans),
+            &format!(
+                "database = {:?}\nkey_file = {:?}\ncluster_node = \"{name}\"\n\
+                 [[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n",
+                db.url, keys
+            ),
+        )
+    };
+    let a = node("a");
+    let b = node("b");
+    (a, b)
+}
+
+/// The port a request's top Via names (which node sent it).
+fn via_port(request: &str) -> u16 {
+    let via = common::phone::header(request, "Via").unwrap();
+    let host = via.split_whitespace().nth(1).unwrap();
+    let host = host.split(';').next().unwrap();
+    host.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A caller of the demo's agent line (key 0) who waits for kefu's BYE.
+fn queued_caller(
+    node: &std::sync::Arc<Server>,
+    dir: &Path,
+    name: &str,
+) -> std::thread::JoinHandle<(bool, String)> {
+    use common::{Step, caller_scenario, sipp};
+    let scenario = caller_scenario(
+        dir,
+        name,
+        true,
+        &[Step::Pause(2500), Step::Rfc4733('0'), Step::Pause(1000)],
+    );
+    let node = node.clone();
+    std::thread::spawn(move || sipp(&node, &scenario, "4008002000", &[]))
+}
+
+/// An agent whose phone registered through node A, and who went available on
+/// A's desk, takes a caller waiting on node B: B rings the phone itself. While
+/// B holds the agent, node A rings them for nothing; once the call is over, A's
+/// waiting caller gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_of_one_node_takes_callers_waiting_on_another() {
+    use common::phone::{Phone, add_agent_with_phone, always_open_plans, available, sdp_target};
+    let db = common::pg::PgDatabase::create().await;
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let keys = plans.path().join("cluster.keys");
+    std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
+    let (a, b) = cluster_pair(plans.path(), &keys, &db);
+    add_agent_with_phone(&a, "li", "2001", "support-en");
+    let mut phone = Phone::register(&a, "2001");
+    available(&a, "li").await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let dir = tempfile::tempdir().unwrap();
+
+    // A caller on B: B rings the phone that registered through A.
+    let first = queued_caller(&b, dir.path(), "first");
+    let invite = phone.ringing(Duration::from_secs(30));
+    assert_eq!(
+        via_port(&invite),
+        b.sip.port(),
+        "node B rings the agent: {invite}"
+    );
+    phone.ua.server = b.sip;
+    phone.answer(&invite);
+    let mut seq = 1;
+    let logged = b.logs().len();
+    phone.press(sdp_target(&invite), 1, &mut seq);
+    assert!(
+        b.wait_log("caller and agent bridged", logged),
+        "{}",
+        b.logs().join("\n")
+    );
+
+    // A caller on A meanwhile: A may not ring the agent B holds.
+    let logged = a.logs().len();
+    let second = queued_caller(&a, dir.path(), "second");
+    assert!(
+        a.wait_log("caller waiting for an agent", logged),
+        "{}",
+        a.logs().join("\n")
+    );
+    if let Some(m) = phone.ua.recv(Duration::from_secs(3)) {
+        assert!(
+            !m.starts_with("INVITE "),
+            "node A rang an agent node B holds: {m}"
+        );
+    }
+
+    // The agent hangs up on B's caller; after the wrap-up A rings them.
+    phone.hang_up(&invite);
+    let (ok, out) = first.join().unwrap();
+    assert!(ok, "first caller:\n{out}\n{}", b.logs().join("\n"));
+    let invite = phone.ringing(Duration::from_secs(30));
+    assert_eq!(
+        via_port(&invite),
+        a.sip.port(),
+        "node A rings the agent now: {invite}"
+    );
+    phone.ua.server = a.sip;
+    phone.answer(&invite);
+    let logged = a.logs().len();
+    phone.press(sdp_target(&invite), 1, &mut seq);
+    assert!(
+        a.wait_log("caller and agent bridged", logged),
+        "{}",
+        a.logs().join("\n")
+    );
+    phone.hang_up(&invite);
+    let (ok, out) = second.join().unwrap();
+    assert!(ok, "second caller:\n{out}\n{}", a.logs().join("\n"));
+    for (node, name) in [(&b, "B"), (&a, "A")] {
+        let r = common::only_record(node);
+        assert_eq!(r["transfer"]["queue"], "support-en", "{name}: {r}");
+        assert!(r["transfer"]["agent"].is_string(), "{name}: {r}");
+        assert_eq!(r["end_reason"], "agent-hangup", "{name}: {r}");
+        // Nobody was offered an agent another node held: no try was spent.
+        assert!(
+            !r["transfer"].to_string().contains("another node"),
+            "{name}: {r}"
+        );
+    }
+}

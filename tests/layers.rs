@@ -29,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "channel::chat",
             "channel::sip",
             "channel::webrtc",
+            "cluster",
             "config",
             "dialogue",
             "dialplan",
@@ -39,6 +40,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "watch",
         ],
     ),
+    // Several nodes as one contact center: the agents shared through the store.
+    ("cluster", &["agents", "store"]),
     // Staff and integrators' HTTP API.
     (
         "api",

@@ -20,6 +20,9 @@ pub struct Phones {
     pub registrar: Mutex<registrar::Registrar>,
     pub nonces: digest::Nonces,
     pub throttle: Mutex<Throttle>,
+    /// Where the extensions whose phones registered here are told (a cluster's
+    /// node shares their bindings).
+    registered: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Phones {
@@ -30,8 +33,31 @@ impl Phones {
             registrar: Mutex::default(),
             nonces: digest::Nonces::default(),
             throttle: Mutex::default(),
+            registered: Mutex::default(),
         }
     }
+
+    /// Extensions whose bindings change here go to the returned channel from now on.
+    pub fn watch(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *crate::lock(&self.registered) = Some(tx);
+        rx
+    }
+
+    /// A REGISTER changed this extension's bindings.
+    pub fn changed(&self, extension: &str) {
+        if let Some(tx) = crate::lock(&self.registered).as_ref() {
+            let _ = tx.send(extension.to_string());
+        }
+    }
+}
+
+/// Whether this node may ring an agent now. In a cluster another node may hold
+/// them (ringing them, or on its call); a single node always may.
+#[async_trait::async_trait]
+pub trait Claims: Send + Sync + std::fmt::Debug {
+    /// Holds the agent for this node; false when another node does.
+    async fn claim(&self, agent: &str) -> bool;
 }
 
 impl std::fmt::Debug for digest::Nonces {

@@ -114,6 +114,9 @@ struct Agent {
     /// When they last became free (for longest idle).
     idle_since: Instant,
     wrap_until: Option<Instant>,
+    /// Another node of the cluster holds them (rings them, or they are on its
+    /// call): offered nothing here until it lets them go.
+    elsewhere: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +139,8 @@ pub struct AgentView {
     pub id: String,
     pub state: AgentState,
     pub queues: Vec<String>,
+    /// Held by another node of the cluster (ringing there, or on its call).
+    pub elsewhere: bool,
 }
 
 /// A waiting item as a supervisor sees it.
@@ -185,6 +190,7 @@ impl Queues {
             state: AgentState::Away,
             idle_since: now,
             wrap_until: None,
+            elsewhere: false,
         });
         a.queues = queues.to_vec();
         a.skills = skills.to_vec();
@@ -192,6 +198,30 @@ impl Queues {
 
     pub fn state(&self, agent: &str) -> Option<AgentState> {
         self.agents.get(agent).map(|a| a.state)
+    }
+
+    /// The agent's queues and skills.
+    pub fn profile(&self, agent: &str) -> Option<(Vec<String>, Vec<String>)> {
+        self.agents
+            .get(agent)
+            .map(|a| (a.queues.clone(), a.skills.clone()))
+    }
+
+    /// Another node holds the agent (true), or let them go (false): only an
+    /// agent nobody else holds is offered anything here.
+    pub fn set_elsewhere(&mut self, agent: &str, elsewhere: bool, now: Instant) -> Vec<Event> {
+        match self.agents.get_mut(agent) {
+            Some(a) if a.elsewhere != elsewhere => {
+                a.elsewhere = elsewhere;
+                if elsewhere {
+                    Vec::new()
+                } else {
+                    a.idle_since = now;
+                    self.dispatch(now)
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The agent sets themselves available or away (from the desk or a feature
@@ -415,6 +445,7 @@ impl Queues {
                 id: id.clone(),
                 state: a.state,
                 queues: a.queues.clone(),
+                elsewhere: a.elsewhere,
             })
             .collect()
     }
@@ -487,7 +518,7 @@ impl Queues {
         let mut available: Vec<String> = self
             .agents
             .iter()
-            .filter(|(_, a)| a.state == AgentState::Available)
+            .filter(|(_, a)| a.state == AgentState::Available && !a.elsewhere)
             .map(|(id, _)| id.clone())
             .collect();
         for i in 0..self.waiting.len() {

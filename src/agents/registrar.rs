@@ -60,6 +60,16 @@ impl Registrar {
         }
     }
 
+    /// The agent's contacts as another node of the cluster registered them
+    /// (replacing what was known here).
+    pub fn replace(&mut self, extension: &str, bindings: Vec<Binding>) {
+        if bindings.is_empty() {
+            self.bindings.remove(extension);
+        } else {
+            self.bindings.insert(extension.to_string(), bindings);
+        }
+    }
+
     /// Whether any agent's phone has a live registration from this address.
     pub fn has_source(&self, ip: std::net::IpAddr, now: Instant) -> bool {
         self.bindings

@@ -31,6 +31,8 @@ pub struct Staff {
     /// Agents who take calls on the desk's softphone.
     pub softphones: Arc<Softphones>,
     pub dialer: Arc<Dialer>,
+    /// In a cluster: no agent another node holds is rung (set once it joins).
+    pub claims: std::sync::OnceLock<Arc<dyn crate::agents::Claims>>,
 }
 
 /// What the call task should do next.
@@ -305,6 +307,13 @@ impl Waiting {
         );
         let item = self.item.clone();
         tokio::spawn(async move {
+            if let Some(claims) = staff.claims.get()
+                && !claims.claim(&agent).await
+            {
+                let why = "on a call of another node".to_string();
+                let _ = events.send((agent, LegEvent::Declined(why))).await;
+                return;
+            }
             let Some(reach) = agent_reach(&staff, &store, &agent, &item).await else {
                 let _ = events
                     .send((agent, LegEvent::Declined("no phone registered".into())))

@@ -28,6 +28,25 @@ fn voices(
     Ok(table)
 }
 
+/// `cluster_node`: a name of letters, digits, `-` and `_`, on PostgreSQL.
+fn cluster_node(node: Option<String>, database: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(node) = node else {
+        return Ok(None);
+    };
+    if node.is_empty()
+        || node.len() > 64
+        || !node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("`cluster_node` = {node:?}: a name of letters, digits, '-' and '_'");
+    }
+    if !database.is_some_and(|d| d.starts_with("postgres")) {
+        bail!("`cluster_node` needs a PostgreSQL `database` shared by every node");
+    }
+    Ok(Some(node))
+}
+
 /// `kefu.toml`. Every field is optional; unknown fields are an error so a typo is
 /// not silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +184,9 @@ pub struct FileConfig {
     pub recognition: Option<std::collections::BTreeMap<String, String>>,
     /// Serve `/v1/audio/*` from this node's models, loading them even if no plan listens.
     pub serve_speech: Option<bool>,
+    /// This node's name in a cluster (agents shared with the other nodes on the
+    /// same PostgreSQL database).
+    pub cluster_node: Option<String>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -368,6 +390,7 @@ pub struct Config {
     /// Language → the service that hears it first (only remote ones).
     pub recognition: std::collections::BTreeMap<String, String>,
     pub serve_speech: bool,
+    pub cluster_node: Option<String>,
 }
 
 impl Default for Config {
@@ -427,6 +450,7 @@ impl Default for Config {
             speech_services: Vec::new(),
             recognition: Default::default(),
             serve_speech: false,
+            cluster_node: None,
         }
     }
 }
@@ -461,7 +485,7 @@ impl Config {
 
     fn merge(mut self, mut f: FileConfig) -> anyhow::Result<Self> {
         self.merge_messaging(&mut f)?;
-        self.merge_speech(&mut f)?;
+        self.merge_machines(&mut f)?;
         macro_rules! take {
             ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
         }

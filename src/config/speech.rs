@@ -83,14 +83,16 @@ pub fn services(files: Vec<SpeechServiceFile>) -> anyhow::Result<Vec<SpeechServi
 }
 
 impl super::Config {
-    /// `[voices]`, the speech services, `[recognition]` and `serve_speech` of `f`
-    /// (taken out of it).
-    pub(super) fn merge_speech(&mut self, f: &mut super::FileConfig) -> anyhow::Result<()> {
+    /// What spreads kefu over machines, taken out of `f`: `[voices]` (which may
+    /// name remote voices), the speech services, `[recognition]`,
+    /// `serve_speech` and `cluster_node`.
+    pub(super) fn merge_machines(&mut self, f: &mut super::FileConfig) -> anyhow::Result<()> {
         self.voices.extend(super::voices(f.voices.take())?);
         self.speech_services = services(std::mem::take(&mut f.speech_services))?;
         self.recognition = recognition(f.recognition.take(), &self.speech_services)?;
         check_voices(&self.voices, &self.speech_services)?;
         self.serve_speech = f.serve_speech.unwrap_or(self.serve_speech);
+        self.cluster_node = super::cluster_node(f.cluster_node.take(), f.database.as_deref())?;
         Ok(())
     }
 }

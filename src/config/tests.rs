@@ -171,3 +171,29 @@ fn speech_services_recognition_and_remote_voices() {
         assert!(err.contains(wanted), "{text}: {err}");
     }
 }
+
+#[test]
+fn a_cluster_node_needs_a_name_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kefu.toml");
+    std::fs::write(
+        &path,
+        "database = \"postgres://db/kefu\"\ncluster_node = \"a-1\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Config::load(Some(&path)).unwrap().cluster_node.as_deref(),
+        Some("a-1")
+    );
+    for (text, wanted) in [
+        ("cluster_node = \"a\"\n", "needs a PostgreSQL"),
+        (
+            "database = \"postgres://db/kefu\"\ncluster_node = \"a b\"\n",
+            "letters, digits",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains(wanted), "{text}: {err}");
+    }
+}

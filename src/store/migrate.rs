@@ -67,6 +67,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "callbacks",
         include_str!("migrations/sqlite/0011_callbacks.sql"),
     ),
+    (
+        12,
+        "cluster",
+        include_str!("migrations/sqlite/0012_cluster.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -119,6 +124,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "callbacks",
         include_str!("migrations/postgres/0011_callbacks.sql"),
+    ),
+    (
+        12,
+        "cluster",
+        include_str!("migrations/postgres/0012_cluster.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@ pub mod agents;
 pub mod analytics;
 pub mod backup;
 pub mod callbacks;
+pub mod cluster;
 pub mod crypto;
 pub mod customers;
 pub mod drafts;

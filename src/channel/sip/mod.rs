@@ -215,6 +215,7 @@ pub async fn bind(
             local,
             ports: ports.clone(),
         }),
+        claims: std::sync::OnceLock::new(),
     });
     let service = Arc::new(SipService {
         dialog_layer,

@@ -249,6 +249,7 @@ async fn bind(
                 .await;
         }
         lock(&phones.registrar).unbind(extension, None);
+        phones.changed(extension);
         tracing::info!(%extension, "phone unregistered (all contacts)");
         return tx.reply(StatusCode::OK).await;
     }
@@ -292,6 +293,7 @@ async fn bind(
         }
     }
     let live = lock(&phones.registrar).contacts(extension, now);
+    phones.changed(extension);
     tracing::info!(%extension, contacts = live.len(), %source, "phone registered");
     let headers = live
         .iter()

@@ -1,0 +1,424 @@
+//! Several kefu nodes as one contact center, over the PostgreSQL they share
+//! (`cluster_node` in kefu.toml): an agent whose phone registered through one
+//! node, and who went available on any node's desk, is offered the callers
+//! waiting on every node, and is rung by one node at a time.
+//!
+//! Each node keeps its own queue machine (`agents::center`) for the callers it
+//! holds; what is shared is the agents:
+//! - **phones**: a REGISTER taken here is written to `agent_phones` and the
+//!   other nodes copy the bindings into their registrars;
+//! - **availability** set on a desk or by a feature code is written to
+//!   `agent_presence` and applied on every node;
+//! - **holds**: before a node rings an agent (and while the agent is offered,
+//!   busy or wrapping up there) it holds them in `agent_claims`, atomically, so
+//!   the other nodes mark them as held elsewhere and offer them nothing.
+//!
+//! Changes are told at once with NOTIFY on one channel; every second each node
+//! also beats (`cluster_nodes`) and reads the holds again, so a lost
+//! notification or a dead node (its holds lapse once it stops beating) costs at
+//! most a few seconds. Why PostgreSQL and not Redis or NATS: the store is
+//! already the one shared service every node needs, its row locks make a hold
+//! atomic, and LISTEN/NOTIFY carries the few messages a second this needs; one
+//! more service would be one more thing to run and to fail.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::Phones;
+use crate::agents::center::{Center, Presence};
+use crate::agents::queue::AgentState;
+use crate::agents::registrar::Binding;
+use crate::lock;
+use crate::store::Store;
+use crate::store::cluster::now_ms;
+
+/// How often a node beats and reads the holds again.
+const BEAT: Duration = Duration::from_secs(1);
+/// A node not seen for this long is gone, and its holds with it.
+const GONE_AFTER_MS: i64 = 5_000;
+
+/// A phone binding as the other nodes get it (expiry in wall-clock time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Bound {
+    contact: String,
+    source: SocketAddr,
+    transport: String,
+    expires_ms: i64,
+}
+
+/// What one node tells the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "news", rename_all = "kebab-case")]
+enum News {
+    Presence(Presence),
+    Phones {
+        extension: String,
+        bindings: Vec<Bound>,
+    },
+    Holds {
+        agent: String,
+    },
+    Released {
+        agent: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    #[serde(flatten)]
+    news: News,
+}
+
+/// This node's part in the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    node: String,
+    store: Store,
+    center: Arc<Center>,
+    phones: Arc<Phones>,
+    /// Agents this node holds.
+    held: Mutex<HashSet<String>>,
+    /// Agents another node holds, as last marked in the center.
+    elsewhere: Mutex<HashMap<String, String>>,
+}
+
+impl Cluster {
+    /// Joins: beats, copies the shared phones, availability and holds, and
+    /// keeps them shared until `stop`.
+    pub async fn join(
+        node: &str,
+        url: &str,
+        store: Store,
+        center: Arc<Center>,
+        phones: Arc<Phones>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let cluster = Arc::new(Self {
+            node: node.to_string(),
+            store,
+            center,
+            phones,
+            held: Mutex::default(),
+            elsewhere: Mutex::default(),
+        });
+        let listener = crate::store::cluster::listen(url).await?;
+        cluster.store.heartbeat(node).await?;
+        cluster.copy_shared().await?;
+        cluster.sweep().await?;
+        let presence = cluster.center.watch_presence();
+        let registered = cluster.phones.watch();
+        tokio::spawn(cluster.clone().tell(presence, registered, stop.clone()));
+        tokio::spawn(cluster.clone().listen(listener, stop.clone()));
+        tokio::spawn(cluster.clone().beat(stop));
+        tracing::info!(node, "joined the cluster");
+        Ok(cluster)
+    }
+
+    fn live_since() -> i64 {
+        now_ms() - GONE_AFTER_MS
+    }
+
+    /// The phones and availability as the store has them.
+    async fn copy_shared(&self) -> anyhow::Result<()> {
+        for p in self.store.presences().await? {
+            self.center.apply_presence(&p);
+        }
+        for (extension, json) in self.store.phones().await? {
+            match serde_json::from_str::<Vec<Bound>>(&json) {
+                Ok(bindings) => self.apply_phones(&extension, bindings),
+                Err(e) => tracing::warn!(%extension, error = %e, "unreadable phone bindings"),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_phones(&self, extension: &str, bindings: Vec<Bound>) {
+        let (now, now_wall) = (Instant::now(), now_ms());
+        let bindings = bindings
+            .into_iter()
+            .filter(|b| b.expires_ms > now_wall)
+            .map(|b| Binding {
+                contact: b.contact,
+                source: b.source,
+                transport: if b.transport == "tcp" { "tcp" } else { "udp" },
+                expires_at: now + Duration::from_millis((b.expires_ms - now_wall) as u64),
+            })
+            .collect();
+        lock(&self.phones.registrar).replace(extension, bindings);
+    }
+
+    async fn publish(&self, news: News) {
+        let envelope = Envelope {
+            from: self.node.clone(),
+            news,
+        };
+        let sent = match serde_json::to_string(&envelope) {
+            Ok(payload) => self.store.notify(&payload).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = format!("{e:#}"), "cannot tell the cluster");
+        }
+    }
+
+    /// What happens on this node, written down and told to the others.
+    async fn tell(
+        self: Arc<Self>,
+        mut presence: tokio::sync::mpsc::UnboundedReceiver<Presence>,
+        mut registered: tokio::sync::mpsc::UnboundedReceiver<String>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let news = tokio::select! {
+                () = stop.cancelled() => return,
+                Some(p) = presence.recv() => {
+                    if let Err(e) = self.store.save_presence(&p).await {
+                        tracing::warn!(error = format!("{e:#}"), "cannot share an agent's availability");
+                    }
+                    News::Presence(p)
+                }
+                Some(extension) = registered.recv() => {
+                    let bindings = self.bindings(&extension);
+                    let json = serde_json::to_string(&bindings).unwrap_or_else(|_| "[]".into());
+                    if let Err(e) = self.store.save_phones(&extension, &json, &self.node).await {
+                        tracing::warn!(error = format!("{e:#}"), "cannot share a phone's registration");
+                    }
+                    News::Phones { extension, bindings }
+                }
+                else => return,
+            };
+            self.publish(news).await;
+        }
+    }
+
+    /// An extension's live bindings here, with wall-clock expiries.
+    fn bindings(&self, extension: &str) -> Vec<Bound> {
+        let (now, now_wall) = (Instant::now(), now_ms());
+        lock(&self.phones.registrar)
+            .contacts(extension, now)
+            .into_iter()
+            .map(|b| Bound {
+                contact: b.contact,
+                source: b.source,
+                transport: b.transport.to_string(),
+                expires_ms: now_wall
+                    + b.expires_at.saturating_duration_since(now).as_millis() as i64,
+            })
+            .collect()
+    }
+
+    /// What the other nodes tell.
+    async fn listen(
+        self: Arc<Self>,
+        mut listener: sqlx::postgres::PgListener,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let got = tokio::select! {
+                () = stop.cancelled() => return,
+                got = listener.try_recv() => got,
+            };
+            match got {
+                Ok(Some(n)) => match serde_json::from_str::<Envelope>(n.payload()) {
+                    Ok(e) if e.from != self.node => self.apply(e),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "unreadable cluster news"),
+                },
+                // The connection dropped and sqlx reconnects: what was told
+                // meanwhile is read from the tables.
+                Ok(None) => {
+                    tracing::warn!(
+                        "the cluster's notifications were interrupted; reading the tables again"
+                    );
+                    if let Err(e) = self.copy_shared().await {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "cannot read the cluster's tables"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen to the cluster");
+                    tokio::time::sleep(BEAT).await;
+                }
+            }
+        }
+    }
+
+    fn apply(&self, e: Envelope) {
+        match e.news {
+            News::Presence(p) => self.center.apply_presence(&p),
+            News::Phones {
+                extension,
+                bindings,
+            } => self.apply_phones(&extension, bindings),
+            News::Holds { agent } => self.mark(&agent, Some(&e.from)),
+            News::Released { agent } => {
+                let theirs = lock(&self.elsewhere).get(&agent) == Some(&e.from);
+                if theirs {
+                    self.mark(&agent, None);
+                }
+            }
+        }
+    }
+
+    /// Marks the agent held by `node` (or by nobody else) in the center.
+    fn mark(&self, agent: &str, node: Option<&str>) {
+        let changed = {
+            let mut elsewhere = lock(&self.elsewhere);
+            match node {
+                Some(n) => elsewhere.insert(agent.to_string(), n.to_string()).is_none(),
+                None => elsewhere.remove(agent).is_some(),
+            }
+        };
+        if changed {
+            self.center.set_elsewhere(agent, node.is_some());
+        }
+    }
+
+    async fn beat(self: Arc<Self>, stop: CancellationToken) {
+        let mut every = tokio::time::interval(BEAT);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = format!("{e:#}"), "cannot keep the cluster's state");
+            }
+        }
+        // Leaving: the agents this node holds are free at once.
+        let held: Vec<String> = lock(&self.held).drain().collect();
+        for agent in held {
+            let _ = self.store.release_agent(&agent, &self.node).await;
+        }
+    }
+
+    /// Beats; holds the agents this node's center has busy and lets go of the
+    /// ones it has free; marks the agents other live nodes hold.
+    async fn sweep(&self) -> anyhow::Result<()> {
+        self.store.heartbeat(&self.node).await?;
+        let (agents, _) = self.center.snapshot();
+        for a in agents {
+            let busy = matches!(
+                a.state,
+                AgentState::Offered | AgentState::Busy | AgentState::WrapUp
+            );
+            let holding = lock(&self.held).contains(&a.id);
+            if busy && !holding && !a.elsewhere {
+                self.hold(&a.id).await;
+            } else if !busy && holding {
+                self.release(&a.id).await;
+            }
+        }
+        let held_elsewhere: HashMap<String, String> = self
+            .store
+            .held_agents(Self::live_since())
+            .await?
+            .into_iter()
+            .filter(|(_, node)| *node != self.node)
+            .collect();
+        let marked: Vec<String> = lock(&self.elsewhere).keys().cloned().collect();
+        for agent in marked {
+            if !held_elsewhere.contains_key(&agent) {
+                self.mark(&agent, None);
+            }
+        }
+        for (agent, node) in &held_elsewhere {
+            self.mark(agent, Some(node));
+        }
+        Ok(())
+    }
+
+    /// Holds the agent for this node; false when another node does. A store
+    /// that cannot answer does not stop calls: the agent is rung.
+    async fn hold(&self, agent: &str) -> bool {
+        match self
+            .store
+            .claim_agent(agent, &self.node, Self::live_since())
+            .await
+        {
+            Ok(true) => {
+                let new = lock(&self.held).insert(agent.to_string());
+                if new {
+                    self.publish(News::Holds {
+                        agent: agent.to_string(),
+                    })
+                    .await;
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), %agent, "cannot hold an agent; ringing them anyway");
+                true
+            }
+        }
+    }
+
+    async fn release(&self, agent: &str) {
+        lock(&self.held).remove(agent);
+        if let Err(e) = self.store.release_agent(agent, &self.node).await {
+            tracing::warn!(error = format!("{e:#}"), %agent, "cannot release an agent");
+        }
+        self.publish(News::Released {
+            agent: agent.to_string(),
+        })
+        .await;
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::agents::Claims for Cluster {
+    async fn claim(&self, agent: &str) -> bool {
+        let ok = self.hold(agent).await;
+        if !ok {
+            tracing::info!(%agent, "the agent is held by another node; not rung");
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn news_reads_back_as_written() {
+        let all = [
+            News::Presence(Presence {
+                agent: "a1".into(),
+                available: true,
+                queues: vec!["support-en".into()],
+                skills: vec![],
+            }),
+            News::Phones {
+                extension: "2001".into(),
+                bindings: vec![Bound {
+                    contact: "sip:2001@127.0.0.1:5099".into(),
+                    source: "127.0.0.1:5099".parse().unwrap(),
+                    transport: "udp".into(),
+                    expires_ms: 1,
+                }],
+            },
+            News::Holds { agent: "a1".into() },
+            News::Released { agent: "a1".into() },
+        ];
+        for news in all {
+            let e = Envelope {
+                from: "b".into(),
+                news: news.clone(),
+            };
+            let text = serde_json::to_string(&e).unwrap();
+            let back: Envelope = serde_json::from_str(&text).unwrap();
+            assert_eq!((back.from.as_str(), back.news), ("b", news), "{text}");
+        }
+    }
+}
