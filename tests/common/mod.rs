@@ -2,8 +2,10 @@
 //! with SIPp and raw SIP/RTP over UDP.
 #![allow(dead_code)]
 
+pub mod kamailio;
 pub mod pg;
 pub mod phone;
+pub mod sipp_trace;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
