@@ -35,12 +35,10 @@ use crate::agents::queue::AgentState;
 use crate::agents::registrar::Binding;
 use crate::lock;
 use crate::store::Store;
-use crate::store::cluster::now_ms;
+use crate::store::cluster::{WaitingRow, live_since, now_ms};
 
 /// How often a node beats and reads the holds again.
 const BEAT: Duration = Duration::from_secs(1);
-/// A node not seen for this long is gone, and its holds with it.
-const GONE_AFTER_MS: i64 = 5_000;
 
 /// A phone binding as the other nodes get it (expiry in wall-clock time).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +84,8 @@ pub struct Cluster {
     held: Mutex<HashSet<String>>,
     /// Agents another node holds, as last marked in the center.
     elsewhere: Mutex<HashMap<String, String>>,
+    /// The waiting items last written down.
+    written: Mutex<Vec<WaitingRow>>,
 }
 
 impl Cluster {
@@ -106,8 +106,10 @@ impl Cluster {
             phones,
             held: Mutex::default(),
             elsewhere: Mutex::default(),
+            written: Mutex::default(),
         });
         let listener = crate::store::cluster::listen(url).await?;
+        cluster.adopt_orphans(Some(node)).await?;
         cluster.store.heartbeat(node).await?;
         cluster.copy_shared().await?;
         cluster.sweep().await?;
@@ -118,10 +120,6 @@ impl Cluster {
         tokio::spawn(cluster.clone().beat(stop));
         tracing::info!(node, "joined the cluster");
         Ok(cluster)
-    }
-
-    fn live_since() -> i64 {
-        now_ms() - GONE_AFTER_MS
     }
 
     /// The phones and availability as the store has them.
@@ -320,7 +318,7 @@ impl Cluster {
         }
         let held_elsewhere: HashMap<String, String> = self
             .store
-            .held_agents(Self::live_since())
+            .held_agents(live_since())
             .await?
             .into_iter()
             .filter(|(_, node)| *node != self.node)
@@ -334,6 +332,53 @@ impl Cluster {
         for (agent, node) in &held_elsewhere {
             self.mark(agent, Some(node));
         }
+        self.share_waiting().await?;
+        self.adopt_orphans(None).await
+    }
+
+    /// Writes down what waits here, when it changed.
+    async fn share_waiting(&self) -> anyhow::Result<()> {
+        let rows: Vec<WaitingRow> = self
+            .center
+            .waiting_items()
+            .into_iter()
+            .map(|(item, queue, origin, enqueued)| WaitingRow {
+                item,
+                queue,
+                node: self.node.clone(),
+                channel: origin.channel,
+                reason: origin.reason,
+                enqueued_ms: crate::store::ms(enqueued),
+            })
+            .collect();
+        if *lock(&self.written) == rows {
+            return Ok(());
+        }
+        self.store.write_waiting(&self.node, &rows).await?;
+        *lock(&self.written) = rows;
+        Ok(())
+    }
+
+    /// The items a dead node left waiting: their callers were cut off with it
+    /// (and a chat's customer writes again through another node), so each is
+    /// recorded as an abandoned stay, not lost from the queue's report.
+    /// `own`: this node's name when it starts (what it left when it stopped).
+    async fn adopt_orphans(&self, own: Option<&str>) -> anyhow::Result<()> {
+        for r in self.store.take_orphans(own).await? {
+            tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting item is recorded as abandoned");
+            let stay = crate::agents::center::Stay {
+                item: r.item,
+                queue: r.queue,
+                channel: r.channel,
+                reason: r.reason,
+                enqueued: crate::store::from_ms(r.enqueued_ms),
+                answered: None,
+                agent: None,
+                ended: chrono::Utc::now(),
+                outcome: "abandoned",
+            };
+            self.store.record_stay(&stay).await?;
+        }
         Ok(())
     }
 
@@ -342,7 +387,7 @@ impl Cluster {
     async fn hold(&self, agent: &str) -> bool {
         match self
             .store
-            .claim_agent(agent, &self.node, Self::live_since())
+            .claim_agent(agent, &self.node, live_since())
             .await
         {
             Ok(true) => {

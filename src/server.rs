@@ -297,6 +297,7 @@ async fn start_http(
         callbacks: shared.callbacks,
         embed: shared.embed.clone(),
         speech: shared.speech,
+        node: config.cluster_node.clone(),
         routes: std::sync::OnceLock::new(),
     });
     let (router, _) = api::router(health, text, shared.calls, ops);

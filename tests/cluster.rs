@@ -196,3 +196,90 @@ async fn an_agent_of_one_node_takes_callers_waiting_on_another() {
         );
     }
 }
+
+/// The callers waiting on every node show in any node's queue view, each with
+/// its node; when a node dies, its waiting caller is not lost from the queues'
+/// report: another node records the stay (abandoned: the caller was cut off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_sees_who_waits_and_a_dead_nodes_callers_are_counted() {
+    use common::phone::always_open_plans;
+    let db = common::pg::PgDatabase::create().await;
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let keys = plans.path().join("cluster.keys");
+    std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
+    let (a, b) = cluster_pair(plans.path(), &keys, &db);
+    let b = std::sync::Arc::new(b);
+    let (ok, _, err) = a.kefu_with_input(
+        &[
+            "users",
+            "add",
+            "wang",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    let (cookie, _) = a.sign_in("wang", "a long enough password").await;
+
+    // Nobody is available: B's caller waits, and A's view shows them.
+    let dir = tempfile::tempdir().unwrap();
+    let logged = b.logs().len();
+    let _caller = queued_caller(&b, dir.path(), "waiting");
+    assert!(
+        b.wait_log("caller waiting for an agent", logged),
+        "{}",
+        b.logs().join("\n")
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut view = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        view = http
+            .get(format!("http://{}/api/queues", a.http))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["waiting"].as_array().is_some_and(|w| !w.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = &view["waiting"][0];
+    assert_eq!(waiting["node"], "b", "{view}");
+    assert_eq!(waiting["queue"], "support-en", "{view}");
+
+    // B dies with its caller waiting: A counts the stay.
+    Command::new("kill")
+        .args(["-KILL", &b.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let abandoned = |report: &serde_json::Value| {
+        report["queues"].as_array().and_then(|q| {
+            q.iter()
+                .find(|r| r["queue"] == "support-en")
+                .map(|r| (r["stays"].as_i64(), r["abandoned"].as_i64()))
+        })
+    };
+    let mut report = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        report = a.report("").await;
+        if abandoned(&report).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(abandoned(&report), Some((Some(1), Some(1))), "{report}");
+    assert!(
+        a.logs()
+            .iter()
+            .any(|l| l.contains("a dead node's waiting item is recorded as abandoned"))
+    );
+}

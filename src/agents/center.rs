@@ -535,6 +535,21 @@ impl Center {
         (inner.queues.agents(), inner.queues.waiting(Instant::now()))
     }
 
+    /// The items waiting now, with where they came from and when they joined
+    /// (a cluster's node writes them down for the others).
+    pub fn waiting_items(&self) -> Vec<(String, String, Origin, DateTime<Utc>)> {
+        let inner = lock(&self.inner);
+        inner
+            .queues
+            .waiting(Instant::now())
+            .into_iter()
+            .filter_map(|w| {
+                let stay = inner.stays.get(&w.item)?;
+                Some((w.item, w.queue, stay.origin.clone(), stay.enqueued))
+            })
+            .collect()
+    }
+
     /// Items that timed out since the last call.
     pub fn take_timed_out(&self) -> Vec<String> {
         std::mem::take(&mut lock(&self.inner).timed_out)

@@ -150,6 +150,9 @@ pub struct WaitingView {
     pub queue: String,
     pub waited_secs: u64,
     pub offered_to: Vec<String>,
+    /// In a cluster: the node the item waits on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -458,6 +461,7 @@ impl Queues {
                 queue: w.queue.clone(),
                 waited_secs: now.duration_since(w.since).as_secs(),
                 offered_to: w.offered_to.clone(),
+                node: None,
             })
             .collect()
     }

@@ -302,7 +302,27 @@ struct QueuesView {
     waiting: Vec<WaitingView>,
 }
 
-async fn queues(State(ops): State<Arc<Ops>>) -> Json<QueuesView> {
-    let (agents, waiting) = ops.center.snapshot();
-    Json(QueuesView { agents, waiting })
+/// The queues: this node's agents and waiting items and, in a cluster, what
+/// waits on the other nodes (each item says its node).
+async fn queues(State(ops): State<Arc<Ops>>) -> Result<Json<QueuesView>, ApiError> {
+    let (agents, mut waiting) = ops.center.snapshot();
+    if let Some(node) = &ops.node {
+        for w in &mut waiting {
+            w.node = Some(node.clone());
+        }
+        let now = crate::store::cluster::now_ms();
+        let others = ops
+            .store
+            .waiting_elsewhere(node)
+            .await
+            .map_err(unavailable)?;
+        waiting.extend(others.into_iter().map(|r| WaitingView {
+            waited_secs: u64::try_from(now - r.enqueued_ms).unwrap_or(0) / 1000,
+            item: r.item,
+            queue: r.queue,
+            offered_to: Vec::new(),
+            node: Some(r.node),
+        }));
+    }
+    Ok(Json(QueuesView { agents, waiting }))
 }

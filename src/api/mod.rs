@@ -59,6 +59,8 @@ pub struct Ops {
     pub embed: Option<crate::store::analytics::Embed>,
     /// Recognition and synthesis for the speech API (`speech`).
     pub speech: speech::Engines,
+    /// This node's name in a cluster (`cluster_node`).
+    pub node: Option<String>,
     /// The route table, filled once every route is added.
     pub routes: OnceLock<Vec<RouteSpec>>,
 }

@@ -12,6 +12,36 @@ use crate::agents::center::Presence;
 /// The channel nodes notify each other on.
 pub const CHANNEL: &str = "kefu_cluster";
 
+/// A node not seen for this long is gone, and its holds and waiting items with it.
+pub const GONE_AFTER_MS: i64 = 5_000;
+
+/// The earliest heartbeat of a node still counted as alive.
+pub fn live_since() -> i64 {
+    now_ms() - GONE_AFTER_MS
+}
+
+/// An item waiting in a node's queue, as the node wrote it down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingRow {
+    pub item: String,
+    pub queue: String,
+    pub node: String,
+    pub channel: String,
+    pub reason: String,
+    pub enqueued_ms: i64,
+}
+
+fn waiting_row(r: &sqlx::any::AnyRow) -> anyhow::Result<WaitingRow> {
+    Ok(WaitingRow {
+        item: r.try_get(0)?,
+        queue: r.try_get(1)?,
+        node: r.try_get(2)?,
+        channel: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        enqueued_ms: r.try_get(5)?,
+    })
+}
+
 /// Now, in wall-clock milliseconds (nodes are different machines).
 pub fn now_ms() -> i64 {
     super::ms(chrono::Utc::now())
@@ -162,6 +192,72 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// What waits in `node`'s queues now (replacing what it wrote before).
+    pub async fn write_waiting(&self, node: &str, rows: &[WaitingRow]) -> anyhow::Result<()> {
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        sqlx::query("DELETE FROM queue_waiting WHERE node = $1")
+            .bind(node)
+            .execute(&mut *tx)
+            .await
+            .context("cannot clear the node's waiting items")?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO queue_waiting (item, queue, node, channel, reason, enqueued_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (item) DO UPDATE SET \
+                 queue = excluded.queue, node = excluded.node, channel = excluded.channel, \
+                 reason = excluded.reason, enqueued_ms = excluded.enqueued_ms",
+            )
+            .bind(&r.item)
+            .bind(&r.queue)
+            .bind(node)
+            .bind(&r.channel)
+            .bind(&r.reason)
+            .bind(r.enqueued_ms)
+            .execute(&mut *tx)
+            .await
+            .context("cannot write a waiting item")?;
+        }
+        tx.commit()
+            .await
+            .context("cannot write the waiting items")?;
+        Ok(())
+    }
+
+    /// What waits on the other live nodes, oldest first.
+    pub async fn waiting_elsewhere(&self, node: &str) -> anyhow::Result<Vec<WaitingRow>> {
+        let rows = sqlx::query(
+            "SELECT w.item, w.queue, w.node, w.channel, w.reason, w.enqueued_ms \
+             FROM queue_waiting w JOIN cluster_nodes n ON n.node = w.node \
+             WHERE w.node <> $1 AND n.seen_ms > $2 ORDER BY w.enqueued_ms",
+        )
+        .bind(node)
+        .bind(live_since())
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the other nodes' waiting items")?;
+        rows.iter().map(waiting_row).collect()
+    }
+
+    /// Takes the items of nodes that stopped beating (each once, whichever
+    /// node asks first), and `own`'s from before it started again.
+    pub async fn take_orphans(&self, own: Option<&str>) -> anyhow::Result<Vec<WaitingRow>> {
+        let rows = sqlx::query(
+            "DELETE FROM queue_waiting WHERE node = $2 OR node NOT IN \
+             (SELECT node FROM cluster_nodes WHERE seen_ms > $1) \
+             RETURNING item, queue, node, channel, reason, enqueued_ms",
+        )
+        .bind(live_since())
+        .bind(own.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot take a dead node's waiting items")?;
+        rows.iter().map(waiting_row).collect()
     }
 
     /// Tells every node listening on [`CHANNEL`] (PostgreSQL only).

@@ -27,3 +27,14 @@ CREATE TABLE agent_claims (
     node      TEXT NOT NULL,
     since_ms  BIGINT NOT NULL
 );
+-- The callers and chats waiting in each node's queues, as the node last wrote
+-- them: the supervisors see every node's; a node that died leaves its rows,
+-- which another node takes and records as abandoned stays.
+CREATE TABLE queue_waiting (
+    item         TEXT PRIMARY KEY,
+    queue        TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    enqueued_ms  BIGINT NOT NULL
+);
