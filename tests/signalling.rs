@@ -217,3 +217,33 @@ fn reinvite_holds_unholds_and_changes_codec() {
     ua.expect_status(200, T);
     assert_eq!(server.record("reinv-1")["end_reason"], "caller-hangup");
 }
+
+/// A trunk trusted to assert who calls (RFC 3325): the caller's number comes
+/// from its P-Asserted-Identity, even when the From is anonymous; from a trunk
+/// not trusted to, the header is ignored and the From counts.
+#[test]
+fn a_trusted_trunk_names_the_caller_with_p_asserted_identity() {
+    for (trusted, wanted) in [(true, "+8613800138000"), (false, "anonymous")] {
+        let server = Server::start_with(
+            Some(&common::dtmf_plans()),
+            &format!(
+                "[[trunk]]\nname = \"carrier\"\naddresses = [\"127.0.0.1\"]\ntrust_identity = {trusted}\n"
+            ),
+        );
+        let ua = RawUa::new(server.sip);
+        let invite = ua
+            .invite("pai-1", "z9hG4bK-pai-1", "kefu-en")
+            .replace("From: <sip:13900139000@", "From: <sip:anonymous@")
+            .replace(
+                "Max-Forwards: 70\n",
+                "Max-Forwards: 70\nPrivacy: id\nP-Asserted-Identity: \"Li\" <sip:+8613800138000@ims.carrier.example;user=phone>, <tel:+86-138-0013-8000>\n",
+            );
+        ua.send(&invite);
+        let ok = ua.expect_status(200, Duration::from_secs(5));
+        ua.send(&ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-pai-ack"));
+        ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-pai-bye"));
+        ua.expect_status(200, Duration::from_secs(5));
+        let r = common::only_record(&server);
+        assert_eq!(r["from"], wanted, "trusted {trusted}: {r}");
+    }
+}

@@ -226,6 +226,10 @@ pub struct Trunk {
     pub outbound: Option<SocketAddr>,
     /// The number kefu calls from (the From of calls it places), "kefu" if unset.
     pub caller_id: Option<String>,
+    /// The trunk asserts who calls (RFC 3325): the caller's number is taken
+    /// from its P-Asserted-Identity (else the From). Default false.
+    #[serde(default)]
+    pub trust_identity: bool,
 }
 
 impl Trunk {

@@ -5,6 +5,7 @@
 //! dialog; everything else is answered here (OPTIONS 200, 405, 481, 503).
 
 pub mod guard;
+pub mod identity;
 mod register;
 pub mod stream;
 pub mod syntax;
@@ -232,6 +233,32 @@ pub async fn bind(
         local,
     });
     Ok((service, incoming))
+}
+
+impl SipService {
+    /// The caller's number: the P-Asserted-Identity's when the call came from
+    /// a trunk trusted to assert it (`trust_identity`), else the From's user.
+    fn caller(&self, invite: &rsipstack::sip::Request, trunk: Option<&str>) -> String {
+        use rsipstack::sip::prelude::HeadersExt;
+        let trusted = trunk.is_some_and(|name| {
+            self.config
+                .trunks
+                .iter()
+                .any(|t| t.name == name && t.trust_identity)
+        });
+        let asserted = trusted
+            .then(|| invite.p_asserted_identity_header())
+            .flatten()
+            .and_then(|h| identity::asserted(h.value()));
+        asserted.unwrap_or_else(|| {
+            invite
+                .from_header()
+                .ok()
+                .and_then(|f| f.uri().ok())
+                .and_then(|u| u.user().map(str::to_string))
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// Where a request came from, and over which transport ("udp" or "tcp": kefu
@@ -538,13 +565,7 @@ impl SipService {
                 .call_id_header()
                 .map(|c| c.value().to_string())
                 .unwrap_or_default(),
-            caller: tx
-                .original
-                .from_header()
-                .ok()
-                .and_then(|f| f.uri().ok())
-                .and_then(|u| u.user().map(str::to_string))
-                .unwrap_or_default(),
+            caller: self.caller(&tx.original, trunk),
             called,
             trunk: trunk.map(str::to_string),
             transport,
