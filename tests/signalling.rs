@@ -247,3 +247,33 @@ fn a_trusted_trunk_names_the_caller_with_p_asserted_identity() {
         assert_eq!(r["from"], wanted, "trusted {trusted}: {r}");
     }
 }
+
+/// Behind 1:1 NAT (`advertised_address`): the 200 OK's SDP and Contact, and
+/// the Via of what kefu sends, name the public address, not the bound one.
+#[test]
+fn an_advertised_address_is_what_sip_and_sdp_name() {
+    let server = Server::start_with(
+        Some(&common::dtmf_plans()),
+        "advertised_address = \"203.0.113.7\"\nrtp_timeout = \"2s\"",
+    );
+    let ua = RawUa::new(server.sip);
+    ua.send(&ua.invite("adv-1", "z9hG4bK-adv-1", "kefu-en"));
+    let ok = ua.expect_status(200, Duration::from_secs(5));
+    assert!(ok.contains("c=IN IP4 203.0.113.7"), "{ok}");
+    assert!(ok.contains("o=kefu ") && ok.contains("IN IP4 203.0.113.7\r\n"), "{ok}");
+    let contact = common::phone::header(&ok, "Contact").unwrap();
+    assert!(contact.contains(&format!("203.0.113.7:{}", server.sip.port())), "{contact}");
+    ua.send(&ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-adv-ack"));
+    // No RTP from this caller: kefu hangs up, and its BYE's Via is public.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let bye = loop {
+        let m = ua.recv(Duration::from_secs(10)).expect("kefu's BYE");
+        if m.starts_with("BYE ") {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no BYE");
+    };
+    ua.ok(&bye);
+    let via = common::phone::header(&bye, "Via").unwrap();
+    assert!(via.contains(&format!("203.0.113.7:{}", server.sip.port())), "{via}");
+}

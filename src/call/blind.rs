@@ -53,7 +53,7 @@ pub(super) fn refer(s: &CallSetup, to: &str) -> oneshot::Receiver<ReferAnswer> {
     let (tx, rx) = oneshot::channel();
     let dialog = s.signal.dialog().cloned();
     let refer_to = format!("<{uri}>");
-    let referred_by = format!("<sip:kefu@{}>", s.staff.dialer.local);
+    let referred_by = format!("<sip:kefu@{}>", s.staff.dialer.public());
     tokio::spawn(async move {
         let Some(dialog) = dialog else {
             // The session then dials the target out and bridges it.

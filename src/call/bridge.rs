@@ -111,7 +111,7 @@ impl Pump {
             agent_ears: ears(),
             agent_media: leg.inbound.clone(),
             agent_heard: Instant::now(),
-            agent_local: leg.socket.local_addr().ok(),
+            agent_local: Some(leg.local_sdp),
             sent_to_caller: 0,
             leg,
         };

@@ -63,7 +63,7 @@ impl Joint {
     fn new(leg: AnsweredLeg, from: LegMedia) -> Self {
         let relay = Relay::new(from, leg_media(&leg.negotiated), leg.line);
         Self {
-            local: leg.socket.local_addr().ok(),
+            local: Some(leg.local_sdp),
             relay,
             leg,
             heard: Instant::now(),

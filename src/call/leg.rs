@@ -47,9 +47,19 @@ pub const STAY_TO_ACCEPT: Duration = Duration::from_secs(5);
 /// Where kefu's SIP and media live, to place calls from.
 pub struct Dialer {
     pub dialog_layer: Arc<DialogLayer>,
-    /// kefu's SIP address (the From host, the Contact).
+    /// kefu's SIP address (bound).
     pub local: SocketAddr,
     pub ports: Arc<PortPool>,
+    /// The address kefu's SIP and SDP name instead of the bound one (behind
+    /// 1:1 NAT: `advertised_address`).
+    pub advertised: Option<std::net::IpAddr>,
+}
+
+impl Dialer {
+    /// kefu's SIP address as the far end must see it (the From host, the Contact).
+    pub fn public(&self) -> SocketAddr {
+        crate::media::sdp::public(self.local, self.advertised)
+    }
 }
 
 impl std::fmt::Debug for Dialer {
@@ -103,6 +113,8 @@ pub struct AnsweredLeg {
     /// Where kefu's stream to the agent stands.
     pub line: Line,
     pub answered_at: Instant,
+    /// The media address kefu's SDP names on this leg (re-offers answer with it).
+    pub local_sdp: SocketAddr,
 }
 
 pub enum LegEvent {
@@ -159,7 +171,7 @@ fn invite_option(
         spec.caller.as_str()
     };
     let uri = |user: &str| {
-        rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.local).as_str())
+        rsipstack::sip::Uri::try_from(format!("sip:{user}@{}", dialer.public()).as_str())
             .map_err(|e| format!("bad local URI: {e}"))
     };
     let transport = if contact.transport == "tcp" {
@@ -266,6 +278,7 @@ async fn ring(
         inbound: media.inbound,
         line,
         answered_at: Instant::now(),
+        local_sdp: crate::media::sdp::public(local_rtp, dialer.advertised),
     }))
 }
 
@@ -280,7 +293,7 @@ async fn call_phone(
     take: &mut bool,
 ) -> Result<Option<Reached>, String> {
     let session_id: u64 = rand::random::<u32>().into();
-    let offer = sdp::offer(local_rtp, session_id, 1);
+    let offer = sdp::offer(sdp::public(local_rtp, dialer.advertised), session_id, 1);
     let option = invite_option(spec, contact, dialer, offer)?;
     let (state_tx, mut states) = dialer.dialog_layer.new_dialog_state_channel();
     let (dialog, mut invite) = dialer

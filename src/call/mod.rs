@@ -254,6 +254,8 @@ async fn answer(
         record.answer_at = Some(chrono::Utc::now());
         return Ok((local_rtp, session_id));
     };
+    // The address the caller sends media to (behind 1:1 NAT, the public one).
+    let local_rtp = sdp::public(local_rtp, s.staff.dialer.advertised);
     // Ring first when the dialplan asks for it; the caller may give up (CANCEL).
     if !s.plan.answer_after.is_zero() {
         if let Err(e) = dialog.ringing(None, None) {

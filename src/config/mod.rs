@@ -187,6 +187,9 @@ pub struct FileConfig {
     /// This node's name in a cluster (agents shared with the other nodes on the
     /// same PostgreSQL database).
     pub cluster_node: Option<String>,
+    /// The address SIP headers and SDP name instead of the bound one, behind 1:1
+    /// NAT (a cloud VM's public address; Asterisk's `external_media_address`).
+    pub advertised_address: Option<IpAddr>,
 }
 
 /// An agent queue (`[[queue]]`); a queue used but not listed has the defaults.
@@ -395,6 +398,7 @@ pub struct Config {
     pub recognition: std::collections::BTreeMap<String, String>,
     pub serve_speech: bool,
     pub cluster_node: Option<String>,
+    pub advertised_address: Option<IpAddr>,
 }
 
 impl Default for Config {
@@ -455,6 +459,7 @@ impl Default for Config {
             recognition: Default::default(),
             serve_speech: false,
             cluster_node: None,
+            advertised_address: None,
         }
     }
 }

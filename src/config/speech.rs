@@ -85,7 +85,7 @@ pub fn services(files: Vec<SpeechServiceFile>) -> anyhow::Result<Vec<SpeechServi
 impl super::Config {
     /// What spreads kefu over machines, taken out of `f`: `[voices]` (which may
     /// name remote voices), the speech services, `[recognition]`,
-    /// `serve_speech` and `cluster_node`.
+    /// `serve_speech`, `cluster_node` and `advertised_address`.
     pub(super) fn merge_machines(&mut self, f: &mut super::FileConfig) -> anyhow::Result<()> {
         self.voices.extend(super::voices(f.voices.take())?);
         self.speech_services = services(std::mem::take(&mut f.speech_services))?;
@@ -93,6 +93,7 @@ impl super::Config {
         check_voices(&self.voices, &self.speech_services)?;
         self.serve_speech = f.serve_speech.unwrap_or(self.serve_speech);
         self.cluster_node = super::cluster_node(f.cluster_node.take(), f.database.as_deref())?;
+        self.advertised_address = f.advertised_address.or(self.advertised_address);
         Ok(())
     }
 }

@@ -206,6 +206,13 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
 }
 
 /// Writes our answer. `version` must grow with each new answer in the dialog.
+/// The address to put in SDP for a socket bound at `local`: the advertised
+/// address (kefu.toml's `advertised_address`, a cloud VM's public one behind
+/// 1:1 NAT) with the socket's port, or `local` itself.
+pub fn public(local: SocketAddr, advertised: Option<std::net::IpAddr>) -> SocketAddr {
+    advertised.map_or(local, |ip| SocketAddr::new(ip, local.port()))
+}
+
 pub fn answer(local: SocketAddr, n: &Negotiated, session_id: u64, version: u64) -> String {
     let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
     let ip = local.ip();

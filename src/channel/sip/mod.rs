@@ -167,7 +167,10 @@ pub async fn bind(
                 addr: local.into(),
             },
         },
-        None,
+        // Behind 1:1 NAT the Via of what kefu sends names the public address.
+        config
+            .advertised_address
+            .map(|ip| SocketAddr::new(ip, local.port())),
         Some(stop.child_token()),
     )
     .await;
@@ -215,6 +218,7 @@ pub async fn bind(
             dialog_layer: dialog_layer.clone(),
             local,
             ports: ports.clone(),
+            advertised: config.advertised_address,
         }),
         claims: std::sync::OnceLock::new(),
     });
@@ -545,8 +549,10 @@ impl SipService {
             }
         };
         let (state_tx, state_rx) = self.dialog_layer.new_dialog_state_channel();
-        let contact =
-            rsipstack::sip::Uri::try_from(format!("sip:kefu@{}", self.local).as_str()).ok();
+        let contact = rsipstack::sip::Uri::try_from(
+            format!("sip:kefu@{}", self.staff.dialer.public()).as_str(),
+        )
+        .ok();
         let dialog = match self
             .dialog_layer
             .get_or_create_server_invite(&tx, state_tx, None, contact)
