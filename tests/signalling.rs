@@ -260,9 +260,15 @@ fn an_advertised_address_is_what_sip_and_sdp_name() {
     ua.send(&ua.invite("adv-1", "z9hG4bK-adv-1", "kefu-en"));
     let ok = ua.expect_status(200, Duration::from_secs(5));
     assert!(ok.contains("c=IN IP4 203.0.113.7"), "{ok}");
-    assert!(ok.contains("o=kefu ") && ok.contains("IN IP4 203.0.113.7\r\n"), "{ok}");
+    assert!(
+        ok.contains("o=kefu ") && ok.contains("IN IP4 203.0.113.7\r\n"),
+        "{ok}"
+    );
     let contact = common::phone::header(&ok, "Contact").unwrap();
-    assert!(contact.contains(&format!("203.0.113.7:{}", server.sip.port())), "{contact}");
+    assert!(
+        contact.contains(&format!("203.0.113.7:{}", server.sip.port())),
+        "{contact}"
+    );
     ua.send(&ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-adv-ack"));
     // No RTP from this caller: kefu hangs up, and its BYE's Via is public.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -275,5 +281,95 @@ fn an_advertised_address_is_what_sip_and_sdp_name() {
     };
     ua.ok(&bye);
     let via = common::phone::header(&bye, "Via").unwrap();
-    assert!(via.contains(&format!("203.0.113.7:{}", server.sip.port())), "{via}");
+    assert!(
+        via.contains(&format!("203.0.113.7:{}", server.sip.port())),
+        "{via}"
+    );
+}
+
+/// Session timers (RFC 4028), as carriers' SBCs ask for them: `Require: timer`
+/// is accepted; an interval under 90 s gets 422 with Min-SE; the 200 names the
+/// interval and who refreshes; a caller's refresh is answered with its
+/// Session-Expires; and when the caller makes kefu the refresher, kefu sends
+/// UPDATE at half the interval.
+#[test]
+fn session_timers_are_negotiated_and_kept() {
+    // A plan that keeps the caller a while: one key, waited for 100 s.
+    let plans = tempfile::tempdir().unwrap();
+    std::fs::write(
+        plans.path().join("wait.toml"),
+        "[dialplan]\nname = \"wait\"\nnumbers = [\"kefu-en\"]\nlanguage = \"en\"\nstart = \"key\"\n\n\
+         [nodes.key]\ntype = \"collect\"\nprompt = \"en/main-menu.wav\"\nvariable = \"key\"\n\
+         max_digits = 1\nfirst_digit_timeout = \"100s\"\nnext = \"bye\"\non_failure = \"bye\"\n\n\
+         [nodes.bye]\ntype = \"hangup\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(Some(plans.path()), "rtp_timeout = \"120s\"");
+    let ua = RawUa::new(server.sip);
+    let with_timer = |call: &str, expires: &str| {
+        ua.invite(call, &format!("z9hG4bK-{call}"), "kefu-en").replace(
+            "Max-Forwards: 70\n",
+            &format!("Max-Forwards: 70\nSupported: timer\nRequire: timer\nSession-Expires: {expires}\n"),
+        )
+    };
+    ua.send(&with_timer("st-short", "60"));
+    let refused = ua.expect_status(422, Duration::from_secs(5));
+    assert_eq!(
+        common::phone::header(&refused, "Min-SE").as_deref(),
+        Some("90"),
+        "{refused}"
+    );
+
+    ua.send(&with_timer("st-uas", "90;refresher=uas"));
+    let ok = ua.expect_status(200, Duration::from_secs(5));
+    assert_eq!(
+        common::phone::header(&ok, "Session-Expires").as_deref(),
+        Some("90;refresher=uas"),
+        "{ok}"
+    );
+    assert_eq!(
+        common::phone::header(&ok, "Require").as_deref(),
+        Some("timer"),
+        "{ok}"
+    );
+    ua.send(&ua.in_dialog(&ok, "ACK", 1, "z9hG4bK-st-ack"));
+    // The call is up once its audio flows.
+    ua.rtp_packets(1);
+    // The caller refreshes once (a re-INVITE with the same SDP): the 200
+    // carries the Session-Expires.
+    let sdp = ua.sdp(2, "0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+    let reinvite = ua
+        .in_dialog_with_sdp(&ok, "INVITE", 2, "z9hG4bK-st-re", &sdp)
+        .replace(
+            "CSeq: 2 INVITE",
+            "Session-Expires: 90;refresher=uas\nCSeq: 2 INVITE",
+        );
+    ua.send(&reinvite);
+    let refreshed = ua.expect_status(200, Duration::from_secs(5));
+    assert_eq!(
+        common::phone::header(&refreshed, "Session-Expires").as_deref(),
+        Some("90;refresher=uas"),
+        "{refreshed}"
+    );
+    ua.send(&ua.in_dialog(&refreshed, "ACK", 2, "z9hG4bK-st-reack"));
+    // kefu refreshes 45 s after that (half the interval).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let update = loop {
+        let m = ua.recv(Duration::from_secs(60)).expect("kefu's UPDATE");
+        if m.starts_with("UPDATE ") {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no UPDATE");
+    };
+    assert_eq!(
+        common::phone::header(&update, "Session-Expires").as_deref(),
+        Some("90;refresher=uas"),
+        "{update}"
+    );
+    ua.ok(&update);
+    ua.send(&ua.in_dialog(&ok, "BYE", 3, "z9hG4bK-st-bye"));
+    let bye_ok = ua.expect_status(200, Duration::from_secs(5));
+    assert!(bye_ok.contains("CSeq: 3 BYE"), "{bye_ok}");
+    let r = common::only_record(&server);
+    assert_eq!(r["end_reason"], "caller-hangup", "{r}");
 }

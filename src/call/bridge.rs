@@ -382,7 +382,7 @@ impl Pump {
                     to_agent.renegotiated(me, leg_media(&leg.negotiated));
                     to_caller.renegotiated(leg_media(&leg.negotiated), me);
                 }
-                reoffer::respond(&handle, &decision).await;
+                reoffer::respond(&handle, &decision, &req).await;
             }
             Some(DialogState::Options(_, _, handle)) => {
                 let _ = handle.reply(StatusCode::OK).await;

@@ -215,7 +215,7 @@ async fn signalled(from: FromPeer, this: &mut Joint, other: &mut Joint) -> bool 
                 this.relay.renegotiated(theirs, mine);
                 other.relay.renegotiated(mine, theirs);
             }
-            reoffer::respond(&handle, &decision).await;
+            reoffer::respond(&handle, &decision, &req).await;
         }
         Some(DialogState::Options(_, _, handle)) => {
             let _ = handle.reply(StatusCode::OK).await;

@@ -18,6 +18,7 @@ pub mod record;
 pub mod recorder;
 pub mod reoffer;
 pub mod session;
+pub mod session_timer;
 pub mod signal;
 pub mod softphone;
 pub mod transfer;
@@ -75,6 +76,9 @@ pub struct CallSetup {
     /// Who the caller is when not their number: a browser's call comes from the
     /// chat's customer (their web identity).
     pub customer: Option<crate::dialogue::conversations::Identity>,
+    /// RFC 4028: the timer agreed in the INVITE, and where the SIP edge notes
+    /// the caller's refreshes.
+    pub session_timer: Option<(session_timer::SessionTimer, Arc<session_timer::Refreshed>)>,
 }
 
 /// What `ask` nodes need: the live knowledge base (a call keeps the version it
@@ -281,7 +285,14 @@ async fn answer(
             "application/sdp".into(),
         )]
     };
-    if let Err(e) = dialog.accept(Some(sdp_header()), Some(answer.into_bytes())) {
+    let mut headers = sdp_header();
+    if let Some((timer, _)) = &s.session_timer {
+        headers.push(Header::Other("Session-Expires".into(), timer.header()));
+        if timer.caller_supports {
+            headers.push(Header::Other("Require".into(), "timer".into()));
+        }
+    }
+    if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
         return Err(EndReason::SipError(e.to_string()));
     }
     record.answer_at = Some(chrono::Utc::now());
@@ -291,7 +302,12 @@ async fn answer(
         tokio::select! {
             _ = tokio::time::sleep_until(ack_deadline) => return Err(EndReason::NoAck),
             state = states.recv() => match state {
-                Some(DialogState::Confirmed(..)) => return Ok((local_rtp, session_id)),
+                Some(DialogState::Confirmed(..)) => {
+                    if let Some((timer, refreshed)) = s.session_timer.take() {
+                        tokio::spawn(session_timer::keep(timer, dialog.clone(), refreshed));
+                    }
+                    return Ok((local_rtp, session_id));
+                }
                 Some(DialogState::Terminated(_, r)) => return Err(EndReason::from(&r)),
                 None => return Err(EndReason::DialogGone),
                 Some(_) => {}

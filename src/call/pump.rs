@@ -490,7 +490,7 @@ impl Pump {
             DialogState::Updated(_, req, handle) => {
                 // re-INVITE or UPDATE: hold/unhold, codec or address change.
                 let decision = self.session.reoffer(&req.body, now);
-                reoffer::respond(&handle, &decision).await;
+                reoffer::respond(&handle, &decision, &req).await;
             }
             DialogState::Options(_, _, handle) => {
                 if let Err(e) = handle.reply(StatusCode::OK).await {

@@ -49,14 +49,24 @@ pub fn reoffer(
     }
 }
 
-/// Sends the decision: 200 with the SDP answer, or 488 with a Warning.
-pub async fn respond(handle: &TransactionHandle, decision: &Reoffer) {
+/// Sends the decision on `request`: 200 with the SDP answer (and, for a session
+/// refresh, its `Session-Expires`: RFC 4028), or 488 with a Warning.
+pub async fn respond(
+    handle: &TransactionHandle,
+    decision: &Reoffer,
+    request: &rsipstack::sip::Request,
+) {
+    use rsipstack::sip::prelude::HeadersExt;
     let sent = match decision {
         Reoffer::Accepted { answer, .. } => {
-            let headers = vec![Header::Other(
+            let mut headers = vec![Header::Other(
                 "Content-Type".into(),
                 "application/sdp".into(),
             )];
+            let asked = request.session_expires_header().map(|h| h.value());
+            if let Some(expires) = super::session_timer::refresh_answer(asked) {
+                headers.push(Header::Other("Session-Expires".into(), expires));
+            }
             handle
                 .respond(
                     StatusCode::OK,

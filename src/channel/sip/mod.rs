@@ -10,9 +10,10 @@ mod register;
 pub mod stream;
 pub mod syntax;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use anyhow::Context;
 use rsipstack::EndpointBuilder;
@@ -26,6 +27,7 @@ use rsipstack::transport::{SipAddr, TransportLayer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::call::session_timer::{self, Refreshed, SessionTimer};
 use crate::call::{self, CallSetup};
 use crate::channel::rtp::ports::PortPool;
 use crate::config::Config;
@@ -125,6 +127,9 @@ pub struct SipService {
     feature_plans: tokio::sync::OnceCell<Option<[Arc<crate::dialplan::Dialplan>; 2]>>,
     dialog_layer: Arc<DialogLayer>,
     local: SocketAddr,
+    /// Calls with a session timer, by Call-ID: where their callers' refreshes
+    /// (in-dialog re-INVITEs and UPDATEs) are noted.
+    refreshes: std::sync::Mutex<HashMap<String, Weak<Refreshed>>>,
 }
 
 /// When the SIP edge stops: new calls refused (`gate`), the endpoint stopped
@@ -235,11 +240,60 @@ pub async fn bind(
         speech,
         dialogue,
         local,
+        refreshes: std::sync::Mutex::default(),
     });
     Ok((service, incoming))
 }
 
 impl SipService {
+    /// The session timer an INVITE asks for (RFC 4028), registered so its
+    /// refreshes are noted; Err(Min-SE) when its interval is too short.
+    fn session_timer(
+        &self,
+        invite: &rsipstack::sip::Request,
+    ) -> Result<Option<(SessionTimer, Arc<Refreshed>)>, u32> {
+        let values = |name: &str| -> Vec<&str> {
+            invite
+                .headers
+                .iter()
+                .filter(|h| h.name().eq_ignore_ascii_case(name))
+                .map(|h| h.value())
+                .collect()
+        };
+        // Compact forms (k, x) were made canonical by the guard.
+        let supports = values("Supported")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("timer"));
+        let expires = values("Session-Expires").first().copied();
+        let min_se = values("Min-SE").first().copied();
+        let Some(timer) = session_timer::negotiate(expires, min_se, supports)? else {
+            return Ok(None);
+        };
+        let refreshed = Arc::new(Refreshed::default());
+        let call_id = invite
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let mut calls = crate::lock(&self.refreshes);
+        calls.retain(|_, w| w.strong_count() > 0);
+        calls.insert(call_id, Arc::downgrade(&refreshed));
+        Ok(Some((timer, refreshed)))
+    }
+
+    /// A re-INVITE or UPDATE in a call's dialog refreshes its session.
+    fn refreshed(&self, request: &rsipstack::sip::Request) {
+        let Ok(call_id) = request.call_id_header() else {
+            return;
+        };
+        if let Some(r) = crate::lock(&self.refreshes)
+            .get(call_id.value())
+            .and_then(Weak::upgrade)
+        {
+            r.now();
+        }
+    }
+
     /// The caller's number: the P-Asserted-Identity's when the call came from
     /// a trunk trusted to assert it (`trust_identity`), else the From's user.
     fn caller(&self, invite: &rsipstack::sip::Request, trunk: Option<&str>) -> String {
@@ -263,6 +317,16 @@ impl SipService {
                 .unwrap_or_default()
         })
     }
+}
+
+/// 422 (RFC 4028): the session interval asked for is under `min` seconds.
+async fn interval_too_small(tx: &mut Transaction, min: u32) -> rsipstack::Result<()> {
+    tx.reply_with(
+        StatusCode::SessionIntervalTooSmall,
+        vec![Header::Other("Min-SE".into(), min.to_string())],
+        None,
+    )
+    .await
 }
 
 /// Where a request came from, and over which transport ("udp" or "tcp": kefu
@@ -321,6 +385,9 @@ impl SipService {
         if (has_to_tag || !matches!(method, Method::Invite | Method::Options))
             && let Some(Dialog::Invite(mut dialog)) = self.dialog_layer.match_dialog(&tx)
         {
+            if matches!(method, Method::Invite | Method::Update) {
+                self.refreshed(&tx.original);
+            }
             if let Err(e) = dialog.handle(&mut tx).await {
                 tracing::debug!(error = %e, %method, "in-dialog request failed");
             }
@@ -536,6 +603,10 @@ impl SipService {
                 return Self::reject(&mut tx, StatusCode::NotAcceptableHere, &why).await;
             }
         };
+        let session_timer = match self.session_timer(&tx.original) {
+            Ok(t) => t,
+            Err(min) => return interval_too_small(&mut tx, min).await,
+        };
         let socket = match self.ports.bind(self.local.ip()).await {
             Ok(s) => s,
             Err(e) => {
@@ -593,6 +664,7 @@ impl SipService {
             dialog_layer: self.dialog_layer.clone(),
             staff: self.staff.clone(),
             customer: None,
+            session_timer,
         };
         // The dialog answers retransmissions, CANCEL and the ACK on its transaction.
         let mut invite_dialog = dialog;

@@ -246,8 +246,8 @@ const SINGLE: &[&str] = &[
     "date",
 ];
 
-/// Option tags kefu supports in `Require` (none: it answers plain RFC 3261 calls).
-const SUPPORTED: &[&str] = &[];
+/// Option tags kefu supports in `Require`: session timers (RFC 4028).
+const SUPPORTED: &[&str] = &["timer"];
 
 /// Checks a request's start line: `METHOD SP Request-URI SP SIP/2.0`, exactly.
 pub fn check_start_line(line: &str) -> Result<(), Problem> {

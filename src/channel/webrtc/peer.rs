@@ -395,6 +395,7 @@ impl Live {
             dialog_layer: sip.dialog_layer(),
             staff: sip.staff.clone(),
             customer: Some(self.caller.identity.clone()),
+            session_timer: None,
         }
     }
 
