@@ -179,7 +179,7 @@ fn capacity(n: u64, rate: u64, hold: Duration) {
          completed {completed}, failed {}; INVITE→200 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          calls per node {per:?}; SIPp {}",
         hold.as_secs(),
-        rate * hold.as_secs(),
+        (rate * hold.as_secs()).min(n),
         took.as_secs_f64(),
         n as usize - completed,
         percentile(&mut setup, 0.5),
