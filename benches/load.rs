@@ -36,7 +36,8 @@
 //! `KEFU_LOAD_HOLD` (seconds each call lasts, default 30), `KEFU_LOAD_RATE` (new
 //! calls per second, default 200), `KEFU_LOAD_VOICE` (`silence,noise,speech`),
 //! `KEFU_LOAD_PERF` (a file: record a `perf` CPU profile of kefu while every call
-//! is up). Under `cargo test` it places 3 calls of each kind for 10 s as a smoke
+//! is up), `KEFU_LOAD_POOL=1` (speaking callers are heard by a second kefu node,
+//! a recognition pool with `serve_speech`, over OpenAI's audio API). Under `cargo test` it places 3 calls of each kind for 10 s as a smoke
 //! run. Figures go to benches/RESULTS.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -450,12 +451,27 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 /// One run of `n` calls; `smoke`: no waiting for memory to settle afterwards, and
 /// every call must complete with audio both ways.
 fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke: bool) {
+    // KEFU_LOAD_POOL=1: speaking callers are heard by another kefu node (a
+    // recognition pool, `serve_speech`) over OpenAI's audio API.
+    let pool = (voice == Voice::Speech && std::env::var("KEFU_LOAD_POOL").is_ok_and(|v| v == "1"))
+        .then(|| {
+            let pool = Server::start_with(None, "serve_speech = true\nrtp_ports = \"60000-60100\"");
+            let token = pool.api_token();
+            (pool, token)
+        });
+    let remote = pool.as_ref().map_or(String::new(), |(p, token)| {
+        format!(
+            "[recognition]\nen = \"pool\"\n\n[[speech_service]]\nname = \"pool\"\n\
+             url = \"http://{}/v1\"\napi_key = \"{token}\"\ntimeout = \"4s\"\n",
+            p.http
+        )
+    });
     let server = Server::start_with(
         None,
         &format!(
             // The calls come from a trunk, as a carrier's would (no per-source limits).
             "max_calls = {}\nrtp_ports = \"20000-{}\"\n\
-             [[trunk]]\nname = \"load\"\naddresses = [\"127.0.0.1\"]\n",
+             [[trunk]]\nname = \"load\"\naddresses = [\"127.0.0.1\"]\n{remote}",
             n + 100,
             20000 + 4 * (n + 100)
         ),
@@ -757,6 +773,26 @@ fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke
     if voice == Voice::Speech {
         println!(
             "  utterances recognised {recognised} of {n} callers who spoke; refused as busy {refused} (log lines)"
+        );
+    }
+    if let Some((pool, _)) = &pool {
+        let counted = |node: &Server, family: &str| -> Vec<String> {
+            let (ok, token, _) = node.kefu(&["tokens", "create", "scrape", "--role", "auditor"]);
+            let (_, body) = if ok {
+                node.get_metrics(token.trim())
+            } else {
+                Default::default()
+            };
+            body.lines()
+                .filter(|l| l.starts_with(&format!("kefu_{family}_total{{")))
+                .map(str::to_string)
+                .collect()
+        };
+        println!(
+            "  through the pool: media node {:?}; pool {:?}; pool CPU {:.1} s",
+            counted(&server, "speech_remote"),
+            counted(pool, "speech_served"),
+            common::cpu_time(pool.pid()).as_secs_f64()
         );
     }
     println!(

@@ -66,12 +66,25 @@ fn calls_through_kamailio_survive_a_node_killed() {
     assert_eq!(finished(&b), 6, "node B took every call after A died");
 }
 
-/// Two nodes of one cluster (`cluster_node`) on one PostgreSQL database with
-/// one key.
-fn cluster_pair(plans: &Path, keys: &Path, db: &common::pg::PgDatabase) -> (Server, Server) {
+/// Two nodes of one cluster (`cluster_node` a and b) on a fresh PostgreSQL
+/// database with one key, running the always-open demo plans; the database and
+/// plans live as long as the pair.
+struct Pair {
+    a: Server,
+    b: Server,
+    _db: common::pg::PgDatabase,
+    _plans: tempfile::TempDir,
+}
+
+async fn cluster_pair() -> Pair {
+    let db = common::pg::PgDatabase::create().await;
+    let plans = tempfile::tempdir().unwrap();
+    common::phone::always_open_plans(plans.path());
+    let keys = plans.path().join("cluster.keys");
+    std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
     let node = |name: &str| {
         Server::start_with(
-            Some(plans),
+            Some(plans.path()),
             &format!(
                 "database = {:?}\nkey_file = {:?}\ncluster_node = \"{name}\"\n\
                  [[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n",
@@ -79,9 +92,13 @@ fn cluster_pair(plans: &Path, keys: &Path, db: &common::pg::PgDatabase) -> (Serv
             ),
         )
     };
-    let a = node("a");
-    let b = node("b");
-    (a, b)
+    let (a, b) = (node("a"), node("b"));
+    Pair {
+        a,
+        b,
+        _db: db,
+        _plans: plans,
+    }
 }
 
 /// The port a request's top Via names (which node sent it).
@@ -115,13 +132,8 @@ fn queued_caller(
 /// waiting caller gets them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_of_one_node_takes_callers_waiting_on_another() {
-    use common::phone::{Phone, add_agent_with_phone, always_open_plans, available, sdp_target};
-    let db = common::pg::PgDatabase::create().await;
-    let plans = tempfile::tempdir().unwrap();
-    always_open_plans(plans.path());
-    let keys = plans.path().join("cluster.keys");
-    std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
-    let (a, b) = cluster_pair(plans.path(), &keys, &db);
+    use common::phone::{Phone, add_agent_with_phone, available, sdp_target};
+    let Pair { a, b, _db, _plans } = cluster_pair().await;
     add_agent_with_phone(&a, "li", "2001", "support-en");
     let mut phone = Phone::register(&a, "2001");
     available(&a, "li").await;
@@ -202,13 +214,7 @@ async fn an_agent_of_one_node_takes_callers_waiting_on_another() {
 /// report: another node records the stay (abandoned: the caller was cut off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_sees_who_waits_and_a_dead_nodes_callers_are_counted() {
-    use common::phone::always_open_plans;
-    let db = common::pg::PgDatabase::create().await;
-    let plans = tempfile::tempdir().unwrap();
-    always_open_plans(plans.path());
-    let keys = plans.path().join("cluster.keys");
-    std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
-    let (a, b) = cluster_pair(plans.path(), &keys, &db);
+    let Pair { a, b, _db, _plans } = cluster_pair().await;
     let b = std::sync::Arc::new(b);
     let (ok, _, err) = a.kefu_with_input(
         &[

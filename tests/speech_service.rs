@@ -276,24 +276,6 @@ fn remote_settings(url: &str, key: Option<&str>, voice: bool, cache: &Path) -> S
     s
 }
 
-/// The ask call's first turns: the caller's question heard, and answered.
-fn assert_answered(r: &serde_json::Value) {
-    let turns = r["dialogue"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no dialogue in {r}"));
-    assert_eq!(turns[0]["speaker"], "customer", "{r}");
-    assert!(
-        turns[0]["text"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("close"),
-        "{r}"
-    );
-    assert_eq!(turns[0]["intent"], "opening_hours", "{r}");
-    assert_eq!(turns[1]["speaker"], "bot", "{r}");
-}
-
 /// A media node whose plan listens hears its caller through another kefu
 /// node's recogniser and speaks through its voice: the call is answered, and
 /// both nodes' counters show the work crossed between them.
@@ -308,7 +290,7 @@ fn a_node_hears_and_speaks_through_another_nodes_models() {
         cache.path(),
     );
     let (node, r, _dir) = common::ask_call_with("What time do you close today?", false, &settings);
-    assert_answered(&r);
+    common::assert_hours_answered(&r);
     let at_node = metrics(&node);
     let at_pool = metrics(&pool);
     assert!(
@@ -410,7 +392,7 @@ fn a_node_hears_through_an_independent_whisper_server() {
     let url = format!("http://127.0.0.1:{}/v1", independent.port);
     let settings = remote_settings(&url, None, false, cache.path());
     let (node, r, _dir) = common::ask_call_with("What time do you close today?", false, &settings);
-    assert_answered(&r);
+    common::assert_hours_answered(&r);
     let m = metrics(&node);
     assert!(
         counter(&m, "speech_remote", "kind=\"transcription\",outcome=\"ok\"") >= 1.0,
@@ -440,7 +422,7 @@ fn a_dead_service_falls_back_to_the_local_models() {
         cache.path(),
     );
     let (node, r, _dir) = common::ask_call_with("What time do you close today?", false, &settings);
-    assert_answered(&r);
+    common::assert_hours_answered(&r);
     let m = metrics(&node);
     assert!(
         counter(

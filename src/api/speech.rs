@@ -86,9 +86,12 @@ async fn read_upload(form: Result<Multipart, MultipartRejection>) -> Result<Uplo
 
 async fn transcriptions(
     State(ops): State<Arc<Ops>>,
+    headers: axum::http::HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let result = transcribe(&ops, form).await;
+    // Another kefu's draft: decoded only on a spare core (else 503 at once).
+    let draft = headers.contains_key(crate::speech::remote::DRAFT_HEADER);
+    let result = transcribe(&ops, form, draft).await;
     served(
         "transcription",
         match &result {
@@ -103,6 +106,7 @@ async fn transcriptions(
 async fn transcribe(
     ops: &Ops,
     form: Result<Multipart, MultipartRejection>,
+    draft: bool,
 ) -> Result<Response, ApiError> {
     let Some(runtime) = ops.speech.recognition.clone() else {
         return Err(ApiError::new(
@@ -148,7 +152,10 @@ async fn transcribe(
         language
     };
     let seconds = audio.len() as f64 / 16_000.0;
-    let pending = runtime.asr.submit_local(audio, language).map_err(refused)?;
+    let pending = runtime
+        .asr
+        .submit_local(audio, language, draft)
+        .map_err(refused)?;
     let transcript = pending
         .await
         .map_err(|_| refused(AsrError::Stopped))?

@@ -315,7 +315,7 @@ impl AsrPool {
     }
 
     /// An utterance heard by a remote service; by the local workers when the
-    /// service fails or is late (a draft only if they have spare time).
+    /// service fails or is late.
     async fn remote(
         self,
         service: Arc<Service>,
@@ -325,7 +325,7 @@ impl AsrPool {
         mut reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
     ) {
         let heard = tokio::select! {
-            heard = service.transcribe(&audio, language) => heard,
+            heard = service.transcribe(&audio, language, draft) => heard,
             () = reply.closed() => {
                 remote::count("transcription", "dropped");
                 return;
@@ -359,9 +359,14 @@ impl AsrPool {
     }
 
     /// An utterance for this process's own workers (kefu's speech API serves
-    /// these, never forwarding).
-    pub fn submit_local(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
-        self.queue_local(audio, language, false)
+    /// these, never forwarding); a `draft` only on spare capacity.
+    pub fn submit_local(
+        &self,
+        audio: Vec<f32>,
+        language: Language,
+        draft: bool,
+    ) -> Result<Pending, AsrError> {
+        self.queue_local(audio, language, draft)
     }
 
     fn queue_local(

@@ -39,6 +39,8 @@ pub enum RemoteError {
     Timeout { service: String, timeout: Duration },
     #[error("speech service {service}: {reason}")]
     Failed { service: String, reason: String },
+    #[error("speech service {service} is busy (503)")]
+    Busy { service: String },
 }
 
 impl RemoteError {
@@ -47,6 +49,7 @@ impl RemoteError {
         match self {
             RemoteError::Timeout { .. } => "timeout",
             RemoteError::Failed { .. } => "failed",
+            RemoteError::Busy { .. } => "busy",
         }
     }
 }
@@ -66,6 +69,9 @@ pub struct Service {
 
 /// How long a failed service rests before it is asked again.
 pub const REST: Duration = Duration::from_secs(10);
+
+/// Marks a draft's transcription request (kefu's own pools read it).
+pub const DRAFT_HEADER: &str = "X-Kefu-Draft";
 
 /// The longest error text kept from a service's answer (it goes to the log).
 const ERROR_TEXT: usize = 200;
@@ -111,14 +117,21 @@ impl Service {
 
     /// Sends a request, with the key, and reads the whole answer within the
     /// deadline; a non-2xx answer is an error carrying the start of its text.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, RemoteError> {
+    /// `draft`: a 503 is the pool having no spare core, not a failure to rest on.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        draft: bool,
+    ) -> Result<bytes::Bytes, RemoteError> {
         if let Some(until) = *crate::lock(&self.resting_until)
             && Instant::now() < until
         {
             return Err(self.failed("resting after a failure"));
         }
         let result = self.exchange(request).await;
-        if let Err((error, rest)) = &result {
+        if let Err((error, rest)) = &result
+            && !(draft && matches!(error, RemoteError::Busy { .. }))
+        {
             if *rest {
                 *crate::lock(&self.resting_until) = Some(Instant::now() + REST);
             }
@@ -155,17 +168,27 @@ impl Service {
                 .chars()
                 .take(ERROR_TEXT)
                 .collect();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                let busy = RemoteError::Busy {
+                    service: self.settings.name.clone(),
+                };
+                return Err((busy, true));
+            }
             let error = self.failed(format!("HTTP {status}: {}", text.trim()));
             return Err((error, status.is_server_error()));
         }
         Ok(body)
     }
 
-    /// Recognises 16 kHz mono audio; `language` is sent unless `Auto`.
+    /// Recognises 16 kHz mono audio; `language` is sent unless `Auto`. A
+    /// `draft` (the words up to a pause) says so in `X-Kefu-Draft`: a kefu pool
+    /// decodes it only on spare cores and answers 503 at once otherwise, which
+    /// does not rest the service (other engines ignore the header).
     pub async fn transcribe(
         &self,
         audio_16k: &[f32],
         language: Language,
+        draft: bool,
     ) -> Result<Transcript, RemoteError> {
         let started = Instant::now();
         let wav = crate::media::wav::encode_pcm16(audio_16k, 16_000)
@@ -181,11 +204,14 @@ impl Service {
         if language != Language::Auto {
             form = form.text("language", language.code());
         }
-        let request = self
+        let mut request = self
             .http
             .post(self.endpoint("audio/transcriptions"))
             .multipart(form);
-        let body = self.send(request).await?;
+        if draft {
+            request = request.header(DRAFT_HEADER, "1");
+        }
+        let body = self.send(request, draft).await?;
         #[derive(serde::Deserialize)]
         struct Answer {
             text: String,
@@ -219,7 +245,7 @@ impl Service {
                 "voice": voice,
                 "response_format": "wav",
             }));
-        let body = self.send(request).await?;
+        let body = self.send(request, false).await?;
         crate::media::wav::decode_mono(&body)
             .map_err(|e| self.failed(format!("not WAV audio: {e}")))
     }

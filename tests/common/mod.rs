@@ -1213,3 +1213,22 @@ pub fn ask_call_with(
     let r = only_record(&server);
     (server, r, dir)
 }
+
+/// The `ask` call's first turns: the caller's question ("…close…") heard, the
+/// opening-hours intent matched, and answered.
+pub fn assert_hours_answered(r: &serde_json::Value) {
+    let turns = r["dialogue"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no dialogue in {r}"));
+    assert_eq!(turns[0]["speaker"], "customer", "{r}");
+    assert!(
+        turns[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("close"),
+        "{r}"
+    );
+    assert_eq!(turns[0]["intent"], "opening_hours", "{r}");
+    assert_eq!(turns[1]["speaker"], "bot", "{r}");
+}
