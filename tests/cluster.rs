@@ -3,8 +3,8 @@
 //! calling through Kamailio. Calls go round both nodes; in-dialog requests
 //! (ACK, BYE) follow the Record-Route to the node that took the call; one node
 //! is killed with SIGKILL and no new call fails: the other answers them all.
-//! Two nodes of one cluster (`cluster_node`, one PostgreSQL database) share an
-//! agent: one node's caller is taken by an agent whose phone registered with
+//! A node given SIGTERM finishes its live call and takes no new one. Two nodes
+//! of one cluster (`cluster_node`, one PostgreSQL database) share an agent: one node's caller is taken by an agent whose phone registered with
 //! the other, and only one node rings the agent at a time.
 
 mod common;
@@ -64,6 +64,67 @@ fn calls_through_kamailio_survive_a_node_killed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(finished(&b), 6, "node B took every call after A died");
+}
+
+/// A node given SIGTERM drains behind Kamailio: its live call goes on to its
+/// BYE (through the Record-Route, to the draining node), and every new call is
+/// answered by the other node.
+#[test]
+fn a_drained_node_finishes_its_calls_and_takes_no_new_ones() {
+    let a = Server::start(Some(&common::dtmf_plans()));
+    let b = Server::start(Some(&common::dtmf_plans()));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _kamailio = kamailio(dir.path(), port, &[&a, &b]);
+    let balancer: SocketAddr = ([127, 0, 0, 1], port).into();
+    let long = dir.path().join("long.xml");
+    std::fs::write(
+        &long,
+        CALL.replace(
+            "<pause milliseconds=\"1500\"/>",
+            "<pause milliseconds=\"8000\"/>",
+        ),
+    )
+    .unwrap();
+    let short = dir.path().join("call.xml");
+    std::fs::write(&short, CALL).unwrap();
+
+    // A long call; the node that took it is drained while it goes on.
+    let live = std::thread::spawn(move || sipp_to(balancer, &long, "kefu-en", &[]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holder = loop {
+        if a.active_calls() == Some(1) {
+            break &a;
+        }
+        if b.active_calls() == Some(1) {
+            break &b;
+        }
+        assert!(Instant::now() < deadline, "the long call reached no node");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let other = if std::ptr::eq(holder, &a) { &b } else { &a };
+    Command::new("kill")
+        .args(["-TERM", &holder.pid().to_string()])
+        .status()
+        .unwrap();
+    for i in 0..4 {
+        let (ok, out) = sipp_to(balancer, &short, "kefu-en", &[]);
+        assert!(ok, "new call {i} while a node drains:\n{out}");
+    }
+    let (ok, out) = live.join().unwrap();
+    assert!(ok, "the draining node's live call:\n{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (finished(other) < 4 || finished(holder) < 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(finished(other), 4, "the other node took every new call");
+    let records = holder.summaries();
+    assert_eq!(
+        records.len(),
+        1,
+        "the draining node took no new call: {records:?}"
+    );
+    assert_eq!(records[0]["end_reason"], "caller-hangup", "{}", records[0]);
 }
 
 /// Two nodes of one cluster (`cluster_node` a and b) on a fresh PostgreSQL
