@@ -213,6 +213,16 @@ impl Metrics {
         out
     }
 
+    /// Counts one speech request over the network (`family`: `speech_remote`
+    /// or `speech_served`).
+    pub fn speech(
+        family: &Family<SpeechLabel, Counter>,
+        kind: &'static str,
+        outcome: &'static str,
+    ) {
+        family.get_or_create(&SpeechLabel { kind, outcome }).inc();
+    }
+
     pub fn observe(h: &Histogram, d: Duration) {
         h.observe(d.as_secs_f64());
     }

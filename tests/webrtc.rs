@@ -162,18 +162,7 @@ fn the_widget_caller_asks_by_voice_and_hears_the_answer() {
         "webrtc-ask",
     );
     let r = s.record(seen["call"].as_str().expect("a call id"));
-    let turns = r["dialogue"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no dialogue in {r}"));
-    assert!(
-        turns[0]["text"]
-            .as_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("close"),
-        "{r}"
-    );
-    assert_eq!(turns[0]["intent"], "opening_hours", "{r}");
+    common::assert_hours_answered(&r);
     assert!(
         common::strings(&r["prompts"])
             .iter()

@@ -44,10 +44,7 @@ pub fn routes(r: Routes<Arc<Ops>>) -> Routes<Arc<Ops>> {
 }
 
 fn served(kind: &'static str, outcome: &'static str) {
-    crate::metrics::metrics()
-        .speech_served
-        .get_or_create(&crate::metrics::SpeechLabel { kind, outcome })
-        .inc();
+    crate::metrics::Metrics::speech(&crate::metrics::metrics().speech_served, kind, outcome);
 }
 
 /// The upload's parts that matter.

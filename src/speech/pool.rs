@@ -282,11 +282,6 @@ impl AsrPool {
         self
     }
 
-    /// The service a language's utterances go to first, if any.
-    pub fn remote_for(&self, language: Language) -> Option<&Arc<Service>> {
-        self.remote.get(&language)
-    }
-
     /// Queues a draft (the words up to a pause, which may not be all of them)
     /// only when no finished utterance waits and it would be decoded soon:
     /// drafts never push a caller's finished utterance over its wait. Busy

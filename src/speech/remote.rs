@@ -149,31 +149,30 @@ impl Service {
             Some(key) => request.bearer_auth(key),
             None => request,
         };
-        let timeout = self.settings.timeout;
+        // The client's own timeout covers the whole exchange, body included.
         let exchange = async {
             let answer = request.send().await?;
             let status = answer.status();
             let body = answer.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))
         };
-        let (status, body) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return Err((self.timed_out(), true)),
-            Ok(Err(e)) if e.is_timeout() => return Err((self.timed_out(), true)),
+        let (status, body) = match exchange.await {
+            Err(e) if e.is_timeout() => return Err((self.timed_out(), true)),
             // Without the URL, which may carry credentials.
-            Ok(Err(e)) => return Err((self.failed(e.without_url()), true)),
-            Ok(Ok(answer)) => answer,
+            Err(e) => return Err((self.failed(e.without_url()), true)),
+            Ok(answer) => answer,
         };
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let busy = RemoteError::Busy {
+                service: self.settings.name.clone(),
+            };
+            return Err((busy, true));
+        }
         if !status.is_success() {
             let text: String = String::from_utf8_lossy(&body)
                 .chars()
                 .take(ERROR_TEXT)
                 .collect();
-            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                let busy = RemoteError::Busy {
-                    service: self.settings.name.clone(),
-                };
-                return Err((busy, true));
-            }
             let error = self.failed(format!("HTTP {status}: {}", text.trim()));
             return Err((error, status.is_server_error()));
         }
@@ -282,10 +281,7 @@ fn normalise_language(l: &str) -> String {
 
 /// Counts one remote request's outcome.
 pub fn count(kind: &'static str, outcome: &'static str) {
-    crate::metrics::metrics()
-        .speech_remote
-        .get_or_create(&crate::metrics::SpeechLabel { kind, outcome })
-        .inc();
+    crate::metrics::Metrics::speech(&crate::metrics::metrics().speech_remote, kind, outcome);
 }
 
 #[cfg(test)]

@@ -62,18 +62,6 @@ impl Store {
         Ok(())
     }
 
-    /// The nodes seen since `since_ms`.
-    pub async fn live_nodes(&self, since_ms: i64) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query("SELECT node FROM cluster_nodes WHERE seen_ms > $1 ORDER BY node")
-            .bind(since_ms)
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the cluster's nodes")?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
-    }
-
     /// An extension's phone bindings as registered through `node` (JSON).
     pub async fn save_phones(
         &self,
