@@ -46,6 +46,7 @@ fn pair(conv: &str, customer: &str, seq: usize) -> TurnsWrite {
         first_seq: seq,
         turns: vec![turn(Speaker::Customer, TEXT), turn(Speaker::Bot, REPLY)],
         latency_us: Some(900),
+        state: None,
     }
 }
 

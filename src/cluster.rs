@@ -34,8 +34,8 @@ use crate::agents::center::{Center, Presence};
 use crate::agents::queue::AgentState;
 use crate::agents::registrar::Binding;
 use crate::lock;
-use crate::store::Store;
 use crate::store::cluster::{WaitingRow, live_since, now_ms};
+use crate::store::{ConversationService, Store};
 
 /// How often a node beats and reads the holds again.
 const BEAT: Duration = Duration::from_secs(1);
@@ -64,6 +64,11 @@ enum News {
     Released {
         agent: String,
     },
+    /// A text conversation's turns were stored here: `said` in all now.
+    Chat {
+        conversation: String,
+        said: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +85,8 @@ pub struct Cluster {
     store: Store,
     center: Arc<Center>,
     phones: Arc<Phones>,
+    /// The text conversations (a chat goes on through any node).
+    chats: Arc<ConversationService>,
     /// Agents this node holds.
     held: Mutex<HashSet<String>>,
     /// Agents another node holds, as last marked in the center.
@@ -97,6 +104,7 @@ impl Cluster {
         store: Store,
         center: Arc<Center>,
         phones: Arc<Phones>,
+        chats: Arc<ConversationService>,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let cluster = Arc::new(Self {
@@ -104,6 +112,7 @@ impl Cluster {
             store,
             center,
             phones,
+            chats,
             held: Mutex::default(),
             elsewhere: Mutex::default(),
             written: Mutex::default(),
@@ -115,7 +124,12 @@ impl Cluster {
         cluster.sweep().await?;
         let presence = cluster.center.watch_presence();
         let registered = cluster.phones.watch();
-        tokio::spawn(cluster.clone().tell(presence, registered, stop.clone()));
+        let commits = cluster.chats.conversations.watch_commits();
+        tokio::spawn(
+            cluster
+                .clone()
+                .tell(presence, registered, commits, stop.clone()),
+        );
         tokio::spawn(cluster.clone().listen(listener, stop.clone()));
         tokio::spawn(cluster.clone().beat(stop));
         tracing::info!(node, "joined the cluster");
@@ -170,11 +184,20 @@ impl Cluster {
         self: Arc<Self>,
         mut presence: tokio::sync::mpsc::UnboundedReceiver<Presence>,
         mut registered: tokio::sync::mpsc::UnboundedReceiver<String>,
+        mut commits: tokio::sync::broadcast::Receiver<(String, u64)>,
         stop: CancellationToken,
     ) {
+        use tokio::sync::broadcast::error::RecvError;
         loop {
             let news = tokio::select! {
                 () = stop.cancelled() => return,
+                got = commits.recv() => match got {
+                    Ok((conversation, said)) => News::Chat { conversation, said },
+                    // Missed ones: a node with a stale copy finds out when it
+                    // stores a turn, and reads the conversation again.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
                 Some(p) = presence.recv() => {
                     if let Err(e) = self.store.save_presence(&p).await {
                         tracing::warn!(error = format!("{e:#}"), "cannot share an agent's availability");
@@ -262,6 +285,14 @@ impl Cluster {
                 if theirs {
                     self.mark(&agent, None);
                 }
+            }
+            News::Chat { conversation, said } => {
+                let chats = self.chats.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = chats.catch_up(&conversation, said).await {
+                        tracing::warn!(error = %e, conversation = %crate::log_id(&conversation), "cannot read a conversation another node changed");
+                    }
+                });
             }
         }
     }
@@ -359,12 +390,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// The items a dead node left waiting: their callers were cut off with it
-    /// (and a chat's customer writes again through another node), so each is
-    /// recorded as an abandoned stay, not lost from the queue's report.
-    /// `own`: this node's name when it starts (what it left when it stopped).
+    /// The items a dead node left waiting: a chat waits on in this node's
+    /// queue (its conversation is in the store), from when it first queued;
+    /// a caller was cut off with the node, so their stay is recorded as
+    /// abandoned, not lost from the queue's report. `own`: this node's name
+    /// when it starts (what it left when it stopped).
     async fn adopt_orphans(&self, own: Option<&str>) -> anyhow::Result<()> {
         for r in self.store.take_orphans(own).await? {
+            if r.channel != "phone" && self.requeue(&r).await {
+                continue;
+            }
             tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting item is recorded as abandoned");
             let stay = crate::agents::center::Stay {
                 item: r.item,
@@ -380,6 +415,42 @@ impl Cluster {
             self.store.record_stay(&stay).await?;
         }
         Ok(())
+    }
+
+    /// Queues a dead node's waiting chat here; false when it cannot be (its
+    /// conversation is not in the store, or the queue is full).
+    async fn requeue(&self, r: &WaitingRow) -> bool {
+        let Ok(entry) = self.chats.entry(&r.item).await else {
+            return false;
+        };
+        let (channel, lang, said) = {
+            let e = lock(&entry);
+            let said = e
+                .conversation
+                .history
+                .iter()
+                .rev()
+                .find(|t| t.speaker == crate::dialogue::engine::Speaker::Customer)
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
+            (e.channel, e.conversation.lang, said)
+        };
+        let origin = crate::agents::center::Origin {
+            channel: channel.name().to_string(),
+            reason: r.reason.clone(),
+        };
+        let queued = self.center.requeue(
+            &r.item,
+            &r.queue,
+            &[lang.code().to_string()],
+            &said,
+            origin,
+            crate::store::from_ms(r.enqueued_ms),
+        );
+        if queued {
+            tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting chat waits here now");
+        }
+        queued
     }
 
     /// Holds the agent for this node; false when another node does. A store

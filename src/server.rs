@@ -18,10 +18,13 @@ use crate::dialogue::conversations::Conversations;
 use crate::dialogue::kb::{load_dir as load_kb_dir, load_files as load_kb_files};
 use crate::dialogue::reload::LiveKb;
 use crate::dialogue::semantic::{Encoder, EncoderFiles};
+use crate::dialplan::AudioRoot;
 use crate::dialplan::reload::{self, LiveDialplans};
-use crate::dialplan::{AudioRoot, load_dir};
 use crate::media::prompt::PromptCache;
 use crate::watch::{Reloaded, Schedule};
+
+mod speech;
+use speech::plans_and_speech;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -50,13 +53,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(e.embed(texts)?.into_iter().map(|v| v.to_vec()).collect())
         }) as crate::store::analytics::Embed
     });
-    let text = Arc::new(TextChannels::new(
-        &config,
-        kb.clone(),
-        conversations.clone(),
-        store.clone(),
-        center.clone(),
-    ));
+    let text = text_channels(&config, &kb, &conversations, &store, &center).await?;
     let reloads = reloads_recorded(&store, &kb, &live);
 
     let stop = CancellationToken::new();
@@ -70,6 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let call_service = text.service.clone();
+    let chats = text.service.clone();
     let (webrtc, calls) = browser_calls(&config, &text)?;
     let callbacks = callbacks(&config, &store);
     let http_task = start_http(
@@ -115,7 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %sip.local_addr(), tcp = config.sip_tcp, "SIP listening");
     webrtc.attach(sip.clone());
     callbacks.attach(sip.staff.clone(), prompts.clone(), hangup_all.clone());
-    join_cluster(&config, &store, &sip, &stop).await?;
+    join_cluster(&config, &store, &sip, chats, &stop).await?;
     tokio::spawn(sip.clone().run(incoming));
     watch_and_keep(
         &config,
@@ -226,12 +224,33 @@ fn callbacks(
     crate::call::callback::Callbacks::new(store.clone(), through, config.rtp_timeout)
 }
 
+/// The text channels, with the web chat customers' keys under the store's
+/// secret (every node of a cluster, and this one after a restart, accepts them).
+async fn text_channels(
+    config: &Config,
+    kb: &LiveKb,
+    conversations: &Arc<Conversations>,
+    store: &crate::store::Store,
+    center: &Arc<crate::agents::center::Center>,
+) -> anyhow::Result<Arc<TextChannels>> {
+    let keys = store.secret("chat customer keys").await?;
+    Ok(Arc::new(TextChannels::new(
+        config,
+        kb.clone(),
+        conversations.clone(),
+        store.clone(),
+        center.clone(),
+        keys,
+    )))
+}
+
 /// With `cluster_node`: shares the agents with the other nodes on the database
 /// (`crate::cluster`), and rings no agent another node holds.
 async fn join_cluster(
     config: &Config,
     store: &crate::store::Store,
     sip: &Arc<sip::SipService>,
+    chats: Arc<crate::store::ConversationService>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(node) = &config.cluster_node else {
@@ -243,6 +262,7 @@ async fn join_cluster(
         store.clone(),
         sip.staff.center.clone(),
         sip.staff.phones.clone(),
+        chats,
         stop.clone(),
     )
     .await
@@ -322,173 +342,6 @@ fn private_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Every dialplan, checked (start-up stops on the first invalid one).
-async fn load_dialplans(
-    config: &Config,
-    audio: &AudioRoot,
-    prompts: &Arc<PromptCache>,
-) -> anyhow::Result<crate::dialplan::Registry> {
-    let registry = {
-        let (d, a, p) = (config.dialplans.clone(), audio.clone(), prompts.clone());
-        tokio::task::spawn_blocking(move || load_dir(&d, &a, &p)).await?
-    }
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "dialplans in {} are invalid:\n{e}",
-            config.dialplans.display()
-        )
-    })?;
-    tracing::info!(plans = registry.len(), dir = %config.dialplans.display(), "dialplans loaded");
-    Ok(registry)
-}
-
-/// Speech (the remote services, the voices, recognition) and the dialplans,
-/// whose text prompts are spoken at load; the answers' voices warmed.
-async fn plans_and_speech(
-    config: &Config,
-    audio: &AudioRoot,
-) -> anyhow::Result<(
-    Arc<PromptCache>,
-    Arc<crate::speech::tts::Speaker>,
-    crate::dialplan::Registry,
-    Option<Arc<crate::speech::SpeechRuntime>>,
-)> {
-    let services = speech_services(config)?;
-    let (prompts, speaker) = spoken_prompts(config, &services)?;
-    let prompts = Arc::new(prompts);
-    let registry = load_dialplans(config, audio, &prompts).await?;
-    let speech = load_speech(config, &registry, &services).await?;
-    warm_voices(&prompts, &registry).await?;
-    Ok((prompts, speaker, registry, speech))
-}
-
-/// The remote speech services of `[[speech_service]]`, by name.
-fn speech_services(config: &Config) -> anyhow::Result<crate::speech::remote::Services> {
-    config
-        .speech_services
-        .iter()
-        .map(|s| {
-            let service = crate::speech::remote::Service::new(crate::speech::remote::Settings {
-                name: s.name.clone(),
-                url: s.url.clone(),
-                api_key: s.api_key.clone(),
-                timeout: s.timeout,
-                transcription_model: s.transcription_model.clone(),
-                speech_model: s.speech_model.clone(),
-            })?;
-            tracing::info!(service = %s.name, url = %s.url, timeout = ?s.timeout, "remote speech service");
-            Ok((s.name.clone(), service))
-        })
-        .collect()
-}
-
-/// Prompts, with text spoken by the TTS: voices load on first use and renders are
-/// kept in `tts_cache` (default under the data directory), so a restart does not
-/// synthesise them again. Also returns the speaker, which the speech API uses.
-fn spoken_prompts(
-    config: &Config,
-    services: &crate::speech::remote::Services,
-) -> anyhow::Result<(PromptCache, Arc<crate::speech::tts::Speaker>)> {
-    for (language, voice) in &config.voices {
-        crate::speech::tts::check_voice_name(voice)
-            .with_context(|| format!("kefu.toml [voices] {language}"))?;
-    }
-    let cache = config
-        .tts_cache
-        .clone()
-        .unwrap_or_else(|| config.data.join("tts-cache"));
-    let speaker = Arc::new(
-        crate::speech::tts::Speaker::new(
-            crate::speech::ModelDir(config.models.clone()),
-            Some(cache),
-        )
-        .with_defaults(config.voices.clone())
-        .with_services(services.clone()),
-    );
-    Ok((PromptCache::with_speaker(speaker.clone()), speaker))
-}
-
-/// Speech recognition, loaded when a plan listens or the node serves the speech
-/// API: a missing model stops start-up here, with the set-up script named,
-/// rather than failing a caller later. Languages `[recognition]` sends to a
-/// remote service go there first.
-async fn load_speech(
-    config: &Config,
-    registry: &crate::dialplan::Registry,
-    services: &crate::speech::remote::Services,
-) -> anyhow::Result<Option<Arc<crate::speech::SpeechRuntime>>> {
-    if !config.serve_speech && !registry.plans.iter().any(|p| p.listens()) {
-        return Ok(None);
-    }
-    let mut remote = std::collections::HashMap::new();
-    for (language, service) in &config.recognition {
-        let language = language.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-        if let Some(s) = services.get(service) {
-            remote.insert(language, s.clone());
-        }
-    }
-    let (models, model, workers) = (
-        crate::speech::ModelDir(config.models.clone()),
-        config.asr_model.clone(),
-        config.asr_workers,
-    );
-    let runtime = tokio::task::spawn_blocking(move || {
-        crate::speech::SpeechRuntime::load(&models, &model, workers, remote)
-    })
-    .await?
-    .context("cannot start speech recognition for the dialplans' listen nodes")?;
-    tracing::info!(model = %config.asr_model, workers = config.asr_workers, remote = ?config.recognition, serve = config.serve_speech, "speech recognition ready");
-    Ok(Some(runtime))
-}
-
-/// Loads the voices that speak `ask` nodes' answers now, not on a caller's first
-/// question, and renders the busy notices in the background.
-async fn warm_voices(
-    prompts: &Arc<PromptCache>,
-    registry: &crate::dialplan::Registry,
-) -> anyhow::Result<()> {
-    // The voices `ask` nodes answer in (the same pairs their answers are rendered
-    // ahead in).
-    let voices = crate::call::ahead::voices(registry);
-    if !voices.is_empty() {
-        let p = prompts.clone();
-        tokio::task::spawn_blocking(move || {
-            for (voice, language) in voices {
-                if let Err(e) = p.prepare_voice(voice.as_deref(), &language) {
-                    tracing::error!(error = %e, %language, "cannot load the voice for spoken answers");
-                }
-            }
-        })
-        .await?;
-    }
-    // The notices a saturated or queued recogniser has nodes say come when the
-    // machine is busiest: they are rendered now, in the background, not on first use.
-    let notices: Vec<(Option<String>, String)> = registry
-        .plans
-        .iter()
-        .filter(|p| p.listens())
-        .map(|p| (p.voice.clone(), p.language.clone()))
-        .collect();
-    if !notices.is_empty() {
-        let p = prompts.clone();
-        tokio::task::spawn_blocking(move || {
-            for (voice, language) in notices {
-                let zh = language.starts_with("zh");
-                let lang = if zh { "zh" } else { "en" };
-                let hold_on = crate::dialplan::actions::hold_on_notice(zh);
-                let busy = [false, true].map(|ask| crate::dialplan::actions::busy_notice(zh, ask));
-                for text in busy.into_iter().chain([hold_on]) {
-                    for sentence in crate::speech::tts::sentences(text) {
-                        if let Err(e) = p.say(voice.as_deref(), lang, &sentence) {
-                            tracing::warn!(error = %e, "cannot render the busy notice ahead");
-                        }
-                    }
-                }
-            }
-        });
-    }
-    Ok(())
-}
-
 /// What the watchers keep live.
 struct Watched {
     live: LiveDialplans,

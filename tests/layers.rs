@@ -41,7 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // Several nodes as one contact center: the agents shared through the store.
-    ("cluster", &["agents", "store"]),
+    ("cluster", &["agents", "dialogue", "store"]),
     // Staff and integrators' HTTP API.
     (
         "api",

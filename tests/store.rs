@@ -56,6 +56,7 @@ async fn write_conversation(store: &Store, id: &str) -> String {
                 turn(Speaker::Bot, SENTENCE_ZH),
             ],
             latency_us: Some(1234),
+            state: None,
         })
         .await
         .unwrap();
@@ -495,6 +496,7 @@ async fn retention_deletes_old_turns_only() {
             first_seq: 0,
             turns: vec![t],
             latency_us: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -888,6 +890,7 @@ async fn analytics(db: Db) {
                 first_seq: 0,
                 turns,
                 latency_us: Some(latency),
+                state: None,
             })
             .await
             .unwrap();
@@ -920,6 +923,7 @@ async fn analytics(db: Db) {
                 None,
             )],
             latency_us: None,
+            state: None,
         })
         .await
         .unwrap();

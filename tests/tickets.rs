@@ -53,6 +53,7 @@ async fn wrote(
             first_seq: seq,
             turns: vec![turn(Speaker::Customer, said), turn(Speaker::Bot, "…")],
             latency_us: None,
+            state: None,
         })
         .await
         .unwrap();

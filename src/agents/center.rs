@@ -384,6 +384,26 @@ impl Center {
         }
     }
 
+    /// Queues an item that already waited elsewhere since `enqueued` (a chat a
+    /// dead node left waiting): its stay counts from then.
+    pub fn requeue(
+        &self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        summary: &str,
+        origin: Origin,
+        enqueued: DateTime<Utc>,
+    ) -> bool {
+        if !self.enqueue(item, queue, needs, summary, origin) {
+            return false;
+        }
+        if let Some(stay) = lock(&self.inner).stays.get_mut(item) {
+            stay.enqueued = enqueued;
+        }
+        true
+    }
+
     /// The caller left the queue (hung up, or gave up for voicemail).
     pub fn leave(&self, item: &str) {
         self.with(|i, now| {

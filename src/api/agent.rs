@@ -156,7 +156,10 @@ async fn accept(
     {
         tracing::error!(error = format!("{e:#}"), "cannot assign the ticket");
     }
-    let history = ops.conversations.history(&id).unwrap_or_default();
+    let history = match ops.text.service.entry(&id).await {
+        Ok(entry) => crate::lock(&entry).conversation.history.clone(),
+        Err(_) => Vec::new(),
+    };
     let ticket = ops.store.ticket_of_item(&id).await.unwrap_or_else(|e| {
         tracing::warn!(
             error = format!("{e:#}"),
@@ -222,7 +225,7 @@ async fn follow(
             "you are not handling this conversation",
         ));
     }
-    let entry = ops.conversations.get(&id)?;
+    let entry = ops.text.service.entry(&id).await?;
     let events = crate::lock(&entry).subscribe();
     Ok(ws
         .max_message_size(4096)

@@ -187,6 +187,7 @@ async fn store_call(s: &CallSetup, record: &CallRecord) -> anyhow::Result<()> {
             first_seq: record.dialogue_first_seq,
             turns: record.dialogue.clone(),
             latency_us: None,
+            state: None,
         }),
         _ => None,
     };

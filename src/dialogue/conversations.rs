@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use super::engine::{Conversation, Reply, Turn};
 use super::kb::Medium;
 use super::matcher::Matcher;
+use super::snapshot::Loaded;
 use super::text::Lang;
 use crate::lock;
 
@@ -133,11 +134,19 @@ pub struct Entry {
     pub updated: DateTime<Utc>,
     pub conversation: Conversation,
     push: broadcast::Sender<Event>,
+    /// Held while a turn is made and stored: the conversation's turns reach the
+    /// store in the order they were said.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Entry {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.push.subscribe()
+    }
+
+    /// The lock a turn is made and stored under (see [`Entry`]).
+    pub fn turn_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.turn.clone()
     }
 
     /// Pushes these turns to the subscribers.
@@ -163,6 +172,16 @@ pub struct Appended {
     /// The first turn's sequence number (turns said before it in the conversation).
     pub first_seq: usize,
     pub turns: Vec<Turn>,
+    /// The engine's state after these turns, for a text conversation (to go on
+    /// elsewhere: `dialogue::snapshot`); none for a call's.
+    pub state: Option<String>,
+}
+
+impl Appended {
+    /// Turns said in the conversation once these are.
+    pub fn said(&self) -> u64 {
+        (self.first_seq + self.turns.len()) as u64
+    }
 }
 
 #[derive(Default)]
@@ -175,6 +194,9 @@ struct Inner {
 pub struct Conversations {
     inner: Mutex<Inner>,
     limit: usize,
+    /// (conversation, turns said) for each text conversation's turns once stored:
+    /// what the other nodes of a cluster are told.
+    commits: broadcast::Sender<(String, u64)>,
 }
 
 impl std::fmt::Debug for Conversations {
@@ -197,6 +219,7 @@ impl Conversations {
         Self {
             inner: Mutex::new(Inner::default()),
             limit: limit.max(1),
+            commits: broadcast::channel(1024).0,
         }
     }
 
@@ -330,7 +353,9 @@ impl Conversations {
         let mut conversation = Conversation::new(channel.medium(), lang);
         let reply = conversation.open(m, topic.as_deref(), now);
         let turns = conversation.history.clone();
-        let id = self.insert(
+        let state = text_state(channel, &conversation);
+        let (id, _) = self.insert(
+            None,
             channel,
             customer.clone(),
             conversation,
@@ -347,6 +372,7 @@ impl Conversations {
             updated: now,
             first_seq: 0,
             turns,
+            state,
         };
         (reply, appended)
     }
@@ -362,7 +388,8 @@ impl Conversations {
         now: DateTime<Utc>,
     ) -> String {
         let customer = self.customer_of(identity);
-        self.insert(channel, customer, conversation, started, now, 1)
+        self.insert(None, channel, customer, conversation, started, now, 1)
+            .0
     }
 
     /// Makes a call's conversation live while the caller talks with an agent, so
@@ -376,7 +403,16 @@ impl Conversations {
         now: DateTime<Utc>,
     ) -> String {
         let customer = self.customer_of(identity);
-        self.insert(channel, customer, conversation, started, now, PUSH_BUFFER)
+        self.insert(
+            None,
+            channel,
+            customer,
+            conversation,
+            started,
+            now,
+            PUSH_BUFFER,
+        )
+        .0
     }
 
     /// A line of a bridged call's transcript: who said it and what; the turn, for
@@ -404,17 +440,20 @@ impl Conversations {
         Ok(c)
     }
 
-    /// Adds a conversation, dropping the least recently active one when full.
+    /// Adds a conversation (under `id`, or a new one), dropping the least
+    /// recently active one when full.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
+        id: Option<String>,
         channel: Channel,
         customer: String,
         conversation: Conversation,
         created: DateTime<Utc>,
         updated: DateTime<Utc>,
         push_buffer: usize,
-    ) -> String {
-        let id = new_id();
+    ) -> (String, Arc<Mutex<Entry>>) {
+        let id = id.unwrap_or_else(new_id);
         let (push, _) = broadcast::channel(push_buffer);
         let entry = Entry {
             id: id.clone(),
@@ -424,8 +463,13 @@ impl Conversations {
             updated,
             conversation,
             push,
+            turn: Arc::default(),
         };
         let mut inner = lock(&self.inner);
+        if let Some(there) = inner.entries.get(&id) {
+            // Restored twice at once: the first one stays.
+            return (id, there.clone());
+        }
         if inner.entries.len() >= self.limit
             && let Some(oldest) = inner
                 .entries
@@ -436,10 +480,9 @@ impl Conversations {
             inner.entries.remove(&oldest);
             tracing::info!(conversation = %crate::log_id(&oldest), "conversation limit reached; dropped the least recently active");
         }
-        inner
-            .entries
-            .insert(id.clone(), Arc::new(Mutex::new(entry)));
-        id
+        let entry = Arc::new(Mutex::new(entry));
+        inner.entries.insert(id.clone(), entry.clone());
+        (id, entry)
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Mutex<Entry>>, ConversationError> {
@@ -481,6 +524,57 @@ impl Conversations {
             return;
         };
         lock(&entry).push_turns(&appended.turns);
+        if appended.state.is_some() {
+            // Nobody listening (a single node) is fine.
+            let _ = self
+                .commits
+                .send((appended.conversation.clone(), appended.said()));
+        }
+    }
+
+    /// Every text conversation's turns once stored: (conversation, turns said).
+    pub fn watch_commits(&self) -> broadcast::Receiver<(String, u64)> {
+        self.commits.subscribe()
+    }
+
+    /// Turns said in a live conversation, if it is here.
+    pub fn said_of(&self, id: &str) -> Option<u64> {
+        let entry = self.get(id).ok()?;
+        let said = lock(&entry).conversation.said;
+        Some(said)
+    }
+
+    /// Puts a conversation read back from the store in place (a node that did
+    /// not have it, or had an older copy): its subscribers here get the turns
+    /// they have not seen. Returns the entry.
+    pub fn restore(&self, id: &str, loaded: Loaded) -> Arc<Mutex<Entry>> {
+        for identity in &loaded.identities {
+            self.adopt(identity, &loaded.customer);
+        }
+        if let Ok(entry) = self.get(id) {
+            {
+                let mut e = lock(&entry);
+                let seen = e.conversation.said;
+                let new = loaded.conversation.said.saturating_sub(seen) as usize;
+                let h = &loaded.conversation.history;
+                let unseen = h[h.len().saturating_sub(new)..].to_vec();
+                e.customer = loaded.customer;
+                e.updated = loaded.updated;
+                e.conversation = loaded.conversation;
+                e.push_turns(&unseen);
+            }
+            return entry;
+        }
+        self.insert(
+            Some(id.to_string()),
+            loaded.channel,
+            loaded.customer,
+            loaded.conversation,
+            loaded.created,
+            loaded.updated,
+            PUSH_BUFFER,
+        )
+        .1
     }
 
     /// A person answered in the conversation.
@@ -534,6 +628,7 @@ impl Conversations {
             updated: now,
             first_seq: before as usize,
             turns: h[h.len().saturating_sub(new)..].to_vec(),
+            state: text_state(e.channel, &e.conversation),
         };
         Ok((result, appended))
     }
@@ -582,6 +677,11 @@ fn forget_idle_customers(inner: &mut Inner) {
         forgotten = before - inner.identities.len(),
         "identity limit reached; forgot customers without a live conversation"
     );
+}
+
+/// The state a text conversation stores with its turns (calls keep theirs).
+fn text_state(channel: Channel, c: &Conversation) -> Option<String> {
+    (channel != Channel::Phone).then(|| c.snapshot())
 }
 
 /// A conversation id: 16 random bytes, hex.

@@ -21,7 +21,7 @@ const SLOT_TRIES: u32 = 3;
 /// Turns kept in a conversation's history (older ones are dropped).
 pub const HISTORY_LIMIT: usize = 200;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     Customer,
@@ -90,8 +90,9 @@ enum Filled<'k> {
     Left(Option<&'k Intent>, Vec<(String, f32)>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum State {
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "is", rename_all = "snake_case")]
+pub(super) enum State {
     Idle,
     Filling {
         intent: String,
@@ -118,12 +119,12 @@ enum State {
 pub struct Conversation {
     pub medium: Medium,
     pub lang: Lang,
-    state: State,
+    pub(super) state: State,
     /// The intent answered last, by id (ids survive a knowledge-base reload).
-    last_intent: Option<String>,
+    pub(super) last_intent: Option<String>,
     /// The last intent marked `topic`: what a customer may come back about.
     pub open_topic: Option<String>,
-    misses: u32,
+    pub(super) misses: u32,
     pub values: BTreeMap<String, String>,
     pub history: Vec<Turn>,
     /// Turns said so far, including those dropped from `history`: the next turn's

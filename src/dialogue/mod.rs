@@ -17,6 +17,7 @@ mod replies;
 pub mod semantic;
 pub mod service;
 pub mod slots;
+pub mod snapshot;
 pub mod text;
 
 pub use engine::{Conversation, Reply, ReplyKind};

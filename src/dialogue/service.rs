@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::conversations::{Appended, Channel, ConversationError, Conversations, Identity};
+use super::conversations::{Appended, Channel, ConversationError, Conversations, Entry, Identity};
 use super::reload::LiveKb;
+use super::snapshot::Loaded;
 use super::{Lang, Reply};
 
 /// Where customers, conversations and tickets are kept.
@@ -36,12 +37,22 @@ pub trait Records: Send + Sync {
         customer: &str,
         identity: &Identity,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Commits the turns just appended to a conversation.
+    /// Commits the turns just appended to a conversation; false when they were
+    /// made from a stale copy (the records hold turns it lacks) and refused.
     fn record(
         &self,
         appended: &Appended,
         latency_us: Option<i64>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+    /// A text conversation as recorded (state and last turns), if there is one.
+    fn load(&self, id: &str) -> impl Future<Output = anyhow::Result<Option<Loaded>>> + Send;
+    /// The customer's most recent conversation on `channel` active since `since`.
+    fn recent(
+        &self,
+        channel: Channel,
+        customer: &str,
+        since: chrono::DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
     /// Opens a ticket for a conversation or a call handed to a person.
     fn open_ticket(
         &self,
@@ -98,7 +109,13 @@ pub enum ServiceError {
     /// The records refused a change: nothing was pushed to anyone.
     #[error("not recorded: {0:#}")]
     NotRecorded(anyhow::Error),
+    /// Other nodes kept adding turns to the conversation while this one tried.
+    #[error("the conversation is changing elsewhere; try again")]
+    Contended,
 }
+
+/// Tries at a turn whose conversation changed elsewhere meanwhile.
+const STALE_TRIES: usize = 3;
 
 /// A conversation just started.
 #[derive(Debug)]
@@ -197,6 +214,7 @@ impl<R: Records, D: Desk> Service<R, D> {
         let (greeting, appended) = self
             .conversations
             .open(&m, channel, identity, lang, Utc::now());
+        // A new conversation: no copy can be stale.
         self.commit(&appended, None).await?;
         Ok(Started {
             conversation: appended.conversation,
@@ -212,13 +230,16 @@ impl<R: Records, D: Desk> Service<R, D> {
         let started = std::time::Instant::now();
         self.warm(text).await;
         let m = self.kb.current();
-        let (reply, appended) = self.conversations.respond(&m, id, text, Utc::now())?;
-        crate::metrics::Metrics::observe(
-            &crate::metrics::metrics().match_seconds,
-            started.elapsed(),
-        );
-        let latency = i64::try_from(started.elapsed().as_micros()).ok();
-        self.commit(&appended, latency).await?;
+        let (reply, appended) = self
+            .turn(id, Some(started), || {
+                let made = self.conversations.respond(&m, id, text, Utc::now());
+                crate::metrics::Metrics::observe(
+                    &crate::metrics::metrics().match_seconds,
+                    started.elapsed(),
+                );
+                made
+            })
+            .await?;
         if let Some(queue) = &reply.handover {
             let reason = reply.reason.clone().unwrap_or_else(|| "intent".into());
             self.hand_over(&appended, queue, text, reason).await;
@@ -280,32 +301,137 @@ impl<R: Records, D: Desk> Service<R, D> {
     pub async fn notice(
         &self,
         id: &str,
-        text: impl FnOnce(Lang) -> String,
+        text: impl Fn(Lang) -> String,
     ) -> Result<(), ServiceError> {
-        let appended = self.conversations.notice(id, text, Utc::now())?;
-        self.commit(&appended, None).await
+        self.turn(id, None, || {
+            self.conversations
+                .notice(id, &text, Utc::now())
+                .map(|a| ((), a))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// An agent's reply, recorded and pushed; what was appended, for the channel
     /// to deliver where a push does not reach (SMS, WeChat).
     pub async fn agent_reply(&self, id: &str, text: &str) -> Result<Appended, ServiceError> {
-        let appended = self.conversations.agent_message(id, text, Utc::now())?;
-        self.commit(&appended, None).await?;
-        Ok(appended)
+        self.turn(id, None, || {
+            self.conversations
+                .agent_message(id, text, Utc::now())
+                .map(|a| ((), a))
+        })
+        .await
+        .map(|((), a)| a)
     }
 
-    /// Records `appended`, then pushes it to the conversation's subscribers.
+    /// Makes a turn with `make` and commits it, one turn of the conversation at
+    /// a time. Turns made from a stale copy (another node added some meanwhile)
+    /// are made again from the recorded conversation. `started`: when the
+    /// customer's message came, for the reply's latency.
+    async fn turn<T>(
+        &self,
+        id: &str,
+        started: Option<std::time::Instant>,
+        make: impl Fn() -> Result<(T, Appended), ConversationError>,
+    ) -> Result<(T, Appended), ServiceError> {
+        let entry = self.entry(id).await?;
+        let turn = crate::lock(&entry).turn_lock();
+        let _one_at_a_time = turn.lock().await;
+        for _ in 0..STALE_TRIES {
+            let (made, appended) = make()?;
+            let latency = started.and_then(|s| i64::try_from(s.elapsed().as_micros()).ok());
+            if self.commit(&appended, latency).await? {
+                return Ok((made, appended));
+            }
+            tracing::info!(conversation = %crate::log_id(id), "conversation changed elsewhere; going on from the recorded one");
+            self.load(id).await?;
+        }
+        Err(ServiceError::Contended)
+    }
+
+    /// The live conversation `id`: here, or read back from the records (one
+    /// another node started, or this node before a restart).
+    pub async fn entry(&self, id: &str) -> Result<Arc<std::sync::Mutex<Entry>>, ServiceError> {
+        match self.conversations.get(id) {
+            Ok(entry) => Ok(entry),
+            Err(_) => self.load(id).await,
+        }
+    }
+
+    /// Reads the conversation back from the records and puts it in place.
+    async fn load(&self, id: &str) -> Result<Arc<std::sync::Mutex<Entry>>, ServiceError> {
+        match self.records.load(id).await {
+            Ok(Some(loaded)) => Ok(self.conversations.restore(id, loaded)),
+            Ok(None) => Err(ConversationError::Unknown(id.to_string()).into()),
+            Err(e) => Err(ServiceError::NotRecorded(e)),
+        }
+    }
+
+    /// Brings this node's copy of a conversation up to `said` turns when it
+    /// has an older one (another node added turns): its subscribers here get
+    /// them. A copy this node does not have is left alone.
+    pub async fn catch_up(&self, id: &str, said: u64) -> Result<(), ServiceError> {
+        let Ok(entry) = self.conversations.get(id) else {
+            return Ok(());
+        };
+        let turn = crate::lock(&entry).turn_lock();
+        let _one_at_a_time = turn.lock().await;
+        if self
+            .conversations
+            .said_of(id)
+            .is_some_and(|have| have < said)
+        {
+            self.load(id).await?;
+        }
+        Ok(())
+    }
+
+    /// The conversation on `channel` that a customer of a channel without
+    /// conversation ids (WeChat, SMS) is in: one active here within `within`,
+    /// else one the records have (another node's).
+    pub async fn recent(
+        &self,
+        channel: Channel,
+        identity: &Identity,
+        within: chrono::Duration,
+    ) -> Result<Option<String>, ServiceError> {
+        let now = Utc::now();
+        if let Some(id) = self
+            .conversations
+            .find_recent(channel, identity, within, now)
+        {
+            return Ok(Some(id));
+        }
+        let Some(customer) = self.recognise(identity).await? else {
+            return Ok(None);
+        };
+        let found = self
+            .records
+            .recent(channel, &customer, now - within)
+            .await
+            .map_err(ServiceError::NotRecorded)?;
+        match found {
+            Some(id) if self.entry(&id).await.is_ok() => Ok(Some(id)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Records `appended`, then pushes it to the conversation's subscribers;
+    /// false (nothing recorded or pushed) when it was made from a stale copy.
     async fn commit(
         &self,
         appended: &Appended,
         latency_us: Option<i64>,
-    ) -> Result<(), ServiceError> {
-        self.records
+    ) -> Result<bool, ServiceError> {
+        let recorded = self
+            .records
             .record(appended, latency_us)
             .await
             .map_err(ServiceError::NotRecorded)?;
-        self.conversations.publish(appended);
-        Ok(())
+        if recorded {
+            self.conversations.publish(appended);
+        }
+        Ok(recorded)
     }
 
     /// Runs what matching `text` needs from the sentence-embedding model (a few

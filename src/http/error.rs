@@ -94,6 +94,7 @@ impl From<crate::dialogue::service::ServiceError> for ApiError {
                     "the message could not be recorded; please send it again",
                 )
             }
+            ServiceError::Contended => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

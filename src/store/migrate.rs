@@ -72,6 +72,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "cluster",
         include_str!("migrations/sqlite/0012_cluster.sql"),
     ),
+    (
+        13,
+        "chat_state",
+        include_str!("migrations/sqlite/0013_chat_state.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -129,6 +134,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         12,
         "cluster",
         include_str!("migrations/postgres/0012_cluster.sql"),
+    ),
+    (
+        13,
+        "chat_state",
+        include_str!("migrations/postgres/0013_chat_state.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@ pub mod agents;
 pub mod analytics;
 pub mod backup;
 pub mod callbacks;
+pub mod chat_state;
 pub mod cluster;
 pub mod crypto;
 pub mod customers;
@@ -247,6 +248,9 @@ pub struct TurnsWrite {
     pub turns: Vec<Turn>,
     /// How long the reply (the last turn) took, when it is one.
     pub latency_us: Option<i64>,
+    /// The engine's state after these turns (a text conversation's): the write
+    /// is then refused unless the store has exactly `first_seq` turns.
+    pub state: Option<String>,
 }
 
 pub fn identity_kind_name(k: IdentityKind) -> &'static str {
@@ -398,9 +402,13 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Writes a conversation and its new turns; returns once they are committed.
-    pub async fn record_turns(&self, w: TurnsWrite) -> anyhow::Result<()> {
-        self.write(Write::Turns(w)).await.map(|_| ())
+    /// Writes a conversation and its new turns; returns once they are committed:
+    /// false when they were refused as made from a stale copy (see `TurnsWrite`).
+    pub async fn record_turns(&self, w: TurnsWrite) -> anyhow::Result<bool> {
+        Ok(!matches!(
+            self.write(Write::Turns(w)).await?,
+            writer::Done::Stale
+        ))
     }
 
     /// Appends to the audit log.
@@ -603,7 +611,7 @@ impl crate::dialogue::service::Records for Store {
         &self,
         a: &crate::dialogue::conversations::Appended,
         latency_us: Option<i64>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         self.record_turns(TurnsWrite {
             conversation: a.conversation.clone(),
             channel: a.channel,
@@ -614,8 +622,22 @@ impl crate::dialogue::service::Records for Store {
             first_seq: a.first_seq,
             turns: a.turns.clone(),
             latency_us,
+            state: a.state.clone(),
         })
         .await
+    }
+
+    async fn load(&self, id: &str) -> anyhow::Result<Option<crate::dialogue::snapshot::Loaded>> {
+        self.load_conversation(id).await
+    }
+
+    async fn recent(
+        &self,
+        channel: Channel,
+        customer: &str,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Option<String>> {
+        self.recent_conversation(channel, customer, since).await
     }
 
     async fn open_ticket(

@@ -40,6 +40,12 @@ const TABLES: &[Table] = &[
         lookups: &[("lookup", "value")],
     },
     Table {
+        name: "conversations",
+        pk: &[("id", Kind::Text)],
+        sealed: &["state"],
+        lookups: &[],
+    },
+    Table {
         name: "turns",
         pk: &[("conversation_id", Kind::Text), ("seq", Kind::Int)],
         sealed: &["text"],

@@ -85,6 +85,9 @@ pub struct CallWrite {
 #[derive(Debug)]
 pub enum Done {
     Ok,
+    /// Turns made from a stale copy of their conversation (another node, or the
+    /// store, has turns this copy lacks): nothing was written.
+    Stale,
     Customer(String),
 }
 
@@ -158,8 +161,11 @@ async fn apply(c: &mut AnyConnection, sealer: &Sealer, w: &Write) -> anyhow::Res
             at,
         } => identity_write(c, sealer, identity, customer.as_deref(), *at).await,
         Write::Turns(t) => {
-            turns(c, sealer, t).await?;
-            Ok(Done::Ok)
+            if turns(c, sealer, t).await? {
+                Ok(Done::Ok)
+            } else {
+                Ok(Done::Stale)
+            }
         }
         Write::Call(call) => {
             call_write(c, sealer, call).await?;
@@ -286,22 +292,50 @@ async fn identity_write(
     }
 }
 
-async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow::Result<()> {
+/// Writes a conversation's new turns; false (and nothing written) when they
+/// come with the engine's state and were made from a stale copy: the stored
+/// conversation has more turns than the copy had when it made them.
+async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow::Result<bool> {
     ensure_customer(c, sealer, &t.customer, ms(t.started)).await?;
-    sqlx::query(
-        "INSERT INTO conversations (id, channel, customer_id, call_id, started_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms, customer_id = excluded.customer_id",
-    )
-    .bind(t.conversation.as_str())
-    .bind(t.channel.name())
-    .bind(t.customer.as_str())
-    .bind(t.call_id.clone())
-    .bind(ms(t.started))
-    .bind(ms(t.updated))
-    .execute(&mut *c)
-    .await
-    .context("cannot store a conversation")?;
+    let said = (t.first_seq + t.turns.len()) as i64;
+    // A write with a state is checked against the turns stored; one without
+    // (a call's, a late reply to a closed chat) only adds its turns.
+    let check = if t.state.is_some() {
+        " WHERE conversations.said = $10"
+    } else {
+        ""
+    };
+    let upsert = format!(
+        "INSERT INTO conversations (id, channel, customer_id, call_id, started_ms, updated_ms, said, state, key_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms, customer_id = excluded.customer_id, \
+         said = CASE WHEN conversations.said > excluded.said THEN conversations.said ELSE excluded.said END, \
+         state = COALESCE(excluded.state, conversations.state), key_id = COALESCE(excluded.key_id, conversations.key_id){check}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(upsert))
+        .bind(t.conversation.as_str())
+        .bind(t.channel.name())
+        .bind(t.customer.as_str())
+        .bind(t.call_id.clone())
+        .bind(ms(t.started))
+        .bind(ms(t.updated))
+        .bind(said)
+        .bind(
+            t.state
+                .as_deref()
+                .map(|s| sealer.seal("conversations.state", s)),
+        )
+        .bind(t.state.as_ref().map(|_| sealer.key_id()));
+    if t.state.is_some() {
+        q = q.bind(t.first_seq as i64);
+    }
+    let written = q
+        .execute(&mut *c)
+        .await
+        .context("cannot store a conversation")?;
+    if written.rows_affected() == 0 {
+        return Ok(false);
+    }
     let last = t.turns.len().saturating_sub(1);
     for (i, turn) in t.turns.iter().enumerate() {
         sqlx::query(
@@ -331,7 +365,7 @@ async fn turns(c: &mut AnyConnection, sealer: &Sealer, t: &TurnsWrite) -> anyhow
     if !said.is_empty() {
         super::tickets::customer_wrote(c, sealer, &t.conversation, &said, ms(t.updated)).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn call_write(c: &mut AnyConnection, sealer: &Sealer, w: &CallWrite) -> anyhow::Result<()> {

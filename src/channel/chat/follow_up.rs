@@ -52,7 +52,7 @@ fn unavailable(e: anyhow::Error) -> ApiError {
 impl TextChannels {
     /// Replies `text` in conversation `id` (a ticket's), live or later.
     pub async fn reply_later(&self, id: &str, text: &str) -> Result<Reach, ApiError> {
-        if self.service.conversations.get(id).is_ok() {
+        if self.service.entry(id).await.is_ok() {
             self.agent_message(id, text).await?;
             return Ok(Reach::Live);
         }
@@ -94,6 +94,7 @@ impl TextChannels {
                     confidence: None,
                 }],
                 latency_us: None,
+                state: None,
             })
             .await
             .map_err(unavailable)?;

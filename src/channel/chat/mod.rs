@@ -85,6 +85,7 @@ impl TextChannels {
         conversations: Arc<Conversations>,
         store: Store,
         center: Arc<crate::agents::center::Center>,
+        key_secret: [u8; 32],
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
@@ -123,7 +124,7 @@ impl TextChannels {
             budgets: Arc::new(crate::http::rate::ClientBudgets::new(config.rates)),
             trusted_proxies: config.trusted_proxies.clone(),
             sockets: web::Sockets::default(),
-            keys: proof::ChatKeys::new(store.sealer().clone()),
+            keys: proof::ChatKeys::new(store.sealer().clone(), key_secret),
             service: Arc::new(Service {
                 kb,
                 conversations,
@@ -177,7 +178,7 @@ impl TextChannels {
         if !(1..=5).contains(&score) {
             return Err(ApiError::bad_request("`score` is 1 to 5"));
         }
-        let entry = self.service.conversations.get(id)?;
+        let entry = self.service.entry(id).await?;
         let channel = crate::lock(&entry).channel;
         let stored = self
             .store
@@ -198,7 +199,7 @@ impl TextChannels {
     pub async fn ask_rating(&self, id: &str) -> Result<(), ApiError> {
         let (channel, customer, lang) = {
             // A call's wrap-up has no chat to ask in.
-            let Ok(entry) = self.service.conversations.get(id) else {
+            let Ok(entry) = self.service.entry(id).await else {
                 return Ok(());
             };
             let e = crate::lock(&entry);
@@ -218,7 +219,7 @@ impl TextChannels {
     /// the conversation and as the channel's reply.
     async fn rated(&self, id: &str, score: u8) -> Result<Reply, ApiError> {
         let (channel, lang) = {
-            let entry = self.service.conversations.get(id)?;
+            let entry = self.service.entry(id).await?;
             let e = crate::lock(&entry);
             (e.channel, e.conversation.lang)
         };
@@ -351,7 +352,8 @@ pub fn router(table: &mut Table, state: Arc<TextChannels>) -> Router {
 
 /// The history of a conversation (web chat and the app API).
 pub async fn read_history(s: &TextChannels, id: String) -> Result<Json<web::History>, ApiError> {
-    let turns = s.service.conversations.history(&id)?;
+    let entry = s.service.entry(&id).await?;
+    let turns = crate::lock(&entry).conversation.history.clone();
     Ok(Json(web::History {
         conversation: id,
         turns,

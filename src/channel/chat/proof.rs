@@ -5,9 +5,10 @@
 //! and speak as the customer. When a conversation starts, the widget gets a key
 //! with it: an HMAC of the conversation id under a server secret (the store's
 //! keyring when encryption is on, so keys outlive restarts and key rotations until
-//! the old key is retired; otherwise a secret made at start-up). The public chat
+//! the old key is retired; otherwise a random secret kept in the store, which
+//! every node of a cluster shares). The public chat
 //! routes ask for it, in the `X-Kefu-Key` header or, for the WebSocket (browsers
-//! cannot set its headers), the `key` query parameter. Nothing is stored: the key
+//! cannot set its headers), the `key` query parameter. No key is stored: the key
 //! is derived again to check it.
 
 use axum::http::{HeaderMap, StatusCode};
@@ -33,11 +34,10 @@ pub struct ChatKeys {
 }
 
 impl ChatKeys {
-    pub fn new(sealer: Sealer) -> Self {
-        Self {
-            sealer,
-            own: rand::random(),
-        }
+    /// `own`: the secret used without a keyring, the store's (`Store::secret`),
+    /// so every node and a restarted one accept the keys given out.
+    pub fn new(sealer: Sealer, own: [u8; 32]) -> Self {
+        Self { sealer, own }
     }
 
     /// The key the customer gets for `conversation`.
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_key_opens_its_own_conversation_only() {
-        let keys = ChatKeys::new(Sealer::new(None));
+        let keys = ChatKeys::new(Sealer::new(None), rand::random());
         let k = keys.key("conv-a");
         assert_eq!(k.len(), 32);
         assert!(keys.check("conv-a", Some(&k)).is_ok());
@@ -113,7 +113,7 @@ mod tests {
         assert!(keys.check("conv-a", Some("")).is_err());
         // Another server (another secret) does not accept it.
         assert!(
-            ChatKeys::new(Sealer::new(None))
+            ChatKeys::new(Sealer::new(None), rand::random())
                 .check("conv-a", Some(&k))
                 .is_err()
         );
@@ -124,14 +124,14 @@ mod tests {
         use crate::store::crypto::Keyring;
         let one = Keyring::new_line(1);
         let ring = |text: &str| Sealer::new(Some(Keyring::parse(text, "test").unwrap()));
-        let before = ChatKeys::new(ring(&one)).key("conv-a");
+        let before = ChatKeys::new(ring(&one), [0; 32]).key("conv-a");
         assert!(
-            ChatKeys::new(ring(&one))
+            ChatKeys::new(ring(&one), [0; 32])
                 .check("conv-a", Some(&before))
                 .is_ok()
         );
         let rotated = format!("{one}{}", Keyring::new_line(2));
-        let after = ChatKeys::new(ring(&rotated));
+        let after = ChatKeys::new(ring(&rotated), [0; 32]);
         assert!(
             after.check("conv-a", Some(&before)).is_ok(),
             "old key still held"

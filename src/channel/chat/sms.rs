@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::Serialize;
 
 use super::{ApiError, TextChannels, message_text};
@@ -97,13 +97,11 @@ async fn inbound(
     let to = field(&form, &["To", "to"]).unwrap_or("");
     let body = message_text(field(&form, &["Body", "body", "text"]).unwrap_or(""))?;
     let identity = Identity::new(IdentityKind::Sms, from);
-    let now = Utc::now();
-    let id = match s.service.conversations.find_recent(
-        Channel::Sms,
-        &identity,
-        Duration::hours(SESSION_GAP_HOURS),
-        now,
-    ) {
+    let recent = s
+        .service
+        .recent(Channel::Sms, &identity, Duration::hours(SESSION_GAP_HOURS))
+        .await?;
+    let id = match recent {
         Some(id) => id,
         None => {
             s.start(Channel::Sms, &identity, Lang::detect(body))

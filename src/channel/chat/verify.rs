@@ -153,7 +153,7 @@ async fn send_code(
     body: Result<Json<PhoneRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CodeSent>), ApiError> {
     let Json(req) = body?;
-    s.service.conversations.get(&id)?;
+    s.service.entry(&id).await?;
     let now = Utc::now();
     let phone = SlotKind::Phone
         .extract(&req.phone, now.date_naive())
@@ -249,7 +249,7 @@ async fn confirm(
     body: Result<Json<ConfirmRequest>, JsonRejection>,
 ) -> Result<Json<Linked>, ApiError> {
     let Json(req) = body?;
-    let entry = s.service.conversations.get(&id)?;
+    let entry = s.service.entry(&id).await?;
     let customer = crate::lock(&entry).customer.clone();
     let now = Utc::now();
     let phone = {

@@ -214,7 +214,7 @@ async fn socket(
 ) -> Result<Response, ApiError> {
     s.keys
         .check(&id, super::proof::given(&headers, uri.query()))?;
-    let entry = s.service.conversations.get(&id)?;
+    let entry = s.service.entry(&id).await?;
     let client = crate::http::routes::client_ip(&s.trusted_proxies, peer.ip(), &headers);
     let slot = s.sockets.open(client)?;
     let events = crate::lock(&entry).subscribe();

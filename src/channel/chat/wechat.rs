@@ -187,12 +187,14 @@ async fn receive(
     }
     let identity = Identity::new(IdentityKind::Wechat, &msg.from_user_name);
     let now = Utc::now();
-    let recent = s.service.conversations.find_recent(
-        Channel::Wechat,
-        &identity,
-        Duration::minutes(SESSION_GAP_MINUTES),
-        now,
-    );
+    let recent = s
+        .service
+        .recent(
+            Channel::Wechat,
+            &identity,
+            Duration::minutes(SESSION_GAP_MINUTES),
+        )
+        .await?;
     let text = match (msg.msg_type.as_str(), msg.event.as_deref()) {
         ("event", Some("subscribe")) => {
             let (_, _, greeting) = s.start(Channel::Wechat, &identity, Lang::Zh).await?;

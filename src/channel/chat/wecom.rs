@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -348,12 +347,14 @@ async fn answer(s: &TextChannels, who: &str, text: &str) -> Result<String, ApiEr
     }
     let text = super::message_text(text)?;
     let identity = Identity::new(IdentityKind::Wecom, who);
-    let recent = s.service.conversations.find_recent(
-        Channel::Wecom,
-        &identity,
-        chrono::Duration::minutes(SESSION_GAP_MINUTES),
-        Utc::now(),
-    );
+    let recent = s
+        .service
+        .recent(
+            Channel::Wecom,
+            &identity,
+            chrono::Duration::minutes(SESSION_GAP_MINUTES),
+        )
+        .await?;
     let id = match recent {
         Some(id) => id,
         None => {

@@ -129,7 +129,7 @@ async fn call(
     let sdp = offer.sdp()?;
     // The call comes from the conversation's customer: their web identity.
     let conversations = &s.text.service.conversations;
-    let entry = conversations.get(&id)?;
+    let entry = s.text.service.entry(&id).await?;
     let customer = crate::lock(&entry).customer.clone();
     let identity = conversations
         .identities_of(&customer)
