@@ -1119,3 +1119,57 @@ async fn an_agent_answers_a_wechat_customer_through_the_customer_service_api() {
         "the rating is thanked: {reply}"
     );
 }
+
+/// A web chat outlives a restart of kefu: the order number asked for before
+/// the restart is taken after it, with the key the customer was given (the
+/// store's secret signs keys when encryption is off), and the WebSocket opens
+/// again on the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_goes_on_after_a_restart() {
+    let db = common::pg::PgDatabase::create().await;
+    let settings = config(&format!("database = {:?}\nencryption = false\n", db.url));
+    let first = tokio::task::block_in_place(|| Server::start_with(Some(&dtmf_plans()), &settings));
+    let (status, started) = post_json(
+        &first,
+        "/api/chat/conversations",
+        json!({"visitor": "visitor-restart", "lang": "en"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = started["conversation"].as_str().unwrap().to_string();
+    let key = started["key"].as_str().unwrap().to_string();
+    let messages = format!("/api/chat/conversations/{id}/messages?key={key}");
+    let (_, r) = post_json(
+        &first,
+        &messages,
+        json!({"text": "Where's my refund? It's been a week"}),
+    )
+    .await;
+    assert_eq!(r["kind"], "ask_slot", "{r}");
+    drop(first);
+
+    let second = tokio::task::block_in_place(|| Server::start_with(Some(&dtmf_plans()), &settings));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/chat/conversations/{id}/ws?key={key}",
+        second.http
+    ))
+    .await
+    .expect("the conversation's socket opens after the restart");
+    let (status, r) = post_json(&second, &messages, json!({"text": "it's 482913"})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["kind"], "answer", "{r}");
+    assert!(r["text"].as_str().unwrap().contains("482913"), "{r}");
+    assert_eq!(next_event(&mut ws).await["text"], "it's 482913");
+    // A wrong key is still refused.
+    let wrong = match key.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", &key[1..]),
+    };
+    let (status, _) = post_json(
+        &second,
+        &format!("/api/chat/conversations/{id}/messages?key={wrong}"),
+        json!({"text": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

@@ -5,7 +5,8 @@
 //! is killed with SIGKILL and no new call fails: the other answers them all.
 //! A node given SIGTERM finishes its live call and takes no new one. Two nodes
 //! of one cluster (`cluster_node`, one PostgreSQL database) share an agent: one node's caller is taken by an agent whose phone registered with
-//! the other, and only one node rings the agent at a time.
+//! the other, and only one node rings the agent at a time. A web chat goes on
+//! through either node, and a dead node's waiting chat waits on the other.
 
 mod common;
 
@@ -349,4 +350,211 @@ async fn every_node_sees_who_waits_and_a_dead_nodes_callers_are_counted() {
             .iter()
             .any(|l| l.contains("a dead node's waiting item is recorded as abandoned"))
     );
+}
+
+/// The next turn pushed on a chat WebSocket: (speaker, text).
+async fn pushed(
+    ws: &mut (
+             impl futures_util::StreamExt<
+        Item = Result<
+            tokio_tungstenite::tungstenite::Message,
+            tokio_tungstenite::tungstenite::Error,
+        >,
+    > + Unpin
+         ),
+) -> (String, String) {
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a pushed turn within 5 s")
+        .expect("socket open")
+        .expect("a frame");
+    let e: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    (
+        e["speaker"].as_str().unwrap().to_string(),
+        e["text"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The waiting items in a node's queue view, as (item, node).
+async fn waiting_in(node: &Server, cookie: &str) -> Vec<(String, String)> {
+    let view: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/queues", node.http))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    view["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["item"].as_str().unwrap_or_default().to_string(),
+                w["node"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A web chat behind an HTTP load balancer, which may send any request to any
+/// node: started through node A, it goes on through node B (the order number A
+/// asked for is taken on B), every turn reaches the customer's WebSocket on
+/// either node, and both nodes give the same history. Handed to a person on B,
+/// it waits in B's queue; when B dies it waits on A, and the customer's next
+/// message through A is still part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_goes_on_through_any_node() {
+    use serde_json::{Value, json};
+    let Pair { a, b, _db, _plans } = cluster_pair().await;
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("http://{}/api/chat/conversations", a.http))
+        .json(&json!({"lang": "en", "visitor": "visitor-cluster"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["conversation"].as_str().unwrap().to_string();
+    let key = started["key"].as_str().unwrap().to_string();
+    let socket = |node: &Server| {
+        let url = format!(
+            "ws://{}/api/chat/conversations/{id}/ws?key={key}",
+            node.http
+        );
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let (mut on_a, mut on_b) = (socket(&a).await, socket(&b).await);
+    let say = |node: &Server, text: &str| {
+        let req = http
+            .post(format!(
+                "http://{}/api/chat/conversations/{id}/messages",
+                node.http
+            ))
+            .header("x-kefu-key", key.clone())
+            .json(&json!({ "text": text }));
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let r = say(&a, "Where's my refund? It's been a week").await;
+    assert_eq!(
+        (r["kind"].as_str(), r["intent"].as_str()),
+        (Some("ask_slot"), Some("refund_status")),
+        "{r}"
+    );
+    // B's socket hears what was said on A.
+    let heard = pushed(&mut on_b).await;
+    assert_eq!(heard.0, "customer");
+    assert!(heard.1.contains("refund"), "{heard:?}");
+    assert_eq!(
+        pushed(&mut on_b).await,
+        ("bot".to_string(), r["text"].as_str().unwrap().to_string())
+    );
+
+    // The order number goes to B, which fills the slot A asked for.
+    let r = say(&b, "it's 482913").await;
+    assert_eq!(r["kind"], "answer", "{r}");
+    assert!(r["text"].as_str().unwrap().contains("482913"), "{r}");
+    let mut on_a_heard = Vec::new();
+    for _ in 0..4 {
+        on_a_heard.push(pushed(&mut on_a).await);
+    }
+    assert_eq!(
+        on_a_heard[2],
+        ("customer".to_string(), "it's 482913".to_string()),
+        "{on_a_heard:?}"
+    );
+    assert_eq!(
+        on_a_heard[3].1,
+        r["text"].as_str().unwrap(),
+        "{on_a_heard:?}"
+    );
+
+    // Both nodes give the same history, in order.
+    let history = |node: &Server| {
+        let req = http
+            .get(format!(
+                "http://{}/api/chat/conversations/{id}/messages",
+                node.http
+            ))
+            .header("x-kefu-key", key.clone());
+        async move {
+            let h: Value = req.send().await.unwrap().json().await.unwrap();
+            h["turns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["text"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let (through_a, through_b) = (history(&a).await, history(&b).await);
+    assert_eq!(
+        through_a.len(),
+        5,
+        "greeting and two exchanges: {through_a:?}"
+    );
+    assert_eq!(through_a, through_b);
+
+    // Handed to a person on B: it waits in B's queue, and A's view shows it.
+    let (ok, _, err) = a.kefu_with_input(
+        &[
+            "users",
+            "add",
+            "wang",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    let (cookie, _) = a.sign_in("wang", "a long enough password").await;
+    let r = say(&b, "i need a human").await;
+    assert_eq!(r["handover"], "general", "{r}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut waiting = Vec::new();
+    while Instant::now() < deadline {
+        waiting = waiting_in(&a, &cookie).await;
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(waiting, vec![(id.clone(), "b".to_string())]);
+
+    // B dies: the chat waits on A, and goes on there.
+    Command::new("kill")
+        .args(["-KILL", &b.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        waiting = waiting_in(&a, &cookie).await;
+        if waiting.iter().any(|(_, node)| node == "a") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(waiting, vec![(id.clone(), "a".to_string())]);
+    assert!(
+        a.logs()
+            .iter()
+            .any(|l| l.contains("a dead node's waiting chat waits here now"))
+    );
+    say(&a, "hello, anyone there?").await;
+    let through_a = history(&a).await;
+    assert_eq!(
+        through_a.last().map(String::as_str),
+        Some("hello, anyone there?"),
+        "{through_a:?}"
+    );
+    assert_eq!(through_a.len(), 8, "{through_a:?}");
 }

@@ -52,7 +52,10 @@ fn unavailable(e: anyhow::Error) -> ApiError {
 impl TextChannels {
     /// Replies `text` in conversation `id` (a ticket's), live or later.
     pub async fn reply_later(&self, id: &str, text: &str) -> Result<Reach, ApiError> {
-        if self.service.entry(id).await.is_ok() {
+        // Live here: pushed. Otherwise stored as the conversation's next turn
+        // (a node or restart that takes the conversation up reads it back), not
+        // brought back into memory for a reply nobody may be reading.
+        if self.service.conversations.get(id).is_ok() {
             self.agent_message(id, text).await?;
             return Ok(Reach::Live);
         }
