@@ -69,7 +69,28 @@ enum News {
         conversation: String,
         said: u64,
     },
+    /// The sender has a free agent whose desk talks to it: `node`, give it
+    /// your waiting chat `item`.
+    Take {
+        item: String,
+        node: String,
+    },
+    /// The sender handed its waiting chat `item` to node `to`.
+    Given {
+        item: String,
+        to: String,
+        queue: String,
+        channel: String,
+        reason: String,
+        enqueued_ms: i64,
+    },
 }
+
+/// An agent's desk that asked nothing of a node for this long talks to
+/// another node (desks poll every few seconds).
+const DESK_GONE: Duration = Duration::from_secs(10);
+/// A waiting chat asked for is not asked for again sooner.
+const ASK_AGAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
@@ -93,6 +114,8 @@ pub struct Cluster {
     elsewhere: Mutex<HashMap<String, String>>,
     /// The waiting items last written down.
     written: Mutex<Vec<WaitingRow>>,
+    /// Other nodes' waiting chats asked for, and when.
+    asked: Mutex<HashMap<String, Instant>>,
 }
 
 impl Cluster {
@@ -116,7 +139,9 @@ impl Cluster {
             held: Mutex::default(),
             elsewhere: Mutex::default(),
             written: Mutex::default(),
+            asked: Mutex::default(),
         });
+        cluster.center.desks_elsewhere();
         let listener = crate::store::cluster::listen(url).await?;
         cluster.adopt_orphans(Some(node)).await?;
         cluster.store.heartbeat(node).await?;
@@ -272,7 +297,7 @@ impl Cluster {
         }
     }
 
-    fn apply(&self, e: Envelope) {
+    fn apply(self: &Arc<Self>, e: Envelope) {
         match e.news {
             News::Presence(p) => self.center.apply_presence(&p),
             News::Phones {
@@ -286,6 +311,30 @@ impl Cluster {
                     self.mark(&agent, None);
                 }
             }
+            News::Take { item, node } if node == self.node => {
+                let me = self.clone();
+                tokio::spawn(async move { me.give(&item, &e.from).await });
+            }
+            News::Given {
+                item,
+                to,
+                queue,
+                channel,
+                reason,
+                enqueued_ms,
+            } if to == self.node => {
+                let me = self.clone();
+                let row = WaitingRow {
+                    item,
+                    queue,
+                    node: e.from,
+                    channel,
+                    reason,
+                    enqueued_ms,
+                };
+                tokio::spawn(async move { me.take_given(row).await });
+            }
+            News::Take { .. } | News::Given { .. } => {}
             News::Chat { conversation, said } => {
                 let chats = self.chats.clone();
                 tokio::spawn(async move {
@@ -364,7 +413,85 @@ impl Cluster {
             self.mark(agent, Some(node));
         }
         self.share_waiting().await?;
-        self.adopt_orphans(None).await
+        self.adopt_orphans(None).await?;
+        let desks = self.center.refresh_desks(DESK_GONE);
+        self.ask_for_chats(&desks).await
+    }
+
+    /// Asks other nodes for their oldest waiting chats, one for each free agent
+    /// whose desk talks to this node (in that agent's queues): a chat is
+    /// offered on a desk, so it must wait where the desk is.
+    async fn ask_for_chats(&self, desks: &[String]) -> anyhow::Result<()> {
+        if desks.is_empty() {
+            return Ok(());
+        }
+        let (agents, _) = self.center.snapshot();
+        let mut free: Vec<Vec<String>> = agents
+            .into_iter()
+            .filter(|a| a.state == AgentState::Available && !a.elsewhere && desks.contains(&a.id))
+            .map(|a| a.queues)
+            .collect();
+        if free.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        lock(&self.asked).retain(|_, at| now.duration_since(*at) < ASK_AGAIN);
+        for r in self.store.waiting_elsewhere(&self.node).await? {
+            if r.channel == "phone" || lock(&self.asked).contains_key(&r.item) {
+                continue;
+            }
+            let Some(agent) = free.iter().position(|q| q.contains(&r.queue)) else {
+                continue;
+            };
+            free.swap_remove(agent);
+            lock(&self.asked).insert(r.item.clone(), now);
+            self.publish(News::Take {
+                item: r.item,
+                node: r.node,
+            })
+            .await;
+            if free.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Another node asked for a chat waiting here: handed over when nobody here
+    /// is being offered it.
+    async fn give(&self, item: &str, to: &str) {
+        let Some(h) = self.center.hand_off(item) else {
+            return;
+        };
+        tracing::info!(item = %crate::log_id(item), queue = %h.queue, %to, "a waiting chat goes to the node its agent's desk talks to");
+        self.publish(News::Given {
+            item: item.to_string(),
+            to: to.to_string(),
+            queue: h.queue,
+            channel: h.origin.channel,
+            reason: h.origin.reason,
+            enqueued_ms: crate::store::ms(h.enqueued),
+        })
+        .await;
+        if let Err(e) = self.share_waiting().await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot write down what waits here"
+            );
+        }
+    }
+
+    /// A chat another node handed here waits in this node's queue; one that
+    /// cannot (its conversation unreadable, the queue full) is recorded as an
+    /// abandoned stay rather than lost.
+    async fn take_given(&self, row: WaitingRow) {
+        if self.requeue(&row).await {
+            return;
+        }
+        tracing::warn!(item = %crate::log_id(&row.item), queue = %row.queue, "a chat handed here cannot wait here; recorded as abandoned");
+        if let Err(e) = self.store.record_stay(&abandoned(row)).await {
+            tracing::warn!(error = format!("{e:#}"), "cannot record a queue stay");
+        }
     }
 
     /// Writes down what waits here, when it changed.
@@ -401,18 +528,7 @@ impl Cluster {
                 continue;
             }
             tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting item is recorded as abandoned");
-            let stay = crate::agents::center::Stay {
-                item: r.item,
-                queue: r.queue,
-                channel: r.channel,
-                reason: r.reason,
-                enqueued: crate::store::from_ms(r.enqueued_ms),
-                answered: None,
-                agent: None,
-                ended: chrono::Utc::now(),
-                outcome: "abandoned",
-            };
-            self.store.record_stay(&stay).await?;
+            self.store.record_stay(&abandoned(r)).await?;
         }
         Ok(())
     }
@@ -499,6 +615,21 @@ impl crate::agents::Claims for Cluster {
             tracing::info!(%agent, "the agent is held by another node; not rung");
         }
         ok
+    }
+}
+
+/// A waiting item's stay, ended now unanswered.
+fn abandoned(r: WaitingRow) -> crate::agents::center::Stay {
+    crate::agents::center::Stay {
+        item: r.item,
+        queue: r.queue,
+        channel: r.channel,
+        reason: r.reason,
+        enqueued: crate::store::from_ms(r.enqueued_ms),
+        answered: None,
+        agent: None,
+        ended: chrono::Utc::now(),
+        outcome: "abandoned",
     }
 }
 

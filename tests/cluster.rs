@@ -558,3 +558,98 @@ async fn a_chat_goes_on_through_any_node() {
     );
     assert_eq!(through_a.len(), 8, "{through_a:?}");
 }
+
+/// An agent whose desk talks to node A takes a chat handed over on node B: B
+/// cannot show an offer on that desk, so A asks for the chat and it waits in
+/// A's queue; the agent's reply, made on A, reaches the customer's WebSocket
+/// on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_takes_a_chat_waiting_on_another_node() {
+    use common::phone::add_agent_with_phone;
+    use serde_json::{Value, json};
+    let Pair { a, b, _db, _plans } = cluster_pair().await;
+    add_agent_with_phone(&a, "li", "2001", "general");
+    let (cookie, csrf) = a.sign_in("li", "a long enough password").await;
+    let http = reqwest::Client::new();
+    let desk = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("http://{}{path}", a.http))
+            .header("cookie", cookie.clone())
+            .header("x-csrf-token", csrf.clone())
+    };
+    let r = desk(reqwest::Method::POST, "/api/agent/state")
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (conv, _, mut customer) = b.handed_over_chat("visitor-li", "i need a human").await;
+    // The desk polls its offers, as it does every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut offers = Value::Null;
+    while Instant::now() < deadline {
+        offers = desk(reqwest::Method::GET, "/api/agent/offers")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if offers
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["item"] == conv.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        offers
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["item"] == conv.as_str())),
+        "the chat waiting on B is offered on A's desk: {offers}"
+    );
+    assert!(
+        b.logs()
+            .iter()
+            .any(|l| l.contains("a waiting chat goes to the node its agent's desk talks to"))
+    );
+    let taken: Value = desk(
+        reqwest::Method::POST,
+        &format!("/api/agent/offers/{conv}/accept"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let said: Vec<&str> = taken["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["text"].as_str())
+        .collect();
+    assert!(said.contains(&"i need a human"), "{taken}");
+    let r = desk(
+        reqwest::Method::POST,
+        &format!("/api/agent/conversations/{conv}/messages"),
+    )
+    .json(&json!({"text": "Hello, this is Li."}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    // The customer's socket on B: the hand-over's turns, then Li.
+    let mut heard = Vec::new();
+    while !heard
+        .iter()
+        .any(|(who, _): &(String, String)| who == "agent")
+    {
+        heard.push(pushed(&mut customer).await);
+    }
+    assert_eq!(
+        heard.last(),
+        Some(&("agent".to_string(), "Hello, this is Li.".to_string()))
+    );
+}

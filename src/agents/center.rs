@@ -142,6 +142,16 @@ pub struct Center {
     gave_up: Notify,
     /// Where agents' availability set here is told (a cluster's node shares it).
     presence: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Presence>>>,
+    /// When each agent's desk last asked this node anything.
+    desks: Mutex<HashMap<String, Instant>>,
+}
+
+/// A waiting item handed to another node (`Center::hand_off`).
+#[derive(Clone, Debug)]
+pub struct HandedOff {
+    pub queue: String,
+    pub origin: Origin,
+    pub enqueued: DateTime<Utc>,
 }
 
 impl Inner {
@@ -256,6 +266,7 @@ impl Center {
             wake: Notify::new(),
             gave_up: Notify::new(),
             presence: Mutex::default(),
+            desks: Mutex::default(),
         }
     }
 
@@ -332,28 +343,36 @@ impl Center {
         summary: &str,
         origin: Origin,
     ) -> bool {
-        self.with(|i, now| match i.queues.enqueue(item, queue, needs, now) {
-            Some(e) => {
-                i.stays.insert(
-                    item.to_string(),
-                    OpenStay {
-                        queue: queue.to_string(),
-                        origin,
-                        enqueued: Utc::now(),
-                        answered: None,
-                    },
-                );
-                i.items.insert(
-                    item.to_string(),
-                    Item {
-                        queue: queue.to_string(),
-                        summary: summary.chars().take(500).collect(),
-                    },
-                );
-                i.apply(e);
-                true
+        // A chat is offered on a desk; a call rings a phone.
+        let chat = origin.channel != "phone";
+        self.with(|i, now| {
+            match if chat {
+                i.queues.enqueue_chat(item, queue, needs, now)
+            } else {
+                i.queues.enqueue(item, queue, needs, now)
+            } {
+                Some(e) => {
+                    i.stays.insert(
+                        item.to_string(),
+                        OpenStay {
+                            queue: queue.to_string(),
+                            origin,
+                            enqueued: Utc::now(),
+                            answered: None,
+                        },
+                    );
+                    i.items.insert(
+                        item.to_string(),
+                        Item {
+                            queue: queue.to_string(),
+                            summary: summary.chars().take(500).collect(),
+                        },
+                    );
+                    i.apply(e);
+                    true
+                }
+                None => false,
             }
-            None => false,
         })
     }
 
@@ -402,6 +421,55 @@ impl Center {
             stay.enqueued = enqueued;
         }
         true
+    }
+
+    /// The agent's desk asked this node something (it polls every few seconds).
+    pub fn desk_seen(&self, agent: &str) {
+        lock(&self.desks).insert(agent.to_string(), Instant::now());
+    }
+
+    /// In a cluster: chats are offered here only to agents whose desk has asked
+    /// this node something within `within` (see [`Center::refresh_desks`]).
+    pub fn desks_elsewhere(&self) {
+        lock(&self.inner).queues.desks_elsewhere();
+    }
+
+    /// Marks which agents' desks talk to this node (asked within `within`);
+    /// the agents whose desk is here.
+    pub fn refresh_desks(&self, within: std::time::Duration) -> Vec<String> {
+        let now = Instant::now();
+        let here: Vec<String> = {
+            let mut desks = lock(&self.desks);
+            desks.retain(|_, seen| now.duration_since(*seen) < within);
+            desks.keys().cloned().collect()
+        };
+        let (agents, _) = self.snapshot();
+        self.with(|i, now| {
+            for a in agents {
+                let e = i.queues.set_desk(&a.id, here.contains(&a.id), now);
+                i.apply(e);
+            }
+        });
+        here
+    }
+
+    /// Takes a waiting item nobody is being offered out of the queues, to wait
+    /// on another node (its stay goes on there); None when it is not waiting
+    /// here or is being offered.
+    pub fn hand_off(&self, item: &str) -> Option<HandedOff> {
+        self.with(|i, _| {
+            if !i.queues.hand_off(item) {
+                return None;
+            }
+            i.items.remove(item);
+            i.watchers.remove(item);
+            let stay = i.stays.remove(item)?;
+            Some(HandedOff {
+                queue: stay.queue,
+                origin: stay.origin,
+                enqueued: stay.enqueued,
+            })
+        })
     }
 
     /// The caller left the queue (hung up, or gave up for voicemail).

@@ -117,6 +117,9 @@ struct Agent {
     /// Another node of the cluster holds them (rings them, or they are on its
     /// call): offered nothing here until it lets them go.
     elsewhere: bool,
+    /// Their desk talks to this node: only then can a chat be offered to them
+    /// here (a call rings their phone, which any node reaches).
+    desk_here: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +134,8 @@ struct Waiting {
     /// A new round of offers starts no earlier than this.
     retry_at: Option<Instant>,
     next_announce: Option<Instant>,
+    /// Offered on a desk only (a chat), not by ringing a phone.
+    desk_only: bool,
 }
 
 /// An agent as a supervisor sees them.
@@ -163,6 +168,8 @@ pub struct Queues {
     waiting: Vec<Waiting>,
     /// Round robin: the agent offered last, per queue.
     last_offered: BTreeMap<String, String>,
+    /// In a cluster, a desk is elsewhere until it shows up here.
+    desks_elsewhere: bool,
 }
 
 /// Items waiting at most (a full queue refuses more: the edge plays "all agents
@@ -194,6 +201,7 @@ impl Queues {
             idle_since: now,
             wrap_until: None,
             elsewhere: false,
+            desk_here: !self.desks_elsewhere,
         });
         a.queues = queues.to_vec();
         a.skills = skills.to_vec();
@@ -222,6 +230,27 @@ impl Queues {
                     a.idle_since = now;
                     self.dispatch(now)
                 }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// In a cluster: agents' desks may talk to other nodes, so none is taken to
+    /// be here until `set_desk` says so.
+    pub fn desks_elsewhere(&mut self) {
+        self.desks_elsewhere = true;
+        for a in self.agents.values_mut() {
+            a.desk_here = false;
+        }
+    }
+
+    /// The agent's desk talks to this node (true) or no longer does: chats are
+    /// offered to them here only while it does.
+    pub fn set_desk(&mut self, agent: &str, here: bool, now: Instant) -> Vec<Event> {
+        match self.agents.get_mut(agent) {
+            Some(a) if a.desk_here != here => {
+                a.desk_here = here;
+                if here { self.dispatch(now) } else { Vec::new() }
             }
             _ => Vec::new(),
         }
@@ -266,6 +295,29 @@ impl Queues {
         needs: &[String],
         now: Instant,
     ) -> Option<Vec<Event>> {
+        self.enqueue_item(item, queue, needs, false, now)
+    }
+
+    /// [`Queues::enqueue`] for a chat, which only an agent whose desk is here
+    /// can be offered.
+    pub fn enqueue_chat(
+        &mut self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        now: Instant,
+    ) -> Option<Vec<Event>> {
+        self.enqueue_item(item, queue, needs, true, now)
+    }
+
+    fn enqueue_item(
+        &mut self,
+        item: &str,
+        queue: &str,
+        needs: &[String],
+        desk_only: bool,
+        now: Instant,
+    ) -> Option<Vec<Event>> {
         if self.waiting.len() >= MAX_WAITING || self.waiting.iter().any(|w| w.item == item) {
             return None;
         }
@@ -280,6 +332,7 @@ impl Queues {
             tried: HashSet::new(),
             retry_at: None,
             next_announce: config.announce_every.map(|_| now),
+            desk_only,
         });
         let mut events = self.dispatch(now);
         events.extend(self.announce(now));
@@ -336,6 +389,18 @@ impl Queues {
     }
 
     /// The caller hung up, or the chat closed, while waiting.
+    /// Takes a waiting item out that no agent is being offered (to wait on
+    /// another node instead); false when it is not waiting here or is offered.
+    pub fn hand_off(&mut self, item: &str) -> bool {
+        match self.waiting.iter().position(|w| w.item == item) {
+            Some(i) if self.waiting[i].offered_to.is_empty() => {
+                self.waiting.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn leave(&mut self, item: &str, now: Instant) -> Vec<Event> {
         let Some(i) = self.waiting.iter().position(|w| w.item == item) else {
             return Vec::new();
@@ -506,6 +571,7 @@ impl Queues {
                 self.agents.get(*id).is_some_and(|a| {
                     a.queues.contains(&w.queue)
                         && !w.tried.contains(*id)
+                        && (a.desk_here || !w.desk_only)
                         && (strategy != Strategy::Skills
                             || w.needs.iter().all(|n| a.skills.contains(n)))
                 })

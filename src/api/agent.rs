@@ -61,6 +61,8 @@ pub(super) async fn me(ops: &Ops, c: &Caller) -> Result<Agent, ApiError> {
         .ok_or_else(not_agent)?;
     ops.center
         .add_agent(&agent.id, &agent.queues, &agent.skills);
+    // In a cluster, chats wait for an agent where their desk is.
+    ops.center.desk_seen(&agent.id);
     Ok(agent)
 }
 

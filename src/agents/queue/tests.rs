@@ -229,3 +229,36 @@ fn away_agents_get_nothing_and_an_agent_coming_back_takes_the_oldest() {
     let e = q.set_available("b1", true, t0 + s(7));
     assert!(offered(&e).is_empty());
 }
+
+#[test]
+fn in_a_cluster_a_chat_is_offered_only_to_agents_whose_desk_is_here() {
+    let (mut q, t0) = queues(Strategy::LongestIdle);
+    q.desks_elsewhere();
+    q.set_available("a1", true, t0);
+    // A call rings a1's phone, which any node reaches.
+    let e = q.enqueue("call-1", "general", &[], t0 + s(1)).unwrap();
+    assert_eq!(offered(&e), [strings(&["a1"])]);
+    q.answer("call-1", "a1", Answer::Decline, t0 + s(2));
+    q.leave("call-1", t0 + s(2));
+    // A chat waits: a1's desk talks to another node.
+    let e = q.enqueue_chat("chat-1", "general", &[], t0 + s(3)).unwrap();
+    assert!(offered(&e).is_empty(), "{e:?}");
+    // Once it talks to this one, a1 is offered the chat.
+    let e = q.set_desk("a1", true, t0 + s(4));
+    assert_eq!(offered(&e), [strings(&["a1"])]);
+    // A waiting chat nobody is offered can be handed to another node; an
+    // offered one cannot.
+    assert!(!q.hand_off("chat-1"));
+    q.enqueue_chat("chat-2", "general", &[], t0 + s(5)).unwrap();
+    assert!(q.hand_off("chat-2"));
+    assert!(!q.hand_off("chat-2"), "gone");
+    assert_eq!(q.waiting(t0 + s(6)).len(), 1);
+}
+
+#[test]
+fn on_one_node_every_desk_is_here() {
+    let (mut q, t0) = queues(Strategy::LongestIdle);
+    q.set_available("a3", true, t0);
+    let e = q.enqueue_chat("chat-1", "general", &[], t0 + s(1)).unwrap();
+    assert_eq!(offered(&e), [strings(&["a3"])]);
+}
