@@ -581,12 +581,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Each call holds an RTP socket and the RTP clock's handle on it (and an agent's
-/// socket when bridged), so `max_calls` calls need more open files than the usual
+/// Each call holds an RTP socket, the RTP clock's handle on it and an RTCP
+/// socket (and an agent's socket when bridged), so `max_calls` calls need more
+/// open files than the usual
 /// soft limit of 1024: raise it to the hard limit (as the Go runtime and nginx do),
 /// and say so when even that is too low.
 pub fn open_files_for(max_calls: usize) {
-    let needed = (max_calls as u64) * 3 + 256;
+    let needed = (max_calls as u64) * 4 + 256;
     match rlimit::increase_nofile_limit(needed.max(4096)) {
         Ok(limit) if limit < needed => tracing::warn!(
             limit,

@@ -17,6 +17,7 @@ mod pump;
 pub mod record;
 pub mod recorder;
 pub mod reoffer;
+mod reports;
 pub mod session;
 pub mod session_timer;
 pub mod signal;
@@ -359,6 +360,11 @@ async fn drive(s: &mut CallSetup, record: &mut CallRecord) -> EndReason {
     };
     // A message being recorded when the caller hung up is kept.
     pump.finish(s);
+    if let Some(mut r) = pump.reports.take() {
+        r.bye(s, &mut pump.session).await;
+        let (far_end, sent) = r.far_end();
+        record.rtcp = Some(record::Rtcp { sent, far_end });
+    }
     fill_record(&mut pump, s, record);
     reason
 }

@@ -68,6 +68,8 @@ pub(super) struct Pump {
     answered: Option<Box<AnsweredLeg>>,
     /// The call's conversation, made live for a bridged call's transcript.
     pub(super) live_conversation: Option<String>,
+    /// RTCP with the caller.
+    pub(super) reports: Option<super::reports::CallerReports>,
 }
 
 /// When a pinned timer is due.
@@ -89,6 +91,7 @@ impl Pump {
             ticket: None,
             answered: None,
             live_conversation: None,
+            reports: None,
         }
     }
 
@@ -97,6 +100,8 @@ impl Pump {
     pub(super) async fn run(&mut self, s: &mut CallSetup, first: bool) -> Ended {
         if first {
             self.session.handle(Event::Start, Moment::now());
+            let ssrc = self.out.lock().sender.ssrc();
+            self.reports = super::reports::CallerReports::open(s, ssrc);
         }
         let mut buf = vec![0u8; BATCH * SLOT];
         let ends = self.out.ends();
@@ -152,6 +157,10 @@ impl Pump {
                     next_read = (next_read + READ_EVERY).max(now + READ_EVERY / 2);
                     self.receive_queued(s, &mut buf);
                     self.session.handle(Event::Tick, Moment::now());
+                    if let Some(r) = self.reports.as_mut() {
+                        r.read(self.session.remote());
+                        r.report(s, &self.out, &mut self.session).await;
+                    }
                 }
                 answer = hearing::awaited(refer.as_mut()), if refer.is_some() => {
                     refer = None;
@@ -443,6 +452,12 @@ impl Pump {
                         .and_then(|ago| now.checked_sub(ago))
                         .unwrap_or(now);
                 let packet = &slot[..d.len];
+                let remote = self.session.remote();
+                if let Some(r) = self.reports.as_mut()
+                    && r.multiplexed(packet, d.from, remote)
+                {
+                    continue;
+                }
                 self.session.handle(
                     Event::Rtp {
                         packet,

@@ -42,6 +42,10 @@ pub struct CallRecord {
     pub rtp_lost: u64,
     /// Interarrival jitter of the caller's stream, in milliseconds.
     pub rtp_jitter_ms: f64,
+    /// RTCP with the caller while the call was with the IVR: reports sent, and
+    /// what the caller reported about kefu's stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp: Option<Rtcp>,
     /// The warm transfer, when the plan asked for one: agents rung, who took the
     /// call, how long the caller waited and talked.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,13 @@ pub struct CallRecord {
     /// a very long conversation's history).
     #[serde(skip)]
     pub dialogue_first_seq: usize,
+}
+
+/// RTCP with the caller (see `call::reports`).
+#[derive(Debug, Default, Serialize)]
+pub struct Rtcp {
+    pub sent: u32,
+    pub far_end: crate::channel::rtp::rtcp::FarEnd,
 }
 
 /// What the log keeps of a call record.

@@ -503,6 +503,11 @@ impl Session {
         self.last_heard
     }
 
+    /// The caller's stream as an RTCP report block gives it now.
+    pub fn reception(&mut self) -> Option<crate::channel::rtp::receiver::Reception> {
+        self.receiver.reception()
+    }
+
     pub fn receiver(&self) -> &RtpReceiver {
         &self.receiver
     }

@@ -104,6 +104,25 @@ pub struct Negotiated {
     /// Our direction.
     pub direction: Direction,
     pub ptime: u32,
+    /// RTCP on the RTP port (the offer's `a=rtcp-mux`, RFC 5761), which the
+    /// answer accepts.
+    pub rtcp_mux: bool,
+    /// The peer's RTCP port when the offer names one (`a=rtcp`, RFC 3605);
+    /// else the RTP port + 1.
+    pub rtcp_port: Option<u16>,
+}
+
+impl Negotiated {
+    /// Where the peer wants RTCP (before a report from it shows its source).
+    pub fn rtcp_target(&self) -> SocketAddr {
+        if self.rtcp_mux {
+            return self.remote;
+        }
+        let port = self
+            .rtcp_port
+            .unwrap_or_else(|| self.remote.port().saturating_add(1));
+        SocketAddr::new(self.remote.ip(), port)
+    }
 }
 
 /// Chooses codecs and direction from an offer; PCMU is preferred over PCMA, but
@@ -195,6 +214,14 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
         .find(|a| a.key == "ptime")
         .and_then(|a| a.value.as_deref()?.trim().parse().ok())
         .unwrap_or(20);
+    // `a=rtcp:PORT [IN IP4 ADDR]`: only the port is taken (the address is the
+    // media's in practice, and a report from the peer shows its real source).
+    let rtcp_port = media
+        .attributes
+        .iter()
+        .find(|a| a.key == "rtcp")
+        .and_then(|a| a.value.as_deref()?.split_whitespace().next()?.parse().ok())
+        .filter(|p: &u16| *p > 0);
     Ok(Negotiated {
         remote: SocketAddr::new(ip, port),
         law,
@@ -202,6 +229,8 @@ pub fn negotiate(offer: &[u8]) -> Result<Negotiated, SdpError> {
         telephone_event,
         direction: theirs.reverse(),
         ptime,
+        rtcp_mux: media.attributes.iter().any(|a| a.key == "rtcp-mux"),
+        rtcp_port,
     })
 }
 
@@ -227,6 +256,9 @@ pub fn answer(local: SocketAddr, n: &Negotiated, session_id: u64, version: u64) 
         attrs.push_str(&format!(
             "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
         ));
+    }
+    if n.rtcp_mux {
+        attrs.push_str("a=rtcp-mux\r\n");
     }
     format!(
         "v=0\r\no=kefu {session_id} {version} IN {ip_kind} {ip}\r\ns=kefu\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\n\

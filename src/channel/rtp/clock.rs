@@ -70,6 +70,16 @@ impl Outgoing {
         }
     }
 
+    /// The RTP timestamp of `now` on the stream's clock (what a sender report
+    /// pairs with the wall-clock time).
+    pub fn rtp_time_at(&self, now: Instant) -> u32 {
+        let elapsed = now.saturating_duration_since(self.pacer.start());
+        let samples = elapsed.as_micros() as u64 * crate::media::SAMPLE_RATE as u64 / 1_000_000;
+        self.sender
+            .timestamp_for_slot(0)
+            .wrapping_add(samples as u32)
+    }
+
     // Every change of what plays forgets the ends counted before it: the call must
     // not take the end of what it just replaced for the end of what it asked for.
 

@@ -13,6 +13,7 @@ pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod receiver;
+pub mod rtcp;
 pub mod sender;
 pub mod socket;
 

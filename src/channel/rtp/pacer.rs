@@ -26,6 +26,11 @@ impl Pacer {
         }
     }
 
+    /// When slot 0 was due.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// When the next frame is due.
     /// The slot the next frame will fill (where a stream handed on continues).
     pub fn next_slot(&self) -> u64 {

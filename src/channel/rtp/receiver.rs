@@ -32,6 +32,23 @@ pub struct RtpReceiver {
     /// buffered before a restart cannot be ordered against those after it.
     pub restarts: u32,
     pub last_packet_at: Option<Instant>,
+    /// Expected and received counts at the last reception report (RFC 3550
+    /// A.3: a report's fraction lost is since the one before).
+    expected_prior: u64,
+    received_prior: u64,
+}
+
+/// The stream as an RTCP reception block reports it (RFC 3550 §6.4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reception {
+    pub ssrc: u32,
+    /// Lost since the last report, in 1/256.
+    pub fraction_lost: u8,
+    pub total_lost: u32,
+    /// The extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter in timestamp units.
+    pub jitter: u32,
 }
 
 impl RtpReceiver {
@@ -124,6 +141,29 @@ impl RtpReceiver {
     pub fn jitter(&self) -> u64 {
         self.jitter_q4 >> 4
     }
+
+    /// The stream's reception block for a report now (None before any packet);
+    /// the next one's fraction lost counts from here.
+    pub fn reception(&mut self) -> Option<Reception> {
+        let ssrc = self.ssrc?;
+        let expected = self.expected();
+        let expected_interval = expected.saturating_sub(self.expected_prior);
+        let received_interval = self.received.saturating_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
+        Some(Reception {
+            ssrc,
+            fraction_lost,
+            total_lost: self.lost().min(0x7f_ffff) as u32,
+            // Sequence numbers count from cycle 1 here (see `receive`).
+            highest_seq: self.max_seq.saturating_sub(1 << 16) as u32,
+            jitter: self.jitter().min(u64::from(u32::MAX)) as u32,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +189,20 @@ mod tests {
         assert_eq!(rx.received(), 5);
         assert_eq!(rx.lost(), 2);
         assert_eq!(rx.jitter(), 0);
+    }
+
+    #[test]
+    fn a_reception_block_counts_loss_since_the_last_one() {
+        let mut rx = RtpReceiver::default();
+        assert_eq!(rx.reception(), None);
+        feed(&mut rx, &[65534, 65535, 0, 1]);
+        let r = rx.reception().unwrap();
+        assert_eq!((r.ssrc, r.fraction_lost, r.total_lost), (7, 0, 0));
+        assert_eq!(r.highest_seq, 65536 + 1, "one cycle, sequence 1");
+        // Two of the next four lost: half since the last report.
+        feed(&mut rx, &[3, 5]);
+        let r = rx.reception().unwrap();
+        assert_eq!((r.fraction_lost, r.total_lost), (128, 2));
     }
 
     #[test]

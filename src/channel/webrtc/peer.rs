@@ -179,6 +179,9 @@ pub(super) fn gateway_media(gateway: SocketAddr) -> Negotiated {
         telephone_event: Some(CALL_EVENT_PT),
         direction: Direction::SendRecv,
         ptime: 20,
+        // The browser's RTCP is the peer connection's; the gateway takes none.
+        rtcp_mux: false,
+        rtcp_port: None,
     }
 }
 
