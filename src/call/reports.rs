@@ -3,8 +3,9 @@
 //! the RTP port itself when the caller offered `a=rtcp-mux`; the caller's
 //! reports are read back (loss and jitter of kefu's stream as the caller hears
 //! it, the round-trip time) into the call record. A browser's call has none
-//! here (its peer connection reports), and while a bridge relays the call to
-//! an agent the two phones' own reports pass between them.
+//! here (its peer connection reports). While a bridge relays the call to an
+//! agent, kefu sends no reports and relays none (they resume if the call comes
+//! back to the IVR).
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};

@@ -2,9 +2,9 @@
 //! small reordering buffer, which source a call's media is taken from (`latch`), and
 //! the port pool calls take their sockets from.
 //!
-//! RTCP is not sent yet: receiver statistics (loss, jitter) are kept here and reported
-//! in the call record; SR/RR packets would go out from the shared sender (`clock`),
-//! which holds every stream's sender state.
+//! RTCP (`rtcp`, sans I/O): sender and receiver reports built from the
+//! receiver's statistics and the clock's sender state, the far end's reports
+//! read back; `call::reports` sends and reads them for the caller's leg.
 
 pub mod clock;
 pub mod inbound;
