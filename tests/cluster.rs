@@ -139,6 +139,11 @@ struct Pair {
 }
 
 async fn cluster_pair() -> Pair {
+    cluster_pair_with("").await
+}
+
+/// [`cluster_pair`] with more settings for both nodes.
+async fn cluster_pair_with(extra: &str) -> Pair {
     let db = common::pg::PgDatabase::create().await;
     let plans = tempfile::tempdir().unwrap();
     common::phone::always_open_plans(plans.path());
@@ -149,7 +154,7 @@ async fn cluster_pair() -> Pair {
             Some(plans.path()),
             &format!(
                 "database = {:?}\nkey_file = {:?}\ncluster_node = \"{name}\"\n\
-                 [[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n",
+                 {extra}\n[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n",
                 db.url, keys
             ),
         )
@@ -652,4 +657,56 @@ async fn an_agent_takes_a_chat_waiting_on_another_node() {
         heard.last(),
         Some(&("agent".to_string(), "Hello, this is Li.".to_string()))
     );
+}
+
+/// The knowledge base from one place: both nodes load the same directory
+/// (shared storage, in production a network mount or a synced directory), so
+/// a file an integrator uploads through node A is answered by node B once its
+/// watcher reloads, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_file_uploaded_through_one_node_is_answered_by_the_other() {
+    use serde_json::{Value, json};
+    let kb = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::repo().join("dialplans/kb")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, kb.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let Pair { a, b, _db, _plans } =
+        cluster_pair_with(&format!("kb = \"{}\"", kb.path().display())).await;
+    let http = reqwest::Client::new();
+    let parking = r#"[intents.parking]
+title = { en = "parking", zh = "停车" }
+examples.en = ["where can I park my car", "is there parking at the store", "car park"]
+examples.zh = ["门店可以停车吗", "停车场在哪里"]
+answer.en = "Customers park free for two hours in the garage under the store."
+answer.zh = "门店地下车库可免费停车两小时。"
+"#;
+    let r = http
+        .put(format!("http://{}/api/v1/kb/files/parking.toml", a.http))
+        .bearer_auth(a.api_token())
+        .header("content-type", "application/toml")
+        .body(parking)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut matched = Value::Null;
+    while Instant::now() < deadline {
+        matched = http
+            .post(format!("http://{}/api/v1/kb/match", b.http))
+            .bearer_auth(b.api_token())
+            .json(&json!({"text": "Where can I park?"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matched["ranked"][0]["intent"] == "parking" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(matched["ranked"][0]["intent"], "parking", "{matched}");
 }
