@@ -14,6 +14,15 @@
 //!    the last new call that failed or waited over a second for its 200 (sent
 //!    to the dead node before a probe missed it: Kamailio tries the next node
 //!    after 2 s).
+//! 3. **Chats across nodes**: `KEFU_CLUSTER_CHATS` web chats (default 200),
+//!    each started on one node with the customer's WebSocket on the next, and
+//!    6 messages posted round the three nodes (as a load balancer without
+//!    stickiness would: a refund question, then its order number on the next
+//!    node, and so on), 0.5–1.5 s apart. Reported: reply latency for a message whose conversation the node
+//!    had current and for one another node had changed (read back from the
+//!    store), the time from a message posted on one node to its push on the
+//!    WebSocket held by another, pushes missed, and the order numbers taken
+//!    right though asked for on another node.
 //!
 //! Run: `cargo bench --bench cluster` (needs `deploy/setup.sh` and PostgreSQL:
 //! `deploy/test-postgres.sh`). Under `cargo test` it runs 20 calls and a short
@@ -52,6 +61,11 @@ struct Cluster {
 }
 
 fn cluster(max_calls: u64) -> Cluster {
+    cluster_with(max_calls, "")
+}
+
+/// [`cluster`] with more settings for every node.
+fn cluster_with(max_calls: u64, extra: &str) -> Cluster {
     let db = common::pg::PgDatabase::create_blocking();
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("cluster.keys");
@@ -66,7 +80,7 @@ fn cluster(max_calls: u64) -> Cluster {
                 &format!(
                     "database = {:?}\nkey_file = {keys:?}\ncluster_node = \"{name}\"\n\
                      max_calls = {max_calls}\nrtp_ports = \"{first}-{}\"\n\
-                     [[trunk]]\nname = \"kamailio\"\naddresses = [\"127.0.0.1\"]\n",
+                     {extra}\n[[trunk]]\nname = \"kamailio\"\naddresses = [\"127.0.0.1\"]\n",
                     db.url,
                     first + 3998
                 ),
@@ -236,11 +250,217 @@ fn failover(rate: u64, seconds: u64, kill_after: Duration) {
     );
 }
 
+/// What one chat measured: reply latencies (ms) on a node whose copy was
+/// current / was changed elsewhere, push latencies (ms) to a socket on another
+/// node, pushes missed, order numbers taken right and asked.
+#[derive(Default)]
+struct ChatFigures {
+    current: Vec<f64>,
+    moved: Vec<f64>,
+    pushed: Vec<f64>,
+    missed: usize,
+    right: usize,
+    asked: usize,
+}
+
+async fn one_chat(
+    i: usize,
+    http: reqwest::Client,
+    nodes: Vec<std::net::SocketAddr>,
+) -> ChatFigures {
+    use futures_util::StreamExt;
+    let mut f = ChatFigures::default();
+    let n = nodes.len();
+    // Each customer from an address of their own, as the HTTP load balancer in
+    // front names them (the nodes trust it): per-address budgets apply as
+    // they would to real customers.
+    let client = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+    let Ok(r) = http
+        .post(format!("http://{}/api/chat/conversations", nodes[i % n]))
+        .header("x-forwarded-for", client.clone())
+        .json(&serde_json::json!({"lang": "en", "visitor": format!("bench-{i}")}))
+        .send()
+        .await
+    else {
+        return f;
+    };
+    let Ok(started) = r.json::<serde_json::Value>().await else {
+        return f;
+    };
+    let (Some(id), Some(key)) = (started["conversation"].as_str(), started["key"].as_str()) else {
+        return f;
+    };
+    let socket_node = (i + 1) % n;
+    let Ok(mut request) =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/api/chat/conversations/{id}/ws?key={key}",
+            nodes[socket_node]
+        ))
+    else {
+        return f;
+    };
+    if let Ok(v) = client.parse() {
+        request.headers_mut().insert("x-forwarded-for", v);
+    }
+    let Ok((ws, _)) = tokio_tungstenite::connect_async(request).await else {
+        return f;
+    };
+    // The socket's customer turns, with when each came.
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let reader = tokio::spawn(async move {
+        let mut ws = ws;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Ok(text) = msg.to_text() else { continue };
+            let Ok(e) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            if e["speaker"] == "customer" {
+                let _ = tx.send((
+                    e["text"].as_str().unwrap_or_default().to_string(),
+                    Instant::now(),
+                ));
+            }
+        }
+    });
+    let mut last_node = i % n;
+    for k in 0..6usize {
+        // Two messages a node: each order number goes to the node after the
+        // one that asked for it, each question to the node that took the
+        // last number.
+        let node = (i + k.div_ceil(2)) % n;
+        let text = if k % 2 == 0 {
+            "Where's my refund? It's been a week".to_string()
+        } else {
+            format!("it's {}", 100_000 + i * 10 + k)
+        };
+        let think = 500 + (i * 7919 + k * 104_729) % 1000;
+        tokio::time::sleep(Duration::from_millis(think as u64)).await;
+        let sent = Instant::now();
+        let reply = http
+            .post(format!(
+                "http://{}/api/chat/conversations/{id}/messages",
+                nodes[node]
+            ))
+            .header("x-kefu-key", key)
+            .header("x-forwarded-for", client.clone())
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await;
+        let took = sent.elapsed().as_secs_f64() * 1000.0;
+        let Ok(reply) = reply else { continue };
+        let Ok(reply) = reply.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if node == last_node {
+            f.current.push(took)
+        } else {
+            f.moved.push(took)
+        }
+        last_node = node;
+        if k % 2 == 1 {
+            f.asked += 1;
+            let number = text.trim_start_matches("it's ");
+            if reply["kind"] == "answer"
+                && reply["text"].as_str().is_some_and(|t| t.contains(number))
+            {
+                f.right += 1;
+            }
+        }
+        if node != socket_node {
+            let got = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some((said, at)) = heard.recv().await {
+                    if said == text {
+                        return Some(at);
+                    }
+                }
+                None
+            })
+            .await;
+            match got {
+                Ok(Some(at)) => f
+                    .pushed
+                    .push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0),
+                _ => f.missed += 1,
+            }
+        }
+    }
+    reader.abort();
+    f
+}
+
+fn chats(count: usize) {
+    // The HTTP load balancer in front is this process, on loopback.
+    let c = cluster_with(100, "trusted_proxies = [\"127.0.0.1\"]");
+    // This process holds a socket and a connection per customer.
+    let _ = rlimit::increase_nofile_limit(count as u64 * 3 + 256);
+    let nodes: Vec<std::net::SocketAddr> = c.nodes.iter().map(|s| s.http).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let all: Vec<ChatFigures> = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let tasks: Vec<_> = (0..count)
+            .map(|i| {
+                let (http, nodes) = (http.clone(), nodes.clone());
+                tokio::spawn(async move {
+                    // Spread the starts over a few seconds.
+                    tokio::time::sleep(Duration::from_millis((i * 20) as u64)).await;
+                    one_chat(i, http, nodes).await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_default());
+        }
+        out
+    });
+    let mut total = ChatFigures::default();
+    for f in all {
+        total.current.extend(f.current);
+        total.moved.extend(f.moved);
+        total.pushed.extend(f.pushed);
+        total.missed += f.missed;
+        total.right += f.right;
+        total.asked += f.asked;
+    }
+    let line = |name: &str, v: &mut Vec<f64>| {
+        println!(
+            "  {name}: {} p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            percentile(v, 1.0)
+        );
+    };
+    println!(
+        "chats across nodes: {count} chats, {} messages in {:.1} s",
+        total.current.len() + total.moved.len(),
+        started.elapsed().as_secs_f64()
+    );
+    line("reply, copy current", &mut total.current);
+    line("reply, changed on another node", &mut total.moved);
+    line("push to a socket on another node", &mut total.pushed);
+    println!("  pushes missed (5 s): {}", total.missed);
+    println!(
+        "  order numbers taken right, asked for on another node: {} of {}",
+        total.right, total.asked
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         // `cargo test --all-targets`: a smoke run of the harness.
         capacity(20, 10, Duration::from_secs(2));
         failover(10, 6, Duration::from_secs(3));
+        chats(3);
+        return;
+    }
+    chats(env_or("KEFU_CLUSTER_CHATS", 200).clamp(1, 2000) as usize);
+    if std::env::var("KEFU_CLUSTER_ONLY_CHATS").is_ok() {
         return;
     }
     capacity(

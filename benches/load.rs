@@ -142,9 +142,29 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// An even RTP port and the odd one above it for RTCP (RFC 3550 §11), as a
+/// phone binds them.
+fn media_ports() -> (UdpSocket, std::net::UdpSocket) {
+    for _ in 0..1000 {
+        let sock =
+            UdpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind a media port");
+        let port = sock.local_addr().expect("addr").port();
+        if !port.is_multiple_of(2) {
+            continue;
+        }
+        if let Ok(rtcp) = std::net::UdpSocket::bind(("127.0.0.1", port + 1)) {
+            return (sock, rtcp);
+        }
+    }
+    panic!("no even media port with a free odd neighbour");
+}
+
 /// One caller's phone, as this harness plays it.
 struct Phone {
     sock: UdpSocket,
+    /// The RTCP port next to the RTP port, held as a phone holds it (kefu's
+    /// reports go there; this harness does not read them).
+    _rtcp: std::net::UdpSocket,
     port: u16,
     /// kefu's media address (learnt from its first packet) and when that packet
     /// arrived (kernel timestamp, ns) and was seen (for the key schedule).
@@ -498,8 +518,7 @@ fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke
     let mut poll_reg = Poll::new().expect("poll");
     let mut phones: Vec<Phone> = (0..n)
         .map(|i| {
-            let mut sock =
-                UdpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind a media port");
+            let (mut sock, rtcp) = media_ports();
             timestamps(&sock);
             poll_reg
                 .registry()
@@ -508,6 +527,7 @@ fn run(n: usize, hold: Duration, rate: usize, voice: Voice, sound: &Sound, smoke
             let port = sock.local_addr().expect("addr").port();
             Phone {
                 sock,
+                _rtcp: rtcp,
                 port,
                 kefu: None,
                 first_ns: None,

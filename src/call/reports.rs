@@ -30,15 +30,16 @@ pub(super) struct CallerReports {
 }
 
 impl CallerReports {
-    /// The caller's RTCP, for a SIP call; None for a browser's, or when the
-    /// RTCP port cannot be bound (the call goes on without reports).
+    /// The caller's RTCP, for a SIP call; None for a browser's, for a caller
+    /// whose RTP port is odd with no `a=rtcp` (see `Negotiated::rtcp_target`),
+    /// or when the RTCP port cannot be bound (the call goes on without reports).
     pub(super) fn open(s: &CallSetup, ssrc: u32) -> Option<Self> {
         if !matches!(s.signal, super::signal::Signal::Sip { .. }) {
             return None;
         }
         let cname = format!("kefu@{}", s.call_id.chars().take(64).collect::<String>());
         let rtcp = Rtcp::new(ssrc, &cname, Instant::now());
-        let target = s.negotiated.rtcp_target();
+        let target = s.negotiated.rtcp_target()?;
         if s.negotiated.rtcp_mux {
             return Some(Self {
                 rtcp,

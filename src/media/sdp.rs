@@ -113,15 +113,21 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    /// Where the peer wants RTCP (before a report from it shows its source).
-    pub fn rtcp_target(&self) -> SocketAddr {
+    /// Where the peer wants RTCP (before a report from it shows its source):
+    /// the RTP address when multiplexed, the `a=rtcp` port, else the RTP port
+    /// + 1 when the RTP port is even (RFC 3550 §11). None for an odd RTP port
+    /// with no `a=rtcp`: the peer did not pair its ports, and the next port up
+    /// may well be someone else's.
+    pub fn rtcp_target(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {
-            return self.remote;
+            return Some(self.remote);
         }
-        let port = self
-            .rtcp_port
-            .unwrap_or_else(|| self.remote.port().saturating_add(1));
-        SocketAddr::new(self.remote.ip(), port)
+        let port = match self.rtcp_port {
+            Some(p) => p,
+            None if self.remote.port().is_multiple_of(2) => self.remote.port().checked_add(1)?,
+            None => return None,
+        };
+        Some(SocketAddr::new(self.remote.ip(), port))
     }
 }
 
@@ -309,6 +315,33 @@ mod tests {
         assert!(a.contains("a=rtpmap:101 telephone-event/8000"));
         // The answer parses as SDP too.
         assert!(sdp::SessionDescription::unmarshal(&mut Cursor::new(a)).is_ok());
+    }
+
+    #[test]
+    fn rtcp_goes_to_the_next_port_the_named_one_or_the_rtp_port_when_multiplexed() {
+        let at = |offer: &str| negotiate(offer.as_bytes()).unwrap().rtcp_target();
+        let addr = |a: &str| Some(a.parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(at(OFFER), addr("10.0.0.5:4001"));
+        let named = format!("{OFFER}a=rtcp:5007 IN IP4 10.0.0.5\r\n");
+        assert_eq!(at(&named), addr("10.0.0.5:5007"));
+        let odd = OFFER.replace("m=audio 4000", "m=audio 4001");
+        assert_eq!(at(&odd), None, "an odd RTP port without a=rtcp: no guess");
+        let mux = format!("{OFFER}a=rtcp-mux\r\n");
+        let n = negotiate(mux.as_bytes()).unwrap();
+        assert_eq!(n.rtcp_target(), addr("10.0.0.5:4000"));
+        let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7, 1);
+        assert!(a.contains("a=rtcp-mux\r\n"), "{a}");
+        assert!(
+            !answer(
+                "127.0.0.1:20000".parse().unwrap(),
+                &negotiate(OFFER.as_bytes()).unwrap(),
+                7,
+                1
+            )
+            .contains("rtcp-mux")
+        );
+        let junk = format!("{OFFER}a=rtcp:notaport\r\n");
+        assert_eq!(at(&junk), addr("10.0.0.5:4001"));
     }
 
     #[test]
