@@ -114,10 +114,10 @@ pub struct Negotiated {
 
 impl Negotiated {
     /// Where the peer wants RTCP (before a report from it shows its source):
-    /// the RTP address when multiplexed, the `a=rtcp` port, else the RTP port
-    /// + 1 when the RTP port is even (RFC 3550 §11). None for an odd RTP port
-    /// with no `a=rtcp`: the peer did not pair its ports, and the next port up
-    /// may well be someone else's.
+    /// the RTP address when multiplexed, the `a=rtcp` port, else the port
+    /// above an even RTP port (RFC 3550 §11). None for an odd RTP port with no
+    /// `a=rtcp`: the peer did not pair its ports, and the next port up may
+    /// well be someone else's.
     pub fn rtcp_target(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {
             return Some(self.remote);
