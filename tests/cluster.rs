@@ -283,19 +283,7 @@ async fn an_agent_of_one_node_takes_callers_waiting_on_another() {
 async fn every_node_sees_who_waits_and_a_dead_nodes_callers_are_counted() {
     let Pair { a, b, _db, _plans } = cluster_pair().await;
     let b = std::sync::Arc::new(b);
-    let (ok, _, err) = a.kefu_with_input(
-        &[
-            "users",
-            "add",
-            "wang",
-            "--role",
-            "supervisor",
-            "--password-stdin",
-        ],
-        "a long enough password\n",
-    );
-    assert!(ok, "{err}");
-    let (cookie, _) = a.sign_in("wang", "a long enough password").await;
+    let cookie = supervisor(&a).await;
 
     // Nobody is available: B's caller waits, and A's view shows them.
     let dir = tempfile::tempdir().unwrap();
@@ -378,6 +366,23 @@ async fn pushed(
         e["speaker"].as_str().unwrap().to_string(),
         e["text"].as_str().unwrap().to_string(),
     )
+}
+
+/// A supervisor added on `node` and signed in there: their session cookie.
+async fn supervisor(node: &Server) -> String {
+    let (ok, _, err) = node.kefu_with_input(
+        &[
+            "users",
+            "add",
+            "wang",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert!(ok, "{err}");
+    node.sign_in("wang", "a long enough password").await.0
 }
 
 /// The waiting items in a node's queue view, as (item, node).
@@ -509,19 +514,7 @@ async fn a_chat_goes_on_through_any_node() {
     assert_eq!(through_a, through_b);
 
     // Handed to a person on B: it waits in B's queue, and A's view shows it.
-    let (ok, _, err) = a.kefu_with_input(
-        &[
-            "users",
-            "add",
-            "wang",
-            "--role",
-            "supervisor",
-            "--password-stdin",
-        ],
-        "a long enough password\n",
-    );
-    assert!(ok, "{err}");
-    let (cookie, _) = a.sign_in("wang", "a long enough password").await;
+    let cookie = supervisor(&a).await;
     let r = say(&b, "i need a human").await;
     assert_eq!(r["handover"], "general", "{r}");
     let deadline = Instant::now() + Duration::from_secs(10);
