@@ -38,8 +38,14 @@ fn ua_with_rtcp(server: SocketAddr) -> (RawUa, UdpSocket) {
     panic!("no even port with a free odd neighbour");
 }
 
-/// Places a call with `attributes` in the offer and ACKs it: the 200 OK.
+/// Places a call to the demo menu with `attributes` in the offer and ACKs it:
+/// the 200 OK.
 fn call(ua: &RawUa, call_id: &str, attributes: &str) -> String {
+    call_to(ua, call_id, "kefu-en", attributes)
+}
+
+/// [`call`] to `service`.
+fn call_to(ua: &RawUa, call_id: &str, service: &str, attributes: &str) -> String {
     let sdp = ua.sdp(
         1,
         "0 101",
@@ -47,7 +53,7 @@ fn call(ua: &RawUa, call_id: &str, attributes: &str) -> String {
     );
     let me = ua.local();
     let invite = format!(
-        "INVITE sip:kefu-en@{srv} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\nFrom: <sip:13900139000@{me}>;tag=rtcp1\nTo: <sip:kefu-en@{srv}>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:13900139000@{me}>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+        "INVITE sip:{service}@{srv} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\nFrom: <sip:13900139000@{me}>;tag=rtcp1\nTo: <sip:{service}@{srv}>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:13900139000@{me}>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
         sdp.len(),
         srv = ua.server
     );
@@ -71,9 +77,26 @@ fn kefu_rtp(ok: &str) -> SocketAddr {
 
 /// Sends silence as the caller's stream every 20 ms until `stop`.
 fn talk(rtp: UdpSocket, to: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    talk_pressing(rtp, to, stop, None)
+}
+
+/// [`talk`], pressing `key` (RFC 4733, payload type 101) 2.5 s in.
+fn talk_pressing(
+    rtp: UdpSocket,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    key: Option<u8>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut seq: u16 = 1;
+        let mut frames = 0;
         while !stop.load(Ordering::Relaxed) {
+            frames += 1;
+            if frames == 125
+                && let Some(key) = key
+            {
+                common::phone::press(&rtp, 101, to, key, &mut seq);
+            }
             let mut p = vec![0x80, 0];
             p.extend_from_slice(&seq.to_be_bytes());
             p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
@@ -212,4 +235,45 @@ fn offered_rtcp_mux_kefu_reports_on_the_rtp_port() {
     ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-rtcp-mux-bye"));
     let record = server.record("rtcp-mux");
     assert!(record["rtcp"]["sent"].as_u64().unwrap() >= 1, "{record}");
+}
+
+/// While a bridge relays the call to an agent, kefu goes on reporting to the
+/// caller: receiver reports about the caller's stream (the relayed packets are
+/// the agent phone's, not a clock kefu could pair with its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_caller_still_gets_receiver_reports() {
+    use common::phone::{Phone, add_agent_with_phone, always_open_plans, available};
+    let plans = tempfile::tempdir().unwrap();
+    always_open_plans(plans.path());
+    let server = Server::start_with(
+        Some(plans.path()),
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"20s\"\nmax_wait = \"2m\"\n",
+    );
+    add_agent_with_phone(&server, "ann", "3001", "support-en");
+    let phone = Phone::register(&server, "3001");
+    available(&server, "ann").await;
+    let (ua, _odd) = ua_with_rtcp(server.sip);
+    let ok = call_to(&ua, "rtcp-bridge", "4008002000", "a=rtcp-mux\r\n");
+    let kefu = kefu_rtp(&ok);
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = talk_pressing(ua.rtp.try_clone().unwrap(), kefu, stop.clone(), Some(0));
+    let ring = tokio::task::block_in_place(|| phone.ringing(Duration::from_secs(30)));
+    tokio::task::block_in_place(|| phone.answer(&ring));
+    // Bridged: a receiver report about the caller's stream comes within 10 s.
+    let rr = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < deadline {
+            let report = next_rtcp(&ua.rtp);
+            if let Some(rr) = report[0].as_any().downcast_ref::<ReceiverReport>() {
+                return Some(rr.clone());
+            }
+        }
+        None
+    })
+    .expect("a receiver report while bridged");
+    assert_eq!(rr.reports.len(), 1, "{rr:?}");
+    assert_eq!(rr.reports[0].ssrc, CALLER_SSRC);
+    stop.store(true, Ordering::Relaxed);
+    talker.join().unwrap();
+    ua.send(&ua.in_dialog(&ok, "BYE", 2, "z9hG4bK-rtcp-bridge-bye"));
 }

@@ -286,6 +286,7 @@ impl Pump {
                     if let Some(ended) = self.quiet_leg(s, *agent_heard, leg) {
                         return ended;
                     }
+                    self.report_bridged(s).await;
                 }
                 _ = s.hangup_all.cancelled() => return (Side::Caller, EndReason::Shutdown),
             }
@@ -424,6 +425,13 @@ impl Pump {
     /// new caller media to relay (the address is latched and the statistics kept
     /// as before the bridge).
     fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
+        // The caller's RTCP, when multiplexed, is the reports' (not relayed).
+        let remote = self.session.remote();
+        if let Some(r) = self.reports.as_mut()
+            && r.multiplexed(packet, from, remote)
+        {
+            return false;
+        }
         let fresh = self
             .session
             .track_caller(packet, from, Instant::now())
@@ -431,6 +439,15 @@ impl Pump {
         // A new source is used as it is (`session.remote()`); nothing else to do.
         while self.session.poll_action().is_some() {}
         fresh
+    }
+
+    /// RTCP with the caller while bridged: their reports read, receiver
+    /// reports sent when due (see `call::reports`).
+    async fn report_bridged(&mut self, s: &CallSetup) {
+        if let Some(r) = self.reports.as_mut() {
+            r.read(self.session.remote());
+            r.report(s, None, &mut self.session).await;
+        }
     }
 
     /// What the session asks for after a dialog request in the bridge: the media

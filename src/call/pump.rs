@@ -99,9 +99,7 @@ impl Pump {
     /// here (else it goes on after a bridge, the stream already sending).
     pub(super) async fn run(&mut self, s: &mut CallSetup, first: bool) -> Ended {
         if first {
-            self.session.handle(Event::Start, Moment::now());
-            let ssrc = self.out.lock().sender.ssrc();
-            self.reports = super::reports::CallerReports::open(s, ssrc);
+            self.begin(s);
         }
         let mut buf = vec![0u8; BATCH * SLOT];
         let ends = self.out.ends();
@@ -155,12 +153,7 @@ impl Pump {
                 () = &mut reads => {
                     let now = Instant::now();
                     next_read = (next_read + READ_EVERY).max(now + READ_EVERY / 2);
-                    self.receive_queued(s, &mut buf);
-                    self.session.handle(Event::Tick, Moment::now());
-                    if let Some(r) = self.reports.as_mut() {
-                        r.read(self.session.remote());
-                        r.report(s, &self.out, &mut self.session).await;
-                    }
+                    self.read_tick(s, &mut buf).await;
                 }
                 answer = hearing::awaited(refer.as_mut()), if refer.is_some() => {
                     refer = None;
@@ -426,6 +419,24 @@ impl Pump {
             }
         };
         self.session.handle(Event::Queue(news), Moment::now());
+    }
+
+    /// The call starts: the plan's first node, and RTCP with the caller.
+    fn begin(&mut self, s: &CallSetup) {
+        self.session.handle(Event::Start, Moment::now());
+        let ssrc = self.out.lock().sender.ssrc();
+        self.reports = super::reports::CallerReports::open(s, ssrc);
+    }
+
+    /// The frame tick's read: the caller's packets, the session's timers, and
+    /// RTCP (the caller's reports read, ours sent when due).
+    async fn read_tick(&mut self, s: &CallSetup, buf: &mut [u8]) {
+        self.receive_queued(s, buf);
+        self.session.handle(Event::Tick, Moment::now());
+        if let Some(r) = self.reports.as_mut() {
+            r.read(self.session.remote());
+            r.report(s, Some(&self.out), &mut self.session).await;
+        }
     }
 
     /// Reads what the caller sent since the last read (the socket is off the

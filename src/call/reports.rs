@@ -4,8 +4,8 @@
 //! reports are read back (loss and jitter of kefu's stream as the caller hears
 //! it, the round-trip time) into the call record. A browser's call has none
 //! here (its peer connection reports). While a bridge relays the call to an
-//! agent, kefu sends no reports and relays none (they resume if the call comes
-//! back to the IVR).
+//! agent, kefu goes on with receiver reports to the caller and reads theirs
+//! (the agent's phone and kefu keep their own RTCP, if any, on that leg).
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -110,22 +110,30 @@ impl CallerReports {
             .received(packet, Instant::now(), SystemTime::now());
     }
 
-    /// Sends a report when one is due.
-    pub(super) async fn report(&mut self, s: &CallSetup, out: &ClockStream, session: &mut Session) {
+    /// Sends a report when one is due: a sender report from the IVR's stream
+    /// (`out`), a receiver report while a bridge relays the agent's packets
+    /// (their timestamps are the agent's phone's, not a clock kefu could pair
+    /// with the wall clock).
+    pub(super) async fn report(
+        &mut self,
+        s: &CallSetup,
+        out: Option<&ClockStream>,
+        session: &mut Session,
+    ) {
         let now = Instant::now();
         if !self.rtcp.due(now) {
             return;
         }
-        let sent = {
+        let sent = out.map(|out| {
             let o = out.lock();
             Sent {
                 packets: o.sender.packets,
                 octets: o.sender.octets,
                 rtp_time: o.rtp_time_at(now),
             }
-        };
+        });
         let heard = session.reception();
-        let packet = self.rtcp.report(now, SystemTime::now(), Some(sent), heard);
+        let packet = self.rtcp.report(now, SystemTime::now(), sent, heard);
         self.send(s, session.remote(), &packet).await;
     }
 
