@@ -609,12 +609,16 @@ impl Cluster {
 
 #[async_trait::async_trait]
 impl crate::agents::Claims for Cluster {
-    async fn claim(&self, agent: &str) -> bool {
-        let ok = self.hold(agent).await;
+    async fn claim(&self, what: &str) -> bool {
+        let ok = self.hold(what).await;
         if !ok {
-            tracing::info!(%agent, "the agent is held by another node; not rung");
+            tracing::info!(%what, "held by another node");
         }
         ok
+    }
+
+    async fn release(&self, what: &str) {
+        Cluster::release(self, what).await;
     }
 }
 

@@ -142,19 +142,26 @@ async fn cluster_pair() -> Pair {
     cluster_pair_with("").await
 }
 
-/// [`cluster_pair`] with more settings for both nodes.
+/// [`cluster_pair`] with more settings for both nodes (top-level keys first,
+/// then tables; with a `[[queue]]` of its own, the default queue is left out).
 async fn cluster_pair_with(extra: &str) -> Pair {
     let db = common::pg::PgDatabase::create().await;
     let plans = tempfile::tempdir().unwrap();
     common::phone::always_open_plans(plans.path());
     let keys = plans.path().join("cluster.keys");
     std::fs::write(&keys, kefu::store::crypto::Keyring::new_line(1)).unwrap();
+    // The support queue, unless `extra` sets its own queues.
+    let queue = if extra.contains("[[queue]]") {
+        ""
+    } else {
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n"
+    };
     let node = |name: &str| {
         Server::start_with(
             Some(plans.path()),
             &format!(
                 "database = {:?}\nkey_file = {:?}\ncluster_node = \"{name}\"\n\
-                 {extra}\n[[queue]]\nname = \"support-en\"\nring_timeout = \"30s\"\nmax_wait = \"2m\"\nwrap_up = \"1s\"\n",
+                 {extra}\n{queue}",
                 db.url, keys
             ),
         )
@@ -702,4 +709,148 @@ answer.zh = "门店地下车库可免费停车两小时。"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(matched["ranked"][0]["intent"], "parking", "{matched}");
+}
+
+/// A signed-in desk on one node.
+struct DeskOn {
+    http: SocketAddr,
+    cookie: String,
+    csrf: String,
+}
+
+impl DeskOn {
+    async fn sign_in(node: &Server, user: &str) -> Self {
+        let (cookie, csrf) = node.sign_in(user, "a long enough password").await;
+        Self {
+            http: node.http,
+            cookie,
+            csrf,
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.http))
+            .header("cookie", self.cookie.clone())
+            .header("x-csrf-token", self.csrf.clone())
+    }
+}
+
+/// One callback per ticket across the cluster: while an agent's callback on a
+/// ticket rings through node A, another agent's try on node B is refused as
+/// "being called back already"; once A's try ends, B's goes ahead (and fails
+/// here for its own reason: that supervisor's phone is not registered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_is_called_back_by_one_node_at_a_time() {
+    use common::phone::{Phone, add_agent_with_phone};
+    use common::{Step, caller_scenario, sipp};
+    use serde_json::Value;
+    let trunk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let Pair { a, b, _db, _plans } = cluster_pair_with(&format!(
+        "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"5s\"\n\n\
+         [[trunk]]\nname = \"carrier\"\naddresses = [\"127.0.0.1\"]\noutbound = \"{}\"\ncaller_id = \"4008002000\"\n",
+        trunk.local_addr().unwrap()
+    ))
+    .await;
+    add_agent_with_phone(&a, "li", "2001", "support-en");
+    // Wang supervises (an agent could not call back a ticket Li took) and is
+    // an agent too, with no phone.
+    for (args, input) in [
+        (
+            &[
+                "users",
+                "add",
+                "wang",
+                "--role",
+                "supervisor",
+                "--password-stdin",
+            ][..],
+            "a long enough password\n",
+        ),
+        (
+            &[
+                "agents",
+                "add",
+                "wang",
+                "--extension",
+                "2002",
+                "--queues",
+                "support-en",
+                "--user",
+                "wang",
+                "--password-stdin",
+            ][..],
+            "phone secret 2002\n",
+        ),
+    ] {
+        let (ok, _, err) = a.kefu_with_input(args, input);
+        assert!(ok, "{err}");
+    }
+    let li_phone = Phone::register(&a, "2001");
+    let li = DeskOn::sign_in(&a, "li").await;
+    let wang = DeskOn::sign_in(&b, "wang").await;
+
+    // A caller nobody takes asks to be called back (key 0, then 2 at the
+    // no-agent menu).
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = caller_scenario(
+        dir.path(),
+        "callback",
+        true,
+        &[
+            Step::Pause(2500),
+            Step::Rfc4733('0'),
+            Step::Pause(7500),
+            Step::Rfc4733('2'),
+            Step::Pause(4000),
+        ],
+    );
+    let (ok, out) = tokio::task::block_in_place(|| sipp(&a, &scenario, "4008002000", &[]));
+    assert!(ok, "SIPp:\n{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let num = loop {
+        let page: Value = li
+            .req(reqwest::Method::GET, "/api/tickets?callback=waiting")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(num) = page["tickets"][0]["num"].as_i64() {
+            break num;
+        }
+        assert!(Instant::now() < deadline, "no callback to make: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let call = |desk: &DeskOn| {
+        desk.req(reqwest::Method::POST, &format!("/api/tickets/{num}/call"))
+            .send()
+    };
+
+    // Li calls back through A: her phone rings.
+    let r = call(&li).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let ring = tokio::task::block_in_place(|| li_phone.ringing(Duration::from_secs(10)));
+    // Wang tries the same ticket through B meanwhile: refused.
+    let r = call(&wang).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("being called back already"), "{body}");
+
+    // Li's phone is busy: her try ends, and the ticket is free again.
+    li_phone.respond(&ring, "486 Busy Here", "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = call(&wang).await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        if !body.contains("being called back already") {
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("phone is not registered"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ticket stayed held: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -53,11 +53,16 @@ impl Phones {
 }
 
 /// Whether this node may ring an agent now. In a cluster another node may hold
-/// them (ringing them, or on its call); a single node always may.
+/// them (ringing them, or on its call); a single node always may. The same
+/// holds serve other things one node at a time must do (a ticket's callback,
+/// held as `callback:NUM`).
 #[async_trait::async_trait]
 pub trait Claims: Send + Sync + std::fmt::Debug {
-    /// Holds the agent for this node; false when another node does.
-    async fn claim(&self, agent: &str) -> bool;
+    /// Holds `what` for this node; false when another node does.
+    async fn claim(&self, what: &str) -> bool;
+    /// Lets go of something held with `claim` that is not an agent (an agent
+    /// is let go when this node's queues have them free again).
+    async fn release(&self, what: &str);
 }
 
 impl std::fmt::Debug for digest::Nonces {

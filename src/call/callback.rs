@@ -245,9 +245,21 @@ impl Callbacks {
                 },
             );
         }
+        // In a cluster, one callback per ticket across the nodes too.
+        let held = format!("callback:{}", order.ticket);
+        let claims = wired.staff.claims.get().cloned();
+        if let Some(c) = &claims
+            && !c.claim(&held).await
+        {
+            crate::lock(&self.live).remove(&order.ticket);
+            return Err(Refused::TicketBusy);
+        }
         let item = item(order.ticket);
         let Some(reach) = agent_reach(&wired.staff, &self.store, &order.agent, &item).await else {
             crate::lock(&self.live).remove(&order.ticket);
+            if let Some(c) = &claims {
+                c.release(&held).await;
+            }
             return Err(Refused::NoPhone);
         };
         let this = self.clone();
@@ -288,6 +300,9 @@ impl Callbacks {
                 );
             }
             crate::lock(&this.live).remove(&order.ticket);
+            if let Some(c) = &claims {
+                c.release(&held).await;
+            }
         });
         Ok(Stage::RingingAgent)
     }
