@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::desk::Desk;
 use common::phone::{
     Phone, add_agent_with_phone, always_open_plans, frame, header, rtp, sdp_target, transcode,
 };
@@ -19,39 +20,8 @@ use common::{RawUa, Server, Step, caller_scenario, sipp};
 use kefu::media::g711::Law;
 use serde_json::Value;
 
-struct Desk {
-    http: SocketAddr,
-    cookie: String,
-    csrf: String,
-}
-
+/// The desk's callback requests.
 impl Desk {
-    async fn sign_in(server: &Server, user: &str) -> Self {
-        let (cookie, csrf) = server.sign_in(user, "a long enough password").await;
-        Self {
-            http: server.http,
-            cookie,
-            csrf,
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .request(method, format!("http://{}{path}", self.http))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path).await
-    }
-
     async fn call(&self, num: i64) -> (u16, Value) {
         self.send(reqwest::Method::POST, &format!("/api/tickets/{num}/call"))
             .await

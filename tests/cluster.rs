@@ -375,13 +375,13 @@ async fn pushed(
     )
 }
 
-/// A supervisor added on `node` and signed in there: their session cookie.
-async fn supervisor(node: &Server) -> String {
+/// Adds the supervisor `name` (through `node`'s store, which every node shares).
+fn add_supervisor(node: &Server, name: &str) {
     let (ok, _, err) = node.kefu_with_input(
         &[
             "users",
             "add",
-            "wang",
+            name,
             "--role",
             "supervisor",
             "--password-stdin",
@@ -389,6 +389,11 @@ async fn supervisor(node: &Server) -> String {
         "a long enough password\n",
     );
     assert!(ok, "{err}");
+}
+
+/// A supervisor added on `node` and signed in there: their session cookie.
+async fn supervisor(node: &Server) -> String {
+    add_supervisor(node, "wang");
     node.sign_in("wang", "a long enough password").await.0
 }
 
@@ -711,37 +716,13 @@ answer.zh = "门店地下车库可免费停车两小时。"
     assert_eq!(matched["ranked"][0]["intent"], "parking", "{matched}");
 }
 
-/// A signed-in desk on one node.
-struct DeskOn {
-    http: SocketAddr,
-    cookie: String,
-    csrf: String,
-}
-
-impl DeskOn {
-    async fn sign_in(node: &Server, user: &str) -> Self {
-        let (cookie, csrf) = node.sign_in(user, "a long enough password").await;
-        Self {
-            http: node.http,
-            cookie,
-            csrf,
-        }
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .request(method, format!("http://{}{path}", self.http))
-            .header("cookie", self.cookie.clone())
-            .header("x-csrf-token", self.csrf.clone())
-    }
-}
-
 /// One callback per ticket across the cluster: while an agent's callback on a
 /// ticket rings through node A, another agent's try on node B is refused as
 /// "being called back already"; once A's try ends, B's goes ahead (and fails
 /// here for its own reason: that supervisor's phone is not registered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_is_called_back_by_one_node_at_a_time() {
+    use common::desk::Desk;
     use common::phone::{Phone, add_agent_with_phone};
     use common::{Step, caller_scenario, sipp};
     use serde_json::Value;
@@ -755,40 +736,26 @@ async fn a_ticket_is_called_back_by_one_node_at_a_time() {
     add_agent_with_phone(&a, "li", "2001", "support-en");
     // Wang supervises (an agent could not call back a ticket Li took) and is
     // an agent too, with no phone.
-    for (args, input) in [
-        (
-            &[
-                "users",
-                "add",
-                "wang",
-                "--role",
-                "supervisor",
-                "--password-stdin",
-            ][..],
-            "a long enough password\n",
-        ),
-        (
-            &[
-                "agents",
-                "add",
-                "wang",
-                "--extension",
-                "2002",
-                "--queues",
-                "support-en",
-                "--user",
-                "wang",
-                "--password-stdin",
-            ][..],
-            "phone secret 2002\n",
-        ),
-    ] {
-        let (ok, _, err) = a.kefu_with_input(args, input);
-        assert!(ok, "{err}");
-    }
+    add_supervisor(&a, "wang");
+    let (ok, _, err) = a.kefu_with_input(
+        &[
+            "agents",
+            "add",
+            "wang",
+            "--extension",
+            "2002",
+            "--queues",
+            "support-en",
+            "--user",
+            "wang",
+            "--password-stdin",
+        ],
+        "phone secret 2002\n",
+    );
+    assert!(ok, "{err}");
     let li_phone = Phone::register(&a, "2001");
-    let li = DeskOn::sign_in(&a, "li").await;
-    let wang = DeskOn::sign_in(&b, "wang").await;
+    let li = Desk::sign_in(&a, "li").await;
+    let wang = Desk::sign_in(&b, "wang").await;
 
     // A caller nobody takes asks to be called back (key 0, then 2 at the
     // no-agent menu).
@@ -823,7 +790,7 @@ async fn a_ticket_is_called_back_by_one_node_at_a_time() {
         assert!(Instant::now() < deadline, "no callback to make: {page}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let call = |desk: &DeskOn| {
+    let call = |desk: &Desk| {
         desk.req(reqwest::Method::POST, &format!("/api/tickets/{num}/call"))
             .send()
     };

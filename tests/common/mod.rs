@@ -2,6 +2,7 @@
 //! with SIPp and raw SIP/RTP over UDP.
 #![allow(dead_code)]
 
+pub mod desk;
 pub mod kamailio;
 pub mod pg;
 pub mod phone;
