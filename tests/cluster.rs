@@ -18,6 +18,15 @@ use std::time::{Duration, Instant};
 use common::kamailio::{CALL, kamailio};
 use common::{Server, free_port, sipp_to};
 
+/// Sends `node` a signal (`KILL`: it dies at once; `TERM`: it drains).
+fn signal(node: &Server, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
 /// The calls a node has finished (its call records in the log).
 fn finished(node: &Server) -> usize {
     node.summaries().len()
@@ -52,10 +61,7 @@ fn calls_through_kamailio_survive_a_node_killed() {
     // Node A dies. No new call fails: one Kamailio sends to A before a probe
     // has missed it is tried on B after 2 s, and once a probe has missed A,
     // every call goes to B.
-    Command::new("kill")
-        .args(["-KILL", &a.pid().to_string()])
-        .status()
-        .unwrap();
+    signal(&a, "KILL");
     for i in 0..4 {
         let (ok, out) = sipp_to(balancer, &scenario, "kefu-en", &[]);
         assert!(ok, "call {i} after node A died:\n{out}");
@@ -104,10 +110,7 @@ fn a_drained_node_finishes_its_calls_and_takes_no_new_ones() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let other = if std::ptr::eq(holder, &a) { &b } else { &a };
-    Command::new("kill")
-        .args(["-TERM", &holder.pid().to_string()])
-        .status()
-        .unwrap();
+    signal(holder, "TERM");
     for i in 0..4 {
         let (ok, out) = sipp_to(balancer, &short, "kefu-en", &[]);
         assert!(ok, "new call {i} while a node drains:\n{out}");
@@ -324,10 +327,7 @@ async fn every_node_sees_who_waits_and_a_dead_nodes_callers_are_counted() {
     assert_eq!(waiting["queue"], "support-en", "{view}");
 
     // B dies with its caller waiting: A counts the stay.
-    Command::new("kill")
-        .args(["-KILL", &b.pid().to_string()])
-        .status()
-        .unwrap();
+    signal(&b, "KILL");
     let deadline = Instant::now() + Duration::from_secs(30);
     let abandoned = |report: &serde_json::Value| {
         report["queues"].as_array().and_then(|q| {
@@ -541,10 +541,7 @@ async fn a_chat_goes_on_through_any_node() {
     assert_eq!(waiting, vec![(id.clone(), "b".to_string())]);
 
     // B dies: the chat waits on A, and goes on there.
-    Command::new("kill")
-        .args(["-KILL", &b.pid().to_string()])
-        .status()
-        .unwrap();
+    signal(&b, "KILL");
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         waiting = waiting_in(&a, &cookie).await;

@@ -83,17 +83,18 @@ impl CallerReports {
 
     /// Reads what arrived on the RTCP port.
     pub(super) fn read(&mut self, remote: SocketAddr) {
+        // Out for the reads, so `heard` may change the rest of the state.
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
         let mut buf = [0u8; 1500];
         for _ in 0..READS {
-            let Some(socket) = &self.socket else { return };
-            match socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let packet = buf[..n].to_vec();
-                    self.heard(&packet, from, remote);
-                }
-                Err(_) => return,
-            }
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            self.heard(&buf[..n], from, remote);
         }
+        self.socket = Some(socket);
     }
 
     /// A report from `from`, taken when it comes from the caller's address

@@ -95,6 +95,18 @@ fn middle(ntp: u64) -> u32 {
     (ntp >> 16) as u32
 }
 
+/// One compound packet of `packets`, as sent (empty if it cannot be built:
+/// only out-of-range fields fail, and none is built here).
+fn compound(packets: &[Box<dyn Packet + Send + Sync>]) -> Vec<u8> {
+    match rtcp::packet::marshal(packets) {
+        Ok(b) => b.to_vec(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build an RTCP report");
+            Vec::new()
+        }
+    }
+}
+
 /// The next interval: INTERVAL times a random factor in [0.5, 1.5) (§6.3.1).
 fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.5 + rand::random::<f64>())
@@ -150,7 +162,7 @@ impl Rtcp {
                 profile_extensions: bytes::Bytes::new(),
             }),
         };
-        self.compound(vec![first, self.sdes()])
+        compound(&[first, self.sdes()])
     }
 
     /// The last report: an RR and BYE (the call is over).
@@ -166,7 +178,7 @@ impl Rtcp {
             sources: vec![self.ssrc],
             reason: bytes::Bytes::new(),
         });
-        self.compound(vec![rr, self.sdes(), bye])
+        compound(&[rr, self.sdes(), bye])
     }
 
     fn sdes(&self) -> Box<dyn Packet + Send + Sync> {
@@ -179,17 +191,6 @@ impl Rtcp {
                 }],
             }],
         })
-    }
-
-    fn compound(&self, packets: Vec<Box<dyn Packet + Send + Sync>>) -> Vec<u8> {
-        match rtcp::packet::marshal(&packets) {
-            Ok(b) => b.to_vec(),
-            Err(e) => {
-                // Only out-of-range fields fail, and none is built here.
-                tracing::warn!(error = %e, "cannot build an RTCP report");
-                Vec::new()
-            }
-        }
     }
 
     /// A reception block about the caller's stream (§6.4.1).
