@@ -486,6 +486,7 @@ impl Cluster {
     /// abandoned stay rather than lost.
     async fn take_given(&self, row: WaitingRow) {
         if self.requeue(&row).await {
+            tracing::info!(item = %crate::log_id(&row.item), queue = %row.queue, from = %row.node, "a chat handed here waits here");
             return;
         }
         tracing::warn!(item = %crate::log_id(&row.item), queue = %row.queue, "a chat handed here cannot wait here; recorded as abandoned");
@@ -525,6 +526,7 @@ impl Cluster {
     async fn adopt_orphans(&self, own: Option<&str>) -> anyhow::Result<()> {
         for r in self.store.take_orphans(own).await? {
             if r.channel != "phone" && self.requeue(&r).await {
+                tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting chat waits here now");
                 continue;
             }
             tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting item is recorded as abandoned");
@@ -533,8 +535,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Queues a dead node's waiting chat here; false when it cannot be (its
-    /// conversation is not in the store, or the queue is full).
+    /// Queues another node's waiting chat here (a dead node's, or one handed
+    /// over); false when it cannot be (its conversation is not in the store,
+    /// or the queue is full).
     async fn requeue(&self, r: &WaitingRow) -> bool {
         let Ok(entry) = self.chats.entry(&r.item).await else {
             return false;
@@ -555,18 +558,14 @@ impl Cluster {
             channel: channel.name().to_string(),
             reason: r.reason.clone(),
         };
-        let queued = self.center.requeue(
+        self.center.requeue(
             &r.item,
             &r.queue,
             &[lang.code().to_string()],
             &said,
             origin,
             crate::store::from_ms(r.enqueued_ms),
-        );
-        if queued {
-            tracing::warn!(item = %crate::log_id(&r.item), queue = %r.queue, node = %r.node, "a dead node's waiting chat waits here now");
-        }
-        queued
+        )
     }
 
     /// Holds the agent for this node; false when another node does. A store
