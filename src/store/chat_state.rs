@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, from_ms, ms};
-use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
+use crate::dialogue::conversations::{Channel, Identity};
 use crate::dialogue::engine::{Conversation, HISTORY_LIMIT, Speaker, Turn};
 use crate::dialogue::snapshot::Loaded;
 
@@ -60,10 +60,7 @@ impl Store {
             .await?
             .into_iter()
             .filter_map(|(kind, value)| {
-                let kind = IdentityKind::ALL
-                    .into_iter()
-                    .find(|k| super::identity_kind_name(*k) == kind)?;
-                Some(Identity::new(kind, value))
+                Some(Identity::new(super::identity_kind_named(&kind)?, value))
             })
             .collect();
         Ok(Some(Loaded {

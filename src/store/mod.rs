@@ -264,6 +264,13 @@ pub fn identity_kind_name(k: IdentityKind) -> &'static str {
     }
 }
 
+/// The identity kind stored under `name` (the inverse of [`identity_kind_name`]).
+pub fn identity_kind_named(name: &str) -> Option<IdentityKind> {
+    IdentityKind::ALL
+        .into_iter()
+        .find(|k| identity_kind_name(*k) == name)
+}
+
 pub fn speaker_name(s: Speaker) -> &'static str {
     match s {
         Speaker::Customer => "customer",

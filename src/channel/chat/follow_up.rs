@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::TextChannels;
-use crate::dialogue::conversations::{Channel, Identity, IdentityKind};
+use crate::dialogue::conversations::{Channel, Identity};
 use crate::dialogue::engine::{Speaker, Turn};
 use crate::http::ApiError;
 use crate::store::TurnsWrite;
@@ -37,12 +37,6 @@ impl Reach {
             Reach::Stored => "stored",
         }
     }
-}
-
-fn kind_named(name: &str) -> Option<IdentityKind> {
-    IdentityKind::ALL
-        .into_iter()
-        .find(|k| crate::store::identity_kind_name(*k) == name)
 }
 
 fn unavailable(e: anyhow::Error) -> ApiError {
@@ -110,7 +104,12 @@ impl TextChannels {
             .await
             .map_err(unavailable)?
             .into_iter()
-            .filter_map(|(kind, value)| Some(Identity::new(kind_named(&kind)?, value)))
+            .filter_map(|(kind, value)| {
+                Some(Identity::new(
+                    crate::store::identity_kind_named(&kind)?,
+                    value,
+                ))
+            })
             .collect();
         self.deliver_to(channel, &to, text).await?;
         Ok(Reach::Sent)
