@@ -90,6 +90,13 @@ fn understanding(m: &Matcher) -> String {
             }
         );
     }
+    if !m.is_classified() {
+        let _ = writeln!(
+            s,
+            "  ranking by centroids alone: more than {} (example, intent) pairs to train the classifier at load time",
+            kefu::dialogue::classifier::MAX_CELLS
+        );
+    }
     let id = |i: usize| m.kb.intents[i].id.as_str();
     let mut pairs: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
     for (&(a, b), &n) in &cal.confusions {

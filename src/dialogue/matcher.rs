@@ -13,9 +13,11 @@
 //! between the message and the centroids of its examples (same language, and all
 //! languages together), and that raw score is mapped onto the confidence scale by the
 //! knowledge base's own calibration ([`super::calibrate`]: thresholds per language,
-//! from leave-one-out on the examples, recomputed on every load). Paraphrases that
-//! share no words with an example ("has my stuff been sent out yet") are found this
-//! way, and unrelated questions fall below the calibrated threshold. Messages the
+//! from leave-one-out on the examples, recomputed on every load). A softmax
+//! classifier fitted on the examples at load ([`super::classifier`]) picks which
+//! intent comes first; the best centroid score says how sure that choice is.
+//! Paraphrases that share no words with an example ("has my stuff been sent out yet")
+//! are found this way, and unrelated questions fall below the calibrated threshold. Messages the
 //! lexical score already answers with confidence skip the model (it costs a few
 //! milliseconds of CPU per message; the lexical stage costs well under one), and so
 //! does every message while the model is busy: the words-only score and the
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
 
 use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids};
+use super::classifier::Classifier;
 use super::homophone::Homophones;
 use super::kb::{KnowledgeBase, Thresholds};
 use super::semantic::{EncodeError, Encoder};
@@ -98,11 +101,13 @@ pub struct Matcher {
     semantic: Option<Semantic>,
 }
 
-/// The model, each intent's centroids and the knowledge base's own calibration.
+/// The model, each intent's centroids, the knowledge base's own calibration, and the
+/// classifier that ranks (`None` on a knowledge base too large to train it at load).
 struct Semantic {
     encoder: Arc<Encoder>,
     centroids: Vec<Centroids>,
     calibration: Calibration,
+    classifier: Option<Classifier>,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -143,15 +148,18 @@ impl Matcher {
             let started = std::time::Instant::now();
             let centroids = centroids(&samples, m.kb.intents.len());
             let calibration = calibrate(&samples, &centroids);
+            let classifier = Classifier::fit(&samples, m.kb.intents.len());
             tracing::info!(
                 kb = %m.kb.name,
                 ms = started.elapsed().as_millis() as u64,
+                classifier = classifier.is_some(),
                 "calibrated the matcher on the knowledge base's own examples"
             );
             m.semantic = Some(Semantic {
                 encoder,
                 centroids,
                 calibration,
+                classifier,
             });
         }
         Ok(m)
@@ -167,6 +175,14 @@ impl Matcher {
     /// Whether the semantic re-ranker is on.
     pub fn is_semantic(&self) -> bool {
         self.semantic.is_some()
+    }
+
+    /// Whether a classifier ranks intents (else centroids alone: a knowledge base
+    /// too large to train one at load time).
+    pub fn is_classified(&self) -> bool {
+        self.semantic
+            .as_ref()
+            .is_some_and(|s| s.classifier.is_some())
     }
 
     /// What calibration found (with the semantic matcher only).
@@ -369,10 +385,23 @@ impl Matcher {
         count("used");
         let scale = sem.calibration.scale(lang);
         let answer = self.kb.thresholds.answer;
-        Some(
-            sem.centroids
+        let mut raw: Vec<Option<f32>> = sem.centroids.iter().map(|c| c.score(&q, lang)).collect();
+        // The classifier ranks; the best centroid score says how sure we are (it was
+        // calibrated): the classifier's choice takes that score, and the intent that
+        // had it takes the choice's.
+        if let Some(chosen) = sem.classifier.as_ref().and_then(|c| c.best(&q))
+            && raw.get(chosen).is_some_and(Option::is_some)
+            && let Some((best, _)) = raw
                 .iter()
-                .map(|c| c.score(&q, lang).map(|raw| scale.confidence(raw, answer)))
+                .enumerate()
+                .filter_map(|(k, r)| r.map(|r| (k, r)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            raw.swap(chosen, best);
+        }
+        Some(
+            raw.into_iter()
+                .map(|r| r.map(|raw| scale.confidence(raw, answer)))
                 .collect(),
         )
     }

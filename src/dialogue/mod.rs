@@ -6,6 +6,7 @@
 //! desk behind two ports) are the edges.
 
 pub mod calibrate;
+pub mod classifier;
 pub mod conversations;
 pub mod engine;
 pub mod eval;
