@@ -279,6 +279,10 @@ impl Store {
     /// One ticket with its notes and history.
     pub async fn ticket(&self, num: i64) -> anyhow::Result<Option<Detail>> {
         let now = ms(Utc::now());
+        // The parts are read one query after another, not from one snapshot. The
+        // callback goes first: its try is committed with its history entry, so a
+        // reader who sees a try also sees its entry (read later).
+        let callback = self.callback(num).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS}, {DETAIL} FROM tickets t LEFT JOIN users u ON u.id = t.assignee WHERE t.num = $1"
         )))
@@ -339,7 +343,7 @@ impl Store {
             log,
             notes,
             history,
-            callback: self.callback(num).await?,
+            callback,
         }))
     }
 
