@@ -388,7 +388,11 @@ impl Matcher {
         let mut raw: Vec<Option<f32>> = sem.centroids.iter().map(|c| c.score(&q, lang)).collect();
         // The classifier ranks; the best centroid score says how sure we are (it was
         // calibrated): the classifier's choice takes that score, and the intent that
-        // had it takes the choice's.
+        // had it takes the choice's. The classifier learnt the language of each
+        // intent's examples too, so it decides only between intents that have some
+        // in the message's language: an intent without (English examples only, a
+        // Mandarin question) competes through the centroids' lift alone.
+        let speaks = |k: usize| sem.centroids[k].by_lang.contains_key(&lang);
         if let Some(chosen) = sem.classifier.as_ref().and_then(|c| c.best(&q))
             && raw.get(chosen).is_some_and(Option::is_some)
             && let Some((best, _)) = raw
@@ -396,6 +400,8 @@ impl Matcher {
                 .enumerate()
                 .filter_map(|(k, r)| r.map(|r| (k, r)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
+            && speaks(chosen)
+            && speaks(best)
         {
             raw.swap(chosen, best);
         }
