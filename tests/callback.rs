@@ -16,7 +16,7 @@ use common::desk::Desk;
 use common::phone::{
     Phone, add_agent_with_phone, always_open_plans, frame, header, rtp, sdp_target, transcode,
 };
-use common::{RawUa, Server, Step, caller_scenario, sipp};
+use common::{RawUa, Server};
 use kefu::media::g711::Law;
 use serde_json::Value;
 
@@ -123,26 +123,10 @@ fn server_with_a_trunk() -> (Server, Phone) {
     (server, customer)
 }
 
-/// A SIPp caller (13800138000) asks for a person at the demo's menu (key 0),
-/// nobody takes the call within the queue's 5 s, and at the no-agent menu
-/// presses 2: "call me back". Returns the ticket, found on `desk`'s list of
-/// callbacks to make.
+/// [`common::desk::ask_for_a_callback`] on this server, and the call's path through
+/// the demo's menus to "call me back".
 async fn ask_for_a_callback(server: &Server, desk: &Desk) -> i64 {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = caller_scenario(
-        dir.path(),
-        "callback",
-        true,
-        &[
-            Step::Pause(2500),
-            Step::Rfc4733('0'),
-            Step::Pause(7500),
-            Step::Rfc4733('2'),
-            Step::Pause(4000),
-        ],
-    );
-    let (ok, out) = sipp(server, &scenario, "4008002000", &[]);
-    assert!(ok, "SIPp:\n{out}\nkefu:\n{}", server.logs().join("\n"));
+    let num = common::desk::ask_for_a_callback(server, desk).await;
     let record = common::only_record(server);
     assert_eq!(
         common::strings(&record["path"]),
@@ -158,17 +142,7 @@ async fn ask_for_a_callback(server: &Server, desk: &Desk) -> i64 {
         ],
         "{record}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, page) = desk.get("/api/tickets?callback=waiting").await;
-        assert_eq!(status, 200, "{page}");
-        if let Some(num) = page["tickets"][0]["num"].as_i64() {
-            assert_eq!(page["tickets"].as_array().unwrap().len(), 1, "{page}");
-            return num;
-        }
-        assert!(Instant::now() < deadline, "no callback to make: {page}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    num
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

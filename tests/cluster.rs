@@ -721,8 +721,6 @@ answer.zh = "门店地下车库可免费停车两小时。"
 async fn a_ticket_is_called_back_by_one_node_at_a_time() {
     use common::desk::Desk;
     use common::phone::{Phone, add_agent_with_phone};
-    use common::{Step, caller_scenario, sipp};
-    use serde_json::Value;
     let trunk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let Pair { a, b, _db, _plans } = cluster_pair_with(&format!(
         "[[queue]]\nname = \"support-en\"\nring_timeout = \"5s\"\nmax_wait = \"5s\"\n\n\
@@ -756,37 +754,7 @@ async fn a_ticket_is_called_back_by_one_node_at_a_time() {
 
     // A caller nobody takes asks to be called back (key 0, then 2 at the
     // no-agent menu).
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = caller_scenario(
-        dir.path(),
-        "callback",
-        true,
-        &[
-            Step::Pause(2500),
-            Step::Rfc4733('0'),
-            Step::Pause(7500),
-            Step::Rfc4733('2'),
-            Step::Pause(4000),
-        ],
-    );
-    let (ok, out) = tokio::task::block_in_place(|| sipp(&a, &scenario, "4008002000", &[]));
-    assert!(ok, "SIPp:\n{out}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let num = loop {
-        let page: Value = li
-            .req(reqwest::Method::GET, "/api/tickets?callback=waiting")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(num) = page["tickets"][0]["num"].as_i64() {
-            break num;
-        }
-        assert!(Instant::now() < deadline, "no callback to make: {page}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let num = common::desk::ask_for_a_callback(&a, &li).await;
     let call = |desk: &Desk| {
         desk.req(reqwest::Method::POST, &format!("/api/tickets/{num}/call"))
             .send()
