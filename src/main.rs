@@ -27,6 +27,31 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
+struct TranscribeArgs {
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Whisper model: base, base-q8_0, tiny.en, tiny.en-q8_0, or a ggml file path.
+    #[arg(long, default_value = "base")]
+    model: String,
+    /// Language spoken: zh, en or auto.
+    #[arg(long, default_value = "auto")]
+    language: Language,
+    /// Directory the set-up command fetched the models into.
+    #[arg(long, env = "KEFU_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Threads for the decode.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the whole result (confidence, timings) as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Favour this knowledge base's words (its intents' Mandarin titles), as a call
+    /// answered from it does.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct SayArgs {
     text: String,
     /// Voice: en_US-joe-medium (Piper, English), kokoro-zh[:VOICE] (Kokoro, Mandarin),
@@ -53,25 +78,7 @@ enum Command {
     Check(PlanArgs),
     /// Recognise the speech in WAV files (any rate) with Whisper; prints the text (with
     /// several files, one line per file: the file, a tab, the text).
-    Transcribe {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Whisper model: base, base-q8_0, tiny.en, tiny.en-q8_0, or a ggml file path.
-        #[arg(long, default_value = "base")]
-        model: String,
-        /// Language spoken: zh, en or auto.
-        #[arg(long, default_value = "auto")]
-        language: Language,
-        /// Directory the set-up command fetched the models into.
-        #[arg(long, env = "KEFU_MODELS", default_value = "models")]
-        models: PathBuf,
-        /// Threads for the decode.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Print the whole result (confidence, timings) as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Transcribe(TranscribeArgs),
     /// Prompt tools.
     Prompts {
         #[command(subcommand)]
@@ -306,14 +313,7 @@ fn main() -> ExitCode {
     kefu::speech::tts::configure_espeak_data();
     match cli.command {
         Command::Say(args) => say(&args),
-        Command::Transcribe {
-            files,
-            model,
-            language,
-            models,
-            threads,
-            json,
-        } => transcribe(&files, &model, language, &ModelDir(models), threads, json),
+        Command::Transcribe(args) => transcribe(&args),
         Command::Kb { command } => match command {
             KbCommand::Check { dir, semantic } => kb_cli::check(&dir, semantic.models()),
             KbCommand::Import { file, output, kb } => {
@@ -410,15 +410,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn transcribe(
-    files: &[PathBuf],
-    model: &str,
-    language: Language,
-    models: &ModelDir,
-    threads: usize,
-    json: bool,
-) -> ExitCode {
+fn transcribe(args: &TranscribeArgs) -> ExitCode {
+    let TranscribeArgs {
+        files,
+        model,
+        language,
+        models,
+        threads,
+        json,
+        kb,
+    } = args;
+    let (language, threads, json) = (*language, *threads, *json);
+    let models = ModelDir(models.clone());
     let run = || -> anyhow::Result<()> {
+        // What a call answered from this knowledge base tells the recogniser.
+        let hint = match kb {
+            Some(dir) => kefu::dialogue::Matcher::new(std::sync::Arc::new(
+                kefu::dialogue::kb::load_dir(dir)?,
+            ))
+            .expected_words(kefu::dialogue::Lang::Zh),
+            None => None,
+        };
+        let hint = hint.as_deref();
         let path = models.whisper(model)?;
         let model = std::sync::Arc::new(WhisperModel::load(&path)?);
         let mut recognizer = model.recognizer(threads)?;
@@ -429,7 +442,7 @@ fn transcribe(
                 kefu::media::wav::resample(&mono, rate, kefu::speech::asr::SAMPLE_RATE as u32)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let t = recognizer
-                .transcribe(&audio, language)
+                .transcribe_unless(&audio, language, hint, &|| false)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let text = if json {
                 serde_json::to_string(&t)?

@@ -50,7 +50,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Unanswered questions are clustered by meaning with the re-ranker's model.
     let embed: Option<crate::store::analytics::Embed> = encoder.clone().map(|e| {
         Arc::new(move |texts: &[&str]| {
-            Ok(e.embed(texts)?.into_iter().map(|v| v.to_vec()).collect())
+            Ok(e.embed(texts)?
+                .into_iter()
+                .map(|e| e.vector.to_vec())
+                .collect())
         }) as crate::store::analytics::Embed
     });
     let text = text_channels(&config, &kb, &conversations, &store, &center).await?;

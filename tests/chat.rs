@@ -313,8 +313,10 @@ async fn wechat_safe_mode_encrypts_both_ways() {
     ));
     let cipher = Cipher::new(KEY, "wx-sunrise").unwrap();
     let c = reqwest::Client::new();
+    // One timestamp for every request: a replay repeats the first request exactly,
+    // so it must not move to the next second between the two sends.
+    let ts = chrono::Utc::now().timestamp().to_string();
     let send = |encrypted: String, signed_over: String, nonce: &str| {
-        let ts = chrono::Utc::now().timestamp().to_string();
         let sig = msg_signature(WECHAT_TOKEN, &ts, nonce, &signed_over);
         let u = url(
             &s,
@@ -340,7 +342,7 @@ async fn wechat_safe_mode_encrypts_both_ways() {
         let start = xml.find(&format!("<{name}><![CDATA[")).unwrap() + name.len() + 11;
         xml[start..xml[start..].find("]]>").unwrap() + start].to_string()
     };
-    let ts = xml
+    let reply_ts = xml
         .split("<TimeStamp>")
         .nth(1)
         .and_then(|t| t.split("</TimeStamp>").next())
@@ -349,7 +351,7 @@ async fn wechat_safe_mode_encrypts_both_ways() {
     let (encrypted, nonce) = (field("Encrypt"), field("Nonce"));
     assert_eq!(
         field("MsgSignature"),
-        msg_signature(WECHAT_TOKEN, &ts, &nonce, &encrypted)
+        msg_signature(WECHAT_TOKEN, &reply_ts, &nonce, &encrypted)
     );
     let reply = cipher.decrypt(&encrypted).unwrap();
     assert!(reply.contains("上午9点到晚上9点"), "{reply}");

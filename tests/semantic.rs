@@ -153,7 +153,7 @@ fn unanswered_questions_cluster_by_meaning() {
         .embed(&texts)
         .unwrap()
         .into_iter()
-        .map(|v| v.to_vec())
+        .map(|e| e.vector.to_vec())
         .collect();
     let clusters = cluster(groups, &vectors, CLUSTER_THRESHOLD);
     let got: Vec<(&str, usize, usize)> = clusters
@@ -190,5 +190,36 @@ fn a_message_refused_while_warming_is_not_embedded_for_its_reply() {
         encoder.message(text),
         Err(kefu::dialogue::semantic::EncodeError::Busy)
     ));
-    assert_eq!(encoder.message(text).unwrap().len(), 384);
+    assert_eq!(encoder.message(text).unwrap().vector.len(), 384);
+}
+
+/// The model's token states: the message's own words only (no prefix, no sentence
+/// markers), and they line up with the example that says the same thing.
+#[test]
+fn token_states_align_the_words_that_matter() {
+    use kefu::dialogue::align::{Rarity, alignment};
+    let encoder = encoder();
+    let texts = [
+        "where is my parcel",
+        "what is my bill this month",
+        "what is my balance",
+        "how do I top up",
+    ];
+    let examples = encoder.examples(&texts).unwrap();
+    // Four words in a handful of pieces; with `query: `, <s> and </s> it would be 7+.
+    assert!(
+        (1..=6).contains(&examples[0].tokens.len()),
+        "{}",
+        examples[0].tokens.len()
+    );
+    let rarity = Rarity::new(examples.iter().map(|e| e.tokens.as_ref()));
+    let message = encoder.message("how much is this month's bill").unwrap();
+    let same = alignment(&examples[1].tokens, &examples[1].tokens, &rarity).unwrap();
+    assert!((same - 1.0).abs() < 0.01, "{same}");
+    let bill = alignment(&message.tokens, &examples[1].tokens, &rarity).unwrap();
+    let balance = alignment(&message.tokens, &examples[2].tokens, &rarity).unwrap();
+    assert!(bill > balance, "bill {bill} vs balance {balance}");
+    // A long message keeps its first 32 token states only (memory per kept message).
+    let long = encoder.message(&"where is my parcel ".repeat(40)).unwrap();
+    assert_eq!(long.tokens.len(), 32);
 }

@@ -206,6 +206,27 @@ async fn kefu_serves_the_openai_audio_api() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // A prompt (the words to expect) is taken; one too long is refused with why.
+    let (status, body) = transcribe(
+        &c,
+        &base,
+        Some(&token),
+        question.clone(),
+        &[("language", "en"), ("prompt", "refunds, order status")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let long = "退款".repeat(1001);
+    let (status, body) = transcribe(
+        &c,
+        &base,
+        Some(&token),
+        question.clone(),
+        &[("prompt", long.as_str())],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("prompt"), "{body}");
     let no_file = c
         .post(format!("{base}/v1/audio/transcriptions"))
         .bearer_auth(&token)

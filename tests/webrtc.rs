@@ -587,12 +587,18 @@ fn the_desk_softphone_takes_a_warm_transferred_sip_call() {
         seen["customerLine"].as_str().unwrap().to_lowercase(),
         seen["agentLine"].as_str().unwrap().to_lowercase(),
     );
+    // Whisper hears each line a little differently from run to run ("hello this
+    // is and from the service test."): two of its words must be there.
+    let heard = |line: &str, words: &[&str]| words.iter().filter(|w| line.contains(*w)).count();
     assert!(
-        customer.contains("refund") || customer.contains("weeks"),
+        heard(&customer, &["know", "where", "refund", "two", "weeks"]) >= 2,
         "{customer:?}"
     );
     assert!(
-        agent.contains("help") || agent.contains("desk") || agent.contains("ann"),
+        heard(
+            &agent,
+            &["hello", "ann", "service", "desk", "help", "today"]
+        ) >= 2,
         "{agent:?}"
     );
     assert_eq!(seen["hangUpStatus"], 204);

@@ -53,7 +53,12 @@ struct Upload {
     file: Option<bytes::Bytes>,
     language: Option<String>,
     format: Option<String>,
+    prompt: Option<String>,
 }
+
+/// The longest `prompt` taken (characters); the recogniser uses the first
+/// [`crate::speech::asr::HINT_CHARS`] of it.
+const PROMPT_CHARS: usize = 2000;
 
 async fn read_upload(form: Result<Multipart, MultipartRejection>) -> Result<Upload, ApiError> {
     let mut form = form.map_err(|e| {
@@ -71,8 +76,11 @@ async fn read_upload(form: Result<Multipart, MultipartRejection>) -> Result<Uplo
             "file" => upload.file = Some(field.bytes().await.map_err(bad)?),
             "language" => upload.language = Some(field.text().await.map_err(bad)?),
             "response_format" => upload.format = Some(field.text().await.map_err(bad)?),
-            // model, prompt, temperature, timestamp_granularities[]…: this node's
-            // own model answers as it always does.
+            // Words the caller is likely to use (another kefu sends its knowledge
+            // base's names for what it answers).
+            "prompt" => upload.prompt = Some(field.text().await.map_err(bad)?),
+            // model, temperature, timestamp_granularities[]…: this node's own
+            // model answers as it always does.
             _ => {
                 field.bytes().await.map_err(bad)?;
             }
@@ -127,6 +135,16 @@ async fn transcribe(
             ));
         }
     };
+    if upload
+        .prompt
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > PROMPT_CHARS)
+    {
+        return Err(ApiError::bad_request(format!(
+            "prompt must be at most {PROMPT_CHARS} characters"
+        )));
+    }
+    let hint = upload.prompt.map(Arc::from);
     let Some(file) = upload.file else {
         return Err(ApiError::bad_request("the upload has no `file` part"));
     };
@@ -151,7 +169,7 @@ async fn transcribe(
     let seconds = audio.len() as f64 / 16_000.0;
     let pending = runtime
         .asr
-        .submit_local(audio, language, draft)
+        .submit_local(audio, language, hint, draft)
         .map_err(refused)?;
     let transcript = pending
         .await

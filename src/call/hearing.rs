@@ -169,11 +169,12 @@ pub fn recognise(
     let wide = crate::media::wav::resample(audio, 8000, 16_000)
         .map_err(|e| format!("cannot resample the utterance: {e}"))?;
     let language = language.parse().unwrap_or(Language::Auto);
-    let submitted = if draft {
-        runtime.asr.submit_spare(wide, language)
-    } else {
-        runtime.asr.submit(wide, language)
+    // The knowledge base's words, for the recogniser to favour (Mandarin).
+    let hint = match (language, matcher) {
+        (Language::Zh, Some(m)) => m.expected_words(Lang::Zh),
+        _ => None,
     };
+    let submitted = runtime.asr.submit_with(wide, language, hint, draft);
     let rx = submitted.map_err(|e| format!("speech recognition refused the utterance: {e}"))?;
     Ok(match matcher.filter(|m| m.is_semantic()) {
         Some(m) => warmed(rx, m.clone()),

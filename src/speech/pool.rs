@@ -67,6 +67,8 @@ pub struct Board {
 struct Job {
     audio: Vec<f32>,
     language: Language,
+    /// Words the caller is likely to use (see [`super::asr::prompt`]).
+    hint: Option<Arc<str>>,
     draft: bool,
     /// Estimated core-seconds.
     cost: f64,
@@ -127,24 +129,25 @@ impl Board {
         ahead / self.workers as f64
     }
 
-    /// Takes `job` into the queue, or says why not.
-    fn admit(&mut self, job: Job) -> Result<(), (Job, AsrError)> {
+    /// Takes `job` into the queue, or says why not (dropping it: its caller is
+    /// told on the spot).
+    fn admit(&mut self, job: Job) -> Result<(), AsrError> {
         let finals = self.queue.iter().filter(|j| !j.draft).count();
         if self.queue.len() >= QUEUE_PER_CORE * self.cores {
             let n = self.queue.len();
-            return Err((job, AsrError::Busy(n)));
+            return Err(AsrError::Busy(n));
         }
         let wait = self.wait();
         let limit = if job.draft {
             if finals > 0 {
-                return Err((job, AsrError::Busy(finals)));
+                return Err(AsrError::Busy(finals));
             }
             DRAFT_WAIT.min(self.max_wait)
         } else {
             self.max_wait
         };
         if wait > limit.as_secs_f64() {
-            return Err((job, AsrError::Busy(finals)));
+            return Err(AsrError::Busy(finals));
         }
         self.queue.push(job);
         Ok(())
@@ -287,26 +290,36 @@ impl AsrPool {
     /// drafts never push a caller's finished utterance over its wait. Busy
     /// otherwise.
     pub fn submit_spare(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
-        self.queue(audio, language, true)
+        self.submit_with(audio, language, None, true)
     }
 
     /// Queues an utterance; the answer arrives on the returned channel.
     pub fn submit(&self, audio: Vec<f32>, language: Language) -> Result<Pending, AsrError> {
-        self.queue(audio, language, false)
+        self.submit_with(audio, language, None, false)
     }
 
-    fn queue(&self, audio: Vec<f32>, language: Language, draft: bool) -> Result<Pending, AsrError> {
+    /// Queues an utterance (a `draft` as [`AsrPool::submit_spare`] does) with the
+    /// words the caller is likely to use (`hint`: a knowledge base's names for what
+    /// it answers), which the recogniser then favours over sound-alikes.
+    pub fn submit_with(
+        &self,
+        audio: Vec<f32>,
+        language: Language,
+        hint: Option<Arc<str>>,
+        draft: bool,
+    ) -> Result<Pending, AsrError> {
         if let Some(service) = self.remote.get(&language).cloned()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (reply, rx) = tokio::sync::oneshot::channel();
             let pool = self.clone();
             runtime.spawn(async move {
-                pool.remote(service, audio, language, draft, reply).await;
+                pool.remote(service, audio, language, hint, draft, reply)
+                    .await;
             });
             return Ok(rx);
         }
-        self.queue_local(audio, language, draft)
+        self.submit_local(audio, language, hint, draft)
     }
 
     /// An utterance heard by a remote service; by the local workers when the
@@ -316,11 +329,12 @@ impl AsrPool {
         service: Arc<Service>,
         audio: Vec<f32>,
         language: Language,
+        hint: Option<Arc<str>>,
         draft: bool,
         mut reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
     ) {
         let heard = tokio::select! {
-            heard = service.transcribe(&audio, language, draft) => heard,
+            heard = service.transcribe(&audio, language, hint.as_deref(), draft) => heard,
             () = reply.closed() => {
                 remote::count("transcription", "dropped");
                 return;
@@ -336,7 +350,7 @@ impl AsrPool {
         };
         remote::count("transcription", error.outcome());
         tracing::warn!(error = %error, draft, "remote recognition failed; the local model hears the utterance");
-        let local = match self.queue_local(audio, language, draft) {
+        let local = match self.submit_local(audio, language, hint, draft) {
             Ok(local) => local,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -359,15 +373,7 @@ impl AsrPool {
         &self,
         audio: Vec<f32>,
         language: Language,
-        draft: bool,
-    ) -> Result<Pending, AsrError> {
-        self.queue_local(audio, language, draft)
-    }
-
-    fn queue_local(
-        &self,
-        audio: Vec<f32>,
-        language: Language,
+        hint: Option<Arc<str>>,
         draft: bool,
     ) -> Result<Pending, AsrError> {
         self.model.supports(language)?;
@@ -379,10 +385,12 @@ impl AsrPool {
             cost: board.cost_of(audio.len(), language),
             audio,
             language,
+            hint,
             draft,
             reply,
             queued: Instant::now(),
         };
+        let (draft, samples) = (job.draft, job.audio.len());
         match board.admit(job) {
             Ok(()) => {
                 drop(board);
@@ -390,10 +398,10 @@ impl AsrPool {
                 shared.changed.notify_one();
                 Ok(rx)
             }
-            Err((job, e)) => {
+            Err(e) => {
                 tracing::debug!(
-                    draft = job.draft,
-                    audio_ms = job.audio.len() as u64 * 1000 / SAMPLE_RATE as u64,
+                    draft,
+                    audio_ms = samples as u64 * 1000 / SAMPLE_RATE as u64,
                     queued = board.queue.len(),
                     running = board.running,
                     expected_wait_ms = (board.wait() * 1000.0) as u64,
@@ -459,7 +467,10 @@ fn worker(mut recognizer: Recognizer, shared: &Shared) {
         let started = Instant::now();
         recognizer.set_threads(threads);
         let reply = &job.reply;
-        let result = recognizer.transcribe_unless(&job.audio, job.language, &|| reply.is_closed());
+        let result =
+            recognizer.transcribe_unless(&job.audio, job.language, job.hint.as_deref(), &|| {
+                reply.is_closed()
+            });
         let took = started.elapsed();
         let abandoned = job.reply.is_closed();
         let (cost, queued) = {
@@ -517,6 +528,7 @@ mod tests {
         let job = Job {
             audio,
             language: Language::En,
+            hint: None,
             draft,
             cost,
             reply,
@@ -535,7 +547,7 @@ mod tests {
         for seconds in [2.0, 3.0, 1.0] {
             let (j, rx) = job(&board, seconds, false, now);
             costs.push(j.cost);
-            board.admit(j).map_err(|(_, e)| e).unwrap();
+            board.admit(j).unwrap();
             keep.push(rx);
         }
         let all: f64 = costs.iter().sum();
@@ -554,7 +566,7 @@ mod tests {
         let mut keep = Vec::new();
         for seconds in [4.0, 1.5, 2.5] {
             let (j, rx) = job(&board, seconds, false, now);
-            board.admit(j).map_err(|(_, e)| e).unwrap();
+            board.admit(j).unwrap();
             keep.push(rx);
         }
         let mut dropped = 0;
@@ -604,10 +616,10 @@ mod tests {
         let now = Instant::now();
         let mut board = Board::new(1, 1, Duration::from_secs(30));
         let (old, _a) = job(&board, 5.0, false, now);
-        board.admit(old).map_err(|(_, e)| e).unwrap();
+        board.admit(old).unwrap();
         let later = now + AGE_FIRST;
         let (short, _b) = job(&board, 1.0, false, later);
-        board.admit(short).map_err(|(_, e)| e).unwrap();
+        board.admit(short).unwrap();
         let mut dropped = 0;
         let next = board.take(later, &mut dropped).unwrap();
         assert_eq!(next.job.audio.len(), 80_000);
@@ -627,7 +639,7 @@ mod tests {
                     admitted += 1;
                     keep.push(rx);
                 }
-                Err((_, e)) => {
+                Err(e) => {
                     assert!(matches!(e, AsrError::Busy(_)), "{e}");
                     break;
                 }
@@ -645,7 +657,7 @@ mod tests {
         assert_eq!(dropped, 3);
         // Idle: a draft is taken, and runs with the free core.
         let (d, _rx) = job(&board, 1.0, true, now);
-        board.admit(d).map_err(|(_, e)| e).unwrap();
+        board.admit(d).unwrap();
         let t = board.take(now, &mut dropped).unwrap();
         assert!(t.job.draft);
         // Another draft would start soon enough; a finished utterance waits too,

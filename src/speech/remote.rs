@@ -179,7 +179,8 @@ impl Service {
         Ok(body)
     }
 
-    /// Recognises 16 kHz mono audio; `language` is sent unless `Auto`. A
+    /// Recognises 16 kHz mono audio; `language` is sent unless `Auto`, a `hint`
+    /// (words the caller is likely to use) as the API's `prompt`. A
     /// `draft` (the words up to a pause) says so in `X-Kefu-Draft`: a kefu pool
     /// decodes it only on spare cores and answers 503 at once otherwise, which
     /// does not rest the service (other engines ignore the header).
@@ -187,6 +188,7 @@ impl Service {
         &self,
         audio_16k: &[f32],
         language: Language,
+        hint: Option<&str>,
         draft: bool,
     ) -> Result<Transcript, RemoteError> {
         let started = Instant::now();
@@ -202,6 +204,9 @@ impl Service {
             .text("response_format", "json");
         if language != Language::Auto {
             form = form.text("language", language.code());
+        }
+        if let Some(hint) = hint.filter(|h| !h.is_empty()) {
+            form = form.text("prompt", hint.to_string());
         }
         let mut request = self
             .http

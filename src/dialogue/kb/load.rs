@@ -13,7 +13,7 @@ use crate::dialogue::text::{Lang, normalize};
 use crate::source::{Diagnostic, Fields, Source};
 
 const SMALL_TALK: &str = include_str!("smalltalk.toml");
-const SMALL_TALK_FILE: &str = "<built-in small talk>";
+pub(super) const SMALL_TALK_FILE: &str = "<built-in small talk>";
 
 const TOP_FIELDS: &[&str] = &["kb", "synonyms", "intents"];
 const KB_FIELDS: &[&str] = &["name", "default_queue", "timezone", "thresholds", "replies"];

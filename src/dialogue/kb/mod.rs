@@ -79,6 +79,12 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// One of kefu's own small-talk intents (greetings, thanks, a person), not the
+    /// knowledge base's.
+    pub fn is_built_in(&self) -> bool {
+        self.file.as_os_str() == load::SMALL_TALK_FILE
+    }
+
     /// The answer for a channel: chat gets the richer text when there is one; voice
     /// and SMS the short one.
     pub fn text_for(&self, medium: Medium, lang: Lang) -> &str {
