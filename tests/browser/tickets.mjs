@@ -15,8 +15,10 @@ const signIn = async (name, password) => {
   await page.goto(`${base}/tickets`);
   await page.fill('#name', name);
   await page.fill('#password', password);
+  const listed = page.waitForResponse((r) => r.url().includes('/api/tickets?'));
   await page.click('#signin button');
   await page.locator('#app').waitFor({ state: 'visible', timeout: 5000 });
+  await listed;
   return page;
 };
 // Submits the filters and waits for the list to be redrawn.
