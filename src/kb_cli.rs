@@ -158,7 +158,7 @@ pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let text = match kb::csv::import(file, &data) {
+    let text = match kb::import::import(file, &data) {
         Ok(t) => t,
         Err(problems) => {
             for p in &problems {

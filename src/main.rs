@@ -172,12 +172,14 @@ enum KbCommand {
         #[command(flatten)]
         semantic: SemanticArgs,
     },
-    /// Turn a spreadsheet (CSV with a header row: id, title_en, title_zh, question_en,
-    /// question_zh, answer_en, answer_zh, chat_en, chat_zh, tags, handover) into a
+    /// Turn a spreadsheet (.xlsx, .xls, .ods, or CSV/TSV in UTF-8, UTF-16 or GBK;
+    /// a header row naming id, title_en, title_zh, question_en, question_zh,
+    /// answer_en, answer_zh, chat_en, chat_zh, tags, handover, notes, or their
+    /// Chinese names 编号, 标题, 问题, 答案, 英文问题, 英文答案, …) into a
     /// knowledge-base file; written only if it loads with the rest.
     Import {
         file: PathBuf,
-        /// The file to write [default: DIR/<csv name>.toml].
+        /// The file to write [default: DIR/<sheet name>.toml].
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Knowledge-base directory.

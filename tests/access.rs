@@ -1130,6 +1130,23 @@ answer.zh = "门店地下车库可免费停车两小时。"
     let (_, body) = call(&c, &s, &app, "GET", "/api/v1/kb", None).await;
     let now: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(now["version"], v["version"]);
+
+    std::fs::remove_file(kb.path().join("zz-broken.toml")).unwrap();
+    // A spreadsheet is imported as `kefu kb import` does and kept as TOML; one
+    // with an unknown column is refused with the cell's position.
+    let sheet = "编号,问题,答案,Question (EN),answer_en\n\
+                 gift_wrap,可以包装成礼物吗|能帮我包礼品吗,可以，结账时选择礼品包装。,Can you gift wrap it?,\"Yes, choose gift wrap at checkout.\"\n";
+    let (status, body) = put("gifts.csv", sheet).await;
+    assert_eq!(status, 200, "{body}");
+    let g: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(g["file"], "gifts.toml");
+    let kept = std::fs::read_to_string(kb.path().join("gifts.toml")).unwrap();
+    assert!(kept.contains("能帮我包礼品吗"), "{kept}");
+    assert!(!kb.path().join("gifts.csv").exists());
+    let (status, body) = put("more.csv", "id,question,answer_en\nx,y,z\n").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("more.csv:1:2: unknown column"), "{body}");
+    assert!(!kb.path().join("more.toml").exists());
 }
 
 /// Behind a trusted reverse proxy, sign-ins are counted per client address from

@@ -174,11 +174,12 @@ fn fuzz_dialplans() {
 
 #[test]
 fn fuzz_knowledge_bases() {
-    use kefu::dialogue::kb::{csv, load_files};
+    use kefu::dialogue::kb::{import, load_files};
     let repo = common::repo();
     let base = std::fs::read_to_string(repo.join("dialplans/kb/stores.toml")).unwrap();
     let header = std::fs::read_to_string(repo.join("dialplans/kb/00-kb.toml")).unwrap();
-    let sheet = "question,answer,lang\n你们几点关门？,上午9点到晚上9点,zh\n\"When do you close?\",\"9am, to 9pm\",en\n";
+    let sheet = "id,问题,答案,Question (EN),answer_en\nhours,你们几点关门？|周末开吗,上午9点到晚上9点,\"When do you close?\",\"9am, to 9pm\"\n";
+    let workbook = std::fs::read(repo.join("tests/fixtures/kb/sheets/telecom.xlsx")).unwrap();
     check!()
         .with_type::<(u16, u8, Vec<u8>)>()
         .with_iterations(RUNS / 20)
@@ -191,9 +192,13 @@ fn fuzz_knowledge_bases() {
                 ),
             ];
             let _ = load_files(&files);
-            let _ = csv::import(
+            let _ = import::import(
                 Path::new("fuzz.csv"),
                 &splice(sheet.as_bytes(), *at, *cut, insert),
+            );
+            let _ = import::import(
+                Path::new("fuzz.xlsx"),
+                &splice(&workbook, *at, *cut, insert),
             );
         });
 }

@@ -100,6 +100,131 @@ fn import_writes_a_file_only_when_it_loads() {
     assert!(!out2.exists());
 }
 
+/// Each intent as the import must keep it: id, titles, examples (sorted), answers.
+type Kept = (String, [Option<String>; 4], Vec<(String, String)>);
+
+fn kept(dir: &std::path::Path) -> Vec<Kept> {
+    use kefu::dialogue::Lang::{En, Zh};
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            files.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+    let kb = kefu::dialogue::kb::load_files(&files).unwrap();
+    let mut out: Vec<Kept> = kb
+        .intents
+        .iter()
+        .filter(|i| !i.is_built_in())
+        .map(|i| {
+            let t = |x: &kefu::dialogue::kb::Texts, l| x.get(l).map(str::to_string);
+            let mut examples: Vec<(String, String)> = i
+                .examples
+                .iter()
+                .map(|e| (e.lang.code().to_string(), e.text.clone()))
+                .collect();
+            examples.sort();
+            (
+                i.id.clone(),
+                [
+                    t(&i.title, En),
+                    t(&i.title, Zh),
+                    t(&i.answer, En),
+                    t(&i.answer, Zh),
+                ],
+                examples,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn import_into(sheet: &std::path::Path, dir: &std::path::Path) {
+    let out = dir.join("faq.toml");
+    let (ok, _, err) = kefu(&[
+        "kb",
+        "import",
+        sheet.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--kb",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{}: {err}", sheet.display());
+}
+
+#[test]
+fn a_teams_excel_sheet_or_its_gbk_csv_imports_whole() {
+    // The telecom development knowledge base as a Chinese team keeps it in Excel
+    // (tests/fixtures/kb/sheets/make.py): Chinese headers, questions several to a
+    // cell and over two rows, a blank row, a notes column.
+    let want = kept(&repo().join("tests/fixtures/kb/dev/telecom"));
+    assert_eq!(want.len(), 26);
+    let dir = tempfile::tempdir().unwrap();
+    import_into(
+        &repo().join("tests/fixtures/kb/sheets/telecom.xlsx"),
+        dir.path(),
+    );
+    assert_eq!(kept(dir.path()), want);
+
+    // The same saved as "CSV" by Excel on a Chinese Windows: GBK, not UTF-8.
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "编号",
+        "标题",
+        "英文标题",
+        "问题",
+        "英文问题",
+        "答案",
+        "英文答案",
+    ])
+    .unwrap();
+    for (id, [title_en, title_zh, answer_en, answer_zh], examples) in &want {
+        let questions = |lang: &str| {
+            let list: Vec<&str> = examples
+                .iter()
+                .filter(|(l, _)| l == lang)
+                .map(|(_, q)| q.as_str())
+                .collect();
+            list.join("\n")
+        };
+        let o = |x: &Option<String>| x.clone().unwrap_or_default();
+        w.write_record([
+            id.clone(),
+            o(title_zh),
+            o(title_en),
+            questions("zh"),
+            questions("en"),
+            o(answer_zh),
+            o(answer_en),
+        ])
+        .unwrap();
+    }
+    let utf8 = String::from_utf8(w.into_inner().unwrap()).unwrap();
+    let (gbk, _, unmappable) = encoding_rs::GBK.encode(&utf8);
+    assert!(!unmappable);
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = dir.path().join("faq.csv");
+    std::fs::write(&sheet, &gbk).unwrap();
+    import_into(&sheet, dir.path());
+    assert_eq!(kept(dir.path()), want);
+
+    // Not a spreadsheet at all: a reason, and nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("faq.xlsx");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a zip").unwrap();
+    let (ok, _, err) = kefu(&[
+        "kb",
+        "import",
+        bad.to_str().unwrap(),
+        "-o",
+        "/nonexistent/x.toml",
+    ]);
+    assert!(!ok && err.contains("faq.xlsx:1:1: not a workbook"), "{err}");
+}
+
 #[test]
 fn eval_reports_accuracy_and_out_of_scope() {
     let (ok, out, err) = kefu(&["kb", "eval", "tests/fixtures/kb/heldout.tsv"]);

@@ -137,14 +137,21 @@ async fn try_match(
 /// The largest knowledge-base file accepted.
 const MAX_FILE: usize = 1024 * 1024;
 
-fn file_name_ok(name: &str) -> bool {
-    name.len() <= 69
-        && name.strip_suffix(".toml").is_some_and(|stem| {
-            !stem.is_empty()
-                && stem
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        })
+/// Spreadsheets an upload may be, besides a knowledge-base file: imported as by
+/// `kefu kb import` and kept as the TOML file of the same name.
+const SHEETS: &[&str] = &["csv", "tsv", "txt", "xlsx", "xls", "xlsb", "ods"];
+
+/// The stem of an acceptable upload name and whether it is a spreadsheet.
+fn file_name_ok(name: &str) -> Option<(&str, bool)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    let sheet = SHEETS.contains(&ext);
+    let ok = name.len() <= 69
+        && (ext == "toml" || sheet)
+        && !stem.is_empty()
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    ok.then_some((stem, sheet))
 }
 
 #[derive(Serialize)]
@@ -161,19 +168,35 @@ async fn upload(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Uploaded>, ApiError> {
-    if !file_name_ok(&name) {
+    let Some((stem, sheet)) = file_name_ok(&name) else {
         return Err(ApiError::bad_request(
-            "the file name must be letters, digits, '_' or '-', ending in .toml",
+            "the file name must be letters, digits, '_' or '-', ending in .toml \
+             (or a spreadsheet's .csv, .tsv, .txt, .xlsx, .xls, .xlsb, .ods)",
         ));
-    }
+    };
     if body.len() > MAX_FILE {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "a knowledge-base file may be at most 1 MiB",
         ));
     }
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::bad_request("the file is not UTF-8 text"))?;
+    let (name, text) = if sheet {
+        let sheet_name = name.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            crate::dialogue::kb::import::import(std::path::Path::new(&sheet_name), &body)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, lines.join("\n"))
+        })?;
+        (format!("{stem}.toml"), text)
+    } else {
+        let text = String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::bad_request("the file is not UTF-8 text"))?;
+        (name, text)
+    };
     let dir = ops.kb_dir.clone();
     let target = dir.join(&name);
     // Load it with every other file, as the watcher will.
@@ -251,18 +274,23 @@ async fn upload(
 mod tests {
     #[test]
     fn file_names() {
-        for ok in ["faq.toml", "orders_2026-11.toml"] {
-            assert!(super::file_name_ok(ok), "{ok}");
+        for (ok, stem, sheet) in [
+            ("faq.toml", "faq", false),
+            ("orders_2026-11.toml", "orders_2026-11", false),
+            ("faq.xlsx", "faq", true),
+            ("faq.csv", "faq", true),
+        ] {
+            assert_eq!(super::file_name_ok(ok), Some((stem, sheet)), "{ok}");
         }
         for bad in [
             ".toml",
             "../x.toml",
             "a/b.toml",
-            "faq.txt",
+            "faq.docx",
             "faq",
             ".hidden.toml",
         ] {
-            assert!(!super::file_name_ok(bad), "{bad}");
+            assert_eq!(super::file_name_ok(bad), None, "{bad}");
         }
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! Files are TOML (the dialplans' format family) in one directory, read by `load` with
 //! `file:line:col` errors; built-in small talk (`smalltalk.toml`) comes first and a file
-//! may replace any of its intents by id. `csv` turns a spreadsheet into such a file.
+//! may replace any of its intents by id. `import` turns a spreadsheet (`sheet`: a workbook or exported text) into such a file.
 
-pub mod csv;
+pub mod import;
 mod load;
+mod sheet;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,13 +1,19 @@
-//! `kefu kb import`: a spreadsheet (CSV, UTF-8, header row) to a knowledge-base file.
+//! `kefu kb import`: a spreadsheet (a workbook or exported text, read by
+//! [`super::sheet`]) to a knowledge-base file.
 //!
 //! Columns, by header name: `id` (required), `title_en`, `title_zh`, `question_en`,
-//! `question_zh`, `answer_en`, `answer_zh`, `chat_en`, `chat_zh`, `tags`, `handover`.
+//! `question_zh`, `answer_en`, `answer_zh`, `chat_en`, `chat_zh`, `tags`, `handover`,
+//! and `notes` (ignored). Headers are matched without regard to case, spaces,
+//! `_`, `-` or brackets (`Question (EN)`), and the Chinese names a team writes
+//! (编号, 标题, 问题, 答案, 英文问题, 英文答案, 标签, 备注, …) are taken too.
 //! Questions may be several per cell (one per line, or separated by `|`); rows with
-//! the same id add questions to the intent.
+//! the same id add questions to the intent. An intent without a title in a language
+//! is named by its first question in it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::sheet;
 use crate::source::Diagnostic;
 
 const COLUMNS: &[&str] = &[
@@ -22,54 +28,101 @@ const COLUMNS: &[&str] = &[
     "chat_zh",
     "tags",
     "handover",
+    "notes",
 ];
+
+/// Other names for the columns, written as [`key`] leaves them.
+const ALIASES: &[(&str, &str)] = &[
+    ("intent", "id"),
+    ("编号", "id"),
+    ("意图", "id"),
+    ("titleenglish", "title_en"),
+    ("englishtitle", "title_en"),
+    ("英文标题", "title_en"),
+    ("titlechinese", "title_zh"),
+    ("chinesetitle", "title_zh"),
+    ("标题", "title_zh"),
+    ("中文标题", "title_zh"),
+    ("questionsen", "question_en"),
+    ("englishquestion", "question_en"),
+    ("englishquestions", "question_en"),
+    ("examplesen", "question_en"),
+    ("英文问题", "question_en"),
+    ("英文问法", "question_en"),
+    ("questionszh", "question_zh"),
+    ("chinesequestion", "question_zh"),
+    ("chinesequestions", "question_zh"),
+    ("exampleszh", "question_zh"),
+    ("问题", "question_zh"),
+    ("问法", "question_zh"),
+    ("中文问题", "question_zh"),
+    ("中文问法", "question_zh"),
+    ("相似问法", "question_zh"),
+    ("englishanswer", "answer_en"),
+    ("英文答案", "answer_en"),
+    ("英文回答", "answer_en"),
+    ("chineseanswer", "answer_zh"),
+    ("答案", "answer_zh"),
+    ("回答", "answer_zh"),
+    ("中文答案", "answer_zh"),
+    ("中文回答", "answer_zh"),
+    ("标签", "tags"),
+    ("转人工", "handover"),
+    ("note", "notes"),
+    ("comment", "notes"),
+    ("comments", "notes"),
+    ("备注", "notes"),
+];
+
+/// A header as it is compared: lower case, without spaces, `_`, `-` or brackets.
+fn key(header: &str) -> String {
+    header
+        .chars()
+        .filter(|c| !c.is_whitespace() && !"_-()（）[]【】".contains(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
 
 #[derive(Default)]
 struct Entry {
     fields: BTreeMap<&'static str, String>,
     questions_en: Vec<String>,
     questions_zh: Vec<String>,
-    line: u64,
+    line: usize,
 }
 
 /// The TOML text of a knowledge-base file holding the spreadsheet's intents.
 pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
-    let err = |line: u64, message: String| Diagnostic {
+    let err = |line: usize, message: String| Diagnostic {
         file: path.to_path_buf(),
-        line: line as usize,
+        line,
         col: 1,
         message,
     };
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(data);
-    let headers = reader
-        .headers()
-        .map_err(|e| vec![err(1, format!("cannot read the header row: {e}"))])?
-        .clone();
-    let index = columns(path, &headers)?;
+    let rows = sheet::rows(path, data).map_err(|d| vec![d])?;
+    let mut rows = rows
+        .into_iter()
+        .filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
+    let Some(header) = rows.next() else {
+        return Err(vec![err(
+            1,
+            "the sheet is empty: it needs a header row".into(),
+        )]);
+    };
+    let index = columns(path, &header)?;
     let mut problems = Vec::new();
     let mut entries: Vec<(String, Entry)> = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                problems.push(err(line, format!("unreadable row: {e}")));
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line());
+    for row in rows {
+        let line = row.line;
         let get = |c: &str| {
             index
                 .get(c)
-                .and_then(|&i| record.get(i))
-                .map(str::trim)
+                .and_then(|&i| row.cells.get(i))
+                .map(|s| s.trim())
                 .unwrap_or("")
         };
         let id = get("id").to_lowercase();
         if id.is_empty() {
-            if record.iter().all(|f| f.trim().is_empty()) {
-                continue;
-            }
             problems.push(err(line, "row without an id".into()));
             continue;
         }
@@ -89,7 +142,7 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
         let entry = &mut entries[pos].1;
         for &c in COLUMNS
             .iter()
-            .filter(|c| !matches!(**c, "id" | "question_en" | "question_zh"))
+            .filter(|c| !matches!(**c, "id" | "question_en" | "question_zh" | "notes"))
         {
             let v = get(c);
             if v.is_empty() {
@@ -110,7 +163,7 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
             entry.fields.insert(c, v.to_string());
         }
         let split = |s: &str| -> Vec<String> {
-            s.split(['\n', '|'])
+            s.split(['\n', '|', '｜'])
                 .map(str::trim)
                 .filter(|q| !q.is_empty())
                 .map(str::to_string)
@@ -118,6 +171,12 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
         };
         entry.questions_en.extend(split(get("question_en")));
         entry.questions_zh.extend(split(get("question_zh")));
+    }
+    if entries.is_empty() && problems.is_empty() {
+        problems.push(err(
+            header.line,
+            "the sheet has a header row but no intents".into(),
+        ));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -128,30 +187,41 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
 /// Which column each known header is in; the header row's problems otherwise.
 fn columns(
     path: &Path,
-    headers: &csv::StringRecord,
+    header: &sheet::Row,
 ) -> Result<BTreeMap<&'static str, usize>, Vec<Diagnostic>> {
     let mut index = BTreeMap::new();
     let mut problems = Vec::new();
-    for (i, h) in headers.iter().enumerate() {
-        match COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(h.trim())) {
-            Some(c) => {
-                index.insert(*c, i);
+    let problem = |col: usize, message: String| Diagnostic {
+        file: path.to_path_buf(),
+        line: header.line,
+        col,
+        message,
+    };
+    for (i, h) in header.cells.iter().enumerate() {
+        let k = key(h);
+        if k.is_empty() {
+            continue;
+        }
+        let column = COLUMNS
+            .iter()
+            .find(|c| key(c) == k)
+            .copied()
+            .or_else(|| ALIASES.iter().find(|(a, _)| *a == k).map(|(_, c)| *c));
+        match column {
+            Some(c) if index.contains_key(c) => {
+                problems.push(problem(i + 1, format!("a second {c} column ({h:?})")))
             }
-            None => problems.push(Diagnostic {
-                file: path.to_path_buf(),
-                line: 1,
-                col: i + 1,
-                message: format!("unknown column {h:?}; expected: {}", COLUMNS.join(", ")),
-            }),
+            Some(c) => {
+                index.insert(c, i);
+            }
+            None => problems.push(problem(
+                i + 1,
+                format!("unknown column {h:?}; expected: {}", COLUMNS.join(", ")),
+            )),
         }
     }
     if !index.contains_key("id") {
-        problems.push(Diagnostic {
-            file: path.to_path_buf(),
-            line: 1,
-            col: 1,
-            message: "the header row needs an `id` column".into(),
-        });
+        problems.push(problem(1, "the header row needs an `id` column".into()));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -178,9 +248,20 @@ fn to_toml(path: &Path, entries: &[(String, Entry)]) -> String {
                 out.push_str(&format!("{key} = {}\n", q(v)));
             }
         }
+        // A sheet without titles: an intent is named by its first question in
+        // each language ("Do you mean …?" needs a name).
+        for (key, col, questions) in [
+            ("title.en", "title_en", &e.questions_en),
+            ("title.zh", "title_zh", &e.questions_zh),
+        ] {
+            if let (None, Some(first)) = (e.fields.get(col), questions.first()) {
+                let name = first.trim_end_matches(['?', '？', '.', '。', '!', '！']);
+                out.push_str(&format!("{key} = {}\n", q(name)));
+            }
+        }
         if let Some(tags) = e.fields.get("tags") {
             let list: Vec<String> = tags
-                .split([',', '|'])
+                .split([',', '|', '，', '、'])
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(q)
@@ -225,6 +306,31 @@ mod tests {
             Some("Return within 30 days, \"free\".")
         );
         assert_eq!(i.tags, ["policy", "returns"]);
+    }
+
+    #[test]
+    fn a_teams_own_headers_and_no_titles() {
+        let csv = "\u{feff}编号,问题,答案,Question (EN),英文答案,备注,\n\
+                   refund,退款多久到账？｜钱什么时候退回来,3到5个工作日。,When will I get my refund?,Within 3 to 5 working days.,checked,\n\
+                   ,,,,,,\n";
+        let toml = import(Path::new("faq.csv"), csv.as_bytes()).unwrap();
+        let kb = load_files(&[(PathBuf::from("faq.toml"), toml.clone())]).unwrap();
+        let i = kb.intent("refund").unwrap();
+        assert_eq!(i.examples.len(), 3, "{toml}");
+        assert_eq!(i.title.get(crate::dialogue::Lang::Zh), Some("退款多久到账"));
+        assert_eq!(
+            i.title.get(crate::dialogue::Lang::En),
+            Some("When will I get my refund")
+        );
+        let e = import(Path::new("f.csv"), "id,问题,question_zh\n".as_bytes()).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .starts_with("f.csv:1:3: a second question_zh column"),
+            "{}",
+            e[0]
+        );
+        let e = import(Path::new("f.csv"), b"id,answer_en\n").unwrap_err();
+        assert!(e[0].to_string().contains("no intents"), "{}", e[0]);
     }
 
     #[test]
