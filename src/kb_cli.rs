@@ -140,12 +140,24 @@ fn understanding(m: &Matcher) -> String {
             s,
             "intents that need more examples (at least {MIN_EXAMPLES} per language, worded as customers ask):"
         );
-        for line in needs {
+        for line in needs.iter().take(MAX_LISTED) {
             let _ = writeln!(s, "{line}");
+        }
+        if needs.len() > MAX_LISTED {
+            let _ = writeln!(
+                s,
+                "  … and {} more intents ({} in all)",
+                needs.len() - MAX_LISTED,
+                needs.len()
+            );
         }
     }
     s
 }
+
+/// Intents listed as needing more examples, at most: a knowledge base of
+/// thousands of thin intents gets a count, not a page per intent.
+const MAX_LISTED: usize = 40;
 
 /// Fewer example questions than this in a language: `kb check` asks for more.
 const MIN_EXAMPLES: usize = 3;

@@ -38,9 +38,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (prompts, speaker, registry, speech) = plans_and_speech(&config, &audio).await?;
     let live = LiveDialplans::new(registry);
     let encoder = load_encoder(&config).await?;
-    let kb = load_kb(&config.kb, encoder.clone()).await?;
+    let (kb, embedding) = load_kb(&config.kb, encoder.clone(), config.semantic_wait).await?;
     tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
     let kb = LiveKb::new(kb);
+    if let Some(job) = embedding {
+        tokio::spawn(meaning_when_ready(kb.clone(), job));
+    }
     let conversations = Arc::new(Conversations::new(config.max_conversations));
     warn_open_webhooks(&config);
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
@@ -544,10 +547,17 @@ pub fn open_encoder(
 const ENCODER_THREADS: usize = 2;
 
 /// The knowledge base, indexed; without a knowledge-base directory, the built-in small
-/// talk only (said in the log).
-async fn load_kb(dir: &std::path::Path, encoder: Option<Arc<Encoder>>) -> anyhow::Result<Matcher> {
+/// talk only (said in the log). Embedding a large knowledge base's examples the first
+/// time takes minutes (about 4 ms each on one core; they are kept on disk after): if
+/// it takes longer than `wait`, the start goes on matching by words, and the job that
+/// is still embedding is returned for [`meaning_when_ready`].
+async fn load_kb(
+    dir: &std::path::Path,
+    encoder: Option<Arc<Encoder>>,
+    wait: std::time::Duration,
+) -> anyhow::Result<(Matcher, Option<EmbeddingJob>)> {
     let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    let kb = tokio::task::spawn_blocking(move || {
         if d.is_dir() {
             load_kb_dir(&d)
         } else {
@@ -555,9 +565,47 @@ async fn load_kb(dir: &std::path::Path, encoder: Option<Arc<Encoder>>) -> anyhow
             load_kb_files(&[])
         }
         .map_err(|e| anyhow::anyhow!("the knowledge base in {} is invalid:\n{e}", d.display()))
-        .and_then(|kb| Ok(Matcher::with_encoder(Arc::new(kb), encoder)?))
     })
-    .await?
+    .await??;
+    let kb = Arc::new(kb);
+    let Some(encoder) = encoder else {
+        return Ok((Matcher::with_encoder(kb, None)?, None));
+    };
+    let k = kb.clone();
+    let mut job = tokio::task::spawn_blocking(move || Matcher::with_encoder(k, Some(encoder)));
+    match tokio::time::timeout(wait, &mut job).await {
+        Ok(done) => Ok((done??, None)),
+        Err(_) => {
+            let examples: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
+            tracing::warn!(
+                examples,
+                waited = ?wait,
+                "the knowledge base's example questions are still being embedded: matching by words until they are"
+            );
+            Ok((Matcher::new(kb), Some(job)))
+        }
+    }
+}
+
+type EmbeddingJob =
+    tokio::task::JoinHandle<Result<Matcher, crate::dialogue::semantic::EncodeError>>;
+
+/// Swaps the knowledge base matched by meaning in once its examples are embedded,
+/// unless an edit has made another version live meanwhile (that reload embedded
+/// its own examples).
+async fn meaning_when_ready(kb: LiveKb, job: EmbeddingJob) {
+    match job.await {
+        Ok(Ok(m)) => {
+            let version = m.kb.version.clone();
+            if kb.replace_if(|live| live.kb.version == version && !live.is_semantic(), m) {
+                tracing::info!(%version, "knowledge base now matched by meaning too");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot embed the knowledge base's examples: matching by words only")
+        }
+        Err(e) => tracing::error!(error = %e, "embedding the knowledge base's examples failed"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -42,6 +42,19 @@ impl<T> Live<T> {
         }
     }
 
+    /// Swaps in `value` only while the current version passes `still`; whether it did.
+    pub fn replace_if(&self, still: impl FnOnce(&T) -> bool, value: T) -> bool {
+        let mut g = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !still(&g) {
+            return false;
+        }
+        *g = Arc::new(value);
+        true
+    }
+
     pub fn replace(&self, value: T) {
         let value = Arc::new(value);
         match self.inner.write() {

@@ -746,6 +746,54 @@ async fn slot_filling_and_a_second_channel(s: Server) {
     }
 }
 
+/// A knowledge base whose examples take longer to embed than the start waits for
+/// (a large one, the first time) is served at once, matched by words, and by meaning
+/// too as soon as they are embedded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_still_being_embedded_is_served_by_words_meanwhile() {
+    let cache = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        None,
+        &format!(
+            "semantic = true\nsemantic_wait = \"0s\"\nembed_cache = {:?}\n",
+            cache.path().join("embeddings.bin")
+        ),
+    );
+    assert!(
+        s.wait_log("still being embedded: matching by words", 0),
+        "{:?}",
+        s.logs()
+    );
+    let c = reqwest::Client::new();
+    let ask = || async {
+        c.post(url(&s, "/api/v1/kb/match"))
+            .bearer_auth(s.api_token())
+            .json(&json!({"text": "is shipping free if I spend enough", "lang": "en"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // Served while the examples are embedded: an answer by words (none here).
+    let first = ask().await;
+    assert!(first["outcome"].is_string(), "{first}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !s
+        .logs()
+        .iter()
+        .any(|l| l.contains("knowledge base now matched by meaning too"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", s.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Words alone do not find it; meaning does.
+    let now = ask().await;
+    assert_eq!(now["outcome"], "answer", "{now}");
+    assert_eq!(now["ranked"][0]["intent"], "shipping_cost", "{now}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knowledge_base_hot_reload_good_and_bad() {
     let kb = tempfile::tempdir().unwrap();

@@ -113,6 +113,9 @@ pub struct FileConfig {
     /// Where example-question embeddings are kept between runs
     /// (default DATA/embeddings.bin).
     pub embed_cache: Option<PathBuf>,
+    /// How long the start waits for the knowledge base's examples to be embedded,
+    /// "20s"; longer, and it serves matching by words until they are.
+    pub semantic_wait: Option<String>,
     /// Where rendered speech (text prompts, answers) is kept between runs
     /// (default DATA/tts-cache).
     pub tts_cache: Option<PathBuf>,
@@ -362,6 +365,7 @@ pub struct Config {
     pub max_conversations: usize,
     pub semantic: bool,
     pub embed_cache: Option<PathBuf>,
+    pub semantic_wait: Duration,
     pub tts_cache: Option<PathBuf>,
     /// Default voices by language (`[voices]`).
     pub voices: std::collections::BTreeMap<String, String>,
@@ -430,6 +434,7 @@ impl Default for Config {
             max_conversations: 10_000,
             semantic: true,
             embed_cache: None,
+            semantic_wait: Duration::from_secs(20),
             tts_cache: None,
             voices: Default::default(),
             wechat_token: None,
@@ -542,6 +547,9 @@ impl Config {
         }
         if let Some(t) = f.drain_timeout {
             self.drain_timeout = duration("drain_timeout", &t)?;
+        }
+        if let Some(t) = f.semantic_wait {
+            self.semantic_wait = duration("semantic_wait", &t)?;
         }
         if let Some(t) = f.reload_interval {
             self.reload_interval = duration("reload_interval", &t)?;

@@ -164,7 +164,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "{}reload_interval = \"200ms\"\nembed_cache = {:?}\n{}{}{extra_config}\n",
+                "{}reload_interval = \"200ms\"\n{}{}{}{extra_config}\n",
                 // A test that needs many ports (a load benchmark) sets its own range.
                 if extra_config.contains("rtp_ports") {
                     String::new()
@@ -172,8 +172,17 @@ impl Server {
                     format!("rtp_ports = \"{}-{}\"\n", rtp_base, rtp_base + 60)
                 },
                 // One cache of example embeddings for every test server: each embeds
-                // the demo knowledge base once, not once per test.
-                repo().join("target/test-embeddings.bin"),
+                // the demo knowledge base once, not once per test. The first server
+                // to embed it may do so on a busy machine: it waits for the meaning
+                // as long as it takes (unless the test says otherwise).
+                if extra_config.contains("embed_cache") {
+                    String::new()
+                } else {
+                    format!(
+                        "embed_cache = {:?}\nsemantic_wait = \"600s\"\n",
+                        repo().join("target/test-embeddings.bin")
+                    )
+                },
                 // And one of rendered speech: the demo's answers, rendered ahead at
                 // every start, are synthesised once for the whole suite (unless the
                 // test names its own).
