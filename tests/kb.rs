@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::repo;
@@ -68,31 +69,14 @@ fn import_writes_a_file_only_when_it_loads() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("faq.csv");
     std::fs::write(&csv, "id,title_en,question_en,answer_en\nparking,parking,do you have parking|where can i park,Free parking behind every store.\n").unwrap();
-    let out = dir.path().join("faq.toml");
-    let (ok, _, err) = kefu(&[
-        "kb",
-        "import",
-        csv.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--kb",
-        dir.path().to_str().unwrap(),
-    ]);
+    let (ok, err) = import(&csv, &dir.path().join("faq.toml"), dir.path());
     assert!(ok, "{err}");
     let (ok, stdout, err) = kefu(&["kb", "check", dir.path().to_str().unwrap()]);
     assert!(ok && stdout.contains("ok"), "{err}");
     // A row teaching a small-talk question again is refused and nothing is written.
     std::fs::write(&csv, "id,title_en,question_en,answer_en\nhi,hi,hello,Hi.\n").unwrap();
     let out2 = dir.path().join("faq2.toml");
-    let (ok, _, err) = kefu(&[
-        "kb",
-        "import",
-        csv.to_str().unwrap(),
-        "-o",
-        out2.to_str().unwrap(),
-        "--kb",
-        dir.path().to_str().unwrap(),
-    ]);
+    let (ok, err) = import(&csv, &out2, dir.path());
     assert!(
         !ok && err.contains("also taught to intent `greeting`"),
         "{err}"
@@ -103,7 +87,7 @@ fn import_writes_a_file_only_when_it_loads() {
 /// Each intent as the import must keep it: id, titles, examples (sorted), answers.
 type Kept = (String, [Option<String>; 4], Vec<(String, String)>);
 
-fn kept(dir: &std::path::Path) -> Vec<Kept> {
+fn kept(dir: &Path) -> Vec<Kept> {
     use kefu::dialogue::Lang::{En, Zh};
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -141,8 +125,8 @@ fn kept(dir: &std::path::Path) -> Vec<Kept> {
     out
 }
 
-fn import_into(sheet: &std::path::Path, dir: &std::path::Path) {
-    let out = dir.join("faq.toml");
+/// `kefu kb import SHEET -o OUT --kb DIR`: whether it succeeded, and its errors.
+fn import(sheet: &Path, out: &Path, dir: &Path) -> (bool, String) {
     let (ok, _, err) = kefu(&[
         "kb",
         "import",
@@ -152,6 +136,11 @@ fn import_into(sheet: &std::path::Path, dir: &std::path::Path) {
         "--kb",
         dir.to_str().unwrap(),
     ]);
+    (ok, err)
+}
+
+fn import_into(sheet: &Path, dir: &Path) {
+    let (ok, err) = import(sheet, &dir.join("faq.toml"), dir);
     assert!(ok, "{}: {err}", sheet.display());
 }
 

@@ -322,32 +322,31 @@ mod tests {
             i.title.get(crate::dialogue::Lang::En),
             Some("When will I get my refund")
         );
-        let e = import(Path::new("f.csv"), "id,问题,question_zh\n".as_bytes()).unwrap_err();
+        let e = refused("id,问题,question_zh\n".as_bytes());
         assert!(
-            e[0].to_string()
-                .starts_with("f.csv:1:3: a second question_zh column"),
-            "{}",
-            e[0]
+            e.starts_with("f.csv:1:3: a second question_zh column"),
+            "{e}"
         );
-        let e = import(Path::new("f.csv"), b"id,answer_en\n").unwrap_err();
-        assert!(e[0].to_string().contains("no intents"), "{}", e[0]);
+        let e = refused(b"id,answer_en\n");
+        assert!(e.contains("no intents"), "{e}");
+    }
+
+    /// The first problem `import` finds in `f.csv` holding `data`.
+    fn refused(data: &[u8]) -> String {
+        import(Path::new("f.csv"), data).unwrap_err()[0].to_string()
     }
 
     #[test]
     fn bad_sheets_are_reported_by_line() {
-        let e = import(Path::new("f.csv"), b"id,question,answer_en\n").unwrap_err();
+        let e = refused(b"id,question,answer_en\n");
         assert!(
-            e[0].to_string()
-                .starts_with("f.csv:1:2: unknown column \"question\""),
-            "{}",
-            e[0]
+            e.starts_with("f.csv:1:2: unknown column \"question\""),
+            "{e}"
         );
-        let e = import(Path::new("f.csv"), b"id,answer_en\na,one\na,two\n").unwrap_err();
+        let e = refused(b"id,answer_en\na,one\na,two\n");
         assert!(
-            e[0].to_string()
-                .contains("f.csv:3:1: intent `a` already has a different answer_en"),
-            "{}",
-            e[0]
+            e.contains("f.csv:3:1: intent `a` already has a different answer_en"),
+            "{e}"
         );
     }
 }
