@@ -571,10 +571,18 @@ async fn load_kb(
     let Some(encoder) = encoder else {
         return Ok((Matcher::with_encoder(kb, None)?, None));
     };
+    // A thread of its own, not the runtime's blocking pool: a stop while it is still
+    // embedding must not wait minutes for it (the runtime waits for its pool).
+    let (tx, mut job) = tokio::sync::oneshot::channel();
     let k = kb.clone();
-    let mut job = tokio::task::spawn_blocking(move || Matcher::with_encoder(k, Some(encoder)));
+    std::thread::Builder::new()
+        .name("kb-embed".into())
+        .spawn(move || {
+            let _ = tx.send(Matcher::with_encoder(k, Some(encoder)));
+        })
+        .context("cannot start embedding the knowledge base")?;
     match tokio::time::timeout(wait, &mut job).await {
-        Ok(done) => Ok((done??, None)),
+        Ok(done) => Ok((done.context("embedding the knowledge base stopped")??, None)),
         Err(_) => {
             let examples: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
             tracing::warn!(
@@ -588,7 +596,7 @@ async fn load_kb(
 }
 
 type EmbeddingJob =
-    tokio::task::JoinHandle<Result<Matcher, crate::dialogue::semantic::EncodeError>>;
+    tokio::sync::oneshot::Receiver<Result<Matcher, crate::dialogue::semantic::EncodeError>>;
 
 /// Swaps the knowledge base matched by meaning in once its examples are embedded,
 /// unless an edit has made another version live meanwhile (that reload embedded
