@@ -38,12 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (prompts, speaker, registry, speech) = plans_and_speech(&config, &audio).await?;
     let live = LiveDialplans::new(registry);
     let encoder = load_encoder(&config).await?;
-    let (kb, embedding) = load_kb(&config.kb, encoder.clone(), config.semantic_wait).await?;
-    tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
-    let kb = LiveKb::new(kb);
-    if let Some(job) = embedding {
-        tokio::spawn(meaning_when_ready(kb.clone(), job));
-    }
+    let kb = live_kb(&config, encoder.clone()).await?;
     let conversations = Arc::new(Conversations::new(config.max_conversations));
     warn_open_webhooks(&config);
     let center = Arc::new(crate::agents::center::Center::new(config.queues.clone()));
@@ -545,6 +540,18 @@ pub fn open_encoder(
 
 /// ONNX Runtime threads per sentence embedding.
 const ENCODER_THREADS: usize = 2;
+
+/// The live knowledge base ([`load_kb`]), matched by meaning too once its examples
+/// are embedded.
+async fn live_kb(config: &Config, encoder: Option<Arc<Encoder>>) -> anyhow::Result<LiveKb> {
+    let (kb, embedding) = load_kb(&config.kb, encoder, config.semantic_wait).await?;
+    tracing::info!(dir = %config.kb.display(), intents = kb.kb.intents.len(), version = %kb.kb.version, "knowledge base loaded");
+    let kb = LiveKb::new(kb);
+    if let Some(job) = embedding {
+        tokio::spawn(meaning_when_ready(kb.clone(), job));
+    }
+    Ok(kb)
+}
 
 /// The knowledge base, indexed; without a knowledge-base directory, the built-in small
 /// talk only (said in the log). Embedding a large knowledge base's examples the first

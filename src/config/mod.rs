@@ -542,18 +542,12 @@ impl Config {
         if let Some(r) = f.rtp_ports {
             self.rtp_ports = parse_range(&r)?;
         }
-        if let Some(t) = f.rtp_timeout {
-            self.rtp_timeout = duration("rtp_timeout", &t)?;
+        macro_rules! take_duration {
+            ($($field:ident),*) => {
+                $(if let Some(t) = &f.$field { self.$field = duration(stringify!($field), t)?; })*
+            };
         }
-        if let Some(t) = f.drain_timeout {
-            self.drain_timeout = duration("drain_timeout", &t)?;
-        }
-        if let Some(t) = f.semantic_wait {
-            self.semantic_wait = duration("semantic_wait", &t)?;
-        }
-        if let Some(t) = f.reload_interval {
-            self.reload_interval = duration("reload_interval", &t)?;
-        }
+        take_duration!(rtp_timeout, drain_timeout, semantic_wait, reload_interval);
         if let Some(t) = f.session_ttl {
             self.session_ttl = duration("session_ttl", &t)?;
             if self.session_ttl < Duration::from_secs(60) {
