@@ -147,8 +147,9 @@ fn import_into(sheet: &Path, dir: &Path) {
 #[test]
 fn a_teams_excel_sheet_or_its_gbk_csv_imports_whole() {
     // The telecom development knowledge base as a Chinese team keeps it in Excel
-    // (tests/fixtures/kb/sheets/make.py): Chinese headers, questions several to a
-    // cell and over two rows, a blank row, a notes column.
+    // (tests/fixtures/kb/sheets/make.py): a sheet of instructions first, then the
+    // FAQ with Chinese headers, questions several to a cell and over two rows, a
+    // blank row, a notes column.
     let want = kept(&repo().join("tests/fixtures/kb/dev/telecom"));
     assert_eq!(want.len(), 26);
     let dir = tempfile::tempdir().unwrap();

@@ -83,6 +83,16 @@ fn key(header: &str) -> String {
         .collect()
 }
 
+/// The column a header names, by its name or an alias.
+fn column(header: &str) -> Option<&'static str> {
+    let k = key(header);
+    COLUMNS
+        .iter()
+        .find(|c| key(c) == k)
+        .copied()
+        .or_else(|| ALIASES.iter().find(|(a, _)| *a == k).map(|(_, c)| *c))
+}
+
 #[derive(Default)]
 struct Entry {
     fields: BTreeMap<&'static str, String>,
@@ -99,7 +109,8 @@ pub fn import(path: &Path, data: &[u8]) -> Result<String, Vec<Diagnostic>> {
         col: 1,
         message,
     };
-    let rows = sheet::rows(path, data).map_err(|d| vec![d])?;
+    let has_id = |cells: &[String]| cells.iter().any(|c| column(c) == Some("id"));
+    let rows = sheet::rows(path, data, &has_id).map_err(|d| vec![d])?;
     let mut rows = rows
         .into_iter()
         .filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
@@ -198,16 +209,10 @@ fn columns(
         message,
     };
     for (i, h) in header.cells.iter().enumerate() {
-        let k = key(h);
-        if k.is_empty() {
+        if key(h).is_empty() {
             continue;
         }
-        let column = COLUMNS
-            .iter()
-            .find(|c| key(c) == k)
-            .copied()
-            .or_else(|| ALIASES.iter().find(|(a, _)| *a == k).map(|(_, c)| *c));
-        match column {
+        match column(h) {
             Some(c) if index.contains_key(c) => {
                 problems.push(problem(i + 1, format!("a second {c} column ({h:?})")))
             }

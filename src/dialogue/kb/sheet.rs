@@ -1,5 +1,6 @@
 //! A spreadsheet's cells, whatever file an admin has: an Excel or OpenDocument
-//! workbook (`.xlsx`, `.xls`, `.xlsb`, `.ods`; its first sheet, read by calamine) or
+//! workbook (`.xlsx`, `.xls`, `.xlsb`, `.ods`; the first sheet
+//! whose header names an id, read by calamine) or
 //! delimited text as spreadsheet programs export it: UTF-8 with or without a byte
 //! order mark, UTF-16 ("Unicode text"), or GB18030/GBK (what Excel on a Chinese
 //! Windows writes as "CSV"); commas, tabs or semicolons.
@@ -27,8 +28,13 @@ pub struct Row {
 const MAX_UNPACKED: u64 = 64 * 1024 * 1024;
 
 /// The sheet's rows, the header row first; blank rows are kept (their numbers
-/// count), so diagnostics name the row the admin sees.
-pub fn rows(path: &Path, data: &[u8]) -> Result<Vec<Row>, Diagnostic> {
+/// count), so diagnostics name the row the admin sees. Of a workbook's sheets, the
+/// first whose header `wanted` takes.
+pub fn rows(
+    path: &Path,
+    data: &[u8],
+    wanted: &dyn Fn(&[String]) -> bool,
+) -> Result<Vec<Row>, Diagnostic> {
     let err = |line: usize, message: String| Diagnostic {
         file: path.to_path_buf(),
         line,
@@ -38,11 +44,11 @@ pub fn rows(path: &Path, data: &[u8]) -> Result<Vec<Row>, Diagnostic> {
     match data {
         [0x50, 0x4b, 0x03, 0x04, ..] => {
             unpacked_size(data).map_err(|m| err(1, m))?;
-            workbook(data).map_err(|m| err(1, m))
+            workbook(data, wanted).map_err(|m| err(1, m))
         }
         // An OLE compound file: Excel 97–2003 (`.xls`).
         [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, ..] => {
-            workbook(data).map_err(|m| err(1, m))
+            workbook(data, wanted).map_err(|m| err(1, m))
         }
         _ => {
             let text = decode(data).map_err(|m| err(1, m))?;
@@ -51,16 +57,31 @@ pub fn rows(path: &Path, data: &[u8]) -> Result<Vec<Row>, Diagnostic> {
     }
 }
 
-/// The first sheet of a workbook.
-fn workbook(data: &[u8]) -> Result<Vec<Row>, String> {
+/// The first sheet of a workbook whose first row `wanted` takes for a header (a
+/// workbook may open with a sheet of instructions), else its first sheet.
+fn workbook(data: &[u8], wanted: &dyn Fn(&[String]) -> bool) -> Result<Vec<Row>, String> {
     let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(data))
         .map_err(|e| format!("not a workbook kefu can read: {e}"))?;
-    let range = book
-        .worksheet_range_at(0)
-        .ok_or("the workbook has no sheet")?
-        .map_err(|e| format!("cannot read the first sheet: {e}"))?;
+    let mut first = None;
+    for name in book.sheet_names() {
+        let range = book
+            .worksheet_range(&name)
+            .map_err(|e| format!("cannot read the sheet {name:?}: {e}"))?;
+        let rows = sheet_rows(&range);
+        let header = rows
+            .iter()
+            .find(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
+        if header.is_some_and(|h| wanted(&h.cells)) {
+            return Ok(rows);
+        }
+        first.get_or_insert(rows);
+    }
+    first.ok_or_else(|| "the workbook has no sheet".into())
+}
+
+fn sheet_rows(range: &calamine::Range<calamine::Data>) -> Vec<Row> {
     let (top, _) = range.start().unwrap_or((0, 0));
-    Ok(range
+    range
         .rows()
         .enumerate()
         .map(|(i, cells)| Row {
@@ -73,7 +94,7 @@ fn workbook(data: &[u8]) -> Result<Vec<Row>, String> {
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 /// What a zip's entries declare they unpack to, refused above [`MAX_UNPACKED`].
@@ -176,7 +197,7 @@ mod tests {
     use super::*;
 
     fn cells(data: &[u8]) -> Vec<Vec<String>> {
-        rows(Path::new("faq.csv"), data)
+        rows(Path::new("faq.csv"), data, &|_| true)
             .unwrap()
             .into_iter()
             .map(|r| r.cells)
@@ -209,21 +230,31 @@ mod tests {
 
     #[test]
     fn rows_keep_their_numbers() {
-        let r = rows(Path::new("f.csv"), b"id,q\n\na,\"two\nlines\"\nb,x\n").unwrap();
+        let r = rows(
+            Path::new("f.csv"),
+            b"id,q\n\na,\"two\nlines\"\nb,x\n",
+            &|_| true,
+        )
+        .unwrap();
         let lines: Vec<usize> = r.iter().map(|r| r.line).collect();
         assert_eq!(lines, [1, 3, 5]);
     }
 
     #[test]
     fn what_is_not_a_sheet_is_refused_with_a_reason() {
-        let e = rows(Path::new("f.csv"), &[0x00, 0xff, 0xfe, 0x81, 0x00, 0x30]).unwrap_err();
+        let e = rows(
+            Path::new("f.csv"),
+            &[0x00, 0xff, 0xfe, 0x81, 0x00, 0x30],
+            &|_| true,
+        )
+        .unwrap_err();
         assert!(
             e.to_string().starts_with("f.csv:1:1: the file is neither"),
             "{e}"
         );
-        let e = rows(Path::new("f.xlsx"), b"PK\x03\x04broken").unwrap_err();
+        let e = rows(Path::new("f.xlsx"), b"PK\x03\x04broken", &|_| true).unwrap_err();
         assert!(e.to_string().contains("not a workbook"), "{e}");
-        let e = rows(Path::new("f.csv"), b"\xff\xfe\x00\xd8").unwrap_err();
+        let e = rows(Path::new("f.csv"), b"\xff\xfe\x00\xd8", &|_| true).unwrap_err();
         assert!(e.to_string().contains("not valid UTF-16LE"), "{e}");
     }
 }
