@@ -776,9 +776,10 @@ async fn a_knowledge_base_still_being_embedded_is_served_by_words_meanwhile() {
             .await
             .unwrap()
     };
-    // Served while the examples are embedded: an answer by words (none here).
+    // Served while the examples are embedded (seconds for the demo's ~1,200, asked
+    // within a poll of the log line): by words, which do not find this one.
     let first = ask().await;
-    assert!(first["outcome"].is_string(), "{first}");
+    assert_eq!(first["outcome"], "out_of_scope", "{first}");
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while !s
         .logs()
