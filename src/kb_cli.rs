@@ -217,13 +217,22 @@ pub fn import(file: &Path, output: &Path, dir: &Path) -> ExitCode {
     }
 }
 
-pub fn evaluate(
-    file: &Path,
-    dir: &Path,
-    sweep: bool,
-    sound_alikes: bool,
-    models: Option<&Path>,
-) -> ExitCode {
+/// What `kefu kb eval` shows besides its summary.
+pub struct EvalOptions {
+    /// Also try a range of answer thresholds.
+    pub sweep: bool,
+    /// Correct Mandarin sound-alikes as calls do (off: read as written, to compare).
+    pub sound_alikes: bool,
+    /// List every question not handled right.
+    pub misses: bool,
+}
+
+pub fn evaluate(file: &Path, dir: &Path, options: EvalOptions, models: Option<&Path>) -> ExitCode {
+    let EvalOptions {
+        sweep,
+        sound_alikes,
+        misses,
+    } = options;
     let m = match load(dir, models) {
         Ok(m) if sound_alikes => m,
         Ok(m) => m.without_sound_alikes(),
@@ -247,8 +256,13 @@ pub fn evaluate(
     };
     let report = eval::evaluate(&m, &cases, None);
     print!("{}", eval::render(&report, 15));
+    if misses {
+        print!("{}", eval::render_misses(file, &report));
+    }
     if sweep {
-        println!("threshold sweep (answer, clarify = answer - 0.1): top-1 answered right, OOS F1");
+        println!(
+            "threshold sweep (answer, clarify = answer - 0.1): overall accuracy, answered right, OOS F1"
+        );
         for a in (20..=80).step_by(5) {
             let a = a as f32 / 100.0;
             let t = Thresholds {
@@ -258,8 +272,13 @@ pub fn evaluate(
             };
             let r = eval::evaluate(&m, &cases, Some(&t));
             println!(
-                "  answer {a:.2}: answered right {:.1} %, asked back {}, OOS F1 {:.3}",
-                100.0 * r.answered_right as f64 / r.in_scope.max(1) as f64,
+                "  answer {a:.2}: overall {:.3}{}, answered right {:.1} %, asked back {}, OOS F1 {:.3}",
+                r.overall_accuracy(),
+                r.langs
+                    .iter()
+                    .map(|(lang, l)| format!(" {lang} {:.3}", l.overall_accuracy()))
+                    .collect::<String>(),
+                100.0 * r.answered_right_share(),
                 r.clarified,
                 r.oos_f1()
             );

@@ -198,6 +198,9 @@ enum KbCommand {
         /// Read Mandarin exactly as written (no sound-alike correction), to compare.
         #[arg(long)]
         no_sound_alikes: bool,
+        /// Also list every question not handled right, with its line and what kefu did.
+        #[arg(long)]
+        misses: bool,
         #[command(flatten)]
         semantic: SemanticArgs,
     },
@@ -330,8 +333,18 @@ fn main() -> ExitCode {
                 kb,
                 sweep,
                 no_sound_alikes,
+                misses,
                 semantic,
-            } => kb_cli::evaluate(&file, &kb, sweep, !no_sound_alikes, semantic.models()),
+            } => kb_cli::evaluate(
+                &file,
+                &kb,
+                kb_cli::EvalOptions {
+                    sweep,
+                    sound_alikes: !no_sound_alikes,
+                    misses,
+                },
+                semantic.models(),
+            ),
         },
         Command::Chat {
             kb,

@@ -224,7 +224,28 @@ fn eval_reports_accuracy_and_out_of_scope() {
         "{out}"
     );
     assert!(out.contains("most confused"), "{out}");
+    assert!(out.contains("ranking's ceiling (overall if every"), "{out}");
+    assert!(!out.contains("not handled right"), "{out}");
+    // An admin lists what went wrong, each at its line: here a question labelled with
+    // the wrong intent on purpose; the right one is not listed.
     let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.tsv");
+    std::fs::write(
+        &mine,
+        "where is my order\torder_status\n# labelled wrong on purpose\nwhere is my order\tcancel_order\n",
+    )
+    .unwrap();
+    let (ok, out, err) = kefu(&["kb", "eval", mine.to_str().unwrap(), "--misses"]);
+    assert!(ok, "{err}");
+    let listed = &out[out
+        .find("not handled right (1):")
+        .unwrap_or_else(|| panic!("{out}"))..];
+    assert!(
+        listed.contains("mine.tsv:3: where is my order")
+            && listed.contains("expected cancel_order, got order_status (confidence")
+            && !listed.contains("mine.tsv:1:"),
+        "{out}"
+    );
     let bad = dir.path().join("bad.tsv");
     std::fs::write(&bad, "where is my order\tno_such_intent\n").unwrap();
     let (ok, _, err) = kefu(&["kb", "eval", bad.to_str().unwrap()]);

@@ -85,6 +85,21 @@ pub struct Report {
     pub langs: BTreeMap<String, Report>,
     /// Confidence bins of answered questions: (answered, right), 0.1 wide.
     pub calibration: [(usize, usize); 10],
+    /// Every question not handled right, in file order.
+    pub misses: Vec<Miss>,
+}
+
+/// A question the knowledge base did not handle right, for `kefu kb eval --misses`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Miss {
+    pub line: usize,
+    pub text: String,
+    /// The labelled intent, "-" for out of scope.
+    pub expected: String,
+    /// What kefu did: an intent, "A|B" when it asked back, "-" when it declined.
+    pub got: String,
+    /// The confidence of kefu's first choice (0 when nothing matched at all).
+    pub confidence: f32,
 }
 
 impl Report {
@@ -102,6 +117,16 @@ impl Report {
     }
     pub fn top1_accuracy(&self) -> f64 {
         ratio(self.top1, self.in_scope)
+    }
+    /// The overall accuracy if every out-of-scope decision were right and every other
+    /// question answered with the intent ranked first: what ranking allows, whatever
+    /// the thresholds. Below the target, more or better examples are needed, not other
+    /// thresholds.
+    pub fn ranking_ceiling(&self) -> f64 {
+        ratio(
+            self.top1 + self.out_of_scope,
+            self.in_scope + self.out_of_scope,
+        )
     }
     pub fn oos_precision(&self) -> f64 {
         ratio(self.oos_true, self.oos_true + self.oos_false)
@@ -162,6 +187,16 @@ fn tally(
             Outcome::Clarify(a, b) => format!("{}|{}", id(a.intent), id(b.intent)),
             Outcome::OutOfScope(_) => "-".into(),
         };
+        let expected = case.intent.as_deref().unwrap_or("-");
+        if got != expected {
+            r.misses.push(Miss {
+                line: case.line,
+                text: case.text.clone(),
+                expected: expected.to_string(),
+                got: got.clone(),
+                confidence: ranked.first().map_or(0.0, |s| s.score),
+            });
+        }
         match &case.intent {
             Some(expected) => {
                 r.in_scope += 1;
@@ -248,6 +283,15 @@ pub fn render(r: &Report, worst: usize) -> String {
     }
     let _ = writeln!(
         s,
+        "ranking's ceiling (overall if every out-of-scope decision were right): {:.3}{}",
+        r.ranking_ceiling(),
+        r.langs
+            .iter()
+            .map(|(lang, l)| format!("; {lang} {:.3}", l.ranking_ceiling()))
+            .collect::<String>()
+    );
+    let _ = writeln!(
+        s,
         "decisions on in-scope questions: answered right {}, answered wrong {}, asked back {}, treated as out of scope {}",
         r.answered_right, r.answered_wrong, r.clarified, r.oos_false
     );
@@ -277,6 +321,26 @@ pub fn render(r: &Report, worst: usize) -> String {
         for ((e, g), n) in confused.into_iter().take(worst) {
             let _ = writeln!(s, "  {n:>3}  {e} → {g}");
         }
+    }
+    s
+}
+
+/// Every question not handled right, one per line: `line: question` then what was
+/// expected and what kefu did, with its confidence.
+pub fn render_misses(path: &Path, r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "not handled right ({}):", r.misses.len());
+    for m in &r.misses {
+        let _ = writeln!(
+            s,
+            "  {}:{}: {}\n      expected {}, got {} (confidence {:.2})",
+            path.display(),
+            m.line,
+            m.text,
+            m.expected,
+            m.got,
+            m.confidence
+        );
     }
     s
 }
