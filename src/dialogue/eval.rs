@@ -325,8 +325,8 @@ pub fn render(r: &Report, worst: usize) -> String {
     s
 }
 
-/// Every question not handled right, one per line: `line: question` then what was
-/// expected and what kefu did, with its confidence.
+/// Every question not handled right: `file:line: question`, then on the next line
+/// what was expected and what kefu did, with its confidence.
 pub fn render_misses(path: &Path, r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "not handled right ({}):", r.misses.len());
